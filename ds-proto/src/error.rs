@@ -1,0 +1,210 @@
+//! Typed errors (DESIGN.md section 2, "Errors").
+//!
+//! Every error names the [`Operation`] and the stream URL it happened on, and an [`ErrorKind`]
+//! that tells apart everything a caller may want to react to. Errors are `Clone + PartialEq` so
+//! state machines can hand them out in events and tests can compare them.
+
+use crate::io::TransportError;
+use crate::offset::Offset;
+use std::fmt;
+use std::time::Duration;
+
+/// The protocol operation an error belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// `PUT` (PROTOCOL.md 5.1).
+    Create,
+    /// `POST` with a body (5.2).
+    Append,
+    /// `POST` with `Stream-Closed: true` (5.3).
+    Close,
+    /// `HEAD` (5.5).
+    Head,
+    /// `DELETE` (5.4).
+    Delete,
+    /// `GET` (5.6-5.8).
+    Read,
+}
+
+impl Operation {
+    /// The lower-case name used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Append => "append",
+            Operation::Close => "close",
+            Operation::Head => "head",
+            Operation::Delete => "delete",
+            Operation::Read => "read",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which of the protocol's `409 Conflict` conditions the server reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConflictKind {
+    /// The stream is closed (`Stream-Closed: true` on the 409, PROTOCOL.md 5.2); carries the final
+    /// offset when the server sent it.
+    Closed {
+        /// `Stream-Next-Offset` of the 409: the stream's final offset.
+        final_offset: Option<Offset>,
+    },
+    /// The stream exists with another configuration (create, 5.1) or is soft-deleted.
+    ExistsWithDifferentConfig,
+    /// The append's content type differs from the stream's.
+    ContentTypeMismatch,
+    /// `Stream-Seq` was not greater than the last one (5.2).
+    SeqRegression,
+    /// A 409 whose cause the headers do not tell.
+    Other,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// 404: the stream (or a fork's source) does not exist.
+    #[error("stream not found")]
+    NotFound,
+    /// 410: the offset is before the retained data, or the stream is soft-deleted.
+    #[error("gone: offset before retention or stream soft-deleted")]
+    Gone,
+    /// 409 for one of the reasons in [`ConflictKind`].
+    #[error("conflict: {0:?}")]
+    Conflict(ConflictKind),
+    /// 403 with `Producer-Epoch`: a producer with a higher epoch exists (5.2.1).
+    #[error("producer fenced: server epoch is {server_epoch}")]
+    Fenced {
+        /// The epoch the server holds.
+        server_epoch: u64,
+    },
+    /// 409 with `Producer-Expected-Seq`/`Producer-Received-Seq` (5.2.1).
+    #[error("producer sequence gap: expected {expected}, received {received}")]
+    SequenceGap {
+        /// The sequence number the server expected.
+        expected: u64,
+        /// The sequence number it received.
+        received: u64,
+    },
+    /// 429, with the server's `Retry-After` when it sent one.
+    #[error("rate limited (retry after {retry_after:?})")]
+    RateLimited {
+        /// How long the server asked the client to wait.
+        retry_after: Option<Duration>,
+    },
+    /// 413.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 400, with the server's message (the start of the body).
+    #[error("bad request: {message}")]
+    BadRequest {
+        /// What the server said.
+        message: String,
+    },
+    /// Any other status the operation does not expect.
+    #[error("unexpected status {status}: {body_prefix}")]
+    UnexpectedStatus {
+        /// The status code.
+        status: u16,
+        /// `Retry-After`, if the server sent one (honoured on 5xx retries).
+        retry_after: Option<Duration>,
+        /// The start of the response body, lossily decoded.
+        body_prefix: String,
+    },
+    /// The exchange failed below HTTP.
+    #[error("transport: {0}")]
+    Transport(TransportError),
+    /// The response broke the protocol (a missing or malformed header, an undecodable body).
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+    /// The caller's input was refused before anything was sent.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A response body or event exceeded a configured limit.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+}
+
+impl ErrorKind {
+    /// Whether the failure is transient (429, 5xx, transport) and a retry may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ErrorKind::RateLimited { .. } | ErrorKind::Transport(_) => true,
+            ErrorKind::UnexpectedStatus { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// The server's requested wait (`Retry-After`), a floor for the next retry.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ErrorKind::RateLimited { retry_after } => *retry_after,
+            ErrorKind::UnexpectedStatus { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// An error with its context: operation, stream URL and kind.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{operation} {url}: {kind}")]
+pub struct Error {
+    /// The operation that failed.
+    pub operation: Operation,
+    /// The stream URL (without query).
+    pub url: String,
+    /// What went wrong.
+    pub kind: ErrorKind,
+}
+
+impl Error {
+    /// Builds an error.
+    pub fn new(operation: Operation, url: impl Into<String>, kind: ErrorKind) -> Self {
+        Error {
+            operation,
+            url: url.into(),
+            kind,
+        }
+    }
+
+    /// An [`ErrorKind::InvalidInput`] error.
+    pub fn invalid_input(operation: Operation, url: &str, message: impl Into<String>) -> Self {
+        Error::new(operation, url, ErrorKind::InvalidInput(message.into()))
+    }
+
+    /// An [`ErrorKind::InvalidResponse`] error.
+    pub fn invalid_response(operation: Operation, url: &str, message: impl Into<String>) -> Self {
+        Error::new(operation, url, ErrorKind::InvalidResponse(message.into()))
+    }
+
+    /// An [`ErrorKind::Transport`] error.
+    pub fn transport(operation: Operation, url: &str, error: TransportError) -> Self {
+        Error::new(operation, url, ErrorKind::Transport(error))
+    }
+
+    /// Whether a retry may succeed (see [`ErrorKind::is_retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+
+    /// Whether this is a 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.kind, ErrorKind::NotFound)
+    }
+
+    /// Whether the stream is closed (409 with `Stream-Closed`).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.kind, ErrorKind::Conflict(ConflictKind::Closed { .. }))
+    }
+}
+
+/// A shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,131 @@
+//! The values a state machine exchanges with its driver: requests out, response pieces in.
+//!
+//! A machine emits [`Transmit`]s; the driver performs each HTTP exchange and feeds back what it
+//! saw as [`Input`]s tagged with the same [`RequestId`] (DESIGN.md section 2). No driver error
+//! type crosses into `ds-proto`: failures are flattened into [`TransportError`].
+
+use bytes::Bytes;
+use std::fmt;
+use std::time::Instant;
+
+/// Identifies one HTTP exchange emitted by a state machine.
+///
+/// Ids are unique per machine for its whole life; inputs carrying an id the machine does not
+/// know (or no longer waits for) are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// A request the driver must send.
+#[derive(Debug)]
+pub struct Transmit {
+    /// The id to tag every [`Input`] of this exchange with.
+    pub id: RequestId,
+    /// The request, complete with URL, headers and body.
+    pub request: http::Request<Bytes>,
+    /// When the driver should give up on the exchange if it has not ended (report it as
+    /// [`TransportErrorKind::Timeout`]). `None`: no deadline from the machine.
+    pub deadline: Option<Instant>,
+}
+
+/// What the driver saw of an exchange, fed to `handle_input`.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The response status line and headers arrived.
+    Head {
+        /// The exchange.
+        id: RequestId,
+        /// Status, version and headers of the response.
+        parts: http::response::Parts,
+    },
+    /// A piece of the response body arrived (any size, including empty).
+    Body {
+        /// The exchange.
+        id: RequestId,
+        /// The bytes, in order.
+        chunk: Bytes,
+    },
+    /// The response body ended cleanly.
+    End {
+        /// The exchange.
+        id: RequestId,
+    },
+    /// The exchange failed before it ended cleanly (connect error, reset, timeout, ...).
+    Failed {
+        /// The exchange.
+        id: RequestId,
+        /// What went wrong, flattened.
+        error: TransportError,
+    },
+}
+
+impl Input {
+    /// The exchange this input belongs to.
+    pub fn id(&self) -> RequestId {
+        match self {
+            Input::Head { id, .. }
+            | Input::Body { id, .. }
+            | Input::End { id }
+            | Input::Failed { id, .. } => *id,
+        }
+    }
+}
+
+/// The class of a transport failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// The connection could not be established.
+    Connect,
+    /// The exchange did not finish before its deadline.
+    Timeout,
+    /// The connection was closed or reset mid-exchange.
+    ConnectionReset,
+    /// The peer spoke malformed HTTP.
+    Protocol,
+    /// TLS failed (handshake, certificate).
+    Tls,
+    /// The response exceeded a configured size limit.
+    TooLarge,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for TransportErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportErrorKind::Connect => "connect failed",
+            TransportErrorKind::Timeout => "timed out",
+            TransportErrorKind::ConnectionReset => "connection reset",
+            TransportErrorKind::Protocol => "HTTP protocol error",
+            TransportErrorKind::Tls => "TLS error",
+            TransportErrorKind::TooLarge => "response too large",
+            TransportErrorKind::Other => "transport error",
+        })
+    }
+}
+
+/// A transport failure, as reported by a driver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct TransportError {
+    /// The class of failure.
+    pub kind: TransportErrorKind,
+    /// The driver's description (never contains request headers).
+    pub message: String,
+}
+
+impl TransportError {
+    /// Builds a transport error.
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        TransportError {
+            kind,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! JSON mode (PROTOCOL.md 9.1): message framing for appends and splitting of read bodies.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+/// Checks that `body` is one JSON value.
+pub fn validate(body: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// Whether `body` is an empty JSON array (`[]`, whitespace allowed).
+pub fn is_empty_array(body: &[u8]) -> bool {
+    let trimmed: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .take(3)
+        .collect();
+    trimmed == b"[]"
+}
+
+/// The body that stores `message` as exactly one message: `[message]`, since the server
+/// flattens one level of array (9.1.2). The message must be valid JSON and not an empty array.
+pub fn wrap_one(message: &[u8]) -> Result<Bytes, String> {
+    validate(message)?;
+    if is_empty_array(message) {
+        return Err("an empty JSON array appends nothing (PROTOCOL.md 9.1.3)".to_owned());
+    }
+    let mut out = BytesMut::with_capacity(message.len() + 2);
+    out.put_u8(b'[');
+    out.put_slice(message);
+    out.put_u8(b']');
+    Ok(out.freeze())
+}
+
+/// The body that stores each item as one message: `[a,b,...]`. Items must already be valid JSON
+/// values; an empty list is refused (the server would answer 400, 9.1.3).
+pub fn batch<I, B>(items: I) -> Result<Bytes, String>
+where
+    I: IntoIterator<Item = B>,
+    B: AsRef<[u8]>,
+{
+    let mut out = BytesMut::new();
+    out.put_u8(b'[');
+    let mut n = 0usize;
+    for item in items {
+        if n > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(item.as_ref());
+        n += 1;
+    }
+    if n == 0 {
+        return Err("an empty JSON batch appends nothing (PROTOCOL.md 9.1.3)".to_owned());
+    }
+    out.put_u8(b']');
+    Ok(out.freeze())
+}
+
+/// Splits a JSON-mode read body (a JSON array, 9.1.5) into its messages, without copying: each
+/// item is a slice of `body`. An empty body is no messages.
+pub fn split_array(body: &Bytes) -> Result<Vec<Bytes>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let raw: Vec<&RawValue> = serde_json::from_slice(body)
+        .map_err(|e| format!("JSON stream body is not a JSON array: {e}"))?;
+    Ok(raw
+        .iter()
+        .map(|r| body.slice_ref(r.get().as_bytes()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_makes_one_message() {
+        assert_eq!(&wrap_one(b"{\"a\":1}").unwrap()[..], b"[{\"a\":1}]");
+        assert_eq!(&wrap_one(b"[1,2]").unwrap()[..], b"[[1,2]]");
+        assert!(wrap_one(b"[ ]").is_err());
+        assert!(wrap_one(b"{nope").is_err());
+        assert!(wrap_one(b"").is_err());
+    }
+
+    #[test]
+    fn batches() {
+        assert_eq!(&batch([&b"1"[..], b"{}"]).unwrap()[..], b"[1,{}]");
+        assert!(batch(Vec::<Bytes>::new()).is_err());
+    }
+
+    #[test]
+    fn split_is_zero_copy_and_strict() {
+        let body = Bytes::from_static(b"[ {\"k\":\"v\"} , [1,2], \"s\" ]");
+        let items = split_array(&body).unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(&items[0][..], b"{\"k\":\"v\"}");
+        assert_eq!(&items[1][..], b"[1,2]");
+        assert_eq!(&items[2][..], b"\"s\"");
+        assert!(split_array(&Bytes::from_static(b"[]")).unwrap().is_empty());
+        assert!(split_array(&Bytes::from_static(b"")).unwrap().is_empty());
+        assert!(split_array(&Bytes::from_static(b"[{\"k\":")).is_err());
+        assert!(split_array(&Bytes::from_static(b"{\"k\":1}")).is_err());
+    }
+}

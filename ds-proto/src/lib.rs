@@ -1,0 +1,27 @@
+//! # ds-proto: the Durable Streams protocol, sans IO
+//!
+//! This crate turns the Durable Streams protocol (`PROTOCOL.md`) into synchronous, runtime-free
+//! code: request builders and response interpreters for one-shot operations, and state machines
+//! for reading and writing. It never opens a socket, spawns a thread, reads a clock or draws OS
+//! randomness: time and randomness are inputs, HTTP messages are values (`http::Request<Bytes>`
+//! out, response heads and body chunks in). Drivers (`ds-tokio`, `ds-blocking`, or your own)
+//! move the bytes.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod headers;
+pub mod io;
+pub mod json;
+pub mod offset;
+pub mod ops;
+pub mod retry;
+pub mod rng;
+pub mod sse;
+pub mod url;
+
+pub use error::{ConflictKind, Error, ErrorKind, Operation};
+pub use io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
+pub use offset::Offset;
+pub use retry::{Backoff, Retrier, RetryPolicy};
+pub use rng::Rng;

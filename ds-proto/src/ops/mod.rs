@@ -1,0 +1,396 @@
+//! One-shot operations: for each of create, append, close, head, delete and one read, a pure
+//! builder of the `http::Request` and a pure interpreter of the response (DESIGN.md section 2).
+//!
+//! Builders check the caller's input and refuse bad input with [`ErrorKind::InvalidInput`]
+//! before anything is sent. Interpreters take the response head and the whole (bounded) body
+//! and return a typed result or a typed [`Error`]. Drivers add transport and retries
+//! ([`crate::retry`]) and nothing else.
+
+mod append;
+mod create;
+mod meta;
+mod read;
+
+pub use append::{
+    append_request, append_response, close_request, close_response, AppendOptions, AppendOutcome,
+    Appended, Closed, ProducerHeaders,
+};
+pub use create::{create_request, create_response, CreateOptions, Created, ForkFrom};
+pub use meta::{delete_request, delete_response, head_request, head_response, StreamInfo};
+pub use read::{read_request, read_response, LiveMode, ReadOptions, ReadResult};
+
+use crate::error::{ConflictKind, Error, ErrorKind, Operation};
+use crate::headers;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+
+/// How many bytes of an error body are kept in errors.
+pub const ERROR_BODY_PREFIX: usize = 512;
+
+/// Headers and query parameters added to every request of an operation: the client's defaults
+/// and what its per-request providers return (rotating auth tokens, tenant parameters).
+#[derive(Clone, Default, PartialEq)]
+pub struct RequestExtras {
+    /// Extra headers (values marked sensitive are redacted in `Debug`).
+    pub headers: HeaderMap,
+    /// Extra query parameters (merged with the protocol's, all sorted by key).
+    pub params: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for RequestExtras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_header(k) || v.is_sensitive() {
+                    "<redacted>"
+                } else {
+                    v.to_str().unwrap_or("<binary>")
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("RequestExtras")
+            .field("headers", &headers)
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+/// Whether a header carries credentials (`Authorization`, `Cookie`, `Proxy-Authorization`).
+pub fn is_secret_header(name: &HeaderName) -> bool {
+    name == http::header::AUTHORIZATION
+        || name == http::header::COOKIE
+        || name == http::header::PROXY_AUTHORIZATION
+}
+
+impl RequestExtras {
+    /// No extra headers or parameters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a header, replacing one of the same name.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Adds a query parameter.
+    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// Starts a request: method, URL with the extras' parameters plus `params`, the extras' headers.
+pub(crate) fn start_request(
+    op: Operation,
+    method: Method,
+    stream_url: &str,
+    params: &[(&str, &str)],
+    extras: &RequestExtras,
+) -> Result<http::request::Builder, Error> {
+    let mut all: Vec<(&str, &str)> = extras
+        .params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .filter(|(k, _)| !params.iter().any(|(p, _)| p == k))
+        .collect();
+    all.extend_from_slice(params);
+    let url = crate::url::with_query(stream_url, &all);
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| Error::invalid_input(op, stream_url, format!("bad stream URL: {e}")))?;
+    if uri.scheme().is_none() || uri.authority().is_none() {
+        return Err(Error::invalid_input(
+            op,
+            stream_url,
+            "stream URL must be absolute (http:// or https://)",
+        ));
+    }
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    if let Some(h) = builder.headers_mut() {
+        for (k, v) in &extras.headers {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    Ok(builder)
+}
+
+/// Finishes a request with its body.
+pub(crate) fn finish_request(
+    op: Operation,
+    url: &str,
+    builder: http::request::Builder,
+    body: Bytes,
+) -> Result<http::Request<Bytes>, Error> {
+    builder
+        .body(body)
+        .map_err(|e| Error::invalid_input(op, url, format!("cannot build request: {e}")))
+}
+
+/// A header value from user input, refused when it is not a valid header value.
+pub(crate) fn header_value(op: Operation, url: &str, what: &str, v: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(v)
+        .map_err(|_| Error::invalid_input(op, url, format!("{what} {v:?} is not a valid header value")))
+}
+
+/// The start of a body as text, for error messages.
+pub fn body_prefix(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(ERROR_BODY_PREFIX)];
+    String::from_utf8_lossy(cut).trim().to_owned()
+}
+
+/// Maps an error status to a typed error; the protocol's generic rules (PROTOCOL.md 5).
+///
+/// 409s are told apart by headers first (`Stream-Closed`, producer sequence headers), then by
+/// the operation (a create's 409 is a configuration mismatch), then, for appends only, by a hint
+/// from the server's message.
+pub fn error_from_response(
+    op: Operation,
+    url: &str,
+    parts: &http::response::Parts,
+    body: &[u8],
+) -> Error {
+    let h = &parts.headers;
+    let url = crate::url::strip_query(url);
+    let status = parts.status.as_u16();
+    let kind = match status {
+        404 => ErrorKind::NotFound,
+        410 => ErrorKind::Gone,
+        413 => ErrorKind::PayloadTooLarge,
+        429 => ErrorKind::RateLimited {
+            retry_after: headers::retry_after(h),
+        },
+        400 => ErrorKind::BadRequest {
+            message: body_prefix(body),
+        },
+        403 => match headers::producer_number(h, &headers::PRODUCER_EPOCH) {
+            Ok(Some(server_epoch)) => ErrorKind::Fenced { server_epoch },
+            _ => unexpected(parts, body),
+        },
+        409 => conflict(op, h, body),
+        _ => unexpected(parts, body),
+    };
+    Error::new(op, url, kind)
+}
+
+fn unexpected(parts: &http::response::Parts, body: &[u8]) -> ErrorKind {
+    ErrorKind::UnexpectedStatus {
+        status: parts.status.as_u16(),
+        retry_after: headers::retry_after(&parts.headers),
+        body_prefix: body_prefix(body),
+    }
+}
+
+fn conflict(op: Operation, h: &HeaderMap, body: &[u8]) -> ErrorKind {
+    if headers::flag(h, &headers::STREAM_CLOSED) {
+        return ErrorKind::Conflict(ConflictKind::Closed {
+            final_offset: headers::next_offset(h).ok().flatten(),
+        });
+    }
+    let expected = headers::producer_number(h, &headers::PRODUCER_EXPECTED_SEQ);
+    let received = headers::producer_number(h, &headers::PRODUCER_RECEIVED_SEQ);
+    if let (Ok(Some(expected)), Ok(Some(received))) = (expected, received) {
+        return ErrorKind::SequenceGap { expected, received };
+    }
+    let kind = match op {
+        Operation::Create => ConflictKind::ExistsWithDifferentConfig,
+        Operation::Append => {
+            let msg = body_prefix(body).to_ascii_lowercase();
+            if msg.contains("content type") || msg.contains("content-type") {
+                ConflictKind::ContentTypeMismatch
+            } else if msg.contains("seq") {
+                ConflictKind::SeqRegression
+            } else {
+                ConflictKind::Other
+            }
+        }
+        _ => ConflictKind::Other,
+    };
+    ErrorKind::Conflict(kind)
+}
+
+/// Reads `Stream-Next-Offset`, mapping a malformed value to an invalid-response error.
+pub(crate) fn next_offset(
+    op: Operation,
+    url: &str,
+    h: &HeaderMap,
+) -> Result<Option<crate::offset::Offset>, Error> {
+    headers::next_offset(h).map_err(|m| Error::invalid_response(op, crate::url::strip_query(url), m))
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use http::response::Parts;
+
+    /// Builds response parts from a status and header pairs.
+    pub fn parts(status: u16, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::parts;
+    use super::*;
+    use std::time::Duration;
+
+    const URL: &str = "http://h/s";
+
+    fn kind(op: Operation, status: u16, h: &[(&str, &str)], body: &str) -> ErrorKind {
+        error_from_response(op, URL, &parts(status, h), body.as_bytes()).kind
+    }
+
+    #[test]
+    fn every_error_status_is_typed() {
+        assert_eq!(kind(Operation::Read, 404, &[], ""), ErrorKind::NotFound);
+        assert_eq!(kind(Operation::Read, 410, &[], ""), ErrorKind::Gone);
+        assert_eq!(kind(Operation::Append, 413, &[], ""), ErrorKind::PayloadTooLarge);
+        assert_eq!(
+            kind(Operation::Read, 429, &[("Retry-After", "3")], ""),
+            ErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+        assert_eq!(
+            kind(Operation::Append, 400, &[], "empty body"),
+            ErrorKind::BadRequest {
+                message: "empty body".into()
+            }
+        );
+        assert_eq!(
+            kind(Operation::Append, 403, &[("Producer-Epoch", "7")], ""),
+            ErrorKind::Fenced { server_epoch: 7 }
+        );
+        assert!(matches!(
+            kind(Operation::Append, 403, &[], "no"),
+            ErrorKind::UnexpectedStatus { status: 403, .. }
+        ));
+        assert!(matches!(
+            kind(Operation::Read, 503, &[("retry-after", "1")], "busy"),
+            ErrorKind::UnexpectedStatus { status: 503, retry_after: Some(_), ref body_prefix } if body_prefix == "busy"
+        ));
+    }
+
+    #[test]
+    fn conflicts_are_told_apart() {
+        assert_eq!(
+            kind(
+                Operation::Append,
+                409,
+                &[("Stream-Closed", "true"), ("Stream-Next-Offset", "abc")],
+                ""
+            ),
+            ErrorKind::Conflict(ConflictKind::Closed {
+                final_offset: Some(crate::offset::Offset::parse("abc").unwrap())
+            })
+        );
+        assert_eq!(
+            kind(
+                Operation::Append,
+                409,
+                &[("producer-expected-seq", "2"), ("producer-received-seq", "4")],
+                ""
+            ),
+            ErrorKind::SequenceGap {
+                expected: 2,
+                received: 4
+            }
+        );
+        assert_eq!(
+            kind(Operation::Create, 409, &[], ""),
+            ErrorKind::Conflict(ConflictKind::ExistsWithDifferentConfig)
+        );
+        assert_eq!(
+            kind(Operation::Append, 409, &[], "Content-type mismatch"),
+            ErrorKind::Conflict(ConflictKind::ContentTypeMismatch)
+        );
+        assert_eq!(
+            kind(Operation::Append, 409, &[], "Sequence conflict: seq regression"),
+            ErrorKind::Conflict(ConflictKind::SeqRegression)
+        );
+    }
+
+    #[test]
+    fn error_carries_operation_and_url_without_query() {
+        let e = error_from_response(
+            Operation::Head,
+            "http://h/s?token=secret",
+            &parts(404, &[]),
+            b"",
+        );
+        assert_eq!(e.operation, Operation::Head);
+        assert_eq!(e.url, "http://h/s");
+        assert!(e.to_string().contains("head http://h/s"));
+    }
+
+    #[test]
+    fn extras_debug_redacts_secrets() {
+        let extras = RequestExtras::new().header(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer hunter2"),
+        );
+        let shown = format!("{extras:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
+
+/// Adds `extras` to a request a state machine built: headers are set (replacing same-named
+/// ones) and query parameters merged into the URL, keeping it sorted by key. Protocol
+/// parameters already in the URL (`offset`, `live`, `cursor`) are never overridden.
+pub fn apply_extras(request: &mut http::Request<Bytes>, extras: &RequestExtras) {
+    for (k, v) in &extras.headers {
+        request.headers_mut().insert(k.clone(), v.clone());
+    }
+    if extras.params.is_empty() {
+        return;
+    }
+    let uri = request.uri().to_string();
+    let present: Vec<String> = request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split('=').next())
+        .map(str::to_owned)
+        .collect();
+    let add: Vec<(&str, &str)> = extras
+        .params
+        .iter()
+        .filter(|(k, _)| !present.contains(&crate::url::encode_component(k)))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if let Ok(new) = crate::url::with_query(&uri, &add).parse() {
+        *request.uri_mut() = new;
+    }
+}
+
+#[cfg(test)]
+mod extras_tests {
+    use super::*;
+
+    #[test]
+    fn extras_are_merged_sorted() {
+        let mut req = read_request(
+            "http://h/s",
+            &ReadOptions::from(crate::offset::Offset::beginning()),
+            &RequestExtras::new(),
+        )
+        .unwrap();
+        let extras = RequestExtras::new()
+            .param("a", "1")
+            .param("offset", "x")
+            .header(http::header::AUTHORIZATION, HeaderValue::from_static("t"));
+        apply_extras(&mut req, &extras);
+        assert_eq!(req.uri().to_string(), "http://h/s?a=1&offset=-1");
+        assert_eq!(req.headers()["authorization"], "t");
+    }
+}
