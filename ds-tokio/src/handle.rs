@@ -1,0 +1,245 @@
+//! A stream handle: the one-shot operations of PROTOCOL.md 5.1-5.6 with retries.
+//!
+//! Each operation is a ds-proto builder, one HTTP exchange per attempt, and the ds-proto
+//! interpreter; [`ds_proto::Retrier`] decides whether and when to try again.
+
+use crate::client::Client;
+use bytes::Bytes;
+use ds_proto::ops::{
+    self, AppendOptions, Appended, CallOptions, Closed, CreateOptions, Created, ProducerHeaders,
+    ReadOptions, ReadResult, RequestExtras, StreamInfo,
+};
+use ds_proto::{Error, ErrorKind, Offset, Operation, Retrier};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+/// A handle to one stream. Cheap to clone. Not named `Stream` so it does not collide with
+/// `futures::Stream`.
+#[derive(Debug, Clone)]
+pub struct StreamHandle {
+    client: Client,
+    url: Arc<str>,
+    content_type: Arc<Mutex<Option<String>>>,
+    call: CallOptions,
+}
+
+impl StreamHandle {
+    pub(crate) fn new(client: Client, url: String) -> Self {
+        StreamHandle {
+            client,
+            url: url.into(),
+            content_type: Arc::new(Mutex::new(None)),
+            call: CallOptions::default(),
+        }
+    }
+
+    /// The stream's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The client this handle belongs to.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The content type appends are sent with: set by [`StreamHandle::set_content_type`], or
+    /// learned from `create`, `head` and reads.
+    pub fn content_type(&self) -> Option<String> {
+        self.content_type.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Sets the content type appends are sent with (`application/octet-stream` otherwise).
+    pub fn set_content_type(&self, content_type: impl Into<String>) {
+        if let Ok(mut c) = self.content_type.lock() {
+            *c = Some(content_type.into());
+        }
+    }
+
+    /// A handle whose operations use `call` (extra headers and parameters, retry policy,
+    /// timeout) on top of the client's settings.
+    pub fn with_options(&self, call: CallOptions) -> StreamHandle {
+        StreamHandle {
+            call,
+            ..self.clone()
+        }
+    }
+
+    fn learn_content_type(&self, ct: &Option<String>) {
+        if let (Some(ct), Ok(mut slot)) = (ct, self.content_type.lock()) {
+            if slot.is_none() {
+                *slot = Some(ct.clone());
+            }
+        }
+    }
+
+    /// Runs one operation with retries.
+    pub(crate) async fn execute<T>(
+        &self,
+        op: Operation,
+        idempotent: bool,
+        build: impl Fn(&RequestExtras) -> Result<http::Request<Bytes>, Error>,
+        interpret: impl Fn(&http::response::Parts, Bytes) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let policy = self.call.retry.as_ref().unwrap_or(self.client.retry_policy());
+        let timeout = self.call.timeout.or(self.client.request_timeout());
+        let limit = self.client.max_response_bytes();
+        let mut retrier = Retrier::new(policy, op, idempotent, Instant::now().into_std());
+        let mut rng = ds_proto::Rng::new(self.client.next_seed());
+        loop {
+            let request = build(&self.client.extras(&self.call))?;
+            let exchange = self.client.inner.transport.send_buffered(request, limit);
+            let outcome = match timeout {
+                Some(t) => match tokio::time::timeout(t, exchange).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ds_proto::TransportError::new(
+                        ds_proto::TransportErrorKind::Timeout,
+                        format!("no complete response within {t:?}"),
+                    )),
+                },
+                None => exchange.await,
+            };
+            let result = match outcome {
+                Ok((parts, body)) => interpret(&parts, body),
+                Err(e) => Err(Error::transport(op, ds_proto::url::strip_query(&self.url), e)),
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e) => match retrier.on_failure(e, Instant::now().into_std(), &mut rng) {
+                    Ok(delay) => tokio::time::sleep(delay).await,
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Creates the stream (PUT, PROTOCOL.md 5.1). `Created::created` tells a new stream (201)
+    /// from an existing one with the same configuration (200); another configuration is a
+    /// conflict error.
+    pub async fn create(&self, opts: CreateOptions) -> Result<Created, Error> {
+        let url = self.url.clone();
+        let created = self
+            .execute(
+                Operation::Create,
+                true,
+                |x| ops::create_request(&url, &opts, x),
+                |p, b| ops::create_response(&url, p, &b),
+            )
+            .await?;
+        let ct = created
+            .content_type
+            .clone()
+            .or_else(|| opts.content_type.clone());
+        self.learn_content_type(&ct);
+        Ok(created)
+    }
+
+    /// Appends `body` (POST, 5.2) with the handle's content type. For JSON streams `body` is
+    /// one JSON message. Not retried unless the retry policy opts in (a lost response could
+    /// store it twice); use a writer or producer headers for exactly-once retries.
+    pub async fn append(&self, body: impl Into<Bytes>) -> Result<Appended, Error> {
+        self.append_with(body, AppendOptions::default()).await
+    }
+
+    /// Appends with options: `Stream-Seq`, append-and-close, idempotent producer headers
+    /// (then the result tells stored from duplicate, and errors tell fenced and sequence gaps).
+    pub async fn append_with(
+        &self,
+        body: impl Into<Bytes>,
+        mut opts: AppendOptions,
+    ) -> Result<Appended, Error> {
+        let body = body.into();
+        if opts.content_type.is_none() {
+            opts.content_type = self.content_type();
+        }
+        let url = self.url.clone();
+        let idempotent = opts.producer.is_some();
+        self.execute(
+            Operation::Append,
+            idempotent,
+            |x| ops::append_request(&url, body.clone(), &opts, x),
+            |p, b| ops::append_response(&url, idempotent, p, &b),
+        )
+        .await
+    }
+
+    /// Appends one value as a JSON message (the stream must be `application/json`).
+    pub async fn append_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<Appended, Error> {
+        let body = serde_json::to_vec(value).map_err(|e| {
+            Error::invalid_input(Operation::Append, &self.url, format!("cannot serialize: {e}"))
+        })?;
+        self.append_with(
+            body,
+            AppendOptions {
+                content_type: Some("application/json".into()),
+                ..AppendOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Closes the stream (5.3). Closing a closed stream succeeds.
+    pub async fn close(&self) -> Result<Closed, Error> {
+        self.close_with(None).await
+    }
+
+    /// Closes the stream with idempotent producer headers (5.2.1).
+    pub async fn close_with(&self, producer: Option<ProducerHeaders>) -> Result<Closed, Error> {
+        let url = self.url.clone();
+        self.execute(
+            Operation::Close,
+            true,
+            |x| ops::close_request(&url, producer.as_ref(), x),
+            |p, b| ops::close_response(&url, p, &b),
+        )
+        .await
+    }
+
+    /// The stream's metadata (HEAD, 5.5).
+    pub async fn head(&self) -> Result<StreamInfo, Error> {
+        let url = self.url.clone();
+        let info = self
+            .execute(
+                Operation::Head,
+                true,
+                |x| ops::head_request(&url, x),
+                |p, b| ops::head_response(&url, p, &b),
+            )
+            .await?;
+        self.learn_content_type(&info.content_type);
+        Ok(info)
+    }
+
+    /// Deletes the stream (5.4).
+    pub async fn delete(&self) -> Result<(), Error> {
+        let url = self.url.clone();
+        self.execute(
+            Operation::Delete,
+            true,
+            |x| ops::delete_request(&url, x),
+            |p, b| ops::delete_response(&url, p, &b),
+        )
+        .await
+    }
+
+    /// One read (catch-up, or one long-poll), buffered whole. For continuous reading use
+    /// [`StreamHandle::reader`].
+    pub async fn read(&self, opts: ReadOptions) -> Result<ReadResult, Error> {
+        let url = self.url.clone();
+        let result = self
+            .execute(
+                Operation::Read,
+                true,
+                |x| ops::read_request(&url, &opts, x),
+                |p, b| ops::read_response(&url, &opts.offset, p, b),
+            )
+            .await?;
+        self.learn_content_type(&result.content_type);
+        Ok(result)
+    }
+
+    // READ_ALL_PLACEHOLDER
+}
+

@@ -1,0 +1,28 @@
+//! # ds-tokio: a Durable Streams client for tokio
+//!
+//! A thin driver over [`ds_proto`]: hyper 1 with a pooled keep-alive client (https through
+//! rustls with the default `rustls` feature), tokio timers, and the ds-proto state machines
+//! making every protocol decision.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod client;
+mod handle;
+mod transport;
+
+pub use client::{Client, ClientBuilder, ExtrasProvider};
+pub use handle::StreamHandle;
+
+pub use ds_proto::ops::{
+    AppendOptions, AppendOutcome, Appended, CallOptions, Closed, CreateOptions, Created,
+    ForkFrom, LiveMode, ProducerHeaders, ReadOptions, ReadResult, RequestExtras, StreamInfo,
+};
+pub use ds_proto::{ConflictKind, Error, ErrorKind, Offset, Operation, RetryPolicy};
+
+/// A seed from OS entropy for the machines' PRNGs (retry jitter only).
+pub(crate) fn entropy_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    h.finish()
+}

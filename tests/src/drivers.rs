@@ -1,0 +1,222 @@
+//! One synchronous face over both drivers, so a scenario is written once and run through
+//! `ds-tokio` and `ds-blocking` alike.
+
+use bytes::Bytes;
+use ds_proto::ops::{
+    AppendOptions, Appended, CallOptions, Closed, CreateOptions, Created, ProducerHeaders,
+    ReadOptions, ReadResult, RequestExtras, StreamInfo,
+};
+use ds_proto::{Error, RetryPolicy};
+use std::sync::Arc;
+
+/// Which driver a test runs through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    /// `ds-tokio` (hyper), run on a private multi-threaded runtime.
+    Tokio,
+    /// `ds-blocking` (ureq).
+    Blocking,
+}
+
+impl DriverKind {
+    /// Both drivers.
+    pub const ALL: [DriverKind; 2] = [DriverKind::Tokio, DriverKind::Blocking];
+
+    /// The driver named by `DS_DRIVER` (`tokio`, the default, or `blocking`).
+    pub fn from_env() -> DriverKind {
+        match std::env::var("DS_DRIVER").as_deref() {
+            Ok("blocking") => DriverKind::Blocking,
+            _ => DriverKind::Tokio,
+        }
+    }
+}
+
+/// Client settings shared by both drivers in tests.
+#[derive(Clone, Default)]
+pub struct ClientSettings {
+    /// The retry policy (the driver default when `None`).
+    pub retry: Option<RetryPolicy>,
+    /// Headers sent with every request.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// A per-request provider.
+    pub provider: Option<Arc<dyn Fn() -> RequestExtras + Send + Sync>>,
+    /// Per-attempt timeout.
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("retry", &self.retry)
+            .field("provider", &self.provider.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client of either driver.
+#[derive(Debug, Clone)]
+pub enum AnyClient {
+    /// A tokio client and the runtime its futures run on.
+    Tokio(Arc<tokio::runtime::Runtime>, ds_tokio::Client),
+    /// A blocking client.
+    Blocking(ds_blocking::Client),
+}
+
+impl AnyClient {
+    /// A client of `kind` for `base_url` with default settings.
+    pub fn new(kind: DriverKind, base_url: &str) -> AnyClient {
+        AnyClient::with_settings(kind, base_url, ClientSettings::default())
+    }
+
+    /// A client of `kind` for `base_url`.
+    pub fn with_settings(kind: DriverKind, base_url: &str, s: ClientSettings) -> AnyClient {
+        macro_rules! configure {
+            ($b:expr) => {{
+                let mut b = $b.base_url(base_url);
+                if let Some(r) = s.retry.clone() {
+                    b = b.retry_policy(r);
+                }
+                for (k, v) in s.headers.clone() {
+                    b = b.header(k, v);
+                }
+                if let Some(p) = s.provider.clone() {
+                    b = b.extras_provider(move || p());
+                }
+                if s.request_timeout.is_some() {
+                    b = b.request_timeout(s.request_timeout);
+                }
+                b.build().expect("valid client settings")
+            }};
+        }
+        match kind {
+            DriverKind::Tokio => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                let client = {
+                    let _guard = rt.enter();
+                    configure!(ds_tokio::Client::builder())
+                };
+                AnyClient::Tokio(Arc::new(rt), client)
+            }
+            DriverKind::Blocking => AnyClient::Blocking(configure!(ds_blocking::Client::builder())),
+        }
+    }
+
+    /// The driver.
+    pub fn kind(&self) -> DriverKind {
+        match self {
+            AnyClient::Tokio(..) => DriverKind::Tokio,
+            AnyClient::Blocking(_) => DriverKind::Blocking,
+        }
+    }
+
+    /// A handle to the stream at `path_or_url`.
+    pub fn stream(&self, path_or_url: &str) -> AnyStream {
+        match self {
+            AnyClient::Tokio(rt, c) => AnyStream::Tokio(rt.clone(), c.stream(path_or_url)),
+            AnyClient::Blocking(c) => AnyStream::Blocking(c.stream(path_or_url)),
+        }
+    }
+}
+
+/// A stream handle of either driver, with synchronous methods.
+#[derive(Debug, Clone)]
+pub enum AnyStream {
+    /// A tokio handle and its runtime.
+    Tokio(Arc<tokio::runtime::Runtime>, ds_tokio::StreamHandle),
+    /// A blocking handle.
+    Blocking(ds_blocking::StreamHandle),
+}
+
+macro_rules! both {
+    ($self:ident, $h:ident => $call:expr) => {
+        match $self {
+            AnyStream::Tokio(rt, $h) => rt.block_on(async { $call.await }),
+            AnyStream::Blocking($h) => $call,
+        }
+    };
+}
+
+impl AnyStream {
+    /// The stream URL.
+    pub fn url(&self) -> &str {
+        match self {
+            AnyStream::Tokio(_, h) => h.url(),
+            AnyStream::Blocking(h) => h.url(),
+        }
+    }
+
+    /// The runtime of a tokio handle.
+    pub fn runtime(&self) -> Option<&Arc<tokio::runtime::Runtime>> {
+        match self {
+            AnyStream::Tokio(rt, _) => Some(rt),
+            AnyStream::Blocking(_) => None,
+        }
+    }
+
+    /// The same stream with per-call options.
+    pub fn with_options(&self, call: CallOptions) -> AnyStream {
+        match self {
+            AnyStream::Tokio(rt, h) => AnyStream::Tokio(rt.clone(), h.with_options(call)),
+            AnyStream::Blocking(h) => AnyStream::Blocking(h.with_options(call)),
+        }
+    }
+
+    /// Sets the content type appends use.
+    pub fn set_content_type(&self, ct: &str) {
+        match self {
+            AnyStream::Tokio(_, h) => h.set_content_type(ct),
+            AnyStream::Blocking(h) => h.set_content_type(ct),
+        }
+    }
+
+    /// `create`.
+    pub fn create(&self, opts: CreateOptions) -> Result<Created, Error> {
+        both!(self, h => h.create(opts))
+    }
+
+    /// `append`.
+    pub fn append(&self, body: impl Into<Bytes>) -> Result<Appended, Error> {
+        let body = body.into();
+        both!(self, h => h.append(body))
+    }
+
+    /// `append_with`.
+    pub fn append_with(&self, body: impl Into<Bytes>, opts: AppendOptions) -> Result<Appended, Error> {
+        let body = body.into();
+        both!(self, h => h.append_with(body, opts))
+    }
+
+    /// `append_json`.
+    pub fn append_json(&self, v: &serde_json::Value) -> Result<Appended, Error> {
+        both!(self, h => h.append_json(v))
+    }
+
+    /// `close`.
+    pub fn close(&self) -> Result<Closed, Error> {
+        both!(self, h => h.close())
+    }
+
+    /// `close_with`.
+    pub fn close_with(&self, p: Option<ProducerHeaders>) -> Result<Closed, Error> {
+        both!(self, h => h.close_with(p))
+    }
+
+    /// `head`.
+    pub fn head(&self) -> Result<StreamInfo, Error> {
+        both!(self, h => h.head())
+    }
+
+    /// `delete`.
+    pub fn delete(&self) -> Result<(), Error> {
+        both!(self, h => h.delete())
+    }
+
+    /// `read` (one request).
+    pub fn read(&self, opts: ReadOptions) -> Result<ReadResult, Error> {
+        both!(self, h => h.read(opts))
+    }
+}
