@@ -84,7 +84,10 @@ impl ClientBuilder {
     }
 
     /// A provider of per-request headers and parameters, called for every attempt.
-    pub fn extras_provider(mut self, f: impl Fn() -> RequestExtras + Send + Sync + 'static) -> Self {
+    pub fn extras_provider(
+        mut self,
+        f: impl Fn() -> RequestExtras + Send + Sync + 'static,
+    ) -> Self {
         self.provider = Some(Arc::new(f));
         self
     }
@@ -116,7 +119,8 @@ impl ClientBuilder {
     /// Builds the client. Fails on an invalid retry policy or zero timeouts.
     pub fn build(self) -> Result<Client, Error> {
         let url = self.base_url.clone().unwrap_or_default();
-        let bad = |m: String| Error::new(Operation::Create, url.clone(), ErrorKind::InvalidInput(m));
+        let bad =
+            |m: String| Error::new(Operation::Create, url.clone(), ErrorKind::InvalidInput(m));
         self.retry.validate().map_err(|e| bad(e.to_string()))?;
         if self.connect_timeout.is_some_and(|t| t.is_zero())
             || self.request_timeout.is_some_and(|t| t.is_zero())
@@ -206,10 +210,6 @@ impl Client {
             }
         }
         extras
-    }
-
-    pub(crate) fn config(&self) -> &ClientBuilder {
-        &self.inner.config
     }
 
     pub(crate) fn retry_policy(&self) -> &RetryPolicy {

@@ -4,11 +4,14 @@
 //! interpreter; [`ds_proto::Retrier`] decides whether and when to try again.
 
 use crate::client::Client;
+use crate::reader::Reader;
 use bytes::Bytes;
 use ds_proto::ops::{
     self, AppendOptions, Appended, CallOptions, Closed, CreateOptions, Created, ProducerHeaders,
     ReadOptions, ReadResult, RequestExtras, StreamInfo,
 };
+use ds_proto::read_all::{ChunkAccumulator, ReadAll};
+use ds_proto::reader::{ReadMode, ReaderConfig, ReaderEvent};
 use ds_proto::{Error, ErrorKind, Offset, Operation, Retrier};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -83,7 +86,11 @@ impl StreamHandle {
         build: impl Fn(&RequestExtras) -> Result<http::Request<Bytes>, Error>,
         interpret: impl Fn(&http::response::Parts, Bytes) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let policy = self.call.retry.as_ref().unwrap_or(self.client.retry_policy());
+        let policy = self
+            .call
+            .retry
+            .as_ref()
+            .unwrap_or(self.client.retry_policy());
         let timeout = self.call.timeout.or(self.client.request_timeout());
         let limit = self.client.max_response_bytes();
         let mut retrier = Retrier::new(policy, op, idempotent, Instant::now());
@@ -97,7 +104,11 @@ impl StreamHandle {
                 .send_buffered_timeout(request, limit, timeout);
             let result = match outcome {
                 Ok((parts, body)) => interpret(&parts, body),
-                Err(e) => Err(Error::transport(op, ds_proto::url::strip_query(&self.url), e)),
+                Err(e) => Err(Error::transport(
+                    op,
+                    ds_proto::url::strip_query(&self.url),
+                    e,
+                )),
             };
             match result {
                 Ok(v) => return Ok(v),
@@ -114,14 +125,12 @@ impl StreamHandle {
     /// conflict error.
     pub fn create(&self, opts: CreateOptions) -> Result<Created, Error> {
         let url = self.url.clone();
-        let created = self
-            .execute(
-                Operation::Create,
-                true,
-                |x| ops::create_request(&url, &opts, x),
-                |p, b| ops::create_response(&url, p, &b),
-            )
-            ?;
+        let created = self.execute(
+            Operation::Create,
+            true,
+            |x| ops::create_request(&url, &opts, x),
+            |p, b| ops::create_response(&url, p, &b),
+        )?;
         let ct = created
             .content_type
             .clone()
@@ -156,13 +165,16 @@ impl StreamHandle {
             |x| ops::append_request(&url, body.clone(), &opts, x),
             |p, b| ops::append_response(&url, idempotent, p, &b),
         )
-        
     }
 
     /// Appends one value as a JSON message (the stream must be `application/json`).
     pub fn append_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<Appended, Error> {
         let body = serde_json::to_vec(value).map_err(|e| {
-            Error::invalid_input(Operation::Append, &self.url, format!("cannot serialize: {e}"))
+            Error::invalid_input(
+                Operation::Append,
+                &self.url,
+                format!("cannot serialize: {e}"),
+            )
         })?;
         self.append_with(
             body,
@@ -171,7 +183,6 @@ impl StreamHandle {
                 ..AppendOptions::default()
             },
         )
-        
     }
 
     /// Closes the stream (5.3). Closing a closed stream succeeds.
@@ -188,20 +199,17 @@ impl StreamHandle {
             |x| ops::close_request(&url, producer.as_ref(), x),
             |p, b| ops::close_response(&url, p, &b),
         )
-        
     }
 
     /// The stream's metadata (HEAD, 5.5).
     pub fn head(&self) -> Result<StreamInfo, Error> {
         let url = self.url.clone();
-        let info = self
-            .execute(
-                Operation::Head,
-                true,
-                |x| ops::head_request(&url, x),
-                |p, b| ops::head_response(&url, p, &b),
-            )
-            ?;
+        let info = self.execute(
+            Operation::Head,
+            true,
+            |x| ops::head_request(&url, x),
+            |p, b| ops::head_response(&url, p, &b),
+        )?;
         self.learn_content_type(&info.content_type);
         Ok(info)
     }
@@ -215,25 +223,88 @@ impl StreamHandle {
             |x| ops::delete_request(&url, x),
             |p, b| ops::delete_response(&url, p, &b),
         )
-        
     }
 
     /// One read (catch-up, or one long-poll), buffered whole. For continuous reading use
     /// [`StreamHandle::reader`].
     pub fn read(&self, opts: ReadOptions) -> Result<ReadResult, Error> {
         let url = self.url.clone();
-        let result = self
-            .execute(
-                Operation::Read,
-                true,
-                |x| ops::read_request(&url, &opts, x),
-                |p, b| ops::read_response(&url, &opts.offset, p, b),
-            )
-            ?;
+        let result = self.execute(
+            Operation::Read,
+            true,
+            |x| ops::read_request(&url, &opts, x),
+            |p, b| ops::read_response(&url, &opts.offset, p, b),
+        )?;
         self.learn_content_type(&result.content_type);
         Ok(result)
     }
 
-    // READ_ALL_PLACEHOLDER
-}
+    /// A reader from `offset` in `mode` (catch-up, long-poll, SSE or auto), with the
+    /// reader defaults of [`ReaderConfig::new`] (retries without limit).
+    pub fn reader(&self, offset: Offset, mode: ReadMode) -> Result<Reader, Error> {
+        let mut config = ReaderConfig::new(self.url.to_string());
+        config.offset = offset;
+        config.mode = mode;
+        self.reader_with(config)
+    }
 
+    /// A reader with every setting chosen (its `url` is replaced by this stream's).
+    ///
+    /// When the handle knows the stream's content type (from `create`, `head`, a read, or
+    /// [`StreamHandle::set_content_type`]) and `config.json` is unset, the reader is told
+    /// whether the stream is JSON: SSE responses do not carry the stream's content type, and
+    /// JSON messages of several SSE events are merged into one array only for JSON streams.
+    pub fn reader_with(&self, mut config: ReaderConfig) -> Result<Reader, Error> {
+        config.url = self.url.to_string();
+        if config.json.is_none() {
+            config.json = self
+                .content_type()
+                .map(|ct| ds_proto::headers::is_json_content_type(&ct));
+        }
+        Reader::new(self.client.clone(), self.call.clone(), config)
+    }
+
+    /// Reads everything from the beginning until up to date: the bytes (for JSON streams, one
+    /// JSON array of all messages), the offset to continue from, and whether the stream is
+    /// closed.
+    pub fn read_all(&self) -> Result<ReadAll, Error> {
+        self.read_all_from(Offset::beginning())
+    }
+
+    /// Like [`StreamHandle::read_all`], from `offset`.
+    pub fn read_all_from(&self, offset: Offset) -> Result<ReadAll, Error> {
+        let mut config = ReaderConfig::new(self.url.to_string());
+        config.offset = offset.clone();
+        config.mode = ReadMode::CatchUp;
+        config.max_body_bytes = self.client.max_response_bytes();
+        config.retry = self
+            .call
+            .retry
+            .clone()
+            .unwrap_or_else(|| self.client.retry_policy().clone());
+        let mut reader = self.reader_with(config)?;
+        let mut acc = ChunkAccumulator::starting_at(offset);
+        for event in reader.events() {
+            match event {
+                ReaderEvent::Data(chunk) => acc.push(chunk),
+                ReaderEvent::Closed { offset } => acc.closed_at(offset),
+                ReaderEvent::Failed(e) => return Err(e),
+                _ => {}
+            }
+        }
+        acc.finish()
+            .map_err(|m| Error::invalid_response(Operation::Read, &self.url, m))
+    }
+
+    /// Reads every message of a JSON stream from the beginning until up to date.
+    pub fn read_json<T: DeserializeOwned>(&self) -> Result<Vec<T>, Error> {
+        let all = self.read_all()?;
+        serde_json::from_slice(&all.data).map_err(|e| {
+            Error::new(
+                Operation::Read,
+                self.url.to_string(),
+                ErrorKind::InvalidResponse(format!("cannot deserialize JSON messages: {e}")),
+            )
+        })
+    }
+}

@@ -7,15 +7,21 @@
 #![deny(missing_docs)]
 
 mod client;
+mod engine;
 mod handle;
+mod reader;
 mod transport;
 
 pub use client::{Client, ClientBuilder, ExtrasProvider};
 pub use handle::StreamHandle;
+pub use reader::{JsonItems, Reader};
+
+pub use ds_proto::read_all::ReadAll;
+pub use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
 
 pub use ds_proto::ops::{
-    AppendOptions, AppendOutcome, Appended, CallOptions, Closed, CreateOptions, Created,
-    ForkFrom, LiveMode, ProducerHeaders, ReadOptions, ReadResult, RequestExtras, StreamInfo,
+    AppendOptions, AppendOutcome, Appended, CallOptions, Closed, CreateOptions, Created, ForkFrom,
+    LiveMode, ProducerHeaders, ReadOptions, ReadResult, RequestExtras, StreamInfo,
 };
 pub use ds_proto::{ConflictKind, Error, ErrorKind, Offset, Operation, RetryPolicy};
 

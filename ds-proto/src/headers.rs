@@ -116,12 +116,18 @@ pub fn producer_number(headers: &HeaderMap, name: &HeaderName) -> Result<Option<
 /// `Retry-After` in delta-seconds (fractions accepted), capped at [`MAX_RETRY_AFTER`]. An
 /// HTTP-date or garbage is ignored (`None`): the retry policy's own schedule applies.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let s = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let s = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     let secs: f64 = s.parse().ok()?;
     if !secs.is_finite() || secs < 0.0 {
         return None;
     }
-    Some(Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
+    Some(Duration::from_secs_f64(
+        secs.min(MAX_RETRY_AFTER.as_secs_f64()),
+    ))
 }
 
 /// Checks a `Stream-TTL` value: decimal, no sign, no leading zero, no fraction (5.1).
@@ -260,7 +266,10 @@ mod tests {
         for v in ["false", "yes", "1", ""] {
             assert!(!flag(&map(&[("stream-closed", v)]), &STREAM_CLOSED), "{v}");
         }
-        assert!(flag(&map(&[("stream-up-to-date", "True")]), &STREAM_UP_TO_DATE));
+        assert!(flag(
+            &map(&[("stream-up-to-date", "True")]),
+            &STREAM_UP_TO_DATE
+        ));
     }
 
     #[test]

@@ -107,3 +107,26 @@ mod tests {
         assert!(split_array(&Bytes::from_static(b"{\"k\":1}")).is_err());
     }
 }
+
+/// Joins the bodies of several JSON-mode responses (each a JSON array) into one array, the
+/// shape of the stream's messages read in one go.
+pub fn merge_arrays<B: AsRef<[u8]>>(bodies: &[B]) -> Result<Bytes, String> {
+    let mut items: Vec<Bytes> = Vec::new();
+    for b in bodies {
+        items.extend(split_array(&Bytes::copy_from_slice(b.as_ref()))?);
+    }
+    if items.is_empty() {
+        return Ok(Bytes::from_static(b"[]"));
+    }
+    batch(items)
+}
+
+#[cfg(test)]
+mod merge_tests {
+    #[test]
+    fn merges() {
+        let m = super::merge_arrays(&[&b"[1,2]"[..], b"[]", b"[{\"a\":3}]"]).unwrap();
+        assert_eq!(&m[..], b"[1,2,{\"a\":3}]");
+        assert_eq!(&super::merge_arrays::<&[u8]>(&[]).unwrap()[..], b"[]");
+    }
+}

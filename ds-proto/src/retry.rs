@@ -213,7 +213,10 @@ impl Retrier {
         if !self.retries || !error.is_transient() {
             return Err(error);
         }
-        match self.backoff.next_delay(now, rng, error.server_retry_after()) {
+        match self
+            .backoff
+            .next_delay(now, rng, error.server_retry_after())
+        {
             Some(delay) => Ok(delay),
             None => Err(error),
         }
@@ -243,6 +246,7 @@ impl RetryableError for crate::error::Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, clippy::field_reassign_with_default)]
 mod tests {
     use super::*;
 

@@ -48,7 +48,11 @@ impl Transport {
     ) -> Result<(http::response::Parts, Incoming), TransportError> {
         let (parts, body) = request.into_parts();
         let request = http::Request::from_parts(parts, Full::new(body));
-        let response = self.client.request(request).await.map_err(classify_client)?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(classify_client)?;
         Ok(response.into_parts())
     }
 

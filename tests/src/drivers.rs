@@ -6,7 +6,9 @@ use ds_proto::ops::{
     AppendOptions, Appended, CallOptions, Closed, CreateOptions, Created, ProducerHeaders,
     ReadOptions, ReadResult, RequestExtras, StreamInfo,
 };
-use ds_proto::{Error, RetryPolicy};
+use ds_proto::read_all::ReadAll;
+use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
+use ds_proto::{Error, Offset, RetryPolicy};
 use std::sync::Arc;
 
 /// Which driver a test runs through.
@@ -185,7 +187,11 @@ impl AnyStream {
     }
 
     /// `append_with`.
-    pub fn append_with(&self, body: impl Into<Bytes>, opts: AppendOptions) -> Result<Appended, Error> {
+    pub fn append_with(
+        &self,
+        body: impl Into<Bytes>,
+        opts: AppendOptions,
+    ) -> Result<Appended, Error> {
         let body = body.into();
         both!(self, h => h.append_with(body, opts))
     }
@@ -218,5 +224,88 @@ impl AnyStream {
     /// `read` (one request).
     pub fn read(&self, opts: ReadOptions) -> Result<ReadResult, Error> {
         both!(self, h => h.read(opts))
+    }
+}
+
+impl AnyStream {
+    /// `read_all`.
+    pub fn read_all(&self) -> Result<ReadAll, Error> {
+        both!(self, h => h.read_all())
+    }
+
+    /// `read_all_from`.
+    pub fn read_all_from(&self, offset: Offset) -> Result<ReadAll, Error> {
+        both!(self, h => h.read_all_from(offset))
+    }
+
+    /// `read_json`.
+    pub fn read_json(&self) -> Result<Vec<serde_json::Value>, Error> {
+        both!(self, h => h.read_json::<serde_json::Value>())
+    }
+
+    /// A reader from `offset` in `mode`.
+    pub fn reader(&self, offset: Offset, mode: ReadMode) -> Result<AnyReader, Error> {
+        match self {
+            AnyStream::Tokio(rt, h) => {
+                let _g = rt.enter();
+                Ok(AnyReader::Tokio(rt.clone(), h.reader(offset, mode)?))
+            }
+            AnyStream::Blocking(h) => Ok(AnyReader::Blocking(h.reader(offset, mode)?)),
+        }
+    }
+
+    /// A reader with a full configuration.
+    pub fn reader_with(&self, config: ReaderConfig) -> Result<AnyReader, Error> {
+        match self {
+            AnyStream::Tokio(rt, h) => {
+                let _g = rt.enter();
+                Ok(AnyReader::Tokio(rt.clone(), h.reader_with(config)?))
+            }
+            AnyStream::Blocking(h) => Ok(AnyReader::Blocking(h.reader_with(config)?)),
+        }
+    }
+}
+
+/// A reader of either driver, with synchronous methods.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // test helper; the size of a reader does not matter here
+pub enum AnyReader {
+    /// A tokio reader and its runtime.
+    Tokio(Arc<tokio::runtime::Runtime>, ds_tokio::Reader),
+    /// A blocking reader.
+    Blocking(ds_blocking::Reader),
+}
+
+impl AnyReader {
+    /// The next raw event.
+    pub fn next_event(&mut self) -> Option<ReaderEvent> {
+        match self {
+            AnyReader::Tokio(rt, r) => rt.block_on(r.next_event()),
+            AnyReader::Blocking(r) => r.next_event(),
+        }
+    }
+
+    /// The next data chunk.
+    pub fn next_chunk(&mut self) -> Option<Result<Chunk, Error>> {
+        match self {
+            AnyReader::Tokio(rt, r) => rt.block_on(r.next_chunk()),
+            AnyReader::Blocking(r) => r.next_chunk(),
+        }
+    }
+
+    /// The checkpoint offset.
+    pub fn offset(&self) -> Offset {
+        match self {
+            AnyReader::Tokio(_, r) => r.offset().clone(),
+            AnyReader::Blocking(r) => r.offset().clone(),
+        }
+    }
+
+    /// Whether EOF was seen.
+    pub fn is_eof(&self) -> bool {
+        match self {
+            AnyReader::Tokio(_, r) => r.is_eof(),
+            AnyReader::Blocking(r) => r.is_eof(),
+        }
     }
 }

@@ -87,7 +87,10 @@ fn close_makes_appends_fail_with_final_offset() {
         let info = s.head().unwrap();
         assert!(info.closed);
         let eof = read_from(&s, final_offset);
-        assert!(eof.closed && eof.data.is_empty(), "{kind:?}: EOF at the tail");
+        assert!(
+            eof.closed && eof.data.is_empty(),
+            "{kind:?}: EOF at the tail"
+        );
     }
 }
 
@@ -172,7 +175,10 @@ fn ttl_and_expiry_are_visible_in_head() {
         .unwrap();
         let info = s.head().unwrap();
         assert!(
-            info.expires_at.as_deref().unwrap_or("").starts_with("2099-01-01"),
+            info.expires_at
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("2099-01-01"),
             "{kind:?}: {info:?}"
         );
         let both = stream(kind, "both").create(CreateOptions {
@@ -290,7 +296,10 @@ fn stream_seq_regression_is_a_conflict() {
         s.append_with("a", with_seq("002")).unwrap();
         let e = s.append_with("b", with_seq("001")).unwrap_err();
         assert!(
-            matches!(e.kind, ErrorKind::Conflict(ConflictKind::SeqRegression | ConflictKind::Other)),
+            matches!(
+                e.kind,
+                ErrorKind::Conflict(ConflictKind::SeqRegression | ConflictKind::Other)
+            ),
             "{kind:?}: {e}"
         );
     }
@@ -309,7 +318,10 @@ fn manual_idempotent_appends_tell_outcomes_apart() {
             }),
             ..AppendOptions::default()
         };
-        assert_eq!(s.append_with("a", p(0, 0)).unwrap().outcome, AppendOutcome::Stored);
+        assert_eq!(
+            s.append_with("a", p(0, 0)).unwrap().outcome,
+            AppendOutcome::Stored
+        );
         assert_eq!(
             s.append_with("a", p(0, 0)).unwrap().outcome,
             AppendOutcome::Duplicate,
@@ -324,9 +336,16 @@ fn manual_idempotent_appends_tell_outcomes_apart() {
             },
             "{kind:?}"
         );
-        assert_eq!(s.append_with("b", p(1, 0)).unwrap().outcome, AppendOutcome::Stored);
+        assert_eq!(
+            s.append_with("b", p(1, 0)).unwrap().outcome,
+            AppendOutcome::Stored
+        );
         let fenced = s.append_with("zombie", p(0, 1)).unwrap_err();
-        assert_eq!(fenced.kind, ErrorKind::Fenced { server_epoch: 1 }, "{kind:?}");
+        assert_eq!(
+            fenced.kind,
+            ErrorKind::Fenced { server_epoch: 1 },
+            "{kind:?}"
+        );
         let r = read_from(&s, Offset::beginning());
         assert_eq!(&r.data[..], b"ab", "{kind:?}: nothing from the zombie");
     }
@@ -374,7 +393,10 @@ fn provider_headers_reach_the_server_and_rotate() {
         let ours: Vec<_> = reqs.iter().filter(|r| r.path() == path).collect();
         assert_eq!(ours.len(), 3, "{kind:?}: {reqs:?}");
         for (i, r) in ours.iter().enumerate() {
-            assert_eq!(r.header("authorization"), Some(format!("Bearer token-{i}").as_str()));
+            assert_eq!(
+                r.header("authorization"),
+                Some(format!("Bearer token-{i}").as_str())
+            );
             assert_eq!(r.header("x-tenant"), Some("acme"));
             assert_eq!(r.query_param("tenant"), Some("acme"));
         }
@@ -430,18 +452,30 @@ fn head_and_create_retry_but_plain_appends_do_not() {
         let client = AnyClient::with_settings(kind, server.url(), fast_retries());
         let url = server.stream_url("retry-ops");
         let s = client.stream(&url);
-        server.inject_error(&url, serde_json::json!({"status": 503, "count": 1, "method": "PUT"}));
+        server.inject_error(
+            &url,
+            serde_json::json!({"status": 503, "count": 1, "method": "PUT"}),
+        );
         assert!(s.create(text("text/plain")).unwrap().created, "{kind:?}");
-        server.inject_error(&url, serde_json::json!({"status": 500, "count": 1, "method": "HEAD"}));
+        server.inject_error(
+            &url,
+            serde_json::json!({"status": 500, "count": 1, "method": "HEAD"}),
+        );
         s.head().unwrap();
-        server.inject_error(&url, serde_json::json!({"status": 503, "count": 1, "method": "POST"}));
+        server.inject_error(
+            &url,
+            serde_json::json!({"status": 503, "count": 1, "method": "POST"}),
+        );
         let e = s.append("once").unwrap_err();
         assert!(
             matches!(e.kind, ErrorKind::UnexpectedStatus { status: 503, .. }),
             "{kind:?}: {e}"
         );
         // Idempotent producer appends are safe to retry.
-        server.inject_error(&url, serde_json::json!({"status": 503, "count": 1, "method": "POST"}));
+        server.inject_error(
+            &url,
+            serde_json::json!({"status": 503, "count": 1, "method": "POST"}),
+        );
         let ok = s
             .append_with(
                 "once",
@@ -475,7 +509,10 @@ fn exhausted_retries_report_the_last_error() {
         let url = server.stream_url("exhaust");
         let s = client.stream(&url);
         s.create(text("text/plain")).unwrap();
-        server.inject_error(&url, serde_json::json!({"status": 503, "count": 5, "method": "GET"}));
+        server.inject_error(
+            &url,
+            serde_json::json!({"status": 503, "count": 5, "method": "GET"}),
+        );
         let e = s.read(ReadOptions::from(Offset::beginning())).unwrap_err();
         assert!(e.is_retryable(), "{kind:?}: {e}");
         server.clear_errors();

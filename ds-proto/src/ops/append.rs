@@ -253,8 +253,8 @@ mod tests {
             seq: Some("0001".into()),
             ..AppendOptions::default()
         };
-        let req = append_request(URL, Bytes::from_static(b"hi"), &opts, &RequestExtras::new())
-            .unwrap();
+        let req =
+            append_request(URL, Bytes::from_static(b"hi"), &opts, &RequestExtras::new()).unwrap();
         assert_eq!(req.method(), Method::POST);
         assert_eq!(req.headers()["content-type"], "text/plain");
         assert_eq!(req.headers()["stream-seq"], "0001");
@@ -264,8 +264,13 @@ mod tests {
 
     #[test]
     fn empty_body_only_when_closing() {
-        let e = append_request(URL, Bytes::new(), &AppendOptions::default(), &RequestExtras::new())
-            .unwrap_err();
+        let e = append_request(
+            URL,
+            Bytes::new(),
+            &AppendOptions::default(),
+            &RequestExtras::new(),
+        )
+        .unwrap_err();
         assert!(matches!(e.kind, ErrorKind::InvalidInput(_)));
         let close = AppendOptions {
             close: true,
@@ -278,24 +283,47 @@ mod tests {
 
     #[test]
     fn json_is_one_message() {
-        let req =
-            append_request(URL, Bytes::from_static(b"[1,2]"), &json(), &RequestExtras::new())
-                .unwrap();
+        let req = append_request(
+            URL,
+            Bytes::from_static(b"[1,2]"),
+            &json(),
+            &RequestExtras::new(),
+        )
+        .unwrap();
         assert_eq!(req.body().as_ref(), b"[[1,2]]");
-        assert!(append_request(URL, Bytes::from_static(b"[]"), &json(), &RequestExtras::new())
-            .is_err());
-        assert!(append_request(URL, Bytes::from_static(b"{x"), &json(), &RequestExtras::new())
-            .is_err());
+        assert!(append_request(
+            URL,
+            Bytes::from_static(b"[]"),
+            &json(),
+            &RequestExtras::new()
+        )
+        .is_err());
+        assert!(append_request(
+            URL,
+            Bytes::from_static(b"{x"),
+            &json(),
+            &RequestExtras::new()
+        )
+        .is_err());
         let batch = AppendOptions {
             json_batch: true,
             ..json()
         };
-        let req = append_request(URL, Bytes::from_static(b"[1,2]"), &batch, &RequestExtras::new())
-            .unwrap();
+        let req = append_request(
+            URL,
+            Bytes::from_static(b"[1,2]"),
+            &batch,
+            &RequestExtras::new(),
+        )
+        .unwrap();
         assert_eq!(req.body().as_ref(), b"[1,2]");
-        assert!(
-            append_request(URL, Bytes::from_static(b"{}"), &batch, &RequestExtras::new()).is_err()
-        );
+        assert!(append_request(
+            URL,
+            Bytes::from_static(b"{}"),
+            &batch,
+            &RequestExtras::new()
+        )
+        .is_err());
     }
 
     #[test]
@@ -308,27 +336,34 @@ mod tests {
             }),
             ..AppendOptions::default()
         };
-        let req = append_request(URL, Bytes::from_static(b"x"), &opts, &RequestExtras::new())
-            .unwrap();
+        let req =
+            append_request(URL, Bytes::from_static(b"x"), &opts, &RequestExtras::new()).unwrap();
         assert_eq!(req.headers()["producer-id"], "p");
         assert_eq!(req.headers()["producer-epoch"], "3");
         assert_eq!(req.headers()["producer-seq"], "9");
         opts.producer.as_mut().unwrap().id.clear();
-        assert!(append_request(URL, Bytes::from_static(b"x"), &opts, &RequestExtras::new())
-            .is_err());
+        assert!(
+            append_request(URL, Bytes::from_static(b"x"), &opts, &RequestExtras::new()).is_err()
+        );
         opts.producer = Some(ProducerHeaders {
             id: "p".into(),
             epoch: MAX_SAFE_INTEGER + 1,
             seq: 0,
         });
-        assert!(append_request(URL, Bytes::from_static(b"x"), &opts, &RequestExtras::new())
-            .is_err());
+        assert!(
+            append_request(URL, Bytes::from_static(b"x"), &opts, &RequestExtras::new()).is_err()
+        );
     }
 
     #[test]
     fn outcomes() {
-        let ok = append_response(URL, false, &parts(204, &[("stream-next-offset", "0_1")]), b"")
-            .unwrap();
+        let ok = append_response(
+            URL,
+            false,
+            &parts(204, &[("stream-next-offset", "0_1")]),
+            b"",
+        )
+        .unwrap();
         assert_eq!(ok.outcome, AppendOutcome::Stored);
         assert_eq!(ok.next_offset.unwrap().as_str(), "0_1");
         let dup = append_response(
@@ -343,7 +378,10 @@ mod tests {
         let closed = append_response(
             URL,
             false,
-            &parts(409, &[("stream-closed", "true"), ("stream-next-offset", "0_9")]),
+            &parts(
+                409,
+                &[("stream-closed", "true"), ("stream-next-offset", "0_9")],
+            ),
             b"",
         )
         .unwrap_err();
@@ -364,6 +402,8 @@ mod tests {
         let c = close_response(URL, &parts(204, &[("stream-next-offset", "0_3")]), b"").unwrap();
         assert_eq!(c.final_offset.unwrap().as_str(), "0_3");
         assert!(close_response(URL, &parts(409, &[("stream-closed", "true")]), b"").is_ok());
-        assert!(close_response(URL, &parts(404, &[]), b"").unwrap_err().is_not_found());
+        assert!(close_response(URL, &parts(404, &[]), b"")
+            .unwrap_err()
+            .is_not_found());
     }
 }

@@ -111,11 +111,18 @@ pub fn create_request(
         );
     }
     if opts.closed {
-        h.insert(headers::STREAM_CLOSED, http::HeaderValue::from_static("true"));
+        h.insert(
+            headers::STREAM_CLOSED,
+            http::HeaderValue::from_static("true"),
+        );
     }
     if let Some(fork) = &opts.fork {
         if fork.source_path.is_empty() {
-            return Err(Error::invalid_input(op, stream_url, "fork source path is empty"));
+            return Err(Error::invalid_input(
+                op,
+                stream_url,
+                "fork source path is empty",
+            ));
         }
         h.insert(
             headers::STREAM_FORKED_FROM,

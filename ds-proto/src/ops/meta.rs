@@ -25,7 +25,10 @@ pub struct StreamInfo {
 }
 
 /// Builds the `HEAD` request.
-pub fn head_request(stream_url: &str, extras: &RequestExtras) -> Result<http::Request<Bytes>, Error> {
+pub fn head_request(
+    stream_url: &str,
+    extras: &RequestExtras,
+) -> Result<http::Request<Bytes>, Error> {
     let b = start_request(Operation::Head, Method::HEAD, stream_url, &[], extras)?;
     finish_request(Operation::Head, stream_url, b, Bytes::new())
 }

@@ -133,9 +133,15 @@ pub(crate) fn finish_request(
 }
 
 /// A header value from user input, refused when it is not a valid header value.
-pub(crate) fn header_value(op: Operation, url: &str, what: &str, v: &str) -> Result<HeaderValue, Error> {
-    HeaderValue::from_str(v)
-        .map_err(|_| Error::invalid_input(op, url, format!("{what} {v:?} is not a valid header value")))
+pub(crate) fn header_value(
+    op: Operation,
+    url: &str,
+    what: &str,
+    v: &str,
+) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(v).map_err(|_| {
+        Error::invalid_input(op, url, format!("{what} {v:?} is not a valid header value"))
+    })
 }
 
 /// The start of a body as text, for error messages.
@@ -220,7 +226,8 @@ pub(crate) fn next_offset(
     url: &str,
     h: &HeaderMap,
 ) -> Result<Option<crate::offset::Offset>, Error> {
-    headers::next_offset(h).map_err(|m| Error::invalid_response(op, crate::url::strip_query(url), m))
+    headers::next_offset(h)
+        .map_err(|m| Error::invalid_response(op, crate::url::strip_query(url), m))
 }
 
 #[cfg(test)]
@@ -253,7 +260,10 @@ mod tests {
     fn every_error_status_is_typed() {
         assert_eq!(kind(Operation::Read, 404, &[], ""), ErrorKind::NotFound);
         assert_eq!(kind(Operation::Read, 410, &[], ""), ErrorKind::Gone);
-        assert_eq!(kind(Operation::Append, 413, &[], ""), ErrorKind::PayloadTooLarge);
+        assert_eq!(
+            kind(Operation::Append, 413, &[], ""),
+            ErrorKind::PayloadTooLarge
+        );
         assert_eq!(
             kind(Operation::Read, 429, &[("Retry-After", "3")], ""),
             ErrorKind::RateLimited {
@@ -297,7 +307,10 @@ mod tests {
             kind(
                 Operation::Append,
                 409,
-                &[("producer-expected-seq", "2"), ("producer-received-seq", "4")],
+                &[
+                    ("producer-expected-seq", "2"),
+                    ("producer-received-seq", "4")
+                ],
                 ""
             ),
             ErrorKind::SequenceGap {
@@ -314,7 +327,12 @@ mod tests {
             ErrorKind::Conflict(ConflictKind::ContentTypeMismatch)
         );
         assert_eq!(
-            kind(Operation::Append, 409, &[], "Sequence conflict: seq regression"),
+            kind(
+                Operation::Append,
+                409,
+                &[],
+                "Sequence conflict: seq regression"
+            ),
             ErrorKind::Conflict(ConflictKind::SeqRegression)
         );
     }
@@ -393,4 +411,15 @@ mod extras_tests {
         assert_eq!(req.uri().to_string(), "http://h/s?a=1&offset=-1");
         assert_eq!(req.headers()["authorization"], "t");
     }
+}
+
+/// Per-call settings a driver applies to one operation, on top of the client's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallOptions {
+    /// Extra headers and query parameters for this call.
+    pub extras: RequestExtras,
+    /// A retry policy replacing the client's for this call.
+    pub retry: Option<crate::retry::RetryPolicy>,
+    /// A timeout for each attempt, replacing the client's request timeout.
+    pub timeout: Option<std::time::Duration>,
 }

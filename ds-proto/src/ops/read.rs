@@ -8,7 +8,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Method};
 
 /// How a read waits for data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum LiveMode {
     /// Catch-up only: return what exists now.
     #[default]
@@ -120,8 +122,8 @@ pub fn read_request(
     finish_request(op, stream_url, b, Bytes::new())
 }
 
-/// Interprets the response to one read. `requested` is the offset that was asked for (a 304 or
-/// 204 without `Stream-Next-Offset` stays there). A 200 must carry `Stream-Next-Offset`.
+/// Interprets the response to one read. `requested` is the offset that was asked for (a 304
+/// without `Stream-Next-Offset` stays there). A 200 or 204 must carry `Stream-Next-Offset`.
 pub fn read_response(
     stream_url: &str,
     requested: &Offset,
@@ -137,7 +139,9 @@ pub fn read_response(
     let next = next_offset(op, stream_url, h)?;
     let next_offset = match (next, status) {
         (Some(o), _) => o,
-        (None, 304) if !requested.is_sentinel() => requested.clone(),
+        // 304: nothing changed since the cached response; the caller keeps that response's
+        // offset, and this one stays where it asked to be.
+        (None, 304) => requested.clone(),
         (None, _) => {
             return Err(Error::invalid_response(
                 op,
@@ -186,8 +190,12 @@ mod tests {
             "http://h/s?cursor=99&live=long-poll&offset=a%2Bb&tenant=x%20y"
         );
         assert_eq!(req.headers()["if-none-match"], "\"e1\"");
-        let req = read_request(URL, &ReadOptions::from(Offset::now()), &RequestExtras::new())
-            .unwrap();
+        let req = read_request(
+            URL,
+            &ReadOptions::from(Offset::now()),
+            &RequestExtras::new(),
+        )
+        .unwrap();
         assert_eq!(req.uri().to_string(), "http://h/s?offset=now");
     }
 
@@ -225,7 +233,10 @@ mod tests {
         let eof = read_response(
             URL,
             &Offset::parse("0_5").unwrap(),
-            &parts(200, &[("Stream-Next-Offset", "0_5"), ("Stream-Closed", "true")]),
+            &parts(
+                200,
+                &[("Stream-Next-Offset", "0_5"), ("Stream-Closed", "true")],
+            ),
             Bytes::new(),
         )
         .unwrap();
@@ -233,25 +244,33 @@ mod tests {
         let t = read_response(
             URL,
             &Offset::parse("0_5").unwrap(),
-            &parts(204, &[("Stream-Next-Offset", "0_5"), ("Stream-Cursor", "7")]),
+            &parts(
+                204,
+                &[("Stream-Next-Offset", "0_5"), ("Stream-Cursor", "7")],
+            ),
             Bytes::new(),
         )
         .unwrap();
         assert!(t.timed_out && t.up_to_date);
         assert_eq!(t.cursor.as_deref(), Some("7"));
-        let nm = read_response(URL, &Offset::parse("0_5").unwrap(), &parts(304, &[]), Bytes::new())
-            .unwrap();
+        let nm = read_response(
+            URL,
+            &Offset::parse("0_5").unwrap(),
+            &parts(304, &[]),
+            Bytes::new(),
+        )
+        .unwrap();
         assert!(nm.not_modified);
         assert_eq!(nm.next_offset.as_str(), "0_5");
     }
 
     #[test]
     fn missing_offset_and_errors() {
-        let e = read_response(URL, &Offset::beginning(), &parts(200, &[]), Bytes::new())
-            .unwrap_err();
+        let e =
+            read_response(URL, &Offset::beginning(), &parts(200, &[]), Bytes::new()).unwrap_err();
         assert!(matches!(e.kind, ErrorKind::InvalidResponse(_)));
-        let e = read_response(URL, &Offset::beginning(), &parts(410, &[]), Bytes::new())
-            .unwrap_err();
+        let e =
+            read_response(URL, &Offset::beginning(), &parts(410, &[]), Bytes::new()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Gone);
     }
 }

@@ -1,0 +1,184 @@
+//! The pull reader: an `Iterator` of [`Chunk`]s driven by ds-proto's
+//! [`Reader`](ds_proto::reader::Reader) state machine (catch-up, long-poll, SSE, auto).
+//!
+//! Dropping a reader cancels its in-flight request (the exchange thread stops at its next
+//! read). Offsets to checkpoint come with every chunk ([`Chunk::next_offset`]) and from
+//! [`Reader::offset`]: resuming from them never skips or repeats data.
+
+use crate::client::Client;
+use crate::engine::{Engine, Wake};
+use ds_proto::ops::CallOptions;
+use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent};
+use ds_proto::{Error, Offset, Operation};
+use serde::de::DeserializeOwned;
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::time::Instant;
+
+/// A live or catch-up reader of one stream.
+pub struct Reader {
+    engine: Engine<ds_proto::reader::Reader>,
+    finished: bool,
+    url: String,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("url", &self.url)
+            .field("offset", self.offset())
+            .field("up_to_date", &self.is_up_to_date())
+            .field("eof", &self.is_eof())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    pub(crate) fn new(
+        client: Client,
+        call: CallOptions,
+        mut config: ReaderConfig,
+    ) -> Result<Reader, Error> {
+        config.rng_seed = client.next_seed();
+        let url = config.url.clone();
+        let machine = ds_proto::reader::Reader::new(config, Instant::now())?;
+        Ok(Reader {
+            engine: Engine::new(machine, client, call),
+            finished: false,
+            url,
+        })
+    }
+
+    /// The checkpoint: the offset after everything this reader has handed out.
+    pub fn offset(&self) -> &Offset {
+        self.engine.machine.offset()
+    }
+
+    /// Whether the reader has caught up with the stream's tail (more may come unless EOF).
+    pub fn is_up_to_date(&self) -> bool {
+        self.engine.machine.is_up_to_date()
+    }
+
+    /// Whether the stream is closed and everything was read (EOF).
+    pub fn is_eof(&self) -> bool {
+        self.engine.machine.is_eof()
+    }
+
+    /// The next raw event of the machine (data, up-to-date, closed, retrying, fallback,
+    /// failure); `None` when the reader is finished.
+    pub fn next_event(&mut self) -> Option<ReaderEvent> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            if let Some(e) = self.engine.machine.poll_event() {
+                if matches!(
+                    e,
+                    ReaderEvent::Done | ReaderEvent::Failed(_) | ReaderEvent::Closed { .. }
+                ) {
+                    self.finished = true;
+                }
+                return Some(e);
+            }
+            self.engine.flush_outputs();
+            if self.engine.machine.poll_event().is_none() {
+                if let Wake::Idle = self.engine.step(false) {
+                    self.finished = true;
+                    return None;
+                }
+            } else {
+                continue;
+            }
+        }
+    }
+
+    /// The raw events as an iterator.
+    pub fn events(&mut self) -> impl Iterator<Item = ReaderEvent> + '_ {
+        std::iter::from_fn(move || self.next_event())
+    }
+
+    /// The next chunk of data; `None` at EOF, or when a catch-up reader is up to date. An error
+    /// is terminal (the next call returns `None`).
+    pub fn next_chunk(&mut self) -> Option<Result<Chunk, Error>> {
+        loop {
+            match self.next_event()? {
+                ReaderEvent::Data(c) => return Some(Ok(c)),
+                ReaderEvent::Failed(e) => return Some(Err(e)),
+                ReaderEvent::Closed { .. } | ReaderEvent::Done => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Iterates the messages of a JSON stream, deserialized.
+    pub fn json<T: DeserializeOwned>(self) -> JsonItems<T> {
+        JsonItems {
+            reader: self,
+            pending: VecDeque::new(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Chunk, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_chunk()
+    }
+}
+
+/// The messages of a JSON stream, one by one (from [`Reader::json`]).
+pub struct JsonItems<T> {
+    reader: Reader,
+    pending: VecDeque<bytes::Bytes>,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for JsonItems<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonItems")
+            .field("reader", &self.reader)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl<T: DeserializeOwned> JsonItems<T> {
+    /// The reader's checkpoint. While messages of a chunk are still pending it is the offset
+    /// after that whole chunk.
+    pub fn offset(&self) -> &Offset {
+        self.reader.offset()
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for JsonItems<T> {
+    type Item = Result<T, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(raw) = self.pending.pop_front() {
+                return Some(serde_json::from_slice(&raw).map_err(|e| {
+                    Error::invalid_response(
+                        Operation::Read,
+                        &self.reader.url,
+                        format!("JSON message: {e}"),
+                    )
+                }));
+            }
+            match self.reader.next_chunk()? {
+                Err(e) => return Some(Err(e)),
+                Ok(chunk) => match chunk.items() {
+                    Ok(items) => self.pending.extend(items),
+                    Err(m) => {
+                        return Some(Err(Error::invalid_response(
+                            Operation::Read,
+                            &self.reader.url,
+                            m,
+                        )))
+                    }
+                },
+            }
+        }
+    }
+}

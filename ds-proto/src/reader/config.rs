@@ -1,0 +1,142 @@
+//! The [`Reader`](super::Reader)'s configuration.
+
+use crate::offset::Offset;
+use crate::retry::RetryPolicy;
+use crate::sse::SseLimits;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How a [`Reader`](super::Reader) reads: catch-up only, or catch-up followed by live tailing.
+///
+/// See the [module documentation](super) for a diagram of each mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum ReadMode {
+    /// Plain catch-up `GET`s (no `live` parameter) until a response says `Stream-Up-To-Date`;
+    /// then the reader emits [`UpToDate`](super::ReaderEvent::UpToDate) and
+    /// [`Done`](super::ReaderEvent::Done) and sends nothing more.
+    CatchUp,
+    /// `live=long-poll` from the first request on (PROTOCOL.md 5.7).
+    LongPoll,
+    /// `live=sse` from the first request on (PROTOCOL.md 5.8), falling back to long-poll when
+    /// SSE connections keep ending fast (see [`SseFallback`]).
+    Sse,
+    /// Cacheable catch-up `GET`s (no `live` parameter) until `Stream-Up-To-Date`, then
+    /// `live=long-poll` for ever after.
+    #[default]
+    Auto,
+}
+
+/// When SSE gives way to long-poll: after `connections` consecutive SSE responses that each
+/// ended (or broke) less than `window` after their request was sent without delivering a
+/// `control` event that moved the offset.
+///
+/// This catches proxies that buffer or cut streaming responses. The fallback is permanent for
+/// the reader's life and reported once as
+/// [`FellBackToLongPoll`](super::ReaderEvent::FellBackToLongPoll).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SseFallback {
+    /// How many consecutive fast, unproductive SSE connections trigger the fallback (at least 1).
+    pub connections: u32,
+    /// A connection that lasts at least this long is never counted (greater than zero).
+    pub window: Duration,
+}
+
+impl Default for SseFallback {
+    /// Three connections ending within one second.
+    fn default() -> Self {
+        SseFallback {
+            connections: 3,
+            window: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Everything a [`Reader`](super::Reader) needs to start; checked by
+/// [`Reader::new`](super::Reader::new).
+///
+/// Build it with [`ReaderConfig::new`] and struct-update syntax:
+///
+/// ```
+/// use ds_proto::reader::{ReadMode, ReaderConfig};
+/// let config = ReaderConfig {
+///     mode: ReadMode::Sse,
+///     rng_seed: 42,
+///     ..ReaderConfig::new("http://127.0.0.1:4437/v1/stream/chat")
+/// };
+/// assert_eq!(config.offset.as_str(), "-1");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReaderConfig {
+    /// The absolute stream URL (`http://` or `https://`). It may carry query parameters of its
+    /// own, but not `offset`, `live` or `cursor`, which the reader owns.
+    pub url: String,
+    /// Where to start: [`Offset::beginning`] (`-1`), [`Offset::now`] (only future data), or an
+    /// offset saved from an earlier read.
+    pub offset: Offset,
+    /// Catch-up only, long-poll, SSE or auto.
+    pub mode: ReadMode,
+    /// How failed reads (429, 5xx, transport failures) are retried. Default:
+    /// [`RetryPolicy::unlimited`].
+    pub retry: RetryPolicy,
+    /// The largest response body (catch-up and long-poll) or the most SSE data held before its
+    /// `control` event, in bytes; more is a terminal
+    /// [`ErrorKind::LimitExceeded`](crate::ErrorKind::LimitExceeded). Default: 64 MiB.
+    pub max_body_bytes: usize,
+    /// Line and event size limits of the SSE parser (exceeding them is a terminal
+    /// [`ErrorKind::LimitExceeded`](crate::ErrorKind::LimitExceeded)).
+    pub sse_limits: SseLimits,
+    /// When SSE falls back to long-poll; `None`: never. Default: 3 connections within 1 s.
+    pub sse_fallback: Option<SseFallback>,
+    /// The deadline of a long-poll exchange, counted from when its [`Transmit`](crate::Transmit)
+    /// is emitted (it becomes [`Transmit::deadline`](crate::Transmit::deadline)). It must exceed
+    /// the server's long-poll timeout. Default: 60 s.
+    pub long_poll_deadline: Option<Duration>,
+    /// The deadline of a catch-up exchange (no `live` parameter). A catch-up response may be
+    /// large, so the default is `None`: no deadline from the reader.
+    pub catch_up_deadline: Option<Duration>,
+    /// If an SSE exchange delivers nothing (no head, no body bytes, not even a comment) for this
+    /// long, the reader cancels it (see [`Reader::poll_cancel`](super::Reader::poll_cancel)) and
+    /// reconnects from the last `control` offset. Default: 120 s.
+    pub sse_idle_timeout: Option<Duration>,
+    /// Whether the stream is JSON mode (PROTOCOL.md 9.1). `None`: learn it from the
+    /// `Content-Type` of catch-up and long-poll responses. SSE responses do not carry the
+    /// stream's content type, so a reader that starts in [`ReadMode::Sse`] should be told:
+    /// with `Some(true)` the data events released by one `control` event are merged into one
+    /// JSON array. Default: `None`.
+    pub json: Option<bool>,
+    /// Seed of the reader's PRNG (retry jitter only). Drivers seed from OS entropy,
+    /// simulations from the run's seed. Default: 0.
+    pub rng_seed: u64,
+    /// A `Stream-Cursor` saved from an earlier read, echoed as `cursor=` on the first live
+    /// request. Default: `None`.
+    pub cursor: Option<String>,
+}
+
+impl ReaderConfig {
+    /// The default `max_body_bytes`: 64 MiB.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+    /// The default `long_poll_deadline`: 60 s.
+    pub const DEFAULT_LONG_POLL_DEADLINE: Duration = Duration::from_secs(60);
+    /// The default `sse_idle_timeout`: 120 s.
+    pub const DEFAULT_SSE_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+    /// A configuration reading `url` from the beginning (`-1`) in [`ReadMode::Auto`], with the
+    /// defaults documented on each field.
+    pub fn new(url: impl Into<String>) -> Self {
+        ReaderConfig {
+            url: url.into(),
+            offset: Offset::beginning(),
+            mode: ReadMode::Auto,
+            retry: RetryPolicy::unlimited(),
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            sse_limits: SseLimits::default(),
+            sse_fallback: Some(SseFallback::default()),
+            long_poll_deadline: Some(Self::DEFAULT_LONG_POLL_DEADLINE),
+            catch_up_deadline: None,
+            sse_idle_timeout: Some(Self::DEFAULT_SSE_IDLE_TIMEOUT),
+            json: None,
+            rng_seed: 0,
+            cursor: None,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! What a [`Reader`](super::Reader) reports: [`ReaderEvent`]s and the [`Chunk`]s of data.
+
+use crate::error::Error;
+use crate::offset::Offset;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// Bytes released by the reader, always together with the offset that follows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The data. For JSON streams ([`Chunk::json`]) one JSON array of messages (use
+    /// [`Chunk::items`]); otherwise raw bytes. Empty when the offset advanced without data.
+    pub data: Bytes,
+    /// The offset right after `data`: resume from here to read what follows. This is the
+    /// checkpoint to persist once `data` is processed.
+    pub next_offset: Offset,
+    /// The reader had caught up with the stream's tail when this chunk was read.
+    pub up_to_date: bool,
+    /// The stream is closed and this chunk ends it (EOF). A
+    /// [`ReaderEvent::Closed`] follows.
+    pub closed: bool,
+    /// The cursor in effect after this chunk (`Stream-Cursor` / `streamCursor`).
+    pub cursor: Option<String>,
+    /// The stream is JSON mode (PROTOCOL.md 9.1): `data` is one JSON array.
+    pub json: bool,
+}
+
+impl Chunk {
+    /// The messages of a JSON chunk, each a zero-copy slice of [`Chunk::data`]; empty data gives
+    /// no messages. Fails when `data` is not one JSON array (for instance for a non-JSON
+    /// stream).
+    pub fn items(&self) -> Result<Vec<Bytes>, String> {
+        crate::json::split_array(&self.data)
+    }
+}
+
+/// What happened, drained with [`Reader::poll_event`](super::Reader::poll_event).
+///
+/// A reader ends with exactly one of [`Closed`](ReaderEvent::Closed),
+/// [`Failed`](ReaderEvent::Failed) or [`Done`](ReaderEvent::Done), unless
+/// [`Reader::stop`](super::Reader::stop) ends it first (then silently). After its terminal
+/// event it never emits a request or another event.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ReaderEvent {
+    /// Data, with the offset that follows it. Emitted when a response (or, in SSE, a `control`
+    /// event) released bytes, or moved a real offset forward without bytes (then `data` is
+    /// empty). A response without data at an unchanged offset emits none; neither does the
+    /// first response after a sentinel start (`-1`, `now`) when it has no data.
+    Data(Chunk),
+    /// The reader reached the stream's tail (no EOF: more data may come). Emitted after the
+    /// [`Data`](ReaderEvent::Data) of the response that reached it, each time a response
+    /// reaches the tail after being behind, after releasing data, or at a new offset;
+    /// repeated long-poll timeouts at the same offset do not repeat it.
+    UpToDate {
+        /// The checkpoint (the offset after everything released).
+        offset: Offset,
+    },
+    /// EOF: the stream is closed and everything was released. Terminal; implies up-to-date.
+    Closed {
+        /// The stream's final offset.
+        offset: Offset,
+    },
+    /// A read failed and will be retried after `delay`; no request is emitted until then
+    /// (the timer is [`Reader::poll_timeout`](super::Reader::poll_timeout)).
+    Retrying {
+        /// Why the read failed.
+        error: Error,
+        /// Which retry this is in the current run of failures (1 for the first retry).
+        attempt: u32,
+        /// How long the reader waits before retrying.
+        delay: Duration,
+    },
+    /// SSE connections kept ending fast: the reader now uses long-poll for good.
+    FellBackToLongPoll,
+    /// The reader gave up: a non-retryable status (400, 404, 410 = offset before retention,
+    /// other 4xx), an invalid response (missing or backwards `Stream-Next-Offset`, bad SSE
+    /// control or base64), a limit exceeded, or the retry policy exhausted. Terminal.
+    Failed(Error),
+    /// [`ReadMode::CatchUp`](super::ReadMode::CatchUp) only: the reader caught up (an
+    /// [`UpToDate`](ReaderEvent::UpToDate) precedes it) and stops. Terminal.
+    Done,
+}

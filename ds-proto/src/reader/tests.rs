@@ -1,0 +1,1285 @@
+//! Unit tests of the reader, driven by hand-made inputs (no IO).
+
+use super::*;
+use crate::ops::test_util::parts;
+
+const URL: &str = "http://h/s";
+
+#[allow(clippy::disallowed_methods)]
+fn base_instant() -> Instant {
+    Instant::now()
+}
+
+fn off(s: &str) -> Offset {
+    Offset::parse(s).unwrap()
+}
+
+fn cfg(mode: ReadMode) -> ReaderConfig {
+    ReaderConfig {
+        mode,
+        rng_seed: 7,
+        ..ReaderConfig::new(URL)
+    }
+}
+
+fn query(tx: &Transmit) -> String {
+    tx.request.uri().query().unwrap_or("").to_owned()
+}
+
+fn control(offset: &str, extra: &str) -> String {
+    format!("event: control\ndata: {{\"streamNextOffset\":\"{offset}\"{extra}}}\n\n")
+}
+
+fn data_event(payload: &str) -> String {
+    let mut s = String::from("event: data\n");
+    for line in payload.split('\n') {
+        s.push_str("data:");
+        s.push_str(line);
+        s.push('\n');
+    }
+    s.push('\n');
+    s
+}
+
+struct H {
+    r: Reader,
+    now: Instant,
+}
+
+impl H {
+    fn new(config: ReaderConfig) -> H {
+        let now = base_instant();
+        H {
+            r: Reader::new(config, now).unwrap(),
+            now,
+        }
+    }
+
+    fn mode(mode: ReadMode) -> H {
+        H::new(cfg(mode))
+    }
+
+    fn tx(&mut self) -> Transmit {
+        self.r.poll_transmit(self.now).expect("a transmit")
+    }
+
+    fn no_tx(&mut self) {
+        assert!(
+            self.r.poll_transmit(self.now).is_none(),
+            "unexpected transmit"
+        );
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.r.handle_timeout(self.now);
+    }
+
+    fn head(&mut self, id: RequestId, status: u16, h: &[(&str, &str)]) {
+        self.r.handle_input(
+            Input::Head {
+                id,
+                parts: parts(status, h),
+            },
+            self.now,
+        );
+    }
+
+    fn body(&mut self, id: RequestId, b: &[u8]) {
+        self.r.handle_input(
+            Input::Body {
+                id,
+                chunk: Bytes::copy_from_slice(b),
+            },
+            self.now,
+        );
+    }
+
+    fn end(&mut self, id: RequestId) {
+        self.r.handle_input(Input::End { id }, self.now);
+    }
+
+    fn fail(&mut self, id: RequestId, kind: TransportErrorKind) {
+        self.r.handle_input(
+            Input::Failed {
+                id,
+                error: TransportError::new(kind, "boom"),
+            },
+            self.now,
+        );
+    }
+
+    fn respond(&mut self, id: RequestId, status: u16, h: &[(&str, &str)], body: &[u8]) {
+        self.head(id, status, h);
+        if !body.is_empty() {
+            self.body(id, body);
+        }
+        self.end(id);
+    }
+
+    fn events(&mut self) -> Vec<ReaderEvent> {
+        std::iter::from_fn(|| self.r.poll_event()).collect()
+    }
+
+    fn cancels(&mut self) -> Vec<RequestId> {
+        std::iter::from_fn(|| self.r.poll_cancel()).collect()
+    }
+
+    /// The reader never sends again, whatever time does.
+    fn assert_dead(&mut self) {
+        assert!(self.r.is_finished());
+        for _ in 0..5 {
+            self.no_tx();
+            assert_eq!(self.r.poll_timeout(), None);
+            self.advance(Duration::from_secs(3600));
+        }
+        self.no_tx();
+    }
+
+    /// Opens an SSE response to `id` (text).
+    fn sse_head(&mut self, id: RequestId) {
+        self.head(id, 200, &[("content-type", "text/event-stream")]);
+    }
+}
+
+fn data(ev: &ReaderEvent) -> &Chunk {
+    match ev {
+        ReaderEvent::Data(c) => c,
+        other => panic!("expected data, got {other:?}"),
+    }
+}
+
+fn failed_kind(ev: &ReaderEvent) -> &ErrorKind {
+    match ev {
+        ReaderEvent::Failed(e) => &e.kind,
+        other => panic!("expected failure, got {other:?}"),
+    }
+}
+
+// ----- catch-up -----
+
+#[test]
+fn catch_up_in_several_chunks_until_up_to_date() {
+    let mut h = H::mode(ReadMode::Auto);
+    let t1 = h.tx();
+    assert_eq!(query(&t1), "offset=-1");
+    assert_eq!(t1.deadline, None);
+    assert_eq!(t1.request.method(), http::Method::GET);
+    h.no_tx(); // one request at a time
+    h.head(t1.id, 200, &[("Stream-Next-Offset", "0_3")]);
+    h.body(t1.id, b"ab");
+    assert!(h.events().is_empty(), "bytes are held until the end");
+    h.body(t1.id, b"c");
+    h.end(t1.id);
+    let ev = h.events();
+    assert_eq!(ev.len(), 1);
+    let c = data(&ev[0]);
+    assert_eq!(&c.data[..], b"abc");
+    assert_eq!(c.next_offset, off("0_3"));
+    assert!(!c.up_to_date && !c.closed && !c.json);
+    assert_eq!(h.r.offset(), &off("0_3"));
+    assert!(!h.r.is_up_to_date());
+
+    let t2 = h.tx();
+    assert!(t2.id > t1.id);
+    assert_eq!(query(&t2), "offset=0_3");
+    h.respond(
+        t2.id,
+        200,
+        &[("Stream-Next-Offset", "0_6"), ("Stream-Up-To-Date", "true")],
+        b"def",
+    );
+    let ev = h.events();
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!(&data(&ev[0]).data[..], b"def");
+    assert!(data(&ev[0]).up_to_date);
+    assert_eq!(ev[1], ReaderEvent::UpToDate { offset: off("0_6") });
+    assert!(h.r.is_up_to_date());
+    assert!(!h.r.is_eof());
+}
+
+#[test]
+fn catch_up_mode_stops_when_up_to_date() {
+    let mut h = H::mode(ReadMode::CatchUp);
+    let t = h.tx();
+    h.respond(t.id, 200, &[("Stream-Next-Offset", "0_3")], b"abc");
+    let t = h.tx();
+    assert_eq!(query(&t), "offset=0_3", "catch-up never sends live=");
+    h.respond(
+        t.id,
+        200,
+        &[("Stream-Next-Offset", "0_3"), ("Stream-Up-To-Date", "true")],
+        b"",
+    );
+    let ev = h.events();
+    assert_eq!(
+        ev,
+        vec![
+            ReaderEvent::Data(Chunk {
+                data: Bytes::from_static(b"abc"),
+                next_offset: off("0_3"),
+                up_to_date: false,
+                closed: false,
+                cursor: None,
+                json: false,
+            }),
+            ReaderEvent::UpToDate { offset: off("0_3") },
+            ReaderEvent::Done,
+        ]
+    );
+    assert_eq!(h.r.mode(), ReadMode::CatchUp);
+    h.assert_dead();
+}
+
+#[test]
+fn auto_switches_to_long_poll_and_echoes_the_cursor() {
+    let mut h = H::new(ReaderConfig {
+        url: "http://h/s?token=a%20b".into(),
+        ..cfg(ReadMode::Auto)
+    });
+    let t = h.tx();
+    assert_eq!(query(&t), "offset=-1&token=a%20b");
+    h.respond(
+        t.id,
+        200,
+        &[
+            ("Stream-Next-Offset", "0_3"),
+            ("Stream-Up-To-Date", "true"),
+            ("content-type", "application/json"),
+        ],
+        b"[1,2]",
+    );
+    let ev = h.events();
+    assert!(data(&ev[0]).json);
+    assert_eq!(data(&ev[0]).items().unwrap().len(), 2);
+    assert_eq!(h.r.live_mode(), LiveMode::LongPoll);
+
+    let t = h.tx();
+    assert_eq!(query(&t), "live=long-poll&offset=0_3&token=a%20b");
+    assert_eq!(
+        t.deadline,
+        Some(h.now + ReaderConfig::DEFAULT_LONG_POLL_DEADLINE)
+    );
+    h.respond(
+        t.id,
+        200,
+        &[
+            ("Stream-Next-Offset", "0_5"),
+            ("Stream-Up-To-Date", "true"),
+            ("Stream-Cursor", "c 1"),
+            ("content-type", "application/json"),
+        ],
+        b"[3]",
+    );
+    let ev = h.events();
+    assert_eq!(data(&ev[0]).cursor.as_deref(), Some("c 1"));
+    assert_eq!(h.r.cursor(), Some("c 1"));
+    let t = h.tx();
+    assert_eq!(
+        query(&t),
+        "cursor=c%201&live=long-poll&offset=0_5&token=a%20b"
+    );
+    assert_eq!(h.r.mode(), ReadMode::Auto);
+}
+
+#[test]
+fn long_poll_204_continues_from_the_returned_offset() {
+    let mut h = H::mode(ReadMode::LongPoll);
+    let t = h.tx();
+    assert_eq!(query(&t), "live=long-poll&offset=-1");
+    h.respond(
+        t.id,
+        204,
+        &[
+            ("Stream-Next-Offset", "0_0"),
+            ("Stream-Up-To-Date", "true"),
+            ("Stream-Cursor", "10"),
+        ],
+        b"",
+    );
+    assert_eq!(
+        h.events(),
+        vec![ReaderEvent::UpToDate { offset: off("0_0") }],
+        "no data from a sentinel start without bytes"
+    );
+    let t = h.tx();
+    assert_eq!(query(&t), "cursor=10&live=long-poll&offset=0_0");
+    // A timeout at the same offset: nothing to report.
+    h.respond(
+        t.id,
+        204,
+        &[("Stream-Next-Offset", "0_0"), ("Stream-Cursor", "11")],
+        b"",
+    );
+    assert!(h.events().is_empty());
+    let t = h.tx();
+    assert_eq!(query(&t), "cursor=11&live=long-poll&offset=0_0");
+    // A 204 that moves the offset: the checkpoint moves with an empty chunk.
+    h.respond(
+        t.id,
+        204,
+        &[("Stream-Next-Offset", "0_9"), ("Stream-Cursor", "12")],
+        b"",
+    );
+    let ev = h.events();
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert!(data(&ev[0]).data.is_empty());
+    assert_eq!(data(&ev[0]).next_offset, off("0_9"));
+    assert_eq!(ev[1], ReaderEvent::UpToDate { offset: off("0_9") });
+    let t = h.tx();
+    assert_eq!(query(&t), "cursor=12&live=long-poll&offset=0_9");
+    // Data, then an empty 200 at the same offset: no data event.
+    h.respond(
+        t.id,
+        200,
+        &[("Stream-Next-Offset", "1_0"), ("Stream-Cursor", "13")],
+        b"xyz",
+    );
+    assert!(!data(&h.events()[0]).up_to_date);
+    let t = h.tx();
+    h.respond(
+        t.id,
+        200,
+        &[
+            ("Stream-Next-Offset", "1_0"),
+            ("Stream-Cursor", "14"),
+            ("Stream-Up-To-Date", "true"),
+        ],
+        b"",
+    );
+    assert_eq!(
+        h.events(),
+        vec![ReaderEvent::UpToDate { offset: off("1_0") }]
+    );
+}
+
+#[test]
+fn not_modified_keeps_the_offset() {
+    let mut h = H::new(ReaderConfig {
+        offset: off("0_4"),
+        ..cfg(ReadMode::Auto)
+    });
+    let t = h.tx();
+    h.respond(t.id, 304, &[], b"");
+    assert!(h.events().is_empty());
+    let t = h.tx();
+    assert_eq!(query(&t), "offset=0_4");
+}
+
+// ----- EOF -----
+
+#[test]
+fn eof_in_catch_up_and_auto() {
+    for mode in [ReadMode::CatchUp, ReadMode::Auto] {
+        let mut h = H::mode(mode);
+        let t = h.tx();
+        h.respond(
+            t.id,
+            200,
+            &[("Stream-Next-Offset", "0_3"), ("Stream-Closed", "true")],
+            b"end",
+        );
+        let ev = h.events();
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert!(data(&ev[0]).closed && data(&ev[0]).up_to_date);
+        assert_eq!(ev[1], ReaderEvent::Closed { offset: off("0_3") });
+        assert!(h.r.is_eof() && h.r.is_up_to_date());
+        assert!(h.cancels().is_empty());
+        h.assert_dead();
+        assert!(h.events().is_empty());
+    }
+}
+
+#[test]
+fn eof_in_long_poll() {
+    let mut h = H::new(ReaderConfig {
+        offset: off("0_3"),
+        ..cfg(ReadMode::LongPoll)
+    });
+    let t = h.tx();
+    h.respond(
+        t.id,
+        204,
+        &[
+            ("Stream-Next-Offset", "0_3"),
+            ("Stream-Closed", "true"),
+            ("Stream-Up-To-Date", "true"),
+        ],
+        b"",
+    );
+    assert_eq!(h.events(), vec![ReaderEvent::Closed { offset: off("0_3") }]);
+    h.assert_dead();
+}
+
+#[test]
+fn eof_in_sse() {
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    assert_eq!(query(&t), "live=sse&offset=-1");
+    assert_eq!(t.deadline, None);
+    h.sse_head(t.id);
+    let body = format!(
+        "{}{}",
+        data_event("last"),
+        control("0_4", ",\"streamClosed\":true")
+    );
+    h.body(t.id, body.as_bytes());
+    let ev = h.events();
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!(&data(&ev[0]).data[..], b"last");
+    assert!(data(&ev[0]).closed);
+    assert_eq!(ev[1], ReaderEvent::Closed { offset: off("0_4") });
+    assert_eq!(
+        h.cancels(),
+        vec![t.id],
+        "the finished SSE exchange is dropped"
+    );
+    h.end(t.id);
+    h.assert_dead();
+    assert!(h.events().is_empty());
+}
+
+// ----- SSE -----
+
+#[test]
+fn sse_data_is_held_until_its_control() {
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(t.id, data_event("hel").as_bytes());
+    h.body(t.id, data_event("lo").as_bytes());
+    assert!(h.events().is_empty());
+    assert_eq!(h.r.offset(), &off("-1"));
+    h.body(
+        t.id,
+        control("0_5", ",\"streamCursor\":\"c1\",\"upToDate\":true").as_bytes(),
+    );
+    let ev = h.events();
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    let c = data(&ev[0]);
+    assert_eq!(&c.data[..], b"hello");
+    assert_eq!(c.next_offset, off("0_5"));
+    assert_eq!(c.cursor.as_deref(), Some("c1"));
+    assert!(c.up_to_date);
+    assert_eq!(ev[1], ReaderEvent::UpToDate { offset: off("0_5") });
+    assert_eq!(h.r.offset(), &off("0_5"));
+    // Unknown event types and comments are ignored.
+    h.body(
+        t.id,
+        b": keep-alive\n\nevent: other\ndata: x\n\ndata: y\n\n",
+    );
+    assert!(h.events().is_empty());
+    assert_eq!(h.r.in_flight(), Some(t.id));
+}
+
+fn sse_script() -> String {
+    format!(
+        "\u{feff}{}{}{}{}\r\n: comment\r\nevent: data\r\ndata: line1\r\ndata: line2\r\n\r\n{}{}",
+        data_event("a"),
+        data_event("bc"),
+        control("0_3", ",\"streamCursor\":\"1\""),
+        data_event("d"),
+        control("0_5", ",\"streamCursor\":\"2\",\"upToDate\":true"),
+        data_event("tail without control"),
+    )
+}
+
+fn run_sse(chunks: &[&[u8]]) -> (Vec<ReaderEvent>, String) {
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    h.sse_head(t.id);
+    for c in chunks {
+        h.body(t.id, c);
+    }
+    h.advance(Duration::from_secs(5));
+    h.end(t.id);
+    let ev = h.events();
+    let next = query(&h.tx());
+    (ev, next)
+}
+
+#[test]
+fn sse_split_at_every_byte_gives_the_same_chunks() {
+    let script = sse_script();
+    let bytes = script.as_bytes();
+    let (whole, next) = run_sse(&[bytes]);
+    assert_eq!(whole.len(), 3, "{whole:?}");
+    assert_eq!(&data(&whole[0]).data[..], b"abc");
+    assert_eq!(data(&whole[0]).next_offset, off("0_3"));
+    assert_eq!(&data(&whole[1]).data[..], b"dline1\nline2");
+    assert_eq!(whole[2], ReaderEvent::UpToDate { offset: off("0_5") });
+    assert_eq!(data(&whole[1]).next_offset, off("0_5"));
+    assert_eq!(next, "cursor=2&live=sse&offset=0_5");
+    for i in 0..=bytes.len() {
+        let (a, b) = bytes.split_at(i);
+        let (ev, n) = run_sse(&[a, b]);
+        assert_eq!(ev, whole, "split at {i}");
+        assert_eq!(n, next, "split at {i}");
+    }
+    // Byte by byte.
+    let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+    assert_eq!(run_sse(&singles).0, whole);
+}
+
+#[test]
+fn sse_reconnects_from_the_last_control_when_the_body_ends() {
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    h.sse_head(t.id);
+    let body = format!(
+        "{}{}{}",
+        data_event("kept"),
+        control("0_4", ",\"streamCursor\":\"9\""),
+        data_event("lost")
+    );
+    h.body(t.id, body.as_bytes());
+    h.body(t.id, b"event: data\ndata: partial");
+    h.end(t.id);
+    let ev = h.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(&data(&ev[0]).data[..], b"kept");
+    // Immediately, without a timer.
+    assert_eq!(h.r.poll_timeout(), None);
+    let t2 = h.tx();
+    assert_eq!(query(&t2), "cursor=9&live=sse&offset=0_4");
+    h.sse_head(t2.id);
+    h.body(
+        t2.id,
+        format!(
+            "{}{}",
+            data_event("lost"),
+            control("0_8", ",\"streamCursor\":\"10\"")
+        )
+        .as_bytes(),
+    );
+    let ev = h.events();
+    assert_eq!(&data(&ev[0]).data[..], b"lost");
+    assert_eq!(h.r.mode(), ReadMode::Sse);
+}
+
+#[test]
+fn sse_falls_back_to_long_poll_after_fast_endings() {
+    let mut h = H::mode(ReadMode::Sse);
+    // A slow ending does not count; neither does a fast one that made progress.
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.advance(Duration::from_secs(2));
+    h.end(t.id);
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(t.id, control("0_1", ",\"streamCursor\":\"1\"").as_bytes());
+    h.end(t.id);
+    let _ = h.events();
+    for n in 1..=3 {
+        let t = h.tx();
+        assert_eq!(query(&t), "cursor=1&live=sse&offset=0_1", "connection {n}");
+        h.sse_head(t.id);
+        // A control that does not move the offset is no progress.
+        h.body(t.id, control("0_1", ",\"streamCursor\":\"1\"").as_bytes());
+        h.advance(Duration::from_millis(100));
+        h.end(t.id);
+        let ev = h.events();
+        if n < 3 {
+            assert!(ev.is_empty(), "{ev:?}");
+            assert_eq!(h.r.mode(), ReadMode::Sse);
+        } else {
+            assert_eq!(ev, vec![ReaderEvent::FellBackToLongPoll]);
+        }
+    }
+    assert_eq!(h.r.mode(), ReadMode::LongPoll);
+    let t = h.tx();
+    assert_eq!(query(&t), "cursor=1&live=long-poll&offset=0_1");
+    assert!(t.deadline.is_some());
+}
+
+#[test]
+fn sse_without_fallback_backs_off_instead_of_spinning() {
+    let mut h = H::new(ReaderConfig {
+        sse_fallback: None,
+        ..cfg(ReadMode::Sse)
+    });
+    for n in 1..=5u32 {
+        let t = h.tx();
+        assert!(query(&t).contains("live=sse"));
+        h.sse_head(t.id);
+        h.end(t.id);
+        let ev = h.events();
+        assert!(
+            matches!(&ev[..], [ReaderEvent::Retrying { attempt, .. }] if *attempt == n),
+            "{ev:?}"
+        );
+        h.no_tx();
+        h.advance(Duration::from_secs(60));
+    }
+    // A slow ending reconnects at once.
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(t.id, control("0_1", ",\"streamCursor\":\"1\"").as_bytes());
+    h.advance(Duration::from_secs(30));
+    h.end(t.id);
+    assert!(h.events().is_empty());
+    let t = h.tx();
+    assert_eq!(query(&t), "cursor=1&live=sse&offset=0_1");
+    assert_eq!(h.r.mode(), ReadMode::Sse);
+}
+
+#[test]
+fn sse_idle_timeout_cancels_and_reconnects() {
+    let mut h = H::new(ReaderConfig {
+        offset: off("0_2"),
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    assert_eq!(
+        h.r.poll_timeout(),
+        Some(h.now + ReaderConfig::DEFAULT_SSE_IDLE_TIMEOUT)
+    );
+    h.sse_head(t.id);
+    h.advance(Duration::from_secs(100));
+    h.body(t.id, b": ping\n\n");
+    h.advance(Duration::from_secs(100));
+    assert!(h.cancels().is_empty(), "activity resets the idle timer");
+    h.body(t.id, data_event("held").as_bytes());
+    h.advance(Duration::from_secs(120));
+    assert_eq!(h.cancels(), vec![t.id]);
+    let t2 = h.tx();
+    assert_eq!(query(&t2), "live=sse&offset=0_2");
+    // Late inputs of the cancelled exchange are ignored.
+    h.body(t.id, control("0_9", "").as_bytes());
+    assert!(h.events().is_empty());
+    assert_eq!(h.r.in_flight(), Some(t2.id));
+}
+
+#[test]
+fn sse_base64_data_is_decoded() {
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    h.head(
+        t.id,
+        200,
+        &[
+            ("content-type", "text/event-stream"),
+            ("Stream-SSE-Data-Encoding", "BASE64"),
+        ],
+    );
+    let body = format!(
+        "{}{}{}",
+        data_event("AQID\nBA=="),
+        data_event("BQ=="),
+        control("0_5", ",\"streamCursor\":\"1\"")
+    );
+    h.body(t.id, body.as_bytes());
+    let ev = h.events();
+    assert_eq!(&data(&ev[0]).data[..], &[1, 2, 3, 4, 5]);
+    assert!(!data(&ev[0]).json);
+}
+
+#[test]
+fn sse_invalid_base64_is_terminal() {
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    h.head(t.id, 200, &[("stream-sse-data-encoding", "base64")]);
+    h.body(t.id, data_event("not base64!").as_bytes());
+    let ev = h.events();
+    assert!(matches!(failed_kind(&ev[0]), ErrorKind::InvalidResponse(_)));
+    assert_eq!(h.cancels(), vec![t.id]);
+    h.assert_dead();
+}
+
+#[test]
+fn sse_invalid_control_and_limits_are_terminal() {
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(t.id, b"event: control\ndata: {\"nope\":1}\n\n");
+    assert!(matches!(
+        failed_kind(&h.events()[0]),
+        ErrorKind::InvalidResponse(_)
+    ));
+    h.assert_dead();
+
+    let mut h = H::new(ReaderConfig {
+        max_body_bytes: 8,
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(t.id, data_event("12345").as_bytes());
+    h.body(t.id, data_event("6789").as_bytes());
+    assert!(matches!(
+        failed_kind(&h.events()[0]),
+        ErrorKind::LimitExceeded(_)
+    ));
+    assert_eq!(h.cancels(), vec![t.id]);
+
+    let mut h = H::new(ReaderConfig {
+        sse_limits: SseLimits {
+            max_line_bytes: 16,
+            max_event_bytes: 1024,
+        },
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(t.id, b"data: this line is far too long for the limit");
+    assert!(matches!(
+        failed_kind(&h.events()[0]),
+        ErrorKind::LimitExceeded(_)
+    ));
+}
+
+#[test]
+fn sse_json_events_merge_into_one_array() {
+    let mut h = H::new(ReaderConfig {
+        json: Some(true),
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    h.sse_head(t.id);
+    let body = format!(
+        "{}{}{}{}{}",
+        data_event("[\n{\"a\":1},\n{\"b\":[2]}\n]"),
+        data_event("[3]"),
+        data_event("[ ]"),
+        data_event("\"four\""),
+        control("0_5", ",\"streamCursor\":\"1\",\"upToDate\":true")
+    );
+    h.body(t.id, body.as_bytes());
+    let ev = h.events();
+    let c = data(&ev[0]);
+    assert!(c.json);
+    let items = c.items().unwrap();
+    let items: Vec<&[u8]> = items.iter().map(|b| &b[..]).collect();
+    assert_eq!(
+        items,
+        vec![&b"{\"a\":1}"[..], b"{\"b\":[2]}", b"3", b"\"four\""]
+    );
+    // One event is handed out as is; an empty array alone releases no data.
+    h.body(
+        t.id,
+        format!(
+            "{}{}",
+            data_event("[5, 6]"),
+            control("0_6", ",\"streamCursor\":\"1\"")
+        )
+        .as_bytes(),
+    );
+    let ev = h.events();
+    assert_eq!(&data(&ev[0]).data[..], b"[5, 6]");
+    h.body(
+        t.id,
+        format!(
+            "{}{}",
+            data_event("[]"),
+            control("0_6", ",\"streamCursor\":\"1\",\"upToDate\":true")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        h.events(),
+        vec![ReaderEvent::UpToDate { offset: off("0_6") }]
+    );
+}
+
+#[test]
+fn sse_text_events_concatenate() {
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    h.sse_head(t.id);
+    let body = format!(
+        "{}{}{}",
+        data_event("[1]"),
+        data_event("[2]"),
+        control("0_2", ",\"streamCursor\":\"1\"")
+    );
+    h.body(t.id, body.as_bytes());
+    assert_eq!(&data(&h.events()[0]).data[..], b"[1][2]");
+}
+
+#[test]
+fn json_mode_is_learned_and_remembered() {
+    let mut h = H::mode(ReadMode::LongPoll);
+    let t = h.tx();
+    h.respond(
+        t.id,
+        200,
+        &[
+            ("Stream-Next-Offset", "0_1"),
+            ("content-type", "application/json; charset=utf-8"),
+            ("Stream-Cursor", "1"),
+        ],
+        b"[1]",
+    );
+    assert!(data(&h.events()[0]).json);
+    let t = h.tx();
+    h.respond(
+        t.id,
+        204,
+        &[("Stream-Next-Offset", "0_1"), ("Stream-Cursor", "2")],
+        b"",
+    );
+    assert_eq!(
+        h.events(),
+        vec![ReaderEvent::UpToDate { offset: off("0_1") }]
+    );
+    let t = h.tx();
+    h.respond(
+        t.id,
+        200,
+        &[("Stream-Next-Offset", "0_2"), ("Stream-Cursor", "3")],
+        b"[2]",
+    );
+    assert!(
+        data(&h.events()[0]).json,
+        "remembered without a content type"
+    );
+}
+
+#[test]
+fn sse_offset_going_backwards_is_terminal() {
+    let mut h = H::new(ReaderConfig {
+        offset: off("0_5"),
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(
+        t.id,
+        format!(
+            "{}{}",
+            data_event("x"),
+            control("0_4", ",\"streamCursor\":\"1\"")
+        )
+        .as_bytes(),
+    );
+    let ev = h.events();
+    assert_eq!(ev.len(), 1, "nothing released: {ev:?}");
+    assert!(matches!(failed_kind(&ev[0]), ErrorKind::InvalidResponse(_)));
+    assert_eq!(h.cancels(), vec![t.id]);
+    h.assert_dead();
+}
+
+// ----- errors and retries -----
+
+#[test]
+fn retries_503_with_backoff_and_no_transmit_before_the_timer() {
+    let mut h = H::new(ReaderConfig {
+        offset: off("0_1"),
+        ..cfg(ReadMode::Auto)
+    });
+    let t = h.tx();
+    h.head(t.id, 503, &[]);
+    h.body(t.id, b"busy");
+    h.end(t.id);
+    let ev = h.events();
+    let ReaderEvent::Retrying {
+        error,
+        attempt,
+        delay,
+    } = &ev[0]
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(*attempt, 1);
+    assert!(error.is_retryable());
+    assert!(matches!(
+        &error.kind,
+        ErrorKind::UnexpectedStatus { status: 503, body_prefix, .. } if body_prefix == "busy"
+    ));
+    let due = h.r.poll_timeout().expect("a retry timer");
+    assert_eq!(due, h.now + *delay);
+    h.no_tx();
+    if !delay.is_zero() {
+        h.advance(*delay - Duration::from_nanos(1));
+        h.no_tx();
+    }
+    h.now = due;
+    h.r.handle_timeout(due);
+    h.r.handle_timeout(due); // spurious calls are harmless
+    let t2 = h.tx();
+    assert_eq!(query(&t2), query(&t));
+    assert!(t2.id > t.id);
+    // A second failure is retry 2; success resets the schedule.
+    h.respond(t2.id, 500, &[], b"");
+    assert!(matches!(
+        h.events()[0],
+        ReaderEvent::Retrying { attempt: 2, .. }
+    ));
+    h.advance(Duration::from_secs(60));
+    let t3 = h.tx();
+    h.respond(t3.id, 200, &[("Stream-Next-Offset", "0_2")], b"x");
+    let _ = h.events();
+    let t4 = h.tx();
+    h.respond(t4.id, 502, &[], b"");
+    assert!(matches!(
+        h.events()[0],
+        ReaderEvent::Retrying { attempt: 1, .. }
+    ));
+}
+
+#[test]
+fn retries_429_no_sooner_than_retry_after() {
+    let mut h = H::mode(ReadMode::LongPoll);
+    let t = h.tx();
+    h.respond(t.id, 429, &[("Retry-After", "5")], b"");
+    let ev = h.events();
+    let ReaderEvent::Retrying { error, delay, .. } = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert!(*delay >= Duration::from_secs(5));
+    assert_eq!(
+        error.kind,
+        ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_secs(5))
+        }
+    );
+    h.advance(Duration::from_millis(4_999));
+    h.no_tx();
+    h.advance(*delay);
+    let _ = h.tx();
+}
+
+#[test]
+fn retries_transport_failures_including_timeouts() {
+    let mut h = H::mode(ReadMode::LongPoll);
+    for kind in [
+        TransportErrorKind::Connect,
+        TransportErrorKind::Timeout,
+        TransportErrorKind::ConnectionReset,
+    ] {
+        let t = h.tx();
+        if kind == TransportErrorKind::ConnectionReset {
+            h.head(t.id, 200, &[("Stream-Next-Offset", "0_9")]);
+            h.body(t.id, b"partial");
+        }
+        h.fail(t.id, kind);
+        let ev = h.events();
+        assert_eq!(ev.len(), 1, "no partial data: {ev:?}");
+        assert!(
+            matches!(&ev[0], ReaderEvent::Retrying { error, .. } if matches!(&error.kind, ErrorKind::Transport(e) if e.kind == kind))
+        );
+        h.no_tx();
+        h.advance(Duration::from_secs(30));
+    }
+    let t = h.tx();
+    assert_eq!(query(&t), "live=long-poll&offset=-1");
+    // The driver's own size limit is not retried.
+    h.fail(t.id, TransportErrorKind::TooLarge);
+    assert!(matches!(
+        failed_kind(&h.events()[0]),
+        ErrorKind::LimitExceeded(_)
+    ));
+    h.assert_dead();
+}
+
+#[test]
+fn retry_policy_exhaustion_fails() {
+    let mut h = H::new(ReaderConfig {
+        retry: RetryPolicy {
+            max_attempts: Some(2),
+            ..RetryPolicy::default()
+        },
+        ..cfg(ReadMode::Auto)
+    });
+    let t = h.tx();
+    h.respond(t.id, 503, &[], b"");
+    assert!(matches!(h.events()[0], ReaderEvent::Retrying { .. }));
+    h.advance(Duration::from_secs(60));
+    let t = h.tx();
+    h.fail(t.id, TransportErrorKind::Connect);
+    assert!(matches!(
+        failed_kind(&h.events()[0]),
+        ErrorKind::Transport(_)
+    ));
+    h.assert_dead();
+}
+
+#[test]
+fn terminal_statuses() {
+    for (status, expect) in [
+        (404, ErrorKind::NotFound),
+        (410, ErrorKind::Gone),
+        (
+            400,
+            ErrorKind::BadRequest {
+                message: "bad offset".into(),
+            },
+        ),
+    ] {
+        let mut h = H::mode(ReadMode::Auto);
+        let t = h.tx();
+        h.respond(t.id, status, &[], b"bad offset");
+        let ev = h.events();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(failed_kind(&ev[0]), &expect);
+        let ReaderEvent::Failed(e) = &ev[0] else {
+            unreachable!()
+        };
+        assert_eq!(e.operation, Operation::Read);
+        assert_eq!(e.url, URL);
+        h.assert_dead();
+    }
+    let mut h = H::mode(ReadMode::Auto);
+    let t = h.tx();
+    h.respond(t.id, 403, &[], b"");
+    assert!(matches!(
+        failed_kind(&h.events()[0]),
+        ErrorKind::UnexpectedStatus { status: 403, .. }
+    ));
+}
+
+#[test]
+fn missing_next_offset_is_terminal() {
+    let mut h = H::mode(ReadMode::Auto);
+    let t = h.tx();
+    h.respond(t.id, 200, &[], b"data");
+    let ev = h.events();
+    assert_eq!(ev.len(), 1, "no data without an offset: {ev:?}");
+    assert!(matches!(failed_kind(&ev[0]), ErrorKind::InvalidResponse(_)));
+    h.assert_dead();
+}
+
+#[test]
+fn body_limit_is_terminal() {
+    let mut h = H::new(ReaderConfig {
+        max_body_bytes: 10,
+        ..cfg(ReadMode::Auto)
+    });
+    let t = h.tx();
+    h.head(t.id, 200, &[("Stream-Next-Offset", "0_12")]);
+    h.body(t.id, b"123456");
+    assert!(h.events().is_empty());
+    h.body(t.id, b"789012");
+    let ev = h.events();
+    assert!(matches!(failed_kind(&ev[0]), ErrorKind::LimitExceeded(_)));
+    assert_eq!(h.cancels(), vec![t.id]);
+    h.end(t.id);
+    assert!(h.events().is_empty());
+    h.assert_dead();
+}
+
+#[test]
+fn offsets_going_backwards_are_terminal() {
+    let mut h = H::mode(ReadMode::Auto);
+    let t = h.tx();
+    h.respond(t.id, 200, &[("Stream-Next-Offset", "0_5")], b"abc");
+    let _ = h.events();
+    let t = h.tx();
+    h.respond(t.id, 200, &[("Stream-Next-Offset", "0_4")], b"zz");
+    let ev = h.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(matches!(failed_kind(&ev[0]), ErrorKind::InvalidResponse(_)));
+    assert_eq!(h.r.offset(), &off("0_5"));
+    h.assert_dead();
+
+    // The server may not hand out a sentinel either.
+    let mut h = H::new(ReaderConfig {
+        offset: off("0_5"),
+        ..cfg(ReadMode::Auto)
+    });
+    let t = h.tx();
+    h.respond(t.id, 200, &[("Stream-Next-Offset", "now")], b"");
+    assert!(matches!(
+        failed_kind(&h.events()[0]),
+        ErrorKind::InvalidResponse(_)
+    ));
+}
+
+#[test]
+fn starting_now_takes_the_first_offset_as_checkpoint() {
+    let mut h = H::new(ReaderConfig {
+        offset: Offset::now(),
+        ..cfg(ReadMode::Auto)
+    });
+    assert_eq!(h.r.offset(), &Offset::now());
+    let t = h.tx();
+    assert_eq!(query(&t), "offset=now");
+    h.respond(
+        t.id,
+        200,
+        &[
+            ("Stream-Next-Offset", "0_9"),
+            ("Stream-Up-To-Date", "true"),
+            ("content-type", "application/json"),
+        ],
+        b"[]",
+    );
+    assert_eq!(
+        h.events(),
+        vec![ReaderEvent::UpToDate { offset: off("0_9") }]
+    );
+    assert_eq!(h.r.offset(), &off("0_9"));
+    assert!(h.r.is_up_to_date());
+    let t = h.tx();
+    assert_eq!(query(&t), "live=long-poll&offset=0_9");
+
+    // SSE from `now`: the first control sets the checkpoint.
+    let mut h = H::new(ReaderConfig {
+        offset: Offset::now(),
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    assert_eq!(query(&t), "live=sse&offset=now");
+    h.sse_head(t.id);
+    h.body(
+        t.id,
+        control("0_9", ",\"streamCursor\":\"1\",\"upToDate\":true").as_bytes(),
+    );
+    assert_eq!(
+        h.events(),
+        vec![ReaderEvent::UpToDate { offset: off("0_9") }]
+    );
+}
+
+#[test]
+fn stop_cancels_and_silences() {
+    let mut h = H::mode(ReadMode::LongPoll);
+    let t = h.tx();
+    h.respond(
+        t.id,
+        200,
+        &[("Stream-Next-Offset", "0_1"), ("Stream-Cursor", "1")],
+        b"a",
+    );
+    let t = h.tx();
+    h.head(t.id, 200, &[("Stream-Next-Offset", "0_2")]);
+    h.r.stop();
+    assert_eq!(h.cancels(), vec![t.id]);
+    assert!(h.events().is_empty(), "queued events are dropped");
+    assert_eq!(
+        h.r.offset(),
+        &off("-1"),
+        "the checkpoint covers only what was handed out"
+    );
+    h.body(t.id, b"b");
+    h.end(t.id);
+    assert!(h.events().is_empty());
+    h.r.stop();
+    assert!(h.cancels().is_empty());
+    h.assert_dead();
+
+    // Stopping during a retry wait.
+    let mut h = H::mode(ReadMode::Auto);
+    let t = h.tx();
+    h.respond(t.id, 503, &[], b"");
+    let _ = h.events();
+    h.r.stop();
+    assert!(h.cancels().is_empty());
+    h.assert_dead();
+}
+
+#[test]
+fn inputs_for_other_ids_are_ignored() {
+    let mut h = H::mode(ReadMode::Auto);
+    let t = h.tx();
+    let other = RequestId(t.id.0 + 100);
+    h.respond(other, 200, &[("Stream-Next-Offset", "0_1")], b"x");
+    assert!(h.events().is_empty());
+    assert_eq!(h.r.in_flight(), Some(t.id));
+    // A body before the head is ignored too.
+    h.body(t.id, b"junk");
+    h.respond(t.id, 200, &[("Stream-Next-Offset", "0_1")], b"y");
+    assert_eq!(&data(&h.events()[0]).data[..], b"y");
+}
+
+#[test]
+fn request_ids_are_unique_and_increasing() {
+    let mut h = H::mode(ReadMode::LongPoll);
+    let mut last = None;
+    for i in 0..20u32 {
+        let t = h.tx();
+        assert!(last.is_none_or(|l| t.id > l));
+        last = Some(t.id);
+        let o = format!("0_{i:03}");
+        h.respond(
+            t.id,
+            204,
+            &[("Stream-Next-Offset", o.as_str()), ("Stream-Cursor", "1")],
+            b"",
+        );
+    }
+}
+
+#[test]
+fn config_is_validated() {
+    let now = base_instant();
+    let check = |c: ReaderConfig| match Reader::new(c, now) {
+        Err(e) => {
+            assert!(matches!(e.kind, ErrorKind::InvalidInput(_)), "{e}");
+            assert_eq!(e.operation, Operation::Read);
+        }
+        Ok(_) => panic!("accepted"),
+    };
+    check(ReaderConfig::new("/relative"));
+    check(ReaderConfig::new("http://h/s?offset=3"));
+    check(ReaderConfig::new("http://h/s?a=1&live=sse"));
+    check(ReaderConfig {
+        retry: RetryPolicy {
+            multiplier: 0.5,
+            ..RetryPolicy::default()
+        },
+        ..ReaderConfig::new(URL)
+    });
+    check(ReaderConfig {
+        max_body_bytes: 0,
+        ..ReaderConfig::new(URL)
+    });
+    check(ReaderConfig {
+        sse_fallback: Some(SseFallback {
+            connections: 0,
+            window: Duration::from_secs(1),
+        }),
+        ..ReaderConfig::new(URL)
+    });
+    check(ReaderConfig {
+        long_poll_deadline: Some(Duration::ZERO),
+        ..ReaderConfig::new(URL)
+    });
+    check(ReaderConfig {
+        cursor: Some(String::new()),
+        ..ReaderConfig::new(URL)
+    });
+    let r = Reader::new(
+        ReaderConfig {
+            cursor: Some("saved".into()),
+            mode: ReadMode::LongPoll,
+            ..ReaderConfig::new("https://h:8443/v1/stream/a?tenant=t")
+        },
+        now,
+    )
+    .unwrap();
+    assert_eq!(r.cursor(), Some("saved"));
+    assert_eq!(r.mode(), ReadMode::LongPoll);
+    assert!(!r.is_finished() && !r.is_eof() && !r.is_up_to_date());
+}
+
+#[test]
+fn saved_cursor_is_echoed_on_live_requests_only() {
+    let mut h = H::new(ReaderConfig {
+        cursor: Some("77".into()),
+        ..cfg(ReadMode::Auto)
+    });
+    let t = h.tx();
+    assert_eq!(query(&t), "offset=-1");
+    h.respond(
+        t.id,
+        200,
+        &[("Stream-Next-Offset", "0_1"), ("Stream-Up-To-Date", "true")],
+        b"",
+    );
+    let t = h.tx();
+    assert_eq!(query(&t), "cursor=77&live=long-poll&offset=0_1");
+}
+
+#[test]
+fn merge_json_rules() {
+    let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+    assert_eq!(&merge_json(&[b(" [1] ")])[..], b" [1] ");
+    assert_eq!(&merge_json(&[b("{\"a\":1}")])[..], b"[{\"a\":1}]");
+    assert_eq!(
+        &merge_json(&[b("[1]"), b("[]"), b(" [ 2 , 3 ] ")])[..],
+        b"[1,2 , 3]"
+    );
+    assert_eq!(&merge_json(&[b("[]"), b("[]")])[..], b"[]");
+    assert_eq!(&merge_json(&[])[..], b"[]");
+}

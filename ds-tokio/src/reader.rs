@@ -1,0 +1,235 @@
+//! The pull reader: a `futures_core::Stream` of [`Chunk`]s driven by ds-proto's
+//! [`Reader`](ds_proto::reader::Reader) state machine (catch-up, long-poll, SSE, auto).
+//!
+//! Dropping a reader aborts its in-flight request. Offsets to checkpoint come with every chunk
+//! ([`Chunk::next_offset`]) and from [`Reader::offset`]: resuming from them never skips or
+//! repeats data.
+
+use crate::client::Client;
+use crate::engine::{Engine, Wake};
+use ds_proto::ops::CallOptions;
+use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent};
+use ds_proto::{Error, Offset, Operation};
+use futures_core::Stream;
+use serde::de::DeserializeOwned;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+type Step = Pin<Box<dyn Future<Output = (Box<Inner>, Option<ReaderEvent>)> + Send>>;
+
+struct Inner {
+    engine: Engine<ds_proto::reader::Reader>,
+}
+
+impl Inner {
+    /// Drives the machine until it has an event; `None` when it is finished.
+    async fn next_event(mut self: Box<Self>) -> (Box<Self>, Option<ReaderEvent>) {
+        loop {
+            if let Some(e) = self.engine.machine.poll_event() {
+                return (self, Some(e));
+            }
+            self.engine.flush_outputs();
+            if let Some(e) = self.engine.machine.poll_event() {
+                return (self, Some(e));
+            }
+            if let Wake::Idle = self.engine.step().await {
+                return (self, None);
+            }
+        }
+    }
+}
+
+/// A live or catch-up reader of one stream.
+pub struct Reader {
+    inner: Option<Box<Inner>>,
+    step: Option<Step>,
+    offset: Offset,
+    up_to_date: bool,
+    eof: bool,
+    finished: bool,
+    url: String,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("url", &self.url)
+            .field("offset", &self.offset)
+            .field("up_to_date", &self.up_to_date)
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    pub(crate) fn new(
+        client: Client,
+        call: CallOptions,
+        mut config: ReaderConfig,
+    ) -> Result<Reader, Error> {
+        config.rng_seed = client.next_seed();
+        let url = config.url.clone();
+        let offset = config.offset.clone();
+        let machine = ds_proto::reader::Reader::new(config, crate::engine::now())?;
+        Ok(Reader {
+            inner: Some(Box::new(Inner {
+                engine: Engine::new(machine, client, call),
+            })),
+            step: None,
+            offset,
+            up_to_date: false,
+            eof: false,
+            finished: false,
+            url,
+        })
+    }
+
+    /// The checkpoint: the offset after everything this reader has handed out.
+    pub fn offset(&self) -> &Offset {
+        &self.offset
+    }
+
+    /// Whether the reader has caught up with the stream's tail (more may come unless EOF).
+    pub fn is_up_to_date(&self) -> bool {
+        self.up_to_date
+    }
+
+    /// Whether the stream is closed and everything was read (EOF).
+    pub fn is_eof(&self) -> bool {
+        self.eof
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ReaderEvent>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if self.step.is_none() {
+            let Some(inner) = self.inner.take() else {
+                return Poll::Ready(None);
+            };
+            self.step = Some(Box::pin(inner.next_event()));
+        }
+        let Some(step) = self.step.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match step.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready((inner, event)) => {
+                self.step = None;
+                self.offset = inner.engine.machine.offset().clone();
+                self.up_to_date = inner.engine.machine.is_up_to_date();
+                self.eof = inner.engine.machine.is_eof();
+                self.inner = Some(inner);
+                match &event {
+                    None | Some(ReaderEvent::Done | ReaderEvent::Failed(_)) => self.finished = true,
+                    Some(ReaderEvent::Closed { .. }) => self.finished = true,
+                    _ => {}
+                }
+                Poll::Ready(event)
+            }
+        }
+    }
+
+    /// The next raw event of the machine (data, up-to-date, closed, retrying, fallback,
+    /// failure); `None` when the reader is finished.
+    pub async fn next_event(&mut self) -> Option<ReaderEvent> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// The next chunk of data; `None` at EOF, or when a catch-up reader is up to date. An error
+    /// is terminal (the next call returns `None`).
+    pub async fn next_chunk(&mut self) -> Option<Result<Chunk, Error>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// Iterates the messages of a JSON stream, deserialized.
+    pub fn json<T: DeserializeOwned>(self) -> JsonItems<T> {
+        JsonItems {
+            reader: self,
+            pending: VecDeque::new(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl Stream for Reader {
+    type Item = Result<Chunk, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match self.poll_event(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(ReaderEvent::Data(c))) => return Poll::Ready(Some(Ok(c))),
+                Poll::Ready(Some(ReaderEvent::Failed(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(ReaderEvent::Closed { .. } | ReaderEvent::Done)) => {
+                    return Poll::Ready(None)
+                }
+                Poll::Ready(Some(_)) => continue,
+            }
+        }
+    }
+}
+
+/// The messages of a JSON stream, one by one (from [`Reader::json`]).
+pub struct JsonItems<T> {
+    reader: Reader,
+    pending: VecDeque<bytes::Bytes>,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for JsonItems<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonItems")
+            .field("reader", &self.reader)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl<T: DeserializeOwned> JsonItems<T> {
+    /// The reader's checkpoint. While messages of a chunk are still pending it is the offset
+    /// after that whole chunk.
+    pub fn offset(&self) -> &Offset {
+        self.reader.offset()
+    }
+
+    /// The next message.
+    pub async fn next_item(&mut self) -> Option<Result<T, Error>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl<T: DeserializeOwned> Stream for JsonItems<T> {
+    type Item = Result<T, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(raw) = self.pending.pop_front() {
+                let url = self.reader.url.clone();
+                return Poll::Ready(Some(serde_json::from_slice(&raw).map_err(|e| {
+                    Error::invalid_response(Operation::Read, &url, format!("JSON message: {e}"))
+                })));
+            }
+            match Pin::new(&mut self.reader).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(chunk))) => match chunk.items() {
+                    Ok(items) => self.pending.extend(items),
+                    Err(m) => {
+                        let url = self.reader.url.clone();
+                        return Poll::Ready(Some(Err(Error::invalid_response(
+                            Operation::Read,
+                            &url,
+                            m,
+                        ))));
+                    }
+                },
+            }
+        }
+    }
+}
