@@ -22,7 +22,6 @@ const INPUT_QUEUE: usize = 64;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// A message to the loop: an input of an exchange, or an application command.
-#[allow(dead_code)] // commands are used by the writer
 pub(crate) enum Msg<C> {
     /// An exchange's input.
     Input(Input),
@@ -72,7 +71,6 @@ impl<M: Machine, C: Send + 'static> Engine<M, C> {
     }
 
     /// A sender for application commands.
-    #[allow(dead_code)]
     pub(crate) fn commands(&self) -> mpsc::SyncSender<Msg<C>> {
         self.tx.clone()
     }

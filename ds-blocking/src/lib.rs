@@ -7,14 +7,18 @@
 #![deny(missing_docs)]
 
 mod client;
+mod consumer;
 mod engine;
 mod handle;
 mod reader;
 mod transport;
 
 pub use client::{Client, ClientBuilder, ExtrasProvider};
+pub use consumer::{
+    ConsumerError, ConsumerExit, ConsumerHandle, ConsumerOptions, ErrorAction, Handler,
+};
 pub use handle::StreamHandle;
-pub use reader::{JsonItems, Reader};
+pub use reader::{JsonItems, Reader, ReaderStopper};
 
 pub use ds_proto::read_all::ReadAll;
 pub use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};

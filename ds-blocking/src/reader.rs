@@ -6,7 +6,7 @@
 //! [`Reader::offset`]: resuming from them never skips or repeats data.
 
 use crate::client::Client;
-use crate::engine::{Engine, Wake};
+use crate::engine::{Engine, Msg, Wake};
 use ds_proto::ops::CallOptions;
 use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent};
 use ds_proto::{Error, Offset, Operation};
@@ -81,14 +81,24 @@ impl Reader {
                 return Some(e);
             }
             self.engine.flush_outputs();
-            if self.engine.machine.poll_event().is_none() {
-                if let Wake::Idle = self.engine.step(false) {
+            match self.engine.step(false) {
+                Wake::Progress => {}
+                Wake::Idle | Wake::Command(()) => {
+                    // Idle: the machine ended; Command: a `ReaderStopper` asked to stop.
+                    self.engine.machine.stop();
+                    self.engine.flush_outputs();
                     self.finished = true;
                     return None;
                 }
-            } else {
-                continue;
             }
+        }
+    }
+
+    /// A handle that stops this reader from another thread: a blocked `next_event` returns
+    /// `None` and the in-flight request is cancelled.
+    pub fn stopper(&self) -> ReaderStopper {
+        ReaderStopper {
+            tx: self.engine.commands(),
         }
     }
 
@@ -117,6 +127,19 @@ impl Reader {
             pending: VecDeque::new(),
             _item: PhantomData,
         }
+    }
+}
+
+/// Stops a [`Reader`] from another thread.
+#[derive(Debug, Clone)]
+pub struct ReaderStopper {
+    tx: std::sync::mpsc::SyncSender<Msg<()>>,
+}
+
+impl ReaderStopper {
+    /// Stops the reader (no effect once it has ended or been dropped).
+    pub fn stop(&self) {
+        let _ = self.tx.send(Msg::Command(()));
     }
 }
 

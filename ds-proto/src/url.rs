@@ -92,7 +92,10 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(path_of("http://127.0.0.1:9/v1/stream/x?o=1"), "/v1/stream/x");
+        assert_eq!(
+            path_of("http://127.0.0.1:9/v1/stream/x?o=1"),
+            "/v1/stream/x"
+        );
         assert_eq!(path_of("http://h"), "/");
         assert_eq!(strip_query("http://h/a?b#c"), "http://h/a");
     }

@@ -7,12 +7,16 @@
 #![deny(missing_docs)]
 
 mod client;
+mod consumer;
 mod engine;
 mod handle;
 mod reader;
 mod transport;
 
 pub use client::{Client, ClientBuilder, ExtrasProvider};
+pub use consumer::{
+    ConsumerError, ConsumerExit, ConsumerHandle, ConsumerOptions, ErrorAction, Handler,
+};
 pub use handle::StreamHandle;
 pub use reader::{JsonItems, Reader};
 
