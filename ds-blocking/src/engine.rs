@@ -29,101 +29,95 @@ pub(crate) enum Msg<C> {
     Command(C),
 }
 
-/// A machine and its in-flight exchanges.
-pub(crate) struct Engine<M: Machine, C = ()> {
-    pub(crate) machine: M,
+/// The in-flight HTTP exchanges of one machine and the channel their inputs (and the owner's
+/// commands) arrive on.
+pub(crate) struct Exchanges<C> {
     client: Client,
     call: CallOptions,
     tx: mpsc::SyncSender<Msg<C>>,
     rx: mpsc::Receiver<Msg<C>>,
-    exchanges: HashMap<RequestId, Arc<AtomicBool>>,
+    flags: HashMap<RequestId, Arc<AtomicBool>>,
 }
 
-impl<M: Machine, C> std::fmt::Debug for Engine<M, C> {
+impl<C> std::fmt::Debug for Exchanges<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("in_flight", &self.exchanges.len())
+        f.debug_struct("Exchanges")
+            .field("in_flight", &self.flags.len())
             .finish_non_exhaustive()
     }
 }
 
-/// What woke the engine.
-pub(crate) enum Wake<C> {
-    /// An input was fed to the machine, or its timer fired.
-    Progress,
-    /// An application command arrived.
+/// What [`Exchanges::recv`] got.
+pub(crate) enum Received<C> {
+    /// An exchange's input.
+    Input(Input),
+    /// A command.
     Command(C),
-    /// Nothing is in flight, no timer is set and no command can arrive: the machine is idle.
-    Idle,
+    /// The deadline passed.
+    Timeout,
+    /// Nothing can arrive any more.
+    Closed,
 }
 
-impl<M: Machine, C: Send + 'static> Engine<M, C> {
-    pub(crate) fn new(machine: M, client: Client, call: CallOptions) -> Self {
+impl<C: Send + 'static> Exchanges<C> {
+    pub(crate) fn new(client: Client, call: CallOptions) -> Self {
         let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
-        Engine {
-            machine,
+        Exchanges {
             client,
             call,
             tx,
             rx,
-            exchanges: HashMap::new(),
+            flags: HashMap::new(),
         }
     }
 
-    /// A sender for application commands.
+    /// A sender for commands.
     pub(crate) fn commands(&self) -> mpsc::SyncSender<Msg<C>> {
         self.tx.clone()
     }
 
-    /// Starts every pending transmit and cancels every pending cancel.
-    pub(crate) fn flush_outputs(&mut self) {
-        let now = Instant::now();
-        while let Some(t) = self.machine.poll_transmit(now) {
-            self.start(t);
-        }
-        while let Some(id) = self.machine.poll_cancel() {
-            if let Some(flag) = self.exchanges.remove(&id) {
-                flag.store(true, Ordering::Relaxed);
-            }
+    /// Whether no exchange is in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// Cancels an exchange.
+    pub(crate) fn abort(&mut self, id: RequestId) {
+        if let Some(flag) = self.flags.remove(&id) {
+            flag.store(true, Ordering::Relaxed);
         }
     }
 
-    /// Waits for the next input, command or the machine's timer, and feeds inputs and timers to
-    /// the machine. `commands_possible`: whether a command may still arrive (otherwise an idle
-    /// machine returns [`Wake::Idle`] at once).
-    pub(crate) fn step(&mut self, commands_possible: bool) -> Wake<C> {
-        let deadline = self.machine.poll_timeout();
-        if deadline.is_none() && self.exchanges.is_empty() && !commands_possible {
-            return Wake::Idle;
-        }
+    /// Waits for an input or a command until `deadline`.
+    pub(crate) fn recv(&mut self, deadline: Option<Instant>) -> Received<C> {
         let msg = match deadline {
             Some(d) => match self
                 .rx
                 .recv_timeout(d.saturating_duration_since(Instant::now()))
             {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Wake::Idle,
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => return Received::Timeout,
+                Err(RecvTimeoutError::Disconnected) => return Received::Closed,
             },
             None => match self.rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => return Wake::Idle,
+                Ok(m) => m,
+                Err(_) => return Received::Closed,
             },
         };
         match msg {
-            None => self.machine.handle_timeout(Instant::now()),
-            Some(Msg::Command(c)) => return Wake::Command(c),
-            Some(Msg::Input(input)) => {
+            Msg::Command(c) => Received::Command(c),
+            Msg::Input(input) => {
                 if matches!(input, Input::End { .. } | Input::Failed { .. }) {
-                    self.exchanges.remove(&input.id());
+                    self.flags.remove(&input.id());
                 }
-                self.machine.handle_input(input, Instant::now());
+                Received::Input(input)
             }
         }
-        Wake::Progress
     }
 
-    fn start(&mut self, t: Transmit) {
+    /// Starts an exchange on its own thread. A failure to spawn is returned as the input the
+    /// machine must see.
+    pub(crate) fn start(&mut self, t: Transmit) -> Option<Input> {
         let Transmit {
             id,
             mut request,
@@ -172,24 +166,95 @@ impl<M: Machine, C: Send + 'static> Engine<M, C> {
             });
         match spawned {
             Ok(_) => {
-                self.exchanges.insert(id, cancelled);
+                self.flags.insert(id, cancelled);
+                None
             }
-            Err(e) => {
-                let error = TransportError::new(
+            Err(e) => Some(Input::Failed {
+                id,
+                error: TransportError::new(
                     TransportErrorKind::Other,
                     format!("cannot spawn exchange thread: {e}"),
-                );
-                self.machine
-                    .handle_input(Input::Failed { id, error }, Instant::now());
-            }
+                ),
+            }),
         }
     }
 }
 
-impl<M: Machine, C> Drop for Engine<M, C> {
+impl<C> Drop for Exchanges<C> {
     fn drop(&mut self) {
-        for (_, flag) in self.exchanges.drain() {
+        for (_, flag) in self.flags.drain() {
             flag.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// A machine owned by one thread, with its exchanges.
+pub(crate) struct Engine<M: Machine, C = ()> {
+    pub(crate) machine: M,
+    exchanges: Exchanges<C>,
+}
+
+impl<M: Machine, C> std::fmt::Debug for Engine<M, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("exchanges", &self.exchanges)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What woke the engine.
+pub(crate) enum Wake<C> {
+    /// An input was fed to the machine, or its timer fired.
+    Progress,
+    /// An application command arrived.
+    Command(C),
+    /// Nothing is in flight, no timer is set and no command can arrive: the machine is idle.
+    Idle,
+}
+
+impl<M: Machine, C: Send + 'static> Engine<M, C> {
+    pub(crate) fn new(machine: M, client: Client, call: CallOptions) -> Self {
+        Engine {
+            machine,
+            exchanges: Exchanges::new(client, call),
+        }
+    }
+
+    /// A sender for application commands.
+    pub(crate) fn commands(&self) -> mpsc::SyncSender<Msg<C>> {
+        self.exchanges.commands()
+    }
+
+    /// Starts every pending transmit and cancels every pending cancel.
+    pub(crate) fn flush_outputs(&mut self) {
+        let now = Instant::now();
+        while let Some(id) = self.machine.poll_cancel() {
+            self.exchanges.abort(id);
+        }
+        while let Some(t) = self.machine.poll_transmit(now) {
+            if let Some(failed) = self.exchanges.start(t) {
+                self.machine.handle_input(failed, Instant::now());
+            }
+        }
+        while let Some(id) = self.machine.poll_cancel() {
+            self.exchanges.abort(id);
+        }
+    }
+
+    /// Waits for the next input, command or the machine's timer, and feeds inputs and timers to
+    /// the machine. `commands_possible`: whether a command may still arrive (otherwise an idle
+    /// machine returns [`Wake::Idle`] at once).
+    pub(crate) fn step(&mut self, commands_possible: bool) -> Wake<C> {
+        let deadline = self.machine.poll_timeout();
+        if deadline.is_none() && self.exchanges.is_empty() && !commands_possible {
+            return Wake::Idle;
+        }
+        match self.exchanges.recv(deadline) {
+            Received::Timeout => self.machine.handle_timeout(Instant::now()),
+            Received::Command(c) => return Wake::Command(c),
+            Received::Input(input) => self.machine.handle_input(input, Instant::now()),
+            Received::Closed => return Wake::Idle,
+        }
+        Wake::Progress
     }
 }

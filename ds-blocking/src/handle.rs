@@ -70,6 +70,10 @@ impl StreamHandle {
         }
     }
 
+    pub(crate) fn call_options(&self) -> CallOptions {
+        self.call.clone()
+    }
+
     fn learn_content_type(&self, ct: &Option<String>) {
         if let (Some(ct), Ok(mut slot)) = (ct, self.content_type.lock()) {
             if slot.is_none() {

@@ -11,22 +11,27 @@
 
 pub mod error;
 pub mod headers;
+#[cfg(feature = "http1")]
+pub mod http1;
 pub mod io;
 pub mod json;
 pub mod machine;
 pub mod offset;
 pub mod read_all;
 pub mod ops;
+pub mod producer;
 pub mod reader;
 pub mod retry;
 pub mod rng;
 pub mod sse;
 pub mod url;
+pub mod write_tracker;
 
 pub use error::{ConflictKind, Error, ErrorKind, Operation};
 pub use io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 pub use machine::Machine;
 pub use offset::Offset;
+pub use producer::{AppendError, AppendId, FailureReason, Producer, ProducerConfig, ProducerEvent};
 pub use reader::{Chunk, ReadMode, Reader, ReaderConfig, ReaderEvent};
 pub use retry::{Backoff, Retrier, RetryPolicy};
 pub use rng::Rng;

@@ -12,6 +12,7 @@ mod engine;
 mod handle;
 mod reader;
 mod transport;
+mod writer;
 
 pub use client::{Client, ClientBuilder, ExtrasProvider};
 pub use consumer::{
@@ -19,9 +20,12 @@ pub use consumer::{
 };
 pub use handle::StreamHandle;
 pub use reader::{JsonItems, Reader};
+pub use writer::{AppendHandle, CloseReport, ErrorCallback, FlushError, Writer};
 
+pub use ds_proto::producer::{AppendError, AppendId, FailureReason, ProducerConfig};
 pub use ds_proto::read_all::ReadAll;
 pub use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
+pub use ds_proto::write_tracker::{WriteFailure, WriteOutcome};
 
 pub use ds_proto::ops::{
     AppendOptions, AppendOutcome, Appended, CallOptions, Closed, CreateOptions, Created, ForkFrom,

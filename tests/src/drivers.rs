@@ -309,3 +309,129 @@ impl AnyReader {
         }
     }
 }
+
+/// A writer of either driver, with synchronous methods.
+#[derive(Debug)]
+pub enum AnyWriter {
+    /// A tokio writer and its runtime.
+    Tokio(Arc<tokio::runtime::Runtime>, ds_tokio::Writer),
+    /// A blocking writer.
+    Blocking(ds_blocking::Writer),
+}
+
+impl AnyStream {
+    /// A writer with every producer setting chosen.
+    pub fn writer_with(
+        &self,
+        config: ds_proto::producer::ProducerConfig,
+    ) -> Result<AnyWriter, Error> {
+        match self {
+            AnyStream::Tokio(rt, h) => {
+                let _g = rt.enter();
+                Ok(AnyWriter::Tokio(rt.clone(), h.writer_with(config)?))
+            }
+            AnyStream::Blocking(h) => Ok(AnyWriter::Blocking(h.writer_with(config)?)),
+        }
+    }
+
+    /// A writer with the producer defaults.
+    pub fn writer(&self, producer_id: &str) -> Result<AnyWriter, Error> {
+        match self {
+            AnyStream::Tokio(rt, h) => {
+                let _g = rt.enter();
+                Ok(AnyWriter::Tokio(rt.clone(), h.writer(producer_id)?))
+            }
+            AnyStream::Blocking(h) => Ok(AnyWriter::Blocking(h.writer(producer_id)?)),
+        }
+    }
+}
+
+impl AnyWriter {
+    /// Appends, waiting for room.
+    pub fn append(
+        &self,
+        data: impl Into<Bytes>,
+    ) -> Result<ds_proto::producer::AppendId, ds_proto::producer::AppendError> {
+        let data = data.into();
+        match self {
+            AnyWriter::Tokio(rt, w) => rt.block_on(w.append(data)),
+            AnyWriter::Blocking(w) => w.append(data),
+        }
+    }
+
+    /// Appends without waiting.
+    pub fn try_append(
+        &self,
+        data: impl Into<Bytes>,
+    ) -> Result<ds_proto::producer::AppendId, ds_proto::producer::AppendError> {
+        match self {
+            AnyWriter::Tokio(_, w) => w.try_append(data),
+            AnyWriter::Blocking(w) => w.try_append(data),
+        }
+    }
+
+    /// Appends a JSON value.
+    pub fn append_json(
+        &self,
+        v: &serde_json::Value,
+    ) -> Result<ds_proto::producer::AppendId, ds_proto::producer::AppendError> {
+        match self {
+            AnyWriter::Tokio(rt, w) => rt.block_on(w.append_json(v)),
+            AnyWriter::Blocking(w) => w.append_json(v),
+        }
+    }
+
+    /// Appends and waits for this append's outcome.
+    pub fn append_and_wait(
+        &self,
+        data: impl Into<Bytes>,
+    ) -> Result<Option<ds_proto::write_tracker::WriteOutcome>, ds_proto::producer::AppendError>
+    {
+        let data = data.into();
+        match self {
+            AnyWriter::Tokio(rt, w) => rt.block_on(async {
+                let h = w.append_tracked(data).await?;
+                w.flush().await.ok();
+                Ok(h.outcome().await)
+            }),
+            AnyWriter::Blocking(w) => {
+                let h = w.append_tracked(data)?;
+                w.flush().ok();
+                Ok(h.outcome())
+            }
+        }
+    }
+
+    /// Flushes.
+    pub fn flush(&self) -> Result<(), Vec<ds_proto::write_tracker::WriteFailure>> {
+        match self {
+            AnyWriter::Tokio(rt, w) => rt.block_on(w.flush()).map_err(|e| e.failures),
+            AnyWriter::Blocking(w) => w.flush().map_err(|e| e.failures),
+        }
+    }
+
+    /// Closes the writer (and the stream when asked); the final offset.
+    pub fn close(
+        self,
+        close_stream: bool,
+    ) -> Result<Option<Offset>, Vec<ds_proto::write_tracker::WriteFailure>> {
+        match self {
+            AnyWriter::Tokio(rt, w) => rt
+                .block_on(w.close(close_stream))
+                .map(|r| r.offset)
+                .map_err(|e| e.failures),
+            AnyWriter::Blocking(w) => w
+                .close(close_stream)
+                .map(|r| r.offset)
+                .map_err(|e| e.failures),
+        }
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        match self {
+            AnyWriter::Tokio(_, w) => w.epoch(),
+            AnyWriter::Blocking(w) => w.epoch(),
+        }
+    }
+}

@@ -1,0 +1,1263 @@
+//! Tests of the HTTP/1.1 codec, without IO: every response is decoded fed whole, byte by byte
+//! and split at every point, and the `Input` sequences (body chunks joined) must agree.
+
+use bytes::Bytes;
+use http::{Method, Request, Version};
+use proptest::prelude::*;
+
+use super::encode::check_value;
+use super::*;
+use crate::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
+
+// ------------------------------------------------------------------------------------------------
+// Encoding
+// ------------------------------------------------------------------------------------------------
+
+fn encode(request: Request<Bytes>) -> Result<String, Http1Error> {
+    let mut out = b"prefix".to_vec();
+    let result = encode_request(&request, &mut out);
+    match result {
+        Ok(()) => Ok(String::from_utf8(out[6..].to_vec()).unwrap()),
+        Err(e) => {
+            assert_eq!(out, b"prefix", "out is left as it was on error");
+            Err(e)
+        }
+    }
+}
+
+#[test]
+fn encode_get() {
+    let request = Request::get("http://example.com/v1/stream/a%20b?offset=-1&live=long-poll")
+        .header("accept", "*/*")
+        .header("x-multi", "1")
+        .header("x-multi", "2")
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(
+        encode(request).unwrap(),
+        "GET /v1/stream/a%20b?offset=-1&live=long-poll HTTP/1.1\r\n\
+         host: example.com\r\n\
+         accept: */*\r\n\
+         x-multi: 1\r\n\
+         x-multi: 2\r\n\
+         \r\n"
+    );
+}
+
+#[test]
+fn encode_get_root_with_port_and_userinfo() {
+    let request = Request::get("http://user:pw@[::1]:4437")
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(
+        encode(request).unwrap(),
+        "GET / HTTP/1.1\r\nhost: [::1]:4437\r\n\r\n"
+    );
+}
+
+#[test]
+fn encode_post_with_body() {
+    let request = Request::post("https://example.com:8443/v1/stream/s")
+        .header("content-type", "application/json")
+        .header("producer-id", "p1")
+        .body(Bytes::from_static(b"[1,2]"))
+        .unwrap();
+    assert_eq!(
+        encode(request).unwrap(),
+        "POST /v1/stream/s HTTP/1.1\r\n\
+         host: example.com:8443\r\n\
+         content-type: application/json\r\n\
+         producer-id: p1\r\n\
+         content-length: 5\r\n\
+         \r\n\
+         [1,2]"
+    );
+}
+
+#[test]
+fn encode_post_and_put_empty_have_zero_length() {
+    for method in [Method::POST, Method::PUT, Method::PATCH] {
+        let request = Request::builder()
+            .method(method.clone())
+            .uri("http://h/s")
+            .body(Bytes::new())
+            .unwrap();
+        assert_eq!(
+            encode(request).unwrap(),
+            format!("{method} /s HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n")
+        );
+    }
+}
+
+#[test]
+fn encode_put_with_body() {
+    let request = Request::put("http://h/v1/stream/new")
+        .header("content-type", "text/plain")
+        .header("stream-ttl", "60")
+        .body(Bytes::from_static(b"first"))
+        .unwrap();
+    assert_eq!(
+        encode(request).unwrap(),
+        "PUT /v1/stream/new HTTP/1.1\r\nhost: h\r\ncontent-type: text/plain\r\n\
+         stream-ttl: 60\r\ncontent-length: 5\r\n\r\nfirst"
+    );
+}
+
+#[test]
+fn encode_head_and_delete_have_no_length() {
+    let request = Request::head("http://h/s").body(Bytes::new()).unwrap();
+    assert_eq!(
+        encode(request).unwrap(),
+        "HEAD /s HTTP/1.1\r\nhost: h\r\n\r\n"
+    );
+    let request = Request::delete("http://h/s").body(Bytes::new()).unwrap();
+    assert_eq!(
+        encode(request).unwrap(),
+        "DELETE /s HTTP/1.1\r\nhost: h\r\n\r\n"
+    );
+}
+
+#[test]
+fn encode_explicit_host_and_length_are_kept() {
+    let request = Request::post("http://internal:1/s")
+        .header("host", "public.example")
+        .header("content-length", "3")
+        .header("connection", "close")
+        .body(Bytes::from_static(b"abc"))
+        .unwrap();
+    assert_eq!(
+        encode(request).unwrap(),
+        "POST /s HTTP/1.1\r\nhost: public.example\r\ncontent-length: 3\r\n\
+         connection: close\r\n\r\nabc"
+    );
+    // Origin-form URI: the Host header is required.
+    let request = Request::get("/s?x=1")
+        .header("host", "h:81")
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(
+        encode(request).unwrap(),
+        "GET /s?x=1 HTTP/1.1\r\nhost: h:81\r\n\r\n"
+    );
+}
+
+#[test]
+fn encode_errors() {
+    let request = Request::get("/s").body(Bytes::new()).unwrap();
+    assert_eq!(encode(request), Err(Http1Error::MissingHost));
+
+    let request = Request::post("http://h/s")
+        .header("content-length", "4")
+        .body(Bytes::from_static(b"abc"))
+        .unwrap();
+    assert_eq!(
+        encode(request),
+        Err(Http1Error::ContentLengthMismatch { body_len: 3 })
+    );
+
+    let request = Request::post("http://h/s")
+        .header("transfer-encoding", "chunked")
+        .body(Bytes::from_static(b"abc"))
+        .unwrap();
+    assert_eq!(encode(request), Err(Http1Error::RequestTransferEncoding));
+
+    let request = Request::builder()
+        .method(Method::CONNECT)
+        .uri("h:443")
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(
+        encode(request),
+        Err(Http1Error::UnsupportedMethod {
+            method: "CONNECT".into()
+        })
+    );
+}
+
+#[test]
+fn header_values_with_cr_lf_or_nul_are_refused() {
+    // `http::HeaderValue`'s safe constructors cannot hold these bytes, so the guard is tested
+    // directly.
+    for bad in [&b"a\r\nx-injected: 1"[..], b"a\nb", b"a\rb", b"a\0b"] {
+        assert_eq!(
+            check_value("x-h", bad),
+            Err(Http1Error::InvalidHeaderValue { name: "x-h".into() })
+        );
+    }
+    assert_eq!(check_value("x-h", b"tab\tand \x80 obs-text"), Ok(()));
+}
+
+// ------------------------------------------------------------------------------------------------
+// Decoding harness
+// ------------------------------------------------------------------------------------------------
+
+/// An `Input`, comparable.
+#[derive(Debug, Clone, PartialEq)]
+enum Ev {
+    Head {
+        id: u64,
+        status: u16,
+        version: Version,
+        headers: Vec<(String, Vec<u8>)>,
+    },
+    Body {
+        id: u64,
+        data: Vec<u8>,
+    },
+    End {
+        id: u64,
+    },
+    Failed {
+        id: u64,
+        error: TransportError,
+    },
+}
+
+/// Everything observable after a run.
+#[derive(Debug, Clone, PartialEq)]
+struct Outcome {
+    events: Vec<Ev>,
+    /// `send` results, one per exchange after the first.
+    sends: Vec<Result<(), Http1Error>>,
+    must_close: bool,
+    idle: bool,
+    error: Option<Http1Error>,
+}
+
+fn push(events: &mut Vec<Ev>, input: Input) {
+    let ev = match input {
+        Input::Head { id, parts } => Ev::Head {
+            id: id.0,
+            status: parts.status.as_u16(),
+            version: parts.version,
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+        },
+        Input::Body { id, chunk } => {
+            assert!(!chunk.is_empty(), "no empty body chunks");
+            if let Some(Ev::Body { id: last, data }) = events.last_mut() {
+                if *last == id.0 {
+                    data.extend_from_slice(&chunk);
+                    return;
+                }
+            }
+            Ev::Body {
+                id: id.0,
+                data: chunk.to_vec(),
+            }
+        }
+        Input::End { id } => Ev::End { id: id.0 },
+        Input::Failed { id, error } => Ev::Failed { id: id.0, error },
+    };
+    events.push(ev);
+}
+
+/// How each response is cut into pieces.
+#[derive(Debug, Clone)]
+enum Split {
+    Whole,
+    Bytewise,
+    At(usize),
+    Cuts(Vec<usize>),
+}
+
+fn pieces<'a>(bytes: &'a [u8], split: &Split) -> Vec<&'a [u8]> {
+    let cuts: Vec<usize> = match split {
+        Split::Whole => vec![],
+        Split::Bytewise => (1..bytes.len()).collect(),
+        Split::At(i) => vec![*i],
+        Split::Cuts(cuts) => cuts.clone(),
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for cut in cuts {
+        let cut = cut.min(bytes.len());
+        if cut > start {
+            out.push(&bytes[start..cut]);
+            start = cut;
+        }
+    }
+    out.push(&bytes[start..]);
+    out
+}
+
+fn transmit(id: u64, method: &Method) -> Transmit {
+    let body = if *method == Method::POST {
+        Bytes::from_static(b"data")
+    } else {
+        Bytes::new()
+    };
+    Transmit {
+        id: RequestId(id),
+        request: Request::builder()
+            .method(method.clone())
+            .uri("http://example.com/v1/stream/s")
+            .body(body)
+            .unwrap(),
+        deadline: None,
+    }
+}
+
+/// Runs exchanges one after the other on one connection (ids 1, 2, ...): each request is sent
+/// when the connection is idle, its response fed in pieces with every input polled after each
+/// piece; then EOF if `eof`.
+fn run_script(limits: Limits, exchanges: &[(Method, &[u8])], split: &Split, eof: bool) -> Outcome {
+    let mut conn = Connection::new(limits);
+    let mut events = Vec::new();
+    let mut sends = Vec::new();
+    for (i, (method, response)) in exchanges.iter().enumerate() {
+        let mut wire = Vec::new();
+        let sent = conn.send(&transmit(i as u64 + 1, method), &mut wire);
+        if i > 0 {
+            sends.push(sent.clone());
+        }
+        if sent.is_err() {
+            assert!(wire.is_empty());
+            break;
+        }
+        assert!(!wire.is_empty());
+        assert_eq!(conn.current(), Some(RequestId(i as u64 + 1)));
+        for piece in pieces(response, split) {
+            conn.feed(piece);
+            while let Some(input) = conn.poll_input() {
+                push(&mut events, input);
+            }
+        }
+    }
+    if eof {
+        conn.on_eof();
+        while let Some(input) = conn.poll_input() {
+            push(&mut events, input);
+        }
+    }
+    assert_eq!(conn.poll_input().map(|i| i.id()), None);
+    Outcome {
+        events,
+        sends,
+        must_close: conn.must_close(),
+        idle: conn.is_idle(),
+        error: conn.error().cloned(),
+    }
+}
+
+/// Runs the script fed whole, byte by byte and split at every point; asserts they agree and
+/// returns the outcome.
+fn check_script(limits: Limits, exchanges: &[(Method, &[u8])], eof: bool) -> Outcome {
+    let whole = run_script(limits, exchanges, &Split::Whole, eof);
+    let bytewise = run_script(limits, exchanges, &Split::Bytewise, eof);
+    assert_eq!(bytewise, whole, "byte by byte vs whole");
+    let longest = exchanges.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
+    for at in 1..longest {
+        let split = run_script(limits, exchanges, &Split::At(at), eof);
+        assert_eq!(split, whole, "split at {at} vs whole");
+    }
+    whole
+}
+
+fn check(method: Method, response: &[u8], eof: bool) -> Outcome {
+    check_script(Limits::default(), &[(method, response)], eof)
+}
+
+fn head(id: u64, status: u16, headers: &[(&str, &str)]) -> Ev {
+    head_v(id, status, Version::HTTP_11, headers)
+}
+
+fn head_v(id: u64, status: u16, version: Version, headers: &[(&str, &str)]) -> Ev {
+    Ev::Head {
+        id,
+        status,
+        version,
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect(),
+    }
+}
+
+fn body(id: u64, data: &[u8]) -> Ev {
+    Ev::Body {
+        id,
+        data: data.to_vec(),
+    }
+}
+
+fn failed(id: u64, error: Http1Error) -> Ev {
+    Ev::Failed {
+        id,
+        error: error.into(),
+    }
+}
+
+fn assert_failed(outcome: &Outcome, error: Http1Error, kind: TransportErrorKind) {
+    assert_eq!(error.transport_kind(), kind);
+    let Some(Ev::Failed { error: got, .. }) = outcome.events.last() else {
+        panic!("expected a failure, got {:?}", outcome.events);
+    };
+    assert_eq!(got.kind, kind);
+    assert_eq!(outcome.error.as_ref(), Some(&error));
+    assert!(outcome.must_close && !outcome.idle);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Decoding: responses
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn content_length_body() {
+    let response = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                     Stream-Next-Offset: 0000000000000011\r\nETag: \"abc\"\r\n\
+                     Cache-Control: public, max-age=60\r\nContent-Length: 11\r\n\r\nhello world";
+    let out = check(Method::GET, response, false);
+    assert_eq!(
+        out.events,
+        vec![
+            head(
+                1,
+                200,
+                &[
+                    ("content-type", "application/octet-stream"),
+                    ("stream-next-offset", "0000000000000011"),
+                    ("etag", "\"abc\""),
+                    ("cache-control", "public, max-age=60"),
+                    ("content-length", "11"),
+                ]
+            ),
+            body(1, b"hello world"),
+            Ev::End { id: 1 },
+        ]
+    );
+    assert!(!out.must_close && out.idle && out.error.is_none());
+}
+
+#[test]
+fn content_length_zero_and_duplicates() {
+    let out = check(
+        Method::POST,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        false,
+    );
+    assert_eq!(
+        out.events,
+        vec![head(1, 200, &[("content-length", "0")]), Ev::End { id: 1 }]
+    );
+    assert!(out.idle);
+    // Repeated identical values are accepted (RFC 9110 8.6).
+    let out = check(
+        Method::GET,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    );
+    assert_eq!(out.events[1], body(1, b"ok"));
+    assert!(out.idle);
+}
+
+#[test]
+fn chunked_with_extensions_and_trailers() {
+    let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     5;ext=1\r\nhello\r\n\
+                     6 ; name=\"v\";flag\r\n world\r\n\
+                     A\r\n0123456789\r\n\
+                     000\r\nX-Trailer: yes\r\nAnother: t\r\n\r\n";
+    let out = check(Method::GET, response, false);
+    assert_eq!(
+        out.events,
+        vec![
+            head(1, 200, &[("transfer-encoding", "chunked")]),
+            body(1, b"hello world0123456789"),
+            Ev::End { id: 1 },
+        ]
+    );
+    assert!(!out.must_close && out.idle);
+}
+
+#[test]
+fn chunked_without_trailers_and_bare_lf() {
+    let response = b"HTTP/1.1 200 OK\nTransfer-Encoding: gzip, chunked\n\n3\nabc\n0\n\n";
+    let out = check(Method::GET, response, false);
+    assert_eq!(
+        out.events,
+        vec![
+            head(1, 200, &[("transfer-encoding", "gzip, chunked")]),
+            body(1, b"abc"),
+            Ev::End { id: 1 },
+        ]
+    );
+    assert!(out.idle);
+}
+
+const SSE_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+    Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n\
+    1b\r\nevent: data\ndata: [1,2,3]\n\n\r\n\
+    43\r\nevent: control\ndata: {\"streamNextOffset\":\"3\",\"streamCursor\":\"c1\"}\n\n\r\n\
+    0\r\n\r\n";
+
+#[test]
+fn sse_streaming() {
+    let out = check(Method::GET, SSE_RESPONSE, false);
+    let mut expected = Vec::new();
+    expected.extend_from_slice(b"event: data\ndata: [1,2,3]\n\n");
+    expected.extend_from_slice(
+        b"event: control\ndata: {\"streamNextOffset\":\"3\",\"streamCursor\":\"c1\"}\n\n",
+    );
+    assert_eq!(
+        out.events,
+        vec![
+            head(
+                1,
+                200,
+                &[
+                    ("content-type", "text/event-stream"),
+                    ("cache-control", "no-cache"),
+                    ("transfer-encoding", "chunked")
+                ]
+            ),
+            body(1, &expected),
+            Ev::End { id: 1 },
+        ]
+    );
+}
+
+#[test]
+fn sse_body_chunks_arrive_before_the_end() {
+    let mut conn = Connection::new(Limits::default());
+    conn.send(&transmit(1, &Method::GET), &mut Vec::new())
+        .unwrap();
+    let first_event_end = SSE_RESPONSE
+        .windows(4)
+        .position(|w| w == b"\n\n\r\n")
+        .unwrap()
+        + 2;
+    conn.feed(&SSE_RESPONSE[..first_event_end]);
+    let mut inputs = Vec::new();
+    while let Some(input) = conn.poll_input() {
+        inputs.push(input);
+    }
+    assert!(matches!(inputs[0], Input::Head { .. }));
+    let data: Vec<u8> = inputs[1..]
+        .iter()
+        .flat_map(|i| match i {
+            Input::Body { chunk, .. } => chunk.to_vec(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(data, b"event: data\ndata: [1,2,3]\n\n");
+    // Half of the next event: delivered as it arrives, still no End.
+    conn.feed(&SSE_RESPONSE[first_event_end..first_event_end + 20]);
+    let mut inputs = Vec::new();
+    while let Some(input) = conn.poll_input() {
+        inputs.push(input);
+    }
+    assert!(inputs.iter().all(|i| matches!(i, Input::Body { .. })));
+    assert!(!inputs.is_empty());
+    assert_eq!(conn.current(), Some(RequestId(1)));
+}
+
+#[test]
+fn long_poll_204_has_headers_and_no_body() {
+    let response = b"HTTP/1.1 204 No Content\r\nStream-Next-Offset: 10\r\n\
+                     Stream-Up-To-Date: true\r\nStream-Cursor: 42\r\n\r\n";
+    let out = check(Method::GET, response, false);
+    assert_eq!(
+        out.events,
+        vec![
+            head(
+                1,
+                204,
+                &[
+                    ("stream-next-offset", "10"),
+                    ("stream-up-to-date", "true"),
+                    ("stream-cursor", "42")
+                ]
+            ),
+            Ev::End { id: 1 },
+        ]
+    );
+    assert!(out.idle && !out.must_close);
+}
+
+#[test]
+fn head_response_has_no_body() {
+    let response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\
+                     Stream-Next-Offset: 99\r\n\r\n";
+    let out = check(Method::HEAD, response, false);
+    assert_eq!(
+        out.events,
+        vec![
+            head(
+                1,
+                200,
+                &[
+                    ("content-type", "text/plain"),
+                    ("content-length", "1234"),
+                    ("stream-next-offset", "99")
+                ]
+            ),
+            Ev::End { id: 1 },
+        ]
+    );
+    assert!(out.idle);
+    // Even when chunked is announced.
+    let out = check(
+        Method::HEAD,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        false,
+    );
+    assert_eq!(out.events.len(), 2);
+    assert!(out.idle);
+}
+
+#[test]
+fn not_modified_304_has_no_body() {
+    let response = b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 50\r\n\r\n";
+    let out = check(Method::GET, response, false);
+    assert_eq!(
+        out.events,
+        vec![
+            head(1, 304, &[("etag", "\"v1\""), ("content-length", "50")]),
+            Ev::End { id: 1 },
+        ]
+    );
+    assert!(out.idle);
+}
+
+#[test]
+fn error_responses_with_bodies() {
+    let out = check(
+        Method::GET,
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\n\
+          stream not found",
+        false,
+    );
+    assert_eq!(
+        out.events,
+        vec![
+            head(
+                1,
+                404,
+                &[("content-type", "text/plain"), ("content-length", "16")]
+            ),
+            body(1, b"stream not found"),
+            Ev::End { id: 1 },
+        ]
+    );
+    assert!(out.idle);
+
+    let out = check(
+        Method::POST,
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nTransfer-Encoding: chunked\r\n\r\n\
+          c\r\ntry a\r\nlater\r\n0\r\n\r\n",
+        false,
+    );
+    assert_eq!(out.events[1], body(1, b"try a\r\nlater"));
+    assert_eq!(out.events[2], Ev::End { id: 1 });
+
+    // A 409 asking to close the connection.
+    let out = check(
+        Method::POST,
+        b"HTTP/1.1 409 Conflict\r\nStream-Closed: true\r\nConnection: close\r\n\
+          Content-Length: 6\r\n\r\nclosed",
+        false,
+    );
+    assert_eq!(out.events[1], body(1, b"closed"));
+    assert_eq!(out.events[2], Ev::End { id: 1 });
+    assert!(out.must_close && !out.idle);
+}
+
+#[test]
+fn read_until_close() {
+    let response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nsome body\r\n\r\nbytes";
+    let out = check(Method::GET, response, true);
+    assert_eq!(
+        out.events,
+        vec![
+            head(1, 200, &[("content-type", "text/plain")]),
+            body(1, b"some body\r\n\r\nbytes"),
+            Ev::End { id: 1 },
+        ]
+    );
+    assert!(out.must_close && !out.idle && out.error.is_none());
+    // Before EOF: the body streams, no End, and the connection is already known unusable.
+    let out = check(Method::GET, response, false);
+    assert_eq!(out.events.len(), 2);
+    assert!(out.must_close);
+}
+
+#[test]
+fn non_chunked_transfer_encoding_reads_until_close() {
+    let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b\x08";
+    let out = check(Method::GET, response, true);
+    assert_eq!(out.events[1], body(1, b"\x1f\x8b\x08"));
+    assert_eq!(out.events[2], Ev::End { id: 1 });
+}
+
+#[test]
+fn transfer_encoding_overrides_content_length_and_closes() {
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     2\r\nok\r\n0\r\n\r\n";
+    let out = check(Method::GET, response, false);
+    assert_eq!(out.events[1], body(1, b"ok"));
+    assert_eq!(out.events[2], Ev::End { id: 1 });
+    assert!(out.must_close);
+}
+
+#[test]
+fn http10_keep_alive_rules() {
+    let out = check(
+        Method::GET,
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    );
+    assert_eq!(
+        out.events,
+        vec![
+            head_v(1, 200, Version::HTTP_10, &[("content-length", "2")]),
+            body(1, b"ok"),
+            Ev::End { id: 1 }
+        ]
+    );
+    assert!(out.must_close);
+    let out = check(
+        Method::GET,
+        b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    );
+    assert!(!out.must_close && out.idle);
+    let out = check(
+        Method::GET,
+        b"HTTP/1.1 200 OK\r\nConnection: upgrade, CLOSE\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    );
+    assert!(out.must_close);
+}
+
+#[test]
+fn request_asking_for_close_closes() {
+    let mut conn = Connection::new(Limits::default());
+    let mut t = transmit(1, &Method::GET);
+    t.request
+        .headers_mut()
+        .insert("connection", http::HeaderValue::from_static("close"));
+    conn.send(&t, &mut Vec::new()).unwrap();
+    conn.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert!(matches!(conn.poll_input(), Some(Input::Head { .. })));
+    assert!(matches!(conn.poll_input(), Some(Input::End { .. })));
+    assert!(conn.must_close());
+    assert_eq!(
+        conn.send(&transmit(2, &Method::GET), &mut Vec::new()),
+        Err(Http1Error::ConnectionClosed)
+    );
+}
+
+#[test]
+fn keep_alive_two_exchanges() {
+    let first: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nStream-Next-Offset: 5\r\n\r\nhello";
+    let second: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                          6\r\n world\r\n0\r\n\r\n";
+    let out = check_script(
+        Limits::default(),
+        &[(Method::GET, first), (Method::POST, second)],
+        false,
+    );
+    assert_eq!(
+        out.events,
+        vec![
+            head(
+                1,
+                200,
+                &[("content-length", "5"), ("stream-next-offset", "5")]
+            ),
+            body(1, b"hello"),
+            Ev::End { id: 1 },
+            head(2, 200, &[("transfer-encoding", "chunked")]),
+            body(2, b" world"),
+            Ev::End { id: 2 },
+        ]
+    );
+    assert_eq!(out.sends, vec![Ok(())]);
+    assert!(out.idle);
+
+    // Three in a row, the middle one a 204 and the last one closing.
+    let third: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n!";
+    let out = check_script(
+        Limits::default(),
+        &[
+            (Method::GET, first),
+            (Method::GET, b"HTTP/1.1 204 No Content\r\n\r\n"),
+            (Method::GET, third),
+            (Method::GET, first),
+        ],
+        false,
+    );
+    assert_eq!(out.events.len(), 3 + 2 + 3);
+    assert_eq!(
+        out.sends,
+        vec![Ok(()), Ok(()), Err(Http1Error::ConnectionClosed)]
+    );
+}
+
+#[test]
+fn send_while_busy_is_refused() {
+    let mut conn = Connection::new(Limits::default());
+    conn.send(&transmit(1, &Method::GET), &mut Vec::new())
+        .unwrap();
+    let mut out = Vec::new();
+    assert_eq!(
+        conn.send(&transmit(2, &Method::GET), &mut out),
+        Err(Http1Error::ExchangeInProgress)
+    );
+    assert!(out.is_empty());
+    assert_eq!(conn.current(), Some(RequestId(1)));
+    // An encoding error leaves the connection idle.
+    let mut conn = Connection::new(Limits::default());
+    let bad = Transmit {
+        id: RequestId(1),
+        request: Request::get("/no-host").body(Bytes::new()).unwrap(),
+        deadline: None,
+    };
+    assert_eq!(conn.send(&bad, &mut out), Err(Http1Error::MissingHost));
+    assert!(conn.is_idle() && conn.current().is_none());
+}
+
+#[test]
+fn unsolicited_bytes_poison_the_connection() {
+    // Bytes after a complete response (fed together or later).
+    let out = check(
+        Method::GET,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 408 Request Timeout\r\n\r\n",
+        false,
+    );
+    assert_eq!(out.events.len(), 3);
+    assert!(out.must_close && !out.idle && out.error.is_none());
+    // Bytes on an idle connection.
+    let mut conn = Connection::new(Limits::default());
+    conn.feed(b"HTTP/1.1 408 Request Timeout\r\n\r\n");
+    assert!(conn.poll_input().is_none());
+    assert!(conn.must_close());
+    assert_eq!(
+        conn.send(&transmit(1, &Method::GET), &mut Vec::new()),
+        Err(Http1Error::ConnectionClosed)
+    );
+}
+
+#[test]
+fn interim_responses_are_skipped() {
+    let response = b"HTTP/1.1 100 Continue\r\n\r\n\
+                     HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
+                     HTTP/1.1 201 Created\r\nLocation: /v1/stream/s\r\nContent-Length: 0\r\n\r\n";
+    let out = check(Method::PUT, response, false);
+    assert_eq!(
+        out.events,
+        vec![
+            head(
+                1,
+                201,
+                &[("location", "/v1/stream/s"), ("content-length", "0")]
+            ),
+            Ev::End { id: 1 },
+        ]
+    );
+    assert!(out.idle);
+}
+
+#[test]
+fn leading_empty_lines_are_tolerated() {
+    let out = check(
+        Method::GET,
+        b"\r\n\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        false,
+    );
+    assert_eq!(out.events[1], body(1, b"x"));
+    assert!(out.idle);
+}
+
+#[test]
+fn switching_protocols_is_an_error() {
+    let out = check(
+        Method::GET,
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        false,
+    );
+    assert_eq!(out.events, vec![failed(1, Http1Error::UnexpectedUpgrade)]);
+    assert_failed(
+        &out,
+        Http1Error::UnexpectedUpgrade,
+        TransportErrorKind::Protocol,
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Decoding: malformed responses and limits
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn malformed_status_line() {
+    for response in [
+        &b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n"[..],
+        b"HTTP/2 200 OK\r\n\r\n",
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nbad header line\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n Folded: x\r\n\r\n",
+        b"HTTP/1.1 099 Low\r\n\r\n",
+        b"\rHTTP/1.1 200 OK\r\n\r\n",
+    ] {
+        let out = check(Method::GET, response, false);
+        assert_eq!(
+            out.events.len(),
+            1,
+            "{:?}",
+            String::from_utf8_lossy(response)
+        );
+        let Some(Http1Error::MalformedHead { .. }) = out.error else {
+            panic!("{:?}: {:?}", String::from_utf8_lossy(response), out.error);
+        };
+        assert_failed(
+            &out,
+            out.error.clone().unwrap(),
+            TransportErrorKind::Protocol,
+        );
+    }
+}
+
+#[test]
+fn a_peer_that_does_not_speak_http_is_caught_at_the_first_line() {
+    // No blank line, no EOF: the status line alone is enough to fail.
+    let out = check(Method::GET, b"SSH-2.0-OpenSSH_9.6\r\nmore", false);
+    assert_eq!(out.events.len(), 1);
+    assert!(matches!(out.error, Some(Http1Error::MalformedHead { .. })));
+}
+
+#[test]
+fn too_many_headers() {
+    let limits = Limits {
+        max_headers: 3,
+        ..Limits::default()
+    };
+    let ok: &[u8] = b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nContent-Length: 0\r\n\r\n";
+    let out = check_script(limits, &[(Method::GET, ok)], false);
+    assert_eq!(out.events.len(), 2);
+    let too_many: &[u8] = b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nContent-Length: 0\r\n\r\n";
+    let out = check_script(limits, &[(Method::GET, too_many)], false);
+    assert_eq!(
+        out.events,
+        vec![failed(1, Http1Error::TooManyHeaders { max: 3 })]
+    );
+    assert_failed(
+        &out,
+        Http1Error::TooManyHeaders { max: 3 },
+        TransportErrorKind::Protocol,
+    );
+}
+
+#[test]
+fn oversized_header_section() {
+    let limits = Limits {
+        max_header_bytes: 64,
+        ..Limits::default()
+    };
+    // Exactly at the limit: accepted.
+    let mut fits = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Pad: ".to_vec();
+    fits.resize(64 - 4, b'p');
+    fits.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(fits.len(), 64);
+    let out = check_script(limits, &[(Method::GET, &fits)], false);
+    assert_eq!(out.events.len(), 2);
+    assert!(out.idle);
+    // One byte more: refused, whether the blank line has arrived or not.
+    let mut too_big = fits.clone();
+    too_big.insert(50, b'p');
+    let expected = Http1Error::HeadTooLarge { max: 64 };
+    let mut unterminated = fits[..fits.len() - 4].to_vec();
+    unterminated.resize(100, b'p');
+    for response in [&too_big[..], &unterminated[..]] {
+        let out = check_script(limits, &[(Method::GET, response)], false);
+        assert_eq!(out.events, vec![failed(1, expected.clone())]);
+        assert_failed(&out, expected.clone(), TransportErrorKind::Protocol);
+    }
+    // A status line without an end, with the default limits.
+    let mut endless = b"HTTP/1.1 200 ".to_vec();
+    endless.resize(Limits::DEFAULT_MAX_HEADER_BYTES + 1, b'x');
+    let out = run_script(
+        Limits::default(),
+        &[(Method::GET, &endless)],
+        &Split::Whole,
+        false,
+    );
+    assert_eq!(
+        out.error,
+        Some(Http1Error::HeadTooLarge {
+            max: Limits::DEFAULT_MAX_HEADER_BYTES
+        })
+    );
+    let chunks = Split::Cuts((1..endless.len() / 1000).map(|i| i * 1000).collect());
+    assert_eq!(
+        run_script(
+            Limits::default(),
+            &[(Method::GET, &endless)],
+            &chunks,
+            false
+        ),
+        out
+    );
+}
+
+#[test]
+fn bad_chunk_size() {
+    let cases: &[(&[u8], Http1Error)] = &[
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            Http1Error::InvalidChunkSize,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n",
+            Http1Error::InvalidChunkSize,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 x\r\nhello\r\n",
+            Http1Error::InvalidChunkSize,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n",
+            Http1Error::InvalidChunkSize,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\n",
+            Http1Error::InvalidChunkSize,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXY",
+            Http1Error::MalformedChunk,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            Http1Error::InvalidTransferEncoding,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n",
+            Http1Error::InvalidContentLength,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+            Http1Error::InvalidContentLength,
+        ),
+    ];
+    for (response, error) in cases {
+        let out = check(Method::GET, response, false);
+        assert_failed(&out, error.clone(), TransportErrorKind::Protocol);
+    }
+    // Data before the bad line is delivered first.
+    let out = check(
+        Method::GET,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nxyz\r\n",
+        false,
+    );
+    assert_eq!(out.events[1], body(1, b"ok"));
+    assert_eq!(out.events[2], failed(1, Http1Error::InvalidChunkSize));
+}
+
+#[test]
+fn chunk_line_and_trailer_limits() {
+    let limits = Limits {
+        max_chunk_line_bytes: 16,
+        max_header_bytes: 80,
+        ..Limits::default()
+    };
+    let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    // 16 bytes with CRLF: fine; 17: too long (with or without its line end).
+    let fits = [&head[..], b"2;abcdefghijkl\r\nok\r\n0\r\n\r\n"].concat();
+    let out = check_script(limits, &[(Method::GET, &fits)], false);
+    assert_eq!(out.events[1], body(1, b"ok"));
+    assert!(out.idle);
+    let expected = Http1Error::ChunkLineTooLong { max: 16 };
+    for tail in [
+        &b"2;abcdefghijklm\r\nok\r\n0\r\n\r\n"[..],
+        b"2;abcdefghijklmnop",
+    ] {
+        let response = [&head[..], tail].concat();
+        let out = check_script(limits, &[(Method::GET, &response)], false);
+        assert_failed(&out, expected.clone(), TransportErrorKind::Protocol);
+    }
+    // Trailers are bounded by max_header_bytes.
+    let trailer = format!("X-T: {}\r\n", "t".repeat(30));
+    let fits = [
+        &head[..],
+        b"0\r\n",
+        trailer.as_bytes(),
+        trailer.as_bytes(),
+        b"\r\n",
+    ]
+    .concat();
+    let out = check_script(limits, &[(Method::GET, &fits)], false);
+    assert!(out.idle, "{out:?}");
+    let too_big = [
+        &head[..],
+        b"0\r\n",
+        trailer.as_bytes(),
+        trailer.as_bytes(),
+        b"X: 12\r\n\r\n",
+    ]
+    .concat();
+    let out = check_script(limits, &[(Method::GET, &too_big)], false);
+    assert_failed(
+        &out,
+        Http1Error::TrailersTooLarge { max: 80 },
+        TransportErrorKind::Protocol,
+    );
+}
+
+#[test]
+fn premature_eof() {
+    let mid_head: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Le";
+    let mid_body: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello";
+    let mid_chunked: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel";
+    let before_last_chunk: &[u8] =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
+    let mid_trailers: &[u8] =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n";
+    for (response, during, body_data) in [
+        (&b""[..], "before the end of the response head", None),
+        (b"\r\n", "before the end of the response head", None),
+        (mid_head, "before the end of the response head", None),
+        (
+            mid_body,
+            "before the end of the response body",
+            Some(&b"hello"[..]),
+        ),
+        (
+            mid_chunked,
+            "before the end of the response body",
+            Some(b"hel"),
+        ),
+        (
+            before_last_chunk,
+            "before the end of the response body",
+            Some(b"hello"),
+        ),
+        (mid_trailers, "before the end of the response body", None),
+    ] {
+        let out = check(Method::GET, response, true);
+        let error = Http1Error::UnexpectedEof { during };
+        assert_failed(&out, error.clone(), TransportErrorKind::ConnectionReset);
+        if let Some(data) = body_data {
+            assert_eq!(out.events[1], body(1, data));
+        }
+        assert_eq!(out.events.last(), Some(&failed(1, error)));
+    }
+}
+
+#[test]
+fn eof_on_an_idle_connection_is_quiet() {
+    let mut conn = Connection::new(Limits::default());
+    conn.on_eof();
+    assert!(conn.poll_input().is_none());
+    assert!(conn.must_close() && !conn.is_idle());
+    assert_eq!(
+        conn.send(&transmit(1, &Method::GET), &mut Vec::new()),
+        Err(Http1Error::ConnectionClosed)
+    );
+}
+
+#[test]
+fn transport_error_conversion() {
+    let error: TransportError = Http1Error::UnexpectedEof {
+        during: "before the end of the response head",
+    }
+    .into();
+    assert_eq!(error.kind, TransportErrorKind::ConnectionReset);
+    assert_eq!(
+        error.message,
+        "connection closed before the end of the response head"
+    );
+    assert_eq!(
+        TransportError::from(Http1Error::MissingHost).kind,
+        TransportErrorKind::Other
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Random splits
+// ------------------------------------------------------------------------------------------------
+
+/// The corpus for the property test: (method, response, eof).
+fn corpus() -> Vec<(Method, Vec<u8>, bool)> {
+    let mut big_chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for i in 0..20u8 {
+        let data = vec![b'a' + i; usize::from(i) * 7 + 1];
+        big_chunked.extend_from_slice(format!("{:x};i={i}\r\n", data.len()).as_bytes());
+        big_chunked.extend_from_slice(&data);
+        big_chunked.extend_from_slice(b"\r\n");
+    }
+    big_chunked.extend_from_slice(b"0\r\nT: x\r\n\r\n");
+    vec![
+        (
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world".to_vec(),
+            false,
+        ),
+        (Method::GET, SSE_RESPONSE.to_vec(), false),
+        (Method::GET, big_chunked, false),
+        (
+            Method::GET,
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nA: b\r\n\r\n".to_vec(),
+            false,
+        ),
+        (
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(),
+            true,
+        ),
+        (
+            Method::HEAD,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n".to_vec(),
+            false,
+        ),
+        (
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort".to_vec(),
+            true,
+        ),
+        (
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\nq\r\n".to_vec(),
+            false,
+        ),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn random_splits_decode_identically(
+        which in 0usize..8,
+        cuts in proptest::collection::vec(0usize..600, 0..40),
+    ) {
+        let corpus = corpus();
+        let (method, response, eof) = &corpus[which % corpus.len()];
+        let mut cuts = cuts;
+        cuts.sort_unstable();
+        let exchanges = [(method.clone(), &response[..])];
+        let whole = run_script(Limits::default(), &exchanges, &Split::Whole, *eof);
+        let split = run_script(Limits::default(), &exchanges, &Split::Cuts(cuts), *eof);
+        prop_assert_eq!(split, whole);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        cuts in proptest::collection::vec(0usize..200, 0..10),
+        eof in any::<bool>(),
+    ) {
+        let mut prefixed = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        prefixed.extend_from_slice(&bytes);
+        for response in [&bytes[..], &prefixed[..]] {
+            let exchanges = [(Method::GET, response)];
+            let whole = run_script(Limits::default(), &exchanges, &Split::Whole, eof);
+            let mut cuts = cuts.clone();
+            cuts.sort_unstable();
+            let split = run_script(Limits::default(), &exchanges, &Split::Cuts(cuts), eof);
+            prop_assert_eq!(split, whole);
+        }
+    }
+}

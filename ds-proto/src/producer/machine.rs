@@ -1,0 +1,899 @@
+//! The [`Producer`] state machine.
+
+use super::batch::{seal_body, Batch, BatchState, OpenBatch};
+use super::config::ProducerConfig;
+use super::events::{AppendError, AppendId, FailureReason, ProducerEvent};
+use crate::error::{ConflictKind, Error, ErrorKind, Operation};
+use crate::headers::MAX_SAFE_INTEGER;
+use crate::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
+use crate::offset::Offset;
+use crate::ops::{self, AppendOptions, AppendOutcome, ProducerHeaders, RequestExtras};
+use crate::rng::Rng;
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// One outstanding HTTP exchange.
+#[derive(Debug)]
+struct Exchange {
+    /// The batch it carries.
+    bid: u64,
+    /// The response head, once it arrived.
+    head: Option<http::response::Parts>,
+    /// The start of an error response's body.
+    body: Vec<u8>,
+    /// Every earlier batch had an outcome when this attempt was sent: a sequence gap answer
+    /// cannot be blamed on reordering.
+    preds_resolved: bool,
+}
+
+/// What one finished exchange means for its batch.
+#[derive(Debug)]
+enum Outcome {
+    /// 200 (stored) or 204 (duplicate).
+    Ack {
+        next_offset: Option<Offset>,
+        duplicate: bool,
+    },
+    /// 409 with `Producer-Expected-Seq`/`Producer-Received-Seq`.
+    Gap(Error),
+    /// 403 with `Producer-Epoch`.
+    Fenced { server_epoch: u64, error: Error },
+    /// 429, 5xx, transport failure. `uncertain`: the append may have been applied.
+    Retry {
+        error: Error,
+        retry_after: Option<Duration>,
+        uncertain: bool,
+    },
+    /// Anything else. `global`: the failure concerns every batch (closed, not found, gone).
+    Fatal { error: Error, global: bool },
+}
+
+/// The idempotent producer (PROTOCOL.md 5.2.1): batches appends, numbers batches, pipelines,
+/// retries, handles fencing and closing. See the [module docs](super) for the life of a batch.
+///
+/// The methods follow quinn-proto's vocabulary (DESIGN.md section 2):
+///
+/// - getters (`&self`): [`epoch`](Producer::epoch), [`next_seq`](Producer::next_seq),
+///   [`buffered_bytes`](Producer::buffered_bytes), [`in_flight`](Producer::in_flight),
+///   [`is_idle`](Producer::is_idle), [`is_closed`](Producer::is_closed), ...;
+/// - commands: [`append`](Producer::append), [`flush`](Producer::flush),
+///   [`close`](Producer::close) (misuse is an `Err`; protocol outcomes are events);
+/// - [`handle_input`](Producer::handle_input) and [`handle_timeout`](Producer::handle_timeout),
+///   which never fail and are safe to call spuriously;
+/// - outputs, drained after every call above: [`poll_transmit`](Producer::poll_transmit),
+///   [`poll_cancel`](Producer::poll_cancel), [`poll_timeout`](Producer::poll_timeout),
+///   [`poll_event`](Producer::poll_event).
+#[derive(Debug)]
+pub struct Producer {
+    config: ProducerConfig,
+    /// The stream URL without query, for errors.
+    url: String,
+    json: bool,
+    rng: Rng,
+    epoch: u64,
+    next_seq: u64,
+    /// A batch of the current epoch was acknowledged: the server knows the epoch, so more than
+    /// one batch may be outstanding.
+    epoch_established: bool,
+    next_append: u64,
+    next_bid: u64,
+    next_request: u64,
+    open: OpenBatch,
+    /// Sealed batches not yet reported, in seq order.
+    queue: VecDeque<Batch>,
+    exchanges: BTreeMap<RequestId, Exchange>,
+    buffered: usize,
+    events: VecDeque<ProducerEvent>,
+    /// An auto-claim in progress: the epoch to take and the fence that asked for it.
+    claim: Option<(u64, Error)>,
+    /// The failure that stopped the producer.
+    terminal: Option<Error>,
+    /// `close` was called.
+    closing: bool,
+    /// The producer's close succeeded.
+    closed: bool,
+    /// A 409 with `Stream-Closed` was seen.
+    stream_closed: bool,
+    /// Smallest payload refused with `Full` since the last `Writable`.
+    writable_wanted: Option<usize>,
+}
+
+impl Producer {
+    /// A producer for `config` (checked with [`ProducerConfig::validate`]: errors are
+    /// [`ErrorKind::InvalidInput`]). Nothing is sent until the first append.
+    pub fn new(config: ProducerConfig, now: Instant) -> Result<Producer, Error> {
+        let _ = now;
+        config.validate()?;
+        Ok(Producer {
+            url: crate::url::strip_query(&config.url).to_owned(),
+            json: config.is_json(),
+            rng: Rng::new(config.rng_seed),
+            epoch: config.epoch,
+            next_seq: 0,
+            epoch_established: false,
+            next_append: 0,
+            next_bid: 0,
+            next_request: 0,
+            open: OpenBatch::default(),
+            queue: VecDeque::new(),
+            exchanges: BTreeMap::new(),
+            buffered: 0,
+            events: VecDeque::new(),
+            claim: None,
+            terminal: None,
+            closing: false,
+            closed: false,
+            stream_closed: false,
+            writable_wanted: None,
+            config,
+        })
+    }
+
+    // ----- getters -----
+
+    /// The configuration.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.config
+    }
+
+    /// The current `Producer-Epoch` (changes on auto-claim).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The `Producer-Seq` the next sealed batch gets (restarts at 0 on auto-claim).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The id the next accepted append gets.
+    pub fn next_append_id(&self) -> AppendId {
+        AppendId(self.next_append)
+    }
+
+    /// Payload bytes held: the open batch plus sealed batches without an outcome. Compared with
+    /// `max_buffered_bytes` by [`append`](Producer::append).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered
+    }
+
+    /// Requests outstanding (sent by [`poll_transmit`](Producer::poll_transmit), not yet ended
+    /// by [`Input::End`] or [`Input::Failed`]).
+    pub fn in_flight(&self) -> usize {
+        self.exchanges.len()
+    }
+
+    /// Whether nothing is open, sealed or in flight: every accepted append (and the close, if
+    /// any) has its event queued. Events may still wait in [`poll_event`](Producer::poll_event).
+    pub fn is_idle(&self) -> bool {
+        self.open.is_empty() && self.queue.is_empty() && self.exchanges.is_empty()
+    }
+
+    /// Whether the stream is known to be closed: the producer's close succeeded, or the server
+    /// answered `409` with `Stream-Closed`.
+    pub fn is_closed(&self) -> bool {
+        self.closed || self.stream_closed
+    }
+
+    /// Whether [`close`](Producer::close) was called (appends are refused from then on).
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// The failure that stopped the producer, if one did: appends and close are refused with it.
+    /// Batches sealed before the failing one still go on to their outcome.
+    pub fn error(&self) -> Option<&Error> {
+        self.terminal.as_ref()
+    }
+
+    // ----- commands -----
+
+    /// Takes one append: for JSON streams one JSON value (not an empty array), otherwise any
+    /// non-empty bytes. Returns its id; its outcome comes later as an
+    /// [`Acked`](ProducerEvent::Acked) or [`Failed`](ProducerEvent::Failed) event.
+    ///
+    /// Refused (and not taken) when buffering it would exceed `max_buffered_bytes`
+    /// ([`AppendError::Full`], handing the payload back; [`ProducerEvent::Writable`] follows once
+    /// it fits), and for good ([`AppendError::Refused`]) when invalid, after
+    /// [`close`](Producer::close), or after a failure stopped the producer.
+    pub fn append(&mut self, data: Bytes, now: Instant) -> Result<AppendId, AppendError> {
+        self.tick(now);
+        if let Some(e) = &self.terminal {
+            return Err(AppendError::Refused(e.clone()));
+        }
+        if self.closing {
+            return Err(self.refuse("the producer is closed: append refused"));
+        }
+        if data.is_empty() {
+            return Err(self.refuse("an append needs at least one byte"));
+        }
+        if self.json {
+            if let Err(m) = crate::json::validate(&data) {
+                return Err(self.refuse(m));
+            }
+            if crate::json::is_empty_array(&data) {
+                return Err(self
+                    .refuse("an empty JSON array appends nothing (PROTOCOL.md 9.1.3)".to_owned()));
+            }
+        }
+        let limit = self.config.max_buffered_bytes;
+        if data.len() > limit {
+            return Err(self.refuse(format!(
+                "append of {} bytes exceeds max_buffered_bytes ({limit})",
+                data.len()
+            )));
+        }
+        if self.buffered + data.len() > limit {
+            let len = data.len();
+            self.writable_wanted = Some(self.writable_wanted.map_or(len, |w| w.min(len)));
+            return Err(AppendError::Full {
+                data,
+                buffered: self.buffered,
+                limit,
+            });
+        }
+        let max_bytes = self.config.max_batch_bytes;
+        if !self.open.is_empty() && self.open.body_len_with(self.json, data.len()) > max_bytes {
+            self.seal_open(false);
+        }
+        let id = self.next_append;
+        self.next_append += 1;
+        if self.open.is_empty() {
+            self.open.first = id;
+            self.open.deadline = Some(now + self.config.linger);
+            self.open.due = false;
+        }
+        self.buffered += data.len();
+        self.open.payload += data.len();
+        self.open.items.push(data);
+        if self.open.items.len() >= self.config.max_batch_items
+            || self.open.body_len_with(self.json, 0) >= max_bytes
+        {
+            self.seal_open(false);
+        }
+        self.tick(now);
+        Ok(AppendId(id))
+    }
+
+    /// Seals the open batch now (if it has appends), without waiting for linger. To wait for
+    /// every outcome, drive the machine until [`is_idle`](Producer::is_idle).
+    pub fn flush(&mut self, now: Instant) {
+        self.tick(now);
+        if self.terminal.is_none() {
+            self.seal_open(false);
+        }
+        self.tick(now);
+    }
+
+    /// Closes the stream after every pending append: seals the open batch as the final batch,
+    /// sent with `Stream-Closed: true` (or, with nothing open, an empty close-only request with
+    /// the next `Producer-Seq`). The final batch is sent once every earlier batch has an outcome.
+    /// Outcome: [`ProducerEvent::Closed`] or [`ProducerEvent::CloseFailed`], after every append's
+    /// event. Appends are refused from now on.
+    ///
+    /// Refused when already called ([`ErrorKind::InvalidInput`]) or after a failure stopped the
+    /// producer (that failure).
+    pub fn close(&mut self, now: Instant) -> Result<(), Error> {
+        self.tick(now);
+        if let Some(e) = &self.terminal {
+            return Err(e.clone());
+        }
+        if self.closing {
+            return Err(Error::invalid_input(
+                Operation::Close,
+                &self.url,
+                "close was already called",
+            ));
+        }
+        self.closing = true;
+        self.seal_open(true);
+        self.tick(now);
+        Ok(())
+    }
+
+    // ----- inputs -----
+
+    /// Feeds what the driver saw of an exchange. An exchange is over at [`Input::End`] or
+    /// [`Input::Failed`] (after a head, `Failed` is judged by the head's status: the server's
+    /// answer is known). Inputs for unknown or finished ids are ignored. Never fails.
+    pub fn handle_input(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Head { id, parts } => {
+                if let Some(ex) = self.exchanges.get_mut(&id) {
+                    if ex.head.is_none() {
+                        ex.head = Some(parts);
+                    }
+                }
+            }
+            Input::Body { id, chunk } => {
+                if let Some(ex) = self.exchanges.get_mut(&id) {
+                    let keep = ex.head.as_ref().is_some_and(|h| !h.status.is_success());
+                    if keep {
+                        let room = ops::ERROR_BODY_PREFIX.saturating_sub(ex.body.len());
+                        ex.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                }
+            }
+            Input::End { id } => self.complete(id, None, now),
+            Input::Failed { id, error } => self.complete(id, Some(error), now),
+        }
+        self.tick(now);
+    }
+
+    /// Runs the timers due at `now`: linger expiry (seals the open batch) and retry backoffs.
+    /// Safe to call at any time, early or late.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
+    }
+
+    // ----- outputs -----
+
+    /// The next request to send, if any: a sealed batch whose turn it is, while fewer than
+    /// `max_in_flight` are outstanding (1 until the current epoch's first batch is
+    /// acknowledged), no auto-claim is waiting for outstanding answers, and no earlier batch is
+    /// waiting to be retried. Also runs the timers due at `now`. Changes after
+    /// [`append`](Producer::append), [`flush`](Producer::flush), [`close`](Producer::close),
+    /// [`handle_input`](Producer::handle_input) and [`handle_timeout`](Producer::handle_timeout).
+    /// Call it until it returns `None`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.tick(now);
+        loop {
+            let i = self.next_to_send(now)?;
+            let preds_resolved = self.queue.range(..i).all(Batch::is_resolved);
+            let request = match self.build_request(&self.queue[i]) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.fatal(i, e, false);
+                    self.tick(now);
+                    continue;
+                }
+            };
+            let id = RequestId(self.next_request);
+            self.next_request += 1;
+            let b = &mut self.queue[i];
+            b.state = BatchState::InFlight(id);
+            if b.backoff.is_none() {
+                b.backoff = Some(self.config.retry.start(now));
+            }
+            self.exchanges.insert(
+                id,
+                Exchange {
+                    bid: b.bid,
+                    head: None,
+                    body: Vec::new(),
+                    preds_resolved,
+                },
+            );
+            return Some(Transmit {
+                id,
+                request,
+                deadline: self.config.request_deadline.map(|d| now + d),
+            });
+        }
+    }
+
+    /// A request the driver should abandon. The producer never abandons a request it sent
+    /// (its answer decides exactly-once), so this is always `None` today; drivers drain it
+    /// anyway so that a later version may use it.
+    #[must_use]
+    pub fn poll_cancel(&mut self) -> Option<RequestId> {
+        None
+    }
+
+    /// When [`handle_timeout`](Producer::handle_timeout) should be called next: the open
+    /// batch's linger expiry or the earliest retry backoff; `None` when no timer runs. Changes
+    /// after every command, input and timeout.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.open.deadline;
+        for b in self.active() {
+            if let BatchState::Backoff(until) = b.state {
+                t = Some(t.map_or(until, |t| t.min(until)));
+            }
+        }
+        t
+    }
+
+    /// The next event for the application. Changes after every command, input and timeout.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ProducerEvent> {
+        self.events.pop_front()
+    }
+
+    // ----- internals -----
+
+    fn refuse(&self, message: impl Into<String>) -> AppendError {
+        AppendError::Refused(Error::invalid_input(Operation::Append, &self.url, message))
+    }
+
+    /// Batches that may be sent or waiting: the queue up to the first batch never sent in its
+    /// epoch (later ones are unsent too, or resolved).
+    fn active(&self) -> impl Iterator<Item = &Batch> {
+        self.queue.iter().take_while(|b| !b.is_unsent())
+    }
+
+    fn find(&self, bid: u64) -> Option<usize> {
+        self.queue.binary_search_by_key(&bid, |b| b.bid).ok()
+    }
+
+    fn effective_max_in_flight(&self) -> usize {
+        if self.epoch_established {
+            self.config.max_in_flight
+        } else {
+            1
+        }
+    }
+
+    /// Housekeeping after every mutation.
+    fn tick(&mut self, now: Instant) {
+        for b in self.queue.iter_mut() {
+            if b.is_unsent() {
+                break;
+            }
+            if matches!(b.state, BatchState::Backoff(until) if until <= now) {
+                b.state = BatchState::Ready;
+            }
+        }
+        if self.open.deadline.is_some_and(|d| d <= now) {
+            self.open.deadline = None;
+            self.open.due = true;
+        }
+        if self.claim.is_some() && self.exchanges.is_empty() {
+            self.switch_epoch();
+        }
+        if self.open.due && self.can_send_open() {
+            self.seal_open(false);
+        }
+        self.emit_resolved();
+        if let Some(want) = self.writable_wanted {
+            if self.terminal.is_some()
+                || self.closing
+                || self.buffered + want <= self.config.max_buffered_bytes
+            {
+                self.writable_wanted = None;
+                self.events.push_back(ProducerEvent::Writable);
+            }
+        }
+    }
+
+    /// Whether the open batch, sealed now, would be sent at once.
+    fn can_send_open(&self) -> bool {
+        self.claim.is_none()
+            && self.terminal.is_none()
+            && self.exchanges.len() < self.effective_max_in_flight()
+            && self
+                .queue
+                .iter()
+                .all(|b| b.is_resolved() || matches!(b.state, BatchState::InFlight(_)))
+    }
+
+    fn seal_open(&mut self, close: bool) {
+        if self.open.is_empty() && !close {
+            return;
+        }
+        let open = std::mem::take(&mut self.open);
+        let count = open.items.len() as u64;
+        let first = if count == 0 {
+            self.next_append
+        } else {
+            open.first
+        };
+        let (body, items) = seal_body(open.items, self.json);
+        let bid = self.next_bid;
+        self.next_bid += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back(Batch {
+            bid,
+            first,
+            count,
+            items,
+            body,
+            payload: open.payload,
+            close,
+            epoch: self.epoch,
+            seq,
+            state: BatchState::Ready,
+            uncertain: false,
+            backoff: None,
+            doomed: None,
+        });
+    }
+
+    /// The index of the batch to send next, if one may be sent now.
+    fn next_to_send(&self, now: Instant) -> Option<usize> {
+        if self.claim.is_some() || self.exchanges.len() >= self.effective_max_in_flight() {
+            return None;
+        }
+        let mut all_before_resolved = true;
+        for (i, b) in self.queue.iter().enumerate() {
+            let sendable = match b.state {
+                BatchState::Acked { .. } | BatchState::Failed(_) => continue,
+                BatchState::InFlight(_) => {
+                    all_before_resolved = false;
+                    continue;
+                }
+                BatchState::Ready => true,
+                BatchState::Backoff(until) => until <= now,
+                // Re-sent only after every earlier batch has an outcome: no gap storm.
+                BatchState::GapWait => all_before_resolved,
+            };
+            // The final batch goes alone, after everything else: a `409 Stream-Closed` on any
+            // other batch then always means someone else closed the stream.
+            if !sendable || (b.close && !all_before_resolved) {
+                return None;
+            }
+            return Some(i);
+        }
+        None
+    }
+
+    fn build_request(&self, b: &Batch) -> Result<http::Request<Bytes>, Error> {
+        let producer = ProducerHeaders {
+            id: self.config.producer_id.clone(),
+            epoch: b.epoch,
+            seq: b.seq,
+        };
+        let extras = RequestExtras::default();
+        if b.is_close_only() {
+            ops::close_request(&self.config.url, Some(&producer), &extras)
+        } else {
+            let opts = AppendOptions {
+                content_type: Some(self.config.content_type.clone()),
+                seq: None,
+                close: b.close,
+                producer: Some(producer),
+                json_batch: self.json,
+            };
+            ops::append_request(&self.config.url, b.body.clone(), &opts, &extras)
+        }
+    }
+
+    /// An exchange ended: judge it and move its batch on.
+    fn complete(&mut self, id: RequestId, transport: Option<TransportError>, now: Instant) {
+        let Some(ex) = self.exchanges.remove(&id) else {
+            return;
+        };
+        let Some(i) = self.find(ex.bid) else {
+            return;
+        };
+        if self.queue[i].state != BatchState::InFlight(id) {
+            return;
+        }
+        let outcome = self.classify(&self.queue[i], ex.head, &ex.body, transport);
+        self.apply(i, outcome, ex.preds_resolved, now);
+    }
+
+    fn classify(
+        &self,
+        b: &Batch,
+        head: Option<http::response::Parts>,
+        body: &[u8],
+        transport: Option<TransportError>,
+    ) -> Outcome {
+        let close_only = b.is_close_only();
+        let op = if close_only {
+            Operation::Close
+        } else {
+            Operation::Append
+        };
+        let Some(parts) = head else {
+            let e = transport.unwrap_or_else(|| {
+                TransportError::new(
+                    TransportErrorKind::Protocol,
+                    "the exchange ended without a response head",
+                )
+            });
+            // A failed connect sent nothing: the only transport failure known not to be applied.
+            let uncertain = e.kind != TransportErrorKind::Connect;
+            return Outcome::Retry {
+                error: Error::transport(op, &self.url, e),
+                retry_after: None,
+                uncertain,
+            };
+        };
+        let status = parts.status;
+        let result = if close_only {
+            ops::close_response(&self.config.url, &parts, body).map(|c| (c.final_offset, false))
+        } else {
+            ops::append_response(&self.config.url, true, &parts, body)
+                .map(|a| (a.next_offset, a.outcome == AppendOutcome::Duplicate))
+        };
+        let error = match result {
+            Ok((next_offset, duplicate)) => {
+                return Outcome::Ack {
+                    next_offset,
+                    duplicate,
+                }
+            }
+            Err(e) => e,
+        };
+        if status.is_success() {
+            // Stored, but with a malformed header: still stored (failing it would invite the
+            // application to append it again).
+            return Outcome::Ack {
+                next_offset: None,
+                duplicate: status.as_u16() == 204 && !close_only,
+            };
+        }
+        match error.kind {
+            ErrorKind::Fenced { server_epoch } => Outcome::Fenced {
+                server_epoch,
+                error,
+            },
+            ErrorKind::SequenceGap { .. } => Outcome::Gap(error),
+            ErrorKind::RateLimited { retry_after } => Outcome::Retry {
+                error,
+                retry_after,
+                uncertain: false,
+            },
+            // A 5xx does not say the append was not applied (a gateway may answer 502/504
+            // after the origin stored it): retried, but the batch counts as uncertain.
+            ErrorKind::UnexpectedStatus {
+                status,
+                retry_after,
+                ..
+            } if status >= 500 => Outcome::Retry {
+                error,
+                retry_after,
+                uncertain: true,
+            },
+            ErrorKind::Conflict(ConflictKind::Closed { .. })
+            | ErrorKind::NotFound
+            | ErrorKind::Gone => Outcome::Fatal {
+                error,
+                global: true,
+            },
+            _ => Outcome::Fatal {
+                error,
+                global: false,
+            },
+        }
+    }
+
+    fn apply(&mut self, i: usize, outcome: Outcome, preds_resolved: bool, now: Instant) {
+        if let Some(cause) = self.queue[i].doomed.clone() {
+            match outcome {
+                Outcome::Ack {
+                    next_offset,
+                    duplicate,
+                } => self.resolve_ack(i, next_offset, duplicate),
+                Outcome::Retry { uncertain, .. } => {
+                    self.queue[i].uncertain |= uncertain;
+                    self.resolve_fail(i, cause);
+                }
+                _ => self.resolve_fail(i, cause),
+            }
+            return;
+        }
+        match outcome {
+            Outcome::Ack {
+                next_offset,
+                duplicate,
+            } => self.ack(i, next_offset, duplicate),
+            Outcome::Gap(error) => {
+                if preds_resolved {
+                    // Every earlier batch was acknowledged before this attempt: the server's
+                    // state disagrees with ours (lost producer state, another writer with our
+                    // id and epoch). Re-sending cannot help.
+                    self.fatal(i, error, false);
+                } else {
+                    self.queue[i].state = BatchState::GapWait;
+                }
+            }
+            Outcome::Fenced {
+                server_epoch,
+                error,
+            } => {
+                let target = server_epoch.max(self.epoch) + 1;
+                if self.config.auto_claim && target <= MAX_SAFE_INTEGER {
+                    self.claim = match self.claim.take() {
+                        Some((t, e)) if t >= target => Some((t, e)),
+                        _ => Some((target, error)),
+                    };
+                    self.queue[i].state = BatchState::Ready;
+                } else {
+                    self.fatal(i, error, true);
+                }
+            }
+            Outcome::Retry {
+                error,
+                retry_after,
+                uncertain,
+            } => {
+                let b = &mut self.queue[i];
+                b.uncertain |= uncertain;
+                let backoff = b
+                    .backoff
+                    .get_or_insert_with(|| self.config.retry.start(now));
+                match backoff.next_delay(now, &mut self.rng, retry_after) {
+                    Some(delay) => b.state = BatchState::Backoff(now + delay),
+                    None => self.fatal(i, error, false),
+                }
+            }
+            Outcome::Fatal { error, global } => self.fatal(i, error, global),
+        }
+    }
+
+    fn ack(&mut self, i: usize, next_offset: Option<Offset>, duplicate: bool) {
+        let epoch = self.queue[i].epoch;
+        self.resolve_ack(i, next_offset, duplicate);
+        if epoch == self.epoch {
+            self.epoch_established = true;
+        }
+        // The server applies an epoch's batches in seq order: a stored batch proves every
+        // earlier one of its epoch stored, including those whose answers were lost.
+        for j in 0..i {
+            let b = &self.queue[j];
+            if b.epoch == epoch
+                && b.doomed.is_none()
+                && matches!(
+                    b.state,
+                    BatchState::Ready | BatchState::Backoff(_) | BatchState::GapWait
+                )
+            {
+                self.resolve_ack(j, None, true);
+            }
+        }
+    }
+
+    fn resolve_ack(&mut self, i: usize, next_offset: Option<Offset>, duplicate: bool) {
+        let b = &mut self.queue[i];
+        self.buffered -= b.payload;
+        b.state = BatchState::Acked {
+            next_offset,
+            duplicate,
+        };
+        b.body = Bytes::new();
+        b.items = Vec::new();
+        if b.close {
+            self.closed = true;
+        }
+    }
+
+    fn resolve_fail(&mut self, i: usize, error: Error) {
+        let b = &mut self.queue[i];
+        self.buffered -= b.payload;
+        let reason = if b.uncertain {
+            FailureReason::Indeterminate {
+                error,
+                epoch: b.epoch,
+                seq: b.seq,
+            }
+        } else {
+            FailureReason::NotStored(error)
+        };
+        b.state = BatchState::Failed(reason);
+        b.body = Bytes::new();
+    }
+
+    /// Batch `i` failed for good: it fails, and so does every batch after it (they cannot be
+    /// applied in order without it), the open batch, and, for a `global` failure (fenced,
+    /// closed, not found, gone), every other batch too. Batches in flight wait for their answer.
+    fn fatal(&mut self, i: usize, error: Error, global: bool) {
+        self.resolve_fail(i, error.clone());
+        if error.is_closed() {
+            self.stream_closed = true;
+        }
+        let start = if global { 0 } else { i + 1 };
+        for j in start..self.queue.len() {
+            if j == i || self.queue[j].is_resolved() {
+                continue;
+            }
+            if matches!(self.queue[j].state, BatchState::InFlight(_)) {
+                self.queue[j].doomed = Some(error.clone());
+            } else {
+                self.resolve_fail(j, error.clone());
+            }
+        }
+        if !self.open.is_empty() {
+            let open = std::mem::take(&mut self.open);
+            self.buffered -= open.payload;
+            let bid = self.next_bid;
+            self.next_bid += 1;
+            self.queue.push_back(Batch {
+                bid,
+                first: open.first,
+                count: open.items.len() as u64,
+                items: open.items,
+                body: Bytes::new(),
+                payload: 0,
+                close: false,
+                epoch: self.epoch,
+                seq: self.next_seq,
+                state: BatchState::Failed(FailureReason::NotStored(error.clone())),
+                uncertain: false,
+                backoff: None,
+                doomed: None,
+            });
+        }
+        self.open.due = false;
+        self.open.deadline = None;
+        if self.terminal.is_none() {
+            self.terminal = Some(error);
+        }
+    }
+
+    /// Auto-claim, once no request of the old epoch is outstanding: take the new epoch,
+    /// restart seq at 0, renumber what is safe to re-send, fail the rest as indeterminate.
+    ///
+    /// Safe: a batch whose attempts all got definite answers was not stored, and neither was
+    /// any later batch of the epoch (the server applies an epoch's batches in seq order).
+    /// Unsafe: an uncertain batch before the first definite one; it may be stored under the old
+    /// epoch and is never re-sent under the new one.
+    fn switch_epoch(&mut self) {
+        let Some((target, fence)) = self.claim.take() else {
+            return;
+        };
+        self.epoch = target;
+        self.next_seq = 0;
+        self.epoch_established = false;
+        let mut safe = false;
+        for j in 0..self.queue.len() {
+            if self.queue[j].is_resolved() {
+                continue;
+            }
+            safe |= !self.queue[j].uncertain;
+            if safe {
+                let b = &mut self.queue[j];
+                b.epoch = target;
+                b.seq = self.next_seq;
+                b.uncertain = false;
+                b.backoff = None;
+                b.state = BatchState::Ready;
+                self.next_seq += 1;
+            } else {
+                self.resolve_fail(j, fence.clone());
+            }
+        }
+        self.events
+            .push_back(ProducerEvent::EpochClaimed { epoch: target });
+    }
+
+    /// Reports resolved batches at the front of the queue, in order.
+    fn emit_resolved(&mut self) {
+        while self.queue.front().is_some_and(Batch::is_resolved) {
+            let Some(b) = self.queue.pop_front() else {
+                break;
+            };
+            let first = AppendId(b.first);
+            let last = AppendId((b.first + b.count).saturating_sub(1));
+            match b.state {
+                BatchState::Acked {
+                    next_offset,
+                    duplicate,
+                } => {
+                    if b.count > 0 {
+                        self.events.push_back(ProducerEvent::Acked {
+                            first,
+                            last,
+                            next_offset: next_offset.clone(),
+                            duplicate,
+                        });
+                    }
+                    if b.close {
+                        self.events.push_back(ProducerEvent::Closed {
+                            final_offset: next_offset,
+                        });
+                    }
+                }
+                BatchState::Failed(reason) => {
+                    if b.count > 0 {
+                        self.events.push_back(ProducerEvent::Failed {
+                            first,
+                            last,
+                            items: b.items,
+                            reason: reason.clone(),
+                        });
+                    }
+                    if b.close {
+                        self.events.push_back(ProducerEvent::CloseFailed { reason });
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

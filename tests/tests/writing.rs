@@ -1,0 +1,234 @@
+//! Exactly-once writing through both drivers against the reference server (PROTOCOL.md 5.2.1):
+//! volume, faults, fencing, auto-claim, JSON, close.
+
+use ds_proto::ops::CreateOptions;
+use ds_proto::producer::ProducerConfig;
+use ds_proto::reader::ReadMode;
+use ds_proto::{ErrorKind, Offset, RetryPolicy};
+use ds_tests::drivers::{AnyClient, AnyStream, DriverKind};
+use ds_tests::RefServer;
+use std::time::Duration;
+
+fn new_stream(server: &RefServer, kind: DriverKind, name: &str, ct: &str) -> AnyStream {
+    let s = AnyClient::new(kind, server.url()).stream(&server.stream_url(name));
+    s.create(CreateOptions::with_content_type(ct)).unwrap();
+    s
+}
+
+/// 100-byte records numbered in order: "{n:010}" padded with dots.
+fn record(n: usize) -> Vec<u8> {
+    let mut r = format!("{n:010}").into_bytes();
+    r.resize(99, b'.');
+    r.push(b'\n');
+    r
+}
+
+fn check_records(data: &[u8], count: usize) {
+    assert_eq!(data.len(), count * 100, "every record exactly once");
+    for (n, rec) in data.chunks(100).enumerate() {
+        assert_eq!(rec, &record(n)[..], "record {n} in order");
+    }
+}
+
+fn config(id: &str) -> ProducerConfig {
+    ProducerConfig {
+        content_type: "text/plain".into(),
+        retry: RetryPolicy {
+            initial_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(200),
+            max_attempts: Some(50),
+            ..RetryPolicy::default()
+        },
+        ..ProducerConfig::new("http://placeholder/", id)
+    }
+}
+
+#[test]
+fn hundred_thousand_appends_arrive_exactly_once_in_order() {
+    let server = RefServer::shared();
+    for kind in DriverKind::ALL {
+        let s = new_stream(server, kind, "volume", "text/plain");
+        let w = s.writer_with(config("volume")).unwrap();
+        let count = 100_000;
+        for n in 0..count {
+            w.append(record(n)).unwrap();
+        }
+        w.close(false).unwrap();
+        check_records(&s.read_all().unwrap().data, count);
+    }
+}
+
+#[test]
+fn faults_on_post_never_lose_or_duplicate() {
+    let server = RefServer::start();
+    for kind in DriverKind::ALL {
+        for in_flight in [1, 4] {
+            let s = new_stream(&server, kind, "faulty-writes", "text/plain");
+            for fault in [
+                serde_json::json!({"status": 500, "count": 3, "method": "POST"}),
+                serde_json::json!({"status": 503, "count": 2, "method": "POST"}),
+                serde_json::json!({"status": 429, "retryAfter": 1, "count": 1, "method": "POST"}),
+                serde_json::json!({"dropConnection": true, "count": 3, "method": "POST"}),
+                serde_json::json!({"delayMs": 100, "count": 5, "method": "POST"}),
+                serde_json::json!({"status": 503, "probability": 0.2, "count": 1000, "method": "POST"}),
+            ] {
+                server.inject_error(s.url(), fault);
+            }
+            let w = s
+                .writer_with(ProducerConfig {
+                    max_in_flight: in_flight,
+                    max_batch_items: 20,
+                    ..config("faulty")
+                })
+                .unwrap();
+            let count = 3_000;
+            for n in 0..count {
+                w.append(record(n)).unwrap();
+            }
+            w.close(false)
+                .unwrap_or_else(|f| panic!("{kind:?} {in_flight}: {f:?}"));
+            server.clear_errors();
+            check_records(&s.read_all().unwrap().data, count);
+        }
+    }
+}
+
+#[test]
+fn a_higher_epoch_fences_the_zombie() {
+    let server = RefServer::shared();
+    for kind in DriverKind::ALL {
+        let s = new_stream(server, kind, "fence", "text/plain");
+        let zombie = s.writer_with(config("svc")).unwrap();
+        zombie.append("from-zombie;").unwrap();
+        zombie.flush().unwrap();
+        let fresh = s
+            .writer_with(ProducerConfig {
+                epoch: 1,
+                ..config("svc")
+            })
+            .unwrap();
+        fresh.append("from-fresh;").unwrap();
+        fresh.flush().unwrap();
+        zombie.append("late-zombie;").unwrap();
+        let failures = zombie.flush().unwrap_err();
+        assert_eq!(
+            failures[0].reason.kind(),
+            &ErrorKind::Fenced { server_epoch: 1 },
+            "{kind:?}"
+        );
+        assert_eq!(failures[0].items[0], "late-zombie;");
+        assert!(
+            zombie.append("more").is_err(),
+            "a fenced writer refuses appends"
+        );
+        fresh.close(false).unwrap();
+        let data = s.read_all().unwrap().data;
+        assert_eq!(&data[..], b"from-zombie;from-fresh;", "{kind:?}");
+    }
+}
+
+#[test]
+fn auto_claim_takes_over_after_a_restart() {
+    let server = RefServer::shared();
+    for kind in DriverKind::ALL {
+        let s = new_stream(server, kind, "claim", "text/plain");
+        let before = s
+            .writer_with(ProducerConfig {
+                epoch: 3,
+                ..config("ephemeral")
+            })
+            .unwrap();
+        before.append("one;").unwrap();
+        before.close(false).unwrap();
+        // A restarted instance without its epoch: starts at 0, is fenced, claims 4.
+        let after = s
+            .writer_with(ProducerConfig {
+                auto_claim: true,
+                ..config("ephemeral")
+            })
+            .unwrap();
+        after.append("two;").unwrap();
+        after.append("three;").unwrap();
+        after.flush().unwrap();
+        assert_eq!(after.epoch(), 4, "{kind:?}");
+        after.close(false).unwrap();
+        assert_eq!(
+            &s.read_all().unwrap().data[..],
+            b"one;two;three;",
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn json_writer_round_trip() {
+    let server = RefServer::shared();
+    for kind in DriverKind::ALL {
+        let s = new_stream(server, kind, "json-writer", "application/json");
+        let w = s
+            .writer_with(ProducerConfig {
+                content_type: "application/json".into(),
+                ..config("json")
+            })
+            .unwrap();
+        for n in 0..10_000 {
+            w.append_json(&serde_json::json!({"n": n, "tag": "x"}))
+                .unwrap();
+        }
+        w.close(false).unwrap();
+        let values = s.read_json().unwrap();
+        assert_eq!(values.len(), 10_000, "{kind:?}");
+        for (n, v) in values.iter().enumerate() {
+            assert_eq!(v["n"], n, "{kind:?}");
+        }
+        let bad = s.writer_with(ProducerConfig {
+            content_type: "application/json".into(),
+            ..config("json-bad")
+        });
+        let bad = bad.unwrap();
+        assert!(bad.try_append("{not json").is_err(), "invalid JSON refused");
+    }
+}
+
+#[test]
+fn closing_through_the_writer_makes_readers_see_eof() {
+    let server = RefServer::shared();
+    for kind in DriverKind::ALL {
+        let s = new_stream(server, kind, "writer-close", "text/plain");
+        let mut reader = s.reader(Offset::beginning(), ReadMode::LongPoll).unwrap();
+        let w = s.writer_with(config("closer")).unwrap();
+        w.append("a").unwrap();
+        w.append("b").unwrap();
+        let final_offset = w.close(true).unwrap().expect("final offset");
+        let mut data = Vec::new();
+        while let Some(chunk) = reader.next_chunk() {
+            data.extend_from_slice(&chunk.unwrap().data);
+        }
+        assert_eq!(data, b"ab", "{kind:?}");
+        assert!(reader.is_eof());
+        assert_eq!(reader.offset(), final_offset);
+        let e = s.append("late").unwrap_err();
+        assert!(e.is_closed(), "{kind:?}");
+    }
+}
+
+#[test]
+fn tracked_appends_report_their_outcome() {
+    let server = RefServer::shared();
+    for kind in DriverKind::ALL {
+        let s = new_stream(server, kind, "tracked", "text/plain");
+        let w = s.writer_with(config("tracked")).unwrap();
+        let outcome = w.append_and_wait("x").unwrap().expect("an outcome");
+        assert!(
+            matches!(
+                outcome,
+                ds_proto::write_tracker::WriteOutcome::Acked {
+                    duplicate: false,
+                    ..
+                }
+            ),
+            "{kind:?}: {outcome:?}"
+        );
+        w.close(false).unwrap();
+    }
+}
