@@ -17,12 +17,14 @@ pub mod io;
 pub mod json;
 pub mod machine;
 pub mod offset;
-pub mod read_all;
 pub mod ops;
 pub mod producer;
+pub mod read_all;
 pub mod reader;
 pub mod retry;
 pub mod rng;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod sse;
 pub mod url;
 pub mod write_tracker;

@@ -76,3 +76,4 @@ macro_rules! delegate_machine {
 }
 
 delegate_machine!(crate::reader::Reader, crate::reader::ReaderEvent);
+delegate_machine!(crate::producer::Producer, crate::producer::ProducerEvent);

@@ -11,6 +11,8 @@ mod consumer;
 mod engine;
 mod handle;
 mod reader;
+#[cfg(feature = "server")]
+pub mod server;
 mod transport;
 mod writer;
 

@@ -102,7 +102,7 @@ pub(super) struct Batch {
     pub first: u64,
     /// Number of appends (0 for an empty close).
     pub count: u64,
-    /// The payloads (kept for a failure report; dropped on ack).
+    /// The payloads, as slices of `body` (kept for a failure report; dropped on ack).
     pub items: Vec<Bytes>,
     /// The exact request body (dropped once resolved).
     pub body: Bytes,

@@ -1284,8 +1284,14 @@ impl Model {
                 ],
             );
         }
-        for item in std::str::from_utf8(body).unwrap().split_terminator(';') {
-            self.log.push(item.parse().unwrap());
+        if body.starts_with(b"[") {
+            // JSON mode: one level of array flattened (PROTOCOL.md 9.1.2).
+            let items: Vec<u64> = serde_json::from_slice(body).unwrap();
+            self.log.extend(items);
+        } else {
+            for item in std::str::from_utf8(body).unwrap().split_terminator(';') {
+                self.log.push(item.parse().unwrap());
+            }
         }
         self.producer = Some((epoch, seq));
         let mut headers = vec![offset(self.log.len())];
@@ -1312,8 +1318,15 @@ struct Coverage {
 
 fn run_random(seed: u64, cov: &mut Coverage) {
     let mut rng = Rng::new(seed);
+    let json = rng.chance(0.3);
+    let payload_of = |n: u64| if json { n.to_string() } else { format!("{n};") };
     let config = ProducerConfig {
         rng_seed: seed,
+        content_type: if json {
+            "application/json".into()
+        } else {
+            DEFAULT_CONTENT_TYPE.into()
+        },
         auto_claim: rng.chance(0.5),
         max_in_flight: 1 + rng.below(4) as usize,
         max_batch_items: 1 + rng.below(5) as usize,
@@ -1405,7 +1418,7 @@ fn run_random(seed: u64, cov: &mut Coverage) {
                     );
                     for (k, id) in (first.0..=last.0).enumerate() {
                         let n = accepted[id as usize];
-                        assert_eq!(items[k], format!("{n};").as_bytes(), "{}", ctx(step));
+                        assert_eq!(items[k], payload_of(n).as_bytes(), "{}", ctx(step));
                         if reason.is_indeterminate() {
                             cov.indeterminate += 1;
                         } else {
@@ -1442,7 +1455,7 @@ fn run_random(seed: u64, cov: &mut Coverage) {
         assert!(step < 199_999, "{}: no progress", ctx(step));
         let r = rng.unit();
         if !done_appending && r < 0.3 {
-            let payload = format!("{appended};");
+            let payload = payload_of(appended);
             match h.p.append(Bytes::from(payload), h.now) {
                 Ok(id) => {
                     assert_eq!(id.0, accepted.len() as u64);

@@ -1,0 +1,260 @@
+//! Catch-up reads (PROTOCOL.md 5.6), offsets (8), JSON bodies (9.1.5), caching (10.1) and the
+//! chunk limit.
+
+use super::{off, Harness};
+use crate::sim::SimServerConfig;
+use bytes::Bytes;
+use http::Method;
+
+const CACHEABLE: &str = "public, max-age=60, stale-while-revalidate=300";
+
+#[test]
+fn catch_up_from_anywhere() {
+    let mut t = Harness::new();
+    t.create("/s", "text/plain");
+    t.append("/s", "text/plain", "hello");
+    let mid = t.append("/s", "text/plain", " world");
+    assert_eq!(mid, off(11));
+    for uri in ["/s", "/s?offset=-1", &format!("/s?offset={}", off(0))] {
+        let r = t.get(uri);
+        assert_eq!(r.status, 200, "{uri}");
+        assert_eq!(r.text(), "hello world");
+        assert_eq!(r.next(), off(11));
+        assert!(r.flag("stream-up-to-date"));
+        assert!(r.h("stream-closed").is_none());
+        assert_eq!(r.h("content-type"), Some("text/plain"));
+        assert_eq!(r.h("cache-control"), Some(CACHEABLE));
+        assert!(r.h("stream-cursor").is_none());
+        assert!(r.h("etag").is_some());
+    }
+    let r = t.get(&format!("/s?offset={}", off(5)));
+    assert_eq!(r.text(), " world");
+    // Byte streams may be read from any position.
+    assert_eq!(t.get(&format!("/s?offset={}", off(7))).text(), "orld");
+    // At the tail: empty, up to date, the same offset.
+    let r = t.get(&format!("/s?offset={}", off(11)));
+    assert!(r.body.is_empty());
+    assert_eq!(r.next(), off(11));
+    assert!(r.flag("stream-up-to-date"));
+}
+
+#[test]
+fn bad_offsets_are_400_and_missing_streams_404() {
+    let mut t = Harness::new();
+    t.create("/s", "application/json");
+    t.post(
+        "/s",
+        &[("content-type", "application/json")],
+        "[\"ab\",\"cd\"]",
+    );
+    for bad in [
+        "offset=",
+        "offset=abc",
+        "offset=5",
+        "offset=-2",
+        &format!("offset={}", off(99)),
+        // Inside a JSON message.
+        &format!("offset={}", off(1)),
+        &format!("offset=-1&offset={}", off(0)),
+        "offset=-1&live=forever",
+    ] {
+        let r = t.get(&format!("/s?{bad}"));
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(r.h("content-type"), Some("text/plain; charset=utf-8"));
+    }
+    assert_eq!(t.get(&format!("/s?offset={}", off(4))).text(), "[\"cd\"]");
+    assert_eq!(t.get("/nope?offset=-1").status, 404);
+    assert_eq!(t.head("/nope").status, 404);
+    assert!(t.head("/nope").body.is_empty());
+}
+
+#[test]
+fn json_reads_are_arrays() {
+    let mut t = Harness::new();
+    t.create("/j", "application/json");
+    assert_eq!(t.get("/j?offset=-1").text(), "[]");
+    t.post("/j", &[("content-type", "application/json")], "{\"a\":1}");
+    t.post("/j", &[("content-type", "application/json")], "[2,3]");
+    let r = t.get("/j?offset=-1");
+    assert_eq!(r.text(), "[{\"a\":1},2,3]");
+    assert_eq!(r.h("content-type"), Some("application/json"));
+    assert_eq!(crate::json::split_array(&r.body).unwrap().len(), 3);
+    let r = t.get(&format!("/j?offset={}", r.next()));
+    assert_eq!(r.text(), "[]");
+}
+
+#[test]
+fn offset_now_in_catch_up() {
+    let mut t = Harness::new();
+    t.create("/s", "text/plain");
+    t.append("/s", "text/plain", "old");
+    let r = t.get("/s?offset=now");
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert_eq!(r.next(), off(3));
+    assert!(r.flag("stream-up-to-date"));
+    assert_eq!(r.h("cache-control"), Some("no-store"));
+    assert!(r.h("etag").is_none());
+    assert!(r.h("stream-closed").is_none());
+    t.create("/j", "application/json");
+    t.post("/j", &[("content-type", "application/json")], "[1]");
+    let r = t.get("/j?offset=now");
+    assert_eq!(r.text(), "[]");
+    assert_eq!(r.next(), off(1));
+    t.post("/s", &[("stream-closed", "true")], Bytes::new());
+    let r = t.get("/s?offset=now");
+    assert!(r.flag("stream-closed") && r.flag("stream-up-to-date"));
+    assert_eq!(r.next(), off(3));
+}
+
+#[test]
+fn closure_is_signalled_at_the_end_only() {
+    let mut t = Harness::with(SimServerConfig {
+        max_chunk_bytes: Some(2),
+        ..SimServerConfig::default()
+    });
+    t.create("/s", "application/octet-stream");
+    t.append("/s", "application/octet-stream", "abcd");
+    t.post("/s", &[("stream-closed", "true")], Bytes::new());
+    let r = t.get("/s?offset=-1");
+    assert_eq!(r.text(), "ab");
+    assert!(r.h("stream-closed").is_none());
+    assert!(r.h("stream-up-to-date").is_none());
+    let r = t.get(&format!("/s?offset={}", r.next()));
+    assert_eq!(r.text(), "cd");
+    assert!(r.flag("stream-closed") && r.flag("stream-up-to-date"));
+    let r = t.get(&format!("/s?offset={}", r.next()));
+    assert!(r.body.is_empty());
+    assert!(r.flag("stream-closed"));
+    assert_eq!(r.next(), off(4));
+}
+
+#[test]
+fn etags_revalidate_and_change_on_close() {
+    let mut t = Harness::new();
+    t.create("/s", "text/plain");
+    t.append("/s", "text/plain", "abc");
+    let r = t.get("/s?offset=-1");
+    let etag = r.h("etag").unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let inm = [("if-none-match", etag.as_str())];
+    let r = t.send(Method::GET, "/s?offset=-1", &inm, Bytes::new());
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    assert_eq!(r.h("etag"), Some(etag.as_str()));
+    assert_eq!(r.next(), off(3));
+    let r = t.send(
+        Method::GET,
+        "/s?offset=-1",
+        &[("if-none-match", "\"other\", *")],
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 304);
+    let r = t.send(
+        Method::GET,
+        "/s?offset=-1",
+        &[("if-none-match", "\"other\"")],
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 200);
+    // The same range after close: the ETag changes, so no 304 hides the closure.
+    t.post("/s", &[("stream-closed", "true")], Bytes::new());
+    let r = t.send(Method::GET, "/s?offset=-1", &inm, Bytes::new());
+    assert_eq!(r.status, 200);
+    assert!(r.flag("stream-closed"));
+    let closed_tag = r.h("etag").unwrap();
+    assert_ne!(closed_tag, etag);
+    assert!(closed_tag.ends_with(":c\""), "{closed_tag}");
+    // New data changes the ETag too.
+    t.create("/g", "text/plain");
+    t.append("/g", "text/plain", "a");
+    let before = t.get("/g?offset=-1").h("etag").unwrap().to_owned();
+    t.append("/g", "text/plain", "b");
+    assert_ne!(t.get("/g?offset=-1").h("etag").unwrap(), before);
+}
+
+#[test]
+fn chunk_limit_splits_bytes() {
+    let mut t = Harness::with(SimServerConfig {
+        max_chunk_bytes: Some(4),
+        ..SimServerConfig::default()
+    });
+    t.create("/s", "application/octet-stream");
+    t.append("/s", "application/octet-stream", "ab");
+    t.append("/s", "application/octet-stream", "cdefghij");
+    let mut offset = "-1".to_owned();
+    let mut parts = Vec::new();
+    loop {
+        let r = t.get(&format!("/s?offset={offset}"));
+        parts.push(r.text().to_owned());
+        offset = r.next().to_owned();
+        if r.flag("stream-up-to-date") {
+            break;
+        }
+    }
+    assert_eq!(parts, ["abcd", "efgh", "ij"]);
+}
+
+#[test]
+fn chunk_limit_keeps_json_messages_whole() {
+    let mut t = Harness::with(SimServerConfig {
+        max_chunk_bytes: Some(5),
+        ..SimServerConfig::default()
+    });
+    t.create("/j", "application/json");
+    t.post(
+        "/j",
+        &[("content-type", "application/json")],
+        "[1,22,\"long string\",4]",
+    );
+    let mut offset = "-1".to_owned();
+    let mut bodies = Vec::new();
+    loop {
+        let r = t.get(&format!("/j?offset={offset}"));
+        bodies.push(r.text().to_owned());
+        offset = r.next().to_owned();
+        if r.flag("stream-up-to-date") {
+            break;
+        }
+    }
+    assert_eq!(bodies, ["[1,22]", "[\"long string\"]", "[4]"]);
+}
+
+#[test]
+fn chunk_limit_respects_utf8_in_text_streams() {
+    let mut t = Harness::with(SimServerConfig {
+        max_chunk_bytes: Some(3),
+        ..SimServerConfig::default()
+    });
+    t.create("/t", "text/plain; charset=utf-8");
+    t.post("/t", &[("content-type", "text/plain")], "aé€b");
+    let mut offset = "-1".to_owned();
+    let mut texts = Vec::new();
+    loop {
+        let r = t.get(&format!("/t?offset={offset}"));
+        texts.push(r.text().to_owned());
+        offset = r.next().to_owned();
+        if r.flag("stream-up-to-date") {
+            break;
+        }
+    }
+    assert_eq!(texts, ["aé", "€", "b"]);
+}
+
+#[test]
+fn head_reports_metadata_without_touching() {
+    let mut t = Harness::new();
+    t.put(
+        "/s",
+        &[("content-type", "text/plain"), ("stream-ttl", "30")],
+        "abc",
+    );
+    let h = t.head("/s");
+    assert_eq!(h.status, 200);
+    assert_eq!(h.h("content-type"), Some("text/plain"));
+    assert_eq!(h.next(), off(3));
+    assert_eq!(h.h("stream-ttl"), Some("30"));
+    assert!(h.h("stream-closed").is_none());
+    assert_eq!(h.h("cache-control"), Some("no-store"));
+    assert!(h.body.is_empty());
+}

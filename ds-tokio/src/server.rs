@@ -1,0 +1,346 @@
+//! The embedded Durable Streams server: ds-proto's in-memory [`SimServer`] model served over
+//! HTTP/1.1 on 127.0.0.1, in real time. Examples use it when no server URL is given; use it in
+//! your own integration tests when you do not want to run Node.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = ds_tokio::server::spawn(Default::default()).await?;
+//! let client = ds_tokio::Client::new(server.url())?;
+//! client.stream("/v1/stream/demo").create(Default::default()).await?;
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! One task owns the model; each connection hands it complete requests and streams back what
+//! the model produces (long-poll and SSE responses stay open until the model finishes them).
+//! A client that goes away cancels its exchange in the model.
+
+use bytes::Bytes;
+use ds_proto::sim::server::{ExchangeId, ExchangeOutput, SimServer, SimServerConfig};
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// The largest request body the embedded server accepts.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// How the embedded server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The port on 127.0.0.1 (0: an ephemeral port).
+    pub port: u16,
+    /// The model's behaviour (long-poll timeout, chunk limit, SSE connection lifetime...). Its
+    /// clock is set to real time by [`spawn`].
+    pub model: SimServerConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            port: 0,
+            model: SimServerConfig {
+                long_poll_timeout: Duration::from_secs(20),
+                ..SimServerConfig::default()
+            },
+        }
+    }
+}
+
+/// A running embedded server. Dropping it stops it.
+#[derive(Debug)]
+pub struct ServerHandle {
+    url: String,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections and ends open exchanges.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A request for the model task: the complete request and where its outputs go.
+struct Call {
+    request: http::Request<Bytes>,
+    outputs: mpsc::UnboundedSender<ExchangeOutput>,
+}
+
+/// Starts the server on the current tokio runtime.
+pub async fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
+    let listener = TcpListener::bind(("127.0.0.1", config.port)).await?;
+    let addr = listener.local_addr()?;
+    let mut model = config.model;
+    model.clock_origin = Some(tokio::time::Instant::now().into_std());
+    model.unix_time_at_origin = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let (calls, calls_rx) = mpsc::channel::<Call>(1024);
+    let (stop, mut stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let model_task = tokio::spawn(run_model(SimServer::new(model), calls_rx));
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                accepted = listener.accept() => {
+                    let Ok((tcp, _)) = accepted else { continue };
+                    let _ = tcp.set_nodelay(true);
+                    let calls = calls.clone();
+                    connections.spawn(async move {
+                        let service = service_fn(move |req| serve(req, calls.clone()));
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tcp), service)
+                            .await;
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        connections.abort_all();
+        model_task.abort();
+    });
+    Ok(ServerHandle {
+        url: format!("http://{addr}"),
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// A server on a runtime and thread of its own, for programs without tokio (tests, the
+/// blocking driver's users) and for starting one from any context, async or not. Dropping it
+/// stops the server.
+#[derive(Debug)]
+pub struct BackgroundServer {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundServer {
+    /// Starts a server on a fresh runtime running on its own thread.
+    pub fn start(config: ServerConfig) -> std::io::Result<BackgroundServer> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<String>>();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("ds-embedded-server".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match spawn(config).await {
+                        Ok(handle) => {
+                            let _ = ready_tx.send(Ok(handle.url().to_owned()));
+                            let _ = stop_rx.await;
+                            handle.shutdown().await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })?;
+        let url = ready_rx.recv().map_err(|_| {
+            std::io::Error::other("the embedded server thread ended before it was ready")
+        })??;
+        Ok(BackgroundServer {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The one task that owns the model.
+async fn run_model(mut model: SimServer, mut calls: mpsc::Receiver<Call>) {
+    let mut routes: HashMap<ExchangeId, mpsc::UnboundedSender<ExchangeOutput>> = HashMap::new();
+    loop {
+        // Route what the model produced; a closed receiver means the client went away.
+        while let Some((id, out)) = model.poll_output() {
+            let done = matches!(out, ExchangeOutput::End | ExchangeOutput::Reset);
+            let gone = match routes.get(&id) {
+                Some(tx) => tx.send(out).is_err(),
+                None => false,
+            };
+            if gone {
+                routes.remove(&id);
+                model.cancel(id);
+            } else if done {
+                routes.remove(&id);
+            }
+        }
+        routes.retain(|id, tx| {
+            if tx.is_closed() {
+                model.cancel(*id);
+                false
+            } else {
+                true
+            }
+        });
+        let deadline = model.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        };
+        tokio::select! {
+            call = calls.recv() => {
+                let Some(call) = call else { return };
+                let id = model.handle(call.request, now());
+                routes.insert(id, call.outputs);
+            }
+            () = sleep => model.handle_timeout(now()),
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ResponseBody = StreamBody<
+    std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send>>,
+>;
+
+async fn serve(
+    request: http::Request<Incoming>,
+    calls: mpsc::Sender<Call>,
+) -> Result<http::Response<ResponseBody>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(plain(413, "request body too large")),
+    };
+    let (outputs, mut rx) = mpsc::unbounded_channel();
+    let call = Call {
+        request: http::Request::from_parts(parts, body),
+        outputs,
+    };
+    if calls.send(call).await.is_err() {
+        return Ok(plain(503, "server stopping"));
+    }
+    let head = match rx.recv().await {
+        Some(ExchangeOutput::Head(parts)) => parts,
+        _ => return Ok(plain(500, "the model produced no response head")),
+    };
+    let stream = async_stream(rx);
+    Ok(http::Response::from_parts(head, StreamBody::new(stream)))
+}
+
+/// The model's body outputs as a stream of frames; `Reset` aborts the connection.
+fn async_stream(
+    rx: mpsc::UnboundedReceiver<ExchangeOutput>,
+) -> std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send>> {
+    struct Frames {
+        rx: mpsc::UnboundedReceiver<ExchangeOutput>,
+        done: bool,
+    }
+    impl futures_core::Stream for Frames {
+        type Item = Result<Frame<Bytes>, BoxError>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            use std::task::Poll;
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(ExchangeOutput::Body(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                Poll::Ready(Some(ExchangeOutput::Reset)) => {
+                    self.done = true;
+                    Poll::Ready(Some(Err("connection reset by the model".into())))
+                }
+                Poll::Ready(Some(ExchangeOutput::Head(_))) => {
+                    Poll::Ready(Some(Err("the model sent a second response head".into())))
+                }
+                Poll::Ready(Some(ExchangeOutput::End) | None) => {
+                    self.done = true;
+                    Poll::Ready(None)
+                }
+            }
+        }
+    }
+    Box::pin(Frames { rx, done: false })
+}
+
+fn plain(status: u16, message: &'static str) -> http::Response<ResponseBody> {
+    let stream = futures_stream_once(Bytes::from_static(message.as_bytes()));
+    let mut r = http::Response::new(StreamBody::new(stream));
+    *r.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}
+
+fn futures_stream_once(
+    b: Bytes,
+) -> std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _ = tx.send(ExchangeOutput::Body(b));
+    let _ = tx.send(ExchangeOutput::End);
+    async_stream(rx)
+}
