@@ -174,7 +174,8 @@ impl SimServer {
 
     /// `POST` with `Stream-Closed: true` and no body (5.3). Without producer headers it is
     /// idempotent (204 also when already closed). With them it takes part in producer
-    /// sequencing: accepted is 200 (5.2.1's "Accept"), the retry of the closing request 204.
+    /// sequencing; an accepted close answers 204 like any close-only (5.3: no data was
+    /// appended, so not 5.2.1's 200 "new data"), and so does the retry of the closing request.
     fn close_only(
         &mut self,
         sid: StreamId,
@@ -210,7 +211,7 @@ impl SimServer {
         s.closed = true;
         s.closed_by = Some(p.clone());
         self.stream_changed(sid, now);
-        Reply::new(200)
+        Reply::new(204)
             .flag(STREAM_CLOSED, true)
             .header(STREAM_NEXT_OFFSET, offsets::mint(tail).as_str())
             .header(PRODUCER_EPOCH, p.epoch.to_string())

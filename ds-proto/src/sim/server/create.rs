@@ -8,7 +8,7 @@ use super::streams::{CreateConfig, Expiry, ForkBase, ForkRequest, Lookup, Stream
 use super::{ExchangeId, SimServer};
 use crate::headers::{self, STREAM_CLOSED, STREAM_EXPIRES_AT, STREAM_NEXT_OFFSET, STREAM_TTL};
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, LOCATION};
+use http::header::{CONTENT_TYPE, HOST, LOCATION};
 use http::HeaderMap;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -120,10 +120,13 @@ fn parse_fork(h: &HeaderMap) -> Result<Option<ForkRequest>, Reply> {
 impl SimServer {
     /// `PUT {path}`.
     pub(super) fn create(&mut self, id: ExchangeId, req: &http::Request<Bytes>, now: Instant) {
-        let reply = match parse(req.headers()) {
+        let mut reply = match parse(req.headers()) {
             Ok(create) => self.create_parsed(req.uri().path(), create, req.body(), now),
             Err(reply) => reply,
         };
+        if reply.status == http::StatusCode::CREATED {
+            reply = reply.header(LOCATION, stream_url(req));
+        }
         self.reply(id, reply);
     }
 
@@ -157,7 +160,7 @@ impl SimServer {
                     None => media_type(&s.content_type) == DEFAULT_CONTENT_TYPE,
                 };
                 if ct_matches && s.requested == config && s.closed == create.closed {
-                    return created_reply(200, path, s);
+                    return created_reply(200, s);
                 }
                 return Reply::error(409, "stream already exists with a different configuration");
             }
@@ -215,7 +218,7 @@ impl SimServer {
         if !units.is_empty() {
             stream.push_append(units);
         }
-        let reply = created_reply(201, path, &stream);
+        let reply = created_reply(201, &stream);
         self.store.insert(stream);
         reply
     }
@@ -275,15 +278,26 @@ fn own_expiry(create: &CreateRequest) -> Expiry {
     }
 }
 
-/// The response to a successful create (201) or idempotent re-create (200) (5.1).
-fn created_reply(status: u16, path: &str, s: &Stream) -> Reply {
-    let reply = Reply::new(status)
+/// The response to a successful create (201) or idempotent re-create (200) (5.1); `create`
+/// adds the `Location` of a 201.
+fn created_reply(status: u16, s: &Stream) -> Reply {
+    Reply::new(status)
         .header(CONTENT_TYPE, &s.content_type)
         .header(STREAM_NEXT_OFFSET, offsets::mint(s.tail).as_str())
-        .flag(STREAM_CLOSED, s.closed);
-    if status == 201 {
-        reply.header(LOCATION, path)
-    } else {
-        reply
+        .flag(STREAM_CLOSED, s.closed)
+}
+
+/// The `{stream-url}` of a 201's `Location` (5.1): an absolute URL when the request tells
+/// where it was sent (an absolute URI, or a valid `Host` header; the scheme is `http` unless
+/// the URI names one), otherwise the path alone.
+fn stream_url(req: &http::Request<Bytes>) -> String {
+    let uri = req.uri();
+    let authority = uri.authority().cloned().or_else(|| {
+        let host = req.headers().get(HOST)?.to_str().ok()?.trim();
+        host.parse::<http::uri::Authority>().ok()
+    });
+    match authority {
+        Some(a) => format!("{}://{a}{}", uri.scheme_str().unwrap_or("http"), uri.path()),
+        None => uri.path().to_owned(),
     }
 }

@@ -374,7 +374,19 @@ impl SimServer {
         now
     }
 
-    fn emit(&mut self, id: ExchangeId, out: ExchangeOutput) {
+    fn emit(&mut self, id: ExchangeId, mut out: ExchangeOutput) {
+        if let ExchangeOutput::Head(parts) = &mut out {
+            // Browser security headers on every response (12.7: servers SHOULD).
+            let h = &mut parts.headers;
+            h.insert(
+                http::header::X_CONTENT_TYPE_OPTIONS,
+                http::HeaderValue::from_static("nosniff"),
+            );
+            h.insert(
+                http::header::HeaderName::from_static("cross-origin-resource-policy"),
+                http::HeaderValue::from_static("cross-origin"),
+            );
+        }
         self.outputs.push_back((id, out));
     }
 

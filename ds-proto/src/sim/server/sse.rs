@@ -5,7 +5,9 @@
 //! (at the end of a closed stream, after which the connection ends). Data of `text/*` streams is
 //! sent as text, of JSON streams as a JSON array (one message per line), of other streams as
 //! base64 in lines of at most 76 characters, announced by `stream-sse-data-encoding: base64`.
-//! Payload lines are split on CR, LF and CRLF, each sent as `data: <line>`.
+//! Payload lines are split on CR, LF and CRLF, each sent as `data:<line>` (5.8: "each line
+//! prefixed with `data:`"), with one space after the colon only when the line itself starts
+//! with a space (an SSE parser drops one leading space of a field value).
 
 use super::offsets;
 use super::read::ReadQuery;
@@ -67,19 +69,24 @@ struct Control<'a> {
     stream_closed: bool,
 }
 
-/// Appends `data: <line>` for each line of `text` (split on CRLF, CR or LF).
+/// Appends `data:<line>` for each line of `text` (split on CRLF, CR or LF). A line that starts
+/// with a space gets one more, which the client's SSE parser removes.
 fn push_data_lines(out: &mut String, text: &str) {
+    let mut push_line = |line: &str| {
+        out.push_str("data:");
+        if line.starts_with(' ') {
+            out.push(' ');
+        }
+        out.push_str(line);
+        out.push('\n');
+    };
     let mut rest = text;
     loop {
         let Some(i) = rest.find(['\r', '\n']) else {
-            out.push_str("data: ");
-            out.push_str(rest);
-            out.push('\n');
+            push_line(rest);
             return;
         };
-        out.push_str("data: ");
-        out.push_str(&rest[..i]);
-        out.push('\n');
+        push_line(&rest[..i]);
         let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
         rest = &rest[i + skip..];
     }
@@ -270,7 +277,7 @@ mod tests {
     fn data_lines_split_on_every_line_end() {
         let mut out = String::new();
         push_data_lines(&mut out, "a\r\nb\rc\nd\n");
-        assert_eq!(out, "data: a\ndata: b\ndata: c\ndata: d\ndata: \n");
+        assert_eq!(out, "data:a\ndata:b\ndata:c\ndata:d\ndata:\n");
     }
 
     #[test]
@@ -281,32 +288,32 @@ mod tests {
         ];
         assert_eq!(
             data_event(Encoding::Json, &units),
-            "event: data\ndata: [\ndata: {\"k\":\"v\"},\ndata: {\"k\":\"w\"}\ndata: ]\n\n"
+            "event: data\ndata:[\ndata:{\"k\":\"v\"},\ndata:{\"k\":\"w\"}\ndata:]\n\n"
         );
         assert_eq!(
             data_event(
                 Encoding::Text,
                 &[Bytes::from_static(b"hi "), Bytes::from_static(b"there")]
             ),
-            "event: data\ndata: hi there\n\n"
+            "event: data\ndata:hi there\n\n"
         );
         assert_eq!(
             data_event(Encoding::Base64, &[Bytes::from_static(&[1, 2, 3, 4, 5, 6])]),
-            "event: data\ndata: AQIDBAUG\n\n"
+            "event: data\ndata:AQIDBAUG\n\n"
         );
         let long = data_event(Encoding::Base64, &[Bytes::from(vec![0u8; 60])]);
-        assert_eq!(long.lines().filter(|l| l.starts_with("data: ")).count(), 2);
+        assert_eq!(long.lines().filter(|l| l.starts_with("data:")).count(), 2);
         assert_eq!(
             control_event(5, Some(7), true, false),
-            "event: control\ndata: {\"streamNextOffset\":\"0000000000000000_0000000000000005\",\"streamCursor\":\"7\",\"upToDate\":true}\n\n"
+            "event: control\ndata:{\"streamNextOffset\":\"0000000000000000_0000000000000005\",\"streamCursor\":\"7\",\"upToDate\":true}\n\n"
         );
         assert_eq!(
             control_event(5, None, true, true),
-            "event: control\ndata: {\"streamNextOffset\":\"0000000000000000_0000000000000005\",\"upToDate\":true,\"streamClosed\":true}\n\n"
+            "event: control\ndata:{\"streamNextOffset\":\"0000000000000000_0000000000000005\",\"upToDate\":true,\"streamClosed\":true}\n\n"
         );
         assert_eq!(
             control_event(3, Some(1), false, false),
-            "event: control\ndata: {\"streamNextOffset\":\"0000000000000000_0000000000000003\",\"streamCursor\":\"1\"}\n\n"
+            "event: control\ndata:{\"streamNextOffset\":\"0000000000000000_0000000000000003\",\"streamCursor\":\"1\"}\n\n"
         );
     }
 }

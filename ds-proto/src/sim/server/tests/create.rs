@@ -193,3 +193,22 @@ fn header_values_that_are_not_text_are_400() {
     let r = t.server.call(req, t.now).unwrap();
     assert_eq!(r.status(), 400);
 }
+
+/// 5.1: the `Location` of a 201 is the stream's URL, absolute when the request says where it
+/// was sent (the official conformance suite parses it with `new URL`).
+#[test]
+fn location_is_the_absolute_stream_url() {
+    let mut t = Harness::new();
+    let r = t.put(
+        "/v1/stream/a?x=1",
+        &[("host", "127.0.0.1:4437"), ("content-type", "text/plain")],
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.h("location"), Some("http://127.0.0.1:4437/v1/stream/a"));
+    let r = t.put("https://example.test/v1/stream/b", &[], Bytes::new());
+    assert_eq!(r.h("location"), Some("https://example.test/v1/stream/b"));
+    // Without a usable Host, the path alone.
+    let r = t.put("/v1/stream/c", &[("host", "bad host")], Bytes::new());
+    assert_eq!(r.h("location"), Some("/v1/stream/c"));
+}

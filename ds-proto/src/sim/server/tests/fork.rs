@@ -315,7 +315,7 @@ fn live_reads_on_forks_wait_for_the_forks_own_appends() {
     let text = t.seen(id).text().to_owned();
     let data: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("data: ") && !l.contains("streamNextOffset"))
+        .filter(|l| l.starts_with("data:") && !l.contains("streamNextOffset"))
         .collect();
-    assert_eq!(data, ["data: hello?", "data: yes"]);
+    assert_eq!(data, ["data:hello?", "data:yes"]);
 }

@@ -249,3 +249,49 @@ fn every_output_sequence_is_head_body_end() {
     assert_eq!(outs.len(), 2, "an empty body sends no Body piece");
     assert!(!t.server.is_open(id));
 }
+
+/// 12.7: `X-Content-Type-Options: nosniff` and `Cross-Origin-Resource-Policy` on every
+/// response: success, error, live reads.
+#[test]
+fn every_response_has_the_browser_security_headers() {
+    let mut t = Harness::new();
+    let check = |what: &str, h: &HeaderMap| {
+        assert_eq!(
+            h.get("x-content-type-options").unwrap(),
+            "nosniff",
+            "{what}"
+        );
+        assert_eq!(
+            h.get("cross-origin-resource-policy").unwrap(),
+            "cross-origin",
+            "{what}"
+        );
+    };
+    check(
+        "PUT",
+        &t.put("/s", &[("content-type", "text/plain")], "x").headers,
+    );
+    check(
+        "POST",
+        &t.post("/s", &[("content-type", "text/plain")], "y").headers,
+    );
+    check("HEAD", &t.head("/s").headers);
+    check("GET", &t.get("/s?offset=-1").headers);
+    check("404", &t.get("/missing?offset=-1").headers);
+    check(
+        "405",
+        &t.send(Method::PATCH, "/s", &[], Bytes::new()).headers,
+    );
+    for live in ["sse", "long-poll"] {
+        let id = t.start(
+            Method::GET,
+            &format!("/s?offset=now&live={live}"),
+            &[],
+            Bytes::new(),
+        );
+        t.advance(Duration::from_secs(2));
+        let seen = t.seen(id);
+        check(live, &seen.head.expect("a head").headers);
+    }
+    check("DELETE", &t.delete("/s").headers);
+}

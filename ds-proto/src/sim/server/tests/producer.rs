@@ -193,10 +193,13 @@ fn close_only_with_a_producer() {
     assert_eq!(r.status, 204);
     assert!(r.h("stream-closed").is_none());
     assert_eq!(t.server.is_closed("/s"), Some(false));
+    // An accepted close-only is a close (5.3: 204), not an append of new data (5.2.1: 200).
     let r = t.post("/s", &close("1"), Bytes::new());
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 204);
     assert!(r.flag("stream-closed"));
     assert_eq!(r.next(), off(1));
+    assert_eq!(r.h("producer-epoch"), Some("0"));
+    assert_eq!(r.h("producer-seq"), Some("1"));
     let r = t.post("/s", &close("1"), Bytes::new());
     assert_eq!(r.status, 204);
     assert!(r.flag("stream-closed"));

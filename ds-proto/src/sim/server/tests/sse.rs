@@ -26,7 +26,7 @@ fn control(next: u64, cursor: Option<u64>, up_to_date: bool, closed: bool) -> St
     if closed {
         json.push_str(",\"streamClosed\":true");
     }
-    format!("event: control\ndata: {json}}}\n\n")
+    format!("event: control\ndata:{json}}}\n\n")
 }
 
 fn quiet() -> SimServerConfig {
@@ -53,9 +53,8 @@ fn json_stream_transcript() {
     assert_eq!(seen.h("content-type"), Some("text/event-stream"));
     assert!(seen.h("stream-sse-data-encoding").is_none());
     let c = Some(FIRST_INTERVAL);
-    let mut expected = String::from(
-        "event: data\ndata: [\ndata: {\"k\":\"v\"},\ndata: {\"k\":\"w\"}\ndata: ]\n\n",
-    );
+    let mut expected =
+        String::from("event: data\ndata:[\ndata:{\"k\":\"v\"},\ndata:{\"k\":\"w\"}\ndata:]\n\n");
     expected.push_str(&control(18, c, true, false));
     assert_eq!(seen.text(), expected);
     // A later append: one more data + control pair.
@@ -65,7 +64,7 @@ fn json_stream_transcript() {
         "{\"k\":\"x\"}",
     );
     t.drain(id, &mut seen);
-    expected.push_str("event: data\ndata: [\ndata: {\"k\":\"x\"}\ndata: ]\n\n");
+    expected.push_str("event: data\ndata:[\ndata:{\"k\":\"x\"}\ndata:]\n\n");
     expected.push_str(&control(27, c, true, false));
     assert_eq!(seen.text(), expected);
     assert!(!seen.ended);
@@ -90,7 +89,7 @@ fn append_and_close_sends_data_then_the_closing_control() {
     );
     let seen = t.seen(id);
     let expected = format!(
-        "{}event: data\ndata: bye\ndata: now\n\n{}",
+        "{}event: data\ndata:bye\ndata:now\n\n{}",
         control(0, Some(FIRST_INTERVAL), true, false),
         control(7, None, true, true)
     );
@@ -113,7 +112,7 @@ fn binary_streams_are_base64() {
     assert_eq!(
         seen.text(),
         format!(
-            "event: data\ndata: AQIDBAUGBwgJCg==\n\n{}",
+            "event: data\ndata:AQIDBAUGBwgJCg==\n\n{}",
             control(10, Some(FIRST_INTERVAL), true, false)
         )
     );
@@ -131,7 +130,7 @@ fn offset_now_starts_at_the_tail() {
     t.append("/t", "text/plain", "fresh");
     t.drain(id, &mut seen);
     assert!(seen.text().ends_with(&format!(
-        "event: data\ndata: fresh\n\n{}",
+        "event: data\ndata:fresh\n\n{}",
         control(12, Some(FIRST_INTERVAL), true, false)
     )));
     assert!(!seen.text().contains("history"));
@@ -155,7 +154,7 @@ fn closed_stream_at_the_tail_ends_at_once() {
     let seen = t.seen(id);
     assert_eq!(
         seen.text(),
-        format!("event: data\ndata: all\n\n{}", control(3, None, true, true))
+        format!("event: data\ndata:all\n\n{}", control(3, None, true, true))
     );
     assert!(seen.ended);
 }
@@ -171,7 +170,7 @@ fn chunk_limit_splits_events() {
     let id = sse(&mut t, "/t", "-1");
     let c = Some(FIRST_INTERVAL);
     let expected = format!(
-        "event: data\ndata: abc\n\n{}event: data\ndata: def\n\n{}event: data\ndata: g\n\n{}",
+        "event: data\ndata:abc\n\n{}event: data\ndata:def\n\n{}event: data\ndata:g\n\n{}",
         control(3, c, false, false),
         control(6, c, false, false),
         control(7, c, true, false)
@@ -243,10 +242,31 @@ fn cursors_on_one_connection_never_go_back() {
     }
     let text = t.seen(id).text().to_owned();
     for line in text.lines().filter(|l| l.contains("streamCursor")) {
-        let v: serde_json::Value = serde_json::from_str(&line["data: ".len()..]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line["data:".len()..]).unwrap();
         cursors.push(v["streamCursor"].as_str().unwrap().parse::<u64>().unwrap());
     }
     assert_eq!(cursors.len(), 21);
     assert!(cursors[0] > FIRST_INTERVAL);
     assert!(cursors.windows(2).all(|w| w[0] <= w[1]), "{cursors:?}");
+}
+
+/// 5.8: each payload line is prefixed with `data:` (the official conformance suite matches
+/// `data:line1` literally); a line starting with a space keeps it through the client's parser.
+#[test]
+fn data_lines_are_prefixed_with_data_colon() {
+    let mut t = Harness::with(quiet());
+    t.create("/t", "text/plain");
+    t.append("/t", "text/plain", "line1\nline2\n  indented");
+    let id = sse(&mut t, "/t", "-1");
+    let text = t.seen(id).text().to_owned();
+    assert!(
+        text.starts_with("event: data\ndata:line1\ndata:line2\ndata:   indented\n\n"),
+        "{text}"
+    );
+    assert!(text.contains("event: control\ndata:{\"streamNextOffset\""));
+    let mut parser = crate::sse::SseParser::default();
+    parser.feed(text.as_bytes());
+    let first = parser.next_event().unwrap().unwrap();
+    assert!(first.is_data());
+    assert_eq!(&first.data[..], b"line1\nline2\n  indented");
 }

@@ -1,0 +1,13 @@
+// The official Durable Streams server conformance suite, run against the server at
+// $DS_CONFORMANCE_URL (run.sh starts the embedded server and sets it). The suite's own CLI finds
+// no test file when installed from the registry (vitest skips node_modules), so this file is the
+// test file vitest runs.
+import { runConformanceTests } from '@durable-streams/server-conformance-tests';
+
+const baseUrl = process.env.DS_CONFORMANCE_URL;
+if (!baseUrl) {
+  throw new Error('DS_CONFORMANCE_URL must name the server to test (run.sh sets it)');
+}
+const longPollTimeoutMs = Number(process.env.DS_CONFORMANCE_LONG_POLL_MS ?? '20000');
+
+runConformanceTests({ baseUrl, longPollTimeoutMs });
