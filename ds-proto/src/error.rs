@@ -6,11 +6,12 @@
 
 use crate::io::TransportError;
 use crate::offset::Offset;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
 /// The protocol operation an error belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Operation {
     /// `PUT` (PROTOCOL.md 5.1).
@@ -48,7 +49,7 @@ impl fmt::Display for Operation {
 }
 
 /// Which of the protocol's `409 Conflict` conditions the server reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ConflictKind {
     /// The stream is closed (`Stream-Closed: true` on the 409, PROTOCOL.md 5.2); carries the final
@@ -68,7 +69,7 @@ pub enum ConflictKind {
 }
 
 /// What went wrong.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// 404: the stream (or a fork's source) does not exist.
@@ -131,13 +132,31 @@ pub enum ErrorKind {
     /// A response body or event exceeded a configured limit.
     #[error("limit exceeded: {0}")]
     LimitExceeded(String),
+    /// A producer restored from a snapshot found that the server already holds a sequence
+    /// number it never assigned (a `204` whose `Producer-Seq` is at or past its next seq):
+    /// another instance with the same producer id and epoch sent batches after the snapshot
+    /// was taken, so the snapshot was stale. What those batches held is unknown; the appends
+    /// from the answered batch on may or may not be in the stream (see
+    /// [`ProducerSnapshot`](crate::producer::ProducerSnapshot)).
+    #[error(
+        "stale producer snapshot: the server already holds epoch {epoch} seq {seq} from another instance"
+    )]
+    StaleSnapshot {
+        /// The producer epoch.
+        epoch: u64,
+        /// The `Producer-Seq` the server already held.
+        seq: u64,
+    },
 }
 
 impl ErrorKind {
-    /// Whether the failure is transient (429, 5xx, transport) and a retry may succeed.
+    /// Whether the failure is transient (429, 5xx, transport) and a retry may succeed. A TLS
+    /// failure (a rejected certificate, a handshake alert) is not: another attempt meets the
+    /// same certificate.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ErrorKind::RateLimited { .. } | ErrorKind::Transport(_) => true,
+            ErrorKind::Transport(e) => e.kind != crate::io::TransportErrorKind::Tls,
+            ErrorKind::RateLimited { .. } => true,
             ErrorKind::UnexpectedStatus { status, .. } => *status >= 500,
             _ => false,
         }
@@ -154,7 +173,7 @@ impl ErrorKind {
 }
 
 /// An error with its context: operation, stream URL and kind.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[error("{operation} {url}: {kind}")]
 pub struct Error {
     /// The operation that failed.
@@ -166,11 +185,15 @@ pub struct Error {
 }
 
 impl Error {
-    /// Builds an error.
+    /// Builds an error. Any query or fragment is cut from `url`: query parameters may carry
+    /// credentials, and errors end up in logs.
     pub fn new(operation: Operation, url: impl Into<String>, kind: ErrorKind) -> Self {
+        let mut url = url.into();
+        let end = crate::url::strip_query(&url).len();
+        url.truncate(end);
         Error {
             operation,
-            url: url.into(),
+            url,
             kind,
         }
     }

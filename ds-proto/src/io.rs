@@ -5,6 +5,7 @@
 //! type crosses into `ds-proto`: failures are flattened into [`TransportError`].
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Instant;
 
@@ -77,7 +78,7 @@ impl Input {
 }
 
 /// The class of a transport failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum TransportErrorKind {
     /// The connection could not be established.
@@ -111,7 +112,7 @@ impl fmt::Display for TransportErrorKind {
 }
 
 /// A transport failure, as reported by a driver.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{kind}: {message}")]
 pub struct TransportError {
     /// The class of failure.

@@ -4,22 +4,20 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-/// Checks that `body` is one JSON value.
+/// Checks that `body` is one JSON value, in UTF-8 (RFC 8259 8.1): the bytes inside strings
+/// are checked too, so whatever passes can be split back by [`split_array`].
 pub fn validate(body: &[u8]) -> Result<(), String> {
-    serde_json::from_slice::<IgnoredAny>(body)
+    let text = std::str::from_utf8(body).map_err(|e| format!("invalid JSON: not UTF-8: {e}"))?;
+    serde_json::from_str::<IgnoredAny>(text)
         .map(|_| ())
         .map_err(|e| format!("invalid JSON: {e}"))
 }
 
 /// Whether `body` is an empty JSON array (`[]`, whitespace allowed).
 pub fn is_empty_array(body: &[u8]) -> bool {
-    let trimmed: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .take(3)
-        .collect();
-    trimmed == b"[]"
+    // Without allocating: called on every JSON append and every JSON read body.
+    let mut solid = body.iter().copied().filter(|b| !b.is_ascii_whitespace());
+    solid.next() == Some(b'[') && solid.next() == Some(b']') && solid.next().is_none()
 }
 
 /// The body that stores `message` as exactly one message: `[message]`, since the server
@@ -85,6 +83,18 @@ mod tests {
         assert!(wrap_one(b"[ ]").is_err());
         assert!(wrap_one(b"{nope").is_err());
         assert!(wrap_one(b"").is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_in_strings_is_refused() {
+        // Found by the `read_body` fuzz target: `validate` skipped the bytes of strings, so
+        // a JSON append could carry bytes that `split_array` refuses when reading back.
+        for bad in [&b"\"\xff\""[..], b"[\"a\xc3\"]", b"{\"\xed\xa0\x80\":1}"] {
+            assert!(validate(bad).is_err(), "{bad:?}");
+            assert!(wrap_one(bad).is_err(), "{bad:?}");
+        }
+        assert!(split_array(&Bytes::from_static(b"[\"\xff\"]")).is_err());
+        assert!(validate("[\"\u{e9}\u{1F600}\"]".as_bytes()).is_ok());
     }
 
     #[test]

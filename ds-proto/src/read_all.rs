@@ -20,6 +20,8 @@ pub struct ReadAll {
 /// Accumulates [`Chunk`]s into a [`ReadAll`], merging JSON arrays.
 #[derive(Debug, Default)]
 pub struct ChunkAccumulator {
+    /// The only non-empty chunk so far (handed out without a copy when no other follows).
+    first: Option<Bytes>,
     bytes: BytesMut,
     json_items: Vec<Bytes>,
     next_offset: Option<Offset>,
@@ -45,8 +47,15 @@ impl ChunkAccumulator {
                 Ok(items) => self.json_items.extend(items),
                 Err(e) => self.error = Some(e),
             }
-        } else {
-            self.bytes.extend_from_slice(&chunk.data);
+        } else if !chunk.data.is_empty() {
+            if self.first.is_none() && self.bytes.is_empty() {
+                self.first = Some(chunk.data);
+            } else {
+                if let Some(first) = self.first.take() {
+                    self.bytes.extend_from_slice(&first);
+                }
+                self.bytes.extend_from_slice(&chunk.data);
+            }
         }
         self.closed |= chunk.closed;
         self.next_offset = Some(chunk.next_offset);
@@ -69,6 +78,8 @@ impl ChunkAccumulator {
             } else {
                 crate::json::batch(self.json_items)?
             }
+        } else if let Some(only) = self.first {
+            only
         } else {
             self.bytes.freeze()
         };

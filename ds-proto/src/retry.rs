@@ -11,6 +11,10 @@ use crate::rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
+/// The longest delay, deadline or timer any configuration may set: ten years. Longer values
+/// are refused (they would overflow `Instant` arithmetic, and mean "never" in practice).
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// How failed requests are retried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryPolicy {
@@ -58,6 +62,9 @@ pub enum RetryPolicyError {
     /// `max_attempts` is zero.
     #[error("max_attempts must be at least 1")]
     ZeroAttempts,
+    /// A delay exceeds [`MAX_DURATION`].
+    #[error("{0} exceeds ten years")]
+    TooLong(&'static str),
 }
 
 impl RetryPolicy {
@@ -88,6 +95,12 @@ impl RetryPolicy {
         }
         if self.max_elapsed.is_some_and(|d| d.is_zero()) {
             return Err(RetryPolicyError::ZeroDelay("max_elapsed"));
+        }
+        if self.max_delay > MAX_DURATION {
+            return Err(RetryPolicyError::TooLong("max_delay"));
+        }
+        if self.max_elapsed.is_some_and(|d| d > MAX_DURATION) {
+            return Err(RetryPolicyError::TooLong("max_elapsed"));
         }
         if self.initial_delay > self.max_delay {
             return Err(RetryPolicyError::InitialAboveMax);
@@ -289,6 +302,9 @@ mod tests {
         let mut p = RetryPolicy::default();
         p.max_attempts = Some(0);
         assert_eq!(p.validate(), Err(RetryPolicyError::ZeroAttempts));
+        let mut p = RetryPolicy::default();
+        p.max_delay = Duration::MAX;
+        assert_eq!(p.validate(), Err(RetryPolicyError::TooLong("max_delay")));
         let mut p = RetryPolicy::default();
         p.initial_delay = Duration::from_secs(60);
         assert_eq!(p.validate(), Err(RetryPolicyError::InitialAboveMax));

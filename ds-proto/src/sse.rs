@@ -82,7 +82,7 @@ const BIG_CHUNK: usize = 256 * 1024;
 const MIN_CARRY: usize = 128 * 1024;
 
 /// Size limits enforced by [`SseParser`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SseLimits {
     /// Maximum length of one line in bytes, excluding its line ending. A longer line yields
     /// [`SseError::LineTooLong`], detected while the line is still incomplete.
@@ -281,8 +281,9 @@ enum Action {
     Ignore,
     Dispatch,
     Event(EventType),
-    /// A `data` field whose value starts at this offset in the line.
-    Data(usize),
+    /// A `data` field whose value starts at the first offset in the line (one space after the
+    /// colon skipped), or at the second when that space is kept.
+    Data(usize, usize),
     Id(String),
     Retry(u64),
 }
@@ -330,6 +331,8 @@ pub struct SseParser {
     retry: Option<u64>,
     /// Events (and at most one final error) not pulled yet.
     out: VecDeque<Result<SseEvent, SseError>>,
+    /// Keep the space after `data:` (see [`SseParser::keep_data_space`]).
+    keep_data_space: bool,
     // Lifecycle.
     failed: Option<SseError>,
     eof: Option<SseEof>,
@@ -358,9 +361,19 @@ impl SseParser {
             last_event_id: String::new(),
             retry: None,
             out: VecDeque::new(),
+            keep_data_space: false,
             failed: None,
             eof: None,
         }
+    }
+
+    /// Keeps the one space after `data:` in data values instead of stripping it (WHATWG strips
+    /// it). For servers that write `data:<payload>` without a space, a payload starting with a
+    /// space would otherwise lose it; a caller that learns the server's style (e.g. from a
+    /// `control` event's line) strips it itself. Set before feeding.
+    pub fn keep_data_space(mut self, keep: bool) -> Self {
+        self.keep_data_space = keep;
+        self
     }
 
     /// The limits this parser enforces.
@@ -580,8 +593,9 @@ impl SseParser {
                 self.block_retry = Some(ms);
                 Ok(None)
             }
-            Action::Data(offset) => {
+            Action::Data(offset, raw) => {
                 self.block_nonempty = true;
+                let offset = if self.keep_data_space { raw } else { offset };
                 self.on_data(src, start + offset, len)?;
                 Ok(None)
             }
@@ -684,21 +698,21 @@ fn classify(line: &[u8]) -> Action {
     // than 5 bytes without a colon in its first 6 bytes) means an unknown field: there is no
     // need to search the whole line.
     let head = &line[..line.len().min(6)];
-    let (name, value_start) = match memchr::memchr(b':', head) {
+    let (name, value_start, raw_start) = match memchr::memchr(b':', head) {
         Some(colon) => {
             let value_start = if line.get(colon + 1) == Some(&b' ') {
                 colon + 2
             } else {
                 colon + 1
             };
-            (&line[..colon], value_start)
+            (&line[..colon], value_start, colon + 1)
         }
-        None if line.len() <= 5 => (line, line.len()),
+        None if line.len() <= 5 => (line, line.len(), line.len()),
         None => return Action::Ignore,
     };
     let value = &line[value_start..];
     match name {
-        b"data" => Action::Data(value_start),
+        b"data" => Action::Data(value_start, raw_start),
         b"event" => Action::Event(EventType::from_bytes(value)),
         b"id" => {
             if value.contains(&0) {
@@ -1757,5 +1771,26 @@ mod tests {
             }
             prop_assert_eq!(decode_base64_data(&wrapped).unwrap(), Bytes::from(payload));
         }
+    }
+}
+
+#[cfg(test)]
+mod keep_space_tests {
+    use super::*;
+
+    #[test]
+    fn keeping_the_data_space_keeps_payload_spaces() {
+        let mut p = SseParser::default().keep_data_space(true);
+        p.feed(b"event: data\ndata: two\ndata:one\n\n");
+        let e = p.next_event().unwrap().unwrap();
+        assert_eq!(&e.data[..], b" two\none");
+        assert_eq!(
+            e.event_type(),
+            "data",
+            "other fields still strip their space"
+        );
+        let mut p = SseParser::default();
+        p.feed(b"data: two\n\n");
+        assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"two");
     }
 }

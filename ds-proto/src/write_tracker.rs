@@ -72,6 +72,17 @@ impl WriteTracker {
         Self::default()
     }
 
+    /// A tracker for a producer restored from a snapshot: every append before `first` (its
+    /// [`ProducerSnapshot::first_unreported`]) was resolved before the snapshot was taken.
+    ///
+    /// [`ProducerSnapshot::first_unreported`]: crate::producer::ProducerSnapshot::first_unreported
+    pub fn starting_at(first: AppendId) -> Self {
+        WriteTracker {
+            resolved: first.0,
+            ..Self::default()
+        }
+    }
+
     /// Records an event; returns the appends it resolved, if any.
     pub fn observe(&mut self, event: &ProducerEvent) -> Option<Resolved> {
         match event {

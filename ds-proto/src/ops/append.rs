@@ -133,6 +133,20 @@ pub fn append_request(
     } else {
         body
     };
+    build_append(stream_url, body, opts, extras)
+}
+
+/// Builds the append `POST` for a body sent exactly as given: no JSON check or framing. For
+/// bodies correct by construction, such as a producer's sealed JSON batch (its items were
+/// validated one by one when appended), so the batch is not parsed again on every attempt.
+pub(crate) fn build_append(
+    stream_url: &str,
+    body: Bytes,
+    opts: &AppendOptions,
+    extras: &RequestExtras,
+) -> Result<http::Request<Bytes>, Error> {
+    let op = Operation::Append;
+    let content_type = opts.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
     let mut b = start_request(op, Method::POST, stream_url, &[], extras)?;
     let h = b.headers_mut().expect("builder is valid");
     if !body.is_empty() {

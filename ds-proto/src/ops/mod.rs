@@ -11,6 +11,7 @@ mod create;
 mod meta;
 mod read;
 
+pub(crate) use append::build_append;
 pub use append::{
     append_request, append_response, close_request, close_response, AppendOptions, AppendOutcome,
     Appended, Closed, ProducerHeaders,
@@ -52,9 +53,15 @@ impl std::fmt::Debug for RequestExtras {
                 (k.as_str(), shown)
             })
             .collect();
+        // Parameter values may be credentials (`?token=...`): only the keys are shown.
+        let params: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(k, _)| (k.as_str(), "<redacted>"))
+            .collect();
         f.debug_struct("RequestExtras")
             .field("headers", &headers)
-            .field("params", &self.params)
+            .field("params", &params)
             .finish()
     }
 }
@@ -358,6 +365,39 @@ mod tests {
         );
         let shown = format!("{extras:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        let mut marked = HeaderValue::from_static("k-123");
+        marked.set_sensitive(true);
+        let extras = RequestExtras::new()
+            .header(HeaderName::from_static("x-api-key"), marked)
+            .param("token", "t0ps3cret");
+        let shown = format!("{extras:?}");
+        assert!(
+            !shown.contains("k-123") && !shown.contains("t0ps3cret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("x-api-key") && shown.contains("token"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn errors_never_carry_the_query() {
+        let e = Error::invalid_input(Operation::Create, "http://h/s?token=t0ps3cret#f", "bad");
+        assert_eq!(e.url, "http://h/s");
+        assert!(!e.to_string().contains("t0ps3cret"));
+    }
+
+    #[test]
+    fn tls_failures_are_not_retried() {
+        use crate::io::{TransportError, TransportErrorKind};
+        let tls = ErrorKind::Transport(TransportError::new(TransportErrorKind::Tls, "bad cert"));
+        assert!(!tls.is_retryable());
+        let reset = ErrorKind::Transport(TransportError::new(
+            TransportErrorKind::ConnectionReset,
+            "reset",
+        ));
+        assert!(reset.is_retryable());
     }
 }
 

@@ -43,12 +43,14 @@ impl OpenBatch {
 }
 
 /// Builds the body of a sealed batch: a JSON array of the items in JSON mode, the bytes
-/// concatenated otherwise; empty for an empty close. Also returns the items as slices of the
-/// body (byte-equal to the originals), so a sealed batch holds its payload once.
-pub(super) fn seal_body(items: Vec<Bytes>, json: bool) -> (Bytes, Vec<Bytes>) {
+/// concatenated otherwise; empty for an empty close. Also returns the items' lengths, from
+/// which [`Batch::payloads`] finds them again in the body, so a sealed batch holds its payload
+/// once and sealing does no per-item reference counting.
+pub(super) fn seal_body(items: Vec<Bytes>, json: bool) -> (Bytes, Vec<usize>) {
+    let lens = items.iter().map(Bytes::len).collect();
     let body = match items.as_slice() {
-        [] => return (Bytes::new(), items),
-        [one] if !json => return (one.clone(), items),
+        [] => Bytes::new(),
+        [one] if !json => one.clone(),
         _ if json => {
             crate::json::batch(&items).unwrap_or_else(|_| unreachable!("a batch is never empty"))
         }
@@ -60,16 +62,19 @@ pub(super) fn seal_body(items: Vec<Bytes>, json: bool) -> (Bytes, Vec<Bytes>) {
             out.freeze()
         }
     };
+    (body, lens)
+}
+
+/// The items of a body built by [`seal_body`], as slices of it (byte-equal to the originals).
+pub(super) fn split_body(body: &Bytes, lens: &[usize], json: bool) -> Vec<Bytes> {
     let mut at = usize::from(json); // after `[`
-    let slices = items
-        .iter()
-        .map(|item| {
-            let slice = body.slice(at..at + item.len());
-            at += item.len() + usize::from(json); // and the `,`
+    lens.iter()
+        .map(|&len| {
+            let slice = body.slice(at..at + len);
+            at += len + usize::from(json); // and the `,`
             slice
         })
-        .collect();
-    (body, slices)
+        .collect()
 }
 
 /// Where a sealed batch is in its life (see the diagram in the module docs).
@@ -102,8 +107,11 @@ pub(super) struct Batch {
     pub first: u64,
     /// Number of appends (0 for an empty close).
     pub count: u64,
-    /// The payloads, as slices of `body` (kept for a failure report; dropped on ack).
-    pub items: Vec<Bytes>,
+    /// The payloads' lengths: with `body`, they give the payloads back
+    /// ([`Batch::payloads`]) for a failure report.
+    pub lens: Vec<usize>,
+    /// The payloads of a failed batch, for its failure report (empty until it fails).
+    pub failed_items: Vec<Bytes>,
     /// The exact request body (dropped once resolved).
     pub body: Bytes,
     /// Sum of the payload lengths (what `buffered_bytes` counts).
@@ -136,6 +144,14 @@ impl Batch {
         self.close && self.count == 0
     }
 
+    /// The payloads, as slices of the body (byte-equal to what was appended).
+    pub fn payloads(&self, json: bool) -> Vec<Bytes> {
+        if self.body.is_empty() {
+            return Vec::new();
+        }
+        split_body(&self.body, &self.lens, json)
+    }
+
     /// Whether it was sealed and never sent in its epoch: nothing at or after it is active.
     pub fn is_unsent(&self) -> bool {
         self.state == BatchState::Ready && self.backoff.is_none()
@@ -150,13 +166,15 @@ mod tests {
     fn bodies() {
         let items = vec![Bytes::from_static(b"{}"), Bytes::from_static(b"[1]")];
         for (json, expected) in [(true, &b"[{},[1]]"[..]), (false, &b"{}[1]"[..])] {
-            let (body, slices) = seal_body(items.clone(), json);
+            let (body, lens) = seal_body(items.clone(), json);
             assert_eq!(&body[..], expected);
-            assert_eq!(slices, items);
+            assert_eq!(split_body(&body, &lens, json), items);
         }
-        let (body, slices) = seal_body(items[..1].to_vec(), true);
+        let (body, lens) = seal_body(items[..1].to_vec(), true);
+        let slices = split_body(&body, &lens, true);
         assert_eq!((&body[..], &slices[..]), (&b"[{}]"[..], &items[..1]));
-        let (body, slices) = seal_body(items[..1].to_vec(), false);
+        let (body, lens) = seal_body(items[..1].to_vec(), false);
+        let slices = split_body(&body, &lens, false);
         assert_eq!((&body[..], &slices[..]), (&b"{}"[..], &items[..1]));
         assert!(seal_body(Vec::new(), true).0.is_empty());
     }

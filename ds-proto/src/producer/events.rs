@@ -4,13 +4,15 @@
 use crate::error::{Error, ErrorKind};
 use crate::offset::Offset;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The number of one accepted append: sequential per producer, from 0.
 ///
 /// Only appends that [`Producer::append`](super::Producer::append) accepted get an id (a refused
 /// append does not consume one), so the ids of a producer's events are contiguous.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct AppendId(pub u64);
 
 impl fmt::Display for AppendId {
@@ -20,7 +22,7 @@ impl fmt::Display for AppendId {
 }
 
 /// Why appends failed: whether they are known not to be stored, or may be.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum FailureReason {
     /// The appends are not in the stream and will never be: the server refused them (or every
@@ -109,9 +111,9 @@ pub enum ProducerEvent {
     /// smallest refused payload, or appends are refused for good (closed, stopped). Emitted
     /// once per episode of refusals.
     Writable,
-    /// The producer's close succeeded (including a retried close the server de-duplicated, and
-    /// a close-only request finding the stream already closed): the stream is closed and every
-    /// append was reported before this event. Nothing is sent after it.
+    /// The producer's close succeeded (including a retried close the server de-duplicated): the
+    /// stream is closed and every append was reported before this event. Nothing is sent after
+    /// it.
     Closed {
         /// The stream's final offset, when the server sent it.
         final_offset: Option<Offset>,

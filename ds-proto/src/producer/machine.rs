@@ -13,6 +13,13 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+// Durable state (snapshot and restore): a child module, so it sees the machine's fields.
+#[path = "snapshot.rs"]
+mod snapshot;
+pub use snapshot::{
+    ProducerSnapshot, SnapshotBatch, SnapshotBatchState, SnapshotClaim, SnapshotMark,
+};
+
 /// One outstanding HTTP exchange.
 #[derive(Debug)]
 struct Exchange {
@@ -97,6 +104,8 @@ pub struct Producer {
     stream_closed: bool,
     /// Smallest payload refused with `Full` since the last `Writable`.
     writable_wanted: Option<usize>,
+    /// Restored from a snapshot: its epoch and `next_seq` (see `snapshot.rs`).
+    restored_at: Option<(u64, u64)>,
 }
 
 impl Producer {
@@ -126,6 +135,7 @@ impl Producer {
             closed: false,
             stream_closed: false,
             writable_wanted: None,
+            restored_at: None,
             config,
         })
     }
@@ -252,7 +262,11 @@ impl Producer {
         {
             self.seal_open(false);
         }
-        self.tick(now);
+        // The tick on entry ran every timer due at `now`; appending resolves nothing, so only
+        // a linger that is already due (linger zero) needs another one.
+        if self.open.deadline.is_some_and(|d| d <= now) {
+            self.tick(now);
+        }
         Ok(AppendId(id))
     }
 
@@ -446,7 +460,9 @@ impl Producer {
         if self.open.due && self.can_send_open() {
             self.seal_open(false);
         }
-        self.emit_resolved();
+        if self.queue.front().is_some_and(Batch::is_resolved) {
+            self.emit_resolved();
+        }
         if let Some(want) = self.writable_wanted {
             if self.terminal.is_some()
                 || self.closing
@@ -469,6 +485,9 @@ impl Producer {
                 .all(|b| b.is_resolved() || matches!(b.state, BatchState::InFlight(_)))
     }
 
+    // Out of line, as are `switch_epoch` and `emit_resolved`: `tick` runs on every append and
+    // poll, and mostly has nothing to do.
+    #[inline(never)]
     fn seal_open(&mut self, close: bool) {
         if self.open.is_empty() && !close {
             return;
@@ -480,7 +499,7 @@ impl Producer {
         } else {
             open.first
         };
-        let (body, items) = seal_body(open.items, self.json);
+        let (body, lens) = seal_body(open.items, self.json);
         let bid = self.next_bid;
         self.next_bid += 1;
         let seq = self.next_seq;
@@ -489,7 +508,8 @@ impl Producer {
             bid,
             first,
             count,
-            items,
+            lens,
+            failed_items: Vec::new(),
             body,
             payload: open.payload,
             close,
@@ -547,7 +567,9 @@ impl Producer {
                 producer: Some(producer),
                 json_batch: self.json,
             };
-            ops::append_request(&self.config.url, b.body.clone(), &opts, &extras)
+            // The body is correct by construction (JSON items were validated when appended):
+            // no need to parse a whole batch again on every attempt.
+            ops::build_append(&self.config.url, b.body.clone(), &opts, &extras)
         }
     }
 
@@ -562,7 +584,18 @@ impl Producer {
         if self.queue[i].state != BatchState::InFlight(id) {
             return;
         }
+        let foreign = self.foreign_seq(i, ex.head.as_ref());
         let outcome = self.classify(&self.queue[i], ex.head, &ex.body, transport);
+        let duplicate = matches!(
+            outcome,
+            Outcome::Ack {
+                duplicate: true,
+                ..
+            }
+        );
+        if let Some(seq) = foreign.filter(|_| duplicate) {
+            return self.stale_snapshot(i, seq);
+        }
         self.apply(i, outcome, ex.preds_resolved, now);
     }
 
@@ -586,7 +619,15 @@ impl Producer {
                     "the exchange ended without a response head",
                 )
             });
-            // A failed connect sent nothing: the only transport failure known not to be applied.
+            // A refused TLS handshake sent nothing, and another attempt would meet the same
+            // certificate: the batch fails at once, known not stored (and so does the rest).
+            if e.kind == TransportErrorKind::Tls {
+                return Outcome::Fatal {
+                    error: Error::transport(op, &self.url, e),
+                    global: true,
+                };
+            }
+            // A failed connect sent nothing: the other transport failure known not to be applied.
             let uncertain = e.kind != TransportErrorKind::Connect;
             return Outcome::Retry {
                 error: Error::transport(op, &self.url, e),
@@ -595,7 +636,18 @@ impl Producer {
             };
         };
         let status = parts.status;
-        let result = if close_only {
+        let result = if close_only && status.as_u16() == 409 {
+            // With producer headers the server answers a close-only request `204` when it
+            // closes the stream or repeats the tuple that closed it (PROTOCOL.md 5.2.1); a
+            // `409` (with `Stream-Closed`) means another writer closed it first, so this close
+            // did not happen. Our own close, retried, is always answered `204`.
+            Err(ops::error_from_response(
+                Operation::Close,
+                &self.config.url,
+                &parts,
+                body,
+            ))
+        } else if close_only {
             ops::close_response(&self.config.url, &parts, body).map(|c| (c.final_offset, false))
         } else {
             ops::append_response(&self.config.url, true, &parts, body)
@@ -747,7 +799,7 @@ impl Producer {
             duplicate,
         };
         b.body = Bytes::new();
-        b.items = Vec::new();
+        b.lens = Vec::new();
         if b.close {
             self.closed = true;
         }
@@ -766,7 +818,11 @@ impl Producer {
             FailureReason::NotStored(error)
         };
         b.state = BatchState::Failed(reason);
+        if b.failed_items.is_empty() {
+            b.failed_items = b.payloads(self.json);
+        }
         b.body = Bytes::new();
+        b.lens = Vec::new();
     }
 
     /// Batch `i` failed for good: it fails, and so does every batch after it (they cannot be
@@ -797,7 +853,8 @@ impl Producer {
                 bid,
                 first: open.first,
                 count: open.items.len() as u64,
-                items: open.items,
+                lens: Vec::new(),
+                failed_items: open.items,
                 body: Bytes::new(),
                 payload: 0,
                 close: false,
@@ -823,6 +880,7 @@ impl Producer {
     /// any later batch of the epoch (the server applies an epoch's batches in seq order).
     /// Unsafe: an uncertain batch before the first definite one; it may be stored under the old
     /// epoch and is never re-sent under the new one.
+    #[inline(never)]
     fn switch_epoch(&mut self) {
         let Some((target, fence)) = self.claim.take() else {
             return;
@@ -853,6 +911,7 @@ impl Producer {
     }
 
     /// Reports resolved batches at the front of the queue, in order.
+    #[inline(never)]
     fn emit_resolved(&mut self) {
         while self.queue.front().is_some_and(Batch::is_resolved) {
             let Some(b) = self.queue.pop_front() else {
@@ -884,7 +943,7 @@ impl Producer {
                         self.events.push_back(ProducerEvent::Failed {
                             first,
                             last,
-                            items: b.items,
+                            items: b.failed_items,
                             reason: reason.clone(),
                         });
                     }

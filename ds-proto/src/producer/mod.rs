@@ -54,8 +54,25 @@
 //! - **Closing.** The final batch (`Stream-Closed: true`, or an empty close-only request with
 //!   producer headers) is sent alone once every earlier batch has an outcome, so a `409` with
 //!   `Stream-Closed` to any other batch means someone else closed the stream. A retried close
-//!   that the server de-duplicates (`204`) is a success; so is a close-only request that finds
-//!   the stream already closed.
+//!   that the server de-duplicates (`204`) is a success. A close-only request that finds the
+//!   stream closed by another writer (`409` with `Stream-Closed`) fails: the stream is closed,
+//!   but not by this producer.
+//!
+//! # Durable state
+//!
+//! [`Producer::snapshot`] takes a [`ProducerSnapshot`]: a plain, serializable value with the
+//! epoch, the next seq and append id, every sealed batch not yet reported (epoch, seq, exact
+//! body, append ids) and the open batch. [`Producer::restore`] continues from it, in this
+//! process or in another after a crash: pending batches are re-sent with their original
+//! epoch, seq and body in seq order, so the server stores each once (`204`, a duplicate
+//! acknowledgement, for those already stored), then the open batch continues. For this to be
+//! exactly-once across a crash, the snapshot restored from must hold every batch ever sent
+//! (persist a new one before sending whenever [`Producer::snapshot_mark`] moved), and the
+//! appends made after it must be journaled by the application and appended again after the
+//! restore. When the snapshot may be stale, or another instance may still be writing, bump
+//! the epoch instead. [`ProducerSnapshot`] details the guarantees; a restored producer that
+//! finds its snapshot stale fails the affected appends with
+//! [`ErrorKind::StaleSnapshot`](crate::ErrorKind::StaleSnapshot).
 //!
 //! # Driving it
 //!
@@ -98,3 +115,6 @@ mod tests;
 pub use config::{ProducerConfig, DEFAULT_CONTENT_TYPE};
 pub use events::{AppendError, AppendId, FailureReason, ProducerEvent};
 pub use machine::Producer;
+pub use machine::{
+    ProducerSnapshot, SnapshotBatch, SnapshotBatchState, SnapshotClaim, SnapshotMark,
+};

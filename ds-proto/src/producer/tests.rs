@@ -996,6 +996,23 @@ fn connect_failures_are_definite() {
     ));
 }
 
+#[test]
+fn tls_failures_are_definite_and_not_retried() {
+    let mut h = Harness::new(config());
+    h.append("a");
+    h.flush();
+    let s = h.one();
+    h.fail(s.id, TransportErrorKind::Tls);
+    let ev = h.events();
+    assert!(matches!(
+        failed(&ev[0]).3,
+        FailureReason::NotStored(e)
+            if matches!(&e.kind, ErrorKind::Transport(t) if t.kind == TransportErrorKind::Tls)
+    ));
+    assert!(h.p.poll_transmit(h.now).is_none(), "no retry");
+    assert!(h.p.error().is_some(), "the producer stopped");
+}
+
 // ----- backpressure -----
 
 #[test]
@@ -1166,7 +1183,7 @@ fn retried_close_deduplicated_is_a_success() {
 }
 
 #[test]
-fn empty_close_finding_the_stream_closed_succeeds() {
+fn empty_close_finding_the_stream_closed_by_another_writer_fails() {
     let mut h = Harness::new(config());
     h.p.close(h.now).unwrap();
     let c = h.one();
@@ -1174,6 +1191,27 @@ fn empty_close_finding_the_stream_closed_succeeds() {
     h.reply(
         c.id,
         409,
+        &[("stream-closed", "true"), ("stream-next-offset", "7")],
+        "",
+    );
+    let ev = h.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let ProducerEvent::CloseFailed { reason } = &ev[0] else {
+        panic!("{ev:?}")
+    };
+    assert!(reason.error().is_closed(), "{reason:?}");
+    assert_eq!(reason.error().operation, crate::Operation::Close);
+    assert!(h.p.is_closed(), "the stream is known closed");
+}
+
+#[test]
+fn empty_close_repeating_our_closing_tuple_succeeds() {
+    let mut h = Harness::new(config());
+    h.p.close(h.now).unwrap();
+    let c = h.one();
+    h.reply(
+        c.id,
+        204,
         &[("stream-closed", "true"), ("stream-next-offset", "7")],
         "",
     );
@@ -1590,4 +1628,14 @@ fn randomized_exactly_once() {
     assert!(cov.full > 0, "{cov:?}");
     assert!(cov.closed > 0, "{cov:?}");
     println!("{cov:?}");
+}
+
+#[test]
+fn absurd_durations_are_refused_not_panicked_on() {
+    let mut c = ProducerConfig::new("http://h/s", "p");
+    c.linger = std::time::Duration::MAX;
+    assert!(c.validate().is_err());
+    let mut c = ProducerConfig::new("http://h/s", "p");
+    c.request_deadline = Some(std::time::Duration::MAX);
+    assert!(c.validate().is_err());
 }

@@ -45,6 +45,14 @@
 //! abandons (limits, SSE idle, EOF seen in SSE, [`Reader::stop`]) is reported by
 //! [`Reader::poll_cancel`]; inputs for it are ignored afterwards.
 //!
+//! # Durable state
+//!
+//! [`Reader::snapshot`] takes a [`ReaderSnapshot`]: the checkpoint offset (after every event
+//! handed out), the cursor, the mode and phase (auto catch-up finished, SSE fallen back to
+//! long-poll) and whether EOF was handed out. [`Reader::restore`] continues from it, in this
+//! process or another: nothing handed out is repeated, nothing after it is skipped, and a
+//! reader restored after EOF sends nothing (its only event is [`ReaderEvent::Closed`]).
+//!
 //! # Driving it
 //!
 //! After every `handle_*` call or command, drain `poll_cancel`, then `poll_transmit`, then
@@ -86,11 +94,13 @@
 
 mod config;
 mod event;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
 pub use config::{ReadMode, ReaderConfig, SseFallback};
 pub use event::{Chunk, ReaderEvent};
+pub use snapshot::ReaderSnapshot;
 
 use crate::error::{Error, ErrorKind, Operation};
 use crate::headers;
@@ -120,6 +130,7 @@ pub struct Reader {
     retry: RetryPolicy,
     max_body_bytes: usize,
     sse_limits: SseLimits,
+    sse_preserve_leading_space: bool,
     sse_fallback: Option<SseFallback>,
     long_poll_deadline: Option<Duration>,
     catch_up_deadline: Option<Duration>,
@@ -139,6 +150,8 @@ pub struct Reader {
     eof: bool,
     /// JSON mode as learned from a response `Content-Type`.
     json_seen: Option<bool>,
+    /// The status of the latest response head.
+    last_status: Option<u16>,
 
     // What the application has been handed by `poll_event`.
     delivered_offset: Offset,
@@ -183,8 +196,7 @@ enum Body {
     /// A 200/204/304 to a catch-up or long-poll read: the body is buffered until its end.
     Buffered {
         parts: http::response::Parts,
-        chunks: Vec<Bytes>,
-        len: usize,
+        body: BodyBuf,
     },
     /// An error status: the start of the body is kept for the error message.
     Error {
@@ -199,6 +211,8 @@ enum Body {
 struct SseStream {
     parser: SseParser,
     base64: bool,
+    /// Keep payload spaces (`ReaderConfig::sse_preserve_leading_space`).
+    preserve_space: bool,
     json: bool,
     /// Data events since the last control (decoded).
     held: Vec<Bytes>,
@@ -261,9 +275,13 @@ impl Reader {
             ("long_poll_deadline", config.long_poll_deadline),
             ("catch_up_deadline", config.catch_up_deadline),
             ("sse_idle_timeout", config.sse_idle_timeout),
+            ("sse_fallback.window", config.sse_fallback.map(|f| f.window)),
         ] {
             if d.is_some_and(|d| d.is_zero()) {
                 return Err(invalid(format!("{name} must be greater than zero")));
+            }
+            if d.is_some_and(|d| d > crate::retry::MAX_DURATION) {
+                return Err(invalid(format!("{name} exceeds ten years")));
             }
         }
         if let Some(c) = &config.cursor {
@@ -290,6 +308,7 @@ impl Reader {
             retry: config.retry,
             max_body_bytes: config.max_body_bytes,
             sse_limits: config.sse_limits,
+            sse_preserve_leading_space: config.sse_preserve_leading_space,
             sse_fallback: config.sse_fallback,
             long_poll_deadline: config.long_poll_deadline,
             catch_up_deadline: config.catch_up_deadline,
@@ -302,6 +321,7 @@ impl Reader {
             fell_back: false,
             eof: false,
             json_seen: None,
+            last_status: None,
             delivered_offset: config.offset,
             delivered_up_to_date: false,
             delivered_eof: false,
@@ -342,6 +362,15 @@ impl Reader {
     /// Whether [`ReaderEvent::Closed`] (EOF) has been handed out.
     pub fn is_eof(&self) -> bool {
         self.delivered_eof
+    }
+
+    /// The HTTP status of the latest response head the reader received: `200`, `204` (a
+    /// long-poll that ended without data), `304`, or an error status (a `503` that will be
+    /// retried, a terminal `404`); `None` before the first. For diagnostics and reporting: it
+    /// is not part of the checkpoint, and it changes as soon as a head arrives, which may be
+    /// before that response's events are handed out.
+    pub fn last_status(&self) -> Option<u16> {
+        self.last_status
     }
 
     /// The effective mode: the configured one, except [`ReadMode::LongPoll`] once
@@ -608,6 +637,7 @@ impl Reader {
             return;
         }
         let status = parts.status.as_u16();
+        self.last_status = Some(status);
         ex.body = if ex.live == LiveMode::Sse && status == 200 {
             let base64 = parts
                 .headers
@@ -615,7 +645,11 @@ impl Reader {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("base64"));
             Body::Sse(Box::new(SseStream {
-                parser: SseParser::new(self.sse_limits),
+                // With `sse_preserve_leading_space`, text data keeps the space after `data:`;
+                // the server's style is learned from the next control event's line.
+                parser: SseParser::new(self.sse_limits)
+                    .keep_data_space(self.sse_preserve_leading_space),
+                preserve_space: self.sse_preserve_leading_space,
                 base64,
                 json: !base64 && self.json_hint.or(self.json_seen).unwrap_or(false),
                 held: Vec::new(),
@@ -624,9 +658,8 @@ impl Reader {
             }))
         } else if matches!(status, 200 | 204 | 304) {
             Body::Buffered {
+                body: BodyBuf::new(&parts, self.max_body_bytes),
                 parts,
-                chunks: Vec::new(),
-                len: 0,
             }
         } else {
             Body::Error {
@@ -640,9 +673,8 @@ impl Reader {
     fn on_body(&mut self, mut ex: Box<Exchange>, chunk: Bytes) {
         match &mut ex.body {
             Body::AwaitingHead => {}
-            Body::Buffered { chunks, len, .. } => {
-                *len = len.saturating_add(chunk.len());
-                if *len > self.max_body_bytes {
+            Body::Buffered { body, .. } => {
+                if body.len.saturating_add(chunk.len()) > self.max_body_bytes {
                     let err = self.error(ErrorKind::LimitExceeded(format!(
                         "response body larger than max_body_bytes ({} bytes)",
                         self.max_body_bytes
@@ -650,9 +682,7 @@ impl Reader {
                     self.fail_open(&ex, err);
                     return;
                 }
-                if !chunk.is_empty() {
-                    chunks.push(chunk);
-                }
+                body.push(chunk);
             }
             Body::Error { prefix, .. } => {
                 let room = ops::ERROR_BODY_PREFIX.saturating_sub(prefix.len());
@@ -709,8 +739,8 @@ impl Reader {
                 let err = ops::error_from_response(OP, &self.url, &parts, &prefix);
                 self.retry_or_fail(err, sent_at, now);
             }
-            Body::Buffered { parts, chunks, len } => {
-                let body = concat(chunks, len);
+            Body::Buffered { parts, body } => {
+                let body = body.finish();
                 match ops::read_response(&self.url, &requested, &parts, body) {
                     Ok(result) => self.on_read_result(result),
                     Err(e) => {
@@ -830,8 +860,14 @@ impl Reader {
                             return self.sse_terminal(id, open, err);
                         }
                     };
-                    let held = std::mem::take(&mut s.held);
-                    let held_len = std::mem::replace(&mut s.held_len, 0);
+                    let mut held = std::mem::take(&mut s.held);
+                    let mut held_len = std::mem::replace(&mut s.held_len, 0);
+                    if s.preserve_space && !s.base64 && !s.json && event.data.first() == Some(&b' ')
+                    {
+                        // This server writes `data: <payload>`: drop that one space per line.
+                        held = held.iter().map(strip_line_spaces).collect();
+                        held_len = held.iter().map(Bytes::len).sum();
+                    }
                     let data = if s.json {
                         merge_json(&held)
                     } else {
@@ -968,6 +1004,61 @@ fn deadline(at: Instant, d: Duration) -> Instant {
         .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365))
 }
 
+/// A response body being received. A body that arrives in one piece is kept as it is; a body
+/// in several pieces is copied, as each piece arrives, into one buffer sized from
+/// `Content-Length` (when given, and within the limit). Each piece is released at once, so
+/// the transport reuses its buffers (a list of pieces joined at the end would pin every
+/// transport buffer and then copy the whole body into new memory: twice the memory and the
+/// page faults).
+#[derive(Debug)]
+struct BodyBuf {
+    first: Option<Bytes>,
+    rest: BytesMut,
+    len: usize,
+    /// The expected size (`Content-Length`, at most the limit), to reserve at the second piece.
+    hint: usize,
+}
+
+impl BodyBuf {
+    fn new(parts: &http::response::Parts, limit: usize) -> BodyBuf {
+        let hint = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .map_or(0, |n| n.min(limit));
+        BodyBuf {
+            first: None,
+            rest: BytesMut::new(),
+            len: 0,
+            hint,
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.len += chunk.len();
+        if self.len == chunk.len() {
+            self.first = Some(chunk);
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.rest.reserve(self.hint.max(self.len));
+            self.rest.put_slice(&first);
+        }
+        self.rest.put_slice(&chunk);
+    }
+
+    fn finish(self) -> Bytes {
+        match self.first {
+            Some(only) => only,
+            None => self.rest.freeze(),
+        }
+    }
+}
+
 /// Joins body pieces, without copying when there is one.
 fn concat(chunks: Vec<Bytes>, len: usize) -> Bytes {
     match chunks.len() {
@@ -1015,4 +1106,23 @@ fn merge_json(parts: &[Bytes]) -> Bytes {
     }
     out.put_u8(b']');
     out.freeze()
+}
+
+/// Removes one leading space from each `\n`-separated line of an SSE data value (the space a
+/// `data: ` line carried after its colon).
+fn strip_line_spaces(data: &Bytes) -> Bytes {
+    if !data
+        .split(|b| *b == b'\n')
+        .any(|line| line.first() == Some(&b' '))
+    {
+        return data.clone();
+    }
+    let mut out = Vec::with_capacity(data.len());
+    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(line.strip_prefix(b" ").unwrap_or(line));
+    }
+    Bytes::from(out)
 }

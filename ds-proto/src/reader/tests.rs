@@ -354,6 +354,28 @@ fn long_poll_204_continues_from_the_returned_offset() {
 }
 
 #[test]
+fn last_status_follows_the_latest_response_head() {
+    let mut h = H::mode(ReadMode::LongPoll);
+    assert_eq!(h.r.last_status(), None);
+    let t = h.tx();
+    h.respond(t.id, 503, &[], b"busy");
+    assert_eq!(h.r.last_status(), Some(503));
+    let _ = h.events();
+    h.advance(Duration::from_secs(60));
+    let t = h.tx();
+    h.respond(
+        t.id,
+        204,
+        &[("Stream-Next-Offset", "0_0"), ("Stream-Up-To-Date", "true")],
+        b"",
+    );
+    assert_eq!(h.r.last_status(), Some(204));
+    let t = h.tx();
+    h.respond(t.id, 200, &[("Stream-Next-Offset", "0_3")], b"abc");
+    assert_eq!(h.r.last_status(), Some(200));
+}
+
+#[test]
 fn not_modified_keeps_the_offset() {
     let mut h = H::new(ReaderConfig {
         offset: off("0_4"),

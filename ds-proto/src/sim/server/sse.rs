@@ -72,6 +72,8 @@ struct Control<'a> {
 /// Appends `data:<line>` for each line of `text` (split on CRLF, CR or LF). A line that starts
 /// with a space gets one more, which the client's SSE parser removes.
 fn push_data_lines(out: &mut String, text: &str) {
+    // `data:` then the line; a line starting with a space gets one more, which SSE parsing
+    // strips (PROTOCOL.md 5.8: "per SSE rules"), so the payload arrives whole.
     let mut push_line = |line: &str| {
         out.push_str("data:");
         if line.starts_with(' ') {
