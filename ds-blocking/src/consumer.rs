@@ -10,7 +10,7 @@
 
 use crate::handle::StreamHandle;
 use crate::reader::ReaderStopper;
-use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
+use ds_proto::reader::{Chunk, ReadMode, ReaderEvent};
 use ds_proto::{Error, Offset, RetryPolicy, Rng};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -198,7 +198,7 @@ fn run<H: Handler>(
         if stopped(&state) {
             return ConsumerExit::Stopped { offset };
         }
-        let mut config = ReaderConfig::new(handle.url());
+        let mut config = handle.reader_config();
         config.offset = offset.clone();
         config.mode = options.mode;
         config.retry = options.reader_retry.clone();

@@ -5,16 +5,20 @@
 //!
 //! Cancelling an exchange sets a flag its thread checks between body reads; a thread blocked in
 //! a read ends when the server sends more, closes, or the exchange deadline passes.
+//!
+//! Exchange threads are reused: a thread that finished an exchange waits up to 30 s for the
+//! next one (of any machine) before it ends.
 
 use crate::client::Client;
+use crate::trace;
 use crate::transport::read_chunk;
 use ds_proto::ops::{apply_extras, CallOptions};
 use ds_proto::{Input, Machine, RequestId, Transmit, TransportError, TransportErrorKind};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// How many input messages may wait before an exchange thread waits for the machine.
 const INPUT_QUEUE: usize = 64;
@@ -129,41 +133,46 @@ impl<C: Send + 'static> Exchanges<C> {
         let cancelled = Arc::new(AtomicBool::new(false));
         let flag = cancelled.clone();
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let spawned = std::thread::Builder::new()
-            .name(format!("ds-exchange-{}", id.0))
-            .spawn(move || {
-                let send = |i: Input| tx.send(Msg::Input(i)).is_ok();
-                let (parts, mut body) = match transport.send(request, timeout) {
-                    Ok(r) => r,
-                    Err(error) => {
+        let mut trace = trace::RequestTrace::start(&request, None, Some(id));
+        let spawned = pool().execute(Box::new(move || {
+            let _span = trace::enter(trace.handle());
+            let send = |i: Input| tx.send(Msg::Input(i)).is_ok();
+            let (parts, mut body) = match transport.send(request, timeout) {
+                Ok(r) => r,
+                Err(error) => {
+                    trace.finish(Some(&error));
+                    send(Input::Failed { id, error });
+                    return;
+                }
+            };
+            trace.head(parts.status);
+            if !send(Input::Head { id, parts }) {
+                return;
+            }
+            loop {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                match read_chunk(&mut body, READ_CHUNK) {
+                    None => {
+                        trace.finish(None);
+                        send(Input::End { id });
+                        return;
+                    }
+                    Some(Ok(chunk)) => {
+                        trace.body(chunk.len());
+                        if flag.load(Ordering::Relaxed) || !send(Input::Body { id, chunk }) {
+                            return;
+                        }
+                    }
+                    Some(Err(error)) => {
+                        trace.finish(Some(&error));
                         send(Input::Failed { id, error });
                         return;
                     }
-                };
-                if !send(Input::Head { id, parts }) {
-                    return;
                 }
-                loop {
-                    if flag.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    match read_chunk(&mut body, READ_CHUNK) {
-                        None => {
-                            send(Input::End { id });
-                            return;
-                        }
-                        Some(Ok(chunk)) => {
-                            if flag.load(Ordering::Relaxed) || !send(Input::Body { id, chunk }) {
-                                return;
-                            }
-                        }
-                        Some(Err(error)) => {
-                            send(Input::Failed { id, error });
-                            return;
-                        }
-                    }
-                }
-            });
+            }
+        }));
         match spawned {
             Ok(_) => {
                 self.flags.insert(id, cancelled);
@@ -176,6 +185,83 @@ impl<C: Send + 'static> Exchanges<C> {
                     format!("cannot spawn exchange thread: {e}"),
                 ),
             }),
+        }
+    }
+}
+
+/// A job for an exchange thread.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Exchange threads kept for reuse: starting a thread per exchange cost more than a small
+/// request itself (a writer's batch, a long-poll). A thread waits this long for another
+/// exchange before it ends.
+const IDLE_THREAD: Duration = Duration::from_secs(30);
+
+/// The process's exchange threads that wait for a job.
+struct Pool {
+    /// The idle threads' job queues, with a number to find one's own entry.
+    idle: Mutex<Vec<(u64, mpsc::Sender<Job>)>>,
+    next: AtomicU64,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool {
+        idle: Mutex::new(Vec::new()),
+        next: AtomicU64::new(0),
+    })
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, mpsc::Sender<Job>)>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `job` on an idle thread, or on a new one.
+    fn execute(&'static self, mut job: Job) -> std::io::Result<()> {
+        loop {
+            let Some((_, tx)) = self.lock().pop() else {
+                break;
+            };
+            match tx.send(job) {
+                Ok(()) => return Ok(()),
+                // That thread is gone: try another.
+                Err(mpsc::SendError(back)) => job = back,
+            }
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        std::thread::Builder::new()
+            .name(format!("ds-exchange-{n}"))
+            .spawn(move || self.work(n, job))
+            .map(|_| ())
+    }
+
+    fn work(&self, n: u64, first: Job) {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let mut job = first;
+        loop {
+            job();
+            self.lock().push((n, tx.clone()));
+            job = match rx.recv_timeout(IDLE_THREAD) {
+                Ok(next) => next,
+                Err(_) => {
+                    let mut idle = self.lock();
+                    match idle.iter().position(|(k, _)| *k == n) {
+                        Some(i) => {
+                            idle.swap_remove(i);
+                            return;
+                        }
+                        // Taken for a job just now: it is on its way.
+                        None => {
+                            drop(idle);
+                            match rx.recv() {
+                                Ok(next) => next,
+                                Err(_) => return,
+                            }
+                        }
+                    }
+                }
+            };
         }
     }
 }

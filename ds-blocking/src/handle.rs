@@ -5,6 +5,7 @@
 
 use crate::client::Client;
 use crate::reader::Reader;
+use crate::trace;
 use bytes::Bytes;
 use ds_proto::ops::{
     self, AppendOptions, Appended, CallOptions, Closed, CreateOptions, Created, ProducerHeaders,
@@ -20,12 +21,25 @@ use std::time::Instant;
 
 /// A handle to one stream. Cheap to clone. Not named `Stream` so it does not collide with
 /// `futures::Stream` (the same name as in `ds-tokio`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StreamHandle {
     client: Client,
     url: Arc<str>,
     content_type: Arc<Mutex<Option<String>>>,
     call: CallOptions,
+}
+
+impl std::fmt::Debug for StreamHandle {
+    /// The URL without its query (parameters may carry credentials); credential headers of the
+    /// call options redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamHandle")
+            .field("url", &ds_proto::url::strip_query(&self.url))
+            .field("content_type", &self.content_type())
+            .field("call", &self.call)
+            .field("client", &self.client)
+            .finish()
+    }
 }
 
 impl StreamHandle {
@@ -63,7 +77,8 @@ impl StreamHandle {
 
     /// A handle whose operations use `call` (extra headers and parameters, retry policy,
     /// timeout) on top of the client's settings.
-    pub fn with_options(&self, call: CallOptions) -> StreamHandle {
+    pub fn with_options(&self, mut call: CallOptions) -> StreamHandle {
+        self.client.mark_sensitive(&mut call.extras.headers);
         StreamHandle {
             call,
             ..self.clone()
@@ -97,29 +112,45 @@ impl StreamHandle {
             .unwrap_or(self.client.retry_policy());
         let timeout = self.call.timeout.or(self.client.request_timeout());
         let limit = self.client.max_response_bytes();
+        check_call_options(&self.call, op, &self.url)?;
         let mut retrier = Retrier::new(policy, op, idempotent, Instant::now());
         let mut rng = ds_proto::Rng::new(self.client.next_seed());
         loop {
             let request = build(&self.client.extras(&self.call))?;
-            let outcome = self
-                .client
-                .inner
-                .transport
-                .send_buffered_timeout(request, limit, timeout);
+            let mut trace = trace::RequestTrace::start(&request, Some(retrier.attempts()), None);
+            let outcome = {
+                let _span = trace::enter(trace.handle());
+                self.client
+                    .inner
+                    .transport
+                    .send_buffered_timeout(request, limit, timeout)
+            };
+            match &outcome {
+                Ok((parts, body)) => {
+                    trace.head(parts.status);
+                    trace.body(body.len());
+                    trace.finish(None);
+                }
+                Err(e) => trace.finish(Some(e)),
+            }
             let result = match outcome {
                 Ok((parts, body)) => interpret(&parts, body),
-                Err(e) => Err(Error::transport(
-                    op,
-                    ds_proto::url::strip_query(&self.url),
-                    e,
-                )),
+                Err(e) => Err(transport_error(op, &self.url, e)),
             };
-            match result {
+            let error = match result {
                 Ok(v) => return Ok(v),
-                Err(e) => match retrier.on_failure(e, Instant::now(), &mut rng) {
-                    Ok(delay) => std::thread::sleep(delay),
-                    Err(e) => return Err(e),
-                },
+                Err(e) => e,
+            };
+            let seen = error.clone();
+            match retrier.on_failure(error, Instant::now(), &mut rng) {
+                Ok(delay) => {
+                    trace::retry(op, &self.url, retrier.attempts(), delay, &seen);
+                    std::thread::sleep(delay);
+                }
+                Err(e) => {
+                    trace::failed(op, &self.url, retrier.attempts(), &e);
+                    return Err(e);
+                }
             }
         }
     }
@@ -244,12 +275,23 @@ impl StreamHandle {
     }
 
     /// A reader from `offset` in `mode` (catch-up, long-poll, SSE or auto), with the
-    /// reader defaults of [`ReaderConfig::new`] (retries without limit).
+    /// reader defaults of [`StreamHandle::reader_config`] (retries without limit).
     pub fn reader(&self, offset: Offset, mode: ReadMode) -> Result<Reader, Error> {
-        let mut config = ReaderConfig::new(self.url.to_string());
+        let mut config = self.reader_config();
         config.offset = offset;
         config.mode = mode;
         self.reader_with(config)
+    }
+
+    /// The reader configuration [`StreamHandle::reader`] starts from: [`ReaderConfig::new`]
+    /// for this stream with the client's long-poll deadline
+    /// ([`ClientBuilder::long_poll_wait`](crate::ClientBuilder::long_poll_wait)) and SSE idle
+    /// timeout ([`ClientBuilder::sse_idle_timeout`](crate::ClientBuilder::sse_idle_timeout)).
+    /// Change what you need and pass it to [`StreamHandle::reader_with`].
+    pub fn reader_config(&self) -> ReaderConfig {
+        let mut config = ReaderConfig::new(self.url.to_string());
+        self.client.reader_defaults(&mut config);
+        config
     }
 
     /// A reader with every setting chosen (its `url` is replaced by this stream's).
@@ -277,10 +319,13 @@ impl StreamHandle {
 
     /// Like [`StreamHandle::read_all`], from `offset`.
     pub fn read_all_from(&self, offset: Offset) -> Result<ReadAll, Error> {
-        let mut config = ReaderConfig::new(self.url.to_string());
+        let mut config = self.reader_config();
         config.offset = offset.clone();
         config.mode = ReadMode::CatchUp;
         config.max_body_bytes = self.client.max_response_bytes();
+        // Each catch-up request is bounded like a one-shot read: a server that accepts and
+        // then says nothing cannot hang `read_all`.
+        config.catch_up_deadline = self.call.timeout.or(self.client.request_timeout());
         config.retry = self
             .call
             .retry
@@ -311,4 +356,37 @@ impl StreamHandle {
             )
         })
     }
+}
+
+/// A failed exchange as the operation's error: a body over `max_response_bytes` is
+/// [`ErrorKind::LimitExceeded`] (not retried: another attempt would fetch it again), anything
+/// else a transport error. The URL loses its query.
+pub(crate) fn transport_error(op: Operation, url: &str, e: ds_proto::TransportError) -> Error {
+    let url = ds_proto::url::strip_query(url);
+    if e.kind == ds_proto::TransportErrorKind::TooLarge {
+        Error::new(op, url, ErrorKind::LimitExceeded(e.message))
+    } else {
+        Error::transport(op, url, e)
+    }
+}
+
+/// Refuses per-call options that make no sense: a zero timeout, an invalid retry policy.
+pub(crate) fn check_call_options(
+    call: &CallOptions,
+    op: Operation,
+    url: &str,
+) -> Result<(), Error> {
+    if call.timeout.is_some_and(|t| t.is_zero()) {
+        return Err(Error::invalid_input(
+            op,
+            url,
+            "the call timeout must be greater than zero",
+        ));
+    }
+    if let Some(retry) = &call.retry {
+        retry
+            .validate()
+            .map_err(|e| Error::invalid_input(op, url, format!("retry policy: {e}")))?;
+    }
+    Ok(())
 }

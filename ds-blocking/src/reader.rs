@@ -3,12 +3,18 @@
 //!
 //! Dropping a reader cancels its in-flight request (the exchange thread stops at its next
 //! read). Offsets to checkpoint come with every chunk ([`Chunk::next_offset`]) and from
-//! [`Reader::offset`]: resuming from them never skips or repeats data.
+//! [`Reader::offset`]: resuming from them never skips or repeats data. [`Reader::snapshot`]
+//! captures the checkpoint with the cursor and the reader's phase as a serializable
+//! [`ReaderSnapshot`];
+//! [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot) resumes
+//! from it, in this process
+//! or another.
 
 use crate::client::Client;
 use crate::engine::{Engine, Msg, Wake};
+use crate::trace;
 use ds_proto::ops::CallOptions;
-use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent};
+use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent, ReaderSnapshot};
 use ds_proto::{Error, Offset, Operation};
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
@@ -25,7 +31,7 @@ pub struct Reader {
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reader")
-            .field("url", &self.url)
+            .field("url", &ds_proto::url::strip_query(&self.url))
             .field("offset", self.offset())
             .field("up_to_date", &self.is_up_to_date())
             .field("eof", &self.is_eof())
@@ -49,6 +55,34 @@ impl Reader {
         })
     }
 
+    /// A reader continuing from `snapshot` (see
+    /// [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot)).
+    pub(crate) fn restore(
+        client: Client,
+        call: CallOptions,
+        mut snapshot: ReaderSnapshot,
+    ) -> Result<Reader, Error> {
+        snapshot.config.rng_seed = client.next_seed();
+        let url = snapshot.config.url.clone();
+        let machine = ds_proto::reader::Reader::restore(snapshot, Instant::now())?;
+        Ok(Reader {
+            engine: Engine::new(machine, client, call),
+            finished: false,
+            url,
+        })
+    }
+
+    /// A snapshot of what this reader has handed out: continue from it with
+    /// [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot), here
+    /// or in another process. It resumes right
+    /// after the last event handed out (nothing repeated, nothing skipped), in the same phase
+    /// (an auto reader past its catch-up long-polls at once, an SSE reader that fell back
+    /// stays on long-poll), and a reader restored after EOF sends nothing. See
+    /// [`ReaderSnapshot`].
+    pub fn snapshot(&self) -> ReaderSnapshot {
+        self.engine.machine.snapshot()
+    }
+
     /// The checkpoint: the offset after everything this reader has handed out.
     pub fn offset(&self) -> &Offset {
         self.engine.machine.offset()
@@ -64,6 +98,12 @@ impl Reader {
         self.engine.machine.is_eof()
     }
 
+    /// The HTTP status of the latest response the reader received, as of the last event
+    /// handed out (`204`: a long-poll that ended without data); `None` before the first.
+    pub fn last_status(&self) -> Option<u16> {
+        self.engine.machine.last_status()
+    }
+
     /// The next raw event of the machine (data, up-to-date, closed, retrying, fallback,
     /// failure); `None` when the reader is finished.
     pub fn next_event(&mut self) -> Option<ReaderEvent> {
@@ -72,6 +112,7 @@ impl Reader {
         }
         loop {
             if let Some(e) = self.engine.machine.poll_event() {
+                trace::reader_event(&self.url, &e);
                 if matches!(
                     e,
                     ReaderEvent::Done | ReaderEvent::Failed(_) | ReaderEvent::Closed { .. }
@@ -203,5 +244,22 @@ impl<T: DeserializeOwned> Iterator for JsonItems<T> {
                 },
             }
         }
+    }
+}
+
+impl crate::handle::StreamHandle {
+    /// A reader that continues from `snapshot` (from [`Reader::snapshot`], maybe taken in
+    /// another process): it resumes right after the last event the snapshotted reader handed
+    /// out, in the same mode and phase; a reader restored after EOF sends nothing and ends at
+    /// once with [`ReaderEvent::Closed`]. The snapshot's configuration is used, with this
+    /// stream's URL and a fresh PRNG seed. See [`ReaderSnapshot`].
+    ///
+    /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a snapshot of
+    /// another format version or a configuration [`StreamHandle::reader_with`] would refuse.
+    ///
+    /// [`StreamHandle::reader_with`]: crate::StreamHandle::reader_with
+    pub fn reader_from_snapshot(&self, mut snapshot: ReaderSnapshot) -> Result<Reader, Error> {
+        snapshot.config.url = self.url().to_owned();
+        Reader::restore(self.client().clone(), self.call_options(), snapshot)
     }
 }

@@ -17,18 +17,39 @@ pub(crate) struct Transport {
 /// A streaming response body.
 pub(crate) type BodyReader = ureq::BodyReader<'static>;
 
+/// The TLS settings of a transport: `None` for ureq's default (rustls, webpki roots).
+#[cfg(feature = "rustls")]
+pub(crate) type TlsSettings = Option<ureq::tls::TlsConfig>;
+/// Without the `rustls` feature there is no TLS to configure.
+#[cfg(not(feature = "rustls"))]
+pub(crate) type TlsSettings = ();
+
 impl Transport {
-    pub(crate) fn new(connect: Option<Duration>, global: Option<Duration>) -> Self {
-        let config = ureq::Agent::config_builder()
+    /// A transport whose https connections use `tls` (see [`crate::tls`]).
+    pub(crate) fn with_tls(
+        connect: Option<Duration>,
+        global: Option<Duration>,
+        tls: TlsSettings,
+    ) -> Self {
+        let builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(connect)
             .timeout_global(global)
-            .max_idle_connections_per_host(64)
-            .build();
-        Transport {
-            agent: config.into(),
-        }
+            .max_idle_connections_per_host(64);
+        #[cfg(feature = "rustls")]
+        let builder = match tls {
+            Some(tls) => builder.tls_config(tls),
+            None => builder,
+        };
+        #[cfg(not(feature = "rustls"))]
+        let () = tls;
+        let agent = ureq::Agent::with_parts(
+            builder.build(),
+            ureq::unversioned::transport::DefaultConnector::default(),
+            LiteralFirst::default(),
+        );
+        Transport { agent }
     }
 
     /// Sends a request; returns the response head and a streaming body reader. `timeout`
@@ -40,6 +61,7 @@ impl Transport {
     ) -> Result<(http::response::Parts, BodyReader), TransportError> {
         use ureq::RequestExt;
         let (parts, body) = request.into_parts();
+        let query = parts.uri.query().map(str::to_owned);
         let request = http::Request::from_parts(parts, &body[..]);
         let response = request
             .with_agent(&self.agent)
@@ -47,7 +69,7 @@ impl Transport {
             .timeout_global(timeout)
             .build()
             .run()
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| redact_query(classify(&e), query.as_deref()))?;
         let (parts, body) = response.into_parts();
         let reader = body.into_with_config().limit(u64::MAX).reader();
         Ok((parts, reader))
@@ -77,6 +99,47 @@ impl Transport {
     }
 }
 
+/// ureq's resolver, except that an IP-address host (`127.0.0.1`, `[::1]`) is resolved on the
+/// calling thread. ureq's default resolver starts a thread for every request that has a
+/// timeout (every request of this driver), even to "resolve" an IP address: that thread cost
+/// more than a small request on loopback.
+#[derive(Debug, Default)]
+struct LiteralFirst(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for LiteralFirst {
+    fn resolve(
+        &self,
+        uri: &http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        match ip_literal(uri) {
+            Some(addr) => {
+                let mut addrs = self.empty();
+                addrs.push(addr);
+                Ok(addrs)
+            }
+            None => self.0.resolve(uri, config, timeout),
+        }
+    }
+}
+
+/// The socket address of a URI whose host is an IP address.
+fn ip_literal(uri: &http::Uri) -> Option<std::net::SocketAddr> {
+    let host = uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("http") => Some(80),
+        Some("https") => Some(443),
+        _ => None,
+    })?;
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
 /// Reads up to `max` bytes of a streaming body: `None` at its end.
 pub(crate) fn read_chunk(
     reader: &mut BodyReader,
@@ -94,6 +157,17 @@ pub(crate) fn read_chunk(
             Err(e) => return Some(Err(classify_io(&e))),
         }
     }
+}
+
+/// Removes a request's query string from an error message: query parameters may carry
+/// credentials (tokens from a provider), and errors end up in logs.
+pub(crate) fn redact_query(mut e: TransportError, query: Option<&str>) -> TransportError {
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        if e.message.contains(q) {
+            e.message = e.message.replace(q, "<query redacted>");
+        }
+    }
+    e
 }
 
 pub(crate) fn classify(e: &ureq::Error) -> TransportError {
@@ -119,6 +193,10 @@ pub(crate) fn classify_io(e: &std::io::Error) -> TransportError {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
         return classify(inner);
     }
+    #[cfg(feature = "rustls")]
+    if crate::tls::is_tls_io(e) {
+        return TransportError::new(TransportErrorKind::Tls, e.to_string());
+    }
     let kind = match e.kind() {
         K::TimedOut | K::WouldBlock => TransportErrorKind::Timeout,
         K::ConnectionRefused | K::AddrNotAvailable => TransportErrorKind::Connect,
@@ -129,4 +207,22 @@ pub(crate) fn classify_io(e: &std::io::Error) -> TransportError {
         _ => TransportErrorKind::Other,
     };
     TransportError::new(kind, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ip_literals_resolve_without_a_lookup() {
+        let addr = |u: &str| super::ip_literal(&u.parse().unwrap());
+        assert_eq!(
+            addr("http://127.0.0.1:4437/v1/stream/s"),
+            Some("127.0.0.1:4437".parse().unwrap())
+        );
+        assert_eq!(addr("http://[::1]/s"), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(
+            addr("https://10.1.2.3/s"),
+            Some("10.1.2.3:443".parse().unwrap())
+        );
+        assert_eq!(addr("http://localhost:4437/s"), None);
+    }
 }

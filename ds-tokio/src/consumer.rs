@@ -9,7 +9,7 @@
 //! processing exactly-once.
 
 use crate::handle::StreamHandle;
-use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
+use ds_proto::reader::{Chunk, ReadMode, ReaderEvent};
 use ds_proto::{Error, Offset, RetryPolicy, Rng};
 use std::future::Future;
 use std::time::Duration;
@@ -170,7 +170,7 @@ async fn run<H: Handler>(
     let mut rng = Rng::new(handle.client().next_seed());
     let mut backoff = backoff_policy.start(crate::engine::now());
     loop {
-        let mut config = ReaderConfig::new(handle.url());
+        let mut config = handle.reader_config();
         config.offset = offset.clone();
         config.mode = options.mode;
         config.retry = options.reader_retry.clone();

@@ -3,6 +3,7 @@
 //! back `Input`s, and wakes the machine at its `poll_timeout`. No protocol decision lives here.
 
 use crate::client::Client;
+use crate::trace;
 use crate::transport::next_chunk;
 use ds_proto::ops::{apply_extras, CallOptions};
 use ds_proto::{Input, Machine, RequestId, Transmit, TransportError, TransportErrorKind};
@@ -87,14 +88,18 @@ impl Exchanges {
         apply_extras(&mut request, &self.client.extras(&self.call));
         let transport = self.client.inner.transport.clone();
         let tx = self.tx.clone();
+        let mut trace = trace::RequestTrace::start(&request, None, Some(id));
+        let span = trace.handle();
         let task = async move {
             let exchange = async {
                 let (parts, mut body) = transport.send(request).await?;
+                trace.head(parts.status);
                 if tx.send(Input::Head { id, parts }).await.is_err() {
                     return Ok(());
                 }
                 while let Some(chunk) = next_chunk(&mut body).await {
                     let chunk = chunk?;
+                    trace.body(chunk.len());
                     if tx.send(Input::Body { id, chunk }).await.is_err() {
                         return Ok(());
                     }
@@ -112,11 +117,13 @@ impl Exchanges {
                 },
                 None => exchange.await,
             };
+            trace.finish(result.as_ref().err());
             if let Err(error) = result {
                 let _ = tx.send(Input::Failed { id, error }).await;
             }
         };
-        self.tasks.insert(id, tokio::spawn(task));
+        self.tasks
+            .insert(id, tokio::spawn(trace::in_span(span, task)));
     }
 }
 

@@ -3,12 +3,16 @@
 //!
 //! Dropping a reader aborts its in-flight request. Offsets to checkpoint come with every chunk
 //! ([`Chunk::next_offset`]) and from [`Reader::offset`]: resuming from them never skips or
-//! repeats data.
+//! repeats data. [`Reader::snapshot`] captures the checkpoint with the cursor and the
+//! reader's phase as a serializable [`ReaderSnapshot`];
+//! [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot) resumes
+//! from it, in this process or another.
 
 use crate::client::Client;
 use crate::engine::{Engine, Wake};
+use crate::trace;
 use ds_proto::ops::CallOptions;
-use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent};
+use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent, ReaderSnapshot};
 use ds_proto::{Error, Offset, Operation};
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
@@ -49,14 +53,18 @@ pub struct Reader {
     offset: Offset,
     up_to_date: bool,
     eof: bool,
+    last_status: Option<u16>,
     finished: bool,
     url: String,
+    /// The machine's snapshot as of the last event handed out (the machine itself may be
+    /// inside a pending step).
+    snapshot: ReaderSnapshot,
 }
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reader")
-            .field("url", &self.url)
+            .field("url", &ds_proto::url::strip_query(&self.url))
             .field("offset", &self.offset)
             .field("up_to_date", &self.up_to_date)
             .field("eof", &self.eof)
@@ -72,19 +80,53 @@ impl Reader {
     ) -> Result<Reader, Error> {
         config.rng_seed = client.next_seed();
         let url = config.url.clone();
-        let offset = config.offset.clone();
         let machine = ds_proto::reader::Reader::new(config, crate::engine::now())?;
-        Ok(Reader {
+        Ok(Reader::from_machine(client, call, machine, url))
+    }
+
+    fn from_machine(
+        client: Client,
+        call: CallOptions,
+        machine: ds_proto::reader::Reader,
+        url: String,
+    ) -> Reader {
+        Reader {
+            offset: machine.offset().clone(),
+            up_to_date: machine.is_up_to_date(),
+            eof: machine.is_eof(),
+            snapshot: machine.snapshot(),
             inner: Some(Box::new(Inner {
                 engine: Engine::new(machine, client, call),
             })),
             step: None,
-            offset,
-            up_to_date: false,
-            eof: false,
+            last_status: None,
             finished: false,
             url,
-        })
+        }
+    }
+
+    /// A reader continuing from `snapshot` (see
+    /// [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot)).
+    pub(crate) fn restore(
+        client: Client,
+        call: CallOptions,
+        mut snapshot: ReaderSnapshot,
+    ) -> Result<Reader, Error> {
+        snapshot.config.rng_seed = client.next_seed();
+        let url = snapshot.config.url.clone();
+        let machine = ds_proto::reader::Reader::restore(snapshot, crate::engine::now())?;
+        Ok(Reader::from_machine(client, call, machine, url))
+    }
+
+    /// A snapshot of what this reader has handed out: continue from it with
+    /// [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot), here
+    /// or in another process. It resumes right
+    /// after the last event handed out (nothing repeated, nothing skipped), in the same phase
+    /// (an auto reader past its catch-up long-polls at once, an SSE reader that fell back
+    /// stays on long-poll), and a reader restored after EOF sends nothing. See
+    /// [`ReaderSnapshot`].
+    pub fn snapshot(&self) -> ReaderSnapshot {
+        self.snapshot.clone()
     }
 
     /// The checkpoint: the offset after everything this reader has handed out.
@@ -100,6 +142,12 @@ impl Reader {
     /// Whether the stream is closed and everything was read (EOF).
     pub fn is_eof(&self) -> bool {
         self.eof
+    }
+
+    /// The HTTP status of the latest response the reader received, as of the last event
+    /// handed out (`204`: a long-poll that ended without data); `None` before the first.
+    pub fn last_status(&self) -> Option<u16> {
+        self.last_status
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ReaderEvent>> {
@@ -118,10 +166,15 @@ impl Reader {
         match step.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready((inner, event)) => {
+                if let Some(e) = &event {
+                    trace::reader_event(&self.url, e);
+                }
                 self.step = None;
                 self.offset = inner.engine.machine.offset().clone();
                 self.up_to_date = inner.engine.machine.is_up_to_date();
                 self.eof = inner.engine.machine.is_eof();
+                self.last_status = inner.engine.machine.last_status();
+                self.snapshot = inner.engine.machine.snapshot();
                 self.inner = Some(inner);
                 match &event {
                     None | Some(ReaderEvent::Done | ReaderEvent::Failed(_)) => self.finished = true,
@@ -231,5 +284,22 @@ impl<T: DeserializeOwned> Stream for JsonItems<T> {
                 },
             }
         }
+    }
+}
+
+impl crate::handle::StreamHandle {
+    /// A reader that continues from `snapshot` (from [`Reader::snapshot`], maybe taken in
+    /// another process): it resumes right after the last event the snapshotted reader handed
+    /// out, in the same mode and phase; a reader restored after EOF sends nothing and ends at
+    /// once with [`ReaderEvent::Closed`]. The snapshot's configuration is used, with this
+    /// stream's URL and a fresh PRNG seed. See [`ReaderSnapshot`].
+    ///
+    /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a snapshot of
+    /// another format version or a configuration [`StreamHandle::reader_with`] would refuse.
+    ///
+    /// [`StreamHandle::reader_with`]: crate::StreamHandle::reader_with
+    pub fn reader_from_snapshot(&self, mut snapshot: ReaderSnapshot) -> Result<Reader, Error> {
+        snapshot.config.url = self.url().to_owned();
+        Reader::restore(self.client().clone(), self.call_options(), snapshot)
     }
 }

@@ -22,12 +22,14 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+mod faults;
 
 /// The largest request body the embedded server accepts.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
@@ -40,6 +42,11 @@ pub struct ServerConfig {
     /// The model's behaviour (long-poll timeout, chunk limit, SSE connection lifetime...). Its
     /// clock is set to real time by [`spawn`].
     pub model: SimServerConfig,
+    /// A test facility: serve the reference server's fault-injection endpoint,
+    /// `POST`/`DELETE /_test/inject-error` (see the `faults` module source for what it does),
+    /// so tests can make requests fail, stall, drop or return damaged bodies. On by default;
+    /// turn it off when the server must only speak the protocol.
+    pub fault_injection: bool,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +57,7 @@ impl Default for ServerConfig {
                 long_poll_timeout: Duration::from_secs(20),
                 ..SimServerConfig::default()
             },
+            fault_injection: true,
         }
     }
 }
@@ -113,6 +121,9 @@ pub async fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
         .unwrap_or_default();
     let (calls, calls_rx) = mpsc::channel::<Call>(1024);
     let (stop, mut stop_rx) = oneshot::channel::<()>();
+    let faults = config
+        .fault_injection
+        .then(|| Arc::new(faults::Faults::new()));
     let task = tokio::spawn(async move {
         let model_task = tokio::spawn(run_model(SimServer::new(model), calls_rx));
         let mut connections = tokio::task::JoinSet::new();
@@ -123,8 +134,10 @@ pub async fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
                     let Ok((tcp, _)) = accepted else { continue };
                     let _ = tcp.set_nodelay(true);
                     let calls = calls.clone();
+                    let faults = faults.clone();
                     connections.spawn(async move {
-                        let service = service_fn(move |req| serve(req, calls.clone()));
+                        let service =
+                            service_fn(move |req| serve(req, calls.clone(), faults.clone()));
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(tcp), service)
                             .await;
@@ -265,15 +278,31 @@ type ResponseBody = StreamBody<
     std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send>>,
 >;
 
+/// Serves one request. An error closes the connection without a response (an injected
+/// `dropConnection` fault).
 async fn serve(
     request: http::Request<Incoming>,
     calls: mpsc::Sender<Call>,
-) -> Result<http::Response<ResponseBody>, Infallible> {
+    faults: Option<Arc<faults::Faults>>,
+) -> Result<http::Response<ResponseBody>, BoxError> {
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(plain(413, "request body too large")),
     };
+    let mut fault = None;
+    if let Some(faults) = &faults {
+        if parts.uri.path() == faults::CONTROL_PATH {
+            return Ok(faults.control(&parts.method, &body));
+        }
+        match faults.trigger(parts.uri.path(), &parts.method).await {
+            None => {}
+            Some(faults::Action::Drop) => return Err("injected fault: connection dropped".into()),
+            Some(faults::Action::Respond(r)) => return Ok(r),
+            Some(faults::Action::Modify(f)) => fault = Some(f),
+        }
+    }
+    let method = parts.method.clone();
     let (outputs, mut rx) = mpsc::unbounded_channel();
     let call = Call {
         request: http::Request::from_parts(parts, body),
@@ -286,6 +315,9 @@ async fn serve(
         Some(ExchangeOutput::Head(parts)) => parts,
         _ => return Ok(plain(500, "the model produced no response head")),
     };
+    if let (Some(faults), Some(fault)) = (&faults, &fault) {
+        return faults.modify(fault, &method, head, rx).await;
+    }
     let stream = async_stream(rx);
     Ok(http::Response::from_parts(head, StreamBody::new(stream)))
 }

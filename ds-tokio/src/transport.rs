@@ -20,18 +20,34 @@ pub(crate) struct Transport {
     client: hyper_util::client::legacy::Client<Connector, Full<Bytes>>,
 }
 
+/// The TLS settings of a transport: `None` for rustls with the bundled webpki roots.
+#[cfg(feature = "rustls")]
+pub(crate) type TlsSettings = Option<rustls::ClientConfig>;
+/// Without the `rustls` feature there is no TLS to configure.
+#[cfg(not(feature = "rustls"))]
+pub(crate) type TlsSettings = ();
+
 impl Transport {
-    pub(crate) fn new(connect_timeout: Option<Duration>, pool_idle: Duration) -> Self {
+    /// A transport whose https connections use `tls` (see [`crate::tls`]).
+    pub(crate) fn with_tls(
+        connect_timeout: Option<Duration>,
+        pool_idle: Duration,
+        tls: TlsSettings,
+    ) -> Self {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(connect_timeout);
         http.set_nodelay(true);
         http.enforce_http(false);
         #[cfg(feature = "rustls")]
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = match tls {
+            Some(config) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config),
+            None => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
+        }
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+        #[cfg(not(feature = "rustls"))]
+        let () = tls;
         #[cfg(not(feature = "rustls"))]
         let connector = http;
         let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
@@ -47,12 +63,13 @@ impl Transport {
         request: http::Request<Bytes>,
     ) -> Result<(http::response::Parts, Incoming), TransportError> {
         let (parts, body) = request.into_parts();
+        let query = parts.uri.query().map(str::to_owned);
         let request = http::Request::from_parts(parts, Full::new(body));
         let response = self
             .client
             .request(request)
             .await
-            .map_err(classify_client)?;
+            .map_err(|e| redact_query(classify_client(e), query.as_deref()))?;
         Ok(response.into_parts())
     }
 
@@ -63,11 +80,20 @@ impl Transport {
         limit: usize,
     ) -> Result<(http::response::Parts, Bytes), TransportError> {
         let (parts, mut body) = self.send(request).await?;
-        let mut chunks: Vec<Bytes> = Vec::new();
+        // One frame is kept as it is; from the second on, frames are copied into one buffer as
+        // they arrive (sized from the body's length when known), so hyper reuses its buffers.
+        let hint = usize::try_from(hyper::body::Body::size_hint(&body).lower())
+            .unwrap_or(usize::MAX)
+            .min(limit);
+        let mut first: Option<Bytes> = None;
+        let mut all = bytes::BytesMut::new();
         let mut total = 0usize;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| classify_hyper(&e))?;
             if let Ok(data) = frame.into_data() {
+                if data.is_empty() {
+                    continue;
+                }
                 total += data.len();
                 if total > limit {
                     return Err(TransportError::new(
@@ -75,21 +101,18 @@ impl Transport {
                         format!("response body exceeds {limit} bytes"),
                     ));
                 }
-                chunks.push(data);
+                if total == data.len() {
+                    first = Some(data);
+                    continue;
+                }
+                if let Some(f) = first.take() {
+                    all.reserve(hint.max(total));
+                    all.extend_from_slice(&f);
+                }
+                all.extend_from_slice(&data);
             }
         }
-        let body = match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.pop().unwrap_or_default(),
-            _ => {
-                let mut all = Vec::with_capacity(total);
-                for c in &chunks {
-                    all.extend_from_slice(c);
-                }
-                Bytes::from(all)
-            }
-        };
-        Ok((parts, body))
+        Ok((parts, first.unwrap_or_else(|| all.freeze())))
     }
 }
 
@@ -107,11 +130,26 @@ pub(crate) async fn next_chunk(body: &mut Incoming) -> Option<Result<Bytes, Tran
     }
 }
 
+/// Removes a request's query string from an error message: query parameters may carry
+/// credentials (tokens from a provider), and errors end up in logs.
+pub(crate) fn redact_query(mut e: TransportError, query: Option<&str>) -> TransportError {
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        if e.message.contains(q) {
+            e.message = e.message.replace(q, "<query redacted>");
+        }
+    }
+    e
+}
+
 fn classify_client(e: hyper_util::client::legacy::Error) -> TransportError {
     use std::error::Error as _;
     let msg = error_chain(&e);
+    #[cfg(feature = "rustls")]
+    let tls = crate::tls::is_tls_failure(&e);
+    #[cfg(not(feature = "rustls"))]
+    let tls = false;
     let kind = if e.is_connect() {
-        if msg.contains("certificate") || msg.contains("tls") || msg.contains("TLS") {
+        if tls {
             TransportErrorKind::Tls
         } else if msg.contains("timed out") || msg.contains("timeout") {
             TransportErrorKind::Timeout
@@ -133,10 +171,39 @@ fn classify_hyper(e: &hyper::Error) -> TransportError {
         TransportErrorKind::Timeout
     } else if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
         TransportErrorKind::ConnectionReset
+    } else if let Some(io) = io_source(e) {
+        // A body read that failed below HTTP: a body cut short by the peer closing
+        // (`UnexpectedEof`), a reset.
+        classify_io_kind(io.kind())
     } else {
         TransportErrorKind::Other
     };
     TransportError::new(kind, error_chain(e))
+}
+
+/// The first I/O error in `e`'s source chain.
+fn io_source<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn classify_io_kind(kind: std::io::ErrorKind) -> TransportErrorKind {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::TimedOut | K::WouldBlock => TransportErrorKind::Timeout,
+        K::ConnectionRefused | K::AddrNotAvailable => TransportErrorKind::Connect,
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+            TransportErrorKind::ConnectionReset
+        }
+        K::InvalidData => TransportErrorKind::Protocol,
+        _ => TransportErrorKind::Other,
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -9,12 +9,18 @@
 //! Dropping a writer without [`Writer::close`] stops its background task at once: appends not
 //! yet acknowledged may or may not reach the stream, and nothing reports them. Call `close` (or
 //! at least `flush`) before dropping.
+//!
+//! Snapshots ([`Writer::snapshot`], [`Writer::on_snapshot`],
+//! [`StreamHandle::writer_from_snapshot`]) carry a writer across a crash exactly-once: see
+//! [`Writer`]'s docs, "Durable state".
 
 use crate::client::Client;
 use crate::engine::{now, sleep_until, Exchanges};
 use crate::handle::StreamHandle;
+use crate::trace;
 use bytes::Bytes;
 use ds_proto::producer::{AppendError, AppendId, Producer, ProducerConfig, ProducerEvent};
+use ds_proto::producer::{ProducerSnapshot, SnapshotMark};
 use ds_proto::write_tracker::{CloseOutcome, WriteFailure, WriteOutcome, WriteTracker};
 use ds_proto::{Error, Offset, Operation};
 use serde::Serialize;
@@ -26,15 +32,44 @@ use tokio::task::JoinHandle;
 /// Called with every failure, as it happens (for fire-and-forget writers).
 pub type ErrorCallback = Arc<dyn Fn(&WriteFailure) + Send + Sync>;
 
+/// Called with a snapshot to persist (see [`Writer::on_snapshot`]).
+pub type SnapshotCallback = Arc<dyn Fn(&ProducerSnapshot) + Send + Sync>;
+
 struct Core {
     producer: Producer,
     tracker: WriteTracker,
     waiters: HashMap<u64, oneshot::Sender<WriteOutcome>>,
     on_error: Option<ErrorCallback>,
+    on_snapshot: Option<SnapshotCallback>,
+    /// The mark of the last snapshot handed to `on_snapshot`.
+    persisted: Option<SnapshotMark>,
 }
 
 impl Core {
+    /// Hands `data` to the producer; also says whether the background task must look at the
+    /// producer again: only when the append sealed a batch or changed the producer's timer
+    /// (the first append of a batch starts its linger). Waking the task for every append
+    /// made it contend for the lock with the appending task, append by append.
+    fn append(&mut self, data: Bytes) -> Result<(AppendId, bool), AppendError> {
+        let before = (self.producer.next_seq(), self.producer.poll_timeout());
+        let id = self.producer.append(data, now())?;
+        let after = (self.producer.next_seq(), self.producer.poll_timeout());
+        Ok((id, before != after))
+    }
+    /// Hands a snapshot to `on_snapshot` when the last one does not hold every batch that may
+    /// be sent (write-ahead), or when `resolved` (appends were acknowledged or failed).
+    fn persist(&mut self, resolved: bool) {
+        if let Some(cb) = &self.on_snapshot {
+            let mark = self.producer.snapshot_mark();
+            if resolved || self.persisted != Some(mark) {
+                cb(&self.producer.snapshot());
+                self.persisted = Some(mark);
+            }
+        }
+    }
+
     fn dispatch(&mut self, event: ProducerEvent) {
+        trace::producer_event(&self.producer.config().url, &event);
         if let (
             ProducerEvent::Failed {
                 first,
@@ -115,6 +150,29 @@ pub struct CloseReport {
 }
 
 /// An exactly-once writer of one stream.
+///
+/// # Durable state: surviving a crash exactly-once
+///
+/// [`Writer::snapshot`] takes a [`ProducerSnapshot`] at any time, and
+/// [`StreamHandle::writer_from_snapshot`] continues from one, in this process or in another
+/// after a crash: the batches that were sealed but not acknowledged are re-sent with their
+/// original epoch, seq and body, so the server stores each exactly once (a `204` duplicate
+/// for those the crashed writer had already stored), then the open batch continues.
+///
+/// To persist snapshots, register [`Writer::on_snapshot`]. Its callback gets a snapshot at
+/// once, then again *before* the writer sends a batch the last one did not hold
+/// (write-ahead), and after every acknowledgement or failure. It runs on the writer's task
+/// with the writer locked and nothing is sent until it returns, so a snapshot it has
+/// persisted always holds every batch that may be on the server. Keep it short (a file write,
+/// a database row); a callback that cannot persist should stop the process rather than
+/// return.
+///
+/// Appends made after the last persisted snapshot are the application's to replay: journal
+/// each payload durably before calling `append`, and after restoring append the journaled
+/// payloads from [`ProducerSnapshot::next_append_id`] on, in order (they get the same ids).
+/// Restore only when the old writer is surely gone; when another instance may still be
+/// writing with the same producer id and epoch, or the snapshot may be stale, start a writer
+/// with a higher epoch instead (at-least-once). The details are on [`ProducerSnapshot`].
 pub struct Writer {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
@@ -125,7 +183,7 @@ impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let core = self.shared.lock();
         f.debug_struct("Writer")
-            .field("url", &self.url)
+            .field("url", &ds_proto::url::strip_query(&self.url))
             .field("epoch", &core.producer.epoch())
             .field("buffered_bytes", &core.producer.buffered_bytes())
             .finish_non_exhaustive()
@@ -144,6 +202,12 @@ impl StreamHandle {
     }
 
     /// A writer with every producer setting chosen (its `url` is replaced by this stream's).
+    ///
+    /// When `config.request_deadline` is `None`, each request gets the handle's call timeout
+    /// or the client's [`request_timeout`](crate::ClientBuilder::request_timeout) (60 s by
+    /// default) as its deadline: a server that stops answering makes the attempt fail and be
+    /// retried, and the appends fail once the retry policy is exhausted, instead of waiting
+    /// for ever. (With the client's request timeout set to `None` there is no deadline.)
     pub fn writer_with(&self, mut config: ProducerConfig) -> Result<Writer, Error> {
         config.url = self.url().to_owned();
         Writer::new(self.client().clone(), self.call_options(), config)
@@ -157,21 +221,42 @@ impl Writer {
         mut config: ProducerConfig,
     ) -> Result<Writer, Error> {
         config.rng_seed = client.next_seed();
+        if config.request_deadline.is_none() {
+            config.request_deadline = call.timeout.or(client.request_timeout());
+        }
         let url = config.url.clone();
         let producer = Producer::new(config, now())?;
+        Ok(Writer::spawn(
+            client,
+            call,
+            producer,
+            WriteTracker::new(),
+            url,
+        ))
+    }
+
+    fn spawn(
+        client: Client,
+        call: ds_proto::ops::CallOptions,
+        producer: Producer,
+        tracker: WriteTracker,
+        url: String,
+    ) -> Writer {
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 producer,
-                tracker: WriteTracker::new(),
+                tracker,
                 waiters: HashMap::new(),
                 on_error: None,
+                on_snapshot: None,
+                persisted: None,
             }),
             wake: Notify::new(),
             changed: Notify::new(),
         });
         let exchanges = Exchanges::new(client, call);
         let task = tokio::spawn(run(shared.clone(), exchanges));
-        Ok(Writer { shared, task, url })
+        Writer { shared, task, url }
     }
 
     /// Sets the callback told of every failure as it happens.
@@ -182,8 +267,10 @@ impl Writer {
     /// Appends without waiting: `Err(AppendError::Full)` (with the payload handed back) when the
     /// buffer is full, `Err(AppendError::Refused)` for an invalid payload or a stopped writer.
     pub fn try_append(&self, data: impl Into<Bytes>) -> Result<AppendId, AppendError> {
-        let id = self.shared.lock().producer.append(data.into(), now())?;
-        self.shared.wake.notify_one();
+        let (id, wake) = self.shared.lock().append(data.into())?;
+        if wake {
+            self.shared.wake.notify_one();
+        }
         Ok(id)
     }
 
@@ -238,18 +325,20 @@ impl Writer {
             let changed = self.shared.changed.notified();
             let attempt = {
                 let mut core = self.shared.lock();
-                match core.producer.append(data, now()) {
-                    Ok(id) => {
+                match core.append(data) {
+                    Ok((id, wake)) => {
                         let (tx, rx) = oneshot::channel();
                         core.waiters.insert(id.0, tx);
-                        Ok(AppendHandle { id, rx })
+                        Ok((AppendHandle { id, rx }, wake))
                     }
                     Err(e) => Err(e),
                 }
             };
             match attempt {
-                Ok(h) => {
-                    self.shared.wake.notify_one();
+                Ok((h, wake)) => {
+                    if wake {
+                        self.shared.wake.notify_one();
+                    }
                     return Ok(h);
                 }
                 Err(AppendError::Full { data: back, .. }) => {
@@ -366,6 +455,69 @@ impl Drop for Writer {
     }
 }
 
+impl StreamHandle {
+    /// A writer that continues from `snapshot` (taken by [`Writer::snapshot`] or given to an
+    /// [`Writer::on_snapshot`] callback, maybe in another process): see the
+    /// [`Writer`] docs ("Durable state") and [`ProducerSnapshot`] for the guarantees. The snapshot's
+    /// configuration is used, with this stream's URL (it must be the same stream, perhaps
+    /// reached at another address) and a fresh PRNG seed. Re-append the journaled appends from
+    /// [`ProducerSnapshot::next_append_id`] on after this returns.
+    ///
+    /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a snapshot of
+    /// another format version or an inconsistent one.
+    pub fn writer_from_snapshot(&self, mut snapshot: ProducerSnapshot) -> Result<Writer, Error> {
+        let client = self.client().clone();
+        snapshot.config.url = self.url().to_owned();
+        snapshot.config.rng_seed = client.next_seed();
+        let call = self.call_options();
+        if snapshot.config.request_deadline.is_none() {
+            // As for `writer_with`.
+            snapshot.config.request_deadline = call.timeout.or(client.request_timeout());
+        }
+        let url = snapshot.config.url.clone();
+        let tracker = WriteTracker::starting_at(snapshot.first_unreported());
+        let producer = Producer::restore(snapshot, now())?;
+        Ok(Writer::spawn(client, call, producer, tracker, url))
+    }
+}
+
+impl Writer {
+    /// A snapshot of the writer's producer now: everything needed to continue with
+    /// [`StreamHandle::writer_from_snapshot`]. Cheap (payloads are shared, not copied) and
+    /// without effect on the writer. To persist snapshots for crash recovery use
+    /// [`Writer::on_snapshot`], which takes them at the right moments.
+    pub fn snapshot(&self) -> ProducerSnapshot {
+        self.shared.lock().producer.snapshot()
+    }
+
+    /// Sets the callback that persists snapshots (replacing any earlier one). It is called
+    /// at once with the current snapshot (on this thread), then by the writer's task
+    /// *before* it sends a batch the last snapshot did not hold, and after every
+    /// acknowledgement or failure. Nothing is sent while it runs, so the snapshot it last
+    /// persisted always holds every batch that may be on the server: restoring from it (plus
+    /// the journaled appends from its [`next_append_id`](ProducerSnapshot::next_append_id)
+    /// on) is exactly-once, provided it was set before the first append (right after
+    /// [`StreamHandle::writer`] or [`StreamHandle::writer_from_snapshot`]). It runs with the
+    /// writer locked: keep it short, and do not call the writer from it.
+    pub fn on_snapshot(&self, callback: impl Fn(&ProducerSnapshot) + Send + Sync + 'static) {
+        let mut core = self.shared.lock();
+        core.on_snapshot = Some(Arc::new(callback));
+        core.persist(true);
+    }
+}
+
+/// Whether an event resolves appends or the close (then the persisted snapshot shrinks).
+fn is_report(event: &ProducerEvent) -> bool {
+    matches!(
+        event,
+        ProducerEvent::Acked { .. }
+            | ProducerEvent::Failed { .. }
+            | ProducerEvent::Closed { .. }
+            | ProducerEvent::CloseFailed { .. }
+            | ProducerEvent::EpochClaimed { .. }
+    )
+}
+
 async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
     loop {
         let deadline = {
@@ -374,13 +526,21 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
             while let Some(id) = core.producer.poll_cancel() {
                 exchanges.abort(id);
             }
+            let mut transmits = Vec::new();
             while let Some(t) = core.producer.poll_transmit(now) {
-                exchanges.start(t);
+                transmits.push(t);
             }
             let mut changed = false;
+            let mut resolved = false;
             while let Some(event) = core.producer.poll_event() {
+                resolved |= is_report(&event);
                 core.dispatch(event);
                 changed = true;
+            }
+            // Before anything is sent: the persisted snapshot holds every batch in flight.
+            core.persist(resolved);
+            for t in transmits {
+                exchanges.start(t);
             }
             if changed {
                 shared.changed.notify_waiters();
