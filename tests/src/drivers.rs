@@ -44,6 +44,20 @@ pub struct ClientSettings {
     pub provider: Option<Arc<dyn Fn() -> RequestExtras + Send + Sync>>,
     /// Per-attempt timeout.
     pub request_timeout: Option<std::time::Duration>,
+    /// Connect timeout (the driver default when `None`).
+    pub connect_timeout: Option<std::time::Duration>,
+    /// The largest buffered response body (the driver default when `None`).
+    pub max_response_bytes: Option<usize>,
+    /// Header names marked as credentials (`ClientBuilder::sensitive_header`).
+    pub sensitive_headers: Vec<http::HeaderName>,
+    /// Extra trusted root certificates, DER or PEM (`ClientBuilder::add_root_certificate`).
+    pub root_certificates: Vec<Vec<u8>>,
+    /// Whether the bundled webpki roots are trusted (the driver default when `None`).
+    pub built_in_roots: Option<bool>,
+    /// The server's long-poll wait (`ClientBuilder::long_poll_wait`).
+    pub long_poll_wait: Option<std::time::Duration>,
+    /// The SSE idle timeout of readers (`ClientBuilder::sse_idle_timeout`).
+    pub sse_idle_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for ClientSettings {
@@ -86,6 +100,27 @@ impl AnyClient {
                 }
                 if s.request_timeout.is_some() {
                     b = b.request_timeout(s.request_timeout);
+                }
+                if s.connect_timeout.is_some() {
+                    b = b.connect_timeout(s.connect_timeout);
+                }
+                if let Some(n) = s.max_response_bytes {
+                    b = b.max_response_bytes(n);
+                }
+                for name in s.sensitive_headers.clone() {
+                    b = b.sensitive_header(name);
+                }
+                for cert in &s.root_certificates {
+                    b = b.add_root_certificate(cert);
+                }
+                if let Some(on) = s.built_in_roots {
+                    b = b.tls_built_in_roots(on);
+                }
+                if let Some(w) = s.long_poll_wait {
+                    b = b.long_poll_wait(w);
+                }
+                if s.sse_idle_timeout.is_some() {
+                    b = b.sse_idle_timeout(s.sse_idle_timeout);
                 }
                 b.build().expect("valid client settings")
             }};
@@ -164,6 +199,14 @@ impl AnyStream {
         match self {
             AnyStream::Tokio(rt, h) => AnyStream::Tokio(rt.clone(), h.with_options(call)),
             AnyStream::Blocking(h) => AnyStream::Blocking(h.with_options(call)),
+        }
+    }
+
+    /// The content type appends use (set, or learned from create, head and reads).
+    pub fn content_type(&self) -> Option<String> {
+        match self {
+            AnyStream::Tokio(_, h) => h.content_type(),
+            AnyStream::Blocking(h) => h.content_type(),
         }
     }
 
@@ -254,6 +297,14 @@ impl AnyStream {
         }
     }
 
+    /// The reader configuration `reader` starts from (the client's reader defaults).
+    pub fn reader_config(&self) -> ReaderConfig {
+        match self {
+            AnyStream::Tokio(_, h) => h.reader_config(),
+            AnyStream::Blocking(h) => h.reader_config(),
+        }
+    }
+
     /// A reader with a full configuration.
     pub fn reader_with(&self, config: ReaderConfig) -> Result<AnyReader, Error> {
         match self {
@@ -308,7 +359,65 @@ impl AnyReader {
             AnyReader::Blocking(r) => r.is_eof(),
         }
     }
+
+    /// Whether the reader is at the stream's tail.
+    pub fn is_up_to_date(&self) -> bool {
+        match self {
+            AnyReader::Tokio(_, r) => r.is_up_to_date(),
+            AnyReader::Blocking(r) => r.is_up_to_date(),
+        }
+    }
+
+    /// The HTTP status of the latest response the reader received.
+    pub fn last_status(&self) -> Option<u16> {
+        match self {
+            AnyReader::Tokio(_, r) => r.last_status(),
+            AnyReader::Blocking(r) => r.last_status(),
+        }
+    }
+
+    /// The next raw event, waiting at most until `deadline`: `Err(DeadlinePassed)` when it
+    /// passed first. The tokio reader's pending step survives the timeout; the blocking reader
+    /// is stopped by it (through its [`ds_blocking::ReaderStopper`]), so a timed-out reader
+    /// is finished.
+    pub fn next_event_until(
+        &mut self,
+        deadline: std::time::Instant,
+    ) -> Result<Option<ReaderEvent>, DeadlinePassed> {
+        if std::time::Instant::now() >= deadline {
+            return Err(DeadlinePassed);
+        }
+        match self {
+            AnyReader::Tokio(rt, r) => rt.block_on(async {
+                tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), r.next_event())
+                    .await
+                    .map_err(|_| DeadlinePassed)
+            }),
+            AnyReader::Blocking(r) => {
+                let stopper = r.stopper();
+                let (done, wait) = std::sync::mpsc::channel::<()>();
+                let timer = std::thread::spawn(move || {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(left)
+                    {
+                        stopper.stop();
+                    }
+                });
+                let event = r.next_event();
+                drop(done);
+                let _ = timer.join();
+                match event {
+                    None if std::time::Instant::now() >= deadline => Err(DeadlinePassed),
+                    other => Ok(other),
+                }
+            }
+        }
+    }
 }
+
+/// [`AnyReader::next_event_until`]: the deadline passed before the next event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadlinePassed;
 
 /// A writer of either driver, with synchronous methods.
 #[derive(Debug)]
@@ -432,6 +541,76 @@ impl AnyWriter {
         match self {
             AnyWriter::Tokio(_, w) => w.epoch(),
             AnyWriter::Blocking(w) => w.epoch(),
+        }
+    }
+}
+
+// ----- durable state (snapshots) -----
+
+impl AnyStream {
+    /// A writer continuing from a producer snapshot (`writer_from_snapshot`).
+    pub fn writer_from_snapshot(
+        &self,
+        snapshot: ds_proto::producer::ProducerSnapshot,
+    ) -> Result<AnyWriter, Error> {
+        match self {
+            AnyStream::Tokio(rt, h) => {
+                let _g = rt.enter();
+                Ok(AnyWriter::Tokio(
+                    rt.clone(),
+                    h.writer_from_snapshot(snapshot)?,
+                ))
+            }
+            AnyStream::Blocking(h) => Ok(AnyWriter::Blocking(h.writer_from_snapshot(snapshot)?)),
+        }
+    }
+
+    /// A reader continuing from a reader snapshot (`reader_from_snapshot`).
+    pub fn reader_from_snapshot(
+        &self,
+        snapshot: ds_proto::reader::ReaderSnapshot,
+    ) -> Result<AnyReader, Error> {
+        match self {
+            AnyStream::Tokio(rt, h) => {
+                let _g = rt.enter();
+                Ok(AnyReader::Tokio(
+                    rt.clone(),
+                    h.reader_from_snapshot(snapshot)?,
+                ))
+            }
+            AnyStream::Blocking(h) => Ok(AnyReader::Blocking(h.reader_from_snapshot(snapshot)?)),
+        }
+    }
+}
+
+impl AnyWriter {
+    /// The writer's producer snapshot now.
+    pub fn snapshot(&self) -> ds_proto::producer::ProducerSnapshot {
+        match self {
+            AnyWriter::Tokio(_, w) => w.snapshot(),
+            AnyWriter::Blocking(w) => w.snapshot(),
+        }
+    }
+
+    /// Sets the snapshot callback (called at once, before new batches are sent, and after
+    /// every acknowledgement).
+    pub fn on_snapshot(
+        &self,
+        callback: impl Fn(&ds_proto::producer::ProducerSnapshot) + Send + Sync + 'static,
+    ) {
+        match self {
+            AnyWriter::Tokio(_, w) => w.on_snapshot(callback),
+            AnyWriter::Blocking(w) => w.on_snapshot(callback),
+        }
+    }
+}
+
+impl AnyReader {
+    /// The reader's snapshot (what it has handed out).
+    pub fn snapshot(&self) -> ds_proto::reader::ReaderSnapshot {
+        match self {
+            AnyReader::Tokio(_, r) => r.snapshot(),
+            AnyReader::Blocking(r) => r.snapshot(),
         }
     }
 }

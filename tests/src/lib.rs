@@ -9,6 +9,11 @@
 //! - [`drivers`]: one synchronous face over both client drivers, so every integration test
 //!   runs the same scenario through `ds-tokio` and `ds-blocking`.
 //! - [`raw_http`]: a minimal blocking HTTP/1.1 client for test setup and assertions.
+//! - [`hostile`]: a misbehaving server answering each request with scripted raw bytes
+//!   (malformed heads, lying lengths, endless bodies, silence), for the hardening tests.
+//! - [`tls`]: a TLS-terminating proxy (tokio-rustls) with a certificate the test provides.
+//! - [`conformance`]: the official client-conformance cases (YAML) and adapter protocol: a
+//!   strict case runner, and the adapter shared with the `ds-conformance-adapter` binary.
 //!
 //! Everything here is blocking and needs no async runtime, so it can be used from plain
 //! `#[test]`s and from `#[tokio::test]`s alike (the calls are short; inside a single-threaded
@@ -18,10 +23,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conformance;
 pub mod drivers;
+pub mod hostile;
 pub mod proxy;
 pub mod raw_http;
 pub mod refserver;
+pub mod tls;
 
 pub use proxy::{Proxy, RecordedRequest};
 pub use raw_http::{RawConnection, RawResponse};

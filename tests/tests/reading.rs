@@ -286,3 +286,36 @@ fn missing_stream_is_a_terminal_typed_error() {
         assert!(r.next_chunk().is_none());
     }
 }
+
+#[test]
+fn sse_leading_spaces_of_text_payloads() {
+    // PROTOCOL.md 5.8: SSE data is parsed per the SSE rules, which strip one space after
+    // `data:`. The embedded server adds that space when a payload starts with one, so payloads
+    // arrive whole. The reference server writes `data:<payload>` verbatim: a reader keeps the
+    // payload whole from it only with `sse_preserve_leading_space`.
+    let parts = ["Hello", " world", "  two", "\n line"];
+    let expected: String = parts.concat();
+    let reference = RefServer::shared();
+    let embedded = ds_tokio::server::BackgroundServer::start(Default::default()).unwrap();
+    for (base, preserve) in [(embedded.url(), false), (reference.url(), true)] {
+        for kind in DriverKind::ALL {
+            let s =
+                AnyClient::new(kind, base).stream(&ds_tests::refserver::unique_stream_path("sp"));
+            s.create(CreateOptions::with_content_type("text/plain"))
+                .unwrap();
+            for p in parts {
+                s.append(p).unwrap();
+            }
+            let mut config = ReaderConfig::new(s.url());
+            config.mode = ReadMode::Sse;
+            config.sse_preserve_leading_space = preserve;
+            let mut r = s.reader_with(config).unwrap();
+            let (data, _) = read_bytes(&mut r, expected.len());
+            assert_eq!(
+                String::from_utf8(data).unwrap(),
+                expected,
+                "{kind:?} {base}"
+            );
+        }
+    }
+}
