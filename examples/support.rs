@@ -36,6 +36,11 @@ impl ExampleServer {
         })
     }
 
+    /// Whether this is the embedded server (no `DS_URL`).
+    pub fn is_embedded(&self) -> bool {
+        self._embedded.is_some()
+    }
+
     /// The base URL.
     pub fn url(&self) -> &str {
         &self.url
