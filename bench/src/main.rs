@@ -1,0 +1,536 @@
+//! End-to-end benchmarks of the Durable Streams drivers against real servers, each scenario
+//! run through a driver and through a bare-stack loop doing the same HTTP exchanges without
+//! protocol logic (bare hyper beside ds-tokio, bare ureq beside ds-blocking); the table gives
+//! the ratios.
+//!
+//! ```text
+//! cargo run --release -p ds-bench -- --server ref|rust|both \[options\]
+//! ```
+//!
+//! Options (defaults in brackets):
+//!
+//! - `--server ref|rust|both` \[both\]: the reference server (npm, started through the ds-tests
+//!   harness) and/or `durable-streams-server` (installed into `<workspace>/.cache/ds-server`
+//!   with `cargo install` when missing);
+//! - `--stacks tokio,blocking` \[both\];
+//! - `--only write,catch-up,live,ops` \[all\];
+//! - `--reps N` \[3\]: repetitions of each throughput run (the median is shown);
+//! - `--in-flight 1,2,5` \[1\]: the writer's `max_in_flight` values to run;
+//! - `--batch-items N`, `--linger-ms N`, `--batch-bytes N`: writer settings (the producer's
+//!   defaults unless given; `--batch-bytes` also sizes the bare loop's bodies, 1 MiB);
+//! - `--appends N` \[100000\]: the small-append count; `--catch-up-mb N` \[100\];
+//!   `--live-samples N` \[200\]; `--op-samples N` \[300\];
+//! - `--out FILE`: also write the table (markdown) to FILE.
+//!
+//! Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
+#![forbid(unsafe_code)]
+
+mod blocking_stacks;
+mod servers;
+mod tokio_stacks;
+mod util;
+
+use bytes::Bytes;
+use ds_proto::producer::ProducerConfig;
+use servers::{Kind, Server};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use util::{Lat, Tput};
+
+/// Pause between two live messages (so a long-poll is parked when the append arrives).
+pub const LIVE_GAP: Duration = Duration::from_millis(3);
+/// How long a live message may take to arrive before the scenario fails.
+pub const LIVE_WAIT: Duration = Duration::from_secs(5);
+/// Operations run before the measured ones.
+pub const WARMUP: usize = 20;
+/// The reader's `max_body_bytes` for the catch-up scenario (a 100 MB stream comes back as one
+/// response from both servers).
+pub const CATCH_UP_LIMIT: usize = 1 << 30;
+/// Upper bound on a whole scenario's live phase.
+const LIVE_BUDGET: Duration = Duration::from_secs(30);
+
+/// The writer's settings for one run.
+#[derive(Debug, Clone)]
+pub struct WriteCfg {
+    pub in_flight: usize,
+    pub batch_items: Option<usize>,
+    pub batch_bytes: usize,
+    pub linger: Option<Duration>,
+}
+
+impl WriteCfg {
+    pub fn apply(&self, c: &mut ProducerConfig) {
+        c.max_in_flight = self.in_flight;
+        c.max_batch_bytes = self.batch_bytes;
+        if let Some(n) = self.batch_items {
+            c.max_batch_items = n;
+        }
+        if let Some(l) = self.linger {
+            c.linger = l;
+        }
+    }
+}
+
+/// One way of doing each scenario's HTTP exchanges.
+pub trait Stack {
+    fn name(&self) -> &'static str;
+    /// Appends every payload (in order, exactly once) and returns when the server confirmed
+    /// them all.
+    fn write(&self, url: &str, payloads: Vec<Bytes>, cfg: &WriteCfg) -> Result<Tput, String>;
+    /// Reads the whole stream from the beginning (it holds `expect` bytes).
+    fn catch_up(&self, url: &str, expect: u64) -> Result<Tput, String>;
+    /// Append-to-delivery latency through long-poll (or SSE) on a `text/plain` stream.
+    fn live(&self, url: &str, sse: bool, n: usize, budget: Duration) -> Result<Lat, String>;
+    /// Latency of create, append, head and read (streams named from `url`).
+    fn ops(&self, url: &str, n: usize) -> Result<[Lat; 4], String>;
+}
+
+/// The `streamNextOffset` of the last complete control event in `data`, if any.
+pub fn last_control_offset(data: &[u8]) -> Option<String> {
+    let key = b"\"streamNextOffset\":\"";
+    let at = memchr::memmem::rfind(data, key)? + key.len();
+    let end = memchr::memchr(b'"', &data[at..])?;
+    std::str::from_utf8(&data[at..at + end])
+        .ok()
+        .map(str::to_owned)
+}
+
+#[derive(Debug, Clone)]
+struct Args {
+    servers: Vec<Kind>,
+    tokio: bool,
+    blocking: bool,
+    only: Vec<String>,
+    reps: usize,
+    in_flight: Vec<usize>,
+    batch_items: Option<usize>,
+    batch_bytes: usize,
+    linger: Option<Duration>,
+    appends: usize,
+    catch_up_mb: usize,
+    live_samples: usize,
+    op_samples: usize,
+    out: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        servers: vec![Kind::Ref, Kind::Rust],
+        tokio: true,
+        blocking: true,
+        only: Vec::new(),
+        reps: 3,
+        in_flight: vec![1],
+        batch_items: None,
+        batch_bytes: ProducerConfig::new("http://x/s", "p").max_batch_bytes,
+        linger: None,
+        appends: 100_000,
+        catch_up_mb: 100,
+        live_samples: 200,
+        op_samples: 300,
+        out: None,
+    };
+    let mut it = std::env::args().skip(1);
+    let num = |v: Option<String>, name: &str| -> Result<usize, String> {
+        v.ok_or(format!("{name} needs a value"))?
+            .parse()
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--server" => {
+                a.servers = match it.next().as_deref() {
+                    Some("ref") => vec![Kind::Ref],
+                    Some("rust") => vec![Kind::Rust],
+                    Some("both") => vec![Kind::Ref, Kind::Rust],
+                    other => return Err(format!("--server ref|rust|both, not {other:?}")),
+                }
+            }
+            "--stacks" => {
+                let v = it.next().unwrap_or_default();
+                a.tokio = v.split(',').any(|s| s == "tokio");
+                a.blocking = v.split(',').any(|s| s == "blocking");
+            }
+            "--only" => {
+                a.only = it
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect()
+            }
+            "--reps" => a.reps = num(it.next(), "--reps")?.clamp(1, 50),
+            "--in-flight" => {
+                a.in_flight = it
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|s| s.parse().map_err(|e| format!("--in-flight: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--batch-items" => a.batch_items = Some(num(it.next(), "--batch-items")?),
+            "--batch-bytes" => a.batch_bytes = num(it.next(), "--batch-bytes")?,
+            "--linger-ms" => {
+                a.linger = Some(Duration::from_millis(num(it.next(), "--linger-ms")? as u64))
+            }
+            "--appends" => a.appends = num(it.next(), "--appends")?.clamp(1, 10_000_000),
+            "--catch-up-mb" => a.catch_up_mb = num(it.next(), "--catch-up-mb")?.clamp(1, 2000),
+            "--live-samples" => {
+                a.live_samples = num(it.next(), "--live-samples")?.clamp(1, 100_000)
+            }
+            "--op-samples" => a.op_samples = num(it.next(), "--op-samples")?.clamp(1, 100_000),
+            "--out" => a.out = it.next(),
+            "-h" | "--help" => {
+                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--out FILE]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(a)
+}
+
+impl Args {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
+}
+
+/// A measured value of a driver and of its bare stack.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    driver: f64,
+    bare: f64,
+}
+
+impl Pair {
+    fn ratio(self) -> f64 {
+        self.driver / self.bare
+    }
+}
+
+#[derive(Debug)]
+struct Row {
+    scenario: String,
+    metric: &'static str,
+    /// Per stack pair (tokio, blocking); `None`: not run or failed.
+    cells: [Option<Result<Pair, String>>; 2],
+}
+
+fn median(mut v: Vec<Tput>) -> Tput {
+    v.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    v[v.len() / 2]
+}
+
+/// Runs a throughput scenario `reps` times for both stacks of a pair, alternating the order.
+fn tput_pair(
+    reps: usize,
+    driver: &dyn Stack,
+    bare: Option<&dyn Stack>,
+    mut run: impl FnMut(&dyn Stack) -> Result<Tput, String>,
+) -> Result<(Tput, Option<Tput>), String> {
+    let (mut d, mut b) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        if rep % 2 == 1 {
+            if let Some(bare) = bare {
+                b.push(run(bare).map_err(|e| format!("{}: {e}", bare.name()))?);
+            }
+        }
+        d.push(run(driver).map_err(|e| format!("{}: {e}", driver.name()))?);
+        if rep % 2 == 0 {
+            if let Some(bare) = bare {
+                b.push(run(bare).map_err(|e| format!("{}: {e}", bare.name()))?);
+            }
+        }
+    }
+    Ok((median(d), (!b.is_empty()).then(|| median(b))))
+}
+
+fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        "n/a".into()
+    } else if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn render(kind: Kind, rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n### {}\n", kind.name());
+    let _ = writeln!(
+        s,
+        "| scenario | metric | ds-tokio | bare hyper | ratio | ds-blocking | bare ureq | ratio |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let mut line = format!("| {} | {} |", r.scenario, r.metric);
+        for c in &r.cells {
+            match c {
+                None => line.push_str(" | | |"),
+                Some(Ok(p)) => {
+                    let _ = write!(
+                        line,
+                        " {} | {} | {:.2} |",
+                        fmt_num(p.driver),
+                        fmt_num(p.bare),
+                        p.ratio()
+                    );
+                }
+                Some(Err(e)) => {
+                    let e: String = e.chars().take(60).collect();
+                    let _ = write!(line, " failed: {e} | | |");
+                }
+            }
+        }
+        let _ = writeln!(s, "{line}");
+    }
+    s
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or("unknown".into(), |kb| format!("{:.0} GiB", kb / 1048576.0));
+    format!("{cpus} CPUs ({model}), {mem} memory")
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ds-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime"),
+    );
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let mut report = format!(
+        "Machine: {}. Command: `cargo run --release -p ds-bench -- {}`\n",
+        machine(),
+        command.join(" ")
+    );
+    println!("{report}");
+    let tokio_pair: (Box<dyn Stack>, Box<dyn Stack>) = (
+        Box::new(tokio_stacks::TokioDriver { rt: rt.clone() }),
+        Box::new(tokio_stacks::Hyper { rt: rt.clone() }),
+    );
+    let blocking_pair: (Box<dyn Stack>, Box<dyn Stack>) = (
+        Box::new(blocking_stacks::BlockingDriver),
+        Box::new(blocking_stacks::Ureq),
+    );
+    let mut pairs: Vec<(usize, &(Box<dyn Stack>, Box<dyn Stack>))> = Vec::new();
+    if args.tokio {
+        pairs.push((0, &tokio_pair));
+    }
+    if args.blocking {
+        pairs.push((1, &blocking_pair));
+    }
+    for &kind in &args.servers {
+        let server = match Server::start(kind) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ds-bench: cannot start {}: {e}", kind.name());
+                std::process::exit(1);
+            }
+        };
+        eprintln!("== {} at {}", kind.name(), server.url());
+        let rows = run_server(&args, &server, &pairs);
+        let table = render(kind, &rows);
+        println!("{table}");
+        report.push_str(&table);
+    }
+    if let Some(path) = &args.out {
+        if let Err(e) = std::fs::write(path, &report) {
+            eprintln!("ds-bench: cannot write {path}: {e}");
+        }
+    }
+}
+
+fn run_server(
+    args: &Args,
+    server: &Server,
+    pairs: &[(usize, &(Box<dyn Stack>, Box<dyn Stack>))],
+) -> Vec<Row> {
+    let base = server.url();
+    let setup = util::setup_agent();
+    let mut rows: Vec<Row> = Vec::new();
+    let put = |rows: &mut Vec<Row>, scenario: &str, metric: &'static str, slot: usize, v| {
+        if let Some(r) = rows
+            .iter_mut()
+            .find(|r| r.scenario == scenario && r.metric == metric)
+        {
+            r.cells[slot] = Some(v);
+        } else {
+            let mut cells = [None, None];
+            cells[slot] = Some(v);
+            rows.push(Row {
+                scenario: scenario.to_owned(),
+                metric,
+                cells,
+            });
+        }
+    };
+
+    if args.runs("write") {
+        let large = (50usize, 1usize << 20);
+        for (count, len) in [(args.appends, 100usize), large] {
+            for &in_flight in &args.in_flight {
+                let cfg = WriteCfg {
+                    in_flight,
+                    batch_items: args.batch_items,
+                    batch_bytes: args.batch_bytes,
+                    linger: args.linger,
+                };
+                let label = if len >= 1 << 20 {
+                    format!("write {count} x 1 MiB, in-flight {in_flight}")
+                } else {
+                    format!("write {count} x {len} B, in-flight {in_flight}")
+                };
+                for (slot, (driver, bare)) in pairs {
+                    eprintln!("   {label}: {} / {}", driver.name(), bare.name());
+                    let result = tput_pair(args.reps, driver.as_ref(), Some(bare.as_ref()), |s| {
+                        let url = util::stream_url(base, "write");
+                        util::create_stream(&setup, &url, "application/octet-stream")?;
+                        let t = s.write(&url, util::payloads(count, len), &cfg)?;
+                        let stored = util::stream_len(&setup, &url)?;
+                        if stored != (count * len) as u64 {
+                            return Err(format!("stream holds {stored} bytes"));
+                        }
+                        Ok(t)
+                    });
+                    let pair = |f: fn(&Tput) -> f64| {
+                        result
+                            .as_ref()
+                            .map(|(d, b)| Pair {
+                                driver: f(d),
+                                bare: b.as_ref().map_or(f64::NAN, f),
+                            })
+                            .map_err(Clone::clone)
+                    };
+                    put(&mut rows, &label, "msgs/s", *slot, pair(Tput::msgs_per_s));
+                    put(&mut rows, &label, "MB/s", *slot, pair(Tput::mb_per_s));
+                    put(
+                        &mut rows,
+                        &label,
+                        "CPU s / M msgs",
+                        *slot,
+                        pair(Tput::cpu_per_million),
+                    );
+                }
+            }
+        }
+    }
+
+    if args.runs("catch-up") {
+        let label = format!("catch-up read {} MB", args.catch_up_mb);
+        let url = util::stream_url(base, "catch-up");
+        let chunk = Bytes::from(vec![b'x'; 1_000_000]);
+        let bodies = vec![chunk; args.catch_up_mb];
+        let expect = (args.catch_up_mb * 1_000_000) as u64;
+        let ready = util::create_stream(&setup, &url, "application/octet-stream")
+            .and_then(|()| util::populate(&setup, &url, "application/octet-stream", &bodies));
+        for (slot, (driver, bare)) in pairs {
+            eprintln!("   {label}: {} / {}", driver.name(), bare.name());
+            let result = ready.clone().and_then(|()| {
+                tput_pair(args.reps, driver.as_ref(), Some(bare.as_ref()), |s| {
+                    s.catch_up(&url, expect)
+                })
+            });
+            let v = result.map(|(d, b)| Pair {
+                driver: d.mb_per_s(),
+                bare: b.map_or(f64::NAN, |b| b.mb_per_s()),
+            });
+            put(&mut rows, &label, "MB/s", *slot, v);
+        }
+    }
+
+    if args.runs("live") {
+        for sse in [false, true] {
+            let label = if sse {
+                "live append-to-delivery, SSE"
+            } else {
+                "live append-to-delivery, long-poll"
+            };
+            for (slot, (driver, bare)) in pairs {
+                eprintln!("   {label}: {} / {}", driver.name(), bare.name());
+                let run = |s: &dyn Stack| {
+                    let url = util::stream_url(base, "live");
+                    util::create_stream(&setup, &url, "text/plain")?;
+                    s.live(&url, sse, args.live_samples, LIVE_BUDGET)
+                        .map_err(|e| format!("{}: {e}", s.name()))
+                };
+                let d = run(driver.as_ref());
+                let b = run(bare.as_ref());
+                let (p50, p99) = match (d, b) {
+                    (Ok(d), Ok(b)) => (
+                        Ok(Pair {
+                            driver: d.p50(),
+                            bare: b.p50(),
+                        }),
+                        Ok(Pair {
+                            driver: d.p99(),
+                            bare: b.p99(),
+                        }),
+                    ),
+                    (Err(e), _) | (_, Err(e)) => (Err(e.clone()), Err(e)),
+                };
+                put(&mut rows, label, "p50 ms", *slot, p50);
+                put(&mut rows, label, "p99 ms", *slot, p99);
+            }
+        }
+    }
+
+    if args.runs("ops") {
+        for (slot, (driver, bare)) in pairs {
+            eprintln!("   single operations: {} / {}", driver.name(), bare.name());
+            let d = driver.ops(&util::stream_url(base, "ops"), args.op_samples);
+            let b = bare.ops(&util::stream_url(base, "ops"), args.op_samples);
+            for (i, op) in ["create", "append", "head", "read"].iter().enumerate() {
+                let label = format!("single {op}");
+                for (metric, q) in [("p50 ms", 0.5), ("p99 ms", 0.99)] {
+                    let v = match (&d, &b) {
+                        (Ok(d), Ok(b)) => Ok(Pair {
+                            driver: d[i].quantile_ms(q),
+                            bare: b[i].quantile_ms(q),
+                        }),
+                        (Err(e), _) => Err(format!("{}: {e}", driver.name())),
+                        (_, Err(e)) => Err(format!("{}: {e}", bare.name())),
+                    };
+                    put(&mut rows, &label, metric, *slot, v);
+                }
+            }
+        }
+    }
+    let _ = Instant::now();
+    rows
+}
