@@ -42,10 +42,13 @@ pub struct ServerConfig {
     /// The model's behaviour (long-poll timeout, chunk limit, SSE connection lifetime...). Its
     /// clock is set to real time by [`spawn`].
     pub model: SimServerConfig,
-    /// A test facility: serve the reference server's fault-injection endpoint,
-    /// `POST`/`DELETE /_test/inject-error` (see the `faults` module source for what it does),
-    /// so tests can make requests fail, stall, drop or return damaged bodies. On by default;
-    /// turn it off when the server must only speak the protocol.
+    /// A test facility: serve the reference server's fault-injection endpoint.
+    /// `POST /_test/inject-error` with JSON `{"path": ..., "method"?, "count"? (default 1),
+    /// "probability"?, and at least one of "status" (+ "retryAfter"), "delayMs" (+ "jitterMs"),
+    /// "dropConnection", "truncateBodyBytes", "corruptBody", "injectSseEvent": {"eventType",
+    /// "data"}}` arms a fault for the next requests to that exact path; `DELETE` clears every
+    /// fault. Tests use it to make requests fail, stall, drop or return damaged bodies. On by
+    /// default; turn it off when the server must only speak the protocol.
     pub fault_injection: bool,
 }
 
@@ -291,7 +294,10 @@ async fn serve(
         Err(_) => return Ok(plain(413, "request body too large")),
     };
     let mut fault = None;
-    if let Some(faults) = &faults {
+    if let Some(faults) = faults
+        .as_ref()
+        .filter(|_| parts.method != http::Method::OPTIONS)
+    {
         if parts.uri.path() == faults::CONTROL_PATH {
             return Ok(faults.control(&parts.method, &body));
         }

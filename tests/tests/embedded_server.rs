@@ -154,6 +154,24 @@ fn fault_control_endpoint_validates_and_clears() {
         get(&server, "/v1/stream/cleared?offset=-1").unwrap().status,
         200
     );
+
+    // A CORS preflight never triggers a fault (nor uses it up); a fractional count is one use.
+    text_stream(&server, "/v1/stream/opt", "data");
+    let spec = json!({"path": "/v1/stream/opt", "status": 500, "count": 0.5});
+    assert_eq!(inject(&server, spec), 200);
+    let url = format!("{}/v1/stream/opt", server.url());
+    assert_ne!(
+        raw_http::request("OPTIONS", &url, &[], b"").unwrap().status,
+        500
+    );
+    assert_eq!(
+        get(&server, "/v1/stream/opt?offset=-1").unwrap().status,
+        500
+    );
+    assert_eq!(
+        get(&server, "/v1/stream/opt?offset=-1").unwrap().status,
+        200
+    );
 }
 
 #[test]
@@ -291,8 +309,10 @@ fn fault_injected_sse_event_comes_first() {
 
 #[test]
 fn fault_injection_can_be_turned_off() {
-    let mut config = ServerConfig::default();
-    config.fault_injection = false;
-    let server = BackgroundServer::start(config).unwrap();
+    let server = BackgroundServer::start(ServerConfig {
+        fault_injection: false,
+        ..ServerConfig::default()
+    })
+    .unwrap();
     assert_ne!(inject(&server, json!({"path": "/x", "status": 500})), 200);
 }

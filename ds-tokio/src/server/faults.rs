@@ -16,7 +16,8 @@
 //! - `DELETE /_test/inject-error` clears every armed fault.
 //!
 //! A triggered fault applies in that order: delay, then drop, then status; otherwise the
-//! request goes to the model and its response is changed as the fault says.
+//! request goes to the model and its response is changed as the fault says. `OPTIONS`
+//! requests (CORS preflight) never trigger a fault, as with the reference server.
 
 use super::{async_stream, BoxError, ResponseBody};
 use bytes::{Bytes, BytesMut};
@@ -46,7 +47,7 @@ pub(super) struct SseEvent {
 struct Spec {
     path: Option<String>,
     status: Option<u16>,
-    count: Option<i64>,
+    count: Option<f64>,
     retry_after: Option<serde_json::Value>,
     method: Option<String>,
     delay_ms: Option<f64>,
@@ -61,7 +62,7 @@ struct Spec {
 /// An armed fault.
 #[derive(Debug, Clone)]
 pub(super) struct Fault {
-    remaining: i64,
+    remaining: f64,
     method: Option<String>,
     probability: Option<f64>,
     status: Option<http::StatusCode>,
@@ -147,7 +148,7 @@ impl Faults {
         };
         let millis = |ms: Option<f64>| Duration::from_secs_f64(ms.unwrap_or(0.0).max(0.0) / 1000.0);
         let fault = Fault {
-            remaining: spec.count.unwrap_or(1),
+            remaining: spec.count.unwrap_or(1.0),
             method: spec.method,
             probability: spec.probability,
             status,
@@ -183,9 +184,9 @@ impl Faults {
                 return None;
             }
         }
-        fault.remaining -= 1;
+        fault.remaining -= 1.0;
         let taken = fault.clone();
-        if fault.remaining <= 0 {
+        if fault.remaining <= 0.0 {
             armed.remove(path);
         }
         Some(taken)
