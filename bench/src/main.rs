@@ -35,7 +35,7 @@ use ds_proto::producer::ProducerConfig;
 use servers::{Kind, Server};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use util::{Lat, Tput};
 
 /// Pause between two live messages (so a long-poll is parked when the append arrives).
@@ -71,6 +71,9 @@ impl WriteCfg {
         }
     }
 }
+
+/// A driver and its bare stack.
+type StackPair = (Box<dyn Stack>, Box<dyn Stack>);
 
 /// One way of doing each scenario's HTTP exchanges.
 pub trait Stack {
@@ -277,12 +280,17 @@ fn render(kind: Kind, rows: &[Row]) -> String {
             match c {
                 None => line.push_str(" | | |"),
                 Some(Ok(p)) => {
+                    let ratio = p.ratio();
+                    let ratio = if ratio.is_finite() {
+                        format!("{ratio:.2}")
+                    } else {
+                        "n/a".into()
+                    };
                     let _ = write!(
                         line,
-                        " {} | {} | {:.2} |",
+                        " {} | {} | {ratio} |",
                         fmt_num(p.driver),
                         fmt_num(p.bare),
-                        p.ratio()
                     );
                 }
                 Some(Err(e)) => {
@@ -315,7 +323,7 @@ fn machine() -> String {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
-        .map_or("unknown".into(), |kb| format!("{:.0} GiB", kb / 1048576.0));
+        .map_or("unknown".into(), |kb| format!("{:.1} GiB", kb / 1048576.0));
     format!("{cpus} CPUs ({model}), {mem} memory")
 }
 
@@ -340,15 +348,15 @@ fn main() {
         command.join(" ")
     );
     println!("{report}");
-    let tokio_pair: (Box<dyn Stack>, Box<dyn Stack>) = (
+    let tokio_pair: StackPair = (
         Box::new(tokio_stacks::TokioDriver { rt: rt.clone() }),
         Box::new(tokio_stacks::Hyper { rt: rt.clone() }),
     );
-    let blocking_pair: (Box<dyn Stack>, Box<dyn Stack>) = (
+    let blocking_pair: StackPair = (
         Box::new(blocking_stacks::BlockingDriver),
         Box::new(blocking_stacks::Ureq),
     );
-    let mut pairs: Vec<(usize, &(Box<dyn Stack>, Box<dyn Stack>))> = Vec::new();
+    let mut pairs: Vec<(usize, &StackPair)> = Vec::new();
     if args.tokio {
         pairs.push((0, &tokio_pair));
     }
@@ -376,11 +384,7 @@ fn main() {
     }
 }
 
-fn run_server(
-    args: &Args,
-    server: &Server,
-    pairs: &[(usize, &(Box<dyn Stack>, Box<dyn Stack>))],
-) -> Vec<Row> {
+fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Vec<Row> {
     let base = server.url();
     let setup = util::setup_agent();
     let mut rows: Vec<Row> = Vec::new();
@@ -531,6 +535,5 @@ fn run_server(
             }
         }
     }
-    let _ = Instant::now();
     rows
 }
