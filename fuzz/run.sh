@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzes every target of ds-proto for a while, on stable, then replays the committed seed
-# corpus and crash inputs as ordinary tests. CI calls it; so can you.
+# Replays the committed seed corpus and crash inputs of the fuzz targets as ordinary tests, then
+# fuzzes every target for a while, on stable. CI calls it; so can you.
 #
 #   DS_FUZZ_SECONDS   seconds per target (default 30; 0: only the tests)
+#   DS_SKIP_FUZZ=1    only the tests (same as DS_FUZZ_SECONDS=0)
 #   DS_FUZZ_TARGETS   space-separated targets to fuzz (default: all of `cargo fuzz list`)
 #   DS_FUZZ_JOBS      targets fuzzed at once (default 1)
 #   DS_FUZZ_ARGS      extra libFuzzer arguments (e.g. "-max_len=8192")
@@ -16,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${DS_FUZZ_SECONDS:-30}"
+[[ "${DS_SKIP_FUZZ:-}" == 1 ]] && seconds=0
 jobs="${DS_FUZZ_JOBS:-1}"
 extra=(${DS_FUZZ_ARGS:-})
 
@@ -23,7 +25,7 @@ echo "== fuzz: seed corpus and regressions as tests (stable)"
 cargo test --manifest-path fuzz/Cargo.toml
 
 if [[ "$seconds" == 0 ]]; then
-  echo "== fuzz: DS_FUZZ_SECONDS=0, not fuzzing"
+  echo "== fuzz: not fuzzing (DS_FUZZ_SECONDS=0 or DS_SKIP_FUZZ=1)"
   exit 0
 fi
 
@@ -56,11 +58,9 @@ fuzz_one() {
 failed=()
 running=0
 pids=()
-names=()
 for t in $targets; do
   fuzz_one "$t" &
   pids+=($!)
-  names+=("$t")
   running=$((running + 1))
   if ((running >= jobs)); then
     wait -n || true
