@@ -51,6 +51,20 @@ pub fn with_query<K: AsRef<str>, V: AsRef<str>>(stream_url: &str, params: &[(K, 
     out
 }
 
+/// Resolves a stream path against a client's base URL; an absolute `http(s)://` URL is kept.
+/// `("http://h:1/", "a")` and `("http://h:1", "/a")` both give `http://h:1/a`.
+pub fn resolve(base: &str, path_or_url: &str) -> String {
+    if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+        return path_or_url.to_owned();
+    }
+    let base = base.trim_end_matches('/');
+    if path_or_url.starts_with('/') {
+        format!("{base}{path_or_url}")
+    } else {
+        format!("{base}/{path_or_url}")
+    }
+}
+
 /// The stream URL without query or fragment (what errors report).
 pub fn strip_query(url: &str) -> &str {
     let end = url.find(['?', '#']).unwrap_or(url.len());
@@ -88,6 +102,13 @@ mod tests {
         let url = with_query("http://h/s?token=x%2Fy&a=1#frag", &[("offset", "-1")]);
         assert_eq!(url, "http://h/s?a=1&offset=-1&token=x%2Fy");
         assert_eq!(with_query::<&str, &str>("http://h/s", &[]), "http://h/s");
+    }
+
+    #[test]
+    fn resolves_paths_against_the_base() {
+        assert_eq!(resolve("http://h:1/", "a"), "http://h:1/a");
+        assert_eq!(resolve("http://h:1", "/a/b"), "http://h:1/a/b");
+        assert_eq!(resolve("http://h:1", "https://o/x"), "https://o/x");
     }
 
     #[test]

@@ -92,11 +92,9 @@ impl ClientBuilder {
     /// A header sent with every request. `Authorization`, `Cookie` and
     /// `Proxy-Authorization`, and the names given to [`ClientBuilder::sensitive_header`], are
     /// marked sensitive.
-    pub fn header(mut self, name: HeaderName, mut value: HeaderValue) -> Self {
-        if is_sensitive(&self.sensitive, &name) {
-            value.set_sensitive(true);
-        }
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.insert(name, value);
+        ds_proto::ops::mark_sensitive(&mut self.headers, &self.sensitive);
         self
     }
 
@@ -105,23 +103,10 @@ impl ClientBuilder {
     /// `<redacted>` by every `Debug` output. `Authorization`, `Cookie` and
     /// `Proxy-Authorization` always are.
     pub fn sensitive_header(mut self, name: HeaderName) -> Self {
-        let marked: Vec<HeaderValue> = self
-            .headers
-            .get_all(&name)
-            .iter()
-            .map(|v| {
-                let mut v = v.clone();
-                v.set_sensitive(true);
-                v
-            })
-            .collect();
-        self.headers.remove(&name);
-        for v in marked {
-            self.headers.append(name.clone(), v);
-        }
         if !self.sensitive.contains(&name) {
             self.sensitive.push(name);
         }
+        ds_proto::ops::mark_sensitive(&mut self.headers, &self.sensitive);
         self
     }
 
@@ -329,21 +314,8 @@ impl Client {
     }
 
     pub(crate) fn resolve(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
-            return path_or_url.to_owned();
-        }
-        let base = self
-            .inner
-            .config
-            .base_url
-            .as_deref()
-            .unwrap_or("")
-            .trim_end_matches('/');
-        if path_or_url.starts_with('/') {
-            format!("{base}{path_or_url}")
-        } else {
-            format!("{base}/{path_or_url}")
-        }
+        let base = self.inner.config.base_url.as_deref().unwrap_or("");
+        ds_proto::url::resolve(base, path_or_url)
     }
 
     /// The headers and parameters for one attempt: defaults, then the provider's, then the
@@ -355,20 +327,16 @@ impl Client {
             params: c.params.clone(),
         };
         if let Some(p) = &c.provider {
-            merge(&mut extras, p());
+            extras.merge(p());
         }
-        merge(&mut extras, call.extras.clone());
-        self.mark_sensitive(&mut extras.headers);
+        extras.merge(call.extras.clone());
+        extras.mark_sensitive(&c.sensitive);
         extras
     }
 
     /// Marks the values of every credential header in `headers` as sensitive.
     pub(crate) fn mark_sensitive(&self, headers: &mut HeaderMap) {
-        for (name, value) in headers.iter_mut() {
-            if is_sensitive(&self.inner.config.sensitive, name) {
-                value.set_sensitive(true);
-            }
-        }
+        ds_proto::ops::mark_sensitive(headers, &self.inner.config.sensitive);
     }
 
     /// The reader defaults of this client: long-poll deadline and SSE idle timeout.
@@ -395,31 +363,5 @@ impl Client {
             .lock()
             .map(|mut r| r.next_u64())
             .unwrap_or_else(|_| crate::entropy_seed())
-    }
-}
-
-/// Whether `name` carries credentials: the protocol's secret headers or one the user named.
-fn is_sensitive(user: &[HeaderName], name: &HeaderName) -> bool {
-    ds_proto::ops::is_secret_header(name) || user.contains(name)
-}
-
-fn merge(into: &mut RequestExtras, from: RequestExtras) {
-    let mut last: Option<HeaderName> = None;
-    for (name, value) in from.headers {
-        match name {
-            Some(n) => {
-                into.headers.insert(n.clone(), value);
-                last = Some(n);
-            }
-            None => {
-                if let Some(n) = &last {
-                    into.headers.append(n.clone(), value);
-                }
-            }
-        }
-    }
-    for (k, v) in from.params {
-        into.params.retain(|(ek, _)| *ek != k);
-        into.params.push((k, v));
     }
 }

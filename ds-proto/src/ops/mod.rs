@@ -66,6 +66,16 @@ impl std::fmt::Debug for RequestExtras {
     }
 }
 
+/// Marks the values of credential headers in `headers` as sensitive: the protocol's
+/// ([`is_secret_header`]) and those named in `also`.
+pub fn mark_sensitive(headers: &mut HeaderMap, also: &[HeaderName]) {
+    for (name, value) in headers.iter_mut() {
+        if is_secret_header(name) || also.contains(name) {
+            value.set_sensitive(true);
+        }
+    }
+}
+
 /// Whether a header carries credentials (`Authorization`, `Cookie`, `Proxy-Authorization`).
 pub fn is_secret_header(name: &HeaderName) -> bool {
     name == http::header::AUTHORIZATION
@@ -89,6 +99,36 @@ impl RequestExtras {
     pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((key.into(), value.into()));
         self
+    }
+
+    /// Layers `from` on top: its headers replace same-named ones (several values of one name
+    /// are kept together), its parameters replace those with the same key. This is how a
+    /// client's defaults, a provider's per-attempt values and a call's options combine.
+    pub fn merge(&mut self, from: RequestExtras) {
+        let mut last: Option<HeaderName> = None;
+        for (name, value) in from.headers {
+            match name {
+                Some(n) => {
+                    self.headers.insert(n.clone(), value);
+                    last = Some(n);
+                }
+                None => {
+                    if let Some(n) = &last {
+                        self.headers.append(n.clone(), value);
+                    }
+                }
+            }
+        }
+        for (k, v) in from.params {
+            self.params.retain(|(ek, _)| *ek != k);
+            self.params.push((k, v));
+        }
+    }
+
+    /// Marks as sensitive (redacted in `Debug`, never logged) the values of the protocol's
+    /// credential headers and of the headers the user named in `also`.
+    pub fn mark_sensitive(&mut self, also: &[HeaderName]) {
+        mark_sensitive(&mut self.headers, also);
     }
 }
 
@@ -434,6 +474,54 @@ pub fn apply_extras(request: &mut http::Request<Bytes>, extras: &RequestExtras) 
 #[cfg(test)]
 mod extras_tests {
     use super::*;
+
+    #[test]
+    fn merge_layers_headers_and_params() {
+        let mut base = RequestExtras::new()
+            .header(
+                HeaderName::from_static("x-a"),
+                HeaderValue::from_static("1"),
+            )
+            .param("t", "old")
+            .param("k", "v");
+        let mut top = RequestExtras::new().param("t", "new");
+        top.headers.append(
+            HeaderName::from_static("x-a"),
+            HeaderValue::from_static("2"),
+        );
+        top.headers.append(
+            HeaderName::from_static("x-a"),
+            HeaderValue::from_static("3"),
+        );
+        base.merge(top);
+        let values: Vec<_> = base.headers.get_all("x-a").iter().collect();
+        assert_eq!(values, ["2", "3"], "replaced, both new values kept");
+        assert_eq!(
+            base.params,
+            vec![
+                ("k".to_owned(), "v".to_owned()),
+                ("t".to_owned(), "new".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn credentials_and_named_headers_become_sensitive() {
+        let mut x = RequestExtras::new()
+            .header(http::header::AUTHORIZATION, HeaderValue::from_static("a"))
+            .header(
+                HeaderName::from_static("x-key"),
+                HeaderValue::from_static("b"),
+            )
+            .header(
+                HeaderName::from_static("x-open"),
+                HeaderValue::from_static("c"),
+            );
+        x.mark_sensitive(&[HeaderName::from_static("x-key")]);
+        assert!(x.headers["authorization"].is_sensitive());
+        assert!(x.headers["x-key"].is_sensitive());
+        assert!(!x.headers["x-open"].is_sensitive());
+    }
 
     #[test]
     fn extras_are_merged_sorted() {
