@@ -8,95 +8,22 @@ use crate::reader::Reader;
 use crate::trace;
 use bytes::Bytes;
 use ds_proto::ops::{
-    self, AppendOptions, Appended, CallOptions, Closed, CreateOptions, Created, ProducerHeaders,
-    ReadOptions, ReadResult, RequestExtras, StreamInfo,
+    self, AppendOptions, Appended, Closed, CreateOptions, Created, ProducerHeaders, ReadOptions,
+    ReadResult, RequestExtras, StreamInfo,
 };
 use ds_proto::read_all::{ChunkAccumulator, ReadAll};
 use ds_proto::reader::{ReadMode, ReaderConfig, ReaderEvent};
 use ds_proto::{Error, ErrorKind, Offset, Operation, Retrier};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// A handle to one stream. Cheap to clone. Not named `Stream` so it does not collide with
-/// `futures::Stream` (the same name as in `ds-tokio`).
-#[derive(Clone)]
-pub struct StreamHandle {
-    client: Client,
-    url: Arc<str>,
-    content_type: Arc<Mutex<Option<String>>>,
-    call: CallOptions,
-}
-
-impl std::fmt::Debug for StreamHandle {
-    /// The URL without its query (parameters may carry credentials); credential headers of the
-    /// call options redacted.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamHandle")
-            .field("url", &ds_proto::url::strip_query(&self.url))
-            .field("content_type", &self.content_type())
-            .field("call", &self.call)
-            .field("client", &self.client)
-            .finish()
-    }
+ds_proto::__stream_handle! {
+    /// A handle to one stream. Cheap to clone. Not named `Stream` so it does not collide with
+    /// `futures::Stream` (the same name as in `ds-tokio`).
 }
 
 impl StreamHandle {
-    pub(crate) fn new(client: Client, url: String) -> Self {
-        StreamHandle {
-            client,
-            url: url.into(),
-            content_type: Arc::new(Mutex::new(None)),
-            call: CallOptions::default(),
-        }
-    }
-
-    /// The stream's URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The client this handle belongs to.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// The content type appends are sent with: set by [`StreamHandle::set_content_type`], or
-    /// learned from `create`, `head` and reads.
-    pub fn content_type(&self) -> Option<String> {
-        self.content_type.lock().ok().and_then(|c| c.clone())
-    }
-
-    /// Sets the content type appends are sent with (`application/octet-stream` otherwise).
-    pub fn set_content_type(&self, content_type: impl Into<String>) {
-        if let Ok(mut c) = self.content_type.lock() {
-            *c = Some(content_type.into());
-        }
-    }
-
-    /// A handle whose operations use `call` (extra headers and parameters, retry policy,
-    /// timeout) on top of the client's settings.
-    pub fn with_options(&self, mut call: CallOptions) -> StreamHandle {
-        self.client.mark_sensitive(&mut call.extras.headers);
-        StreamHandle {
-            call,
-            ..self.clone()
-        }
-    }
-
-    pub(crate) fn call_options(&self) -> CallOptions {
-        self.call.clone()
-    }
-
-    fn learn_content_type(&self, ct: &Option<String>) {
-        if let (Some(ct), Ok(mut slot)) = (ct, self.content_type.lock()) {
-            if slot.is_none() {
-                *slot = Some(ct.clone());
-            }
-        }
-    }
-
     /// Runs one operation with retries.
     pub(crate) fn execute<T>(
         &self,
@@ -358,35 +285,4 @@ impl StreamHandle {
     }
 }
 
-/// A failed exchange as the operation's error: a body over `max_response_bytes` is
-/// [`ErrorKind::LimitExceeded`] (not retried: another attempt would fetch it again), anything
-/// else a transport error. The URL loses its query.
-pub(crate) fn transport_error(op: Operation, url: &str, e: ds_proto::TransportError) -> Error {
-    let url = ds_proto::url::strip_query(url);
-    if e.kind == ds_proto::TransportErrorKind::TooLarge {
-        Error::new(op, url, ErrorKind::LimitExceeded(e.message))
-    } else {
-        Error::transport(op, url, e)
-    }
-}
-
-/// Refuses per-call options that make no sense: a zero timeout, an invalid retry policy.
-pub(crate) fn check_call_options(
-    call: &CallOptions,
-    op: Operation,
-    url: &str,
-) -> Result<(), Error> {
-    if call.timeout.is_some_and(|t| t.is_zero()) {
-        return Err(Error::invalid_input(
-            op,
-            url,
-            "the call timeout must be greater than zero",
-        ));
-    }
-    if let Some(retry) = &call.retry {
-        retry
-            .validate()
-            .map_err(|e| Error::invalid_input(op, url, format!("retry policy: {e}")))?;
-    }
-    Ok(())
-}
+pub(crate) use ds_proto::client::{check_call_options, transport_error};

@@ -13,31 +13,9 @@
 //! [`ClientBuilder::add_root_certificate`]: crate::ClientBuilder::add_root_certificate
 //! [`ClientBuilder::build`]: crate::ClientBuilder::build
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
+use ds_proto::client::parse_root_certificates;
 use std::sync::Arc;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
-
-/// Parses one root certificate argument: PEM when it starts like PEM (every `CERTIFICATE`
-/// block is taken, other blocks are ignored), DER otherwise.
-pub(crate) fn parse_certificates(
-    der_or_pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, String> {
-    let looks_pem = der_or_pem.trim_ascii_start().starts_with(b"-----BEGIN");
-    if !looks_pem {
-        if der_or_pem.is_empty() {
-            return Err("a root certificate is empty".to_owned());
-        }
-        return Ok(vec![CertificateDer::from(der_or_pem.to_vec())]);
-    }
-    let certs = CertificateDer::pem_slice_iter(der_or_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("a root certificate is not valid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("a PEM root certificate has no CERTIFICATE block".to_owned());
-    }
-    Ok(certs)
-}
 
 /// The agent's TLS configuration: `None` (ureq's default: the webpki roots) when nothing was
 /// changed.
@@ -59,7 +37,7 @@ pub(crate) fn tls_config(
     // ureq skips certificates it cannot use without a word: check each one here.
     let mut check = rustls::RootCertStore::empty();
     for raw in extra_roots {
-        for cert in parse_certificates(raw)? {
+        for cert in parse_root_certificates(raw)? {
             check
                 .add(cert.clone())
                 .map_err(|e| format!("a root certificate is not usable: {e}"))?;
@@ -79,26 +57,10 @@ pub(crate) fn tls_config(
 }
 
 /// Whether an I/O failure wraps a rustls error (ureq reports a handshake failure, such as a
-/// rejected certificate, as an I/O error around it).
+/// rejected certificate, as an I/O error around it), anywhere in its chain.
 pub(crate) fn is_tls_io(e: &std::io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| is_tls_failure(inner))
-}
-
-/// Whether an error or anything it wraps is a rustls error (`io::Error::source` skips the
-/// error it wraps, so I/O errors are looked into directly).
-fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    if e.downcast_ref::<rustls::Error>().is_some() {
-        return true;
-    }
-    if let Some(inner) = e
-        .downcast_ref::<std::io::Error>()
-        .and_then(std::io::Error::get_ref)
-    {
-        if is_tls_failure(inner) {
-            return true;
-        }
-    }
-    e.source().is_some_and(is_tls_failure)
+    e.get_ref()
+        .is_some_and(|inner| ds_proto::client::error_chain_has::<rustls::Error>(inner))
 }
 
 #[cfg(test)]
@@ -107,11 +69,6 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        assert!(parse_certificates(b"").is_err());
-        assert!(parse_certificates(
-            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
-        )
-        .is_err());
         assert!(tls_config(false, &[b"not a certificate".to_vec()]).is_err());
         assert!(tls_config(false, &[]).is_err());
         assert!(tls_config(true, &[]).unwrap().is_none());

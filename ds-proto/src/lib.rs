@@ -27,6 +27,8 @@
 //! | [`error`] | structured errors: [`Error`], [`ErrorKind`], [`ConflictKind`] |
 //! | [`offset`], [`headers`], [`json`], [`url`] | offsets, header names and parsing, JSON-mode bodies, URL building |
 //! | [`read_all`], [`write_tracker`] | helpers drivers share: reading to the tail, per-append outcomes |
+//! | [`client`] | the client settings both drivers' `ClientBuilder`s share (defaults, validation, header layering, credential marking, root certificates with feature `pem`) |
+//! | [`trace`] | the `tracing` spans and events of the drivers (feature `tracing`; no-ops otherwise); the machines never trace |
 //! | `http1` (feature `http1`) | a sans-IO HTTP/1.1 client codec, for embedders whose runtime only gives them a socket |
 //! | `sim` (feature `sim`) | an in-memory server written from the spec, a seeded faulty network, and a virtual-time world that drives machines deterministically |
 //!
@@ -262,6 +264,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod error;
 pub mod headers;
 #[cfg(feature = "http1")]
@@ -279,6 +282,7 @@ pub mod rng;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sse;
+pub mod trace;
 pub mod url;
 pub mod write_tracker;
 

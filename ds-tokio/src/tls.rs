@@ -9,30 +9,8 @@
 //! [`ClientBuilder::add_root_certificate`]: crate::ClientBuilder::add_root_certificate
 //! [`ClientBuilder::build`]: crate::ClientBuilder::build
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use ds_proto::client::parse_root_certificates;
 use std::sync::Arc;
-
-/// Parses one root certificate argument: PEM when it starts like PEM (every `CERTIFICATE`
-/// block is taken, other blocks are ignored), DER otherwise.
-pub(crate) fn parse_certificates(
-    der_or_pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, String> {
-    let looks_pem = der_or_pem.trim_ascii_start().starts_with(b"-----BEGIN");
-    if !looks_pem {
-        if der_or_pem.is_empty() {
-            return Err("a root certificate is empty".to_owned());
-        }
-        return Ok(vec![CertificateDer::from(der_or_pem.to_vec())]);
-    }
-    let certs = CertificateDer::pem_slice_iter(der_or_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("a root certificate is not valid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("a PEM root certificate has no CERTIFICATE block".to_owned());
-    }
-    Ok(certs)
-}
 
 /// The rustls client configuration: ring, the safe default protocol versions, and the roots.
 pub(crate) fn client_config(
@@ -44,7 +22,7 @@ pub(crate) fn client_config(
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     }
     for raw in extra_roots {
-        for cert in parse_certificates(raw)? {
+        for cert in parse_root_certificates(raw)? {
             roots
                 .add(cert)
                 .map_err(|e| format!("a root certificate is not usable: {e}"))?;
@@ -68,20 +46,8 @@ pub(crate) fn client_config(
 /// rustls error: a handshake alert, a rejected or unparsable certificate, a protocol violation.
 /// An I/O failure during the handshake (a reset, a refused connection) is not.
 pub(crate) fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    if e.downcast_ref::<rustls::Error>().is_some() {
-        return true;
-    }
-    // `io::Error::source` skips the error it wraps: look at it directly (hyper-rustls wraps
-    // tokio-rustls' I/O error, which wraps the rustls error).
-    if let Some(inner) = e
-        .downcast_ref::<std::io::Error>()
-        .and_then(std::io::Error::get_ref)
-    {
-        if is_tls_failure(inner) {
-            return true;
-        }
-    }
-    e.source().is_some_and(is_tls_failure)
+    // hyper-rustls wraps tokio-rustls' I/O error, which wraps the rustls error.
+    ds_proto::client::error_chain_has::<rustls::Error>(e)
 }
 
 #[cfg(test)]
@@ -90,11 +56,6 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        assert!(parse_certificates(b"").is_err());
-        assert!(parse_certificates(
-            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
-        )
-        .is_err());
         assert!(client_config(false, &[b"not a certificate".to_vec()]).is_err());
         assert!(client_config(false, &[]).is_err());
         assert!(client_config(true, &[]).is_ok());

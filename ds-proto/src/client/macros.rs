@@ -1,0 +1,367 @@
+//! The parts of a driver's `ClientBuilder`, `Client` and `StreamHandle` that are the same in
+//! every driver, written once. Each macro is expanded inside a driver's own crate, so the
+//! result is a plain struct of that crate: its documentation links to the driver's own types
+//! (`crate::StreamHandle`, `crate::ClientBuilder`), and `#[cfg(feature = "rustls")]` is the
+//! driver's feature. Not a public API: only `ds-tokio` and `ds-blocking` use them, and they
+//! need the `http` crate as a dependency of their own.
+
+/// Defines a driver's `ClientBuilder` and `Client` (expanded in the driver's `client`
+/// module, with the first paragraph of `Client`'s documentation as attributes): the builder
+/// around a `ds_proto::client::ClientSettings` with `Default`, `Debug` and every setter; the
+/// client's `Inner` (the driver's `Transport`, the seed generator, the settings); `Client`
+/// with its documentation, `Debug`, `new`, `builder`, `stream` and the crate-private accessors
+/// the rest of the driver uses. The driver provides `Transport`, `StreamHandle::new(Client,
+/// String)`, and writes `ClientBuilder::build` (which ends with `Client::from_parts`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __client {
+    ($(#[$meta:meta])*) => {
+        /// Builds a [`Client`].
+        #[derive(Clone, Debug, Default)]
+        pub struct ClientBuilder {
+            settings: $crate::client::ClientSettings,
+        }
+
+        impl ClientBuilder {
+            /// The base URL stream paths are resolved against (`http://host:port`).
+            pub fn base_url(mut self, url: impl Into<String>) -> Self {
+                self.settings.base_url = Some(url.into());
+                self
+            }
+
+            /// A header sent with every request. `Authorization`, `Cookie` and
+            /// `Proxy-Authorization`, and the names given to [`ClientBuilder::sensitive_header`],
+            /// are marked sensitive.
+            pub fn header(
+                mut self,
+                name: ::http::header::HeaderName,
+                value: ::http::header::HeaderValue,
+            ) -> Self {
+                self.settings.add_header(name, value);
+                self
+            }
+
+            /// Marks header `name` as carrying a credential (an API key header, say): its values,
+            /// from the builder, a provider or per-call options, are marked sensitive and shown as
+            /// `<redacted>` by every `Debug` output. `Authorization`, `Cookie` and
+            /// `Proxy-Authorization` always are.
+            pub fn sensitive_header(mut self, name: ::http::header::HeaderName) -> Self {
+                self.settings.add_sensitive_header(name);
+                self
+            }
+
+            /// A query parameter sent with every request.
+            pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+                self.settings.params.push((key.into(), value.into()));
+                self
+            }
+
+            /// A provider of per-request headers and parameters, called for every attempt.
+            pub fn extras_provider(
+                mut self,
+                f: impl Fn() -> $crate::ops::RequestExtras + Send + Sync + 'static,
+            ) -> Self {
+                self.settings.provider = Some(::std::sync::Arc::new(f));
+                self
+            }
+
+            /// The retry policy of one-shot operations (validated by [`ClientBuilder::build`]).
+            pub fn retry_policy(mut self, policy: $crate::RetryPolicy) -> Self {
+                self.settings.retry = policy;
+                self
+            }
+
+            /// How long connecting may take (10 s by default; `None`: no limit).
+            pub fn connect_timeout(mut self, t: Option<::std::time::Duration>) -> Self {
+                self.settings.connect_timeout = t;
+                self
+            }
+
+            /// How long one attempt of a one-shot operation may take, body included (60 s by
+            /// default).
+            pub fn request_timeout(mut self, t: Option<::std::time::Duration>) -> Self {
+                self.settings.request_timeout = t;
+                self
+            }
+
+            /// The largest response body a one-shot operation buffers (256 MiB by default; at least
+            /// 1). A larger body ends the operation with
+            /// [`ErrorKind::LimitExceeded`](crate::ErrorKind::LimitExceeded), without retry.
+            pub fn max_response_bytes(mut self, n: usize) -> Self {
+                self.settings.max_response_bytes = n;
+                self
+            }
+
+            /// How long the server holds a long-poll open before it answers `204` (30 s by default,
+            /// as the reference server). Readers made by
+            /// [`StreamHandle::reader`](crate::StreamHandle::reader) (and
+            /// [`StreamHandle::reader_config`](crate::StreamHandle::reader_config)) abandon a
+            /// long-poll request that has not ended after twice this, at least this plus one
+            /// second, and retry it: a server that accepts a long-poll and then says nothing cannot
+            /// park a reader. The default deadline is 60 s.
+            pub fn long_poll_wait(mut self, server_wait: ::std::time::Duration) -> Self {
+                self.settings.set_long_poll_wait(server_wait);
+                self
+            }
+
+            /// How long an SSE response of a reader made by
+            /// [`StreamHandle::reader`](crate::StreamHandle::reader) may deliver nothing (no data,
+            /// no comment) before the reader drops it and reconnects from its last offset (120 s by
+            /// default; `None`: never).
+            pub fn sse_idle_timeout(mut self, t: Option<::std::time::Duration>) -> Self {
+                self.settings.sse_idle_timeout = t;
+                self
+            }
+
+            /// Trusts `der_or_pem` as a root certificate for https, in addition to the built-in
+            /// (webpki) roots: one DER certificate, or PEM with one or more `CERTIFICATE` blocks. A
+            /// certificate that cannot be parsed makes [`ClientBuilder::build`] fail. A server
+            /// whose certificate chains to no trusted root is refused with a transport error of
+            /// kind [`TransportErrorKind::Tls`](ds_proto::TransportErrorKind::Tls), which is not
+            /// retried.
+            #[cfg(feature = "rustls")]
+            pub fn add_root_certificate(mut self, der_or_pem: impl AsRef<[u8]>) -> Self {
+                self.settings
+                    .root_certificates
+                    .push(der_or_pem.as_ref().to_vec());
+                self
+            }
+
+            /// Whether the bundled webpki (Mozilla) roots are trusted (`true` by default). Turn
+            /// them off to trust only the certificates given to
+            /// [`ClientBuilder::add_root_certificate`].
+            #[cfg(feature = "rustls")]
+            pub fn tls_built_in_roots(mut self, enabled: bool) -> Self {
+                self.settings.tls_built_in_roots = enabled;
+                self
+            }
+        }
+
+        pub(crate) struct Inner {
+            pub(crate) transport: Transport,
+            pub(crate) rng: ::std::sync::Mutex<$crate::Rng>,
+            pub(crate) config: $crate::client::ClientSettings,
+        }
+
+        $(#[$meta])*
+        ///
+        /// # Credentials
+        ///
+        /// `Authorization`, `Cookie` and `Proxy-Authorization`, and every header named with
+        /// [`ClientBuilder::sensitive_header`], are marked sensitive wherever they come from (the
+        /// builder, a provider, [`CallOptions`](crate::CallOptions)) and are shown as `<redacted>`
+        /// by every `Debug` implementation of this crate; query parameter values are never shown
+        /// either. Errors carry the stream URL without its query, and no error message, log line or
+        /// tracing span contains a header value or a query string.
+        ///
+        /// # Redirects
+        ///
+        /// Redirects are never followed: a `3xx` answer is returned as
+        /// [`ErrorKind::UnexpectedStatus`](crate::ErrorKind::UnexpectedStatus) (with its status),
+        /// and nothing, credentials least of all, is sent to the `Location` it names. A Durable
+        /// Streams server has no reason to redirect; if yours does, point the client at the final
+        /// URL.
+        ///
+        /// # Timeouts
+        ///
+        /// - [`ClientBuilder::connect_timeout`] bounds establishing a TCP connection.
+        /// - [`ClientBuilder::request_timeout`] bounds each attempt of a one-shot operation, body
+        ///   included, each catch-up request of `read_all`, and each request of a writer whose
+        ///   [`ProducerConfig::request_deadline`](ds_proto::producer::ProducerConfig::request_deadline)
+        ///   is unset. A writer whose server stops answering thus fails its appends once its retry
+        ///   policy is exhausted instead of waiting for ever.
+        /// - [`ClientBuilder::long_poll_wait`] tells readers how long the server holds a long-poll;
+        ///   each long-poll request is abandoned (and retried) after twice that, and
+        ///   [`ClientBuilder::sse_idle_timeout`] is how long an SSE response may stay silent before
+        ///   the reader reconnects from its last offset.
+        ///
+        /// # TLS
+        ///
+        /// With the default `rustls` feature, `https://` URLs are served by rustls with the bundled
+        /// webpki (Mozilla) roots; `ClientBuilder::add_root_certificate` trusts more roots (a
+        /// private CA, DER or PEM) and `ClientBuilder::tls_built_in_roots` turns the bundled ones
+        /// off. A certificate that chains to no trusted root fails the request with
+        /// [`TransportErrorKind::Tls`](ds_proto::TransportErrorKind::Tls), which is not retried.
+        #[derive(Clone)]
+        pub struct Client {
+            pub(crate) inner: ::std::sync::Arc<Inner>,
+        }
+
+        impl ::std::fmt::Debug for Client {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("Client")
+                    .field("config", &self.inner.config)
+                    .finish()
+            }
+        }
+
+        impl Client {
+            /// A client with default settings for `base_url`.
+            pub fn new(base_url: impl Into<String>) -> Result<Client, $crate::Error> {
+                Client::builder().base_url(base_url).build()
+            }
+
+            /// A builder.
+            pub fn builder() -> ClientBuilder {
+                ClientBuilder::default()
+            }
+
+            /// A handle to the stream at `path` (resolved against the base URL) or at an absolute
+            /// URL.
+            pub fn stream(&self, path_or_url: &str) -> StreamHandle {
+                StreamHandle::new(self.clone(), self.settings().resolve(path_or_url))
+            }
+
+            /// The client of a transport and validated settings; `seed` (from OS entropy) seeds
+            /// the generator of its machines' seeds.
+            pub(crate) fn from_parts(
+                transport: Transport,
+                config: $crate::client::ClientSettings,
+                seed: u64,
+            ) -> Client {
+                Client {
+                    inner: ::std::sync::Arc::new(Inner {
+                        transport,
+                        rng: ::std::sync::Mutex::new($crate::Rng::new(seed)),
+                        config,
+                    }),
+                }
+            }
+
+            /// The settings this client was built with.
+            pub(crate) fn settings(&self) -> &$crate::client::ClientSettings {
+                &self.inner.config
+            }
+
+            /// The headers and parameters for one attempt: defaults, then the provider's, then the
+            /// call's.
+            pub(crate) fn extras(
+                &self,
+                call: &$crate::ops::CallOptions,
+            ) -> $crate::ops::RequestExtras {
+                self.settings().extras(call)
+            }
+
+            /// Marks the values of every credential header in `headers` as sensitive.
+            pub(crate) fn mark_sensitive(&self, headers: &mut ::http::HeaderMap) {
+                self.settings().mark_sensitive(headers);
+            }
+
+            /// The reader defaults of this client: long-poll deadline and SSE idle timeout.
+            pub(crate) fn reader_defaults(&self, config: &mut $crate::reader::ReaderConfig) {
+                self.settings().apply_reader_defaults(config);
+            }
+
+            pub(crate) fn retry_policy(&self) -> &$crate::RetryPolicy {
+                &self.settings().retry
+            }
+
+            pub(crate) fn request_timeout(&self) -> Option<::std::time::Duration> {
+                self.settings().request_timeout
+            }
+
+            pub(crate) fn max_response_bytes(&self) -> usize {
+                self.settings().max_response_bytes
+            }
+
+            /// A seed for a machine's PRNG (retry jitter only), from the client's generator (a
+            /// poisoned lock is harmless: the generator's state is always valid).
+            pub(crate) fn next_seed(&self) -> u64 {
+                self.inner
+                    .rng
+                    .lock()
+                    .unwrap_or_else(::std::sync::PoisonError::into_inner)
+                    .next_u64()
+            }
+        }
+    };
+}
+
+/// Defines a driver's `StreamHandle` (expanded in the module that implements its operations,
+/// with the struct's documentation as attributes): the struct, `Clone`, a `Debug` without
+/// credentials, and the accessors that need no I/O. The driver's `Client` provides
+/// `fn mark_sensitive(&self, &mut HeaderMap)` (see `__client!`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stream_handle {
+    ($(#[$meta:meta])*) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        pub struct StreamHandle {
+            client: Client,
+            url: ::std::sync::Arc<str>,
+            content_type: ::std::sync::Arc<::std::sync::Mutex<Option<String>>>,
+            call: $crate::ops::CallOptions,
+        }
+
+        impl ::std::fmt::Debug for StreamHandle {
+            /// The URL without its query (parameters may carry credentials); credential headers of
+            /// the call options redacted.
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("StreamHandle")
+                    .field("url", &$crate::url::strip_query(&self.url))
+                    .field("content_type", &self.content_type())
+                    .field("call", &self.call)
+                    .field("client", &self.client)
+                    .finish()
+            }
+        }
+
+        impl StreamHandle {
+            pub(crate) fn new(client: Client, url: String) -> Self {
+                StreamHandle {
+                    client,
+                    url: url.into(),
+                    content_type: ::std::sync::Arc::new(::std::sync::Mutex::new(None)),
+                    call: $crate::ops::CallOptions::default(),
+                }
+            }
+
+            /// The stream's URL.
+            pub fn url(&self) -> &str {
+                &self.url
+            }
+
+            /// The client this handle belongs to.
+            pub fn client(&self) -> &Client {
+                &self.client
+            }
+
+            /// The content type appends are sent with: set by [`StreamHandle::set_content_type`],
+            /// or learned from `create`, `head` and reads.
+            pub fn content_type(&self) -> Option<String> {
+                self.content_type.lock().ok().and_then(|c| c.clone())
+            }
+
+            /// Sets the content type appends are sent with (`application/octet-stream` otherwise).
+            pub fn set_content_type(&self, content_type: impl Into<String>) {
+                if let Ok(mut c) = self.content_type.lock() {
+                    *c = Some(content_type.into());
+                }
+            }
+
+            /// A handle whose operations use `call` (extra headers and parameters, retry policy,
+            /// timeout) on top of the client's settings.
+            pub fn with_options(&self, mut call: $crate::ops::CallOptions) -> StreamHandle {
+                self.client.mark_sensitive(&mut call.extras.headers);
+                StreamHandle {
+                    call,
+                    ..self.clone()
+                }
+            }
+
+            pub(crate) fn call_options(&self) -> $crate::ops::CallOptions {
+                self.call.clone()
+            }
+
+            /// Remembers the stream's content type from an answer, unless one is already known.
+            fn learn_content_type(&self, ct: &Option<String>) {
+                if let (Some(ct), Ok(mut slot)) = (ct, self.content_type.lock()) {
+                    if slot.is_none() {
+                        *slot = Some(ct.clone());
+                    }
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,387 @@
+//! Tracing for drivers: one `ds.request` span per HTTP exchange, an event per retry of a
+//! one-shot operation, and an event per state change of a reader or writer. ds-proto's
+//! machines never trace; the drivers (`ds-tokio`, `ds-blocking`) call these helpers from their
+//! loops, so both record exactly the same spans and fields.
+//!
+//! Two modules with the same items:
+//!
+//! - [`on`] (feature `tracing`): the helpers, on the [`tracing`](https://docs.rs/tracing)
+//!   crate.
+//! - [`off`] (always): the same names as empty `#[inline(always)]` functions and zero-sized
+//!   types, for a driver built without its own `tracing` feature: it pays nothing.
+//!
+//! A driver picks one by its own feature, so one driver's `tracing` feature (which enables
+//! ds-proto's) does not switch tracing on in another:
+//!
+//! ```text
+//! #[cfg(feature = "tracing")]
+//! use ds_proto::trace::on as imp;
+//! #[cfg(not(feature = "tracing"))]
+//! use ds_proto::trace::off as imp;
+//! pub(crate) type RequestTrace = imp::RequestTrace<MyClock>;
+//! ```
+//!
+//! What is recorded: the operation (`create`, `append`, `close`, `head`, `delete`, `read`), the
+//! read mode (`catch-up`, `long-poll`, `sse`), the HTTP method, the stream **path** (never the
+//! query: parameters may carry tokens), the attempt (one-shot operations) or the machine's
+//! request id, the status, bytes sent and received, the latency, and the error kind. Never
+//! recorded: header values, query strings, request or response bodies, payloads.
+//!
+//! Levels: `ds.request` spans and their `request finished` events are `DEBUG`; retries and
+//! state changes (fallback to long-poll, epoch claimed, EOF, close) are `INFO`; terminal
+//! failures are `WARN`; data events are `TRACE`.
+
+use std::time::Instant;
+
+/// The clock a driver measures request latencies with. ds-proto reads no clock itself (time is
+/// an input), so the driver names one: `std::time::Instant::now`, or its runtime's clock.
+pub trait Clock {
+    /// The current instant.
+    fn now() -> Instant;
+}
+
+/// The tracing helpers (feature `tracing`).
+#[cfg(feature = "tracing")]
+pub mod on {
+    use super::Clock;
+    use crate::producer::ProducerEvent;
+    use crate::reader::ReaderEvent;
+    use crate::{Error, Operation, RequestId, TransportError};
+    use bytes::Bytes;
+    use std::marker::PhantomData;
+    use std::time::{Duration, Instant};
+    use tracing::field::Empty;
+
+    /// The span of one HTTP exchange and what is counted while it runs; `C` measures the
+    /// latency.
+    #[derive(Debug)]
+    pub struct RequestTrace<C: Clock> {
+        span: tracing::Span,
+        started: Instant,
+        received: u64,
+        clock: PhantomData<fn() -> C>,
+    }
+
+    /// The protocol operation and read mode of a request, from its method, headers and query.
+    pub(super) fn describe(request: &http::Request<Bytes>) -> (&'static str, Option<&'static str>) {
+        use http::Method;
+        let m = request.method();
+        if m == Method::GET {
+            let live = request
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("live="));
+            let mode = match live {
+                Some("sse") => "sse",
+                Some("long-poll") => "long-poll",
+                Some(_) => "live",
+                None => "catch-up",
+            };
+            ("read", Some(mode))
+        } else if m == Method::PUT {
+            ("create", None)
+        } else if m == Method::HEAD {
+            ("head", None)
+        } else if m == Method::DELETE {
+            ("delete", None)
+        } else if m == Method::POST {
+            let closing = crate::headers::flag(request.headers(), &crate::headers::STREAM_CLOSED);
+            if closing && request.body().is_empty() {
+                ("close", None)
+            } else {
+                ("append", None)
+            }
+        } else {
+            ("other", None)
+        }
+    }
+
+    impl<C: Clock> RequestTrace<C> {
+        /// Opens the span of an exchange: `attempt` for one-shot operations (1 for the first),
+        /// `id` for a machine's exchanges.
+        pub fn start(
+            request: &http::Request<Bytes>,
+            attempt: Option<u32>,
+            id: Option<RequestId>,
+        ) -> Self {
+            let (op, mode) = describe(request);
+            let producer_seq = request
+                .headers()
+                .get(&crate::headers::PRODUCER_SEQ)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let span = tracing::debug_span!(
+                "ds.request",
+                op,
+                mode,
+                method = %request.method(),
+                path = request.uri().path(),
+                attempt,
+                id = id.map(|i| i.0),
+                producer_seq,
+                bytes_sent = request.body().len(),
+                status = Empty,
+                bytes_received = Empty,
+                latency_ms = Empty,
+                error = Empty,
+            );
+            RequestTrace {
+                span,
+                started: C::now(),
+                received: 0,
+                clock: PhantomData,
+            }
+        }
+
+        /// The span, for the driver to run the exchange in (entered on a thread, or
+        /// instrumenting a future).
+        pub fn handle(&self) -> tracing::Span {
+            self.span.clone()
+        }
+
+        /// The response head arrived.
+        pub fn head(&self, status: http::StatusCode) {
+            self.span.record("status", status.as_u16());
+        }
+
+        /// Body bytes arrived.
+        pub fn body(&mut self, n: usize) {
+            self.received = self.received.saturating_add(n as u64);
+        }
+
+        /// The exchange ended: cleanly (`None`), failed, or was abandoned by its owner.
+        pub fn finish(self, error: Option<&TransportError>) {
+            let latency = C::now().saturating_duration_since(self.started);
+            let latency_ms = latency.as_secs_f64() * 1000.0;
+            self.span.record("bytes_received", self.received);
+            self.span.record("latency_ms", latency_ms);
+            match error {
+                None => tracing::debug!(
+                    parent: &self.span,
+                    bytes_received = self.received,
+                    latency_ms,
+                    "request finished"
+                ),
+                Some(e) => {
+                    self.span.record("error", tracing::field::display(e.kind));
+                    tracing::debug!(
+                        parent: &self.span,
+                        error = %e.kind,
+                        bytes_received = self.received,
+                        latency_ms,
+                        "request failed"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A one-shot operation will be retried after `delay`.
+    pub fn retry(op: Operation, url: &str, attempt: u32, delay: Duration, error: &Error) {
+        tracing::info!(
+            op = op.as_str(),
+            path = crate::url::path_of(url),
+            attempt,
+            delay_ms = delay.as_millis() as u64,
+            error = %error.kind,
+            "retrying"
+        );
+    }
+
+    /// A one-shot operation failed for good.
+    pub fn failed(op: Operation, url: &str, attempts: u32, error: &Error) {
+        tracing::warn!(
+            op = op.as_str(),
+            path = crate::url::path_of(url),
+            attempts,
+            error = %error.kind,
+            "operation failed"
+        );
+    }
+
+    /// A reader handed out `event`.
+    pub fn reader_event(url: &str, event: &ReaderEvent) {
+        let path = crate::url::path_of(url);
+        match event {
+            ReaderEvent::Data(c) => tracing::trace!(
+                path,
+                bytes = c.data.len(),
+                next_offset = c.next_offset.as_str(),
+                up_to_date = c.up_to_date,
+                "reader data"
+            ),
+            ReaderEvent::UpToDate { offset } => {
+                tracing::debug!(path, offset = offset.as_str(), "reader up to date")
+            }
+            ReaderEvent::Closed { offset } => {
+                tracing::info!(path, offset = offset.as_str(), "reader reached EOF")
+            }
+            ReaderEvent::Retrying {
+                error,
+                attempt,
+                delay,
+            } => tracing::info!(
+                path,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %error.kind,
+                "reader retrying"
+            ),
+            ReaderEvent::FellBackToLongPoll => {
+                tracing::info!(path, "reader fell back from SSE to long-poll")
+            }
+            ReaderEvent::Failed(e) => tracing::warn!(path, error = %e.kind, "reader failed"),
+            ReaderEvent::Done => tracing::debug!(path, "reader caught up and done"),
+            #[allow(unreachable_patterns)]
+            _ => tracing::debug!(path, "reader event"),
+        }
+    }
+
+    /// A writer's producer reported `event`.
+    pub fn producer_event(url: &str, event: &ProducerEvent) {
+        let path = crate::url::path_of(url);
+        match event {
+            ProducerEvent::Acked {
+                first,
+                last,
+                duplicate,
+                ..
+            } => tracing::debug!(
+                path,
+                first = first.0,
+                last = last.0,
+                duplicate,
+                "appends acknowledged"
+            ),
+            ProducerEvent::Failed {
+                first,
+                last,
+                reason,
+                ..
+            } => tracing::warn!(
+                path,
+                first = first.0,
+                last = last.0,
+                indeterminate = reason.is_indeterminate(),
+                error = %reason.kind(),
+                "appends failed"
+            ),
+            ProducerEvent::EpochClaimed { epoch } => {
+                tracing::info!(path, epoch, "writer claimed a new epoch")
+            }
+            ProducerEvent::Writable => tracing::debug!(path, "writer has room again"),
+            ProducerEvent::Closed { final_offset } => tracing::info!(
+                path,
+                final_offset = final_offset.as_ref().map(|o| o.as_str()),
+                "writer closed the stream"
+            ),
+            ProducerEvent::CloseFailed { reason } => {
+                tracing::warn!(path, error = %reason.kind(), "writer close failed")
+            }
+            #[allow(unreachable_patterns)]
+            _ => tracing::debug!(path, "writer event"),
+        }
+    }
+}
+
+/// The same names as [`on`], doing nothing: for a driver built without its `tracing` feature.
+pub mod off {
+    use super::Clock;
+    use crate::producer::ProducerEvent;
+    use crate::reader::ReaderEvent;
+    use crate::{Error, Operation, RequestId, TransportError};
+    use bytes::Bytes;
+    use std::marker::PhantomData;
+    use std::time::Duration;
+
+    /// Nothing: no span, no clock read.
+    #[derive(Debug)]
+    pub struct RequestTrace<C: Clock>(PhantomData<fn() -> C>);
+
+    /// No span.
+    #[derive(Debug, Clone, Copy)]
+    pub struct NoSpan;
+
+    impl<C: Clock> RequestTrace<C> {
+        /// Nothing.
+        #[inline(always)]
+        pub fn start(
+            _request: &http::Request<Bytes>,
+            _attempt: Option<u32>,
+            _id: Option<RequestId>,
+        ) -> Self {
+            RequestTrace(PhantomData)
+        }
+        /// No span.
+        #[inline(always)]
+        pub fn handle(&self) -> NoSpan {
+            NoSpan
+        }
+        /// Nothing.
+        #[inline(always)]
+        pub fn head(&self, _status: http::StatusCode) {}
+        /// Nothing.
+        #[inline(always)]
+        pub fn body(&mut self, _n: usize) {}
+        /// Nothing.
+        #[inline(always)]
+        pub fn finish(self, _error: Option<&TransportError>) {}
+    }
+
+    /// Nothing.
+    #[inline(always)]
+    pub fn retry(_op: Operation, _url: &str, _attempt: u32, _delay: Duration, _e: &Error) {}
+    /// Nothing.
+    #[inline(always)]
+    pub fn failed(_op: Operation, _url: &str, _attempts: u32, _error: &Error) {}
+    /// Nothing.
+    #[inline(always)]
+    pub fn reader_event(_url: &str, _event: &ReaderEvent) {}
+    /// Nothing.
+    #[inline(always)]
+    pub fn producer_event(_url: &str, _event: &ProducerEvent) {}
+}
+
+#[cfg(all(test, feature = "tracing"))]
+mod tests {
+    use super::on::describe;
+    use bytes::Bytes;
+
+    fn request(method: &str, uri: &str, closed: bool, body: &'static [u8]) -> http::Request<Bytes> {
+        let mut b = http::Request::builder().method(method).uri(uri);
+        if closed {
+            b = b.header(&crate::headers::STREAM_CLOSED, "true");
+        }
+        b.body(Bytes::from_static(body)).unwrap()
+    }
+
+    #[test]
+    fn operations_and_modes_are_told_apart() {
+        let d = |m, u, c, b| describe(&request(m, u, c, b));
+        assert_eq!(
+            d("GET", "http://h/s?offset=-1", false, b""),
+            ("read", Some("catch-up"))
+        );
+        assert_eq!(
+            d("GET", "http://h/s?offset=1&live=long-poll", false, b""),
+            ("read", Some("long-poll"))
+        );
+        assert_eq!(
+            d("GET", "http://h/s?live=sse", false, b""),
+            ("read", Some("sse"))
+        );
+        assert_eq!(
+            d("GET", "http://h/s?live=x", false, b""),
+            ("read", Some("live"))
+        );
+        assert_eq!(d("PUT", "http://h/s", false, b""), ("create", None));
+        assert_eq!(d("HEAD", "http://h/s", false, b""), ("head", None));
+        assert_eq!(d("DELETE", "http://h/s", false, b""), ("delete", None));
+        assert_eq!(d("POST", "http://h/s", false, b"x"), ("append", None));
+        assert_eq!(d("POST", "http://h/s", true, b""), ("close", None));
+        assert_eq!(d("POST", "http://h/s", true, b"x"), ("append", None));
+        assert_eq!(d("PATCH", "http://h/s", false, b""), ("other", None));
+    }
+}
