@@ -100,6 +100,7 @@ mod tests {
         Chunk {
             data: Bytes::from_static(data),
             next_offset: Offset::parse(off).unwrap(),
+            partial: false,
             up_to_date: false,
             closed: false,
             cursor: None,

@@ -282,6 +282,8 @@ fn an_endless_body_to_a_reader() {
             let mut config = s.reader_config();
             config.mode = ReadMode::CatchUp;
             config.max_body_bytes = 1 << 20;
+            // Bodies buffered whole: the limit ends it.
+            config.partial_chunks_over = None;
             let mut r = s.reader_with(config).unwrap();
             let events = drain(&mut r, "endless reader");
             assert!(data_of(&events).is_empty());
@@ -293,6 +295,48 @@ fn an_endless_body_to_a_reader() {
             drop(r);
             assert!(server.wait_for_no_connections(Duration::from_secs(10)));
             assert!(server.bytes_written() < 64 << 20, "{kind:?}");
+        }
+    });
+}
+
+#[test]
+fn an_endless_body_released_in_pieces_keeps_memory_bounded_and_the_checkpoint_still() {
+    within(LIMIT, "an_endless_body_released_in_pieces", || {
+        let head = format!("HTTP/1.1 200 OK\r\n{READ_HEADERS}Transfer-Encoding: chunked\r\n\r\n");
+        let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+        chunk.extend([b'y'; 64 * 1024]);
+        chunk.extend_from_slice(b"\r\n");
+        let server = HostileServer::always(endless(&head, &chunk));
+        for kind in DriverKind::ALL {
+            let s = stream(kind, &server, ClientSettings::default());
+            let mut config = s.reader_config();
+            config.mode = ReadMode::CatchUp;
+            config.max_body_bytes = 1 << 20;
+            config.partial_chunks_over = Some(256 * 1024);
+            let start = config.offset.clone();
+            let mut r = s.reader_with(config).unwrap();
+            // Pieces keep coming (a body has no size limit when released in pieces), each
+            // bounded, none moving the checkpoint: the response never ended.
+            let mut total = 0usize;
+            while total < 8 << 20 {
+                match next(&mut r, "endless pieces") {
+                    Some(ReaderEvent::Data(c)) => {
+                        assert!(c.partial, "{kind:?}: a whole chunk from an endless body");
+                        assert!(
+                            c.data.len() <= 512 * 1024,
+                            "{kind:?}: {} bytes",
+                            c.data.len()
+                        );
+                        assert!(c.data.iter().all(|&b| b == b'y'));
+                        assert_eq!(c.next_offset, start, "{kind:?}");
+                        total += c.data.len();
+                    }
+                    other => panic!("{kind:?}: {other:?}"),
+                }
+            }
+            assert_eq!(r.offset(), start, "{kind:?}");
+            drop(r);
+            assert!(server.wait_for_no_connections(Duration::from_secs(10)));
         }
     });
 }

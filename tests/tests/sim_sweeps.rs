@@ -369,6 +369,13 @@ fn scenario(family: Family, seed: u64) -> Scenario {
             } else {
                 Some(ReaderConfig::DEFAULT_SSE_IDLE_TIMEOUT)
             },
+            // Small thresholds make large bodies common: pieces released before a body's
+            // end must survive truncation, retries and restarts exactly once.
+            partial_chunks_over: if rng.chance(0.5) {
+                Some(1 + rng.below(64) as usize)
+            } else {
+                Some(ReaderConfig::DEFAULT_PARTIAL_CHUNKS_OVER)
+            },
             ..ReaderConfig::new(URL)
         };
         let start = ms(&mut rng, 0, 4000);
@@ -508,6 +515,7 @@ struct Stats {
     full: u64,
     crashes: u64,
     reader_restarts: u64,
+    partial_chunks: u64,
 }
 
 #[derive(Debug, Default)]
@@ -534,6 +542,7 @@ impl Totals {
         t.full += s.full;
         t.crashes += s.crashes;
         t.reader_restarts += s.reader_restarts;
+        t.partial_chunks += s.partial_chunks;
     }
 }
 
@@ -544,7 +553,7 @@ impl std::fmt::Display for Totals {
             f,
             "{} steps, {:.0?} virtual, {} faults injected, appends: {} acked / {} failed ({} \
              indeterminate) / {} refused / {} times full; readers: {} bytes, {} EOFs, {} SSE \
-             fallbacks, {} restarts; {} writers fenced, {} crashed",
+             fallbacks, {} restarts, {} partial chunks; {} writers fenced, {} crashed",
             s.steps,
             s.virtual_time,
             s.faults,
@@ -557,6 +566,7 @@ impl std::fmt::Display for Totals {
             s.eofs,
             s.sse_fallbacks,
             s.reader_restarts,
+            s.partial_chunks,
             s.fenced_writers,
             s.crashes
         )
@@ -620,6 +630,8 @@ struct ReaderState {
     items: Vec<serde_json::Value>,
     /// Bytes of the stored JSON messages released so far (the offset position).
     json_position: usize,
+    /// The position of the last checkpoint (the offset partial chunks carry).
+    checkpoint: usize,
     outstanding: BTreeSet<RequestId>,
     not_before: Option<Duration>,
     ended: Option<String>,
@@ -955,6 +967,7 @@ impl Run {
                     bytes: Vec::new(),
                     items: Vec::new(),
                     json_position: 0,
+                    checkpoint: 0,
                     outstanding: BTreeSet::new(),
                     not_before: None,
                     ended: None,
@@ -967,13 +980,11 @@ impl Run {
                     return Ok(());
                 }
                 let old = self.world.reader(rs.client).expect("a reader");
-                let config = ReaderConfig {
-                    offset: old.offset().clone(),
-                    cursor: old.cursor().map(str::to_owned),
-                    ..plan.config.clone()
-                };
+                // From a snapshot: it also knows the pieces of a response already handed out.
+                let mut snapshot = old.snapshot();
+                snapshot.config.rng_seed = plan.config.rng_seed;
                 self.world.remove(rs.client);
-                let reader = Reader::new(config, now).map_err(|e| e.to_string())?;
+                let reader = Reader::restore(snapshot, now).map_err(|e| e.to_string())?;
                 rs.client = self.world.add_machine(reader);
                 rs.outstanding.clear();
                 rs.not_before = None;
@@ -1002,10 +1013,8 @@ impl Run {
         // Cheap per-step checks of the readers' checkpoints and the producers' bounds.
         for r in self.readers.iter().flatten() {
             let reader = self.world.reader(r.client).expect("a reader");
-            let pos = match self.sc.content {
-                Content::Json => r.json_position,
-                _ => r.bytes.len(),
-            };
+            // Partial chunks leave the checkpoint where their response started.
+            let pos = r.checkpoint;
             ensure!(
                 reader.offset().is_sentinel() && pos == 0 || reader.offset().as_str() == mint(pos),
                 "reader {}: checkpoint {} after releasing {pos} units",
@@ -1323,21 +1332,31 @@ impl Run {
                         }
                     }
                 }
-                let pos = position(r);
+                let pos = if chunk.partial {
+                    ensure!(!chunk.json, "reader {client}: a partial JSON chunk");
+                    r.checkpoint
+                } else {
+                    position(r)
+                };
                 ensure!(
-                    chunk.next_offset.as_str() == mint(pos),
+                    chunk.next_offset.as_str() == mint(pos)
+                        || (pos == 0 && chunk.partial && chunk.next_offset.is_beginning()),
                     "reader {client}: chunk next_offset {} does not follow the {} units \
-                     released ({})",
+                     released ({}; partial: {})",
                     chunk.next_offset,
                     pos,
-                    mint(pos)
+                    mint(pos),
+                    chunk.partial
                 );
+                r.checkpoint = pos;
+                self.stats.partial_chunks += u64::from(chunk.partial);
                 if chunk.closed {
                     ensure!(server_closed, "reader {client}: EOF on an open stream");
                 }
             }
             ReaderEvent::UpToDate { offset } => {
                 let pos = position(r);
+                r.checkpoint = pos;
                 ensure!(
                     offset.as_str() == mint(pos),
                     "reader {client}: up to date at {offset}, but released up to {pos}"
@@ -1345,6 +1364,7 @@ impl Run {
             }
             ReaderEvent::Closed { offset } => {
                 let pos = position(r);
+                r.checkpoint = pos;
                 ensure!(server_closed, "reader {client}: Closed on an open stream");
                 ensure!(
                     offset.as_str() == mint(pos),

@@ -78,10 +78,27 @@ pub struct ReaderConfig {
     /// How failed reads (429, 5xx, transport failures) are retried. Default:
     /// [`RetryPolicy::unlimited`].
     pub retry: RetryPolicy,
-    /// The largest response body (catch-up and long-poll) or the most SSE data held before its
-    /// `control` event, in bytes; more is a terminal
+    /// The largest response body buffered whole (JSON bodies, and every catch-up or long-poll
+    /// body when [`partial_chunks_over`](ReaderConfig::partial_chunks_over) is `None`) or the
+    /// most SSE data held before its `control` event, in bytes; more is a terminal
     /// [`ErrorKind::LimitExceeded`](crate::ErrorKind::LimitExceeded). Default: 64 MiB.
     pub max_body_bytes: usize,
+    /// Large catch-up and long-poll bodies are handed out in pieces: once more than this many
+    /// bytes of one response body have arrived, they are released as a
+    /// [`partial`](super::Chunk::partial) chunk, then the rest of the body piece by piece as
+    /// it arrives (without copying), and the last piece carries the response's offset. Memory
+    /// stays bounded by this size (plus one transport read) however large the response, and
+    /// [`max_body_bytes`](ReaderConfig::max_body_bytes) does not apply to such bodies. JSON
+    /// bodies are always whole (their items need the whole array). `None`: every body is
+    /// buffered whole (up to `max_body_bytes`) and each chunk is one response. Default: 1 MiB.
+    ///
+    /// An offset inside a response is unknown (offsets are opaque), so a partial chunk's
+    /// `next_offset` is the checkpoint before the response: resuming from it reads the partial
+    /// bytes again. A reader that retries a response after releasing part of it skips the
+    /// bytes it released (the stream never changes below its tail), so each byte is still
+    /// handed out once; so does a reader restored from a snapshot taken mid-response.
+    #[serde(default = "default_partial_chunks_over")]
+    pub partial_chunks_over: Option<usize>,
     /// Line and event size limits of the SSE parser (exceeding them is a terminal
     /// [`ErrorKind::LimitExceeded`](crate::ErrorKind::LimitExceeded)).
     pub sse_limits: SseLimits,
@@ -125,6 +142,8 @@ impl ReaderConfig {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
     /// The default `long_poll_deadline`: 60 s.
     pub const DEFAULT_LONG_POLL_DEADLINE: Duration = Duration::from_secs(60);
+    /// The default `partial_chunks_over`: 1 MiB.
+    pub const DEFAULT_PARTIAL_CHUNKS_OVER: usize = 1 << 20;
     /// The default `sse_idle_timeout`: 120 s.
     pub const DEFAULT_SSE_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -137,6 +156,7 @@ impl ReaderConfig {
             mode: ReadMode::Auto,
             retry: RetryPolicy::unlimited(),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            partial_chunks_over: Some(Self::DEFAULT_PARTIAL_CHUNKS_OVER),
             sse_limits: SseLimits::default(),
             sse_fallback: Some(SseFallback::default()),
             long_poll_deadline: Some(Self::DEFAULT_LONG_POLL_DEADLINE),
@@ -148,4 +168,8 @@ impl ReaderConfig {
             cursor: None,
         }
     }
+}
+
+fn default_partial_chunks_over() -> Option<usize> {
+    Some(ReaderConfig::DEFAULT_PARTIAL_CHUNKS_OVER)
 }

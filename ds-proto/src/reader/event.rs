@@ -5,15 +5,22 @@ use crate::offset::Offset;
 use bytes::Bytes;
 use std::time::Duration;
 
-/// Bytes released by the reader, always together with the offset that follows them.
+/// Bytes released by the reader, together with the offset that follows them (or, for a
+/// [`partial`](Chunk::partial) piece of a large response, the checkpoint before it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     /// The data. For JSON streams ([`Chunk::json`]) one JSON array of messages (use
     /// [`Chunk::items`]); otherwise raw bytes. Empty when the offset advanced without data.
     pub data: Bytes,
     /// The offset right after `data`: resume from here to read what follows. This is the
-    /// checkpoint to persist once `data` is processed.
+    /// checkpoint to persist once `data` is processed. For a partial chunk it is the
+    /// checkpoint before the response the piece belongs to (unchanged until its last piece).
     pub next_offset: Offset,
+    /// A piece of a large response body, released before the rest of the body arrived
+    /// (see [`ReaderConfig::partial_chunks_over`](super::ReaderConfig::partial_chunks_over));
+    /// more pieces follow, and the last one (not partial) carries the response's offset. Never
+    /// set for JSON chunks.
+    pub partial: bool,
     /// The reader had caught up with the stream's tail when this chunk was read.
     pub up_to_date: bool,
     /// The stream is closed and this chunk ends it (EOF). A

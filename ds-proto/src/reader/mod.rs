@@ -129,6 +129,7 @@ pub struct Reader {
     mode: ReadMode,
     retry: RetryPolicy,
     max_body_bytes: usize,
+    partial_chunks_over: Option<usize>,
     sse_limits: SseLimits,
     sse_preserve_leading_space: bool,
     sse_fallback: Option<SseFallback>,
@@ -152,11 +153,19 @@ pub struct Reader {
     json_seen: Option<bool>,
     /// The status of the latest response head.
     last_status: Option<u16>,
+    /// Bytes of the response at `read_offset` released in partial chunks so far (a large
+    /// body whose end has not been applied yet).
+    partial_released: u64,
+    /// Bytes the response in flight must drop from its body's start: what an earlier attempt
+    /// at the same offset released already.
+    skip: u64,
 
     // What the application has been handed by `poll_event`.
     delivered_offset: Offset,
     delivered_up_to_date: bool,
     delivered_eof: bool,
+    /// Bytes of partial chunks handed out at `delivered_offset` (for snapshots).
+    delivered_partial: u64,
 
     phase: Phase,
     next_id: u64,
@@ -203,6 +212,10 @@ enum Body {
         parts: http::response::Parts,
         prefix: Vec<u8>,
     },
+    /// A 200 to a catch-up or long-poll read whose body is released in pieces
+    /// (`partial_chunks_over`): the head's outcome and the latest piece, held back so that
+    /// the last piece can carry the offset.
+    Pieces { head: Box<ReadResult>, held: Bytes },
     /// A 200 to an SSE read.
     Sse(Box<SseStream>),
 }
@@ -261,6 +274,11 @@ impl Reader {
         if config.max_body_bytes == 0 {
             return Err(invalid("max_body_bytes must be greater than zero".into()));
         }
+        if config.partial_chunks_over == Some(0) {
+            return Err(invalid(
+                "partial_chunks_over must be greater than zero (None: never)".into(),
+            ));
+        }
         if config.sse_limits.max_line_bytes == 0 || config.sse_limits.max_event_bytes == 0 {
             return Err(invalid("SSE limits must be greater than zero".into()));
         }
@@ -307,6 +325,7 @@ impl Reader {
             mode: config.mode,
             retry: config.retry,
             max_body_bytes: config.max_body_bytes,
+            partial_chunks_over: config.partial_chunks_over,
             sse_limits: config.sse_limits,
             sse_preserve_leading_space: config.sse_preserve_leading_space,
             sse_fallback: config.sse_fallback,
@@ -322,9 +341,12 @@ impl Reader {
             eof: false,
             json_seen: None,
             last_status: None,
+            partial_released: 0,
+            skip: 0,
             delivered_offset: config.offset,
             delivered_up_to_date: false,
             delivered_eof: false,
+            delivered_partial: 0,
             phase: Phase::Idle,
             next_id: 1,
             rng: Rng::new(config.rng_seed),
@@ -506,6 +528,8 @@ impl Reader {
         };
         let id = RequestId(self.next_id);
         self.next_id += 1;
+        // What an earlier attempt at this offset released is dropped from the new body.
+        self.skip = self.partial_released;
         let limit = match live {
             LiveMode::Off => self.catch_up_deadline,
             LiveMode::LongPoll => self.long_poll_deadline,
@@ -560,6 +584,11 @@ impl Reader {
             ReaderEvent::Data(c) => {
                 self.delivered_offset = c.next_offset.clone();
                 self.delivered_up_to_date = c.up_to_date;
+                self.delivered_partial = if c.partial {
+                    self.delivered_partial + c.data.len() as u64
+                } else {
+                    0
+                };
             }
             ReaderEvent::UpToDate { offset } => {
                 self.delivered_offset = offset.clone();
@@ -657,8 +686,15 @@ impl Reader {
                 progressed: false,
             }))
         } else if matches!(status, 200 | 204 | 304) {
+            // A body that may be released in pieces reserves no more than the first piece.
+            let reserve = match self.partial_chunks_over {
+                Some(n) if status == 200 && !self.is_json_response(&parts) => {
+                    self.max_body_bytes.min(n)
+                }
+                _ => self.max_body_bytes,
+            };
             Body::Buffered {
-                body: BodyBuf::new(&parts, self.max_body_bytes),
+                body: BodyBuf::new(&parts, reserve),
                 parts,
             }
         } else {
@@ -670,10 +706,52 @@ impl Reader {
         self.phase = Phase::InFlight(ex);
     }
 
-    fn on_body(&mut self, mut ex: Box<Exchange>, chunk: Bytes) {
+    fn on_body(&mut self, mut ex: Box<Exchange>, mut chunk: Bytes) {
+        if self.skip > 0 && matches!(ex.body, Body::Buffered { .. } | Body::Pieces { .. }) {
+            // Released by an earlier attempt at this offset: dropped (the stream never
+            // changes below its tail, so the new body starts with the same bytes).
+            let drop = chunk
+                .len()
+                .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+            self.skip -= drop as u64;
+            chunk = chunk.slice(drop..);
+            if chunk.is_empty() {
+                self.phase = Phase::InFlight(ex);
+                return;
+            }
+        }
         match &mut ex.body {
             Body::AwaitingHead => {}
-            Body::Buffered { body, .. } => {
+            Body::Pieces { held, .. } => {
+                if !chunk.is_empty() {
+                    let piece = std::mem::replace(held, chunk);
+                    self.release_partial(piece);
+                }
+            }
+            Body::Buffered { body, parts } => {
+                let over = self
+                    .partial_chunks_over
+                    .is_some_and(|n| body.len.saturating_add(chunk.len()) > n);
+                if over && parts.status == http::StatusCode::OK {
+                    match self.start_pieces(&ex.requested, parts) {
+                        Ok(Some(head)) => {
+                            let first = std::mem::replace(body, BodyBuf::empty()).finish();
+                            ex.body = Body::Pieces { head, held: chunk };
+                            if !first.is_empty() {
+                                self.release_partial(first);
+                            }
+                            self.phase = Phase::InFlight(ex);
+                            return;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.cancels.push_back(ex.id);
+                            let sent_at = ex.sent_at;
+                            self.retry_or_fail(e, sent_at, ex.last_activity);
+                            return;
+                        }
+                    }
+                }
                 if body.len.saturating_add(chunk.len()) > self.max_body_bytes {
                     let err = self.error(ErrorKind::LimitExceeded(format!(
                         "response body larger than max_body_bytes ({} bytes)",
@@ -727,6 +805,16 @@ impl Reader {
             sent_at,
             ..
         } = *ex;
+        if self.skip > 0 && matches!(body, Body::Buffered { .. } | Body::Pieces { .. }) {
+            // The body ended before the bytes already released at this offset.
+            let err = self.error(ErrorKind::InvalidResponse(format!(
+                "the response at offset {:?} is {} bytes shorter than one read before",
+                requested.as_str(),
+                self.skip
+            )));
+            self.fail(err);
+            return;
+        }
         match body {
             Body::AwaitingHead => {
                 let err = self.error(ErrorKind::Transport(TransportError::new(
@@ -749,8 +837,57 @@ impl Reader {
                     }
                 }
             }
+            Body::Pieces { mut head, held } => {
+                // The last piece carries the response's offset.
+                head.data = held;
+                self.on_read_result(*head);
+            }
             Body::Sse(_) => {}
         }
+    }
+
+    /// Whether a catch-up or long-poll response is JSON mode (its body stays whole).
+    fn is_json_response(&self, parts: &http::response::Parts) -> bool {
+        self.json_hint.unwrap_or_else(|| {
+            headers::content_type(&parts.headers)
+                .as_deref()
+                .is_some_and(headers::is_json_content_type)
+        })
+    }
+
+    /// A `200` body grew past `partial_chunks_over`: checks its head as its end would (status
+    /// headers, the offset moving forward) so that no piece is released from a response that
+    /// would be refused. `None` when the body must stay whole (JSON).
+    fn start_pieces(
+        &self,
+        requested: &Offset,
+        parts: &http::response::Parts,
+    ) -> Result<Option<Box<ReadResult>>, Error> {
+        if self.is_json_response(parts) {
+            return Ok(None);
+        }
+        let head = ops::read_response(&self.url, requested, parts, Bytes::new())
+            .map_err(|e| Error::new(OP, &self.err_url, e.kind))?;
+        if head.is_json() && self.json_hint.is_none() {
+            return Ok(None);
+        }
+        self.check_forward(&head.next_offset)?;
+        Ok(Some(Box::new(head)))
+    }
+
+    /// Hands out a piece of a large body before its end (see `partial_chunks_over`).
+    fn release_partial(&mut self, data: Bytes) {
+        self.partial_released += data.len() as u64;
+        self.up_to_date = false;
+        self.events.push_back(ReaderEvent::Data(Chunk {
+            data,
+            next_offset: self.read_offset.clone(),
+            partial: true,
+            up_to_date: false,
+            closed: false,
+            cursor: self.cursor.clone(),
+            json: false,
+        }));
     }
 
     fn on_failed(&mut self, ex: Box<Exchange>, error: TransportError, now: Instant) {
@@ -764,7 +901,7 @@ impl Reader {
             Body::Sse(s) => {
                 let _ = self.count_sse_end(sent_at, s.progressed, now);
             }
-            Body::AwaitingHead | Body::Buffered { .. } => {}
+            Body::AwaitingHead | Body::Buffered { .. } | Body::Pieces { .. } => {}
         }
         if error.kind == TransportErrorKind::TooLarge {
             let err = self.error(ErrorKind::LimitExceeded(error.to_string()));
@@ -938,21 +1075,31 @@ impl Reader {
         unproductive
     }
 
+    /// Refuses a `Stream-Next-Offset` (or control offset) that goes back from the position.
+    fn check_forward(&self, next: &Offset) -> Result<(), Error> {
+        let current = &self.read_offset;
+        if next.is_now()
+            || (next.is_beginning() && !current.is_beginning())
+            || (!current.is_sentinel() && *next < *current)
+        {
+            return Err(self.error(ErrorKind::InvalidResponse(format!(
+                "Stream-Next-Offset {:?} goes back from {:?}",
+                next.as_str(),
+                current.as_str()
+            ))));
+        }
+        Ok(())
+    }
+
     /// Applies one response's (or control event's) progress: checks the offset, updates the
     /// position and cursor, emits the events. Returns whether the reader ended (EOF or
     /// catch-up done); the caller sets the phase otherwise.
     fn apply(&mut self, p: Progress) -> Result<bool, Error> {
+        self.check_forward(&p.next_offset)?;
+        // The response (or control) ends here: nothing of it is pending any more. After
+        // partial pieces, its end is always reported (it carries the offset).
+        let partial_before = std::mem::take(&mut self.partial_released) > 0;
         let current = &self.read_offset;
-        if p.next_offset.is_now()
-            || (p.next_offset.is_beginning() && !current.is_beginning())
-            || (!current.is_sentinel() && p.next_offset < *current)
-        {
-            return Err(self.error(ErrorKind::InvalidResponse(format!(
-                "Stream-Next-Offset {:?} goes back from {:?}",
-                p.next_offset.as_str(),
-                current.as_str()
-            ))));
-        }
         let from_sentinel = current.is_sentinel();
         let moved = p.next_offset != *current;
         let empty = p.data.is_empty() || (p.json && crate::json::is_empty_array(&p.data));
@@ -960,6 +1107,7 @@ impl Reader {
             self.cursor = Some(c);
         }
         let emit_data = !empty || (moved && !from_sentinel);
+        let emit_data = emit_data || partial_before;
         let was_up_to_date = self.up_to_date;
         self.up_to_date = p.up_to_date || p.closed;
         self.read_offset = p.next_offset;
@@ -967,6 +1115,7 @@ impl Reader {
             self.events.push_back(ReaderEvent::Data(Chunk {
                 data: if empty { Bytes::new() } else { p.data },
                 next_offset: self.read_offset.clone(),
+                partial: false,
                 up_to_date: self.up_to_date,
                 closed: p.closed,
                 cursor: self.cursor.clone(),
@@ -1020,6 +1169,16 @@ struct BodyBuf {
 }
 
 impl BodyBuf {
+    /// A buffer holding nothing.
+    fn empty() -> BodyBuf {
+        BodyBuf {
+            first: None,
+            rest: BytesMut::new(),
+            len: 0,
+            hint: 0,
+        }
+    }
+
     fn new(parts: &http::response::Parts, limit: usize) -> BodyBuf {
         let hint = parts
             .headers

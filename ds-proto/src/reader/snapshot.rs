@@ -51,6 +51,12 @@ pub struct ReaderSnapshot {
     pub eof: bool,
     /// JSON mode as learned from a response's `Content-Type` (`None`: not learned).
     pub json_seen: Option<bool>,
+    /// Bytes of the response at `config.offset` already handed out in
+    /// [`partial`](super::Chunk::partial) chunks: the restored reader drops them from the
+    /// start of its first response, so each byte is still handed out once. 0 when the last
+    /// chunk handed out was whole. Absent in older snapshots (read as 0).
+    #[serde(default)]
+    pub skip_bytes: u64,
 }
 
 impl ReaderSnapshot {
@@ -113,6 +119,7 @@ impl Reader {
                 mode: self.mode,
                 retry: self.retry.clone(),
                 max_body_bytes: self.max_body_bytes,
+                partial_chunks_over: self.partial_chunks_over,
                 sse_limits: self.sse_limits,
                 sse_fallback: self.sse_fallback,
                 long_poll_deadline: self.long_poll_deadline,
@@ -129,6 +136,7 @@ impl Reader {
             fell_back_to_long_poll: self.fell_back,
             eof: self.delivered_eof,
             json_seen: self.json_seen,
+            skip_bytes: self.delivered_partial,
         }
     }
 
@@ -148,12 +156,15 @@ impl Reader {
             fell_back_to_long_poll,
             eof,
             json_seen,
+            skip_bytes,
             ..
         } = snapshot;
         let mut reader = Reader::new(config, now)?;
         reader.caught_up = caught_up;
         reader.fell_back = fell_back_to_long_poll;
         reader.json_seen = json_seen;
+        reader.partial_released = skip_bytes;
+        reader.delivered_partial = skip_bytes;
         if eof {
             reader.eof = true;
             reader.up_to_date = true;

@@ -218,6 +218,7 @@ fn catch_up_mode_stops_when_up_to_date() {
             ReaderEvent::Data(Chunk {
                 data: Bytes::from_static(b"abc"),
                 next_offset: off("0_3"),
+                partial: false,
                 up_to_date: false,
                 closed: false,
                 cursor: None,
@@ -1304,4 +1305,312 @@ fn merge_json_rules() {
     );
     assert_eq!(&merge_json(&[b("[]"), b("[]")])[..], b"[]");
     assert_eq!(&merge_json(&[])[..], b"[]");
+}
+
+// ----- large bodies released in pieces (`partial_chunks_over`) -----
+
+mod pieces {
+    use super::*;
+
+    const OCTETS: (&str, &str) = ("content-type", "application/octet-stream");
+
+    fn small(mode: ReadMode, over: usize) -> H {
+        H::new(ReaderConfig {
+            partial_chunks_over: Some(over),
+            ..cfg(mode)
+        })
+    }
+
+    fn chunks(evs: &[ReaderEvent]) -> Vec<&Chunk> {
+        evs.iter()
+            .filter_map(|e| match e {
+                ReaderEvent::Data(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn joined(cs: &[&Chunk]) -> Vec<u8> {
+        cs.iter().flat_map(|c| c.data.iter().copied()).collect()
+    }
+
+    #[test]
+    fn a_large_body_is_released_in_pieces_and_the_last_carries_the_offset() {
+        let mut h = small(ReadMode::CatchUp, 10);
+        let t = h.tx();
+        h.head(
+            t.id,
+            200,
+            &[
+                OCTETS,
+                ("stream-next-offset", "5"),
+                ("stream-up-to-date", "true"),
+            ],
+        );
+        h.body(t.id, b"01234");
+        assert!(h.events().is_empty(), "below the threshold: buffered");
+        h.body(t.id, b"56789ab");
+        // Over 10 bytes: what was buffered goes out, the newest piece is held back.
+        let evs = h.events();
+        let cs = chunks(&evs);
+        assert_eq!(cs.len(), 1);
+        assert!(cs[0].partial && !cs[0].up_to_date && !cs[0].json);
+        assert_eq!(&cs[0].data[..], b"01234");
+        assert_eq!(
+            cs[0].next_offset,
+            Offset::beginning(),
+            "checkpoint unchanged"
+        );
+        assert_eq!(h.r.offset(), &Offset::beginning());
+        h.body(t.id, b"cd");
+        let evs = h.events();
+        let cs = chunks(&evs);
+        assert_eq!(
+            (cs.len(), &cs[0].data[..], cs[0].partial),
+            (1, &b"56789ab"[..], true)
+        );
+        h.end(t.id);
+        let evs = h.events();
+        let cs = chunks(&evs);
+        assert_eq!(cs.len(), 1);
+        assert!(!cs[0].partial && cs[0].up_to_date);
+        assert_eq!(
+            (&cs[0].data[..], cs[0].next_offset.as_str()),
+            (&b"cd"[..], "5")
+        );
+        assert!(matches!(evs[1], ReaderEvent::UpToDate { .. }));
+        assert!(matches!(evs[2], ReaderEvent::Done));
+        assert_eq!(h.r.offset().as_str(), "5");
+    }
+
+    #[test]
+    fn small_and_json_bodies_stay_whole() {
+        let mut h = small(ReadMode::CatchUp, 4);
+        let t = h.tx();
+        h.head(
+            t.id,
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("stream-next-offset", "5"),
+                ("stream-up-to-date", "true"),
+            ],
+        );
+        h.body(t.id, b"[1,2,");
+        h.body(t.id, b"3,4]");
+        assert!(h.events().is_empty());
+        h.end(t.id);
+        let evs = h.events();
+        let cs = chunks(&evs);
+        assert_eq!(
+            (cs.len(), cs[0].partial, &cs[0].data[..]),
+            (1, false, &b"[1,2,3,4]"[..])
+        );
+
+        let mut h = small(ReadMode::CatchUp, 100);
+        let t = h.tx();
+        h.head(
+            t.id,
+            200,
+            &[
+                OCTETS,
+                ("stream-next-offset", "5"),
+                ("stream-up-to-date", "true"),
+            ],
+        );
+        h.body(t.id, b"abc");
+        h.body(t.id, b"def");
+        h.end(t.id);
+        let evs = h.events();
+        let cs = chunks(&evs);
+        assert_eq!(
+            (cs.len(), cs[0].partial, &cs[0].data[..]),
+            (1, false, &b"abcdef"[..])
+        );
+
+        let mut h = H::new(ReaderConfig {
+            partial_chunks_over: None,
+            max_body_bytes: 8,
+            ..cfg(ReadMode::CatchUp)
+        });
+        let t = h.tx();
+        h.head(t.id, 200, &[OCTETS, ("stream-next-offset", "5")]);
+        h.body(t.id, b"0123456789");
+        let evs = h.events();
+        assert!(matches!(failed_kind(&evs[0]), ErrorKind::LimitExceeded(_)));
+    }
+
+    #[test]
+    fn pieces_are_not_bounded_by_max_body_bytes() {
+        let mut h = H::new(ReaderConfig {
+            partial_chunks_over: Some(4),
+            max_body_bytes: 8,
+            ..cfg(ReadMode::CatchUp)
+        });
+        let t = h.tx();
+        h.head(
+            t.id,
+            200,
+            &[
+                OCTETS,
+                ("stream-next-offset", "9"),
+                ("stream-up-to-date", "true"),
+            ],
+        );
+        let mut sent = Vec::new();
+        for i in 0..100u8 {
+            let piece = [i; 3];
+            sent.extend_from_slice(&piece);
+            h.body(t.id, &piece);
+        }
+        h.end(t.id);
+        let evs = h.events();
+        let cs = chunks(&evs);
+        assert_eq!(joined(&cs), sent);
+        assert!(cs[..cs.len() - 1].iter().all(|c| c.partial));
+        assert!(!cs[cs.len() - 1].partial);
+    }
+
+    #[test]
+    fn a_retry_after_partial_release_skips_what_was_released() {
+        let mut h = small(ReadMode::CatchUp, 4);
+        let t = h.tx();
+        h.head(t.id, 200, &[OCTETS, ("stream-next-offset", "20")]);
+        h.body(t.id, b"abc");
+        h.body(t.id, b"def");
+        h.body(t.id, b"ghi");
+        h.fail(t.id, TransportErrorKind::ConnectionReset);
+        let mut evs = h.events();
+        assert!(evs
+            .iter()
+            .any(|e| matches!(e, ReaderEvent::Retrying { .. })));
+        h.advance(Duration::from_secs(60));
+        let t2 = h.tx();
+        assert!(
+            query(&t2).contains("offset=-1"),
+            "same offset: {}",
+            query(&t2)
+        );
+        // The server answers the same bytes again, in other pieces, and more.
+        h.head(
+            t2.id,
+            200,
+            &[
+                OCTETS,
+                ("stream-next-offset", "30"),
+                ("stream-up-to-date", "true"),
+            ],
+        );
+        h.body(t2.id, b"ab");
+        h.body(t2.id, b"cdefghijk");
+        h.body(t2.id, b"lmn");
+        h.end(t2.id);
+        evs.extend(h.events());
+        let cs = chunks(&evs);
+        assert_eq!(joined(&cs), b"abcdefghijklmn", "each byte once: {cs:?}");
+        assert_eq!(cs.last().unwrap().next_offset.as_str(), "30");
+    }
+
+    #[test]
+    fn a_retry_shorter_than_what_was_released_fails() {
+        let mut h = small(ReadMode::CatchUp, 2);
+        let t = h.tx();
+        h.head(t.id, 200, &[OCTETS, ("stream-next-offset", "20")]);
+        h.body(t.id, b"abc");
+        h.body(t.id, b"def");
+        h.fail(t.id, TransportErrorKind::ConnectionReset);
+        h.events();
+        h.advance(Duration::from_secs(60));
+        let t2 = h.tx();
+        h.respond(
+            t2.id,
+            200,
+            &[
+                OCTETS,
+                ("stream-next-offset", "2"),
+                ("stream-up-to-date", "true"),
+            ],
+            b"ab",
+        );
+        let evs = h.events();
+        assert!(chunks(&evs).is_empty(), "{evs:?}");
+        assert!(matches!(
+            failed_kind(evs.last().unwrap()),
+            ErrorKind::InvalidResponse(_)
+        ));
+        h.assert_dead();
+    }
+
+    #[test]
+    fn a_head_that_would_be_refused_releases_nothing() {
+        // No Stream-Next-Offset: refused at the end of a whole body, so refused before any
+        // piece goes out.
+        let mut h = small(ReadMode::CatchUp, 2);
+        let t = h.tx();
+        h.head(t.id, 200, &[OCTETS]);
+        h.body(t.id, b"abcdef");
+        let evs = h.events();
+        assert!(chunks(&evs).is_empty(), "{evs:?}");
+        assert_eq!(h.cancels(), vec![t.id]);
+        // An offset going backwards, likewise.
+        let mut h = small(ReadMode::LongPoll, 2);
+        h.r.read_offset = off("50");
+        let t = h.tx();
+        h.head(t.id, 200, &[OCTETS, ("stream-next-offset", "10")]);
+        h.body(t.id, b"abcdef");
+        let evs = h.events();
+        assert!(chunks(&evs).is_empty(), "{evs:?}");
+        assert!(matches!(
+            failed_kind(&evs[0]),
+            ErrorKind::InvalidResponse(_)
+        ));
+    }
+
+    #[test]
+    fn a_snapshot_mid_response_resumes_after_the_pieces_handed_out() {
+        let mut h = small(ReadMode::CatchUp, 4);
+        let t = h.tx();
+        h.head(t.id, 200, &[OCTETS, ("stream-next-offset", "20")]);
+        h.body(t.id, b"abc");
+        h.body(t.id, b"def");
+        h.body(t.id, b"ghi");
+        let first = h.events();
+        assert_eq!(joined(&chunks(&first)), b"abcdef");
+        let snap = h.r.snapshot();
+        assert_eq!(
+            (snap.skip_bytes, snap.config.offset.clone()),
+            (6, Offset::beginning())
+        );
+        let json = snap.to_json();
+        let mut r = Reader::restore(ReaderSnapshot::from_json(&json).unwrap(), h.now).unwrap();
+        let t = r.poll_transmit(h.now).unwrap();
+        let now = h.now;
+        let feed = |r: &mut Reader, i: Input| r.handle_input(i, now);
+        feed(
+            &mut r,
+            Input::Head {
+                id: t.id,
+                parts: parts(
+                    200,
+                    &[
+                        OCTETS,
+                        ("stream-next-offset", "20"),
+                        ("stream-up-to-date", "true"),
+                    ],
+                ),
+            },
+        );
+        feed(
+            &mut r,
+            Input::Body {
+                id: t.id,
+                chunk: Bytes::from_static(b"abcdefghi"),
+            },
+        );
+        feed(&mut r, Input::End { id: t.id });
+        let rest: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();
+        assert_eq!(joined(&chunks(&rest)), b"ghi");
+        assert_eq!(r.offset().as_str(), "20");
+        assert_eq!(r.snapshot().skip_bytes, 0);
+    }
 }
