@@ -47,14 +47,12 @@ struct Core {
 
 impl Core {
     /// Hands `data` to the producer; also says whether the background task must look at the
-    /// producer again: only when the append sealed a batch or changed the producer's timer
-    /// (the first append of a batch starts its linger). Waking the task for every append
+    /// producer again ([`Producer::take_append_wake`]: a batch sealed, a linger timer
+    /// started). Waking the task for every append
     /// made it contend for the lock with the appending task, append by append.
     fn append(&mut self, data: Bytes) -> Result<(AppendId, bool), AppendError> {
-        let before = (self.producer.next_seq(), self.producer.poll_timeout());
         let id = self.producer.append(data, now())?;
-        let after = (self.producer.next_seq(), self.producer.poll_timeout());
-        Ok((id, before != after))
+        Ok((id, self.producer.take_append_wake()))
     }
     /// Hands a snapshot to `on_snapshot` when the last one does not hold every batch that may
     /// be sent (write-ahead), or when `resolved` (appends were acknowledged or failed).

@@ -10,12 +10,21 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::time::Instant;
 
 /// The batch collecting appends; it has no sequence number yet.
+///
+/// Its body is built as appends arrive: the first payload is kept as it is (a batch of one
+/// is sent without a copy, which matters for large appends), and from the second on the
+/// payloads are copied into one buffer, `[a,b,...` in JSON mode. Sealing then hands the
+/// buffer over without another pass over the bytes or a list of per-item handles.
 #[derive(Debug, Default)]
 pub(super) struct OpenBatch {
-    /// Id of its first append (meaningful when `items` is not empty).
+    /// Id of its first append (meaningful when not empty).
     pub first: u64,
-    /// The payloads, in order.
-    pub items: Vec<Bytes>,
+    /// The only payload so far, not copied.
+    lone: Option<Bytes>,
+    /// The body so far once there are two payloads or more.
+    joined: BytesMut,
+    /// The payloads' lengths, in order.
+    lens: Vec<usize>,
     /// Sum of the payload lengths.
     pub payload: usize,
     /// When linger expires (set by the first append).
@@ -25,9 +34,19 @@ pub(super) struct OpenBatch {
 }
 
 impl OpenBatch {
+    /// A batch holding `items` (restoring a snapshot).
+    pub fn from_items(items: Vec<Bytes>, json: bool) -> OpenBatch {
+        let mut open = OpenBatch::default();
+        let mut spare = None;
+        for item in items {
+            open.push(item, json, &mut spare, 0);
+        }
+        open
+    }
+
     /// The request body size if a payload of `extra` bytes were added (`extra` 0: as it is).
     pub fn body_len_with(&self, json: bool, extra: usize) -> usize {
-        let n = self.items.len() + usize::from(extra > 0);
+        let n = self.lens.len() + usize::from(extra > 0);
         let payload = self.payload + extra;
         if json && n > 0 {
             // `[` + items joined by `,` + `]`
@@ -37,35 +56,85 @@ impl OpenBatch {
         }
     }
 
+    /// The number of appends in it.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.lens.is_empty()
+    }
+
+    /// Adds a payload. The body buffer, when one is started, is `spare` (a recycled one) if
+    /// there is one, with room for `reserve` bytes.
+    #[inline]
+    pub fn push(&mut self, data: Bytes, json: bool, spare: &mut Option<BytesMut>, reserve: usize) {
+        self.payload += data.len();
+        self.lens.push(data.len());
+        if self.lens.len() == 1 {
+            self.lone = Some(data);
+            return;
+        }
+        if let Some(first) = self.lone.take() {
+            let mut buf = spare.take().unwrap_or_default();
+            buf.clear();
+            buf.reserve(reserve.max(first.len() + data.len() + 3));
+            if json {
+                buf.put_u8(b'[');
+            }
+            buf.put_slice(&first);
+            self.joined = buf;
+        }
+        if json {
+            self.joined.put_u8(b',');
+        }
+        self.joined.put_slice(&data);
+    }
+
+    /// Takes the body (a JSON array in JSON mode, the bytes concatenated otherwise; empty for
+    /// an empty batch) and the payloads' lengths, from which [`Batch::payloads`] finds them
+    /// again; the batch is left empty, its length list with room for as many appends.
+    pub fn seal(&mut self, json: bool) -> (Bytes, Vec<usize>) {
+        let room = self.lens.len();
+        let lens = std::mem::replace(&mut self.lens, Vec::with_capacity(room));
+        self.payload = 0;
+        self.deadline = None;
+        self.due = false;
+        let body = match self.lone.take() {
+            Some(one) if json => {
+                let mut out = BytesMut::with_capacity(one.len() + 2);
+                out.put_u8(b'[');
+                out.put_slice(&one);
+                out.put_u8(b']');
+                out.freeze()
+            }
+            Some(one) => one,
+            None if lens.is_empty() => Bytes::new(),
+            None => {
+                if json {
+                    self.joined.put_u8(b']');
+                }
+                std::mem::take(&mut self.joined).freeze()
+            }
+        };
+        (body, lens)
+    }
+
+    /// The payloads, in order (copies when they were joined).
+    pub fn payloads(&self, json: bool) -> Vec<Bytes> {
+        if let Some(one) = &self.lone {
+            return vec![one.clone()];
+        }
+        if self.lens.is_empty() {
+            return Vec::new();
+        }
+        let joined = Bytes::copy_from_slice(&self.joined);
+        split_body(&joined, &self.lens, json)
     }
 }
 
-/// Builds the body of a sealed batch: a JSON array of the items in JSON mode, the bytes
-/// concatenated otherwise; empty for an empty close. Also returns the items' lengths, from
-/// which [`Batch::payloads`] finds them again in the body, so a sealed batch holds its payload
-/// once and sealing does no per-item reference counting.
-pub(super) fn seal_body(items: Vec<Bytes>, json: bool) -> (Bytes, Vec<usize>) {
-    let lens = items.iter().map(Bytes::len).collect();
-    let body = match items.as_slice() {
-        [] => Bytes::new(),
-        [one] if !json => one.clone(),
-        _ if json => {
-            crate::json::batch(&items).unwrap_or_else(|_| unreachable!("a batch is never empty"))
-        }
-        _ => {
-            let mut out = BytesMut::with_capacity(items.iter().map(Bytes::len).sum());
-            for item in &items {
-                out.put_slice(item);
-            }
-            out.freeze()
-        }
-    };
-    (body, lens)
-}
-
-/// The items of a body built by [`seal_body`], as slices of it (byte-equal to the originals).
+/// The items of a body built by [`OpenBatch::seal`], as slices of it (byte-equal to the
+/// originals).
 pub(super) fn split_body(body: &Bytes, lens: &[usize], json: bool) -> Vec<Bytes> {
     let mut at = usize::from(json); // after `[`
     lens.iter()
@@ -162,21 +231,51 @@ impl Batch {
 mod tests {
     use super::*;
 
+    fn sealed(items: &[Bytes], json: bool) -> (Bytes, Vec<usize>) {
+        let mut open = OpenBatch::default();
+        let mut spare = None;
+        for item in items {
+            open.push(item.clone(), json, &mut spare, 0);
+        }
+        open.seal(json)
+    }
+
     #[test]
     fn bodies() {
         let items = vec![Bytes::from_static(b"{}"), Bytes::from_static(b"[1]")];
         for (json, expected) in [(true, &b"[{},[1]]"[..]), (false, &b"{}[1]"[..])] {
-            let (body, lens) = seal_body(items.clone(), json);
+            let (body, lens) = sealed(&items, json);
             assert_eq!(&body[..], expected);
             assert_eq!(split_body(&body, &lens, json), items);
+            assert_eq!(
+                OpenBatch::from_items(items.clone(), json).payloads(json),
+                items
+            );
         }
-        let (body, lens) = seal_body(items[..1].to_vec(), true);
+        let (body, lens) = sealed(&items[..1], true);
         let slices = split_body(&body, &lens, true);
         assert_eq!((&body[..], &slices[..]), (&b"[{}]"[..], &items[..1]));
-        let (body, lens) = seal_body(items[..1].to_vec(), false);
+        let (body, lens) = sealed(&items[..1], false);
         let slices = split_body(&body, &lens, false);
         assert_eq!((&body[..], &slices[..]), (&b"{}"[..], &items[..1]));
-        assert!(seal_body(Vec::new(), true).0.is_empty());
+        assert!(sealed(&[], true).0.is_empty());
+    }
+
+    #[test]
+    fn a_lone_payload_is_sent_without_a_copy_and_a_spare_buffer_is_used() {
+        let big = Bytes::from(vec![7u8; 1 << 16]);
+        let (body, _) = sealed(std::slice::from_ref(&big), false);
+        assert_eq!(body.as_ptr(), big.as_ptr());
+        let mut spare = Some(BytesMut::with_capacity(4096));
+        let at = spare.as_ref().map(|b| b.as_ptr());
+        let mut open = OpenBatch::default();
+        open.push(Bytes::from_static(b"ab"), false, &mut spare, 0);
+        open.push(Bytes::from_static(b"cd"), false, &mut spare, 0);
+        assert!(spare.is_none());
+        let (body, lens) = open.seal(false);
+        assert_eq!((&body[..], &lens[..]), (&b"abcd"[..], &[2, 2][..]));
+        assert_eq!(Some(body.as_ptr()), at);
+        assert!(open.is_empty() && open.payload == 0);
     }
 
     #[test]
@@ -184,8 +283,8 @@ mod tests {
         let mut open = OpenBatch::default();
         assert_eq!(open.body_len_with(true, 0), 0);
         assert_eq!(open.body_len_with(true, 2), 4);
-        open.items.push(Bytes::from_static(b"{}"));
-        open.payload = 2;
+        let mut spare = None;
+        open.push(Bytes::from_static(b"{}"), true, &mut spare, 0);
         assert_eq!(open.body_len_with(true, 0), 4);
         assert_eq!(open.body_len_with(true, 3), 8);
         assert_eq!(open.body_len_with(false, 3), 5);

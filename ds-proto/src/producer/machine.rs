@@ -1,6 +1,6 @@
 //! The [`Producer`] state machine.
 
-use super::batch::{seal_body, Batch, BatchState, OpenBatch};
+use super::batch::{Batch, BatchState, OpenBatch};
 use super::config::ProducerConfig;
 use super::events::{AppendError, AppendId, FailureReason, ProducerEvent};
 use crate::error::{ConflictKind, Error, ErrorKind, Operation};
@@ -9,7 +9,7 @@ use crate::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 use crate::offset::Offset;
 use crate::ops::{self, AppendOptions, AppendOutcome, ProducerHeaders, RequestExtras};
 use crate::rng::Rng;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -106,7 +106,18 @@ pub struct Producer {
     writable_wanted: Option<usize>,
     /// Restored from a snapshot: its epoch and `next_seq` (see `snapshot.rs`).
     restored_at: Option<(u64, u64)>,
+    /// An append since the last [`Producer::take_append_wake`] changed what the driver's
+    /// loop must look at (see there).
+    append_wake: bool,
+    /// The body buffer of an acknowledged batch, kept to build the next one in (no fresh
+    /// allocation, no page faults, batch after batch).
+    spare: Option<BytesMut>,
 }
+
+/// The most a new batch body buffer reserves up front (it grows past it as needed).
+const BODY_RESERVE_CAP: usize = 8 << 20;
+/// Bodies smaller than this are not kept for reuse (not worth holding on to).
+const SPARE_MIN: usize = 4096;
 
 impl Producer {
     /// A producer for `config` (checked with [`ProducerConfig::validate`]: errors are
@@ -136,6 +147,8 @@ impl Producer {
             stream_closed: false,
             writable_wanted: None,
             restored_at: None,
+            append_wake: false,
+            spare: None,
             config,
         })
     }
@@ -208,7 +221,11 @@ impl Producer {
     /// it fits), and for good ([`AppendError::Refused`]) when invalid, after
     /// [`close`](Producer::close), or after a failure stopped the producer.
     pub fn append(&mut self, data: Bytes, now: Instant) -> Result<AppendId, AppendError> {
+        let events = self.events.len();
         self.tick(now);
+        if self.events.len() != events {
+            self.append_wake = true;
+        }
         if let Some(e) = &self.terminal {
             return Err(AppendError::Refused(e.clone()));
         }
@@ -253,11 +270,15 @@ impl Producer {
             self.open.first = id;
             self.open.deadline = Some(now + self.config.linger);
             self.open.due = false;
+            // A new linger timer.
+            self.append_wake = true;
         }
         self.buffered += data.len();
-        self.open.payload += data.len();
-        self.open.items.push(data);
-        if self.open.items.len() >= self.config.max_batch_items
+        // A body buffer, when this append starts one, has room for a whole batch (capped, so
+        // that a huge `max_batch_bytes` does not reserve it all up front).
+        let reserve = max_bytes.saturating_add(2).min(BODY_RESERVE_CAP);
+        self.open.push(data, self.json, &mut self.spare, reserve);
+        if self.open.len() >= self.config.max_batch_items
             || self.open.body_len_with(self.json, 0) >= max_bytes
         {
             self.seal_open(false);
@@ -416,6 +437,19 @@ impl Producer {
         self.events.pop_front()
     }
 
+    /// Whether the appends since the last call changed what a driver's loop must look at: a
+    /// batch was sealed (there may be a request to send), the open batch's linger timer
+    /// started ([`poll_timeout`](Producer::poll_timeout) changed), or an event is waiting.
+    /// Reading it clears it.
+    ///
+    /// A driver that takes appends on one task and runs the machine's loop on another wakes
+    /// the loop only when this says so: most appends just join the open batch, and waking the
+    /// loop for each would make the two contend append by append. Inputs, timeouts and other
+    /// commands still call for the usual `poll_*` round.
+    pub fn take_append_wake(&mut self) -> bool {
+        std::mem::take(&mut self.append_wake)
+    }
+
     // ----- internals -----
 
     fn refuse(&self, message: impl Into<String>) -> AppendError {
@@ -441,7 +475,22 @@ impl Producer {
     }
 
     /// Housekeeping after every mutation.
+    #[inline]
     fn tick(&mut self, now: Instant) {
+        // Mostly there is nothing to do: no sealed batch, no timer due, no claim, no waiter.
+        if self.queue.is_empty()
+            && self.claim.is_none()
+            && self.writable_wanted.is_none()
+            && !self.open.due
+            && self.open.deadline.is_none_or(|d| d > now)
+        {
+            return;
+        }
+        self.tick_slow(now);
+    }
+
+    #[inline(never)]
+    fn tick_slow(&mut self, now: Instant) {
         for b in self.queue.iter_mut() {
             if b.is_unsent() {
                 break;
@@ -492,14 +541,15 @@ impl Producer {
         if self.open.is_empty() && !close {
             return;
         }
-        let open = std::mem::take(&mut self.open);
-        let count = open.items.len() as u64;
+        self.append_wake = true;
+        let count = self.open.len() as u64;
         let first = if count == 0 {
             self.next_append
         } else {
-            open.first
+            self.open.first
         };
-        let (body, lens) = seal_body(open.items, self.json);
+        let payload = self.open.payload;
+        let (body, lens) = self.open.seal(self.json);
         let bid = self.next_bid;
         self.next_bid += 1;
         let seq = self.next_seq;
@@ -511,7 +561,7 @@ impl Producer {
             lens,
             failed_items: Vec::new(),
             body,
-            payload: open.payload,
+            payload,
             close,
             epoch: self.epoch,
             seq,
@@ -798,8 +848,17 @@ impl Producer {
             next_offset,
             duplicate,
         };
-        b.body = Bytes::new();
+        let body = std::mem::take(&mut b.body);
         b.lens = Vec::new();
+        // Nobody else holds the body any more (the driver dropped the request): its buffer
+        // builds the next batch.
+        if self.spare.is_none() && body.len() >= SPARE_MIN {
+            if let Ok(mut buf) = body.try_into_mut() {
+                buf.clear();
+                self.spare = Some(buf);
+            }
+        }
+        let b = &mut self.queue[i];
         if b.close {
             self.closed = true;
         }
@@ -852,9 +911,9 @@ impl Producer {
             self.queue.push_back(Batch {
                 bid,
                 first: open.first,
-                count: open.items.len() as u64,
+                count: open.len() as u64,
                 lens: Vec::new(),
-                failed_items: open.items,
+                failed_items: open.payloads(self.json),
                 body: Bytes::new(),
                 payload: 0,
                 close: false,

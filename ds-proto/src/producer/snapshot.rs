@@ -325,7 +325,7 @@ fn check_durations(config: &ProducerConfig) -> Result<(), Error> {
 }
 
 /// Cuts a pending batch's body back into its appends (slices of the body), checking that the
-/// lengths describe the body exactly as `seal_body` built it.
+/// lengths describe the body exactly as `OpenBatch::seal` built it.
 fn split_body(body: &Bytes, lens: &[u64], json: bool) -> Result<Vec<Bytes>, String> {
     if lens.is_empty() {
         return if body.is_empty() {
@@ -478,7 +478,7 @@ impl Producer {
             next_seq: self.next_seq,
             next_append_id: AppendId(self.next_append),
             batches,
-            open: self.open.items.clone(),
+            open: self.open.payloads(self.json),
             claim: self.claim.as_ref().map(|(epoch, fence)| SnapshotClaim {
                 epoch: *epoch,
                 fence: fence.clone(),
@@ -687,13 +687,10 @@ impl Producer {
         p.next_bid = queue.len() as u64;
         p.queue = queue;
         p.buffered = buffered.saturating_add(open_payload);
-        p.open = OpenBatch {
-            first: open_first.0,
-            deadline: (!open.is_empty()).then(|| now + p.config.linger),
-            items: open,
-            payload: open_payload,
-            due: false,
-        };
+        let linger = (!open.is_empty()).then(|| now + p.config.linger);
+        p.open = OpenBatch::from_items(open, p.json);
+        p.open.first = open_first.0;
+        p.open.deadline = linger;
         p.claim = claim.map(|c| (c.epoch, c.fence));
         p.terminal = stopped;
         p.closing = closing || final_seen;
