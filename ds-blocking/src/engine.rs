@@ -11,7 +11,7 @@
 
 use crate::client::Client;
 use crate::trace;
-use crate::transport::read_chunk;
+use crate::transport::{is_event_stream, ChunkReader};
 use ds_proto::ops::{apply_extras, CallOptions};
 use ds_proto::{Input, Machine, RequestId, Transmit, TransportError, TransportErrorKind};
 use std::collections::HashMap;
@@ -122,56 +122,15 @@ impl<C: Send + 'static> Exchanges<C> {
     /// Starts an exchange on its own thread. A failure to spawn is returned as the input the
     /// machine must see.
     pub(crate) fn start(&mut self, t: Transmit) -> Option<Input> {
-        let Transmit {
-            id,
-            mut request,
-            deadline,
-        } = t;
-        apply_extras(&mut request, &self.client.extras(&self.call));
+        let id = t.id;
+        let (request, timeout, trace) = self.prepare(t);
         let transport = self.client.inner.transport.clone();
         let tx = self.tx.clone();
         let cancelled = Arc::new(AtomicBool::new(false));
         let flag = cancelled.clone();
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let mut trace = trace::RequestTrace::start(&request, None, Some(id));
         let spawned = pool().execute(Box::new(move || {
-            let _span = trace::enter(trace.handle());
-            let send = |i: Input| tx.send(Msg::Input(i)).is_ok();
-            let (parts, mut body) = match transport.send(request, timeout) {
-                Ok(r) => r,
-                Err(error) => {
-                    trace.finish(Some(&error));
-                    send(Input::Failed { id, error });
-                    return;
-                }
-            };
-            trace.head(parts.status);
-            if !send(Input::Head { id, parts }) {
-                return;
-            }
-            loop {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                match read_chunk(&mut body, READ_CHUNK) {
-                    None => {
-                        trace.finish(None);
-                        send(Input::End { id });
-                        return;
-                    }
-                    Some(Ok(chunk)) => {
-                        trace.body(chunk.len());
-                        if flag.load(Ordering::Relaxed) || !send(Input::Body { id, chunk }) {
-                            return;
-                        }
-                    }
-                    Some(Err(error)) => {
-                        trace.finish(Some(&error));
-                        send(Input::Failed { id, error });
-                        return;
-                    }
-                }
-            }
+            let mut send = |i: Input| tx.send(Msg::Input(i)).is_ok();
+            perform(&transport, id, request, timeout, &flag, trace, &mut send);
         }));
         match spawned {
             Ok(_) => {
@@ -185,6 +144,101 @@ impl<C: Send + 'static> Exchanges<C> {
                     format!("cannot spawn exchange thread: {e}"),
                 ),
             }),
+        }
+    }
+
+    /// Runs an exchange on this thread, to its end, handing each input to `send` (which
+    /// returns `false` to abandon the exchange). For a machine with one exchange at a time
+    /// whose loop has nothing else to do meanwhile: no hand-over to another thread and back.
+    pub(crate) fn run_here(&mut self, t: Transmit, send: &mut dyn FnMut(Input) -> bool) {
+        let id = t.id;
+        let (request, timeout, trace) = self.prepare(t);
+        let transport = self.client.inner.transport.clone();
+        perform(
+            &transport,
+            id,
+            request,
+            timeout,
+            &AtomicBool::new(false),
+            trace,
+            send,
+        );
+    }
+
+    /// The request with the client's extras, its timeout, and its trace.
+    fn prepare(
+        &self,
+        t: Transmit,
+    ) -> (
+        http::Request<bytes::Bytes>,
+        Option<Duration>,
+        trace::RequestTrace,
+    ) {
+        let Transmit {
+            id,
+            mut request,
+            deadline,
+        } = t;
+        apply_extras(&mut request, &self.client.extras(&self.call));
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let trace = trace::RequestTrace::start(&request, None, Some(id));
+        (request, timeout, trace)
+    }
+}
+
+/// Runs one exchange to its end on the calling thread, handing each input to `send` (`false`:
+/// stop); `cancelled` is checked between body reads.
+fn perform(
+    transport: &crate::transport::Transport,
+    id: RequestId,
+    request: http::Request<bytes::Bytes>,
+    timeout: Option<Duration>,
+    cancelled: &AtomicBool,
+    mut trace: trace::RequestTrace,
+    send: &mut dyn FnMut(Input) -> bool,
+) {
+    let _span = trace::enter(trace.handle());
+    let (parts, mut body) = match transport.send(request, timeout) {
+        Ok(r) => r,
+        Err(error) => {
+            trace.finish(Some(&error));
+            send(Input::Failed { id, error });
+            return;
+        }
+    };
+    trace.head(parts.status);
+    let mut chunks = ChunkReader::new(READ_CHUNK);
+    // A response that is not an event stream is handed over with its first piece of body (and
+    // its end, when that is all): the owner wakes once for a small response instead of once
+    // per message. An event stream's head goes at once.
+    let mut first = None;
+    if !is_event_stream(&parts) {
+        first = Some(chunks.next(&mut body));
+    }
+    if !send(Input::Head { id, parts }) {
+        return;
+    }
+    loop {
+        if cancelled.load(Ordering::Relaxed) {
+            return;
+        }
+        match first.take().unwrap_or_else(|| chunks.next(&mut body)) {
+            None => {
+                trace.finish(None);
+                send(Input::End { id });
+                return;
+            }
+            Some(Ok(chunk)) => {
+                trace.body(chunk.len());
+                if cancelled.load(Ordering::Relaxed) || !send(Input::Body { id, chunk }) {
+                    return;
+                }
+            }
+            Some(Err(error)) => {
+                trace.finish(Some(&error));
+                send(Input::Failed { id, error });
+                return;
+            }
         }
     }
 }

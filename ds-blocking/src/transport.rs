@@ -140,23 +140,49 @@ fn ip_literal(uri: &http::Uri) -> Option<std::net::SocketAddr> {
     Some(std::net::SocketAddr::new(ip, port))
 }
 
-/// Reads up to `max` bytes of a streaming body: `None` at its end.
-pub(crate) fn read_chunk(
-    reader: &mut BodyReader,
-    max: usize,
-) -> Option<Result<Bytes, TransportError>> {
-    let mut buf = vec![0u8; max];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return None,
-            Ok(n) => {
-                buf.truncate(n);
-                return Some(Ok(Bytes::from(buf)));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Some(Err(classify_io(&e))),
+/// Reads a streaming body in pieces through one reused buffer; each piece is copied out at
+/// its exact size, so a small piece never pins a large allocation and no buffer is zeroed
+/// per read.
+pub(crate) struct ChunkReader {
+    buf: Vec<u8>,
+}
+
+impl ChunkReader {
+    /// A reader handing out at most `max` bytes at once.
+    pub(crate) fn new(max: usize) -> ChunkReader {
+        ChunkReader {
+            buf: vec![0u8; max.max(1)],
         }
     }
+
+    /// The next piece of `reader`: `None` at its end.
+    pub(crate) fn next(
+        &mut self,
+        reader: &mut BodyReader,
+    ) -> Option<Result<Bytes, TransportError>> {
+        loop {
+            match reader.read(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(n) => return Some(Ok(Bytes::copy_from_slice(&self.buf[..n]))),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(classify_io(&e))),
+            }
+        }
+    }
+}
+
+/// Whether a response is an event stream (`text/event-stream`), whose pieces must be handed
+/// over as they come.
+pub(crate) fn is_event_stream(parts: &http::response::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .get(..17)
+                .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
+        })
 }
 
 /// Removes a request's query string from an error message: query parameters may carry

@@ -58,14 +58,12 @@ struct Core {
 
 impl Core {
     /// Hands `data` to the producer; also says whether the background thread must look at the
-    /// producer again: only when the append sealed a batch or changed the producer's timer
-    /// (the first append of a batch starts its linger). Waking the thread for every append
+    /// producer again ([`Producer::take_append_wake`]: a batch sealed, a linger timer
+    /// started). Waking the thread for every append
     /// made it contend for the lock with the appending thread, append by append.
     fn append(&mut self, data: Bytes) -> Result<(AppendId, bool), AppendError> {
-        let before = (self.producer.next_seq(), self.producer.poll_timeout());
         let id = self.producer.append(data, Instant::now())?;
-        let after = (self.producer.next_seq(), self.producer.poll_timeout());
-        Ok((id, before != after))
+        Ok((id, self.producer.take_append_wake()))
     }
     /// Hands a snapshot to `on_snapshot` when the last one does not hold every batch that may
     /// be sent (write-ahead), or when `resolved` (appends were acknowledged or failed).
@@ -542,6 +540,22 @@ fn is_report(event: &ProducerEvent) -> bool {
     )
 }
 
+/// Hands the producer's events to their waiters and callbacks, persists a snapshot when due,
+/// and wakes `flush`/`close`/`append` waiters when anything happened.
+fn deliver_events(shared: &Shared, core: &mut Core) {
+    let mut changed = false;
+    let mut resolved = false;
+    while let Some(event) = core.producer.poll_event() {
+        resolved |= is_report(&event);
+        core.dispatch(event);
+        changed = true;
+    }
+    core.persist(resolved);
+    if changed {
+        shared.changed.notify_all();
+    }
+}
+
 fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
     loop {
         let deadline = {
@@ -553,6 +567,7 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
             while let Some(id) = core.producer.poll_cancel() {
                 exchanges.abort(id);
             }
+            let mut here = None;
             loop {
                 let mut transmits = Vec::new();
                 while let Some(t) = core.producer.poll_transmit(now) {
@@ -563,23 +578,38 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                 }
                 // Before anything is sent: the persisted snapshot holds every batch in flight.
                 core.persist(false);
+                // One request at a time: this thread has nothing else to do until its answer
+                // (no other batch may be sent, appends go to the producer directly), so it
+                // makes the exchange itself instead of handing it to another thread and
+                // waiting to be woken with the answer.
+                if transmits.len() == 1
+                    && exchanges.is_empty()
+                    && core.producer.config().max_in_flight == 1
+                {
+                    here = transmits.pop();
+                    break;
+                }
                 for t in transmits {
                     if let Some(failed) = exchanges.start(t) {
                         core.producer.handle_input(failed, Instant::now());
                     }
                 }
             }
-            let mut changed = false;
-            let mut resolved = false;
-            while let Some(event) = core.producer.poll_event() {
-                resolved |= is_report(&event);
-                core.dispatch(event);
-                changed = true;
+            if let Some(t) = here {
+                drop(core);
+                exchanges.run_here(t, &mut |input| {
+                    let mut core = shared.lock();
+                    core.producer.handle_input(input, Instant::now());
+                    !core.stopped
+                });
+                // The answer's events go out before the next batch is sent; timers that came
+                // due meanwhile fire.
+                let mut core = shared.lock();
+                core.producer.handle_timeout(Instant::now());
+                deliver_events(&shared, &mut core);
+                continue;
             }
-            core.persist(resolved);
-            if changed {
-                shared.changed.notify_all();
-            }
+            deliver_events(&shared, &mut core);
             core.producer.poll_timeout()
         };
         match exchanges.recv(deadline) {
