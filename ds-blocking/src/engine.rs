@@ -165,6 +165,33 @@ impl<C: Send + 'static> Exchanges<C> {
         );
     }
 
+    /// Sends a request on this thread and waits for its head; the caller then reads the body
+    /// with [`Here::next_input`] as it needs it. For a reader whose owner has nothing else to
+    /// do while it waits: no exchange thread, no hand-over and wake-up per response. Errors are
+    /// the input the machine must see.
+    pub(crate) fn open_here(&mut self, t: Transmit) -> Result<(Here, Input), Input> {
+        let id = t.id;
+        let (request, timeout, trace) = self.prepare(t);
+        let (parts, body) = {
+            let _span = trace::enter(trace.handle());
+            match self.client.inner.transport.send(request, timeout) {
+                Ok(r) => r,
+                Err(error) => {
+                    trace.finish(Some(&error));
+                    return Err(Input::Failed { id, error });
+                }
+            }
+        };
+        trace.head(parts.status);
+        let here = Here {
+            id,
+            body,
+            chunks: ChunkReader::new(READ_CHUNK),
+            trace: Some(trace),
+        };
+        Ok((here, Input::Head { id, parts }))
+    }
+
     /// The request with the client's extras, its timeout, and its trace.
     fn prepare(
         &self,
@@ -183,6 +210,53 @@ impl<C: Send + 'static> Exchanges<C> {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         (request, timeout, trace)
+    }
+}
+
+/// An exchange whose body the owner reads itself (see [`Exchanges::open_here`]); dropping it
+/// closes the connection.
+pub(crate) struct Here {
+    /// The request's id.
+    pub(crate) id: RequestId,
+    body: crate::transport::BodyReader,
+    chunks: ChunkReader,
+    /// Taken when the exchange ends.
+    trace: Option<trace::RequestTrace>,
+}
+
+impl std::fmt::Debug for Here {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Here")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Here {
+    /// Reads the next piece of the body (blocking): `Body`, or `End` / `Failed` once, after
+    /// which the exchange is over.
+    pub(crate) fn next_input(&mut self) -> Input {
+        let id = self.id;
+        let Some(trace) = &mut self.trace else {
+            return Input::End { id };
+        };
+        let input = {
+            let _span = trace::enter(trace.handle());
+            match self.chunks.next(&mut self.body) {
+                None => Input::End { id },
+                Some(Ok(chunk)) => {
+                    trace.body(chunk.len());
+                    Input::Body { id, chunk }
+                }
+                Some(Err(error)) => Input::Failed { id, error },
+            }
+        };
+        match &input {
+            Input::End { .. } => self.trace.take().map(|t| t.finish(None)),
+            Input::Failed { error, .. } => self.trace.take().map(|t| t.finish(Some(error))),
+            _ => None,
+        };
+        input
     }
 }
 
@@ -363,6 +437,11 @@ impl<M: Machine, C: Send + 'static> Engine<M, C> {
     /// A sender for application commands.
     pub(crate) fn commands(&self) -> mpsc::SyncSender<Msg<C>> {
         self.exchanges.commands()
+    }
+
+    /// The in-flight exchanges (to start one on this thread).
+    pub(crate) fn exchanges(&mut self) -> &mut Exchanges<C> {
+        &mut self.exchanges
     }
 
     /// Starts every pending transmit and cancels every pending cancel.

@@ -1,8 +1,13 @@
 //! The pull reader: an `Iterator` of [`Chunk`]s driven by ds-proto's
 //! [`Reader`](ds_proto::reader::Reader) state machine (catch-up, long-poll, SSE, auto).
 //!
-//! Dropping a reader cancels its in-flight request (the exchange thread stops at its next
-//! read). Offsets to checkpoint come with every chunk ([`Chunk::next_offset`]) and from
+//! Catch-up and long-poll requests are made on the thread calling [`Reader::next_event`]
+//! itself (no hand-over to another thread and back per response), unless a
+//! [`ReaderStopper`] exists: then, as for SSE (whose idle timeout must fire while a read
+//! blocks), they run on exchange threads so that a blocked call can be interrupted.
+//!
+//! Dropping a reader cancels its in-flight request (an exchange thread stops at its next
+//! read; a request made on the reader's thread is closed at once). Offsets to checkpoint come with every chunk ([`Chunk::next_offset`]) and from
 //! [`Reader::offset`]: resuming from them never skips or repeats data. [`Reader::snapshot`]
 //! captures the checkpoint with the cursor and the reader's phase as a serializable
 //! [`ReaderSnapshot`];
@@ -11,9 +16,9 @@
 //! or another.
 
 use crate::client::Client;
-use crate::engine::{Engine, Msg, Wake};
+use crate::engine::{Engine, Here, Msg, Wake};
 use crate::trace;
-use ds_proto::ops::CallOptions;
+use ds_proto::ops::{CallOptions, LiveMode};
 use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent, ReaderSnapshot};
 use ds_proto::{Error, Offset, Operation};
 use serde::de::DeserializeOwned;
@@ -26,6 +31,11 @@ pub struct Reader {
     engine: Engine<ds_proto::reader::Reader>,
     finished: bool,
     url: String,
+    /// A [`ReaderStopper`] was handed out: requests go to exchange threads, which it can
+    /// interrupt.
+    stoppable: std::cell::Cell<bool>,
+    /// The exchange this thread reads itself.
+    here: Option<Here>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -52,6 +62,8 @@ impl Reader {
             engine: Engine::new(machine, client, call),
             finished: false,
             url,
+            stoppable: std::cell::Cell::new(false),
+            here: None,
         })
     }
 
@@ -69,6 +81,8 @@ impl Reader {
             engine: Engine::new(machine, client, call),
             finished: false,
             url,
+            stoppable: std::cell::Cell::new(false),
+            here: None,
         })
     }
 
@@ -121,13 +135,28 @@ impl Reader {
                 }
                 return Some(e);
             }
-            self.engine.flush_outputs();
+            if self.start_requests() {
+                // A request made here already has an outcome to look at.
+                continue;
+            }
+            if let Some(here) = &mut self.here {
+                let input = here.next_input();
+                if matches!(
+                    input,
+                    ds_proto::Input::End { .. } | ds_proto::Input::Failed { .. }
+                ) {
+                    self.here = None;
+                }
+                self.engine.machine.handle_input(input, Instant::now());
+                continue;
+            }
             match self.engine.step(false) {
                 Wake::Progress => {}
                 Wake::Idle | Wake::Command(()) => {
                     // Idle: the machine ended; Command: a `ReaderStopper` asked to stop.
                     self.engine.machine.stop();
                     self.engine.flush_outputs();
+                    self.here = None;
                     self.finished = true;
                     return None;
                 }
@@ -135,9 +164,43 @@ impl Reader {
         }
     }
 
+    /// Starts what the machine wants sent and cancels what it abandons. A catch-up or
+    /// long-poll request is made on this thread when no stopper exists (its deadline bounds
+    /// it); others go to exchange threads. Returns whether a request made here fed the
+    /// machine (its head, or its failure).
+    fn start_requests(&mut self) -> bool {
+        while let Some(id) = self.engine.machine.poll_cancel() {
+            if self.here.as_ref().is_some_and(|h| h.id == id) {
+                self.here = None;
+            } else {
+                self.engine.exchanges().abort(id);
+            }
+        }
+        let inline = !self.stoppable.get()
+            && self.here.is_none()
+            && self.engine.machine.live_mode() != LiveMode::Sse;
+        if inline {
+            if let Some(t) = self.engine.machine.poll_transmit(Instant::now()) {
+                let input = match self.engine.exchanges().open_here(t) {
+                    Ok((here, head)) => {
+                        self.here = Some(here);
+                        head
+                    }
+                    Err(failed) => failed,
+                };
+                self.engine.machine.handle_input(input, Instant::now());
+                // What it abandons is cancelled on the next round, above.
+                return true;
+            }
+        }
+        self.engine.flush_outputs();
+        false
+    }
+
     /// A handle that stops this reader from another thread: a blocked `next_event` returns
     /// `None` and the in-flight request is cancelled.
     pub fn stopper(&self) -> ReaderStopper {
+        self.stoppable.set(true);
         ReaderStopper {
             tx: self.engine.commands(),
         }
