@@ -10,6 +10,7 @@
 
 pub mod headers;
 pub mod http1;
+pub mod json_validate;
 pub mod producer;
 pub mod read_body;
 pub mod reader;
@@ -20,6 +21,7 @@ pub mod util;
 
 pub use headers::headers;
 pub use http1::{http1_decode, http1_encode};
+pub use json_validate::json_validate;
 pub use producer::producer_script;
 pub use read_body::read_body;
 pub use reader::reader_script;
@@ -38,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("reader_script", reader_script),
     ("http1_decode", http1_decode),
     ("http1_encode", http1_encode),
+    ("json_validate", json_validate),
 ];
 
 /// Runs the target called `name` on `data`.

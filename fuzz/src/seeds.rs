@@ -178,6 +178,48 @@ fn read_body_seeds() -> Vec<Seed> {
     ]
 }
 
+fn json_validate_seeds() -> Vec<Seed> {
+    let j = |name, text: &str| ("json_validate", name, text.as_bytes().to_vec());
+    let b = |name, bytes: &[u8]| ("json_validate", name, bytes.to_vec());
+    let object = format!("{{\"id\":123,\"text\":\"{}\"}}", "a".repeat(80));
+    let late = format!("[\"{}\u{e9}{}\"]", "a".repeat(70), "b".repeat(40));
+    let deep = format!("{}{}", "[".repeat(130), "]".repeat(130));
+    let mixed = format!("{}0{}", "[{\"k\":".repeat(70), "}]".repeat(70));
+    vec![
+        j("object-100B", &object),
+        j(
+            "event-escapes",
+            "{\"id\":1,\"ok\":true,\"tags\":[\"a\",\"b\"],\"text\":\"the \\\"quick\\\" caf\u{e9}\\n\\u00e9 fox\"}",
+        ),
+        j(
+            "mixed-array",
+            "[12345,-7,3.14159,6.02e23,true,false,null,\"short\",{\"k\":1,\"v\":[1,2,3]},[[1,2],{\"a\":null}],{},[]]",
+        ),
+        j(
+            "numbers",
+            "[0,-0,1e400,-1.5E-3,0.0e+0,123456789012345678901234567890]",
+        ),
+        j("bad-number", "[01]"),
+        j("whitespace", " \t\r\n{ \"a\" : [ 1 , 2 ] } \r\n"),
+        j("lone-surrogates", "\"\\ud800\\udc00\\ud800\""),
+        j("bad-escape", "\"\\x\""),
+        j("control-in-string", "\"a\tb\""),
+        j("deep-arrays", &deep),
+        j("deep-mixed", &mixed),
+        j("unclosed", "{\"a\":[1,2"),
+        j("trailing", "{} {}"),
+        j("utf8", "[\"\u{e9}\u{1F600}\u{4e2d}\u{6587}\"]"),
+        j("late-non-ascii", &late),
+        j("literals", "[true,false,null]"),
+        j("bad-literal", "[tru]"),
+        j("empty-key", "{\"\":\"\"}"),
+        b("invalid-utf8", b"[\"\xff\"]"),
+        b("surrogate-utf8", b"\"\xed\xa0\x80\""),
+        b("overlong", b"\"\xc0\xaf\""),
+        b("bom", b"\xef\xbb\xbf{}"),
+    ]
+}
+
 fn http1_seeds() -> Vec<Seed> {
     // flags: bits 0-1 method (GET, HEAD, POST, GET+close), bit 2 EOF, bit 3 small limits.
     let s = |name, flags: u8, cuts: &[u16], text: &str| {
@@ -560,6 +602,7 @@ pub fn seeds() -> Vec<Seed> {
     let mut all = sse_seeds();
     all.extend(header_seeds());
     all.extend(read_body_seeds());
+    all.extend(json_validate_seeds());
     all.extend(http1_seeds());
     all.extend(http1_encode_seeds());
     all.extend(producer_seeds());
