@@ -1,13 +1,22 @@
 //! The run loop of this driver, generic over ds-proto's [`Machine`]s: it starts an HTTP
 //! exchange per `Transmit` (each on its own task, so dropping the engine aborts them), feeds
 //! back `Input`s, and wakes the machine at its `poll_timeout`. No protocol decision lives here.
+//!
+//! A machine with one exchange at a time whose owner awaits it anyway (the reader) has its
+//! exchange polled by the owner itself ([`Engine::owner_polled`]): no task, and no channel
+//! hand-over and wake-up per body frame.
 
 use crate::client::Client;
 use crate::trace;
 use crate::transport::next_chunk;
+use bytes::Bytes;
 use ds_proto::ops::{apply_extras, CallOptions};
 use ds_proto::{Input, Machine, RequestId, Transmit, TransportError, TransportErrorKind};
+use hyper::body::{Body as _, Incoming};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -27,6 +36,8 @@ pub(crate) struct Exchanges {
     tx: mpsc::Sender<Input>,
     rx: mpsc::Receiver<Input>,
     tasks: HashMap<RequestId, JoinHandle<()>>,
+    /// The exchange the owner polls itself, if any.
+    local: Option<Local>,
 }
 
 impl std::fmt::Debug for Exchanges {
@@ -46,16 +57,20 @@ impl Exchanges {
             tx,
             rx,
             tasks: HashMap::new(),
+            local: None,
         }
     }
 
     /// Whether no exchange is in flight.
     pub(crate) fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.tasks.is_empty() && self.local.is_none()
     }
 
     /// Aborts an exchange.
     pub(crate) fn abort(&mut self, id: RequestId) {
+        if self.local.as_ref().is_some_and(|l| l.id == id) {
+            self.local = None;
+        }
         if let Some(h) = self.tasks.remove(&id) {
             h.abort();
         }
@@ -63,18 +78,50 @@ impl Exchanges {
 
     /// The next input of any exchange (pending forever when none can come).
     pub(crate) async fn recv(&mut self) -> Input {
-        if self.tasks.is_empty() && self.rx.is_empty() {
-            return std::future::pending().await;
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
+        if let Some(local) = &mut self.local {
+            if let Poll::Ready(input) = local.poll_input(cx) {
+                if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+                    self.local = None;
+                }
+                return Poll::Ready(input);
+            }
         }
-        match self.rx.recv().await {
-            Some(input) => {
+        if self.tasks.is_empty() && self.rx.is_empty() {
+            return Poll::Pending;
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(input)) => {
                 if matches!(input, Input::End { .. } | Input::Failed { .. }) {
                     self.tasks.remove(&input.id());
                 }
-                input
+                Poll::Ready(input)
             }
-            None => std::future::pending().await,
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// Starts an exchange that [`Exchanges::recv`] polls itself (one at a time).
+    pub(crate) fn start_local(&mut self, t: Transmit) {
+        let Transmit {
+            id,
+            mut request,
+            deadline,
+        } = t;
+        apply_extras(&mut request, &self.client.extras(&self.call));
+        let transport = self.client.inner.transport.clone();
+        let trace = trace::RequestTrace::start(&request, None, Some(id));
+        let span = trace.handle();
+        let send = trace::in_span(span, async move { transport.send(request).await });
+        self.local = Some(Local {
+            id,
+            state: LocalState::Sending(Box::pin(send)),
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(Instant::from_std(d)))),
+            trace: Some(trace),
+        });
     }
 
     /// Starts an exchange: the request with the client's headers and parameters, its body
@@ -127,6 +174,82 @@ impl Exchanges {
     }
 }
 
+type Sending =
+    Pin<Box<dyn Future<Output = Result<(http::response::Parts, Incoming), TransportError>> + Send>>;
+
+/// An exchange polled by the machine's owner (see [`Exchanges::start_local`]); dropping it
+/// drops the connection.
+struct Local {
+    id: RequestId,
+    state: LocalState,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Taken when the exchange ends.
+    trace: Option<trace::RequestTrace>,
+}
+
+enum LocalState {
+    Sending(Sending),
+    Body(Incoming),
+}
+
+impl Local {
+    /// The exchange's next input; after `End` or `Failed` it must not be polled again.
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
+        let id = self.id;
+        if let Some(d) = &mut self.deadline {
+            if d.as_mut().poll(cx).is_ready() {
+                let error =
+                    TransportError::new(TransportErrorKind::Timeout, "exchange deadline passed");
+                return Poll::Ready(self.end(Err(error)));
+            }
+        }
+        loop {
+            match &mut self.state {
+                LocalState::Sending(send) => match send.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(error)) => return Poll::Ready(self.end(Err(error))),
+                    Poll::Ready(Ok((parts, body))) => {
+                        if let Some(t) = &mut self.trace {
+                            t.head(parts.status);
+                        }
+                        self.state = LocalState::Body(body);
+                        return Poll::Ready(Input::Head { id, parts });
+                    }
+                },
+                LocalState::Body(body) => match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => return Poll::Ready(self.end(Ok(()))),
+                    Poll::Ready(Some(Err(e))) => {
+                        let error = crate::transport::classify_hyper(&e);
+                        return Poll::Ready(self.end(Err(error)));
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let Ok(chunk) = frame.into_data() else {
+                            continue;
+                        };
+                        let chunk: Bytes = chunk;
+                        if let Some(t) = &mut self.trace {
+                            t.body(chunk.len());
+                        }
+                        return Poll::Ready(Input::Body { id, chunk });
+                    }
+                },
+            }
+        }
+    }
+
+    /// The exchange's last input, its trace finished.
+    fn end(&mut self, result: Result<(), TransportError>) -> Input {
+        if let Some(t) = self.trace.take() {
+            t.finish(result.as_ref().err());
+        }
+        match result {
+            Ok(()) => Input::End { id: self.id },
+            Err(error) => Input::Failed { id: self.id, error },
+        }
+    }
+}
+
 impl Drop for Exchanges {
     fn drop(&mut self) {
         for (_, h) in self.tasks.drain() {
@@ -147,6 +270,8 @@ pub(crate) async fn sleep_until(deadline: Option<std::time::Instant>) {
 pub(crate) struct Engine<M: Machine> {
     pub(crate) machine: M,
     exchanges: Exchanges,
+    /// Exchanges are polled by the owner (see [`Engine::owner_polled`]).
+    owner_polled: bool,
 }
 
 impl<M: Machine> std::fmt::Debug for Engine<M> {
@@ -170,7 +295,15 @@ impl<M: Machine> Engine<M> {
         Engine {
             machine,
             exchanges: Exchanges::new(client, call),
+            owner_polled: false,
         }
+    }
+
+    /// The owner polls the exchanges itself in [`Engine::step`] instead of each running on a
+    /// task: for a machine with at most one exchange at a time (the reader).
+    pub(crate) fn owner_polled(mut self) -> Self {
+        self.owner_polled = true;
+        self
     }
 
     /// Starts every pending transmit and aborts every pending cancel.
@@ -180,7 +313,11 @@ impl<M: Machine> Engine<M> {
             self.exchanges.abort(id);
         }
         while let Some(t) = self.machine.poll_transmit(now) {
-            self.exchanges.start(t);
+            if self.owner_polled && self.exchanges.local.is_none() {
+                self.exchanges.start_local(t);
+            } else {
+                self.exchanges.start(t);
+            }
         }
         while let Some(id) = self.machine.poll_cancel() {
             self.exchanges.abort(id);

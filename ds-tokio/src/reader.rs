@@ -96,7 +96,7 @@ impl Reader {
             eof: machine.is_eof(),
             snapshot: machine.snapshot(),
             inner: Some(Box::new(Inner {
-                engine: Engine::new(machine, client, call),
+                engine: Engine::new(machine, client, call).owner_polled(),
             })),
             step: None,
             last_status: None,

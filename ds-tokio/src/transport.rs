@@ -164,7 +164,7 @@ fn classify_client(e: hyper_util::client::legacy::Error) -> TransportError {
     TransportError::new(kind, msg)
 }
 
-fn classify_hyper(e: &hyper::Error) -> TransportError {
+pub(crate) fn classify_hyper(e: &hyper::Error) -> TransportError {
     let kind = if e.is_parse() || e.is_parse_status() {
         TransportErrorKind::Protocol
     } else if e.is_timeout() {
