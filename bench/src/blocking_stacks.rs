@@ -100,8 +100,10 @@ impl Stack for BlockingDriver {
         } else {
             ReadMode::LongPoll
         };
+        // No `ReaderStopper`: the reader makes its long-polls on its own thread (a stopper
+        // would move them to exchange threads so that it can interrupt them); closing the
+        // stream ends it instead.
         let mut reader = h.reader(Offset::now(), mode).map_err(err)?;
-        let stopper = reader.stopper();
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             while let Some(Ok(c)) = reader.next_chunk() {
@@ -114,7 +116,7 @@ impl Stack for BlockingDriver {
         let lat = live_loop(n, budget, &rx, |i| {
             h.append(live_payload(i)).map(|_| ()).map_err(err)
         });
-        stopper.stop();
+        h.close().map_err(err)?;
         let _ = thread.join();
         lat
     }

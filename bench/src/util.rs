@@ -110,20 +110,32 @@ pub fn payloads(count: usize, len: usize) -> Vec<Bytes> {
 /// Request bodies of at most `max` bytes each, concatenating `payloads` in order (what a
 /// producer with `max_batch_bytes = max` sends, minus the protocol logic).
 pub fn batch_bodies(payloads: &[Bytes], max: usize) -> Vec<Bytes> {
+    // Payloads grouped into batches of at most `max` bytes; a batch of one payload is that
+    // payload itself (no copy), others are concatenated.
     let mut out = Vec::new();
-    let mut cur: Vec<u8> = Vec::with_capacity(max);
-    for p in payloads {
-        if !cur.is_empty() && cur.len() + p.len() > max {
-            out.push(Bytes::from(std::mem::replace(
-                &mut cur,
-                Vec::with_capacity(max),
-            )));
+    let mut group: Vec<&Bytes> = Vec::new();
+    let mut len = 0;
+    let flush = |group: &mut Vec<&Bytes>, len: usize, out: &mut Vec<Bytes>| match group.as_slice() {
+        [] => {}
+        [one] => out.push((*one).clone()),
+        many => {
+            let mut body = Vec::with_capacity(len);
+            for p in many {
+                body.extend_from_slice(p);
+            }
+            out.push(Bytes::from(body));
         }
-        cur.extend_from_slice(p);
+    };
+    for p in payloads {
+        if !group.is_empty() && len + p.len() > max {
+            flush(&mut group, len, &mut out);
+            group.clear();
+            len = 0;
+        }
+        group.push(p);
+        len += p.len();
     }
-    if !cur.is_empty() {
-        out.push(Bytes::from(cur));
-    }
+    flush(&mut group, len, &mut out);
     out
 }
 
