@@ -61,8 +61,12 @@ impl Core {
     /// producer again ([`Producer::take_append_wake`]: a batch sealed, a linger timer
     /// started). Waking the thread for every append
     /// made it contend for the lock with the appending thread, append by append.
-    fn append(&mut self, data: Bytes) -> Result<(AppendId, bool), AppendError> {
-        let id = self.producer.append(data, Instant::now())?;
+    fn append(&mut self, data: Bytes, serialized: bool) -> Result<(AppendId, bool), AppendError> {
+        let id = if serialized {
+            self.producer.append_serialized_json(data, Instant::now())?
+        } else {
+            self.producer.append(data, Instant::now())?
+        };
         Ok((id, self.producer.take_append_wake()))
     }
     /// Hands a snapshot to `on_snapshot` when the last one does not hold every batch that may
@@ -292,7 +296,12 @@ impl Writer {
     /// Appends without waiting: `Err(AppendError::Full)` (with the payload handed back) when the
     /// buffer is full, `Err(AppendError::Refused)` for an invalid payload or a stopped writer.
     pub fn try_append(&self, data: impl Into<Bytes>) -> Result<AppendId, AppendError> {
-        let (id, wake) = self.shared.lock().append(data.into())?;
+        self.try_append_as(data.into(), false)
+    }
+
+    /// `serialized`: JSON bytes serde_json just wrote, not validated again.
+    fn try_append_as(&self, data: Bytes, serialized: bool) -> Result<AppendId, AppendError> {
+        let (id, wake) = self.shared.lock().append(data, serialized)?;
         if wake {
             self.wake();
         }
@@ -301,17 +310,19 @@ impl Writer {
 
     /// Appends, waiting for room when the buffer is full (never for the network otherwise).
     pub fn append(&self, data: impl Into<Bytes>) -> Result<AppendId, AppendError> {
-        self.append_inner(data.into(), false).map(|(id, _)| id)
+        self.append_inner(data.into(), false, false)
+            .map(|(id, _)| id)
     }
 
     fn append_inner(
         &self,
         mut data: Bytes,
         tracked: bool,
+        serialized: bool,
     ) -> Result<(AppendId, Option<mpsc::Receiver<WriteOutcome>>), AppendError> {
         let mut core = self.shared.lock();
         loop {
-            match core.append(data) {
+            match core.append(data, serialized) {
                 Ok((id, wake)) => {
                     let rx = tracked.then(|| {
                         let (tx, rx) = mpsc::channel();
@@ -339,7 +350,8 @@ impl Writer {
 
     /// Appends one value as a JSON message (the stream must be `application/json`).
     pub fn append_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<AppendId, AppendError> {
-        self.append(self.to_json(value)?)
+        self.append_inner(self.to_json(value)?, false, true)
+            .map(|(id, _)| id)
     }
 
     /// [`Writer::append_json`] without waiting for room.
@@ -347,7 +359,7 @@ impl Writer {
         &self,
         value: &T,
     ) -> Result<AppendId, AppendError> {
-        self.try_append(self.to_json(value)?)
+        self.try_append_as(self.to_json(value)?, true)
     }
 
     fn to_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, AppendError> {
@@ -362,7 +374,7 @@ impl Writer {
 
     /// Appends (waiting for room) and returns a handle resolving to this append's outcome.
     pub fn append_tracked(&self, data: impl Into<Bytes>) -> Result<AppendHandle, AppendError> {
-        let (id, rx) = self.append_inner(data.into(), true)?;
+        let (id, rx) = self.append_inner(data.into(), true, false)?;
         let rx = rx.expect("tracked appends have a receiver");
         Ok(AppendHandle { id, rx })
     }

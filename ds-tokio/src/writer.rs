@@ -50,8 +50,12 @@ impl Core {
     /// producer again ([`Producer::take_append_wake`]: a batch sealed, a linger timer
     /// started). Waking the task for every append
     /// made it contend for the lock with the appending task, append by append.
-    fn append(&mut self, data: Bytes) -> Result<(AppendId, bool), AppendError> {
-        let id = self.producer.append(data, now())?;
+    fn append(&mut self, data: Bytes, serialized: bool) -> Result<(AppendId, bool), AppendError> {
+        let id = if serialized {
+            self.producer.append_serialized_json(data, now())?
+        } else {
+            self.producer.append(data, now())?
+        };
         Ok((id, self.producer.take_append_wake()))
     }
     /// Hands a snapshot to `on_snapshot` when the last one does not hold every batch that may
@@ -265,7 +269,12 @@ impl Writer {
     /// Appends without waiting: `Err(AppendError::Full)` (with the payload handed back) when the
     /// buffer is full, `Err(AppendError::Refused)` for an invalid payload or a stopped writer.
     pub fn try_append(&self, data: impl Into<Bytes>) -> Result<AppendId, AppendError> {
-        let (id, wake) = self.shared.lock().append(data.into())?;
+        self.try_append_as(data.into(), false)
+    }
+
+    /// `serialized`: JSON bytes serde_json just wrote, not validated again.
+    fn try_append_as(&self, data: Bytes, serialized: bool) -> Result<AppendId, AppendError> {
+        let (id, wake) = self.shared.lock().append(data, serialized)?;
         if wake {
             self.shared.wake.notify_one();
         }
@@ -274,10 +283,13 @@ impl Writer {
 
     /// Appends, waiting for room when the buffer is full (never for the network otherwise).
     pub async fn append(&self, data: impl Into<Bytes>) -> Result<AppendId, AppendError> {
-        let mut data = data.into();
+        self.append_as(data.into(), false).await
+    }
+
+    async fn append_as(&self, mut data: Bytes, serialized: bool) -> Result<AppendId, AppendError> {
         loop {
             let changed = self.shared.changed.notified();
-            match self.try_append(data) {
+            match self.try_append_as(data, serialized) {
                 Err(AppendError::Full { data: back, .. }) => {
                     data = back;
                     changed.await;
@@ -292,7 +304,7 @@ impl Writer {
         &self,
         value: &T,
     ) -> Result<AppendId, AppendError> {
-        self.append(self.to_json(value)?).await
+        self.append_as(self.to_json(value)?, true).await
     }
 
     /// [`Writer::append_json`] without waiting for room.
@@ -300,7 +312,7 @@ impl Writer {
         &self,
         value: &T,
     ) -> Result<AppendId, AppendError> {
-        self.try_append(self.to_json(value)?)
+        self.try_append_as(self.to_json(value)?, true)
     }
 
     fn to_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, AppendError> {
@@ -323,7 +335,7 @@ impl Writer {
             let changed = self.shared.changed.notified();
             let attempt = {
                 let mut core = self.shared.lock();
-                match core.append(data) {
+                match core.append(data, false) {
                     Ok((id, wake)) => {
                         let (tx, rx) = oneshot::channel();
                         core.waiters.insert(id.0, tx);

@@ -436,6 +436,33 @@ fn json_batches_are_one_array() {
 }
 
 #[test]
+fn serialized_json_is_not_validated_again_but_still_framed_and_checked() {
+    let mut h = Harness::new(ProducerConfig {
+        content_type: "application/json".into(),
+        ..config()
+    });
+    let now = h.now;
+    h.p.append_serialized_json(Bytes::from_static(br#"{"a":1}"#), now)
+        .unwrap();
+    // Not validated: what the caller vouches for goes out as it is (the server judges it).
+    h.p.append_serialized_json(Bytes::from_static(b"{nope"), now)
+        .unwrap();
+    for refused in ["[]", ""] {
+        let e = h
+            .p
+            .append_serialized_json(Bytes::from(refused), now)
+            .unwrap_err();
+        assert!(
+            matches!(e.error().unwrap().kind, ErrorKind::InvalidInput(_)),
+            "{refused:?}: {e}"
+        );
+    }
+    h.flush();
+    let s = h.one();
+    assert_eq!(s.text(), r#"[{"a":1},{nope]"#);
+}
+
+#[test]
 fn json_batch_size_counts_the_framing() {
     let mut h = Harness::new(ProducerConfig {
         content_type: "application/json".into(),
