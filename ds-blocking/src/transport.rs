@@ -140,19 +140,22 @@ fn ip_literal(uri: &http::Uri) -> Option<std::net::SocketAddr> {
     Some(std::net::SocketAddr::new(ip, port))
 }
 
-/// Reads a streaming body in pieces through one reused buffer; each piece is copied out at
-/// its exact size, so a small piece never pins a large allocation and no buffer is zeroed
-/// per read.
+/// Reads a streaming body in pieces through the thread's reused buffer; each piece is copied
+/// out at its exact size, so a small piece never pins a large allocation, and no buffer is
+/// allocated or zeroed per read or per exchange.
 pub(crate) struct ChunkReader {
-    buf: Vec<u8>,
+    max: usize,
+}
+
+thread_local! {
+    /// The buffer body reads go through, one per thread.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl ChunkReader {
     /// A reader handing out at most `max` bytes at once.
     pub(crate) fn new(max: usize) -> ChunkReader {
-        ChunkReader {
-            buf: vec![0u8; max.max(1)],
-        }
+        ChunkReader { max: max.max(1) }
     }
 
     /// The next piece of `reader`: `None` at its end.
@@ -160,14 +163,21 @@ impl ChunkReader {
         &mut self,
         reader: &mut BodyReader,
     ) -> Option<Result<Bytes, TransportError>> {
-        loop {
-            match reader.read(&mut self.buf) {
-                Ok(0) => return None,
-                Ok(n) => return Some(Ok(Bytes::copy_from_slice(&self.buf[..n]))),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Some(Err(classify_io(&e))),
+        SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            if buf.len() < self.max {
+                buf.resize(self.max, 0);
             }
-        }
+            let buf = &mut buf[..self.max];
+            loop {
+                match reader.read(buf) {
+                    Ok(0) => return None,
+                    Ok(n) => return Some(Ok(Bytes::copy_from_slice(&buf[..n]))),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Some(Err(classify_io(&e))),
+                }
+            }
+        })
     }
 }
 
