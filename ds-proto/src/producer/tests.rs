@@ -448,10 +448,9 @@ fn serialized_json_is_not_validated_again_but_still_framed_and_checked() {
     h.p.append_serialized_json(Bytes::from_static(b"{nope"), now)
         .unwrap();
     for refused in ["[]", ""] {
-        let e = h
-            .p
-            .append_serialized_json(Bytes::from(refused), now)
-            .unwrap_err();
+        let e =
+            h.p.append_serialized_json(Bytes::from(refused), now)
+                .unwrap_err();
         assert!(
             matches!(e.error().unwrap().kind, ErrorKind::InvalidInput(_)),
             "{refused:?}: {e}"
