@@ -104,16 +104,33 @@ impl Exchanges {
         }
     }
 
-    /// Starts an exchange that [`Exchanges::recv`] polls itself (one at a time).
-    pub(crate) fn start_local(&mut self, t: Transmit) {
+    /// The request with the client's headers and parameters, and what sends and traces it.
+    fn prepare(&self, t: Transmit) -> Prepared {
         let Transmit {
             id,
             mut request,
             deadline,
         } = t;
         apply_extras(&mut request, &self.client.extras(&self.call));
-        let transport = self.client.inner.transport.clone();
         let trace = trace::RequestTrace::start(&request, None, Some(id));
+        Prepared {
+            id,
+            request,
+            deadline,
+            transport: self.client.inner.transport.clone(),
+            trace,
+        }
+    }
+
+    /// Starts an exchange that [`Exchanges::recv`] polls itself (one at a time).
+    pub(crate) fn start_local(&mut self, t: Transmit) {
+        let Prepared {
+            id,
+            request,
+            deadline,
+            transport,
+            trace,
+        } = self.prepare(t);
         let span = trace.handle();
         let send = trace::in_span(span, async move { transport.send(request).await });
         self.local = Some(Local {
@@ -127,15 +144,14 @@ impl Exchanges {
     /// Starts an exchange: the request with the client's headers and parameters, its body
     /// streamed back as inputs, the deadline enforced.
     pub(crate) fn start(&mut self, t: Transmit) {
-        let Transmit {
+        let Prepared {
             id,
-            mut request,
+            request,
             deadline,
-        } = t;
-        apply_extras(&mut request, &self.client.extras(&self.call));
-        let transport = self.client.inner.transport.clone();
+            transport,
+            mut trace,
+        } = self.prepare(t);
         let tx = self.tx.clone();
-        let mut trace = trace::RequestTrace::start(&request, None, Some(id));
         let span = trace.handle();
         let task = async move {
             let exchange = async {
@@ -172,6 +188,15 @@ impl Exchanges {
         self.tasks
             .insert(id, tokio::spawn(trace::in_span(span, task)));
     }
+}
+
+/// A transmit made ready to send.
+struct Prepared {
+    id: RequestId,
+    request: http::Request<Bytes>,
+    deadline: Option<std::time::Instant>,
+    transport: crate::transport::Transport,
+    trace: trace::RequestTrace,
 }
 
 type Sending =

@@ -269,22 +269,32 @@ fn an_endless_body_to_a_one_shot_read() {
     });
 }
 
+/// A server answering every read with a 200 whose chunked body of `y`s never ends.
+fn endless_read_server() -> HostileServer {
+    let head = format!("HTTP/1.1 200 OK\r\n{READ_HEADERS}Transfer-Encoding: chunked\r\n\r\n");
+    let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+    chunk.extend([b'y'; 64 * 1024]);
+    chunk.extend_from_slice(b"\r\n");
+    HostileServer::always(endless(&head, &chunk))
+}
+
+/// A catch-up reader with a 1 MiB `max_body_bytes` and the given `partial_chunks_over`.
+fn endless_catch_up(s: &AnyStream, partial: Option<usize>) -> AnyReader {
+    let mut config = s.reader_config();
+    config.mode = ReadMode::CatchUp;
+    config.max_body_bytes = 1 << 20;
+    config.partial_chunks_over = partial;
+    s.reader_with(config).unwrap()
+}
+
 #[test]
 fn an_endless_body_to_a_reader() {
     within(LIMIT, "an_endless_body_to_a_reader", || {
-        let head = format!("HTTP/1.1 200 OK\r\n{READ_HEADERS}Transfer-Encoding: chunked\r\n\r\n");
-        let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
-        chunk.extend([b'y'; 64 * 1024]);
-        chunk.extend_from_slice(b"\r\n");
-        let server = HostileServer::always(endless(&head, &chunk));
+        let server = endless_read_server();
         for kind in DriverKind::ALL {
             let s = stream(kind, &server, ClientSettings::default());
-            let mut config = s.reader_config();
-            config.mode = ReadMode::CatchUp;
-            config.max_body_bytes = 1 << 20;
             // Bodies buffered whole: the limit ends it.
-            config.partial_chunks_over = None;
-            let mut r = s.reader_with(config).unwrap();
+            let mut r = endless_catch_up(&s, None);
             let events = drain(&mut r, "endless reader");
             assert!(data_of(&events).is_empty());
             let e = failed(&events);
@@ -302,19 +312,11 @@ fn an_endless_body_to_a_reader() {
 #[test]
 fn an_endless_body_released_in_pieces_keeps_memory_bounded_and_the_checkpoint_still() {
     within(LIMIT, "an_endless_body_released_in_pieces", || {
-        let head = format!("HTTP/1.1 200 OK\r\n{READ_HEADERS}Transfer-Encoding: chunked\r\n\r\n");
-        let mut chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
-        chunk.extend([b'y'; 64 * 1024]);
-        chunk.extend_from_slice(b"\r\n");
-        let server = HostileServer::always(endless(&head, &chunk));
+        let server = endless_read_server();
         for kind in DriverKind::ALL {
             let s = stream(kind, &server, ClientSettings::default());
-            let mut config = s.reader_config();
-            config.mode = ReadMode::CatchUp;
-            config.max_body_bytes = 1 << 20;
-            config.partial_chunks_over = Some(256 * 1024);
-            let start = config.offset.clone();
-            let mut r = s.reader_with(config).unwrap();
+            let start = s.reader_config().offset;
+            let mut r = endless_catch_up(&s, Some(256 * 1024));
             // Pieces keep coming (a body has no size limit when released in pieces), each
             // bounded, none moving the checkpoint: the response never ended.
             let mut total = 0usize;

@@ -1321,6 +1321,27 @@ mod pieces {
         })
     }
 
+    /// A `200` head of an octet-stream read, at `next`.
+    fn octets(h: &mut H, id: RequestId, next: &str, up_to_date: bool) {
+        let mut headers = vec![OCTETS, ("stream-next-offset", next)];
+        if up_to_date {
+            headers.push(("stream-up-to-date", "true"));
+        }
+        h.head(id, 200, &headers);
+    }
+
+    /// A catch-up reader (pieces over 4 bytes) that got `abc`, `def`, `ghi` of a response at
+    /// offset 20 (so `abcdef` went out in pieces, `ghi` is held).
+    fn abc_def_ghi() -> (H, Transmit) {
+        let mut h = small(ReadMode::CatchUp, 4);
+        let t = h.tx();
+        octets(&mut h, t.id, "20", false);
+        h.body(t.id, b"abc");
+        h.body(t.id, b"def");
+        h.body(t.id, b"ghi");
+        (h, t)
+    }
+
     fn chunks(evs: &[ReaderEvent]) -> Vec<&Chunk> {
         evs.iter()
             .filter_map(|e| match e {
@@ -1338,15 +1359,7 @@ mod pieces {
     fn a_large_body_is_released_in_pieces_and_the_last_carries_the_offset() {
         let mut h = small(ReadMode::CatchUp, 10);
         let t = h.tx();
-        h.head(
-            t.id,
-            200,
-            &[
-                OCTETS,
-                ("stream-next-offset", "5"),
-                ("stream-up-to-date", "true"),
-            ],
-        );
+        octets(&mut h, t.id, "5", true);
         h.body(t.id, b"01234");
         assert!(h.events().is_empty(), "below the threshold: buffered");
         h.body(t.id, b"56789ab");
@@ -1409,15 +1422,7 @@ mod pieces {
 
         let mut h = small(ReadMode::CatchUp, 100);
         let t = h.tx();
-        h.head(
-            t.id,
-            200,
-            &[
-                OCTETS,
-                ("stream-next-offset", "5"),
-                ("stream-up-to-date", "true"),
-            ],
-        );
+        octets(&mut h, t.id, "5", true);
         h.body(t.id, b"abc");
         h.body(t.id, b"def");
         h.end(t.id);
@@ -1434,7 +1439,7 @@ mod pieces {
             ..cfg(ReadMode::CatchUp)
         });
         let t = h.tx();
-        h.head(t.id, 200, &[OCTETS, ("stream-next-offset", "5")]);
+        octets(&mut h, t.id, "5", false);
         h.body(t.id, b"0123456789");
         let evs = h.events();
         assert!(matches!(failed_kind(&evs[0]), ErrorKind::LimitExceeded(_)));
@@ -1448,15 +1453,7 @@ mod pieces {
             ..cfg(ReadMode::CatchUp)
         });
         let t = h.tx();
-        h.head(
-            t.id,
-            200,
-            &[
-                OCTETS,
-                ("stream-next-offset", "9"),
-                ("stream-up-to-date", "true"),
-            ],
-        );
+        octets(&mut h, t.id, "9", true);
         let mut sent = Vec::new();
         for i in 0..100u8 {
             let piece = [i; 3];
@@ -1473,12 +1470,7 @@ mod pieces {
 
     #[test]
     fn a_retry_after_partial_release_skips_what_was_released() {
-        let mut h = small(ReadMode::CatchUp, 4);
-        let t = h.tx();
-        h.head(t.id, 200, &[OCTETS, ("stream-next-offset", "20")]);
-        h.body(t.id, b"abc");
-        h.body(t.id, b"def");
-        h.body(t.id, b"ghi");
+        let (mut h, t) = abc_def_ghi();
         h.fail(t.id, TransportErrorKind::ConnectionReset);
         let mut evs = h.events();
         assert!(evs
@@ -1492,15 +1484,7 @@ mod pieces {
             query(&t2)
         );
         // The server answers the same bytes again, in other pieces, and more.
-        h.head(
-            t2.id,
-            200,
-            &[
-                OCTETS,
-                ("stream-next-offset", "30"),
-                ("stream-up-to-date", "true"),
-            ],
-        );
+        octets(&mut h, t2.id, "30", true);
         h.body(t2.id, b"ab");
         h.body(t2.id, b"cdefghijk");
         h.body(t2.id, b"lmn");
@@ -1515,7 +1499,7 @@ mod pieces {
     fn a_retry_shorter_than_what_was_released_fails() {
         let mut h = small(ReadMode::CatchUp, 2);
         let t = h.tx();
-        h.head(t.id, 200, &[OCTETS, ("stream-next-offset", "20")]);
+        octets(&mut h, t.id, "20", false);
         h.body(t.id, b"abc");
         h.body(t.id, b"def");
         h.fail(t.id, TransportErrorKind::ConnectionReset);
@@ -1556,7 +1540,7 @@ mod pieces {
         let mut h = small(ReadMode::LongPoll, 2);
         h.r.read_offset = off("50");
         let t = h.tx();
-        h.head(t.id, 200, &[OCTETS, ("stream-next-offset", "10")]);
+        octets(&mut h, t.id, "10", false);
         h.body(t.id, b"abcdef");
         let evs = h.events();
         assert!(chunks(&evs).is_empty(), "{evs:?}");
@@ -1568,12 +1552,7 @@ mod pieces {
 
     #[test]
     fn a_snapshot_mid_response_resumes_after_the_pieces_handed_out() {
-        let mut h = small(ReadMode::CatchUp, 4);
-        let t = h.tx();
-        h.head(t.id, 200, &[OCTETS, ("stream-next-offset", "20")]);
-        h.body(t.id, b"abc");
-        h.body(t.id, b"def");
-        h.body(t.id, b"ghi");
+        let (mut h, _) = abc_def_ghi();
         let first = h.events();
         assert_eq!(joined(&chunks(&first)), b"abcdef");
         let snap = h.r.snapshot();
