@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 ///
 /// It is hand-written for speed (the producer calls it on every JSON append): strings are
 /// skipped a word or 32 bytes at a time, and UTF-8 is checked only from the first non-ASCII
-/// byte of a string on (see [`string`]), so ASCII input is read once.
+/// byte of a string on (see `string`), so ASCII input is read once.
 ///
 /// # Errors
 ///
