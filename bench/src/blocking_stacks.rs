@@ -203,12 +203,15 @@ impl Stack for Ureq {
     fn write(&self, url: &str, payloads: Vec<Bytes>, cfg: &WriteCfg) -> Result<Tput, String> {
         let msgs = payloads.len() as u64;
         let bytes = payloads.iter().map(|p| p.len() as u64).sum();
+        let prebuilt = cfg
+            .bare_prebuilt
+            .then(|| batch_bodies(&payloads, cfg.batch_bytes));
         let a = agent();
         let mut buf = vec![0u8; 64 * 1024];
         let start = Tput::start();
         // Building the bodies from the payloads is part of the work (a copy, as a client's
-        // batching does), so it is inside the measurement.
-        let bodies = batch_bodies(&payloads, cfg.batch_bytes);
+        // batching does), so it is inside the measurement unless `--bare-prebuilt`.
+        let bodies = prebuilt.unwrap_or_else(|| batch_bodies(&payloads, cfg.batch_bytes));
         drop(payloads);
         for (seq, body) in bodies.iter().enumerate() {
             let mut resp = a

@@ -18,6 +18,9 @@
 //! - `--in-flight 1,2,5` \[1\]: the writer's `max_in_flight` values to run;
 //! - `--batch-items N`, `--linger-ms N`, `--batch-bytes N`: writer settings (the producer's
 //!   defaults unless given; `--batch-bytes` also sizes the bare loop's bodies, 1 MiB);
+//! - `--bare-prebuilt`: the bare loops build their batch bodies before the clock starts
+//!   (by default building them, a copy of the payloads, is part of their measured work, as
+//!   batching is part of the driver's);
 //! - `--appends N` \[100000\]: the small-append count; `--catch-up-mb N` \[100\];
 //!   `--live-samples N` \[200\]; `--op-samples N` \[300\];
 //! - `--out FILE`: also write the table (markdown) to FILE.
@@ -57,6 +60,8 @@ pub struct WriteCfg {
     pub batch_items: Option<usize>,
     pub batch_bytes: usize,
     pub linger: Option<Duration>,
+    /// The bare loops build their bodies before the measurement starts (`--bare-prebuilt`).
+    pub bare_prebuilt: bool,
 }
 
 impl WriteCfg {
@@ -110,6 +115,7 @@ struct Args {
     batch_items: Option<usize>,
     batch_bytes: usize,
     linger: Option<Duration>,
+    bare_prebuilt: bool,
     appends: usize,
     catch_up_mb: usize,
     live_samples: usize,
@@ -128,6 +134,7 @@ fn parse_args() -> Result<Args, String> {
         batch_items: None,
         batch_bytes: ProducerConfig::new("http://x/s", "p").max_batch_bytes,
         linger: None,
+        bare_prebuilt: false,
         appends: 100_000,
         catch_up_mb: 100,
         live_samples: 200,
@@ -177,6 +184,7 @@ fn parse_args() -> Result<Args, String> {
             "--linger-ms" => {
                 a.linger = Some(Duration::from_millis(num(it.next(), "--linger-ms")? as u64))
             }
+            "--bare-prebuilt" => a.bare_prebuilt = true,
             "--appends" => a.appends = num(it.next(), "--appends")?.clamp(1, 10_000_000),
             "--catch-up-mb" => a.catch_up_mb = num(it.next(), "--catch-up-mb")?.clamp(1, 2000),
             "--live-samples" => {
@@ -185,7 +193,7 @@ fn parse_args() -> Result<Args, String> {
             "--op-samples" => a.op_samples = num(it.next(), "--op-samples")?.clamp(1, 100_000),
             "--out" => a.out = it.next(),
             "-h" | "--help" => {
-                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--out FILE]");
+                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--out FILE]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -414,6 +422,7 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
                     batch_items: args.batch_items,
                     batch_bytes: args.batch_bytes,
                     linger: args.linger,
+                    bare_prebuilt: args.bare_prebuilt,
                 };
                 let label = if len >= 1 << 20 {
                     format!("write {count} x 1 MiB, in-flight {in_flight}")

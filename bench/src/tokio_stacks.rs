@@ -250,11 +250,14 @@ impl Stack for Hyper {
         let msgs = payloads.len() as u64;
         let bytes = payloads.iter().map(|p| p.len() as u64).sum();
         self.rt.block_on(async {
+            let prebuilt = cfg
+                .bare_prebuilt
+                .then(|| batch_bodies(&payloads, cfg.batch_bytes));
             let c = bare_client();
             let start = Tput::start();
             // Building the bodies from the payloads is part of the work (a copy, as a client's
-            // batching does), so it is inside the measurement.
-            let bodies = batch_bodies(&payloads, cfg.batch_bytes);
+            // batching does), so it is inside the measurement unless `--bare-prebuilt`.
+            let bodies = prebuilt.unwrap_or_else(|| batch_bodies(&payloads, cfg.batch_bytes));
             drop(payloads);
             for (seq, body) in bodies.into_iter().enumerate() {
                 let mut req = post(url, "application/octet-stream", body);
