@@ -8,7 +8,9 @@
 //!
 //! Dropping a reader cancels its in-flight request (an exchange thread stops at its next
 //! read; a request made on the reader's thread is closed at once). Offsets to checkpoint come with every chunk ([`Chunk::next_offset`]) and from
-//! [`Reader::offset`]: resuming from them never skips or repeats data. [`Reader::snapshot`]
+//! [`Reader::offset`]: resuming from them never skips or repeats data. (A large response may come in
+//! [`partial`](Chunk::partial) chunks whose offset is the checkpoint before it: resuming
+//! from one reads the response again; snapshots skip what was handed out.) [`Reader::snapshot`]
 //! captures the checkpoint with the cursor and the reader's phase as a serializable
 //! [`ReaderSnapshot`];
 //! [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot) resumes

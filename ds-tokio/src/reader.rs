@@ -3,7 +3,9 @@
 //!
 //! Dropping a reader aborts its in-flight request. Offsets to checkpoint come with every chunk
 //! ([`Chunk::next_offset`]) and from [`Reader::offset`]: resuming from them never skips or
-//! repeats data. [`Reader::snapshot`] captures the checkpoint with the cursor and the
+//! repeats data. (A large response may come in
+//! [`partial`](Chunk::partial) chunks whose offset is the checkpoint before it: resuming
+//! from one reads the response again; snapshots skip what was handed out.) [`Reader::snapshot`] captures the checkpoint with the cursor and the
 //! reader's phase as a serializable [`ReaderSnapshot`];
 //! [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot) resumes
 //! from it, in this process or another.

@@ -2,8 +2,10 @@
 //!
 //! A reader owns a stream offset and a cursor. It emits one `GET` at a time
 //! ([`Reader::poll_transmit`]), is fed what the driver saw ([`Reader::handle_input`]), and
-//! reports [`ReaderEvent`]s ([`Reader::poll_event`]). It never releases bytes without the
-//! offset that follows them, echoes the server's cursor on live requests, retries transient
+//! reports [`ReaderEvent`]s ([`Reader::poll_event`]). It releases bytes with the offset that
+//! follows them, except the pieces of a large catch-up or long-poll body released before its
+//! end ([`Chunk::partial`], see [`ReaderConfig::partial_chunks_over`]), which carry the
+//! checkpoint before the response. It echoes the server's cursor on live requests, retries transient
 //! failures with the [`RetryPolicy`]'s backoff, and after EOF never sends
 //! another request.
 //!
