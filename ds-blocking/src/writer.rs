@@ -20,7 +20,7 @@ use crate::handle::StreamHandle;
 use crate::trace;
 use bytes::Bytes;
 use ds_proto::producer::{AppendError, AppendId, Producer, ProducerConfig, ProducerEvent};
-use ds_proto::producer::{ProducerSnapshot, SnapshotMark};
+use ds_proto::producer::{ProducerSnapshot, SnapshotSchedule};
 use ds_proto::write_tracker::{CloseOutcome, WriteFailure, WriteOutcome, WriteTracker};
 use ds_proto::{Error, Offset, Operation};
 use serde::Serialize;
@@ -52,8 +52,8 @@ struct Core {
     on_error: Option<ErrorCallback>,
     stopped: bool,
     on_snapshot: Option<SnapshotCallback>,
-    /// The mark of the last snapshot handed to `on_snapshot`.
-    persisted: Option<SnapshotMark>,
+    /// When `on_snapshot` gets a snapshot.
+    schedule: SnapshotSchedule,
 }
 
 impl Core {
@@ -73,10 +73,8 @@ impl Core {
     /// be sent (write-ahead), or when `resolved` (appends were acknowledged or failed).
     fn persist(&mut self, resolved: bool) {
         if let Some(cb) = &self.on_snapshot {
-            let mark = self.producer.snapshot_mark();
-            if resolved || self.persisted != Some(mark) {
-                cb(&self.producer.snapshot());
-                self.persisted = Some(mark);
+            if let Some(snapshot) = self.schedule.due(&self.producer, resolved) {
+                cb(&snapshot);
             }
         }
     }
@@ -257,7 +255,7 @@ impl Writer {
                 on_error: None,
                 stopped: false,
                 on_snapshot: None,
-                persisted: None,
+                schedule: SnapshotSchedule::new(),
             }),
             changed: Condvar::new(),
             wake_pending: AtomicBool::new(false),
@@ -540,25 +538,13 @@ impl Writer {
     }
 }
 
-/// Whether an event resolves appends or the close (then the persisted snapshot shrinks).
-fn is_report(event: &ProducerEvent) -> bool {
-    matches!(
-        event,
-        ProducerEvent::Acked { .. }
-            | ProducerEvent::Failed { .. }
-            | ProducerEvent::Closed { .. }
-            | ProducerEvent::CloseFailed { .. }
-            | ProducerEvent::EpochClaimed { .. }
-    )
-}
-
 /// Hands the producer's events to their waiters and callbacks, persists a snapshot when due,
 /// and wakes `flush`/`close`/`append` waiters when anything happened.
 fn deliver_events(shared: &Shared, core: &mut Core) {
     let mut changed = false;
     let mut resolved = false;
     while let Some(event) = core.producer.poll_event() {
-        resolved |= is_report(&event);
+        resolved |= event.changes_snapshot();
         core.dispatch(event);
         changed = true;
     }

@@ -127,6 +127,22 @@ pub enum ProducerEvent {
     },
 }
 
+impl ProducerEvent {
+    /// Whether the event resolves appends or the close, or changes the epoch (an
+    /// acknowledgement, a failure, the close's outcome, an epoch claim): a snapshot persisted
+    /// before it no longer describes the producer (see [`SnapshotSchedule`](super::SnapshotSchedule)).
+    pub fn changes_snapshot(&self) -> bool {
+        matches!(
+            self,
+            ProducerEvent::Acked { .. }
+                | ProducerEvent::Failed { .. }
+                | ProducerEvent::Closed { .. }
+                | ProducerEvent::CloseFailed { .. }
+                | ProducerEvent::EpochClaimed { .. }
+        )
+    }
+}
+
 /// Why [`Producer::append`](super::Producer::append) refused a payload. The producer did not
 /// take it: nothing will be reported for it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

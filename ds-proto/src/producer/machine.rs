@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 mod snapshot;
 pub use snapshot::{
     ProducerSnapshot, SnapshotBatch, SnapshotBatchState, SnapshotClaim, SnapshotMark,
+    SnapshotSchedule,
 };
 
 /// One outstanding HTTP exchange.

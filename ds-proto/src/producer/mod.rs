@@ -117,4 +117,5 @@ pub use events::{AppendError, AppendId, FailureReason, ProducerEvent};
 pub use machine::Producer;
 pub use machine::{
     ProducerSnapshot, SnapshotBatch, SnapshotBatchState, SnapshotClaim, SnapshotMark,
+    SnapshotSchedule,
 };

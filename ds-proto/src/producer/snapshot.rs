@@ -197,6 +197,39 @@ pub struct SnapshotMark {
     next_seq: u64,
 }
 
+/// When a driver hands a [`ProducerSnapshot`] to the application's persistence (a writer's
+/// `on_snapshot` callback): once at the start, then *before* sending a batch the last persisted
+/// snapshot does not hold (write-ahead: the persisted snapshot always holds every batch that may
+/// be on the server), and after events that [change it](ProducerEvent::changes_snapshot).
+///
+/// Call [`SnapshotSchedule::due`] after draining the producer's transmits, before sending them,
+/// with whether the events just handed out changed the snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotSchedule {
+    /// The mark of the last snapshot handed out.
+    persisted: Option<SnapshotMark>,
+}
+
+impl SnapshotSchedule {
+    /// A schedule that has handed out nothing yet (its first [`due`](Self::due) is a snapshot).
+    pub fn new() -> SnapshotSchedule {
+        SnapshotSchedule::default()
+    }
+
+    /// The snapshot to persist now, if one is due: when `changed` (events that
+    /// [change the snapshot](ProducerEvent::changes_snapshot) were handed out), or when the
+    /// producer may now send a batch the last one handed out does not hold.
+    pub fn due(&mut self, producer: &Producer, changed: bool) -> Option<ProducerSnapshot> {
+        let mark = producer.snapshot_mark();
+        if changed || self.persisted != Some(mark) {
+            self.persisted = Some(mark);
+            Some(producer.snapshot())
+        } else {
+            None
+        }
+    }
+}
+
 impl ProducerSnapshot {
     /// The snapshot format this version writes and reads.
     pub const FORMAT_VERSION: u32 = 1;

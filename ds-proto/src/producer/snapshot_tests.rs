@@ -640,3 +640,50 @@ fn mangled_snapshots_never_panic() {
     }
     assert!(restored > 0);
 }
+
+#[test]
+fn the_schedule_hands_out_a_snapshot_first_then_before_new_batches_and_after_outcomes() {
+    use crate::producer::SnapshotSchedule;
+    let now = Instant::now();
+    let mut p = Producer::new(config(), now).unwrap();
+    let mut schedule = SnapshotSchedule::new();
+    assert!(schedule.due(&p, false).is_some(), "the first one");
+    assert!(schedule.due(&p, false).is_none(), "nothing changed");
+    p.append(Bytes::from_static(b"a"), now).unwrap();
+    assert!(
+        schedule.due(&p, false).is_none(),
+        "the open batch is the application's"
+    );
+    p.flush(now);
+    let before_send = schedule
+        .due(&p, false)
+        .expect("a sealed batch not held yet");
+    assert_eq!(before_send.batches.len(), 1);
+    let t = p.poll_transmit(now).unwrap();
+    assert!(schedule.due(&p, false).is_none());
+    let head = http::Response::builder()
+        .status(200)
+        .header("stream-next-offset", "1")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    p.handle_input(
+        Input::Head {
+            id: t.id,
+            parts: head,
+        },
+        now,
+    );
+    p.handle_input(Input::End { id: t.id }, now);
+    let acked = p.poll_event().unwrap();
+    assert!(acked.changes_snapshot(), "{acked:?}");
+    assert!(!ProducerEvent::Writable.changes_snapshot());
+    let after = schedule
+        .due(&p, acked.changes_snapshot())
+        .expect("after an outcome");
+    assert!(after
+        .batches
+        .iter()
+        .all(|b| !matches!(b.state, SnapshotBatchState::Pending { .. })));
+}
