@@ -26,6 +26,8 @@ use ds_proto::{Error, Offset, Operation};
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A live or catch-up reader of one stream.
@@ -36,6 +38,8 @@ pub struct Reader {
     /// A [`ReaderStopper`] was handed out: requests go to exchange threads, which it can
     /// interrupt.
     stoppable: std::cell::Cell<bool>,
+    /// Set by a [`ReaderStopper`].
+    stop: Arc<AtomicBool>,
     /// The exchange this thread reads itself.
     here: Option<Here>,
 }
@@ -65,6 +69,7 @@ impl Reader {
             finished: false,
             url,
             stoppable: std::cell::Cell::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
             here: None,
         })
     }
@@ -84,6 +89,7 @@ impl Reader {
             finished: false,
             url,
             stoppable: std::cell::Cell::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
             here: None,
         })
     }
@@ -127,6 +133,10 @@ impl Reader {
             return None;
         }
         loop {
+            if self.stop.load(Ordering::Acquire) {
+                // A stopper asked: nothing more is handed out, whatever is queued.
+                return self.end();
+            }
             if let Some(e) = self.engine.machine.poll_event() {
                 trace::reader_event(&self.url, &e);
                 if matches!(
@@ -154,16 +164,19 @@ impl Reader {
             }
             match self.engine.step(false) {
                 Wake::Progress => {}
-                Wake::Idle | Wake::Command(()) => {
-                    // Idle: the machine ended; Command: a `ReaderStopper` asked to stop.
-                    self.engine.machine.stop();
-                    self.engine.flush_outputs();
-                    self.here = None;
-                    self.finished = true;
-                    return None;
-                }
+                // Idle: the machine ended; Command: a `ReaderStopper` asked to stop.
+                Wake::Idle | Wake::Command(()) => return self.end(),
             }
         }
+    }
+
+    /// Ends the reader: the machine stops, its request is cancelled or closed.
+    fn end(&mut self) -> Option<ReaderEvent> {
+        self.engine.machine.stop();
+        self.engine.flush_outputs();
+        self.here = None;
+        self.finished = true;
+        None
     }
 
     /// Starts what the machine wants sent and cancels what it abandons. A catch-up or
@@ -204,6 +217,7 @@ impl Reader {
     pub fn stopper(&self) -> ReaderStopper {
         self.stoppable.set(true);
         ReaderStopper {
+            stop: self.stop.clone(),
             tx: self.engine.commands(),
         }
     }
@@ -239,13 +253,18 @@ impl Reader {
 /// Stops a [`Reader`] from another thread.
 #[derive(Debug, Clone)]
 pub struct ReaderStopper {
+    stop: Arc<AtomicBool>,
     tx: std::sync::mpsc::SyncSender<Msg<()>>,
 }
 
 impl ReaderStopper {
-    /// Stops the reader (no effect once it has ended or been dropped).
+    /// Stops the reader: its next (or blocked) `next_event` returns `None`, whatever data is
+    /// queued. Never blocks; no effect once the reader has ended or been dropped.
     pub fn stop(&self) {
-        let _ = self.tx.send(Msg::Command(()));
+        self.stop.store(true, Ordering::Release);
+        // Wakes a `next_event` blocked waiting for an exchange thread. A full queue means the
+        // reader has inputs to look at, and it sees the flag before the next one.
+        let _ = self.tx.try_send(Msg::Command(()));
     }
 }
 
