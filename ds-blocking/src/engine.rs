@@ -172,23 +172,7 @@ impl<C: Send + 'static> Exchanges<C> {
     pub(crate) fn open_here(&mut self, t: Transmit) -> Result<(Here, Input), Input> {
         let id = t.id;
         let (request, timeout, trace) = self.prepare(t);
-        let (parts, body) = {
-            let _span = trace::enter(trace.handle());
-            match self.client.inner.transport.send(request, timeout) {
-                Ok(r) => r,
-                Err(error) => {
-                    trace.finish(Some(&error));
-                    return Err(Input::Failed { id, error });
-                }
-            }
-        };
-        trace.head(parts.status);
-        let here = Here {
-            id,
-            body,
-            chunks: ChunkReader::new(READ_CHUNK),
-            trace: Some(trace),
-        };
+        let (here, parts) = open(&self.client.inner.transport, id, request, timeout, trace)?;
         Ok((here, Input::Head { id, parts }))
     }
 
@@ -260,6 +244,35 @@ impl Here {
     }
 }
 
+/// Sends a request and waits for its head: the exchange, whose body is then read with
+/// [`Here::next_input`], and the head; or the `Failed` input.
+fn open(
+    transport: &crate::transport::Transport,
+    id: RequestId,
+    request: http::Request<bytes::Bytes>,
+    timeout: Option<Duration>,
+    trace: trace::RequestTrace,
+) -> Result<(Here, http::response::Parts), Input> {
+    let (parts, body) = {
+        let _span = trace::enter(trace.handle());
+        match transport.send(request, timeout) {
+            Ok(r) => r,
+            Err(error) => {
+                trace.finish(Some(&error));
+                return Err(Input::Failed { id, error });
+            }
+        }
+    };
+    trace.head(parts.status);
+    let here = Here {
+        id,
+        body,
+        chunks: ChunkReader::new(READ_CHUNK),
+        trace: Some(trace),
+    };
+    Ok((here, parts))
+}
+
 /// Runs one exchange to its end on the calling thread, handing each input to `send` (`false`:
 /// stop); `cancelled` is checked between body reads.
 fn perform(
@@ -268,26 +281,22 @@ fn perform(
     request: http::Request<bytes::Bytes>,
     timeout: Option<Duration>,
     cancelled: &AtomicBool,
-    mut trace: trace::RequestTrace,
+    trace: trace::RequestTrace,
     send: &mut dyn FnMut(Input) -> bool,
 ) {
-    let _span = trace::enter(trace.handle());
-    let (parts, mut body) = match transport.send(request, timeout) {
-        Ok(r) => r,
-        Err(error) => {
-            trace.finish(Some(&error));
-            send(Input::Failed { id, error });
+    let (mut here, parts) = match open(transport, id, request, timeout, trace) {
+        Ok(opened) => opened,
+        Err(failed) => {
+            send(failed);
             return;
         }
     };
-    trace.head(parts.status);
-    let mut chunks = ChunkReader::new(READ_CHUNK);
     // A response that is not an event stream is handed over with its first piece of body (and
     // its end, when that is all): the owner wakes once for a small response instead of once
     // per message. An event stream's head goes at once.
     let mut first = None;
     if !is_event_stream(&parts) {
-        first = Some(chunks.next(&mut body));
+        first = Some(here.next_input());
     }
     if !send(Input::Head { id, parts }) {
         return;
@@ -296,23 +305,13 @@ fn perform(
         if cancelled.load(Ordering::Relaxed) {
             return;
         }
-        match first.take().unwrap_or_else(|| chunks.next(&mut body)) {
-            None => {
-                trace.finish(None);
-                send(Input::End { id });
-                return;
-            }
-            Some(Ok(chunk)) => {
-                trace.body(chunk.len());
-                if cancelled.load(Ordering::Relaxed) || !send(Input::Body { id, chunk }) {
-                    return;
-                }
-            }
-            Some(Err(error)) => {
-                trace.finish(Some(&error));
-                send(Input::Failed { id, error });
-                return;
-            }
+        let input = first.take().unwrap_or_else(|| here.next_input());
+        if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+            send(input);
+            return;
+        }
+        if cancelled.load(Ordering::Relaxed) || !send(input) {
+            return;
         }
     }
 }

@@ -35,10 +35,8 @@ pub struct Reader {
     engine: Engine<ds_proto::reader::Reader>,
     finished: bool,
     url: String,
-    /// A [`ReaderStopper`] was handed out: requests go to exchange threads, which it can
-    /// interrupt.
-    stoppable: std::cell::Cell<bool>,
-    /// Set by a [`ReaderStopper`].
+    /// Set by a [`ReaderStopper`]. While one exists (it holds a clone), requests go to
+    /// exchange threads, which it can interrupt.
     stop: Arc<AtomicBool>,
     /// The exchange this thread reads itself.
     here: Option<Here>,
@@ -68,7 +66,6 @@ impl Reader {
             engine: Engine::new(machine, client, call),
             finished: false,
             url,
-            stoppable: std::cell::Cell::new(false),
             stop: Arc::new(AtomicBool::new(false)),
             here: None,
         })
@@ -88,7 +85,6 @@ impl Reader {
             engine: Engine::new(machine, client, call),
             finished: false,
             url,
-            stoppable: std::cell::Cell::new(false),
             stop: Arc::new(AtomicBool::new(false)),
             here: None,
         })
@@ -191,9 +187,9 @@ impl Reader {
                 self.engine.exchanges().abort(id);
             }
         }
-        let inline = !self.stoppable.get()
-            && self.here.is_none()
-            && self.engine.machine.live_mode() != LiveMode::Sse;
+        let stoppable = Arc::strong_count(&self.stop) > 1;
+        let inline =
+            !stoppable && self.here.is_none() && self.engine.machine.live_mode() != LiveMode::Sse;
         if inline {
             if let Some(t) = self.engine.machine.poll_transmit(Instant::now()) {
                 let input = match self.engine.exchanges().open_here(t) {
@@ -215,7 +211,6 @@ impl Reader {
     /// A handle that stops this reader from another thread: a blocked `next_event` returns
     /// `None` and the in-flight request is cancelled.
     pub fn stopper(&self) -> ReaderStopper {
-        self.stoppable.set(true);
         ReaderStopper {
             stop: self.stop.clone(),
             tx: self.engine.commands(),

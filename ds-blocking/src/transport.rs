@@ -188,11 +188,7 @@ pub(crate) fn is_event_stream(parts: &http::response::Parts) -> bool {
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .get(..17)
-                .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
-        })
+        .is_some_and(ds_proto::headers::is_event_stream_content_type)
 }
 
 /// Removes a request's query string from an error message: query parameters may carry

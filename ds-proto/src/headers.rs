@@ -228,6 +228,13 @@ pub fn is_json_content_type(ct: &str) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
+/// Whether a content type is an SSE event stream (`text/event-stream`, parameters ignored):
+/// its body comes in pieces as events happen, so a driver hands each piece over as it arrives.
+pub fn is_event_stream_content_type(ct: &str) -> bool {
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("text/event-stream")
+}
+
 /// Whether SSE data of this content type is text (`text/*`, `application/json`) rather than
 /// base64 (5.8).
 pub fn is_text_content_type(ct: &str) -> bool {
@@ -342,5 +349,11 @@ mod tests {
         assert!(is_text_content_type("text/plain"));
         assert!(is_text_content_type("application/json"));
         assert!(!is_text_content_type("application/octet-stream"));
+        assert!(is_event_stream_content_type("text/event-stream"));
+        assert!(is_event_stream_content_type(
+            " Text/Event-Stream; charset=utf-8"
+        ));
+        assert!(!is_event_stream_content_type("text/event-streams"));
+        assert!(!is_event_stream_content_type("text/plain"));
     }
 }

@@ -8,7 +8,6 @@
 
 use crate::client::Client;
 use crate::trace;
-use crate::transport::next_chunk;
 use bytes::Bytes;
 use ds_proto::ops::{apply_extras, CallOptions};
 use ds_proto::{Input, Machine, RequestId, Transmit, TransportError, TransportErrorKind};
@@ -104,85 +103,46 @@ impl Exchanges {
         }
     }
 
-    /// The request with the client's headers and parameters, and what sends and traces it.
-    fn prepare(&self, t: Transmit) -> Prepared {
+    /// The exchange of a transmit (the request with the client's headers and parameters, its
+    /// deadline and trace), not yet polled, and its span.
+    fn exchange(&self, t: Transmit) -> (Local, trace::Span) {
         let Transmit {
             id,
             mut request,
             deadline,
         } = t;
         apply_extras(&mut request, &self.client.extras(&self.call));
+        let transport = self.client.inner.transport.clone();
         let trace = trace::RequestTrace::start(&request, None, Some(id));
-        Prepared {
-            id,
-            request,
-            deadline,
-            transport: self.client.inner.transport.clone(),
-            trace,
-        }
-    }
-
-    /// Starts an exchange that [`Exchanges::recv`] polls itself (one at a time).
-    pub(crate) fn start_local(&mut self, t: Transmit) {
-        let Prepared {
-            id,
-            request,
-            deadline,
-            transport,
-            trace,
-        } = self.prepare(t);
         let span = trace.handle();
-        let send = trace::in_span(span, async move { transport.send(request).await });
-        self.local = Some(Local {
+        let send = trace::in_span(trace.handle(), async move { transport.send(request).await });
+        let exchange = Local {
             id,
             state: LocalState::Sending(Box::pin(send)),
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(Instant::from_std(d)))),
             trace: Some(trace),
-        });
+        };
+        (exchange, span)
     }
 
-    /// Starts an exchange: the request with the client's headers and parameters, its body
-    /// streamed back as inputs, the deadline enforced.
+    /// Starts an exchange that [`Exchanges::recv`] polls itself (one at a time).
+    pub(crate) fn start_local(&mut self, t: Transmit) {
+        self.local = Some(self.exchange(t).0);
+    }
+
+    /// Starts an exchange on its own task: the request with the client's headers and
+    /// parameters, its inputs sent back over the channel, the deadline enforced.
     pub(crate) fn start(&mut self, t: Transmit) {
-        let Prepared {
-            id,
-            request,
-            deadline,
-            transport,
-            mut trace,
-        } = self.prepare(t);
+        let (mut exchange, span) = self.exchange(t);
+        let id = exchange.id;
         let tx = self.tx.clone();
-        let span = trace.handle();
         let task = async move {
-            let exchange = async {
-                let (parts, mut body) = transport.send(request).await?;
-                trace.head(parts.status);
-                if tx.send(Input::Head { id, parts }).await.is_err() {
-                    return Ok(());
+            loop {
+                let input = std::future::poll_fn(|cx| exchange.poll_input(cx)).await;
+                let last = matches!(input, Input::End { .. } | Input::Failed { .. });
+                if tx.send(input).await.is_err() || last {
+                    return;
                 }
-                while let Some(chunk) = next_chunk(&mut body).await {
-                    let chunk = chunk?;
-                    trace.body(chunk.len());
-                    if tx.send(Input::Body { id, chunk }).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                let _ = tx.send(Input::End { id }).await;
-                Ok::<(), TransportError>(())
-            };
-            let result = match deadline {
-                Some(d) => match tokio::time::timeout_at(Instant::from_std(d), exchange).await {
-                    Ok(r) => r,
-                    Err(_) => Err(TransportError::new(
-                        TransportErrorKind::Timeout,
-                        "exchange deadline passed",
-                    )),
-                },
-                None => exchange.await,
-            };
-            trace.finish(result.as_ref().err());
-            if let Err(error) = result {
-                let _ = tx.send(Input::Failed { id, error }).await;
             }
         };
         self.tasks
@@ -190,20 +150,12 @@ impl Exchanges {
     }
 }
 
-/// A transmit made ready to send.
-struct Prepared {
-    id: RequestId,
-    request: http::Request<Bytes>,
-    deadline: Option<std::time::Instant>,
-    transport: crate::transport::Transport,
-    trace: trace::RequestTrace,
-}
-
 type Sending =
     Pin<Box<dyn Future<Output = Result<(http::response::Parts, Incoming), TransportError>> + Send>>;
 
-/// An exchange polled by the machine's owner (see [`Exchanges::start_local`]); dropping it
-/// drops the connection.
+/// One exchange as a state machine of inputs: polled by the machine's owner
+/// ([`Exchanges::start_local`]) or by its own task ([`Exchanges::start`]); dropping it drops
+/// the connection.
 struct Local {
     id: RequestId,
     state: LocalState,

@@ -25,6 +25,13 @@ impl ds_proto::trace::Clock for Clock {
 /// The span of one HTTP exchange and what is counted while it runs.
 pub(crate) type RequestTrace = imp::RequestTrace<Clock>;
 
+/// A request's span ([`RequestTrace::handle`]): nothing without the `tracing` feature.
+#[cfg(feature = "tracing")]
+pub(crate) type Span = tracing::Span;
+/// A request's span ([`RequestTrace::handle`]): nothing without the `tracing` feature.
+#[cfg(not(feature = "tracing"))]
+pub(crate) type Span = imp::NoSpan;
+
 /// Runs `future` inside a request's span (from [`RequestTrace::handle`]).
 #[cfg(feature = "tracing")]
 pub(crate) fn in_span<F: std::future::Future>(

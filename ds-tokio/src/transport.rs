@@ -116,20 +116,6 @@ impl Transport {
     }
 }
 
-/// Reads the next body chunk of a streaming response.
-pub(crate) async fn next_chunk(body: &mut Incoming) -> Option<Result<Bytes, TransportError>> {
-    loop {
-        match body.frame().await? {
-            Ok(frame) => {
-                if let Ok(data) = frame.into_data() {
-                    return Some(Ok(data));
-                }
-            }
-            Err(e) => return Some(Err(classify_hyper(&e))),
-        }
-    }
-}
-
 /// Removes a request's query string from an error message: query parameters may carry
 /// credentials (tokens from a provider), and errors end up in logs.
 pub(crate) fn redact_query(mut e: TransportError, query: Option<&str>) -> TransportError {

@@ -599,53 +599,45 @@ fn a_retry_after_of_a_year() {
     });
 }
 
+/// A blocking catch-up reader of an endless body, stopped after its first piece, with the
+/// stopper made before reading (its requests go to an exchange thread, which fills the input
+/// queue while this thread waits) or after it (the reader reads the response itself): nothing
+/// more is handed out, `stop()` does not block, and the connection closes.
+fn stop_after_the_first_piece(stopper_first: bool) {
+    let server = endless_read_server();
+    let s = stream(DriverKind::Blocking, &server, ClientSettings::default());
+    let mut r = endless_catch_up(&s, Some(256 * 1024));
+    let AnyReader::Blocking(reader) = &mut r else {
+        unreachable!("a blocking stream gives a blocking reader")
+    };
+    let early = stopper_first.then(|| reader.stopper());
+    // The endless body gives a piece at once.
+    assert!(matches!(reader.next_event(), Some(ReaderEvent::Data(_))));
+    let stopper = early.unwrap_or_else(|| reader.stopper());
+    if stopper_first {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stopper.stop();
+    assert_eq!(
+        reader.next_event(),
+        None,
+        "pieces were handed out after stop() (stopper first: {stopper_first})"
+    );
+    assert_eq!(reader.next_event(), None);
+    drop(r);
+    assert!(server.wait_for_no_connections(Duration::from_secs(10)));
+}
+
 #[test]
 fn a_stopper_made_while_a_blocking_reader_reads_a_response_itself_stops_it() {
     within(LIMIT, "a_stopper_made_mid_response", || {
-        let server = endless_read_server();
-        let s = stream(DriverKind::Blocking, &server, ClientSettings::default());
-        let mut r = endless_catch_up(&s, Some(256 * 1024));
-        let AnyReader::Blocking(reader) = &mut r else {
-            unreachable!("a blocking stream gives a blocking reader")
-        };
-        // No stopper yet: the reader reads the response on this thread (the endless body
-        // gives a piece at once).
-        assert!(matches!(reader.next_event(), Some(ReaderEvent::Data(_))));
-        let stopper = reader.stopper();
-        stopper.stop();
-        // The endless response is open, but nothing more is handed out.
-        assert_eq!(
-            reader.next_event(),
-            None,
-            "the reader kept reading after stop()"
-        );
-        assert_eq!(reader.next_event(), None);
-        drop(r);
-        assert!(server.wait_for_no_connections(Duration::from_secs(10)));
+        stop_after_the_first_piece(false)
     });
 }
 
 #[test]
 fn a_stop_with_pieces_queued_returns_at_once_and_never_blocks() {
     within(LIMIT, "a_stop_with_pieces_queued", || {
-        let server = endless_read_server();
-        let s = stream(DriverKind::Blocking, &server, ClientSettings::default());
-        let mut r = endless_catch_up(&s, Some(256 * 1024));
-        let AnyReader::Blocking(reader) = &mut r else {
-            unreachable!("a blocking stream gives a blocking reader")
-        };
-        // A stopper first: requests go to an exchange thread, which fills the input queue
-        // while this thread does not read.
-        let stopper = reader.stopper();
-        assert!(matches!(reader.next_event(), Some(ReaderEvent::Data(_))));
-        std::thread::sleep(Duration::from_millis(300));
-        stopper.stop();
-        assert_eq!(
-            reader.next_event(),
-            None,
-            "queued pieces were handed out after stop()"
-        );
-        drop(r);
-        assert!(server.wait_for_no_connections(Duration::from_secs(10)));
+        stop_after_the_first_piece(true)
     });
 }

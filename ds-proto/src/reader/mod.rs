@@ -870,9 +870,6 @@ impl Reader {
         }
         let head = ops::read_response(&self.url, requested, parts, Bytes::new())
             .map_err(|e| Error::new(OP, &self.err_url, e.kind))?;
-        if head.is_json() && self.json_hint.is_none() {
-            return Ok(None);
-        }
         self.check_forward(&head.next_offset)?;
         Ok(Some(Box::new(head)))
     }

@@ -230,7 +230,7 @@ impl Faults {
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+            .is_some_and(ds_proto::headers::is_event_stream_content_type);
         if sse {
             if let Some(e) = &fault.inject_sse_event {
                 let (tx, first) = mpsc::unbounded_channel();
