@@ -2,7 +2,7 @@
 //! and the connection pool, shared by every stream handle, reader and writer made from it.
 //!
 //! The builder's settings and their validation, the client's documentation and its accessors
-//! are the same in both drivers: they live once in `ds_proto::client` (the settings) and its
+//! are the same in both drivers: they live once in `ds_proto::driver::client` (the settings) and its
 //! hidden `__client!` macro, expanded here. What is this driver's own: building the transport
 //! (and its TLS configuration) in [`ClientBuilder::build`].
 
@@ -10,7 +10,7 @@ use crate::handle::StreamHandle;
 use crate::transport::Transport;
 use ds_proto::Error;
 
-pub use ds_proto::client::ExtrasProvider;
+pub use ds_proto::driver::client::ExtrasProvider;
 
 ds_proto::__client! {
     /// A Durable Streams client for plain threads. Cheap to clone; clones share the connection

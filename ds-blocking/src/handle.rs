@@ -7,11 +7,11 @@ use crate::client::Client;
 use crate::reader::Reader;
 use crate::trace;
 use bytes::Bytes;
+use ds_proto::driver::read_all::{ChunkAccumulator, ReadAll};
 use ds_proto::ops::{
     self, AppendOptions, Appended, Closed, CreateOptions, Created, ProducerHeaders, ReadOptions,
     ReadResult, RequestExtras, StreamInfo,
 };
-use ds_proto::read_all::{ChunkAccumulator, ReadAll};
 use ds_proto::reader::{ReadMode, ReaderConfig, ReaderEvent};
 use ds_proto::{Error, ErrorKind, Offset, Operation, Retrier};
 use serde::de::DeserializeOwned;
@@ -285,4 +285,4 @@ impl StreamHandle {
     }
 }
 
-pub(crate) use ds_proto::client::{check_call_options, transport_error};
+pub(crate) use ds_proto::driver::client::{check_call_options, transport_error};

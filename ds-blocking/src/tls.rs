@@ -13,7 +13,7 @@
 //! [`ClientBuilder::add_root_certificate`]: crate::ClientBuilder::add_root_certificate
 //! [`ClientBuilder::build`]: crate::ClientBuilder::build
 
-use ds_proto::client::parse_root_certificates;
+use ds_proto::driver::client::parse_root_certificates;
 use std::sync::Arc;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
@@ -60,7 +60,7 @@ pub(crate) fn tls_config(
 /// rejected certificate, as an I/O error around it), anywhere in its chain.
 pub(crate) fn is_tls_io(e: &std::io::Error) -> bool {
     e.get_ref()
-        .is_some_and(|inner| ds_proto::client::error_chain_has::<rustls::Error>(inner))
+        .is_some_and(|inner| ds_proto::driver::client::error_chain_has::<rustls::Error>(inner))
 }
 
 #[cfg(test)]

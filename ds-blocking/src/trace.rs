@@ -1,13 +1,13 @@
-//! Tracing (feature `tracing`, off by default): the helpers of [`ds_proto::trace`], which both
+//! Tracing (feature `tracing`, off by default): the helpers of [`ds_proto::driver::trace`], which both
 //! drivers share (what is recorded, at which level, and what never is, is documented there).
-//! Without the feature they are [`ds_proto::trace::off`]'s empty inline stubs, so users who do
+//! Without the feature they are [`ds_proto::driver::trace::off`]'s empty inline stubs, so users who do
 //! not want tracing pay nothing. What is this driver's own: entering an exchange's span on the
 //! thread that performs it.
 
 #[cfg(not(feature = "tracing"))]
-use ds_proto::trace::off as imp;
+use ds_proto::driver::trace::off as imp;
 #[cfg(feature = "tracing")]
-use ds_proto::trace::on as imp;
+use ds_proto::driver::trace::on as imp;
 
 pub(crate) use imp::{failed, producer_event, reader_event, retry};
 
@@ -15,7 +15,7 @@ pub(crate) use imp::{failed, producer_event, reader_event, retry};
 #[derive(Debug)]
 pub(crate) struct Clock;
 
-impl ds_proto::trace::Clock for Clock {
+impl ds_proto::driver::trace::Clock for Clock {
     fn now() -> std::time::Instant {
         std::time::Instant::now()
     }

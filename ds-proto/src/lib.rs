@@ -21,14 +21,12 @@
 //! | [`reader`] | the [`Reader`]: consumer offset progression (catch-up, long-poll, SSE, auto), cursors, retries |
 //! | [`producer`] | the [`Producer`]: the idempotent, batching, exactly-once writer |
 //! | [`machine`] | the [`Machine`] trait: the vocabulary both machines share, so a driver writes its loop once |
-//! | [`io`] | what crosses the boundary: [`Transmit`] out, [`Input`] in, [`TransportError`] |
+//! | [`exchange`] | what crosses the boundary between a machine and its driver's HTTP exchanges: [`Transmit`] out, [`Input`] in, [`TransportError`] |
 //! | [`retry`] | [`RetryPolicy`] and the backoff schedule (capped exponential, full jitter) |
 //! | [`sse`] | the incremental Server-Sent Events parser |
 //! | [`error`] | structured errors: [`Error`], [`ErrorKind`], [`ConflictKind`] |
 //! | [`offset`], [`headers`], [`json`], [`url`] | offsets, header names and parsing, JSON-mode bodies, URL building |
-//! | [`read_all`], [`write_tracker`] | helpers drivers share: reading to the tail, per-append outcomes |
-//! | [`client`] | the client settings both drivers' `ClientBuilder`s share (defaults, validation, header layering, credential marking, root certificates with feature `pem`) |
-//! | [`trace`] | the `tracing` spans and events of the drivers (feature `tracing`; no-ops otherwise); the machines never trace |
+//! | [`driver`] | driver support, apart from the protocol: the client settings both drivers share ([`driver::client`]), their `tracing` spans ([`driver::trace`]), collecting a `read_all` ([`driver::read_all`]), tracking a writer's appends ([`driver::write_tracker`]) |
 //! | `http1` (feature `http1`) | a sans-IO HTTP/1.1 client codec, for embedders whose runtime only gives them a socket |
 //! | `sim` (feature `sim`) | an in-memory server written from the spec, a seeded faulty network, and a virtual-time world that drives machines deterministically |
 //!
@@ -264,30 +262,32 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod client;
+pub mod driver;
 pub mod error;
+pub mod exchange;
 pub mod headers;
 #[cfg(feature = "http1")]
 pub mod http1;
-pub mod io;
+/// The former name of [`exchange`], kept so existing imports keep compiling.
+#[doc(hidden)]
+pub mod io {
+    pub use crate::exchange::*;
+}
 pub mod json;
 pub mod machine;
 pub mod offset;
 pub mod ops;
 pub mod producer;
-pub mod read_all;
 pub mod reader;
 pub mod retry;
 pub mod rng;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sse;
-pub mod trace;
 pub mod url;
-pub mod write_tracker;
 
 pub use error::{ConflictKind, Error, ErrorKind, Operation};
-pub use io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
+pub use exchange::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 pub use machine::Machine;
 pub use offset::Offset;
 pub use producer::{AppendError, AppendId, FailureReason, Producer, ProducerConfig, ProducerEvent};

@@ -155,10 +155,10 @@ pub use writer::{AppendHandle, CloseReport, ErrorCallback, FlushError, SnapshotC
 pub use ds_proto::producer::ProducerSnapshot;
 pub use ds_proto::reader::ReaderSnapshot;
 
+pub use ds_proto::driver::read_all::ReadAll;
+pub use ds_proto::driver::write_tracker::{WriteFailure, WriteOutcome};
 pub use ds_proto::producer::{AppendError, AppendId, FailureReason, ProducerConfig};
-pub use ds_proto::read_all::ReadAll;
 pub use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
-pub use ds_proto::write_tracker::{WriteFailure, WriteOutcome};
 
 pub use ds_proto::ops::{
     AppendOptions, AppendOutcome, Appended, CallOptions, Closed, CreateOptions, Created, ForkFrom,

@@ -9,7 +9,7 @@
 //! [`ClientBuilder::add_root_certificate`]: crate::ClientBuilder::add_root_certificate
 //! [`ClientBuilder::build`]: crate::ClientBuilder::build
 
-use ds_proto::client::parse_root_certificates;
+use ds_proto::driver::client::parse_root_certificates;
 use std::sync::Arc;
 
 /// The rustls client configuration: ring, the safe default protocol versions, and the roots.
@@ -47,7 +47,7 @@ pub(crate) fn client_config(
 /// An I/O failure during the handshake (a reset, a refused connection) is not.
 pub(crate) fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     // hyper-rustls wraps tokio-rustls' I/O error, which wraps the rustls error.
-    ds_proto::client::error_chain_has::<rustls::Error>(e)
+    ds_proto::driver::client::error_chain_has::<rustls::Error>(e)
 }
 
 #[cfg(test)]

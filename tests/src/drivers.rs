@@ -2,11 +2,11 @@
 //! `ds-tokio` and `ds-blocking` alike.
 
 use bytes::Bytes;
+use ds_proto::driver::read_all::ReadAll;
 use ds_proto::ops::{
     AppendOptions, Appended, CallOptions, Closed, CreateOptions, Created, ProducerHeaders,
     ReadOptions, ReadResult, RequestExtras, StreamInfo,
 };
-use ds_proto::read_all::ReadAll;
 use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
 use ds_proto::{Error, Offset, RetryPolicy};
 use std::sync::Arc;
@@ -494,8 +494,10 @@ impl AnyWriter {
     pub fn append_and_wait(
         &self,
         data: impl Into<Bytes>,
-    ) -> Result<Option<ds_proto::write_tracker::WriteOutcome>, ds_proto::producer::AppendError>
-    {
+    ) -> Result<
+        Option<ds_proto::driver::write_tracker::WriteOutcome>,
+        ds_proto::producer::AppendError,
+    > {
         let data = data.into();
         match self {
             AnyWriter::Tokio(rt, w) => rt.block_on(async {
@@ -512,7 +514,7 @@ impl AnyWriter {
     }
 
     /// Flushes.
-    pub fn flush(&self) -> Result<(), Vec<ds_proto::write_tracker::WriteFailure>> {
+    pub fn flush(&self) -> Result<(), Vec<ds_proto::driver::write_tracker::WriteFailure>> {
         match self {
             AnyWriter::Tokio(rt, w) => rt.block_on(w.flush()).map_err(|e| e.failures),
             AnyWriter::Blocking(w) => w.flush().map_err(|e| e.failures),
@@ -523,7 +525,7 @@ impl AnyWriter {
     pub fn close(
         self,
         close_stream: bool,
-    ) -> Result<Option<Offset>, Vec<ds_proto::write_tracker::WriteFailure>> {
+    ) -> Result<Option<Offset>, Vec<ds_proto::driver::write_tracker::WriteFailure>> {
         match self {
             AnyWriter::Tokio(rt, w) => rt
                 .block_on(w.close(close_stream))

@@ -19,11 +19,11 @@
 //! | 200 to a producer without producer headers | acknowledged once, never re-sent |
 //! | `Retry-After` of a year | capped at `headers::MAX_RETRY_AFTER` (5 min), which the retry policy's `max_elapsed` then refuses |
 
+use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::headers::MAX_RETRY_AFTER;
 use ds_proto::ops::ReadOptions;
 use ds_proto::producer::ProducerConfig;
 use ds_proto::reader::{ReadMode, ReaderEvent};
-use ds_proto::write_tracker::WriteOutcome;
 use ds_proto::{Error, ErrorKind, Offset, RetryPolicy, TransportErrorKind};
 use ds_tests::drivers::{AnyClient, AnyReader, AnyStream, ClientSettings, DriverKind};
 use ds_tests::hostile::{within, HostileServer, Reply, Step};

@@ -222,7 +222,7 @@ fn tracked_appends_report_their_outcome() {
         assert!(
             matches!(
                 outcome,
-                ds_proto::write_tracker::WriteOutcome::Acked {
+                ds_proto::driver::write_tracker::WriteOutcome::Acked {
                     duplicate: false,
                     ..
                 }

@@ -21,11 +21,11 @@ use super::protocol::*;
 use crate::drivers::{AnyClient, AnyStream, AnyWriter, ClientSettings, DeadlinePassed, DriverKind};
 use base64::Engine as _;
 use bytes::Bytes;
+use ds_proto::driver::write_tracker::{WriteFailure, WriteOutcome};
 use ds_proto::ops::{AppendOptions, AppendOutcome, CallOptions, CreateOptions, RequestExtras};
 use ds_proto::producer::{AppendError, ProducerConfig, DEFAULT_CONTENT_TYPE};
 use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
 use ds_proto::retry::RetryPolicyError;
-use ds_proto::write_tracker::{WriteFailure, WriteOutcome};
 use ds_proto::{
     ConflictKind, Error, ErrorKind, Offset, Operation, RetryPolicy, TransportErrorKind,
 };

@@ -19,7 +19,7 @@ macro_rules! __client {
         /// Builds a [`Client`].
         #[derive(Clone, Debug, Default)]
         pub struct ClientBuilder {
-            settings: $crate::client::ClientSettings,
+            settings: $crate::driver::client::ClientSettings,
         }
 
         impl ClientBuilder {
@@ -140,7 +140,7 @@ macro_rules! __client {
         pub(crate) struct Inner {
             pub(crate) transport: Transport,
             pub(crate) rng: ::std::sync::Mutex<$crate::Rng>,
-            pub(crate) config: $crate::client::ClientSettings,
+            pub(crate) config: $crate::driver::client::ClientSettings,
         }
 
         $(#[$meta])*
@@ -216,7 +216,7 @@ macro_rules! __client {
             /// the generator of its machines' seeds.
             pub(crate) fn from_parts(
                 transport: Transport,
-                config: $crate::client::ClientSettings,
+                config: $crate::driver::client::ClientSettings,
                 seed: u64,
             ) -> Client {
                 Client {
@@ -229,7 +229,7 @@ macro_rules! __client {
             }
 
             /// The settings this client was built with.
-            pub(crate) fn settings(&self) -> &$crate::client::ClientSettings {
+            pub(crate) fn settings(&self) -> &$crate::driver::client::ClientSettings {
                 &self.inner.config
             }
 

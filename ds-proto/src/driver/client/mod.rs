@@ -66,7 +66,7 @@ pub struct ClientSettings {
     /// Default: [`ReaderConfig::DEFAULT_SSE_IDLE_TIMEOUT`].
     pub sse_idle_timeout: Option<Duration>,
     /// Root certificates trusted for https besides the built-in ones, each DER or PEM, as
-    /// given (see [`parse_root_certificates`] with feature `pem`).
+    /// given (see `parse_root_certificates`, feature `pem`).
     pub root_certificates: Vec<Vec<u8>>,
     /// Whether the bundled (webpki, Mozilla) roots are trusted. Default: `true`.
     pub tls_built_in_roots: bool,

@@ -5,7 +5,7 @@
 //!
 //! Two modules with the same items:
 //!
-//! - [`on`] (feature `tracing`): the helpers, on the [`tracing`](https://docs.rs/tracing)
+//! - `on` (feature `tracing`): the helpers, on the [`tracing`](https://docs.rs/tracing)
 //!   crate.
 //! - [`off`] (always): the same names as empty `#[inline(always)]` functions and zero-sized
 //!   types, for a driver built without its own `tracing` feature: it pays nothing.
@@ -15,9 +15,9 @@
 //!
 //! ```text
 //! #[cfg(feature = "tracing")]
-//! use ds_proto::trace::on as imp;
+//! use ds_proto::driver::trace::on as imp;
 //! #[cfg(not(feature = "tracing"))]
-//! use ds_proto::trace::off as imp;
+//! use ds_proto::driver::trace::off as imp;
 //! pub(crate) type RequestTrace = imp::RequestTrace<MyClock>;
 //! ```
 //!
@@ -286,7 +286,7 @@ pub mod on {
     }
 }
 
-/// The same names as [`on`], doing nothing: for a driver built without its `tracing` feature.
+/// The same names as `on` (feature `tracing`), doing nothing: for a driver built without its `tracing` feature.
 pub mod off {
     use super::Clock;
     use crate::producer::ProducerEvent;

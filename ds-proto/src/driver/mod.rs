@@ -1,0 +1,15 @@
+//! Driver support, apart from the protocol: what every driver needs but is not itself
+//! protocol logic, written once so that a driver is only IO (sockets, tasks or threads,
+//! waiting, and the application's callbacks).
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`client`] | the settings both drivers' `ClientBuilder`s share (defaults, validation, header layering, credential marking, root certificates with feature `pem`) and the hidden macros that write their `Client` and `StreamHandle` shells |
+//! | [`trace`] | the `tracing` spans and events of the drivers (feature `tracing`; no-ops otherwise); the machines never trace |
+//! | [`read_all`] | collecting a reader's chunks into one `read_all` result |
+//! | [`write_tracker`] | per-append outcomes of a writer, for `flush`, `close` and tracked appends |
+
+pub mod client;
+pub mod read_all;
+pub mod trace;
+pub mod write_tracker;
