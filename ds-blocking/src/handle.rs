@@ -1,19 +1,22 @@
 //! A stream handle: the one-shot operations of PROTOCOL.md 5.1-5.6 with retries.
 //!
-//! Each operation is a ds-proto builder, one HTTP exchange per attempt, and the ds-proto
-//! interpreter; [`ds_proto::Retrier`] decides whether and when to try again.
+//! Each operation is a ds-proto descriptor ([`ds_proto::ops::OneShot`]) run by
+//! [`StreamHandle::run`]: one HTTP exchange per attempt; ds-proto's
+//! [`Call`](ds_proto::driver::call::Call) decides the request, whether and when to try again,
+//! and what the handle learns.
 
 use crate::client::Client;
 use crate::reader::Reader;
 use crate::trace;
 use bytes::Bytes;
-use ds_proto::driver::read_all::{ChunkAccumulator, ReadAll};
+use ds_proto::driver::call::{Call, Step};
+use ds_proto::driver::read_all::{self, ChunkAccumulator, ReadAll};
 use ds_proto::ops::{
-    self, AppendOptions, Appended, Closed, CreateOptions, Created, ProducerHeaders, ReadOptions,
-    ReadResult, RequestExtras, StreamInfo,
+    self, AppendOptions, Appended, Closed, CreateOptions, Created, OneShot, ProducerHeaders,
+    ReadOptions, ReadResult, StreamInfo,
 };
-use ds_proto::reader::{ReadMode, ReaderConfig, ReaderEvent};
-use ds_proto::{Error, ErrorKind, Offset, Operation, Retrier};
+use ds_proto::reader::{ReadMode, ReaderConfig};
+use ds_proto::{Error, Offset};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Instant;
@@ -24,59 +27,38 @@ ds_proto::__stream_handle! {
 }
 
 impl StreamHandle {
-    /// Runs one operation with retries.
-    pub(crate) fn execute<T>(
-        &self,
-        op: Operation,
-        idempotent: bool,
-        build: impl Fn(&RequestExtras) -> Result<http::Request<Bytes>, Error>,
-        interpret: impl Fn(&http::response::Parts, Bytes) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let policy = self
-            .call
-            .retry
-            .as_ref()
-            .unwrap_or(self.client.retry_policy());
-        let timeout = self.call.timeout.or(self.client.request_timeout());
-        let limit = self.client.max_response_bytes();
-        check_call_options(&self.call, op, &self.url)?;
-        let mut retrier = Retrier::new(policy, op, idempotent, Instant::now());
-        let mut rng = ds_proto::Rng::new(self.client.next_seed());
+    /// Runs one operation across its attempts: ds-proto's [`Call`] decides the request,
+    /// retries and result; this only sends, times out and waits.
+    pub(crate) fn run<O: OneShot>(&self, op: O) -> Result<O::Output, Error> {
+        let now = Instant::now();
+        let settings = self.client.settings();
+        let mut call = Call::new(op, settings, &self.call, self.client.next_seed(), now)?;
         loop {
-            let request = build(&self.client.extras(&self.call))?;
-            let mut trace = trace::RequestTrace::start(&request, Some(retrier.attempts()), None);
+            let request = call.request(&self.client.extras(&self.call))?;
+            let trace = trace::RequestTrace::start(&request, Some(call.attempts()), None);
             let outcome = {
                 let _span = trace::enter(trace.handle());
-                self.client
-                    .inner
-                    .transport
-                    .send_buffered_timeout(request, limit, timeout)
+                self.client.inner.transport.send_buffered_timeout(
+                    request,
+                    call.max_response_bytes(),
+                    call.timeout(),
+                )
             };
-            match &outcome {
-                Ok((parts, body)) => {
-                    trace.head(parts.status);
-                    trace.body(body.len());
-                    trace.finish(None);
+            trace.outcome(&outcome);
+            match call.outcome(outcome, Instant::now()) {
+                Step::Done {
+                    result,
+                    content_type,
+                } => {
+                    if let Err(e) = &result {
+                        trace::failed(call.operation(), call.url(), call.attempts(), e);
+                    }
+                    self.learn_content_type(&content_type);
+                    return result;
                 }
-                Err(e) => trace.finish(Some(e)),
-            }
-            let result = match outcome {
-                Ok((parts, body)) => interpret(&parts, body),
-                Err(e) => Err(transport_error(op, &self.url, e)),
-            };
-            let error = match result {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            let seen = error.clone();
-            match retrier.on_failure(error, Instant::now(), &mut rng) {
-                Ok(delay) => {
-                    trace::retry(op, &self.url, retrier.attempts(), delay, &seen);
+                Step::Retry { delay, error } => {
+                    trace::retry(call.operation(), call.url(), call.attempts(), delay, &error);
                     std::thread::sleep(delay);
-                }
-                Err(e) => {
-                    trace::failed(op, &self.url, retrier.attempts(), &e);
-                    return Err(e);
                 }
             }
         }
@@ -86,19 +68,7 @@ impl StreamHandle {
     /// from an existing one with the same configuration (200); another configuration is a
     /// conflict error.
     pub fn create(&self, opts: CreateOptions) -> Result<Created, Error> {
-        let url = self.url.clone();
-        let created = self.execute(
-            Operation::Create,
-            true,
-            |x| ops::create_request(&url, &opts, x),
-            |p, b| ops::create_response(&url, p, &b),
-        )?;
-        let ct = created
-            .content_type
-            .clone()
-            .or_else(|| opts.content_type.clone());
-        self.learn_content_type(&ct);
-        Ok(created)
+        self.run(ops::Create::new(self.url(), opts))
     }
 
     /// Appends `body` (POST, 5.2) with the handle's content type. For JSON streams `body` is
@@ -113,38 +83,15 @@ impl StreamHandle {
     pub fn append_with(
         &self,
         body: impl Into<Bytes>,
-        mut opts: AppendOptions,
+        opts: AppendOptions,
     ) -> Result<Appended, Error> {
-        let body = body.into();
-        if opts.content_type.is_none() {
-            opts.content_type = self.content_type();
-        }
-        let url = self.url.clone();
-        let idempotent = opts.producer.is_some();
-        self.execute(
-            Operation::Append,
-            idempotent,
-            |x| ops::append_request(&url, body.clone(), &opts, x),
-            |p, b| ops::append_response(&url, idempotent, p, &b),
-        )
+        let op = ops::Append::new(self.url(), body.into(), opts, self.content_type());
+        self.run(op)
     }
 
     /// Appends one value as a JSON message (the stream must be `application/json`).
     pub fn append_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<Appended, Error> {
-        let body = serde_json::to_vec(value).map_err(|e| {
-            Error::invalid_input(
-                Operation::Append,
-                &self.url,
-                format!("cannot serialize: {e}"),
-            )
-        })?;
-        self.append_with(
-            body,
-            AppendOptions {
-                content_type: Some("application/json".into()),
-                ..AppendOptions::default()
-            },
-        )
+        self.run(ops::Append::json(self.url(), value)?)
     }
 
     /// Closes the stream (5.3). Closing a closed stream succeeds.
@@ -154,71 +101,29 @@ impl StreamHandle {
 
     /// Closes the stream with idempotent producer headers (5.2.1).
     pub fn close_with(&self, producer: Option<ProducerHeaders>) -> Result<Closed, Error> {
-        let url = self.url.clone();
-        self.execute(
-            Operation::Close,
-            true,
-            |x| ops::close_request(&url, producer.as_ref(), x),
-            |p, b| ops::close_response(&url, p, &b),
-        )
+        self.run(ops::Close::new(self.url(), producer))
     }
 
     /// The stream's metadata (HEAD, 5.5).
     pub fn head(&self) -> Result<StreamInfo, Error> {
-        let url = self.url.clone();
-        let info = self.execute(
-            Operation::Head,
-            true,
-            |x| ops::head_request(&url, x),
-            |p, b| ops::head_response(&url, p, &b),
-        )?;
-        self.learn_content_type(&info.content_type);
-        Ok(info)
+        self.run(ops::Head::new(self.url()))
     }
 
     /// Deletes the stream (5.4).
     pub fn delete(&self) -> Result<(), Error> {
-        let url = self.url.clone();
-        self.execute(
-            Operation::Delete,
-            true,
-            |x| ops::delete_request(&url, x),
-            |p, b| ops::delete_response(&url, p, &b),
-        )
+        self.run(ops::Delete::new(self.url()))
     }
 
     /// One read (catch-up, or one long-poll), buffered whole. For continuous reading use
     /// [`StreamHandle::reader`].
     pub fn read(&self, opts: ReadOptions) -> Result<ReadResult, Error> {
-        let url = self.url.clone();
-        let result = self.execute(
-            Operation::Read,
-            true,
-            |x| ops::read_request(&url, &opts, x),
-            |p, b| ops::read_response(&url, &opts.offset, p, b),
-        )?;
-        self.learn_content_type(&result.content_type);
-        Ok(result)
+        self.run(ops::Read::new(self.url(), opts))
     }
 
     /// A reader from `offset` in `mode` (catch-up, long-poll, SSE or auto), with the
     /// reader defaults of [`StreamHandle::reader_config`] (retries without limit).
     pub fn reader(&self, offset: Offset, mode: ReadMode) -> Result<Reader, Error> {
-        let mut config = self.reader_config();
-        config.offset = offset;
-        config.mode = mode;
-        self.reader_with(config)
-    }
-
-    /// The reader configuration [`StreamHandle::reader`] starts from: [`ReaderConfig::new`]
-    /// for this stream with the client's long-poll deadline
-    /// ([`ClientBuilder::long_poll_wait`](crate::ClientBuilder::long_poll_wait)) and SSE idle
-    /// timeout ([`ClientBuilder::sse_idle_timeout`](crate::ClientBuilder::sse_idle_timeout)).
-    /// Change what you need and pass it to [`StreamHandle::reader_with`].
-    pub fn reader_config(&self) -> ReaderConfig {
-        let mut config = ReaderConfig::new(self.url.to_string());
-        self.client.reader_defaults(&mut config);
-        config
+        self.reader_with(self.reader_config_at(offset, mode))
     }
 
     /// A reader with every setting chosen (its `url` is replaced by this stream's).
@@ -227,14 +132,12 @@ impl StreamHandle {
     /// [`StreamHandle::set_content_type`]) and `config.json` is unset, the reader is told
     /// whether the stream is JSON: SSE responses do not carry the stream's content type, and
     /// JSON messages of several SSE events are merged into one array only for JSON streams.
-    pub fn reader_with(&self, mut config: ReaderConfig) -> Result<Reader, Error> {
-        config.url = self.url.to_string();
-        if config.json.is_none() {
-            config.json = self
-                .content_type()
-                .map(|ct| ds_proto::headers::is_json_content_type(&ct));
-        }
-        Reader::new(self.client.clone(), self.call.clone(), config)
+    pub fn reader_with(&self, config: ReaderConfig) -> Result<Reader, Error> {
+        Reader::new(
+            self.client.clone(),
+            self.call.clone(),
+            self.complete(config),
+        )
     }
 
     /// Reads everything from the beginning until up to date: the bytes (for JSON streams, one
@@ -246,43 +149,16 @@ impl StreamHandle {
 
     /// Like [`StreamHandle::read_all`], from `offset`.
     pub fn read_all_from(&self, offset: Offset) -> Result<ReadAll, Error> {
-        let mut config = self.reader_config();
-        config.offset = offset.clone();
-        config.mode = ReadMode::CatchUp;
-        config.max_body_bytes = self.client.max_response_bytes();
-        // Each catch-up request is bounded like a one-shot read: a server that accepts and
-        // then says nothing cannot hang `read_all`.
-        config.catch_up_deadline = self.call.timeout.or(self.client.request_timeout());
-        config.retry = self
-            .call
-            .retry
-            .clone()
-            .unwrap_or_else(|| self.client.retry_policy().clone());
-        let mut reader = self.reader_with(config)?;
+        let mut reader = self.reader_with(self.read_all_config(offset.clone()))?;
         let mut acc = ChunkAccumulator::starting_at(offset);
         for event in reader.events() {
-            match event {
-                ReaderEvent::Data(chunk) => acc.push(chunk),
-                ReaderEvent::Closed { offset } => acc.closed_at(offset),
-                ReaderEvent::Failed(e) => return Err(e),
-                _ => {}
-            }
+            acc.observe(event)?;
         }
-        acc.finish()
-            .map_err(|m| Error::invalid_response(Operation::Read, &self.url, m))
+        acc.into_result(self.url())
     }
 
     /// Reads every message of a JSON stream from the beginning until up to date.
     pub fn read_json<T: DeserializeOwned>(&self) -> Result<Vec<T>, Error> {
-        let all = self.read_all()?;
-        serde_json::from_slice(&all.data).map_err(|e| {
-            Error::new(
-                Operation::Read,
-                self.url.to_string(),
-                ErrorKind::InvalidResponse(format!("cannot deserialize JSON messages: {e}")),
-            )
-        })
+        read_all::json_messages(&self.read_all()?, self.url())
     }
 }
-
-pub(crate) use ds_proto::driver::client::{check_call_options, transport_error};

@@ -69,7 +69,7 @@ impl Transport {
             .timeout_global(timeout)
             .build()
             .run()
-            .map_err(|e| redact_query(classify(&e), query.as_deref()))?;
+            .map_err(|e| classify(&e).without_query(query.as_deref()))?;
         let (parts, body) = response.into_parts();
         let reader = body.into_with_config().limit(u64::MAX).reader();
         Ok((parts, reader))
@@ -189,17 +189,6 @@ pub(crate) fn is_event_stream(parts: &http::response::Parts) -> bool {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(ds_proto::headers::is_event_stream_content_type)
-}
-
-/// Removes a request's query string from an error message: query parameters may carry
-/// credentials (tokens from a provider), and errors end up in logs.
-pub(crate) fn redact_query(mut e: TransportError, query: Option<&str>) -> TransportError {
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
-        if e.message.contains(q) {
-            e.message = e.message.replace(q, "<query redacted>");
-        }
-    }
-    e
 }
 
 pub(crate) fn classify(e: &ureq::Error) -> TransportError {

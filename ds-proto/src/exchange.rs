@@ -129,4 +129,42 @@ impl TransportError {
             message: message.into(),
         }
     }
+
+    /// An exchange that did not end within `limit` (the driver enforced its deadline).
+    pub fn timed_out(limit: std::time::Duration) -> Self {
+        TransportError::new(
+            TransportErrorKind::Timeout,
+            format!("no complete response within {limit:?}"),
+        )
+    }
+
+    /// The error with the request's `query` string cut out of its message: query parameters
+    /// may carry credentials (tokens from a provider), and errors end up in logs. HTTP stacks
+    /// tend to quote the whole URL when they fail.
+    pub fn without_query(mut self, query: Option<&str>) -> Self {
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            if self.message.contains(q) {
+                self.message = self.message.replace(q, "<query redacted>");
+            }
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_is_cut_out_of_a_transport_message() {
+        let e = TransportError::new(
+            TransportErrorKind::Connect,
+            "error connecting to http://h/s?token=secret&offset=-1",
+        );
+        let e = e.without_query(Some("token=secret&offset=-1"));
+        assert_eq!(e.message, "error connecting to http://h/s?<query redacted>");
+        let same = TransportError::new(TransportErrorKind::Connect, "refused");
+        assert_eq!(same.clone().without_query(Some("")), same);
+        assert_eq!(same.clone().without_query(None), same);
+    }
 }

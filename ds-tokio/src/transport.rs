@@ -69,7 +69,7 @@ impl Transport {
             .client
             .request(request)
             .await
-            .map_err(|e| redact_query(classify_client(e), query.as_deref()))?;
+            .map_err(|e| classify_client(e).without_query(query.as_deref()))?;
         Ok(response.into_parts())
     }
 
@@ -114,17 +114,6 @@ impl Transport {
         }
         Ok((parts, first.unwrap_or_else(|| all.freeze())))
     }
-}
-
-/// Removes a request's query string from an error message: query parameters may carry
-/// credentials (tokens from a provider), and errors end up in logs.
-pub(crate) fn redact_query(mut e: TransportError, query: Option<&str>) -> TransportError {
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
-        if e.message.contains(q) {
-            e.message = e.message.replace(q, "<query redacted>");
-        }
-    }
-    e
 }
 
 fn classify_client(e: hyper_util::client::legacy::Error) -> TransportError {

@@ -1,8 +1,43 @@
 //! Collecting a reader's chunks into one value: what drivers' `read_all` return.
 
+use crate::driver::client::ClientSettings;
+use crate::error::{Error, ErrorKind, Operation};
 use crate::offset::Offset;
-use crate::reader::Chunk;
+use crate::ops::CallOptions;
+use crate::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
 use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+
+/// The reader settings of a `read_all` from `offset`, starting from a handle's reader defaults
+/// (`base`): catch-up only, and each request bounded like a one-shot read (the response limit
+/// is the client's `max_response_bytes`, the deadline the call's or the client's request
+/// timeout, the retry policy the call's or the client's), so a server that accepts and then
+/// says nothing cannot hang it.
+pub fn reader_config(
+    mut base: ReaderConfig,
+    offset: Offset,
+    settings: &ClientSettings,
+    call: &CallOptions,
+) -> ReaderConfig {
+    base.offset = offset;
+    base.mode = ReadMode::CatchUp;
+    base.max_body_bytes = settings.max_response_bytes;
+    base.catch_up_deadline = call.timeout.or(settings.request_timeout);
+    base.retry = call.retry.clone().unwrap_or_else(|| settings.retry.clone());
+    base
+}
+
+/// The messages of a JSON `read_all` as `T`s; what serde refuses is
+/// [`ErrorKind::InvalidResponse`].
+pub fn json_messages<T: DeserializeOwned>(all: &ReadAll, url: &str) -> Result<Vec<T>, Error> {
+    serde_json::from_slice(&all.data).map_err(|e| {
+        Error::new(
+            Operation::Read,
+            url,
+            ErrorKind::InvalidResponse(format!("cannot deserialize JSON messages: {e}")),
+        )
+    })
+}
 
 /// Everything read from an offset until up to date.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +100,24 @@ impl ChunkAccumulator {
     pub fn closed_at(&mut self, offset: Offset) {
         self.closed = true;
         self.next_offset = Some(offset);
+    }
+
+    /// Takes one event of the reader: data is kept, a close recorded, a failure returned.
+    pub fn observe(&mut self, event: ReaderEvent) -> Result<(), Error> {
+        match event {
+            ReaderEvent::Data(chunk) => self.push(chunk),
+            ReaderEvent::Closed { offset } => self.closed_at(offset),
+            ReaderEvent::Failed(e) => return Err(e),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The result of a `read_all` of the stream at `url`; a JSON chunk that was not an array
+    /// is [`ErrorKind::InvalidResponse`].
+    pub fn into_result(self, url: &str) -> Result<ReadAll, Error> {
+        self.finish()
+            .map_err(|m| Error::invalid_response(Operation::Read, url, m))
     }
 
     /// The result; an error when a JSON chunk was not an array.
@@ -130,5 +183,66 @@ mod tests {
             .unwrap();
         assert!(empty.data.is_empty());
         assert_eq!(empty.next_offset.as_str(), "9");
+    }
+
+    #[test]
+    fn events_are_collected_until_a_failure() {
+        let mut a = ChunkAccumulator::starting_at(Offset::beginning());
+        a.observe(ReaderEvent::Data(chunk(b"ab", "1", false)))
+            .unwrap();
+        a.observe(ReaderEvent::Closed {
+            offset: Offset::parse("1").unwrap(),
+        })
+        .unwrap();
+        let r = a.into_result("http://h/s").unwrap();
+        assert!(r.closed);
+        assert_eq!(&r.data[..], b"ab");
+        let mut a = ChunkAccumulator::default();
+        let e = Error::new(Operation::Read, "http://h/s", ErrorKind::NotFound);
+        assert_eq!(a.observe(ReaderEvent::Failed(e.clone())), Err(e));
+        let mut a = ChunkAccumulator::default();
+        a.push(chunk(b"{", "1", true));
+        let e = a.into_result("http://h/s?token=x").unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::InvalidResponse(_)));
+        assert_eq!(e.url, "http://h/s");
+    }
+
+    #[test]
+    fn read_all_is_a_bounded_catch_up() {
+        let mut settings = ClientSettings::default();
+        settings.max_response_bytes = 1234;
+        settings.request_timeout = Some(std::time::Duration::from_secs(3));
+        let base = ReaderConfig::new("http://h/s");
+        let call = CallOptions::default();
+        let c = reader_config(base.clone(), Offset::now(), &settings, &call);
+        assert_eq!(c.mode, ReadMode::CatchUp);
+        assert!(c.offset.is_now());
+        assert_eq!(c.max_body_bytes, 1234);
+        assert_eq!(c.catch_up_deadline, Some(std::time::Duration::from_secs(3)));
+        assert_eq!(c.retry, settings.retry);
+        let call = CallOptions {
+            timeout: Some(std::time::Duration::from_millis(5)),
+            retry: Some(crate::RetryPolicy::none()),
+            ..CallOptions::default()
+        };
+        let c = reader_config(base, Offset::beginning(), &settings, &call);
+        assert_eq!(
+            c.catch_up_deadline,
+            Some(std::time::Duration::from_millis(5))
+        );
+        assert_eq!(c.retry, crate::RetryPolicy::none());
+    }
+
+    #[test]
+    fn json_messages_are_typed_or_an_invalid_response() {
+        let all = ReadAll {
+            data: Bytes::from_static(b"[1,2]"),
+            next_offset: Offset::beginning(),
+            closed: false,
+            json: true,
+        };
+        assert_eq!(json_messages::<u8>(&all, "http://h/s").unwrap(), vec![1, 2]);
+        let e = json_messages::<String>(&all, "http://h/s").unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::InvalidResponse(_)));
     }
 }

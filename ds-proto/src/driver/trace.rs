@@ -151,6 +151,21 @@ pub mod on {
             self.received = self.received.saturating_add(n as u64);
         }
 
+        /// A buffered exchange ended: its head and whole body, or its failure.
+        pub fn outcome(
+            mut self,
+            outcome: &Result<(http::response::Parts, bytes::Bytes), TransportError>,
+        ) {
+            match outcome {
+                Ok((parts, body)) => {
+                    self.head(parts.status);
+                    self.body(body.len());
+                    self.finish(None);
+                }
+                Err(e) => self.finish(Some(e)),
+            }
+        }
+
         /// The exchange ended: cleanly (`None`), failed, or was abandoned by its owner.
         pub fn finish(self, error: Option<&TransportError>) {
             let latency = C::now().saturating_duration_since(self.started);
@@ -328,6 +343,9 @@ pub mod off {
         /// Nothing.
         #[inline(always)]
         pub fn finish(self, _error: Option<&TransportError>) {}
+        /// Nothing.
+        #[inline(always)]
+        pub fn outcome(self, _outcome: &Result<(http::response::Parts, Bytes), TransportError>) {}
     }
 
     /// Nothing.

@@ -9,6 +9,7 @@
 mod append;
 mod create;
 mod meta;
+mod oneshot;
 mod read;
 
 pub(crate) use append::build_append;
@@ -18,6 +19,7 @@ pub use append::{
 };
 pub use create::{create_request, create_response, CreateOptions, Created, ForkFrom};
 pub use meta::{delete_request, delete_response, head_request, head_response, StreamInfo};
+pub use oneshot::{Append, Close, Create, Delete, Head, OneShot, Read};
 pub use read::{read_request, read_response, LiveMode, ReadOptions, ReadResult};
 
 use crate::error::{ConflictKind, Error, ErrorKind, Operation};

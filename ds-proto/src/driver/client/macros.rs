@@ -354,6 +354,57 @@ macro_rules! __stream_handle {
                 self.call.clone()
             }
 
+            /// The reader configuration [`StreamHandle::reader`] starts from:
+            /// [`ReaderConfig::new`]($crate::reader::ReaderConfig::new) for this stream with the
+            /// client's long-poll deadline
+            /// ([`ClientBuilder::long_poll_wait`](crate::ClientBuilder::long_poll_wait)) and SSE
+            /// idle timeout
+            /// ([`ClientBuilder::sse_idle_timeout`](crate::ClientBuilder::sse_idle_timeout)).
+            /// Change what you need and pass it to [`StreamHandle::reader_with`].
+            pub fn reader_config(&self) -> $crate::reader::ReaderConfig {
+                let mut config = $crate::reader::ReaderConfig::new(self.url.to_string());
+                self.client.reader_defaults(&mut config);
+                config
+            }
+
+            /// [`StreamHandle::reader_config`] from `offset` in `mode`.
+            fn reader_config_at(
+                &self,
+                offset: $crate::Offset,
+                mode: $crate::reader::ReadMode,
+            ) -> $crate::reader::ReaderConfig {
+                let mut config = self.reader_config();
+                config.offset = offset;
+                config.mode = mode;
+                config
+            }
+
+            /// The settings of a `read_all` from `offset` (see
+            /// [`read_all::reader_config`]($crate::driver::read_all::reader_config)).
+            fn read_all_config(&self, offset: $crate::Offset) -> $crate::reader::ReaderConfig {
+                $crate::driver::read_all::reader_config(
+                    self.reader_config(),
+                    offset,
+                    self.client.settings(),
+                    &self.call,
+                )
+            }
+
+            /// A reader configuration made for this stream: its URL, and whether it is JSON
+            /// when the handle knows the content type and `config.json` is unset.
+            fn complete(
+                &self,
+                mut config: $crate::reader::ReaderConfig,
+            ) -> $crate::reader::ReaderConfig {
+                config.url = self.url.to_string();
+                if config.json.is_none() {
+                    config.json = self
+                        .content_type()
+                        .map(|ct| $crate::headers::is_json_content_type(&ct));
+                }
+                config
+            }
+
             /// Remembers the stream's content type from an answer, unless one is already known.
             fn learn_content_type(&self, ct: &Option<String>) {
                 if let (Some(ct), Ok(mut slot)) = (ct, self.content_type.lock()) {
