@@ -526,9 +526,8 @@ async fn append(args: &Args, stream: &StreamHandle, messages: &[String]) -> Resu
             Ok(())
         }
         Err(e) => {
-            let lost: usize = e.failures.iter().map(|f| f.items.len()).sum();
-            eprintln!("ds: {lost} message(s) not appended");
-            match e.failures.first().map(|f| &f.reason) {
+            eprintln!("ds: {} message(s) not appended", e.failed_appends());
+            match e.reason() {
                 Some(FailureReason::NotStored(err)) => Err(Failure::Stream(err.clone())),
                 Some(reason) => Err(Failure::Other(reason.to_string())),
                 None => Err(Failure::Other(e.to_string())),

@@ -19,23 +19,17 @@ use crate::engine::{Exchanges, Msg, Received};
 use crate::handle::StreamHandle;
 use crate::trace;
 use bytes::Bytes;
-use ds_proto::driver::write_tracker::{CloseOutcome, WriteFailure, WriteOutcome, WriteTracker};
-use ds_proto::producer::{AppendError, AppendId, Producer, ProducerConfig, ProducerEvent};
-use ds_proto::producer::{ProducerSnapshot, SnapshotSchedule};
+use ds_proto::driver::write_tracker::{WriteFailure, WriteOutcome};
+use ds_proto::driver::writer::{self as core_writer, WriterCore};
+pub use ds_proto::driver::writer::{CloseReport, ErrorCallback, FlushError, SnapshotCallback};
+use ds_proto::producer::{AppendError, AppendId, Producer, ProducerConfig, ProducerSnapshot};
 use ds_proto::{Error, Offset, Operation};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
-
-/// Called with every failure, as it happens (for fire-and-forget writers).
-pub type ErrorCallback = Arc<dyn Fn(&WriteFailure) + Send + Sync>;
-
-/// Called with a snapshot to persist (see [`Writer::on_snapshot`]).
-pub type SnapshotCallback = Arc<dyn Fn(&ProducerSnapshot) + Send + Sync>;
 
 /// What the background thread is asked to do.
 enum Command {
@@ -45,68 +39,22 @@ enum Command {
     Stop,
 }
 
+/// The writer's state behind the lock: ds-proto's core, and whether the writer was dropped.
 struct Core {
-    producer: Producer,
-    tracker: WriteTracker,
-    waiters: HashMap<u64, mpsc::Sender<WriteOutcome>>,
-    on_error: Option<ErrorCallback>,
+    writer: WriterCore<mpsc::Sender<WriteOutcome>>,
     stopped: bool,
-    on_snapshot: Option<SnapshotCallback>,
-    /// When `on_snapshot` gets a snapshot.
-    schedule: SnapshotSchedule,
 }
 
-impl Core {
-    /// Hands `data` to the producer; also says whether the background thread must look at the
-    /// producer again ([`Producer::take_append_wake`]: a batch sealed, a linger timer
-    /// started). Waking the thread for every append
-    /// made it contend for the lock with the appending thread, append by append.
-    fn append(&mut self, data: Bytes, serialized: bool) -> Result<(AppendId, bool), AppendError> {
-        let id = if serialized {
-            self.producer.append_serialized_json(data, Instant::now())?
-        } else {
-            self.producer.append(data, Instant::now())?
-        };
-        Ok((id, self.producer.take_append_wake()))
+impl std::ops::Deref for Core {
+    type Target = WriterCore<mpsc::Sender<WriteOutcome>>;
+    fn deref(&self) -> &Self::Target {
+        &self.writer
     }
-    /// Hands a snapshot to `on_snapshot` when the last one does not hold every batch that may
-    /// be sent (write-ahead), or when `resolved` (appends were acknowledged or failed).
-    fn persist(&mut self, resolved: bool) {
-        if let Some(cb) = &self.on_snapshot {
-            if let Some(snapshot) = self.schedule.due(&self.producer, resolved) {
-                cb(&snapshot);
-            }
-        }
-    }
+}
 
-    fn dispatch(&mut self, event: ProducerEvent) {
-        trace::producer_event(&self.producer.config().url, &event);
-        if let (
-            ProducerEvent::Failed {
-                first,
-                last,
-                items,
-                reason,
-            },
-            Some(cb),
-        ) = (&event, &self.on_error)
-        {
-            cb(&WriteFailure {
-                first: *first,
-                last: *last,
-                items: items.clone(),
-                reason: reason.clone(),
-            });
-        }
-        if let Some(resolved) = self.tracker.observe(&event) {
-            if !self.waiters.is_empty() {
-                for id in resolved.first.0..=resolved.last.0 {
-                    if let Some(tx) = self.waiters.remove(&id) {
-                        let _ = tx.send(resolved.outcome.clone());
-                    }
-                }
-            }
-        }
+impl std::ops::DerefMut for Core {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.writer
     }
 }
 
@@ -140,23 +88,6 @@ impl AppendHandle {
     pub fn outcome(self) -> Option<WriteOutcome> {
         self.rx.recv().ok()
     }
-}
-
-/// Appends that failed, reported by [`Writer::flush`] and [`Writer::close`].
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{} batch(es) failed; first: {}", failures.len(), failures.first().map(|f| f.reason.to_string()).unwrap_or_default())]
-pub struct FlushError {
-    /// The failed batches with their payloads.
-    pub failures: Vec<WriteFailure>,
-}
-
-/// How a [`Writer::close`] ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CloseReport {
-    /// The stream's final offset (closing the stream) or the latest acknowledged tail.
-    pub offset: Option<Offset>,
-    /// Whether the stream itself was closed.
-    pub stream_closed: bool,
 }
 
 /// An exactly-once writer of one stream.
@@ -195,8 +126,8 @@ impl std::fmt::Debug for Writer {
         let core = self.shared.lock();
         f.debug_struct("Writer")
             .field("url", &ds_proto::url::strip_query(&self.url))
-            .field("epoch", &core.producer.epoch())
-            .field("buffered_bytes", &core.producer.buffered_bytes())
+            .field("epoch", &core.producer().epoch())
+            .field("buffered_bytes", &core.producer().buffered_bytes())
             .finish_non_exhaustive()
     }
 }
@@ -205,11 +136,11 @@ impl StreamHandle {
     /// A writer with the producer defaults ([`ProducerConfig::new`]) and the handle's content
     /// type.
     pub fn writer(&self, producer_id: impl Into<String>) -> Result<Writer, Error> {
-        let mut config = ProducerConfig::new(self.url(), producer_id);
-        if let Some(ct) = self.content_type() {
-            config.content_type = ct;
-        }
-        self.writer_with(config)
+        self.writer_with(core_writer::default_config(
+            self.url(),
+            producer_id,
+            self.content_type(),
+        ))
     }
 
     /// A writer with every producer setting chosen (its `url` is replaced by this stream's).
@@ -220,42 +151,31 @@ impl StreamHandle {
     /// retried, and the appends fail once the retry policy is exhausted, instead of waiting
     /// for ever. (With the client's request timeout set to `None` there is no deadline.)
     pub fn writer_with(&self, mut config: ProducerConfig) -> Result<Writer, Error> {
-        config.url = self.url().to_owned();
-        Writer::new(self.client().clone(), self.call_options(), config)
+        let (client, call) = (self.client().clone(), self.call_options());
+        core_writer::prepare_config(
+            &mut config,
+            self.url(),
+            client.settings(),
+            &call,
+            client.next_seed(),
+        );
+        let url = config.url.clone();
+        let core = WriterCore::new(Producer::new(config, Instant::now())?);
+        Writer::spawn(client, call, core, url)
     }
 }
 
 impl Writer {
-    fn new(
-        client: Client,
-        call: ds_proto::ops::CallOptions,
-        mut config: ProducerConfig,
-    ) -> Result<Writer, Error> {
-        config.rng_seed = client.next_seed();
-        if config.request_deadline.is_none() {
-            config.request_deadline = call.timeout.or(client.request_timeout());
-        }
-        let url = config.url.clone();
-        let producer = Producer::new(config, Instant::now())?;
-        Writer::spawn(client, call, producer, WriteTracker::new(), url)
-    }
-
     fn spawn(
         client: Client,
         call: ds_proto::ops::CallOptions,
-        producer: Producer,
-        tracker: WriteTracker,
+        writer: WriterCore<mpsc::Sender<WriteOutcome>>,
         url: String,
     ) -> Result<Writer, Error> {
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
-                producer,
-                tracker,
-                waiters: HashMap::new(),
-                on_error: None,
+                writer,
                 stopped: false,
-                on_snapshot: None,
-                schedule: SnapshotSchedule::new(),
             }),
             changed: Condvar::new(),
             wake_pending: AtomicBool::new(false),
@@ -288,7 +208,7 @@ impl Writer {
 
     /// Sets the callback told of every failure as it happens.
     pub fn on_error(&self, callback: impl Fn(&WriteFailure) + Send + Sync + 'static) {
-        self.shared.lock().on_error = Some(Arc::new(callback));
+        self.shared.lock().set_on_error(Arc::new(callback));
     }
 
     /// Appends without waiting: `Err(AppendError::Full)` (with the payload handed back) when the
@@ -299,7 +219,10 @@ impl Writer {
 
     /// `serialized`: JSON bytes serde_json just wrote, not validated again.
     fn try_append_as(&self, data: Bytes, serialized: bool) -> Result<AppendId, AppendError> {
-        let (id, wake) = self.shared.lock().append(data, serialized)?;
+        let (id, wake) = self
+            .shared
+            .lock()
+            .append(data, serialized, Instant::now())?;
         if wake {
             self.wake();
         }
@@ -320,11 +243,11 @@ impl Writer {
     ) -> Result<(AppendId, Option<mpsc::Receiver<WriteOutcome>>), AppendError> {
         let mut core = self.shared.lock();
         loop {
-            match core.append(data, serialized) {
+            match core.append(data, serialized, Instant::now()) {
                 Ok((id, wake)) => {
                     let rx = tracked.then(|| {
                         let (tx, rx) = mpsc::channel();
-                        core.waiters.insert(id.0, tx);
+                        core.track(id, tx);
                         rx
                     });
                     drop(core);
@@ -361,13 +284,7 @@ impl Writer {
     }
 
     fn to_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, AppendError> {
-        serde_json::to_vec(value).map(Bytes::from).map_err(|e| {
-            AppendError::Refused(Error::invalid_input(
-                Operation::Append,
-                &self.url,
-                format!("cannot serialize: {e}"),
-            ))
-        })
+        core_writer::json_payload(&self.url, value)
     }
 
     /// Appends (waiting for room) and returns a handle resolving to this append's outcome.
@@ -380,79 +297,25 @@ impl Writer {
     /// Sends what is buffered now and waits until every append so far is acknowledged or
     /// failed; reports the failures since the last flush.
     pub fn flush(&self) -> Result<(), FlushError> {
-        let target = {
-            let mut core = self.shared.lock();
-            core.producer.flush(Instant::now());
-            core.producer.next_append_id()
-        };
+        let wait = self.shared.lock().flush(Instant::now());
         self.wake();
-        let mut core = self.shared.lock();
-        loop {
-            if core.tracker.all_resolved_before(target) {
-                let failures = core.tracker.take_failures();
-                return if failures.is_empty() {
-                    Ok(())
-                } else {
-                    Err(FlushError { failures })
-                };
-            }
-            core = self
-                .shared
-                .changed
-                .wait(core)
-                .unwrap_or_else(|p| p.into_inner());
-        }
+        self.wait_for(|core| core.flushed(wait))
     }
 
     /// Flushes, then closes the stream when `close_stream` (the final batch carries
     /// `Stream-Closed: true`), and stops the writer.
     pub fn close(self, close_stream: bool) -> Result<CloseReport, FlushError> {
-        if !close_stream {
-            self.flush()?;
-            let offset = self.shared.lock().tracker.last_offset().cloned();
-            return Ok(CloseReport {
-                offset,
-                stream_closed: false,
-            });
-        }
-        {
-            let mut core = self.shared.lock();
-            if let Err(e) = core.producer.close(Instant::now()) {
-                let mut failures = core.tracker.take_failures();
-                let next = core.producer.next_append_id();
-                failures.push(WriteFailure {
-                    first: next,
-                    last: next,
-                    items: Vec::new(),
-                    reason: ds_proto::producer::FailureReason::NotStored(e),
-                });
-                return Err(FlushError { failures });
-            }
-        }
+        let wait = self.shared.lock().close(close_stream, Instant::now())?;
         self.wake();
+        self.wait_for(|core| core.closed(wait))
+    }
+
+    /// Waits until `done` has an answer (checked after every batch of events).
+    fn wait_for<T>(&self, mut done: impl FnMut(&mut Core) -> Option<T>) -> T {
         let mut core = self.shared.lock();
         loop {
-            if let Some(outcome) = core.tracker.close_outcome().cloned() {
-                let mut failures = core.tracker.take_failures();
-                return match outcome {
-                    CloseOutcome::Closed { final_offset } if failures.is_empty() => {
-                        Ok(CloseReport {
-                            offset: final_offset,
-                            stream_closed: true,
-                        })
-                    }
-                    CloseOutcome::Closed { .. } => Err(FlushError { failures }),
-                    CloseOutcome::Failed(reason) => {
-                        let next = core.producer.next_append_id();
-                        failures.push(WriteFailure {
-                            first: next,
-                            last: next,
-                            items: Vec::new(),
-                            reason,
-                        });
-                        Err(FlushError { failures })
-                    }
-                };
+            if let Some(answer) = done(&mut core) {
+                return answer;
             }
             core = self
                 .shared
@@ -464,17 +327,17 @@ impl Writer {
 
     /// The producer's current epoch (changes when auto-claim takes over).
     pub fn epoch(&self) -> u64 {
-        self.shared.lock().producer.epoch()
+        self.shared.lock().producer().epoch()
     }
 
     /// Payload bytes buffered and not yet acknowledged.
     pub fn buffered_bytes(&self) -> usize {
-        self.shared.lock().producer.buffered_bytes()
+        self.shared.lock().producer().buffered_bytes()
     }
 
     /// The latest tail offset an acknowledgement reported.
     pub fn offset(&self) -> Option<Offset> {
-        self.shared.lock().tracker.last_offset().cloned()
+        self.shared.lock().offset()
     }
 }
 
@@ -498,18 +361,17 @@ impl StreamHandle {
     /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a snapshot of
     /// another format version or an inconsistent one.
     pub fn writer_from_snapshot(&self, mut snapshot: ProducerSnapshot) -> Result<Writer, Error> {
-        let client = self.client().clone();
-        snapshot.config.url = self.url().to_owned();
-        snapshot.config.rng_seed = client.next_seed();
-        let call = self.call_options();
-        if snapshot.config.request_deadline.is_none() {
-            // As for `writer_with`.
-            snapshot.config.request_deadline = call.timeout.or(client.request_timeout());
-        }
+        let (client, call) = (self.client().clone(), self.call_options());
+        core_writer::prepare_config(
+            &mut snapshot.config,
+            self.url(),
+            client.settings(),
+            &call,
+            client.next_seed(),
+        );
         let url = snapshot.config.url.clone();
-        let tracker = WriteTracker::starting_at(snapshot.first_unreported());
-        let producer = Producer::restore(snapshot, Instant::now())?;
-        Writer::spawn(client, call, producer, tracker, url)
+        let core = WriterCore::restore(snapshot, Instant::now())?;
+        Writer::spawn(client, call, core, url)
     }
 }
 
@@ -519,7 +381,7 @@ impl Writer {
     /// without effect on the writer. To persist snapshots for crash recovery use
     /// [`Writer::on_snapshot`], which takes them at the right moments.
     pub fn snapshot(&self) -> ProducerSnapshot {
-        self.shared.lock().producer.snapshot()
+        self.shared.lock().producer().snapshot()
     }
 
     /// Sets the callback that persists snapshots (replacing any earlier one). It is called
@@ -532,23 +394,16 @@ impl Writer {
     /// [`StreamHandle::writer`] or [`StreamHandle::writer_from_snapshot`]). It runs with the
     /// writer locked: keep it short, and do not call the writer from it.
     pub fn on_snapshot(&self, callback: impl Fn(&ProducerSnapshot) + Send + Sync + 'static) {
-        let mut core = self.shared.lock();
-        core.on_snapshot = Some(Arc::new(callback));
-        core.persist(true);
+        self.shared.lock().set_on_snapshot(Arc::new(callback));
     }
 }
 
 /// Hands the producer's events to their waiters and callbacks, persists a snapshot when due,
 /// and wakes `flush`/`close`/`append` waiters when anything happened.
 fn deliver_events(shared: &Shared, core: &mut Core) {
-    let mut changed = false;
-    let mut resolved = false;
-    while let Some(event) = core.producer.poll_event() {
-        resolved |= event.changes_snapshot();
-        core.dispatch(event);
-        changed = true;
-    }
-    core.persist(resolved);
+    let changed = core.deliver_events(trace::producer_event, |tx, outcome| {
+        let _ = tx.send(outcome);
+    });
     if changed {
         shared.changed.notify_all();
     }
@@ -562,13 +417,13 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                 return;
             }
             let now = Instant::now();
-            while let Some(id) = core.producer.poll_cancel() {
+            while let Some(id) = core.producer_mut().poll_cancel() {
                 exchanges.abort(id);
             }
             let mut here = None;
             loop {
                 let mut transmits = Vec::new();
-                while let Some(t) = core.producer.poll_transmit(now) {
+                while let Some(t) = core.producer_mut().poll_transmit(now) {
                     transmits.push(t);
                 }
                 if transmits.is_empty() {
@@ -582,14 +437,14 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                 // waiting to be woken with the answer.
                 if transmits.len() == 1
                     && exchanges.is_empty()
-                    && core.producer.config().max_in_flight == 1
+                    && core.producer_mut().config().max_in_flight == 1
                 {
                     here = transmits.pop();
                     break;
                 }
                 for t in transmits {
                     if let Some(failed) = exchanges.start(t) {
-                        core.producer.handle_input(failed, Instant::now());
+                        core.producer_mut().handle_input(failed, Instant::now());
                     }
                 }
             }
@@ -597,22 +452,25 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                 drop(core);
                 exchanges.run_here(t, &mut |input| {
                     let mut core = shared.lock();
-                    core.producer.handle_input(input, Instant::now());
+                    core.producer_mut().handle_input(input, Instant::now());
                     !core.stopped
                 });
                 // The answer's events go out before the next batch is sent; timers that came
                 // due meanwhile fire.
                 let mut core = shared.lock();
-                core.producer.handle_timeout(Instant::now());
+                core.producer_mut().handle_timeout(Instant::now());
                 deliver_events(&shared, &mut core);
                 continue;
             }
             deliver_events(&shared, &mut core);
-            core.producer.poll_timeout()
+            core.producer_mut().poll_timeout()
         };
         match exchanges.recv(deadline) {
-            Received::Input(input) => shared.lock().producer.handle_input(input, Instant::now()),
-            Received::Timeout => shared.lock().producer.handle_timeout(Instant::now()),
+            Received::Input(input) => shared
+                .lock()
+                .producer_mut()
+                .handle_input(input, Instant::now()),
+            Received::Timeout => shared.lock().producer_mut().handle_timeout(Instant::now()),
             Received::Command(Command::Wake) => shared.wake_pending.store(false, Ordering::Release),
             Received::Command(Command::Stop) | Received::Closed => return,
         }

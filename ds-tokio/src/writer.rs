@@ -19,85 +19,17 @@ use crate::engine::{now, sleep_until, Exchanges};
 use crate::handle::StreamHandle;
 use crate::trace;
 use bytes::Bytes;
-use ds_proto::driver::write_tracker::{CloseOutcome, WriteFailure, WriteOutcome, WriteTracker};
-use ds_proto::producer::{AppendError, AppendId, Producer, ProducerConfig, ProducerEvent};
-use ds_proto::producer::{ProducerSnapshot, SnapshotSchedule};
-use ds_proto::{Error, Offset, Operation};
+use ds_proto::driver::write_tracker::{WriteFailure, WriteOutcome};
+use ds_proto::driver::writer::{self as core_writer, WriterCore};
+pub use ds_proto::driver::writer::{CloseReport, ErrorCallback, FlushError, SnapshotCallback};
+use ds_proto::producer::{AppendError, AppendId, Producer, ProducerConfig, ProducerSnapshot};
+use ds_proto::{Error, Offset};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
-/// Called with every failure, as it happens (for fire-and-forget writers).
-pub type ErrorCallback = Arc<dyn Fn(&WriteFailure) + Send + Sync>;
-
-/// Called with a snapshot to persist (see [`Writer::on_snapshot`]).
-pub type SnapshotCallback = Arc<dyn Fn(&ProducerSnapshot) + Send + Sync>;
-
-struct Core {
-    producer: Producer,
-    tracker: WriteTracker,
-    waiters: HashMap<u64, oneshot::Sender<WriteOutcome>>,
-    on_error: Option<ErrorCallback>,
-    on_snapshot: Option<SnapshotCallback>,
-    /// When `on_snapshot` gets a snapshot.
-    schedule: SnapshotSchedule,
-}
-
-impl Core {
-    /// Hands `data` to the producer; also says whether the background task must look at the
-    /// producer again ([`Producer::take_append_wake`]: a batch sealed, a linger timer
-    /// started). Waking the task for every append
-    /// made it contend for the lock with the appending task, append by append.
-    fn append(&mut self, data: Bytes, serialized: bool) -> Result<(AppendId, bool), AppendError> {
-        let id = if serialized {
-            self.producer.append_serialized_json(data, now())?
-        } else {
-            self.producer.append(data, now())?
-        };
-        Ok((id, self.producer.take_append_wake()))
-    }
-    /// Hands a snapshot to `on_snapshot` when the last one does not hold every batch that may
-    /// be sent (write-ahead), or when `resolved` (appends were acknowledged or failed).
-    fn persist(&mut self, resolved: bool) {
-        if let Some(cb) = &self.on_snapshot {
-            if let Some(snapshot) = self.schedule.due(&self.producer, resolved) {
-                cb(&snapshot);
-            }
-        }
-    }
-
-    fn dispatch(&mut self, event: ProducerEvent) {
-        trace::producer_event(&self.producer.config().url, &event);
-        if let (
-            ProducerEvent::Failed {
-                first,
-                last,
-                items,
-                reason,
-            },
-            Some(cb),
-        ) = (&event, &self.on_error)
-        {
-            cb(&WriteFailure {
-                first: *first,
-                last: *last,
-                items: items.clone(),
-                reason: reason.clone(),
-            });
-        }
-        if let Some(resolved) = self.tracker.observe(&event) {
-            if !self.waiters.is_empty() {
-                for id in resolved.first.0..=resolved.last.0 {
-                    if let Some(tx) = self.waiters.remove(&id) {
-                        let _ = tx.send(resolved.outcome.clone());
-                    }
-                }
-            }
-        }
-    }
-}
+type Core = WriterCore<oneshot::Sender<WriteOutcome>>;
 
 struct Shared {
     core: Mutex<Core>,
@@ -130,23 +62,6 @@ impl AppendHandle {
     pub async fn outcome(self) -> Option<WriteOutcome> {
         self.rx.await.ok()
     }
-}
-
-/// Appends that failed, reported by [`Writer::flush`] and [`Writer::close`].
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{} batch(es) failed; first: {}", failures.len(), failures.first().map(|f| f.reason.to_string()).unwrap_or_default())]
-pub struct FlushError {
-    /// The failed batches with their payloads.
-    pub failures: Vec<WriteFailure>,
-}
-
-/// How a [`Writer::close`] ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CloseReport {
-    /// The stream's final offset (closing the stream) or the latest acknowledged tail.
-    pub offset: Option<Offset>,
-    /// Whether the stream itself was closed.
-    pub stream_closed: bool,
 }
 
 /// An exactly-once writer of one stream.
@@ -184,8 +99,8 @@ impl std::fmt::Debug for Writer {
         let core = self.shared.lock();
         f.debug_struct("Writer")
             .field("url", &ds_proto::url::strip_query(&self.url))
-            .field("epoch", &core.producer.epoch())
-            .field("buffered_bytes", &core.producer.buffered_bytes())
+            .field("epoch", &core.producer().epoch())
+            .field("buffered_bytes", &core.producer().buffered_bytes())
             .finish_non_exhaustive()
     }
 }
@@ -194,11 +109,11 @@ impl StreamHandle {
     /// A writer with the producer defaults ([`ProducerConfig::new`]) and the handle's content
     /// type.
     pub fn writer(&self, producer_id: impl Into<String>) -> Result<Writer, Error> {
-        let mut config = ProducerConfig::new(self.url(), producer_id);
-        if let Some(ct) = self.content_type() {
-            config.content_type = ct;
-        }
-        self.writer_with(config)
+        self.writer_with(core_writer::default_config(
+            self.url(),
+            producer_id,
+            self.content_type(),
+        ))
     }
 
     /// A writer with every producer setting chosen (its `url` is replaced by this stream's).
@@ -209,48 +124,24 @@ impl StreamHandle {
     /// retried, and the appends fail once the retry policy is exhausted, instead of waiting
     /// for ever. (With the client's request timeout set to `None` there is no deadline.)
     pub fn writer_with(&self, mut config: ProducerConfig) -> Result<Writer, Error> {
-        config.url = self.url().to_owned();
-        Writer::new(self.client().clone(), self.call_options(), config)
+        let (client, call) = (self.client().clone(), self.call_options());
+        core_writer::prepare_config(
+            &mut config,
+            self.url(),
+            client.settings(),
+            &call,
+            client.next_seed(),
+        );
+        let url = config.url.clone();
+        let core = Core::new(Producer::new(config, now())?);
+        Ok(Writer::spawn(client, call, core, url))
     }
 }
 
 impl Writer {
-    fn new(
-        client: Client,
-        call: ds_proto::ops::CallOptions,
-        mut config: ProducerConfig,
-    ) -> Result<Writer, Error> {
-        config.rng_seed = client.next_seed();
-        if config.request_deadline.is_none() {
-            config.request_deadline = call.timeout.or(client.request_timeout());
-        }
-        let url = config.url.clone();
-        let producer = Producer::new(config, now())?;
-        Ok(Writer::spawn(
-            client,
-            call,
-            producer,
-            WriteTracker::new(),
-            url,
-        ))
-    }
-
-    fn spawn(
-        client: Client,
-        call: ds_proto::ops::CallOptions,
-        producer: Producer,
-        tracker: WriteTracker,
-        url: String,
-    ) -> Writer {
+    fn spawn(client: Client, call: ds_proto::ops::CallOptions, core: Core, url: String) -> Writer {
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core {
-                producer,
-                tracker,
-                waiters: HashMap::new(),
-                on_error: None,
-                on_snapshot: None,
-                schedule: SnapshotSchedule::new(),
-            }),
+            core: Mutex::new(core),
             wake: Notify::new(),
             changed: Notify::new(),
         });
@@ -261,7 +152,7 @@ impl Writer {
 
     /// Sets the callback told of every failure as it happens.
     pub fn on_error(&self, callback: impl Fn(&WriteFailure) + Send + Sync + 'static) {
-        self.shared.lock().on_error = Some(Arc::new(callback));
+        self.shared.lock().set_on_error(Arc::new(callback));
     }
 
     /// Appends without waiting: `Err(AppendError::Full)` (with the payload handed back) when the
@@ -272,7 +163,7 @@ impl Writer {
 
     /// `serialized`: JSON bytes serde_json just wrote, not validated again.
     fn try_append_as(&self, data: Bytes, serialized: bool) -> Result<AppendId, AppendError> {
-        let (id, wake) = self.shared.lock().append(data, serialized)?;
+        let (id, wake) = self.shared.lock().append(data, serialized, now())?;
         if wake {
             self.shared.wake.notify_one();
         }
@@ -314,13 +205,7 @@ impl Writer {
     }
 
     fn to_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, AppendError> {
-        serde_json::to_vec(value).map(Bytes::from).map_err(|e| {
-            AppendError::Refused(Error::invalid_input(
-                Operation::Append,
-                &self.url,
-                format!("cannot serialize: {e}"),
-            ))
-        })
+        core_writer::json_payload(&self.url, value)
     }
 
     /// Appends (waiting for room) and returns a handle resolving to this append's outcome.
@@ -333,10 +218,10 @@ impl Writer {
             let changed = self.shared.changed.notified();
             let attempt = {
                 let mut core = self.shared.lock();
-                match core.append(data, false) {
+                match core.append(data, false, now()) {
                     Ok((id, wake)) => {
                         let (tx, rx) = oneshot::channel();
-                        core.waiters.insert(id.0, tx);
+                        core.track(id, tx);
                         Ok((AppendHandle { id, rx }, wake))
                     }
                     Err(e) => Err(e),
@@ -361,81 +246,25 @@ impl Writer {
     /// Sends what is buffered now and waits until every append so far is acknowledged or
     /// failed; reports the failures since the last flush.
     pub async fn flush(&self) -> Result<(), FlushError> {
-        let target = {
-            let mut core = self.shared.lock();
-            core.producer.flush(now());
-            core.producer.next_append_id()
-        };
+        let wait = self.shared.lock().flush(now());
         self.shared.wake.notify_one();
-        loop {
-            let changed = self.shared.changed.notified();
-            {
-                let mut core = self.shared.lock();
-                if core.tracker.all_resolved_before(target) {
-                    let failures = core.tracker.take_failures();
-                    return if failures.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(FlushError { failures })
-                    };
-                }
-            }
-            changed.await;
-        }
+        self.wait_for(|core| core.flushed(wait)).await
     }
 
     /// Flushes, then closes the stream when `close_stream` (the final batch carries
     /// `Stream-Closed: true`), and stops the writer.
     pub async fn close(self, close_stream: bool) -> Result<CloseReport, FlushError> {
-        if !close_stream {
-            self.flush().await?;
-            let offset = self.shared.lock().tracker.last_offset().cloned();
-            return Ok(CloseReport {
-                offset,
-                stream_closed: false,
-            });
-        }
-        {
-            let mut core = self.shared.lock();
-            if let Err(e) = core.producer.close(now()) {
-                let mut failures = core.tracker.take_failures();
-                failures.push(WriteFailure {
-                    first: core.producer.next_append_id(),
-                    last: core.producer.next_append_id(),
-                    items: Vec::new(),
-                    reason: ds_proto::producer::FailureReason::NotStored(e),
-                });
-                return Err(FlushError { failures });
-            }
-        }
+        let wait = self.shared.lock().close(close_stream, now())?;
         self.shared.wake.notify_one();
+        self.wait_for(|core| core.closed(wait)).await
+    }
+
+    /// Waits until `done` has an answer (checked after every batch of events).
+    async fn wait_for<T>(&self, mut done: impl FnMut(&mut Core) -> Option<T>) -> T {
         loop {
             let changed = self.shared.changed.notified();
-            {
-                let mut core = self.shared.lock();
-                if let Some(outcome) = core.tracker.close_outcome().cloned() {
-                    let failures = core.tracker.take_failures();
-                    return match outcome {
-                        CloseOutcome::Closed { final_offset } if failures.is_empty() => {
-                            Ok(CloseReport {
-                                offset: final_offset,
-                                stream_closed: true,
-                            })
-                        }
-                        CloseOutcome::Closed { .. } => Err(FlushError { failures }),
-                        CloseOutcome::Failed(reason) => {
-                            let mut failures = failures;
-                            let next = core.producer.next_append_id();
-                            failures.push(WriteFailure {
-                                first: next,
-                                last: next,
-                                items: Vec::new(),
-                                reason,
-                            });
-                            Err(FlushError { failures })
-                        }
-                    };
-                }
+            if let Some(answer) = done(&mut self.shared.lock()) {
+                return answer;
             }
             changed.await;
         }
@@ -443,17 +272,17 @@ impl Writer {
 
     /// The producer's current epoch (changes when auto-claim takes over).
     pub fn epoch(&self) -> u64 {
-        self.shared.lock().producer.epoch()
+        self.shared.lock().producer().epoch()
     }
 
     /// Payload bytes buffered and not yet acknowledged.
     pub fn buffered_bytes(&self) -> usize {
-        self.shared.lock().producer.buffered_bytes()
+        self.shared.lock().producer().buffered_bytes()
     }
 
     /// The latest tail offset an acknowledgement reported.
     pub fn offset(&self) -> Option<Offset> {
-        self.shared.lock().tracker.last_offset().cloned()
+        self.shared.lock().offset()
     }
 }
 
@@ -474,18 +303,17 @@ impl StreamHandle {
     /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a snapshot of
     /// another format version or an inconsistent one.
     pub fn writer_from_snapshot(&self, mut snapshot: ProducerSnapshot) -> Result<Writer, Error> {
-        let client = self.client().clone();
-        snapshot.config.url = self.url().to_owned();
-        snapshot.config.rng_seed = client.next_seed();
-        let call = self.call_options();
-        if snapshot.config.request_deadline.is_none() {
-            // As for `writer_with`.
-            snapshot.config.request_deadline = call.timeout.or(client.request_timeout());
-        }
+        let (client, call) = (self.client().clone(), self.call_options());
+        core_writer::prepare_config(
+            &mut snapshot.config,
+            self.url(),
+            client.settings(),
+            &call,
+            client.next_seed(),
+        );
         let url = snapshot.config.url.clone();
-        let tracker = WriteTracker::starting_at(snapshot.first_unreported());
-        let producer = Producer::restore(snapshot, now())?;
-        Ok(Writer::spawn(client, call, producer, tracker, url))
+        let core = Core::restore(snapshot, now())?;
+        Ok(Writer::spawn(client, call, core, url))
     }
 }
 
@@ -495,7 +323,7 @@ impl Writer {
     /// without effect on the writer. To persist snapshots for crash recovery use
     /// [`Writer::on_snapshot`], which takes them at the right moments.
     pub fn snapshot(&self) -> ProducerSnapshot {
-        self.shared.lock().producer.snapshot()
+        self.shared.lock().producer().snapshot()
     }
 
     /// Sets the callback that persists snapshots (replacing any earlier one). It is called
@@ -508,9 +336,7 @@ impl Writer {
     /// [`StreamHandle::writer`] or [`StreamHandle::writer_from_snapshot`]). It runs with the
     /// writer locked: keep it short, and do not call the writer from it.
     pub fn on_snapshot(&self, callback: impl Fn(&ProducerSnapshot) + Send + Sync + 'static) {
-        let mut core = self.shared.lock();
-        core.on_snapshot = Some(Arc::new(callback));
-        core.persist(true);
+        self.shared.lock().set_on_snapshot(Arc::new(callback));
     }
 }
 
@@ -519,35 +345,31 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
         let deadline = {
             let mut core = shared.lock();
             let now = now();
-            while let Some(id) = core.producer.poll_cancel() {
+            let producer = core.producer_mut();
+            while let Some(id) = producer.poll_cancel() {
                 exchanges.abort(id);
             }
             let mut transmits = Vec::new();
-            while let Some(t) = core.producer.poll_transmit(now) {
+            while let Some(t) = producer.poll_transmit(now) {
                 transmits.push(t);
             }
-            let mut changed = false;
-            let mut resolved = false;
-            while let Some(event) = core.producer.poll_event() {
-                resolved |= event.changes_snapshot();
-                core.dispatch(event);
-                changed = true;
-            }
-            // Before anything is sent: the persisted snapshot holds every batch in flight.
-            core.persist(resolved);
+            // Persists a due snapshot before anything is sent: it holds every batch in flight.
+            let changed = core.deliver_events(trace::producer_event, |tx, outcome| {
+                let _ = tx.send(outcome);
+            });
             for t in transmits {
                 exchanges.start(t);
             }
             if changed {
                 shared.changed.notify_waiters();
             }
-            core.producer.poll_timeout()
+            core.producer().poll_timeout()
         };
         tokio::select! {
             biased;
-            input = exchanges.recv() => shared.lock().producer.handle_input(input, now()),
+            input = exchanges.recv() => shared.lock().producer_mut().handle_input(input, now()),
             () = shared.wake.notified() => {}
-            () = sleep_until(deadline) => shared.lock().producer.handle_timeout(now()),
+            () = sleep_until(deadline) => shared.lock().producer_mut().handle_timeout(now()),
         }
     }
 }

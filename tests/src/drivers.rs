@@ -525,16 +525,10 @@ impl AnyWriter {
     pub fn close(
         self,
         close_stream: bool,
-    ) -> Result<Option<Offset>, Vec<ds_proto::driver::write_tracker::WriteFailure>> {
+    ) -> Result<Option<Offset>, ds_proto::driver::writer::FlushError> {
         match self {
-            AnyWriter::Tokio(rt, w) => rt
-                .block_on(w.close(close_stream))
-                .map(|r| r.offset)
-                .map_err(|e| e.failures),
-            AnyWriter::Blocking(w) => w
-                .close(close_stream)
-                .map(|r| r.offset)
-                .map_err(|e| e.failures),
+            AnyWriter::Tokio(rt, w) => rt.block_on(w.close(close_stream)).map(|r| r.offset),
+            AnyWriter::Blocking(w) => w.close(close_stream).map(|r| r.offset),
         }
     }
 

@@ -9,9 +9,11 @@
 //! | [`trace`] | the `tracing` spans and events of the drivers (feature `tracing`; no-ops otherwise); the machines never trace |
 //! | [`read_all`] | collecting a reader's chunks into one `read_all` result |
 //! | [`write_tracker`] | per-append outcomes of a writer, for `flush`, `close` and tracked appends |
+//! | [`writer`] | the core of a driver's writer: the producer, its bookkeeping, callbacks and waiters, and what `flush` and `close` report |
 
 pub mod call;
 pub mod client;
 pub mod read_all;
 pub mod trace;
 pub mod write_tracker;
+pub mod writer;

@@ -33,6 +33,26 @@ pub struct WriteFailure {
     pub reason: FailureReason,
 }
 
+impl WriteFailure {
+    /// The failure a [`ProducerEvent::Failed`] reports; `None` for any other event.
+    pub fn of(event: &ProducerEvent) -> Option<WriteFailure> {
+        match event {
+            ProducerEvent::Failed {
+                first,
+                last,
+                items,
+                reason,
+            } => Some(WriteFailure {
+                first: *first,
+                last: *last,
+                items: items.clone(),
+                reason: reason.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// How a close ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CloseOutcome {

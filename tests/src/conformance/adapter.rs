@@ -22,8 +22,9 @@ use crate::drivers::{AnyClient, AnyStream, AnyWriter, ClientSettings, DeadlinePa
 use base64::Engine as _;
 use bytes::Bytes;
 use ds_proto::driver::write_tracker::{WriteFailure, WriteOutcome};
+use ds_proto::driver::writer::FlushError;
 use ds_proto::ops::{AppendOptions, AppendOutcome, CallOptions, CreateOptions, RequestExtras};
-use ds_proto::producer::{AppendError, ProducerConfig, DEFAULT_CONTENT_TYPE};
+use ds_proto::producer::{AppendError, FailureReason, ProducerConfig, DEFAULT_CONTENT_TYPE};
 use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
 use ds_proto::retry::RetryPolicyError;
 use ds_proto::{
@@ -225,8 +226,16 @@ fn client_error(command_type: &str, e: &Error) -> Failure {
 }
 
 fn failure_reply(command_type: &str, failures: &[WriteFailure]) -> Failure {
-    match failures.first() {
-        Some(f) => client_error(command_type, f.reason.error()),
+    reason_reply(command_type, failures.first().map(|f| &f.reason))
+}
+
+fn close_failure_reply(command_type: &str, e: &FlushError) -> Failure {
+    reason_reply(command_type, e.reason())
+}
+
+fn reason_reply(command_type: &str, reason: Option<&FailureReason>) -> Failure {
+    match reason {
+        Some(reason) => client_error(command_type, reason.error()),
         None => internal(
             command_type,
             "the writer reported a failure without details",
@@ -682,7 +691,9 @@ impl Session {
                 .map_err(|e| append_error_reply(TY, &e))?;
         }
         writer.flush().map_err(|f| failure_reply(TY, &f))?;
-        writer.close(false).map_err(|f| failure_reply(TY, &f))?;
+        writer
+            .close(false)
+            .map_err(|e| close_failure_reply(TY, &e))?;
         Ok(Reply::IdempotentAppendBatch(StatusReply {
             success: true,
             status: 200,
@@ -712,7 +723,7 @@ impl Session {
                             status: 200,
                             final_offset: offset.map(|o| o.to_string()).unwrap_or_default(),
                         }),
-                        Err(failures) => Reply::Error(*failure_reply(TY, &failures)),
+                        Err(e) => Reply::Error(*close_failure_reply(TY, &e)),
                     },
                 }
             }
@@ -726,7 +737,9 @@ impl Session {
         const TY: &str = "idempotent-detach";
         let key = (c.path, c.producer_id, c.epoch);
         if let Some(ProducerSlot::Open(writer)) = self.producers.remove(&key) {
-            writer.close(false).map_err(|f| failure_reply(TY, &f))?;
+            writer
+                .close(false)
+                .map_err(|e| close_failure_reply(TY, &e))?;
         }
         Ok(Reply::IdempotentDetach(StatusReply {
             success: true,
