@@ -12,7 +12,7 @@
 use crate::client::Client;
 use crate::trace;
 use crate::transport::{is_event_stream, ChunkReader};
-use ds_proto::ops::{apply_extras, CallOptions};
+use ds_proto::ops::CallOptions;
 use ds_proto::{Input, Machine, RequestId, Transmit, TransportError, TransportErrorKind};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -187,10 +187,9 @@ impl<C: Send + 'static> Exchanges<C> {
     ) {
         let Transmit {
             id,
-            mut request,
+            request,
             deadline,
-        } = t;
-        apply_extras(&mut request, &self.client.extras(&self.call));
+        } = t.with_extras(&self.client.extras(&self.call));
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         (request, timeout, trace)

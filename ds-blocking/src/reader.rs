@@ -22,10 +22,8 @@ use crate::engine::{Engine, Here, Msg, Wake};
 use crate::trace;
 use ds_proto::ops::{CallOptions, LiveMode};
 use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent, ReaderSnapshot};
-use ds_proto::{Error, Offset, Operation};
+use ds_proto::{Error, Offset};
 use serde::de::DeserializeOwned;
-use std::collections::VecDeque;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -234,15 +232,6 @@ impl Reader {
             }
         }
     }
-
-    /// Iterates the messages of a JSON stream, deserialized.
-    pub fn json<T: DeserializeOwned>(self) -> JsonItems<T> {
-        JsonItems {
-            reader: self,
-            pending: VecDeque::new(),
-            _item: PhantomData,
-        }
-    }
 }
 
 /// Stops a [`Reader`] from another thread.
@@ -271,74 +260,24 @@ impl Iterator for Reader {
     }
 }
 
-/// The messages of a JSON stream, one by one (from [`Reader::json`]).
-pub struct JsonItems<T> {
-    reader: Reader,
-    pending: VecDeque<bytes::Bytes>,
-    _item: PhantomData<fn() -> T>,
-}
-
-impl<T> std::fmt::Debug for JsonItems<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonItems")
-            .field("reader", &self.reader)
-            .field("pending", &self.pending.len())
-            .finish()
-    }
-}
-
-impl<T: DeserializeOwned> JsonItems<T> {
-    /// The reader's checkpoint. While messages of a chunk are still pending it is the offset
-    /// after that whole chunk.
-    pub fn offset(&self) -> &Offset {
-        self.reader.offset()
-    }
-}
+ds_proto::__json_items!();
 
 impl<T: DeserializeOwned> Iterator for JsonItems<T> {
     type Item = Result<T, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(raw) = self.pending.pop_front() {
-                return Some(serde_json::from_slice(&raw).map_err(|e| {
-                    Error::invalid_response(
-                        Operation::Read,
-                        &self.reader.url,
-                        format!("JSON message: {e}"),
-                    )
-                }));
+            if let Some(item) = self.pending.next(&self.reader.url) {
+                return Some(item);
             }
             match self.reader.next_chunk()? {
                 Err(e) => return Some(Err(e)),
-                Ok(chunk) => match chunk.items() {
-                    Ok(items) => self.pending.extend(items),
-                    Err(m) => {
-                        return Some(Err(Error::invalid_response(
-                            Operation::Read,
-                            &self.reader.url,
-                            m,
-                        )))
+                Ok(chunk) => {
+                    if let Err(e) = self.pending.push(&chunk, &self.reader.url) {
+                        return Some(Err(e));
                     }
-                },
+                }
             }
         }
-    }
-}
-
-impl crate::handle::StreamHandle {
-    /// A reader that continues from `snapshot` (from [`Reader::snapshot`], maybe taken in
-    /// another process): it resumes right after the last event the snapshotted reader handed
-    /// out, in the same mode and phase; a reader restored after EOF sends nothing and ends at
-    /// once with [`ReaderEvent::Closed`]. The snapshot's configuration is used, with this
-    /// stream's URL and a fresh PRNG seed. See [`ReaderSnapshot`].
-    ///
-    /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a snapshot of
-    /// another format version or a configuration [`StreamHandle::reader_with`] would refuse.
-    ///
-    /// [`StreamHandle::reader_with`]: crate::StreamHandle::reader_with
-    pub fn reader_from_snapshot(&self, mut snapshot: ReaderSnapshot) -> Result<Reader, Error> {
-        snapshot.config.url = self.url().to_owned();
-        Reader::restore(self.client().clone(), self.call_options(), snapshot)
     }
 }

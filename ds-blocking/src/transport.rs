@@ -209,7 +209,6 @@ pub(crate) fn classify(e: &ureq::Error) -> TransportError {
 }
 
 pub(crate) fn classify_io(e: &std::io::Error) -> TransportError {
-    use std::io::ErrorKind as K;
     // ureq wraps its own errors (timeouts, protocol) in io::Error when reading bodies.
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
         return classify(inner);
@@ -218,16 +217,7 @@ pub(crate) fn classify_io(e: &std::io::Error) -> TransportError {
     if crate::tls::is_tls_io(e) {
         return TransportError::new(TransportErrorKind::Tls, e.to_string());
     }
-    let kind = match e.kind() {
-        K::TimedOut | K::WouldBlock => TransportErrorKind::Timeout,
-        K::ConnectionRefused | K::AddrNotAvailable => TransportErrorKind::Connect,
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
-            TransportErrorKind::ConnectionReset
-        }
-        K::InvalidData => TransportErrorKind::Protocol,
-        _ => TransportErrorKind::Other,
-    };
-    TransportError::new(kind, e.to_string())
+    TransportError::new(TransportErrorKind::from_io(e.kind()), e.to_string())
 }
 
 #[cfg(test)]

@@ -19,11 +19,11 @@ use crate::engine::{Exchanges, Msg, Received};
 use crate::handle::StreamHandle;
 use crate::trace;
 use bytes::Bytes;
-use ds_proto::driver::write_tracker::{WriteFailure, WriteOutcome};
-use ds_proto::driver::writer::{self as core_writer, WriterCore};
+use ds_proto::driver::write_tracker::WriteOutcome;
+use ds_proto::driver::writer::WriterCore;
 pub use ds_proto::driver::writer::{CloseReport, ErrorCallback, FlushError, SnapshotCallback};
-use ds_proto::producer::{AppendError, AppendId, Producer, ProducerConfig, ProducerSnapshot};
-use ds_proto::{Error, Offset, Operation};
+use ds_proto::producer::{AppendError, AppendId};
+use ds_proto::{Error, Operation};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
@@ -71,97 +71,19 @@ impl Shared {
     }
 }
 
-/// Waits for one append's outcome (from [`Writer::append_tracked`]).
-#[derive(Debug)]
-pub struct AppendHandle {
-    id: AppendId,
-    rx: mpsc::Receiver<WriteOutcome>,
-}
-
 impl AppendHandle {
-    /// The append's id.
-    pub fn id(&self) -> AppendId {
-        self.id
-    }
-
     /// Waits for the outcome. `None` if the writer was dropped first.
     pub fn outcome(self) -> Option<WriteOutcome> {
         self.rx.recv().ok()
     }
 }
 
-/// An exactly-once writer of one stream.
-///
-/// # Durable state: surviving a crash exactly-once
-///
-/// [`Writer::snapshot`] takes a [`ProducerSnapshot`] at any time, and
-/// [`StreamHandle::writer_from_snapshot`] continues from one, in this process or in another
-/// after a crash: the batches that were sealed but not acknowledged are re-sent with their
-/// original epoch, seq and body, so the server stores each exactly once (a `204` duplicate
-/// for those the crashed writer had already stored), then the open batch continues.
-///
-/// To persist snapshots, register [`Writer::on_snapshot`]. Its callback gets a snapshot at
-/// once, then again *before* the writer sends a batch the last one did not hold
-/// (write-ahead), and after every acknowledgement or failure. It runs on the writer's thread
-/// with the writer locked and nothing is sent until it returns, so a snapshot it has
-/// persisted always holds every batch that may be on the server. Keep it short (a file write,
-/// a database row); a callback that cannot persist should stop the process rather than
-/// return.
-///
-/// Appends made after the last persisted snapshot are the application's to replay: journal
-/// each payload durably before calling `append`, and after restoring append the journaled
-/// payloads from [`ProducerSnapshot::next_append_id`] on, in order (they get the same ids).
-/// Restore only when the old writer is surely gone; when another instance may still be
-/// writing with the same producer id and epoch, or the snapshot may be stale, start a writer
-/// with a higher epoch instead (at-least-once). The details are on [`ProducerSnapshot`].
-pub struct Writer {
-    shared: Arc<Shared>,
-    commands: SyncSender<Msg<Command>>,
-    thread: Option<JoinHandle<()>>,
-    url: String,
-}
-
-impl std::fmt::Debug for Writer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let core = self.shared.lock();
-        f.debug_struct("Writer")
-            .field("url", &ds_proto::url::strip_query(&self.url))
-            .field("epoch", &core.producer().epoch())
-            .field("buffered_bytes", &core.producer().buffered_bytes())
-            .finish_non_exhaustive()
-    }
-}
-
-impl StreamHandle {
-    /// A writer with the producer defaults ([`ProducerConfig::new`]) and the handle's content
-    /// type.
-    pub fn writer(&self, producer_id: impl Into<String>) -> Result<Writer, Error> {
-        self.writer_with(core_writer::default_config(
-            self.url(),
-            producer_id,
-            self.content_type(),
-        ))
-    }
-
-    /// A writer with every producer setting chosen (its `url` is replaced by this stream's).
-    ///
-    /// When `config.request_deadline` is `None`, each request gets the handle's call timeout
-    /// or the client's [`request_timeout`](crate::ClientBuilder::request_timeout) (60 s by
-    /// default) as its deadline: a server that stops answering makes the attempt fail and be
-    /// retried, and the appends fail once the retry policy is exhausted, instead of waiting
-    /// for ever. (With the client's request timeout set to `None` there is no deadline.)
-    pub fn writer_with(&self, mut config: ProducerConfig) -> Result<Writer, Error> {
-        let (client, call) = (self.client().clone(), self.call_options());
-        core_writer::prepare_config(
-            &mut config,
-            self.url(),
-            client.settings(),
-            &call,
-            client.next_seed(),
-        );
-        let url = config.url.clone();
-        let core = WriterCore::new(Producer::new(config, Instant::now())?);
-        Writer::spawn(client, call, core, url)
+ds_proto::__writer! {
+    now: std::time::Instant::now;
+    outcome: mpsc::Receiver<WriteOutcome>;
+    fields {
+        commands: SyncSender<Msg<Command>>,
+        thread: Option<JoinHandle<()>>,
     }
 }
 
@@ -197,6 +119,7 @@ impl Writer {
         })
     }
 
+    /// Wakes the background thread: new appends, flush, close.
     fn wake(&self) {
         if !self.shared.wake_pending.swap(true, Ordering::AcqRel)
             && self.commands.try_send(Msg::Command(Command::Wake)).is_err()
@@ -204,29 +127,6 @@ impl Writer {
             // The queue is full of inputs: the thread is busy and will look again anyway.
             self.shared.wake_pending.store(false, Ordering::Release);
         }
-    }
-
-    /// Sets the callback told of every failure as it happens.
-    pub fn on_error(&self, callback: impl Fn(&WriteFailure) + Send + Sync + 'static) {
-        self.shared.lock().set_on_error(Arc::new(callback));
-    }
-
-    /// Appends without waiting: `Err(AppendError::Full)` (with the payload handed back) when the
-    /// buffer is full, `Err(AppendError::Refused)` for an invalid payload or a stopped writer.
-    pub fn try_append(&self, data: impl Into<Bytes>) -> Result<AppendId, AppendError> {
-        self.try_append_as(data.into(), false)
-    }
-
-    /// `serialized`: JSON bytes serde_json just wrote, not validated again.
-    fn try_append_as(&self, data: Bytes, serialized: bool) -> Result<AppendId, AppendError> {
-        let (id, wake) = self
-            .shared
-            .lock()
-            .append(data, serialized, Instant::now())?;
-        if wake {
-            self.wake();
-        }
-        Ok(id)
     }
 
     /// Appends, waiting for room when the buffer is full (never for the network otherwise).
@@ -275,18 +175,6 @@ impl Writer {
             .map(|(id, _)| id)
     }
 
-    /// [`Writer::append_json`] without waiting for room.
-    pub fn try_append_json<T: Serialize + ?Sized>(
-        &self,
-        value: &T,
-    ) -> Result<AppendId, AppendError> {
-        self.try_append_as(self.to_json(value)?, true)
-    }
-
-    fn to_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, AppendError> {
-        core_writer::json_payload(&self.url, value)
-    }
-
     /// Appends (waiting for room) and returns a handle resolving to this append's outcome.
     pub fn append_tracked(&self, data: impl Into<Bytes>) -> Result<AppendHandle, AppendError> {
         let (id, rx) = self.append_inner(data.into(), true, false)?;
@@ -324,21 +212,6 @@ impl Writer {
                 .unwrap_or_else(|p| p.into_inner());
         }
     }
-
-    /// The producer's current epoch (changes when auto-claim takes over).
-    pub fn epoch(&self) -> u64 {
-        self.shared.lock().producer().epoch()
-    }
-
-    /// Payload bytes buffered and not yet acknowledged.
-    pub fn buffered_bytes(&self) -> usize {
-        self.shared.lock().producer().buffered_bytes()
-    }
-
-    /// The latest tail offset an acknowledgement reported.
-    pub fn offset(&self) -> Option<Offset> {
-        self.shared.lock().offset()
-    }
 }
 
 impl Drop for Writer {
@@ -350,56 +223,6 @@ impl Drop for Writer {
     }
 }
 
-impl StreamHandle {
-    /// A writer that continues from `snapshot` (taken by [`Writer::snapshot`] or given to an
-    /// [`Writer::on_snapshot`] callback, maybe in another process): see the
-    /// [`Writer`] docs ("Durable state") and [`ProducerSnapshot`] for the guarantees. The snapshot's
-    /// configuration is used, with this stream's URL (it must be the same stream, perhaps
-    /// reached at another address) and a fresh PRNG seed. Re-append the journaled appends from
-    /// [`ProducerSnapshot::next_append_id`] on after this returns.
-    ///
-    /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a snapshot of
-    /// another format version or an inconsistent one.
-    pub fn writer_from_snapshot(&self, mut snapshot: ProducerSnapshot) -> Result<Writer, Error> {
-        let (client, call) = (self.client().clone(), self.call_options());
-        core_writer::prepare_config(
-            &mut snapshot.config,
-            self.url(),
-            client.settings(),
-            &call,
-            client.next_seed(),
-        );
-        let url = snapshot.config.url.clone();
-        let core = WriterCore::restore(snapshot, Instant::now())?;
-        Writer::spawn(client, call, core, url)
-    }
-}
-
-impl Writer {
-    /// A snapshot of the writer's producer now: everything needed to continue with
-    /// [`StreamHandle::writer_from_snapshot`]. Cheap (payloads are shared, not copied) and
-    /// without effect on the writer. To persist snapshots for crash recovery use
-    /// [`Writer::on_snapshot`], which takes them at the right moments.
-    pub fn snapshot(&self) -> ProducerSnapshot {
-        self.shared.lock().producer().snapshot()
-    }
-
-    /// Sets the callback that persists snapshots (replacing any earlier one). It is called
-    /// at once with the current snapshot (on this thread), then by the writer's thread
-    /// *before* it sends a batch the last snapshot did not hold, and after every
-    /// acknowledgement or failure. Nothing is sent while it runs, so the snapshot it last
-    /// persisted always holds every batch that may be on the server: restoring from it (plus
-    /// the journaled appends from its [`next_append_id`](ProducerSnapshot::next_append_id)
-    /// on) is exactly-once, provided it was set before the first append (right after
-    /// [`StreamHandle::writer`] or [`StreamHandle::writer_from_snapshot`]). It runs with the
-    /// writer locked: keep it short, and do not call the writer from it.
-    pub fn on_snapshot(&self, callback: impl Fn(&ProducerSnapshot) + Send + Sync + 'static) {
-        self.shared.lock().set_on_snapshot(Arc::new(callback));
-    }
-}
-
-/// Hands the producer's events to their waiters and callbacks, persists a snapshot when due,
-/// and wakes `flush`/`close`/`append` waiters when anything happened.
 fn deliver_events(shared: &Shared, core: &mut Core) {
     let changed = core.deliver_events(trace::producer_event, |tx, outcome| {
         let _ = tx.send(outcome);

@@ -77,6 +77,15 @@ impl Input {
     }
 }
 
+impl Transmit {
+    /// The request with a client's `extras` (default headers, rotating credentials, tenant
+    /// parameters) added, ready to send: what every driver does to every transmit.
+    pub fn with_extras(mut self, extras: &crate::ops::RequestExtras) -> Self {
+        crate::ops::apply_extras(&mut self.request, extras);
+        self
+    }
+}
+
 /// The class of a transport failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -95,6 +104,22 @@ pub enum TransportErrorKind {
     TooLarge,
     /// Anything else.
     Other,
+}
+
+impl TransportErrorKind {
+    /// The class of an I/O failure of this kind: a driver's socket errors, classified once.
+    pub fn from_io(kind: std::io::ErrorKind) -> Self {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::TimedOut | K::WouldBlock => TransportErrorKind::Timeout,
+            K::ConnectionRefused | K::AddrNotAvailable => TransportErrorKind::Connect,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                TransportErrorKind::ConnectionReset
+            }
+            K::InvalidData => TransportErrorKind::Protocol,
+            _ => TransportErrorKind::Other,
+        }
+    }
 }
 
 impl fmt::Display for TransportErrorKind {
@@ -154,6 +179,25 @@ impl TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_failures_are_classified() {
+        use std::io::ErrorKind as K;
+        for (io, kind) in [
+            (K::TimedOut, TransportErrorKind::Timeout),
+            (K::WouldBlock, TransportErrorKind::Timeout),
+            (K::ConnectionRefused, TransportErrorKind::Connect),
+            (K::AddrNotAvailable, TransportErrorKind::Connect),
+            (K::ConnectionReset, TransportErrorKind::ConnectionReset),
+            (K::ConnectionAborted, TransportErrorKind::ConnectionReset),
+            (K::BrokenPipe, TransportErrorKind::ConnectionReset),
+            (K::UnexpectedEof, TransportErrorKind::ConnectionReset),
+            (K::InvalidData, TransportErrorKind::Protocol),
+            (K::PermissionDenied, TransportErrorKind::Other),
+        ] {
+            assert_eq!(TransportErrorKind::from_io(io), kind, "{io:?}");
+        }
+    }
 
     #[test]
     fn a_query_is_cut_out_of_a_transport_message() {

@@ -9,7 +9,7 @@
 use crate::client::Client;
 use crate::trace;
 use bytes::Bytes;
-use ds_proto::ops::{apply_extras, CallOptions};
+use ds_proto::ops::CallOptions;
 use ds_proto::{Input, Machine, RequestId, Transmit, TransportError, TransportErrorKind};
 use hyper::body::{Body as _, Incoming};
 use std::collections::HashMap;
@@ -108,10 +108,9 @@ impl Exchanges {
     fn exchange(&self, t: Transmit) -> (Local, trace::Span) {
         let Transmit {
             id,
-            mut request,
+            request,
             deadline,
-        } = t;
-        apply_extras(&mut request, &self.client.extras(&self.call));
+        } = t.with_extras(&self.client.extras(&self.call));
         let transport = self.client.inner.transport.clone();
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         let span = trace.handle();

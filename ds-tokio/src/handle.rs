@@ -6,7 +6,6 @@
 //! and what the handle learns.
 
 use crate::client::Client;
-use crate::reader::Reader;
 use crate::trace;
 use bytes::Bytes;
 use ds_proto::driver::call::{Call, Step};
@@ -15,7 +14,6 @@ use ds_proto::ops::{
     self, AppendOptions, Appended, Closed, CreateOptions, Created, OneShot, ProducerHeaders,
     ReadOptions, ReadResult, StreamInfo,
 };
-use ds_proto::reader::{ReadMode, ReaderConfig};
 use ds_proto::{Error, Offset, TransportError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -49,21 +47,17 @@ impl StreamHandle {
                 None => exchange.await,
             };
             trace.outcome(&outcome);
-            match call.outcome(outcome, Instant::now().into_std()) {
+            let step = call.outcome(outcome, Instant::now().into_std());
+            trace::call_step(&call, &step);
+            match step {
                 Step::Done {
                     result,
                     content_type,
                 } => {
-                    if let Err(e) = &result {
-                        trace::failed(call.operation(), call.url(), call.attempts(), e);
-                    }
                     self.learn_content_type(&content_type);
                     return result;
                 }
-                Step::Retry { delay, error } => {
-                    trace::retry(call.operation(), call.url(), call.attempts(), delay, &error);
-                    tokio::time::sleep(delay).await;
-                }
+                Step::Retry { delay, .. } => tokio::time::sleep(delay).await,
             }
         }
     }
@@ -122,26 +116,6 @@ impl StreamHandle {
     /// [`StreamHandle::reader`].
     pub async fn read(&self, opts: ReadOptions) -> Result<ReadResult, Error> {
         self.run(ops::Read::new(self.url(), opts)).await
-    }
-
-    /// A reader from `offset` in `mode` (catch-up, long-poll, SSE or auto), with the
-    /// reader defaults of [`StreamHandle::reader_config`] (retries without limit).
-    pub fn reader(&self, offset: Offset, mode: ReadMode) -> Result<Reader, Error> {
-        self.reader_with(self.reader_config_at(offset, mode))
-    }
-
-    /// A reader with every setting chosen (its `url` is replaced by this stream's).
-    ///
-    /// When the handle knows the stream's content type (from `create`, `head`, a read, or
-    /// [`StreamHandle::set_content_type`]) and `config.json` is unset, the reader is told
-    /// whether the stream is JSON: SSE responses do not carry the stream's content type, and
-    /// JSON messages of several SSE events are merged into one array only for JSON streams.
-    pub fn reader_with(&self, config: ReaderConfig) -> Result<Reader, Error> {
-        Reader::new(
-            self.client.clone(),
-            self.call.clone(),
-            self.complete(config),
-        )
     }
 
     /// Reads everything from the beginning until up to date: the bytes (for JSON streams, one

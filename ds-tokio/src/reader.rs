@@ -15,12 +15,10 @@ use crate::engine::{Engine, Wake};
 use crate::trace;
 use ds_proto::ops::CallOptions;
 use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent, ReaderSnapshot};
-use ds_proto::{Error, Offset, Operation};
+use ds_proto::{Error, Offset};
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
-use std::collections::VecDeque;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -199,15 +197,6 @@ impl Reader {
     pub async fn next_chunk(&mut self) -> Option<Result<Chunk, Error>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
-
-    /// Iterates the messages of a JSON stream, deserialized.
-    pub fn json<T: DeserializeOwned>(self) -> JsonItems<T> {
-        JsonItems {
-            reader: self,
-            pending: VecDeque::new(),
-            _item: PhantomData,
-        }
-    }
 }
 
 impl Stream for Reader {
@@ -229,29 +218,9 @@ impl Stream for Reader {
     }
 }
 
-/// The messages of a JSON stream, one by one (from [`Reader::json`]).
-pub struct JsonItems<T> {
-    reader: Reader,
-    pending: VecDeque<bytes::Bytes>,
-    _item: PhantomData<fn() -> T>,
-}
-
-impl<T> std::fmt::Debug for JsonItems<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonItems")
-            .field("reader", &self.reader)
-            .field("pending", &self.pending.len())
-            .finish()
-    }
-}
+ds_proto::__json_items!();
 
 impl<T: DeserializeOwned> JsonItems<T> {
-    /// The reader's checkpoint. While messages of a chunk are still pending it is the offset
-    /// after that whole chunk.
-    pub fn offset(&self) -> &Offset {
-        self.reader.offset()
-    }
-
     /// The next message.
     pub async fn next_item(&mut self) -> Option<Result<T, Error>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
@@ -262,46 +231,21 @@ impl<T: DeserializeOwned> Stream for JsonItems<T> {
     type Item = Result<T, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
         loop {
-            if let Some(raw) = self.pending.pop_front() {
-                let url = self.reader.url.clone();
-                return Poll::Ready(Some(serde_json::from_slice(&raw).map_err(|e| {
-                    Error::invalid_response(Operation::Read, &url, format!("JSON message: {e}"))
-                })));
+            if let Some(item) = this.pending.next(&this.reader.url) {
+                return Poll::Ready(Some(item));
             }
-            match Pin::new(&mut self.reader).poll_next(cx) {
+            match Pin::new(&mut this.reader).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(Some(Ok(chunk))) => match chunk.items() {
-                    Ok(items) => self.pending.extend(items),
-                    Err(m) => {
-                        let url = self.reader.url.clone();
-                        return Poll::Ready(Some(Err(Error::invalid_response(
-                            Operation::Read,
-                            &url,
-                            m,
-                        ))));
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if let Err(e) = this.pending.push(&chunk, &this.reader.url) {
+                        return Poll::Ready(Some(Err(e)));
                     }
-                },
+                }
             }
         }
-    }
-}
-
-impl crate::handle::StreamHandle {
-    /// A reader that continues from `snapshot` (from [`Reader::snapshot`], maybe taken in
-    /// another process): it resumes right after the last event the snapshotted reader handed
-    /// out, in the same mode and phase; a reader restored after EOF sends nothing and ends at
-    /// once with [`ReaderEvent::Closed`]. The snapshot's configuration is used, with this
-    /// stream's URL and a fresh PRNG seed. See [`ReaderSnapshot`].
-    ///
-    /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a snapshot of
-    /// another format version or a configuration [`StreamHandle::reader_with`] would refuse.
-    ///
-    /// [`StreamHandle::reader_with`]: crate::StreamHandle::reader_with
-    pub fn reader_from_snapshot(&self, mut snapshot: ReaderSnapshot) -> Result<Reader, Error> {
-        snapshot.config.url = self.url().to_owned();
-        Reader::restore(self.client().clone(), self.call_options(), snapshot)
     }
 }

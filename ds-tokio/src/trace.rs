@@ -9,7 +9,7 @@ use ds_proto::driver::trace::off as imp;
 #[cfg(feature = "tracing")]
 use ds_proto::driver::trace::on as imp;
 
-pub(crate) use imp::{failed, producer_event, reader_event, retry};
+pub(crate) use imp::{call_step, producer_event, reader_event};
 
 /// The clock request latencies are measured with: `tokio::time`, the driver's one clock (the
 /// machines get their `now` from it too), so a span's latency agrees with their deadlines.

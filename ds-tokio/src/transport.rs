@@ -149,7 +149,7 @@ pub(crate) fn classify_hyper(e: &hyper::Error) -> TransportError {
     } else if let Some(io) = io_source(e) {
         // A body read that failed below HTTP: a body cut short by the peer closing
         // (`UnexpectedEof`), a reset.
-        classify_io_kind(io.kind())
+        TransportErrorKind::from_io(io.kind())
     } else {
         TransportErrorKind::Other
     };
@@ -166,19 +166,6 @@ fn io_source<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io
         cur = err.source();
     }
     None
-}
-
-fn classify_io_kind(kind: std::io::ErrorKind) -> TransportErrorKind {
-    use std::io::ErrorKind as K;
-    match kind {
-        K::TimedOut | K::WouldBlock => TransportErrorKind::Timeout,
-        K::ConnectionRefused | K::AddrNotAvailable => TransportErrorKind::Connect,
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
-            TransportErrorKind::ConnectionReset
-        }
-        K::InvalidData => TransportErrorKind::Protocol,
-        _ => TransportErrorKind::Other,
-    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

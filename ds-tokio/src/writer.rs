@@ -19,11 +19,11 @@ use crate::engine::{now, sleep_until, Exchanges};
 use crate::handle::StreamHandle;
 use crate::trace;
 use bytes::Bytes;
-use ds_proto::driver::write_tracker::{WriteFailure, WriteOutcome};
-use ds_proto::driver::writer::{self as core_writer, WriterCore};
+use ds_proto::driver::write_tracker::WriteOutcome;
+use ds_proto::driver::writer::WriterCore;
 pub use ds_proto::driver::writer::{CloseReport, ErrorCallback, FlushError, SnapshotCallback};
-use ds_proto::producer::{AppendError, AppendId, Producer, ProducerConfig, ProducerSnapshot};
-use ds_proto::{Error, Offset};
+use ds_proto::producer::{AppendError, AppendId};
+use ds_proto::Error;
 use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{oneshot, Notify};
@@ -45,101 +45,26 @@ impl Shared {
     }
 }
 
-/// Waits for one append's outcome (from [`Writer::append_tracked`]).
-#[derive(Debug)]
-pub struct AppendHandle {
-    id: AppendId,
-    rx: oneshot::Receiver<WriteOutcome>,
-}
-
 impl AppendHandle {
-    /// The append's id.
-    pub fn id(&self) -> AppendId {
-        self.id
-    }
-
     /// Waits for the outcome. `None` if the writer was dropped first.
     pub async fn outcome(self) -> Option<WriteOutcome> {
         self.rx.await.ok()
     }
 }
 
-/// An exactly-once writer of one stream.
-///
-/// # Durable state: surviving a crash exactly-once
-///
-/// [`Writer::snapshot`] takes a [`ProducerSnapshot`] at any time, and
-/// [`StreamHandle::writer_from_snapshot`] continues from one, in this process or in another
-/// after a crash: the batches that were sealed but not acknowledged are re-sent with their
-/// original epoch, seq and body, so the server stores each exactly once (a `204` duplicate
-/// for those the crashed writer had already stored), then the open batch continues.
-///
-/// To persist snapshots, register [`Writer::on_snapshot`]. Its callback gets a snapshot at
-/// once, then again *before* the writer sends a batch the last one did not hold
-/// (write-ahead), and after every acknowledgement or failure. It runs on the writer's task
-/// with the writer locked and nothing is sent until it returns, so a snapshot it has
-/// persisted always holds every batch that may be on the server. Keep it short (a file write,
-/// a database row); a callback that cannot persist should stop the process rather than
-/// return.
-///
-/// Appends made after the last persisted snapshot are the application's to replay: journal
-/// each payload durably before calling `append`, and after restoring append the journaled
-/// payloads from [`ProducerSnapshot::next_append_id`] on, in order (they get the same ids).
-/// Restore only when the old writer is surely gone; when another instance may still be
-/// writing with the same producer id and epoch, or the snapshot may be stale, start a writer
-/// with a higher epoch instead (at-least-once). The details are on [`ProducerSnapshot`].
-pub struct Writer {
-    shared: Arc<Shared>,
-    task: JoinHandle<()>,
-    url: String,
-}
-
-impl std::fmt::Debug for Writer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let core = self.shared.lock();
-        f.debug_struct("Writer")
-            .field("url", &ds_proto::url::strip_query(&self.url))
-            .field("epoch", &core.producer().epoch())
-            .field("buffered_bytes", &core.producer().buffered_bytes())
-            .finish_non_exhaustive()
-    }
-}
-
-impl StreamHandle {
-    /// A writer with the producer defaults ([`ProducerConfig::new`]) and the handle's content
-    /// type.
-    pub fn writer(&self, producer_id: impl Into<String>) -> Result<Writer, Error> {
-        self.writer_with(core_writer::default_config(
-            self.url(),
-            producer_id,
-            self.content_type(),
-        ))
-    }
-
-    /// A writer with every producer setting chosen (its `url` is replaced by this stream's).
-    ///
-    /// When `config.request_deadline` is `None`, each request gets the handle's call timeout
-    /// or the client's [`request_timeout`](crate::ClientBuilder::request_timeout) (60 s by
-    /// default) as its deadline: a server that stops answering makes the attempt fail and be
-    /// retried, and the appends fail once the retry policy is exhausted, instead of waiting
-    /// for ever. (With the client's request timeout set to `None` there is no deadline.)
-    pub fn writer_with(&self, mut config: ProducerConfig) -> Result<Writer, Error> {
-        let (client, call) = (self.client().clone(), self.call_options());
-        core_writer::prepare_config(
-            &mut config,
-            self.url(),
-            client.settings(),
-            &call,
-            client.next_seed(),
-        );
-        let url = config.url.clone();
-        let core = Core::new(Producer::new(config, now())?);
-        Ok(Writer::spawn(client, call, core, url))
-    }
+ds_proto::__writer! {
+    now: crate::engine::now;
+    outcome: oneshot::Receiver<WriteOutcome>;
+    fields { task: JoinHandle<()> }
 }
 
 impl Writer {
-    fn spawn(client: Client, call: ds_proto::ops::CallOptions, core: Core, url: String) -> Writer {
+    fn spawn(
+        client: Client,
+        call: ds_proto::ops::CallOptions,
+        core: Core,
+        url: String,
+    ) -> Result<Writer, Error> {
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             wake: Notify::new(),
@@ -147,27 +72,12 @@ impl Writer {
         });
         let exchanges = Exchanges::new(client, call);
         let task = tokio::spawn(run(shared.clone(), exchanges));
-        Writer { shared, task, url }
+        Ok(Writer { shared, task, url })
     }
 
-    /// Sets the callback told of every failure as it happens.
-    pub fn on_error(&self, callback: impl Fn(&WriteFailure) + Send + Sync + 'static) {
-        self.shared.lock().set_on_error(Arc::new(callback));
-    }
-
-    /// Appends without waiting: `Err(AppendError::Full)` (with the payload handed back) when the
-    /// buffer is full, `Err(AppendError::Refused)` for an invalid payload or a stopped writer.
-    pub fn try_append(&self, data: impl Into<Bytes>) -> Result<AppendId, AppendError> {
-        self.try_append_as(data.into(), false)
-    }
-
-    /// `serialized`: JSON bytes serde_json just wrote, not validated again.
-    fn try_append_as(&self, data: Bytes, serialized: bool) -> Result<AppendId, AppendError> {
-        let (id, wake) = self.shared.lock().append(data, serialized, now())?;
-        if wake {
-            self.shared.wake.notify_one();
-        }
-        Ok(id)
+    /// Wakes the background task: new appends, flush, close.
+    fn wake(&self) {
+        self.shared.wake.notify_one();
     }
 
     /// Appends, waiting for room when the buffer is full (never for the network otherwise).
@@ -196,18 +106,6 @@ impl Writer {
         self.append_as(self.to_json(value)?, true).await
     }
 
-    /// [`Writer::append_json`] without waiting for room.
-    pub fn try_append_json<T: Serialize + ?Sized>(
-        &self,
-        value: &T,
-    ) -> Result<AppendId, AppendError> {
-        self.try_append_as(self.to_json(value)?, true)
-    }
-
-    fn to_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, AppendError> {
-        core_writer::json_payload(&self.url, value)
-    }
-
     /// Appends (waiting for room) and returns a handle resolving to this append's outcome.
     pub async fn append_tracked(
         &self,
@@ -230,7 +128,7 @@ impl Writer {
             match attempt {
                 Ok((h, wake)) => {
                     if wake {
-                        self.shared.wake.notify_one();
+                        self.wake();
                     }
                     return Ok(h);
                 }
@@ -247,7 +145,7 @@ impl Writer {
     /// failed; reports the failures since the last flush.
     pub async fn flush(&self) -> Result<(), FlushError> {
         let wait = self.shared.lock().flush(now());
-        self.shared.wake.notify_one();
+        self.wake();
         self.wait_for(|core| core.flushed(wait)).await
     }
 
@@ -255,7 +153,7 @@ impl Writer {
     /// `Stream-Closed: true`), and stops the writer.
     pub async fn close(self, close_stream: bool) -> Result<CloseReport, FlushError> {
         let wait = self.shared.lock().close(close_stream, now())?;
-        self.shared.wake.notify_one();
+        self.wake();
         self.wait_for(|core| core.closed(wait)).await
     }
 
@@ -269,74 +167,11 @@ impl Writer {
             changed.await;
         }
     }
-
-    /// The producer's current epoch (changes when auto-claim takes over).
-    pub fn epoch(&self) -> u64 {
-        self.shared.lock().producer().epoch()
-    }
-
-    /// Payload bytes buffered and not yet acknowledged.
-    pub fn buffered_bytes(&self) -> usize {
-        self.shared.lock().producer().buffered_bytes()
-    }
-
-    /// The latest tail offset an acknowledgement reported.
-    pub fn offset(&self) -> Option<Offset> {
-        self.shared.lock().offset()
-    }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-impl StreamHandle {
-    /// A writer that continues from `snapshot` (taken by [`Writer::snapshot`] or given to an
-    /// [`Writer::on_snapshot`] callback, maybe in another process): see the
-    /// [`Writer`] docs ("Durable state") and [`ProducerSnapshot`] for the guarantees. The snapshot's
-    /// configuration is used, with this stream's URL (it must be the same stream, perhaps
-    /// reached at another address) and a fresh PRNG seed. Re-append the journaled appends from
-    /// [`ProducerSnapshot::next_append_id`] on after this returns.
-    ///
-    /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a snapshot of
-    /// another format version or an inconsistent one.
-    pub fn writer_from_snapshot(&self, mut snapshot: ProducerSnapshot) -> Result<Writer, Error> {
-        let (client, call) = (self.client().clone(), self.call_options());
-        core_writer::prepare_config(
-            &mut snapshot.config,
-            self.url(),
-            client.settings(),
-            &call,
-            client.next_seed(),
-        );
-        let url = snapshot.config.url.clone();
-        let core = Core::restore(snapshot, now())?;
-        Ok(Writer::spawn(client, call, core, url))
-    }
-}
-
-impl Writer {
-    /// A snapshot of the writer's producer now: everything needed to continue with
-    /// [`StreamHandle::writer_from_snapshot`]. Cheap (payloads are shared, not copied) and
-    /// without effect on the writer. To persist snapshots for crash recovery use
-    /// [`Writer::on_snapshot`], which takes them at the right moments.
-    pub fn snapshot(&self) -> ProducerSnapshot {
-        self.shared.lock().producer().snapshot()
-    }
-
-    /// Sets the callback that persists snapshots (replacing any earlier one). It is called
-    /// at once with the current snapshot (on this thread), then by the writer's task
-    /// *before* it sends a batch the last snapshot did not hold, and after every
-    /// acknowledgement or failure. Nothing is sent while it runs, so the snapshot it last
-    /// persisted always holds every batch that may be on the server: restoring from it (plus
-    /// the journaled appends from its [`next_append_id`](ProducerSnapshot::next_append_id)
-    /// on) is exactly-once, provided it was set before the first append (right after
-    /// [`StreamHandle::writer`] or [`StreamHandle::writer_from_snapshot`]). It runs with the
-    /// writer locked: keep it short, and do not call the writer from it.
-    pub fn on_snapshot(&self, callback: impl Fn(&ProducerSnapshot) + Send + Sync + 'static) {
-        self.shared.lock().set_on_snapshot(Arc::new(callback));
     }
 }
 

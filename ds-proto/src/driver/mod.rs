@@ -7,12 +7,14 @@
 //! | [`call`] | running a one-shot operation ([`OneShot`](crate::ops::OneShot)) across its attempts: call options, retries, what the handle learns |
 //! | [`client`] | the settings both drivers' `ClientBuilder`s share (defaults, validation, header layering, credential marking, root certificates with feature `pem`) and the hidden macros that write their `Client` and `StreamHandle` shells |
 //! | [`trace`] | the `tracing` spans and events of the drivers (feature `tracing`; no-ops otherwise); the machines never trace |
+//! | [`json_items`] | a reader's JSON messages one by one, decoded as they are taken |
 //! | [`read_all`] | collecting a reader's chunks into one `read_all` result |
 //! | [`write_tracker`] | per-append outcomes of a writer, for `flush`, `close` and tracked appends |
 //! | [`writer`] | the core of a driver's writer: the producer, its bookkeeping, callbacks and waiters, and what `flush` and `close` report |
 
 pub mod call;
 pub mod client;
+pub mod json_items;
 pub mod read_all;
 pub mod trace;
 pub mod write_tracker;

@@ -193,6 +193,24 @@ pub mod on {
         }
     }
 
+    /// What an attempt of a one-shot operation came to: a retry or a final failure is
+    /// recorded (a success is not: its request span says it).
+    pub fn call_step<T, O: crate::ops::OneShot>(
+        call: &crate::driver::call::Call<O>,
+        step: &crate::driver::call::Step<T>,
+    ) {
+        use crate::driver::call::Step;
+        match step {
+            Step::Done { result: Err(e), .. } => {
+                failed(call.operation(), call.url(), call.attempts(), e)
+            }
+            Step::Retry { delay, error } => {
+                retry(call.operation(), call.url(), call.attempts(), *delay, error)
+            }
+            Step::Done { .. } => {}
+        }
+    }
+
     /// A one-shot operation will be retried after `delay`.
     pub fn retry(op: Operation, url: &str, attempt: u32, delay: Duration, error: &Error) {
         tracing::info!(
@@ -346,6 +364,14 @@ pub mod off {
         /// Nothing.
         #[inline(always)]
         pub fn outcome(self, _outcome: &Result<(http::response::Parts, Bytes), TransportError>) {}
+    }
+
+    /// Nothing.
+    #[inline(always)]
+    pub fn call_step<T, O: crate::ops::OneShot>(
+        _call: &crate::driver::call::Call<O>,
+        _step: &crate::driver::call::Step<T>,
+    ) {
     }
 
     /// Nothing.

@@ -354,6 +354,49 @@ macro_rules! __stream_handle {
                 self.call.clone()
             }
 
+            /// A reader from `offset` in `mode` (catch-up, long-poll, SSE or auto), with the
+            /// reader defaults of [`StreamHandle::reader_config`] (retries without limit).
+            pub fn reader(
+                &self,
+                offset: $crate::Offset,
+                mode: $crate::reader::ReadMode,
+            ) -> Result<crate::Reader, $crate::Error> {
+                self.reader_with(self.reader_config_at(offset, mode))
+            }
+
+            /// A reader with every setting chosen (its `url` is replaced by this stream's).
+            ///
+            /// When the handle knows the stream's content type (from `create`, `head`, a read,
+            /// or [`StreamHandle::set_content_type`]) and `config.json` is unset, the reader is
+            /// told whether the stream is JSON: SSE responses do not carry the stream's content
+            /// type, and JSON messages of several SSE events are merged into one array only for
+            /// JSON streams.
+            pub fn reader_with(
+                &self,
+                config: $crate::reader::ReaderConfig,
+            ) -> Result<crate::Reader, $crate::Error> {
+                crate::Reader::new(self.client.clone(), self.call.clone(), self.complete(config))
+            }
+
+            /// A reader that continues from `snapshot` (from `Reader::snapshot`, maybe taken in
+            /// another process): it resumes right after the last event the snapshotted reader
+            /// handed out, in the same mode and phase; a reader restored after EOF sends nothing
+            /// and ends at once with
+            /// [`ReaderEvent::Closed`]($crate::reader::ReaderEvent::Closed). The snapshot's
+            /// configuration is used, with this stream's URL and a fresh PRNG seed. See
+            /// [`ReaderSnapshot`]($crate::reader::ReaderSnapshot).
+            ///
+            /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a
+            /// snapshot of another format version or a configuration
+            /// [`StreamHandle::reader_with`] would refuse.
+            pub fn reader_from_snapshot(
+                &self,
+                mut snapshot: $crate::reader::ReaderSnapshot,
+            ) -> Result<crate::Reader, $crate::Error> {
+                snapshot.config.url = self.url.to_string();
+                crate::Reader::restore(self.client.clone(), self.call.clone(), snapshot)
+            }
+
             /// The reader configuration [`StreamHandle::reader`] starts from:
             /// [`ReaderConfig::new`]($crate::reader::ReaderConfig::new) for this stream with the
             /// client's long-poll deadline
@@ -411,6 +454,289 @@ macro_rules! __stream_handle {
                     if slot.is_none() {
                         *slot = Some(ct.clone());
                     }
+                }
+            }
+        }
+    };
+}
+
+/// Defines a driver's `Writer` shell (expanded in the driver's writer module): the struct with
+/// the driver's own fields, its documentation, `Debug`, the `StreamHandle` constructors
+/// (`writer`, `writer_with`, `writer_from_snapshot`) and the writer's methods that need no
+/// waiting (`on_error`, `try_append`, `try_append_json`, `snapshot`, `on_snapshot`, `epoch`,
+/// `buffered_bytes`, `offset`). The driver provides `Shared::lock()` (to something that
+/// dereferences to a [`WriterCore`](crate::driver::writer::WriterCore)),
+/// `Writer::spawn(client, call, core, url) -> Result<Writer, Error>`, `Writer::wake()`, and
+/// its clock as `$now` (a path to a `fn() -> std::time::Instant`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __writer {
+    (
+        now: $now:path;
+        outcome: $rx:ty;
+        $(#[$meta:meta])*
+        fields { $($field:ident: $fty:ty),* $(,)? }
+    ) => {
+        /// Waits for one append's outcome (from [`Writer::append_tracked`]).
+        #[derive(Debug)]
+        pub struct AppendHandle {
+            id: $crate::producer::AppendId,
+            rx: $rx,
+        }
+
+        impl AppendHandle {
+            /// The append's id.
+            pub fn id(&self) -> $crate::producer::AppendId {
+                self.id
+            }
+        }
+
+        /// An exactly-once writer of one stream.
+        ///
+        /// # Durable state: surviving a crash exactly-once
+        ///
+        /// [`Writer::snapshot`] takes a [`ProducerSnapshot`]($crate::producer::ProducerSnapshot)
+        /// at any time, and [`StreamHandle::writer_from_snapshot`] continues from one, in this
+        /// process or in another after a crash: the batches that were sealed but not
+        /// acknowledged are re-sent with their original epoch, seq and body, so the server
+        /// stores each exactly once (a `204` duplicate for those the crashed writer had
+        /// already stored), then the open batch continues.
+        ///
+        /// To persist snapshots, register [`Writer::on_snapshot`]. Its callback gets a
+        /// snapshot at once, then again *before* the writer sends a batch the last one did
+        /// not hold (write-ahead), and after every acknowledgement or failure. It runs on the
+        /// writer's background task or thread with the writer locked and nothing is sent until
+        /// it returns, so a snapshot it has persisted always holds every batch that may be on
+        /// the server. Keep it short (a file write, a database row); a callback that cannot
+        /// persist should stop the process rather than return.
+        ///
+        /// Appends made after the last persisted snapshot are the application's to replay:
+        /// journal each payload durably before calling `append`, and after restoring append
+        /// the journaled payloads from
+        /// [`ProducerSnapshot::next_append_id`]($crate::producer::ProducerSnapshot::next_append_id)
+        /// on, in order (they get the same ids). Restore only when the old writer is surely
+        /// gone; when another instance may still be writing with the same producer id and
+        /// epoch, or the snapshot may be stale, start a writer with a higher epoch instead
+        /// (at-least-once). The details are on
+        /// [`ProducerSnapshot`]($crate::producer::ProducerSnapshot).
+        $(#[$meta])*
+        pub struct Writer {
+            shared: ::std::sync::Arc<Shared>,
+            url: String,
+            $($field: $fty,)*
+        }
+
+        impl ::std::fmt::Debug for Writer {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                let core = self.shared.lock();
+                f.debug_struct("Writer")
+                    .field("url", &$crate::url::strip_query(&self.url))
+                    .field("epoch", &core.producer().epoch())
+                    .field("buffered_bytes", &core.producer().buffered_bytes())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl StreamHandle {
+            /// A writer with the producer defaults
+            /// ([`ProducerConfig::new`]($crate::producer::ProducerConfig::new)) and the
+            /// handle's content type.
+            pub fn writer(&self, producer_id: impl Into<String>) -> Result<Writer, $crate::Error> {
+                self.writer_with($crate::driver::writer::default_config(
+                    self.url(),
+                    producer_id,
+                    self.content_type(),
+                ))
+            }
+
+            /// A writer with every producer setting chosen (its `url` is replaced by this
+            /// stream's).
+            ///
+            /// When `config.request_deadline` is `None`, each request gets the handle's call
+            /// timeout or the client's
+            /// [`request_timeout`](crate::ClientBuilder::request_timeout) (60 s by default) as
+            /// its deadline: a server that stops answering makes the attempt fail and be
+            /// retried, and the appends fail once the retry policy is exhausted, instead of
+            /// waiting for ever. (With the client's request timeout set to `None` there is no
+            /// deadline.)
+            pub fn writer_with(
+                &self,
+                mut config: $crate::producer::ProducerConfig,
+            ) -> Result<Writer, $crate::Error> {
+                let (client, call) = (self.client().clone(), self.call_options());
+                $crate::driver::writer::prepare_config(
+                    &mut config,
+                    self.url(),
+                    client.settings(),
+                    &call,
+                    client.next_seed(),
+                );
+                let url = config.url.clone();
+                let producer = $crate::producer::Producer::new(config, $now())?;
+                Writer::spawn(client, call, $crate::driver::writer::WriterCore::new(producer), url)
+            }
+
+            /// A writer that continues from `snapshot` (taken by [`Writer::snapshot`] or given
+            /// to an [`Writer::on_snapshot`] callback, maybe in another process): see the
+            /// [`Writer`] docs ("Durable state") and
+            /// [`ProducerSnapshot`]($crate::producer::ProducerSnapshot) for the guarantees. The
+            /// snapshot's configuration is used, with this stream's URL (it must be the same
+            /// stream, perhaps reached at another address) and a fresh PRNG seed. Re-append the
+            /// journaled appends from
+            /// [`ProducerSnapshot::next_append_id`]($crate::producer::ProducerSnapshot::next_append_id)
+            /// on after this returns.
+            ///
+            /// Errors: [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a
+            /// snapshot of another format version or an inconsistent one.
+            pub fn writer_from_snapshot(
+                &self,
+                mut snapshot: $crate::producer::ProducerSnapshot,
+            ) -> Result<Writer, $crate::Error> {
+                let (client, call) = (self.client().clone(), self.call_options());
+                $crate::driver::writer::prepare_config(
+                    &mut snapshot.config,
+                    self.url(),
+                    client.settings(),
+                    &call,
+                    client.next_seed(),
+                );
+                let url = snapshot.config.url.clone();
+                let core = $crate::driver::writer::WriterCore::restore(snapshot, $now())?;
+                Writer::spawn(client, call, core, url)
+            }
+        }
+
+        impl Writer {
+            /// Sets the callback told of every failure as it happens.
+            pub fn on_error(
+                &self,
+                callback: impl Fn(&$crate::driver::write_tracker::WriteFailure)
+                    + Send
+                    + Sync
+                    + 'static,
+            ) {
+                self.shared.lock().set_on_error(::std::sync::Arc::new(callback));
+            }
+
+            /// Appends without waiting: `Err(AppendError::Full)` (with the payload handed back)
+            /// when the buffer is full, `Err(AppendError::Refused)` for an invalid payload or a
+            /// stopped writer.
+            pub fn try_append(
+                &self,
+                data: impl Into<::bytes::Bytes>,
+            ) -> Result<$crate::producer::AppendId, $crate::producer::AppendError> {
+                self.try_append_as(data.into(), false)
+            }
+
+            /// Appends one value as a JSON message without waiting for room.
+            pub fn try_append_json<T: ::serde::Serialize + ?Sized>(
+                &self,
+                value: &T,
+            ) -> Result<$crate::producer::AppendId, $crate::producer::AppendError> {
+                self.try_append_as(self.to_json(value)?, true)
+            }
+
+            /// `serialized`: JSON bytes serde_json just wrote, not validated again.
+            fn try_append_as(
+                &self,
+                data: ::bytes::Bytes,
+                serialized: bool,
+            ) -> Result<$crate::producer::AppendId, $crate::producer::AppendError> {
+                let (id, wake) = self.shared.lock().append(data, serialized, $now())?;
+                if wake {
+                    self.wake();
+                }
+                Ok(id)
+            }
+
+            fn to_json<T: ::serde::Serialize + ?Sized>(
+                &self,
+                value: &T,
+            ) -> Result<::bytes::Bytes, $crate::producer::AppendError> {
+                $crate::driver::writer::json_payload(&self.url, value)
+            }
+
+            /// A snapshot of the writer's producer now: everything needed to continue with
+            /// [`StreamHandle::writer_from_snapshot`]. Cheap (payloads are shared, not copied)
+            /// and without effect on the writer. To persist snapshots for crash recovery use
+            /// [`Writer::on_snapshot`], which takes them at the right moments.
+            pub fn snapshot(&self) -> $crate::producer::ProducerSnapshot {
+                self.shared.lock().producer().snapshot()
+            }
+
+            /// Sets the callback that persists snapshots (replacing any earlier one). It is
+            /// called at once with the current snapshot (on this thread), then by the writer's
+            /// task or thread *before* it sends a batch the last snapshot did not hold, and
+            /// after every acknowledgement or failure. Nothing is sent while it runs, so the
+            /// snapshot it last persisted always holds every batch that may be on the server:
+            /// restoring from it (plus the journaled appends from its
+            /// [`next_append_id`]($crate::producer::ProducerSnapshot::next_append_id) on) is
+            /// exactly-once, provided it was set before the first append (right after
+            /// [`StreamHandle::writer`] or [`StreamHandle::writer_from_snapshot`]). It runs with
+            /// the writer locked: keep it short, and do not call the writer from it.
+            pub fn on_snapshot(
+                &self,
+                callback: impl Fn(&$crate::producer::ProducerSnapshot) + Send + Sync + 'static,
+            ) {
+                self.shared.lock().set_on_snapshot(::std::sync::Arc::new(callback));
+            }
+
+            /// The producer's current epoch (changes when auto-claim takes over).
+            pub fn epoch(&self) -> u64 {
+                self.shared.lock().producer().epoch()
+            }
+
+            /// Payload bytes buffered and not yet acknowledged.
+            pub fn buffered_bytes(&self) -> usize {
+                self.shared.lock().producer().buffered_bytes()
+            }
+
+            /// The latest tail offset an acknowledgement reported.
+            pub fn offset(&self) -> Option<$crate::Offset> {
+                self.shared.lock().offset()
+            }
+        }
+    };
+}
+
+/// Defines a driver's `JsonItems` (the messages of a JSON stream, one by one) and
+/// `Reader::json`, expanded in the driver's reader module; the driver implements the iteration
+/// (`Iterator` or `Stream`) over [`JsonItemQueue`](crate::driver::json_items::JsonItemQueue).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __json_items {
+    () => {
+        /// The messages of a JSON stream, one by one (from [`Reader::json`]).
+        pub struct JsonItems<T> {
+            reader: Reader,
+            pending: $crate::driver::json_items::JsonItemQueue,
+            _item: ::std::marker::PhantomData<fn() -> T>,
+        }
+
+        impl<T> ::std::fmt::Debug for JsonItems<T> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("JsonItems")
+                    .field("reader", &self.reader)
+                    .field("pending", &self.pending.len())
+                    .finish()
+            }
+        }
+
+        impl<T: ::serde::de::DeserializeOwned> JsonItems<T> {
+            /// The reader's checkpoint. While messages of a chunk are still pending it is the
+            /// offset after that whole chunk.
+            pub fn offset(&self) -> &$crate::Offset {
+                self.reader.offset()
+            }
+        }
+
+        impl Reader {
+            /// Iterates the messages of a JSON stream, deserialized.
+            pub fn json<T: ::serde::de::DeserializeOwned>(self) -> JsonItems<T> {
+                JsonItems {
+                    reader: self,
+                    pending: $crate::driver::json_items::JsonItemQueue::new(),
+                    _item: ::std::marker::PhantomData,
                 }
             }
         }
