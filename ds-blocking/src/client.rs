@@ -4,12 +4,12 @@
 //! The builder's settings and their validation, the client's documentation and its accessors
 //! are the same in both drivers: they live once in `ds_proto::driver::client` (the settings) and its
 //! hidden `__client!` macro, expanded here. What is this driver's own: building the transport
-//! (and its TLS configuration) in [`ClientBuilder::build`].
+//! (and its TLS configuration) from the settings.
 
-use crate::handle::StreamHandle;
 use crate::transport::Transport;
 use ds_proto::Error;
 
+use ds_proto::driver::client::ClientSettings;
 pub use ds_proto::driver::client::ExtrasProvider;
 
 ds_proto::__client! {
@@ -17,24 +17,14 @@ ds_proto::__client! {
     /// pool.
 }
 
-impl ClientBuilder {
-    /// Builds the client. Fails with
-    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) on an invalid retry policy,
-    /// a zero timeout or limit, a base URL that is not `http://` or `https://`, or a root
-    /// certificate that cannot be parsed.
-    pub fn build(self) -> Result<Client, Error> {
-        let settings = self.settings;
-        settings.validate()?;
+impl Transport {
+    /// The transport of validated `settings`: ureq's pooled agent with its TLS configuration.
+    pub(crate) fn from_settings(settings: &ClientSettings) -> Result<Transport, Error> {
         #[cfg(feature = "rustls")]
         let tls = crate::tls::tls_config(settings.tls_built_in_roots, &settings.root_certificates)
             .map_err(|m| settings.invalid(m))?;
         #[cfg(not(feature = "rustls"))]
         let tls = ();
-        let transport = Transport::with_tls(settings.connect_timeout, None, tls);
-        Ok(Client::from_parts(
-            transport,
-            settings,
-            crate::entropy_seed(),
-        ))
+        Ok(Transport::with_tls(settings.connect_timeout, None, tls))
     }
 }

@@ -8,7 +8,7 @@
 use crate::client::Client;
 use crate::trace;
 use bytes::Bytes;
-use ds_proto::driver::call::{Call, Step};
+use ds_proto::driver::call::Call;
 use ds_proto::driver::read_all::{self, ChunkAccumulator, ReadAll};
 use ds_proto::ops::{
     self, AppendOptions, Appended, Closed, CreateOptions, Created, OneShot, ProducerHeaders,
@@ -20,6 +20,7 @@ use serde::Serialize;
 use std::time::Instant;
 
 ds_proto::__stream_handle! {
+    now: std::time::Instant::now;
     /// A handle to one stream. Cheap to clone. Not named `Stream` so it does not collide with
     /// `futures::Stream` (the same name as in `ds-tokio`).
 }
@@ -43,17 +44,9 @@ impl StreamHandle {
                 )
             };
             trace.outcome(&outcome);
-            let step = call.outcome(outcome, Instant::now());
-            trace::call_step(&call, &step);
-            match step {
-                Step::Done {
-                    result,
-                    content_type,
-                } => {
-                    self.learn_content_type(&content_type);
-                    return result;
-                }
-                Step::Retry { delay, .. } => std::thread::sleep(delay),
+            match self.settle(&mut call, outcome, Instant::now()) {
+                Ok(result) => return result,
+                Err(delay) => std::thread::sleep(delay),
             }
         }
     }

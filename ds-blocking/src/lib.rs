@@ -140,26 +140,6 @@ pub use consumer::{
 };
 pub use handle::StreamHandle;
 pub use reader::{JsonItems, Reader, ReaderStopper};
-pub use writer::{AppendHandle, CloseReport, ErrorCallback, FlushError, SnapshotCallback, Writer};
+pub use writer::{AppendHandle, Writer};
 
-pub use ds_proto::producer::ProducerSnapshot;
-pub use ds_proto::reader::ReaderSnapshot;
-
-pub use ds_proto::driver::read_all::ReadAll;
-pub use ds_proto::driver::write_tracker::{WriteFailure, WriteOutcome};
-pub use ds_proto::producer::{AppendError, AppendId, FailureReason, ProducerConfig};
-pub use ds_proto::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent};
-
-pub use ds_proto::ops::{
-    AppendOptions, AppendOutcome, Appended, CallOptions, Closed, CreateOptions, Created, ForkFrom,
-    LiveMode, ProducerHeaders, ReadOptions, ReadResult, RequestExtras, StreamInfo,
-};
-pub use ds_proto::{ConflictKind, Error, ErrorKind, Offset, Operation, RetryPolicy};
-
-/// A seed from OS entropy for the machines' PRNGs (retry jitter only).
-pub(crate) fn entropy_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(u64::from(std::process::id()));
-    h.finish()
-}
+ds_proto::__driver_exports!();

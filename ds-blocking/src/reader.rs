@@ -21,7 +21,7 @@ use crate::client::Client;
 use crate::engine::{Engine, Here, Msg, Wake};
 use crate::trace;
 use ds_proto::ops::{CallOptions, LiveMode};
-use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent, ReaderSnapshot};
+use ds_proto::reader::{Chunk, ReaderEvent, ReaderSnapshot};
 use ds_proto::{Error, Offset};
 use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,40 +52,20 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
-    pub(crate) fn new(
+    /// A reader driving `machine` (made by the stream handle) for the stream at `url`.
+    pub(crate) fn from_machine(
         client: Client,
         call: CallOptions,
-        mut config: ReaderConfig,
-    ) -> Result<Reader, Error> {
-        config.rng_seed = client.next_seed();
-        let url = config.url.clone();
-        let machine = ds_proto::reader::Reader::new(config, Instant::now())?;
-        Ok(Reader {
+        machine: ds_proto::reader::Reader,
+        url: String,
+    ) -> Reader {
+        Reader {
             engine: Engine::new(machine, client, call),
             finished: false,
             url,
             stop: Arc::new(AtomicBool::new(false)),
             here: None,
-        })
-    }
-
-    /// A reader continuing from `snapshot` (see
-    /// [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot)).
-    pub(crate) fn restore(
-        client: Client,
-        call: CallOptions,
-        mut snapshot: ReaderSnapshot,
-    ) -> Result<Reader, Error> {
-        snapshot.config.rng_seed = client.next_seed();
-        let url = snapshot.config.url.clone();
-        let machine = ds_proto::reader::Reader::restore(snapshot, Instant::now())?;
-        Ok(Reader {
-            engine: Engine::new(machine, client, call),
-            finished: false,
-            url,
-            stop: Arc::new(AtomicBool::new(false)),
-            here: None,
-        })
+        }
     }
 
     /// A snapshot of what this reader has handed out: continue from it with

@@ -4,25 +4,7 @@
 //! not want tracing pay nothing. What is this driver's own: entering an exchange's span on the
 //! thread that performs it.
 
-#[cfg(not(feature = "tracing"))]
-use ds_proto::driver::trace::off as imp;
-#[cfg(feature = "tracing")]
-use ds_proto::driver::trace::on as imp;
-
-pub(crate) use imp::{call_step, producer_event, reader_event};
-
-/// The clock request latencies are measured with.
-#[derive(Debug)]
-pub(crate) struct Clock;
-
-impl ds_proto::driver::trace::Clock for Clock {
-    fn now() -> std::time::Instant {
-        std::time::Instant::now()
-    }
-}
-
-/// The span of one HTTP exchange and what is counted while it runs.
-pub(crate) type RequestTrace = imp::RequestTrace<Clock>;
+ds_proto::__driver_trace!(now: std::time::Instant::now);
 
 /// Enters a request's span (from [`RequestTrace::handle`]) until the guard is dropped.
 #[cfg(feature = "tracing")]

@@ -21,7 +21,7 @@ use crate::trace;
 use bytes::Bytes;
 use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
-pub use ds_proto::driver::writer::{CloseReport, ErrorCallback, FlushError, SnapshotCallback};
+use ds_proto::driver::writer::{CloseReport, FlushError};
 use ds_proto::producer::{AppendError, AppendId};
 use ds_proto::{Error, Operation};
 use serde::Serialize;

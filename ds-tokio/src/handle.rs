@@ -8,7 +8,7 @@
 use crate::client::Client;
 use crate::trace;
 use bytes::Bytes;
-use ds_proto::driver::call::{Call, Step};
+use ds_proto::driver::call::Call;
 use ds_proto::driver::read_all::{self, ChunkAccumulator, ReadAll};
 use ds_proto::ops::{
     self, AppendOptions, Appended, Closed, CreateOptions, Created, OneShot, ProducerHeaders,
@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 ds_proto::__stream_handle! {
+    now: crate::engine::now;
     /// A handle to one stream. Cheap to clone. Not named `Stream` so it does not collide with
     /// `futures::Stream`.
 }
@@ -47,17 +48,9 @@ impl StreamHandle {
                 None => exchange.await,
             };
             trace.outcome(&outcome);
-            let step = call.outcome(outcome, Instant::now().into_std());
-            trace::call_step(&call, &step);
-            match step {
-                Step::Done {
-                    result,
-                    content_type,
-                } => {
-                    self.learn_content_type(&content_type);
-                    return result;
-                }
-                Step::Retry { delay, .. } => tokio::time::sleep(delay).await,
+            match self.settle(&mut call, outcome, Instant::now().into_std()) {
+                Ok(result) => return result,
+                Err(delay) => tokio::time::sleep(delay).await,
             }
         }
     }

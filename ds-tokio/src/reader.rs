@@ -14,7 +14,7 @@ use crate::client::Client;
 use crate::engine::{Engine, Wake};
 use crate::trace;
 use ds_proto::ops::CallOptions;
-use ds_proto::reader::{Chunk, ReaderConfig, ReaderEvent, ReaderSnapshot};
+use ds_proto::reader::{Chunk, ReaderEvent, ReaderSnapshot};
 use ds_proto::{Error, Offset};
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
@@ -73,18 +73,8 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
-    pub(crate) fn new(
-        client: Client,
-        call: CallOptions,
-        mut config: ReaderConfig,
-    ) -> Result<Reader, Error> {
-        config.rng_seed = client.next_seed();
-        let url = config.url.clone();
-        let machine = ds_proto::reader::Reader::new(config, crate::engine::now())?;
-        Ok(Reader::from_machine(client, call, machine, url))
-    }
-
-    fn from_machine(
+    /// A reader driving `machine` (made by the stream handle) for the stream at `url`.
+    pub(crate) fn from_machine(
         client: Client,
         call: CallOptions,
         machine: ds_proto::reader::Reader,
@@ -103,19 +93,6 @@ impl Reader {
             finished: false,
             url,
         }
-    }
-
-    /// A reader continuing from `snapshot` (see
-    /// [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot)).
-    pub(crate) fn restore(
-        client: Client,
-        call: CallOptions,
-        mut snapshot: ReaderSnapshot,
-    ) -> Result<Reader, Error> {
-        snapshot.config.rng_seed = client.next_seed();
-        let url = snapshot.config.url.clone();
-        let machine = ds_proto::reader::Reader::restore(snapshot, crate::engine::now())?;
-        Ok(Reader::from_machine(client, call, machine, url))
     }
 
     /// A snapshot of what this reader has handed out: continue from it with

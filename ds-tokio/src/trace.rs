@@ -4,26 +4,7 @@
 //! not want tracing pay nothing. What is this driver's own: running an exchange's future in its
 //! span.
 
-#[cfg(not(feature = "tracing"))]
-use ds_proto::driver::trace::off as imp;
-#[cfg(feature = "tracing")]
-use ds_proto::driver::trace::on as imp;
-
-pub(crate) use imp::{call_step, producer_event, reader_event};
-
-/// The clock request latencies are measured with: `tokio::time`, the driver's one clock (the
-/// machines get their `now` from it too), so a span's latency agrees with their deadlines.
-#[derive(Debug)]
-pub(crate) struct Clock;
-
-impl ds_proto::driver::trace::Clock for Clock {
-    fn now() -> std::time::Instant {
-        tokio::time::Instant::now().into_std()
-    }
-}
-
-/// The span of one HTTP exchange and what is counted while it runs.
-pub(crate) type RequestTrace = imp::RequestTrace<Clock>;
+ds_proto::__driver_trace!(now: crate::engine::now);
 
 /// A request's span ([`RequestTrace::handle`]): nothing without the `tracing` feature.
 #[cfg(feature = "tracing")]

@@ -153,9 +153,10 @@ mod tests {
     const URL: &str = "http://h/v1/stream/s";
 
     fn settings(retry: RetryPolicy) -> ClientSettings {
-        let mut s = ClientSettings::default();
-        s.retry = retry;
-        s
+        ClientSettings {
+            retry,
+            ..ClientSettings::default()
+        }
     }
 
     fn parts(status: u16, headers: &[(&str, &str)]) -> http::response::Parts {

@@ -209,9 +209,11 @@ mod tests {
 
     #[test]
     fn read_all_is_a_bounded_catch_up() {
-        let mut settings = ClientSettings::default();
-        settings.max_response_bytes = 1234;
-        settings.request_timeout = Some(std::time::Duration::from_secs(3));
+        let settings = ClientSettings {
+            max_response_bytes: 1234,
+            request_timeout: Some(std::time::Duration::from_secs(3)),
+            ..ClientSettings::default()
+        };
         let base = ReaderConfig::new("http://h/s");
         let call = CallOptions::default();
         let c = reader_config(base.clone(), Offset::now(), &settings, &call);

@@ -9,11 +9,14 @@
 /// module, with the first paragraph of `Client`'s documentation as attributes): the builder
 /// around a `ds_proto::client::ClientSettings` with `Default`, `Debug` and every setter; the
 /// client's `Inner` (the driver's `Transport`, the seed generator, the settings); `Client`
-/// with its documentation, `Debug`, `new`, `builder`, `stream` and the crate-private accessors
-/// the rest of the driver uses. The driver provides `Transport`, `StreamHandle::new(Client,
-/// String)`, and writes `ClientBuilder::build` (which ends with `Client::from_parts`).
+/// with its documentation, `Debug`, `new`, `builder` and the crate-private accessors the rest
+/// of the driver uses (`Client::stream` comes with `__stream_handle!`, so the client's module
+/// does not import the handle's), and `ClientBuilder::build`. The driver provides `Transport`
+/// with `Transport::from_settings(&ClientSettings) -> Result<Transport, Error>` (its HTTP
+/// stack and TLS configuration) and `crate::entropy_seed()` (see `__driver_exports!`).
 #[doc(hidden)]
 #[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
 macro_rules! __client {
     ($(#[$meta:meta])*) => {
         /// Builds a [`Client`].
@@ -195,6 +198,19 @@ macro_rules! __client {
             }
         }
 
+        impl ClientBuilder {
+            /// Builds the client. Fails with
+            /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) on an invalid retry
+            /// policy, a zero timeout or limit, a base URL that is not `http://` or `https://`,
+            /// or a root certificate that cannot be parsed.
+            pub fn build(self) -> Result<Client, $crate::Error> {
+                let settings = self.settings;
+                settings.validate()?;
+                let transport = Transport::from_settings(&settings)?;
+                Ok(Client::from_parts(transport, settings, crate::entropy_seed()))
+            }
+        }
+
         impl Client {
             /// A client with default settings for `base_url`.
             pub fn new(base_url: impl Into<String>) -> Result<Client, $crate::Error> {
@@ -204,12 +220,6 @@ macro_rules! __client {
             /// A builder.
             pub fn builder() -> ClientBuilder {
                 ClientBuilder::default()
-            }
-
-            /// A handle to the stream at `path` (resolved against the base URL) or at an absolute
-            /// URL.
-            pub fn stream(&self, path_or_url: &str) -> StreamHandle {
-                StreamHandle::new(self.clone(), self.settings().resolve(path_or_url))
             }
 
             /// The client of a transport and validated settings; `seed` (from OS entropy) seeds
@@ -279,12 +289,15 @@ macro_rules! __client {
 
 /// Defines a driver's `StreamHandle` (expanded in the module that implements its operations,
 /// with the struct's documentation as attributes): the struct, `Clone`, a `Debug` without
-/// credentials, and the accessors that need no I/O. The driver's `Client` provides
+/// credentials, `Client::stream`, and the methods that need no I/O (accessors, reader
+/// configurations and constructors). The driver provides its clock as `$now` and
+/// `Reader::from_machine(Client, CallOptions, ds_proto::reader::Reader, url: String)`. The driver's `Client` provides
 /// `fn mark_sensitive(&self, &mut HeaderMap)` (see `__client!`).
 #[doc(hidden)]
 #[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
 macro_rules! __stream_handle {
-    ($(#[$meta:meta])*) => {
+    (now: $now:path; $(#[$meta:meta])*) => {
         $(#[$meta])*
         #[derive(Clone)]
         pub struct StreamHandle {
@@ -304,6 +317,14 @@ macro_rules! __stream_handle {
                     .field("call", &self.call)
                     .field("client", &self.client)
                     .finish()
+            }
+        }
+
+        impl Client {
+            /// A handle to the stream at `path` (resolved against the base URL) or at an absolute
+            /// URL.
+            pub fn stream(&self, path_or_url: &str) -> StreamHandle {
+                StreamHandle::new(self.clone(), self.settings().resolve(path_or_url))
             }
         }
 
@@ -354,6 +375,29 @@ macro_rules! __stream_handle {
                 self.call.clone()
             }
 
+            /// Takes what came of an attempt of `call` at `now`: the operation's result (the
+            /// handle has learned what it teaches), or how long to wait before the next
+            /// attempt. Traced through the driver's `trace::call_step`.
+            fn settle<O: $crate::ops::OneShot>(
+                &self,
+                call: &mut $crate::driver::call::Call<O>,
+                outcome: Result<(::http::response::Parts, ::bytes::Bytes), $crate::TransportError>,
+                now: ::std::time::Instant,
+            ) -> Result<Result<O::Output, $crate::Error>, ::std::time::Duration> {
+                let step = call.outcome(outcome, now);
+                crate::trace::call_step(call, &step);
+                match step {
+                    $crate::driver::call::Step::Done {
+                        result,
+                        content_type,
+                    } => {
+                        self.learn_content_type(&content_type);
+                        Ok(result)
+                    }
+                    $crate::driver::call::Step::Retry { delay, .. } => Err(delay),
+                }
+            }
+
             /// A reader from `offset` in `mode` (catch-up, long-poll, SSE or auto), with the
             /// reader defaults of [`StreamHandle::reader_config`] (retries without limit).
             pub fn reader(
@@ -375,7 +419,16 @@ macro_rules! __stream_handle {
                 &self,
                 config: $crate::reader::ReaderConfig,
             ) -> Result<crate::Reader, $crate::Error> {
-                crate::Reader::new(self.client.clone(), self.call.clone(), self.complete(config))
+                let mut config = self.complete(config);
+                config.rng_seed = self.client.next_seed();
+                let url = config.url.clone();
+                let machine = $crate::reader::Reader::new(config, $now())?;
+                Ok(crate::Reader::from_machine(
+                    self.client.clone(),
+                    self.call.clone(),
+                    machine,
+                    url,
+                ))
             }
 
             /// A reader that continues from `snapshot` (from `Reader::snapshot`, maybe taken in
@@ -394,7 +447,15 @@ macro_rules! __stream_handle {
                 mut snapshot: $crate::reader::ReaderSnapshot,
             ) -> Result<crate::Reader, $crate::Error> {
                 snapshot.config.url = self.url.to_string();
-                crate::Reader::restore(self.client.clone(), self.call.clone(), snapshot)
+                snapshot.config.rng_seed = self.client.next_seed();
+                let url = snapshot.config.url.clone();
+                let machine = $crate::reader::Reader::restore(snapshot, $now())?;
+                Ok(crate::Reader::from_machine(
+                    self.client.clone(),
+                    self.call.clone(),
+                    machine,
+                    url,
+                ))
             }
 
             /// The reader configuration [`StreamHandle::reader`] starts from:
@@ -470,6 +531,7 @@ macro_rules! __stream_handle {
 /// its clock as `$now` (a path to a `fn() -> std::time::Instant`).
 #[doc(hidden)]
 #[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
 macro_rules! __writer {
     (
         now: $now:path;
@@ -704,6 +766,7 @@ macro_rules! __writer {
 /// (`Iterator` or `Stream`) over [`JsonItemQueue`](crate::driver::json_items::JsonItemQueue).
 #[doc(hidden)]
 #[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
 macro_rules! __json_items {
     () => {
         /// The messages of a JSON stream, one by one (from [`Reader::json`]).
@@ -740,5 +803,71 @@ macro_rules! __json_items {
                 }
             }
         }
+    };
+}
+
+/// The protocol types every driver re-exports (so users name them from the driver's crate),
+/// and the driver's source of PRNG seeds; expanded at the root of a driver's crate.
+#[doc(hidden)]
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
+macro_rules! __driver_exports {
+    () => {
+        pub use $crate::driver::read_all::ReadAll;
+        pub use $crate::driver::write_tracker::{WriteFailure, WriteOutcome};
+        pub use $crate::driver::writer::{
+            CloseReport, ErrorCallback, FlushError, SnapshotCallback,
+        };
+        pub use $crate::ops::{
+            AppendOptions, AppendOutcome, Appended, CallOptions, Closed, CreateOptions, Created,
+            ForkFrom, LiveMode, ProducerHeaders, ReadOptions, ReadResult, RequestExtras,
+            StreamInfo,
+        };
+        pub use $crate::producer::{
+            AppendError, AppendId, FailureReason, ProducerConfig, ProducerSnapshot,
+        };
+        pub use $crate::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent, ReaderSnapshot};
+        pub use $crate::{ConflictKind, Error, ErrorKind, Offset, Operation, RetryPolicy};
+
+        /// A seed from OS entropy for the machines' PRNGs (retry jitter only): ds-proto draws
+        /// no randomness of its own.
+        pub(crate) fn entropy_seed() -> u64 {
+            use ::std::hash::{BuildHasher, Hasher};
+            let mut h = ::std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(u64::from(::std::process::id()));
+            h.finish()
+        }
+    };
+}
+
+/// A driver's tracing facade (expanded in its `trace` module): `ds_proto::driver::trace::on`
+/// with the driver's `tracing` feature, `off` without, the helpers its loops call, and the
+/// driver's clock (`$now`, a path to a `fn() -> std::time::Instant`) for request latencies.
+#[doc(hidden)]
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
+macro_rules! __driver_trace {
+    (now: $now:path) => {
+        #[cfg(not(feature = "tracing"))]
+        use $crate::driver::trace::off as imp;
+        #[cfg(feature = "tracing")]
+        use $crate::driver::trace::on as imp;
+
+        pub(crate) use imp::{call_step, producer_event, reader_event};
+
+        /// The clock request latencies are measured with: the driver's one clock (the
+        /// machines get their `now` from it too), so a span's latency agrees with their
+        /// deadlines.
+        #[derive(Debug)]
+        pub(crate) struct Clock;
+
+        impl $crate::driver::trace::Clock for Clock {
+            fn now() -> ::std::time::Instant {
+                $now()
+            }
+        }
+
+        /// The span of one HTTP exchange and what is counted while it runs.
+        pub(crate) type RequestTrace = imp::RequestTrace<Clock>;
     };
 }

@@ -205,8 +205,10 @@ fn an_append_says_when_the_loop_must_look() {
 
 #[test]
 fn a_writers_configuration_gets_the_stream_the_seed_and_a_deadline() {
-    let mut settings = ClientSettings::default();
-    settings.request_timeout = Some(Duration::from_secs(9));
+    let settings = ClientSettings {
+        request_timeout: Some(Duration::from_secs(9)),
+        ..ClientSettings::default()
+    };
     let mut config = default_config("http://h/other", "p", Some("text/plain".into()));
     assert_eq!(config.content_type, "text/plain");
     prepare_config(&mut config, URL, &settings, &CallOptions::default(), 42);
