@@ -265,6 +265,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod consumer;
 pub mod error;
 pub mod headers;
 #[cfg(feature = "http1")]
@@ -286,6 +287,9 @@ pub mod trace;
 pub mod url;
 pub mod write_tracker;
 
+pub use consumer::{
+    Consumer, ConsumerError, ConsumerEvent, ConsumerExit, ConsumerOptions, ErrorAction,
+};
 pub use error::{ConflictKind, Error, ErrorKind, Operation};
 pub use io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 pub use machine::Machine;

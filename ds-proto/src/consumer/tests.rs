@@ -1,0 +1,586 @@
+//! Unit tests of the consumer, driven by hand-made inputs (no IO).
+
+use super::*;
+use crate::error::ErrorKind;
+use crate::io::{Input, RequestId, Transmit};
+use crate::machine::Machine;
+use crate::offset::Offset;
+use crate::ops::test_util::parts;
+use crate::reader::{ReadMode, ReaderConfig, ReaderEvent};
+use crate::retry::RetryPolicy;
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+const URL: &str = "http://h/s";
+const BASE: Duration = Duration::from_millis(100);
+const MAX: Duration = Duration::from_secs(1);
+
+fn off(n: u32) -> Offset {
+    Offset::parse(format!("0_{n:04}")).unwrap()
+}
+
+fn options(mode: ReadMode) -> ConsumerOptions {
+    ConsumerOptions {
+        mode,
+        backoff_base: BASE,
+        backoff_max: MAX,
+        // A failed read is reported at once (no retries of the reader's own).
+        reader_retry: RetryPolicy::none(),
+        ..ConsumerOptions::default()
+    }
+}
+
+fn query(t: &Transmit) -> String {
+    t.request.uri().query().unwrap_or("").to_owned()
+}
+
+/// A consumer and the clock it is driven with.
+struct T {
+    c: Consumer<String>,
+    now: Instant,
+}
+
+impl T {
+    fn new(options: ConsumerOptions) -> T {
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        let config = ReaderConfig {
+            rng_seed: 11,
+            ..ReaderConfig::new(URL)
+        };
+        T {
+            c: Consumer::new(config, &options, now),
+            now,
+        }
+    }
+
+    fn long_poll() -> T {
+        T::new(options(ReadMode::LongPoll))
+    }
+
+    fn tx(&mut self) -> Transmit {
+        self.c.poll_transmit(self.now).expect("a transmit")
+    }
+
+    fn no_tx(&mut self) {
+        assert!(
+            self.c.poll_transmit(self.now).is_none(),
+            "unexpected transmit"
+        );
+    }
+
+    fn respond(&mut self, id: RequestId, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        let now = self.now;
+        self.c.handle_input(
+            Input::Head {
+                id,
+                parts: parts(status, headers),
+            },
+            now,
+        );
+        if !body.is_empty() {
+            self.c.handle_input(
+                Input::Body {
+                    id,
+                    chunk: Bytes::copy_from_slice(body),
+                },
+                now,
+            );
+        }
+        self.c.handle_input(Input::End { id }, now);
+    }
+
+    /// A 200 with `body` and the offset after it.
+    fn data(&mut self, id: RequestId, body: &str, next: u32) {
+        let next = off(next);
+        self.respond(
+            id,
+            200,
+            &[("stream-next-offset", next.as_str())],
+            body.as_bytes(),
+        );
+    }
+
+    fn events(&mut self) -> Vec<ConsumerEvent<String>> {
+        std::iter::from_fn(|| self.c.poll_event()).collect()
+    }
+
+    /// The one event queued, which must be a batch: its data.
+    fn batch(&mut self) -> String {
+        match self.events().as_slice() {
+            [ConsumerEvent::Batch(chunk)] => String::from_utf8(chunk.data.to_vec()).unwrap(),
+            other => panic!("expected one batch, got {other:?}"),
+        }
+    }
+
+    fn error_event(&mut self) {
+        let events = self.events();
+        assert!(
+            matches!(events.as_slice(), [ConsumerEvent::Error]),
+            "expected the error hook's turn, got {events:?}"
+        );
+    }
+
+    fn exit(&mut self) -> ConsumerExit<String> {
+        let mut events = self.events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        match events.pop() {
+            Some(ConsumerEvent::Exit(exit)) => exit,
+            other => panic!("expected the exit, got {other:?}"),
+        }
+    }
+
+    fn ok(&mut self) {
+        self.c.batch_done(Ok(()), self.now).unwrap();
+    }
+
+    fn refuse(&mut self) {
+        self.c.batch_done(Err("refused".into()), self.now).unwrap();
+    }
+
+    fn reconnect(&mut self) -> Duration {
+        self.c
+            .resolve_error(ErrorAction::Reconnect, self.now)
+            .unwrap();
+        let at = self.c.poll_timeout().expect("the backoff timer");
+        assert_eq!(self.c.reconnect_at(), Some(at));
+        at - self.now
+    }
+
+    /// Moves the clock to the consumer's timer and fires it.
+    fn wait_timer(&mut self) {
+        let at = self.c.poll_timeout().expect("a timer");
+        self.now = self.now.max(at);
+        self.c.handle_timeout(self.now);
+    }
+
+    fn finished(&mut self) {
+        assert!(self.c.is_finished());
+        self.no_tx();
+        assert_eq!(self.c.poll_timeout(), None);
+        assert!(self.c.poll_event().is_none());
+        assert_eq!(self.c.poll_cancel(), None);
+    }
+}
+
+#[test]
+fn the_checkpoint_moves_only_when_a_batch_is_handled() {
+    let mut t = T::long_poll();
+    assert_eq!(t.c.checkpoint().as_str(), "-1");
+    let a = t.tx();
+    assert!(query(&a).contains("offset=-1"), "{}", query(&a));
+    t.data(a.id, "a", 1);
+    assert_eq!(t.batch(), "a");
+    assert!(t.c.is_batch_out());
+    assert_eq!(t.c.checkpoint().as_str(), "-1", "not before the outcome");
+
+    // The reader goes on (its next request may be made), but no batch is handed out while one
+    // is out.
+    let b = t.tx();
+    t.data(b.id, "b", 2);
+    assert!(t.events().is_empty(), "one batch out at a time");
+    assert_eq!(t.c.checkpoint().as_str(), "-1");
+
+    t.ok();
+    assert_eq!(t.c.checkpoint(), &off(1));
+    assert!(!t.c.is_batch_out());
+    assert_eq!(t.batch(), "b");
+    t.ok();
+    assert_eq!(t.c.checkpoint(), &off(2));
+    assert_eq!(t.c.reader().unwrap().offset(), &off(2));
+}
+
+#[test]
+fn commands_at_the_wrong_time_are_refused() {
+    let mut t = T::long_poll();
+    assert_eq!(
+        t.c.batch_done(Ok(()), t.now),
+        Err(ConsumerCommandError::NoBatchOut)
+    );
+    assert_eq!(
+        t.c.resolve_error(ErrorAction::Stop, t.now),
+        Err(ConsumerCommandError::NoErrorPending)
+    );
+    let a = t.tx();
+    t.data(a.id, "a", 1);
+    assert_eq!(t.batch(), "a");
+    assert_eq!(
+        t.c.resolve_error(ErrorAction::Reconnect, t.now),
+        Err(ConsumerCommandError::NoErrorPending)
+    );
+    t.ok();
+    assert_eq!(
+        t.c.batch_done(Ok(()), t.now),
+        Err(ConsumerCommandError::NoBatchOut),
+        "an outcome counts once"
+    );
+    assert_eq!(t.c.checkpoint(), &off(1));
+}
+
+#[test]
+fn a_refused_batch_is_delivered_again_from_the_checkpoint_after_the_backoff() {
+    let mut t = T::long_poll();
+    let a = t.tx();
+    t.data(a.id, "a", 1);
+    assert_eq!(t.batch(), "a");
+    t.ok();
+    let b = t.tx();
+    t.data(b.id, "b", 2);
+    assert_eq!(t.batch(), "b");
+    // The reader's next request is in flight when the handler refuses "b".
+    let c = t.tx();
+    t.refuse();
+    assert_eq!(
+        t.c.poll_cancel(),
+        Some(c.id),
+        "the reader's request is cancelled"
+    );
+    assert_eq!(t.c.poll_cancel(), None);
+    t.error_event();
+    assert!(matches!(
+        t.c.pending_error(),
+        Some(ConsumerError::Handler(e)) if e == "refused"
+    ));
+    assert_eq!(
+        t.c.checkpoint(),
+        &off(1),
+        "a refused batch does not move it"
+    );
+    // Nothing happens until the hook answers.
+    t.no_tx();
+    assert_eq!(t.c.poll_timeout(), None);
+
+    let delay = t.reconnect();
+    assert!(delay <= BASE, "{delay:?}");
+    assert!(t.c.pending_error().is_none());
+    if !delay.is_zero() {
+        t.no_tx();
+    }
+    t.wait_timer();
+    let again = t.tx();
+    assert!(
+        query(&again).contains(&format!("offset={}", off(1))),
+        "{}",
+        query(&again)
+    );
+    assert!(again.id > c.id, "ids stay unique across readers");
+    // A late answer to the cancelled request is ignored.
+    t.data(c.id, "c", 3);
+    assert!(t.events().is_empty());
+    t.data(again.id, "b", 2);
+    assert_eq!(t.batch(), "b", "delivered again");
+    t.ok();
+    assert_eq!(t.c.checkpoint(), &off(2));
+    assert_eq!(
+        t.c.reconnects(),
+        0,
+        "a handled batch starts the schedule over"
+    );
+}
+
+#[test]
+fn the_backoff_grows_is_capped_and_follows_the_retry_module() {
+    let opts = options(ReadMode::LongPoll);
+    let policy = opts.backoff_policy();
+    assert_eq!(
+        policy,
+        RetryPolicy {
+            initial_delay: BASE,
+            max_delay: MAX,
+            max_attempts: None,
+            max_elapsed: None,
+            ..RetryPolicy::default()
+        }
+    );
+    let mut t = T::new(opts);
+    let mut delays = Vec::new();
+    for n in 1..=30u32 {
+        let r = t.tx();
+        t.respond(r.id, 503, &[], b"");
+        t.error_event();
+        assert!(matches!(
+            t.c.pending_error(),
+            Some(ConsumerError::Read(e)) if e.kind.is_retryable()
+        ));
+        let delay = t.reconnect();
+        assert_eq!(t.c.reconnects(), n);
+        assert!(delay <= policy.ceiling(n), "reconnect {n}: {delay:?}");
+        assert!(delay <= MAX);
+        delays.push(delay);
+        t.wait_timer();
+    }
+    assert!(
+        delays[10..].iter().any(|d| *d > 4 * BASE),
+        "the delays grow past the first ceiling: {delays:?}"
+    );
+    // The same seed gives the same schedule.
+    let mut u = T::new(options(ReadMode::LongPoll));
+    for d in &delays {
+        let r = u.tx();
+        u.respond(r.id, 503, &[], b"");
+        u.error_event();
+        assert_eq!(u.reconnect(), *d);
+        u.wait_timer();
+    }
+
+    // A handled batch starts the schedule over.
+    let r = t.tx();
+    t.data(r.id, "x", 1);
+    assert_eq!(t.batch(), "x");
+    t.ok();
+    assert_eq!(t.c.reconnects(), 0);
+    let r = t.tx();
+    t.respond(r.id, 503, &[], b"");
+    t.error_event();
+    assert!(t.reconnect() <= BASE);
+
+    // A maximum below the base is raised to it.
+    let low = ConsumerOptions {
+        backoff_max: Duration::from_millis(1),
+        ..options(ReadMode::LongPoll)
+    };
+    assert_eq!(low.backoff_policy().max_delay, BASE);
+    assert!(low.backoff_policy().validate().is_ok());
+}
+
+#[test]
+fn stop_while_a_batch_is_out_waits_for_its_outcome() {
+    let mut t = T::long_poll();
+    let a = t.tx();
+    t.data(a.id, "a", 1);
+    assert_eq!(t.batch(), "a");
+    let b = t.tx();
+    t.c.stop();
+    assert_eq!(t.c.poll_cancel(), Some(b.id));
+    assert!(t.events().is_empty(), "not before the outcome");
+    assert!(!t.c.is_finished());
+    t.no_tx();
+    t.ok();
+    match t.exit() {
+        ConsumerExit::Stopped { offset } => assert_eq!(offset, off(1), "past the handled batch"),
+        other => panic!("{other:?}"),
+    }
+    t.finished();
+
+    // A refusal after a stop is still shown to the hook; its Reconnect means stop.
+    let mut t = T::long_poll();
+    let a = t.tx();
+    t.data(a.id, "a", 1);
+    assert_eq!(t.batch(), "a");
+    t.c.stop();
+    t.refuse();
+    t.error_event();
+    t.c.resolve_error(ErrorAction::Reconnect, t.now).unwrap();
+    match t.exit() {
+        ConsumerExit::Stopped { offset } => assert_eq!(offset.as_str(), "-1"),
+        other => panic!("{other:?}"),
+    }
+    t.finished();
+}
+
+#[test]
+fn stop_while_reading_cancels_the_request_and_hands_out_nothing_more() {
+    let mut t = T::long_poll();
+    let a = t.tx();
+    t.data(a.id, "a", 1);
+    assert_eq!(t.batch(), "a");
+    t.ok();
+    let b = t.tx();
+    t.data(b.id, "b", 2); // queued in the reader, not handed out yet
+    let c = t.tx();
+    t.c.stop();
+    assert_eq!(t.c.poll_cancel(), Some(c.id));
+    match t.exit() {
+        ConsumerExit::Stopped { offset } => assert_eq!(offset, off(1)),
+        other => panic!("{other:?}"),
+    }
+    t.finished();
+    t.c.stop(); // idempotent
+    assert!(t.c.poll_event().is_none());
+}
+
+#[test]
+fn stop_while_waiting_to_reconnect_ends_at_once() {
+    let mut t = T::long_poll();
+    let a = t.tx();
+    t.respond(a.id, 503, &[], b"");
+    t.error_event();
+    t.reconnect();
+    t.c.stop();
+    assert_eq!(t.c.reconnect_at(), None);
+    match t.exit() {
+        ConsumerExit::Stopped { offset } => assert_eq!(offset.as_str(), "-1"),
+        other => panic!("{other:?}"),
+    }
+    t.finished();
+}
+
+#[test]
+fn eof_ends_the_consumer_once_the_last_batch_is_handled() {
+    let mut t = T::long_poll();
+    let a = t.tx();
+    let end = off(1);
+    t.respond(
+        a.id,
+        200,
+        &[
+            ("stream-next-offset", end.as_str()),
+            ("stream-closed", "true"),
+        ],
+        b"last",
+    );
+    let events = t.events();
+    let [ConsumerEvent::Batch(chunk)] = events.as_slice() else {
+        panic!("{events:?}");
+    };
+    assert!(chunk.closed);
+    // Refused: no EOF yet, the last batch comes again.
+    t.refuse();
+    t.error_event();
+    t.reconnect();
+    t.wait_timer();
+    let again = t.tx();
+    t.respond(
+        again.id,
+        200,
+        &[
+            ("stream-next-offset", end.as_str()),
+            ("stream-closed", "true"),
+        ],
+        b"last",
+    );
+    assert_eq!(t.batch(), "last");
+    t.ok();
+    match t.exit() {
+        ConsumerExit::Eof { offset } => assert_eq!(offset, end),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(t.c.checkpoint(), &end);
+    t.finished();
+}
+
+#[test]
+fn a_reader_failure_asks_the_hook_and_stop_ends_with_the_error() {
+    let mut t = T::long_poll();
+    let a = t.tx();
+    t.data(a.id, "a", 1);
+    assert_eq!(t.batch(), "a");
+    t.ok();
+    let b = t.tx();
+    t.respond(b.id, 404, &[], b"");
+    t.error_event();
+    assert!(matches!(
+        t.c.pending_error(),
+        Some(ConsumerError::Read(e)) if e.kind == ErrorKind::NotFound
+    ));
+    assert!(t.c.reader().is_none());
+    t.c.resolve_error(ErrorAction::Stop, t.now).unwrap();
+    let exit = t.exit();
+    assert_eq!(exit.offset(), &off(1));
+    match exit {
+        ConsumerExit::Failed {
+            offset,
+            error: ConsumerError::Read(e),
+        } => {
+            assert_eq!(offset, off(1));
+            assert_eq!(e.kind, ErrorKind::NotFound);
+        }
+        other => panic!("{other:?}"),
+    }
+    t.finished();
+}
+
+#[test]
+fn a_refused_batch_with_stop_ends_with_the_handlers_error() {
+    let mut t = T::long_poll();
+    let a = t.tx();
+    t.data(a.id, "a", 1);
+    assert_eq!(t.batch(), "a");
+    t.refuse();
+    t.error_event();
+    t.c.resolve_error(ErrorAction::Stop, t.now).unwrap();
+    match t.exit() {
+        ConsumerExit::Failed {
+            offset,
+            error: ConsumerError::Handler(e),
+        } => {
+            assert_eq!(offset.as_str(), "-1");
+            assert_eq!(e, "refused");
+        }
+        other => panic!("{other:?}"),
+    }
+    t.finished();
+}
+
+#[test]
+fn a_configuration_the_reader_refuses_is_a_read_error() {
+    #[allow(clippy::disallowed_methods)]
+    let now = Instant::now();
+    let config = ReaderConfig {
+        max_body_bytes: 0,
+        ..ReaderConfig::new(URL)
+    };
+    let mut c: Consumer<String> = Consumer::new(config, &options(ReadMode::Auto), now);
+    assert!(c.poll_transmit(now).is_none());
+    assert!(matches!(c.poll_event(), Some(ConsumerEvent::Error)));
+    assert!(matches!(
+        c.pending_error(),
+        Some(ConsumerError::Read(e)) if matches!(e.kind, ErrorKind::InvalidInput(_))
+    ));
+}
+
+#[test]
+fn up_to_date_moves_a_sentinel_checkpoint_and_catch_up_ends_stopped() {
+    let mut t = T::new(options(ReadMode::CatchUp));
+    let a = t.tx();
+    let tail = off(5);
+    t.respond(
+        a.id,
+        200,
+        &[
+            ("stream-next-offset", tail.as_str()),
+            ("stream-up-to-date", "true"),
+        ],
+        b"",
+    );
+    let mut events = t.events();
+    let exit = events.pop();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [ConsumerEvent::Read(ReaderEvent::UpToDate { offset })] if *offset == tail
+        ),
+        "{events:?}"
+    );
+    match exit {
+        Some(ConsumerEvent::Exit(ConsumerExit::Stopped { offset })) => assert_eq!(offset, tail),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(t.c.checkpoint(), &tail);
+    t.finished();
+}
+
+#[test]
+fn a_consumer_starts_at_the_offset_it_is_given() {
+    let mut t = T::new(ConsumerOptions {
+        offset: off(7),
+        ..options(ReadMode::LongPoll)
+    });
+    assert_eq!(t.c.checkpoint(), &off(7));
+    let a = t.tx();
+    assert!(query(&a).contains(&format!("offset={}", off(7))));
+    assert!(query(&a).contains("live=long-poll"));
+}
+
+#[test]
+fn it_is_driven_through_the_machine_trait() {
+    fn drain<M: Machine>(m: &mut M) -> Vec<M::Event> {
+        std::iter::from_fn(|| m.poll_event()).collect()
+    }
+    let mut t = T::long_poll();
+    let a = Machine::poll_transmit(&mut t.c, t.now).unwrap();
+    t.data(a.id, "a", 1);
+    let events = drain(&mut t.c);
+    assert!(matches!(events.as_slice(), [ConsumerEvent::Batch(_)]));
+    assert_eq!(Machine::poll_timeout(&t.c), None);
+}
