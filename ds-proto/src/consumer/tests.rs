@@ -584,3 +584,150 @@ fn it_is_driven_through_the_machine_trait() {
     assert!(matches!(events.as_slice(), [ConsumerEvent::Batch(_)]));
     assert_eq!(Machine::poll_timeout(&t.c), None);
 }
+
+/// The consumer in a simulated world: a faulty network, a server that keeps appending, an
+/// application that refuses some batches. Every byte is applied exactly once, in order.
+#[cfg(feature = "sim")]
+mod sim {
+    use super::*;
+    use crate::ops::{append_request, close_request, create_request};
+    use crate::ops::{AppendOptions, CreateOptions, RequestExtras};
+    use crate::rng::Rng;
+    use crate::sim::net::FaultConfig;
+    use crate::sim::world::{World, WorldConfig};
+
+    const PATH: &str = "/v1/stream/feed";
+
+    fn url() -> String {
+        format!("http://sim{PATH}")
+    }
+
+    fn append(world: &mut World, n: u32) {
+        let now = world.now();
+        let body = Bytes::from(format!("<{n}>"));
+        let req = append_request(
+            &url(),
+            body,
+            &AppendOptions::default(),
+            &RequestExtras::default(),
+        );
+        let resp = world.server_mut().call(req.unwrap(), now).unwrap();
+        assert!(resp.status().is_success());
+    }
+
+    /// Runs one seed: (refusals, reconnects).
+    fn run(seed: u64) -> (u32, u32) {
+        #[allow(clippy::disallowed_methods)]
+        let start = Instant::now();
+        let config = WorldConfig {
+            faults: FaultConfig::random(seed),
+            ..WorldConfig::new(seed)
+        };
+        let mut world = World::new(config, start);
+        let create = create_request(&url(), &CreateOptions::default(), &RequestExtras::default());
+        let now = world.now();
+        assert!(world
+            .server_mut()
+            .call(create.unwrap(), now)
+            .unwrap()
+            .status()
+            .is_success());
+        for n in 0..10 {
+            append(&mut world, n);
+        }
+        // More data, and the close, while the consumer long-polls.
+        for n in 10..20 {
+            world.schedule(start + Duration::from_millis(300) * n, move |w| {
+                append(w, n)
+            });
+        }
+        world.schedule(start + Duration::from_secs(7), |w| {
+            let now = w.now();
+            let close = close_request(&url(), None, &RequestExtras::default()).unwrap();
+            assert!(w
+                .server_mut()
+                .call(close, now)
+                .unwrap()
+                .status()
+                .is_success());
+        });
+
+        let reader = ReaderConfig {
+            rng_seed: seed,
+            ..ReaderConfig::new(url())
+        };
+        let options = ConsumerOptions {
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+            reader_retry: RetryPolicy {
+                max_attempts: Some(2),
+                ..RetryPolicy::default()
+            },
+            ..ConsumerOptions::default()
+        };
+        let id = world.add_machine(Consumer::<String>::new(reader, &options, world.now()));
+        let mut app = Rng::new(seed);
+        let (mut applied, mut refusals, mut reconnects) = (Vec::new(), 0, 0);
+        let exit = 'run: loop {
+            let progressed = world.step().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert!(
+                progressed,
+                "seed {seed}: the world went idle before the end"
+            );
+            while let Some(e) = world.poll_event() {
+                let Some(event) = e.event.downcast_ref::<ConsumerEvent<String>>() else {
+                    continue;
+                };
+                let now = world.now();
+                let consumer = world.machine_mut::<Consumer<String>>(id).unwrap();
+                match event {
+                    ConsumerEvent::Batch(chunk) => {
+                        if !chunk.data.is_empty() && app.chance(0.2) {
+                            refusals += 1;
+                            consumer.batch_done(Err("busy".into()), now).unwrap();
+                        } else {
+                            applied.extend_from_slice(&chunk.data);
+                            consumer.batch_done(Ok(()), now).unwrap();
+                        }
+                    }
+                    ConsumerEvent::Error => {
+                        reconnects += 1;
+                        consumer.resolve_error(ErrorAction::Reconnect, now).unwrap();
+                    }
+                    ConsumerEvent::Read(_) => {}
+                    ConsumerEvent::Exit(exit) => {
+                        assert!(
+                            matches!(exit, ConsumerExit::Eof { .. }),
+                            "seed {seed}: {exit:?}"
+                        );
+                        break 'run exit.offset().clone();
+                    }
+                }
+            }
+        };
+        let server = world.server();
+        let tail = server.tail_offset(PATH).unwrap();
+        assert_eq!(exit, tail, "seed {seed}");
+        assert_eq!(
+            applied,
+            server.stream_bytes(PATH).unwrap().to_vec(),
+            "seed {seed}: every byte once, in order"
+        );
+        (refusals, reconnects)
+    }
+
+    #[test]
+    fn every_byte_is_applied_once_across_faults_refusals_and_reconnects() {
+        let (mut refusals, mut reconnects) = (0, 0);
+        for seed in 0..24 {
+            let (r, c) = run(seed);
+            refusals += r;
+            reconnects += c;
+        }
+        eprintln!("{refusals} refusals, {reconnects} reconnects");
+        assert!(
+            refusals > 0 && reconnects > refusals,
+            "{refusals} {reconnects}"
+        );
+    }
+}

@@ -152,3 +152,15 @@ pub enum ConsumerCommandError {
     #[error("no error is waiting for the error hook")]
     NoErrorPending,
 }
+
+/// A [`Consumer`](super::Consumer) is a party of a simulated
+/// [`World`](crate::sim::world::World): its events arrive as
+/// [`PartyEvent::Other`](crate::sim::world::PartyEvent::Other) (downcast with
+/// `downcast_ref::<ConsumerEvent<E>>()`), and the application answers through
+/// `World::machine_mut::<Consumer<E>>`.
+#[cfg(feature = "sim")]
+impl<E: fmt::Debug + 'static> From<ConsumerEvent<E>> for crate::sim::world::PartyEvent {
+    fn from(e: ConsumerEvent<E>) -> Self {
+        crate::sim::world::PartyEvent::Other(Box::new(e))
+    }
+}
