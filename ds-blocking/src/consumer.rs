@@ -106,37 +106,27 @@ fn run<H: Handler>(
         if stop.load(Ordering::Acquire) {
             engine.machine.stop();
         }
-        let event = match engine.machine.poll_event() {
-            Some(e) => e,
-            None => {
-                engine.flush_outputs();
-                match engine.machine.poll_event() {
-                    Some(e) => e,
-                    None => {
-                        // A command is a stop: the flag is looked at above.
-                        if let Wake::Idle = engine.step(true) {
-                            engine.machine.stop();
-                        }
-                        continue;
-                    }
-                }
-            }
-        };
-        match event {
-            ConsumerEvent::Batch(chunk) => {
+        engine.flush_outputs();
+        match engine.machine.poll_event() {
+            Some(ConsumerEvent::Batch(chunk)) => {
                 let result = handler.handle_batch(chunk);
                 let _ = engine.machine.batch_done(result, Instant::now());
             }
-            ConsumerEvent::Error => {
-                if let Some(error) = engine.machine.pending_error() {
-                    let action = handler.handle_error(error);
-                    let _ = engine.machine.resolve_error(action, Instant::now());
-                }
+            Some(ConsumerEvent::Error) => {
+                let _ = engine
+                    .machine
+                    .resolve_error_with(|e| handler.handle_error(e), Instant::now());
             }
-            ConsumerEvent::Read(e) => trace::reader_event(&url, &e),
-            ConsumerEvent::Exit(exit) => {
+            Some(ConsumerEvent::Read(e)) => trace::reader_event(&url, &e),
+            Some(ConsumerEvent::Exit(exit)) => {
                 engine.flush_outputs();
                 return exit;
+            }
+            None => {
+                // A command is a stop: the flag is looked at above.
+                if let Wake::Idle = engine.step(true) {
+                    engine.machine.stop();
+                }
             }
         }
     }

@@ -100,41 +100,31 @@ async fn run<H: Handler>(
         if *stop.borrow() {
             engine.machine.stop();
         }
-        let event = match engine.machine.poll_event() {
-            Some(e) => e,
-            None => {
-                engine.flush_outputs();
-                match engine.machine.poll_event() {
-                    Some(e) => e,
-                    None => {
-                        tokio::select! {
-                            biased;
-                            // A stop, or the handle dropped.
-                            _ = stop.wait_for(|s| *s) => engine.machine.stop(),
-                            wake = engine.step() => if let Wake::Idle = wake {
-                                engine.machine.stop();
-                            },
-                        }
-                        continue;
-                    }
-                }
-            }
-        };
-        match event {
-            ConsumerEvent::Batch(chunk) => {
+        engine.flush_outputs();
+        match engine.machine.poll_event() {
+            Some(ConsumerEvent::Batch(chunk)) => {
                 let result = handler.handle_batch(chunk).await;
                 let _ = engine.machine.batch_done(result, now());
             }
-            ConsumerEvent::Error => {
-                if let Some(error) = engine.machine.pending_error() {
-                    let action = handler.handle_error(error);
-                    let _ = engine.machine.resolve_error(action, now());
-                }
+            Some(ConsumerEvent::Error) => {
+                let _ = engine
+                    .machine
+                    .resolve_error_with(|e| handler.handle_error(e), now());
             }
-            ConsumerEvent::Read(e) => trace::reader_event(&url, &e),
-            ConsumerEvent::Exit(exit) => {
+            Some(ConsumerEvent::Read(e)) => trace::reader_event(&url, &e),
+            Some(ConsumerEvent::Exit(exit)) => {
                 engine.flush_outputs();
                 return exit;
+            }
+            None => {
+                tokio::select! {
+                    biased;
+                    // A stop, or the handle dropped.
+                    _ = stop.wait_for(|s| *s) => engine.machine.stop(),
+                    wake = engine.step() => if let Wake::Idle = wake {
+                        engine.machine.stop();
+                    },
+                }
             }
         }
     }

@@ -209,6 +209,23 @@ impl<E> Consumer<E> {
         Ok(())
     }
 
+    /// [`Consumer::resolve_error`] with the answer of `hook`, which is shown the pending
+    /// error: how a driver calls the application's error hook.
+    ///
+    /// Errors: [`ConsumerCommandError::NoErrorPending`] when no error waits for an answer (the
+    /// hook is not called).
+    pub fn resolve_error_with(
+        &mut self,
+        hook: impl FnOnce(&ConsumerError<E>) -> ErrorAction,
+        now: Instant,
+    ) -> Result<(), ConsumerCommandError> {
+        let action = hook(
+            self.pending_error()
+                .ok_or(ConsumerCommandError::NoErrorPending)?,
+        );
+        self.resolve_error(action, now)
+    }
+
     /// Stops the consumer: it ends with [`ConsumerExit::Stopped`] at the checkpoint, its
     /// reader's request cancelled ([`Consumer::poll_cancel`]). While a batch is out, the end
     /// waits for [`Consumer::batch_done`] (an `Ok` still moves the checkpoint; an `Err` is

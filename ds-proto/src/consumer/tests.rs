@@ -215,6 +215,45 @@ fn commands_at_the_wrong_time_are_refused() {
         "an outcome counts once"
     );
     assert_eq!(t.c.checkpoint(), &off(1));
+    let mut asked = false;
+    assert_eq!(
+        t.c.resolve_error_with(
+            |_| {
+                asked = true;
+                ErrorAction::Stop
+            },
+            t.now
+        ),
+        Err(ConsumerCommandError::NoErrorPending)
+    );
+    assert!(!asked, "no hook call without an error");
+}
+
+#[test]
+fn the_hook_is_shown_the_pending_error_and_its_answer_applies() {
+    let mut t = T::long_poll();
+    let a = t.tx();
+    t.data(a.id, "a", 1);
+    assert_eq!(t.batch(), "a");
+    t.c.batch_done(Err("bad batch".into()), t.now).unwrap();
+    t.error_event();
+    let mut seen = None;
+    t.c.resolve_error_with(
+        |e| {
+            seen = Some(e.to_string());
+            ErrorAction::Stop
+        },
+        t.now,
+    )
+    .unwrap();
+    assert_eq!(seen.as_deref(), Some("handler failed: bad batch"));
+    assert!(matches!(
+        t.exit(),
+        ConsumerExit::Failed {
+            error: ConsumerError::Handler(e),
+            ..
+        } if e == "bad batch"
+    ));
 }
 
 #[test]
