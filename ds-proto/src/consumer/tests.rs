@@ -101,6 +101,13 @@ impl T {
         );
     }
 
+    /// Reads `body` (followed by offset `next`) and checks it is handed out as the batch.
+    fn deliver(&mut self, body: &str, next: u32) {
+        let r = self.tx();
+        self.data(r.id, body, next);
+        assert_eq!(self.batch(), body);
+    }
+
     fn events(&mut self) -> Vec<ConsumerEvent<String>> {
         std::iter::from_fn(|| self.c.poll_event()).collect()
     }
@@ -201,9 +208,7 @@ fn commands_at_the_wrong_time_are_refused() {
         t.c.resolve_error(ErrorAction::Stop, t.now),
         Err(ConsumerCommandError::NoErrorPending)
     );
-    let a = t.tx();
-    t.data(a.id, "a", 1);
-    assert_eq!(t.batch(), "a");
+    t.deliver("a", 1);
     assert_eq!(
         t.c.resolve_error(ErrorAction::Reconnect, t.now),
         Err(ConsumerCommandError::NoErrorPending)
@@ -232,9 +237,7 @@ fn commands_at_the_wrong_time_are_refused() {
 #[test]
 fn the_hook_is_shown_the_pending_error_and_its_answer_applies() {
     let mut t = T::long_poll();
-    let a = t.tx();
-    t.data(a.id, "a", 1);
-    assert_eq!(t.batch(), "a");
+    t.deliver("a", 1);
     t.c.batch_done(Err("bad batch".into()), t.now).unwrap();
     t.error_event();
     let mut seen = None;
@@ -403,9 +406,7 @@ fn stop_while_a_batch_is_out_waits_for_its_outcome() {
 
     // A refusal after a stop is still shown to the hook; its Reconnect means stop.
     let mut t = T::long_poll();
-    let a = t.tx();
-    t.data(a.id, "a", 1);
-    assert_eq!(t.batch(), "a");
+    t.deliver("a", 1);
     t.c.stop();
     t.refuse();
     t.error_event();
@@ -420,9 +421,7 @@ fn stop_while_a_batch_is_out_waits_for_its_outcome() {
 #[test]
 fn stop_while_reading_cancels_the_request_and_hands_out_nothing_more() {
     let mut t = T::long_poll();
-    let a = t.tx();
-    t.data(a.id, "a", 1);
-    assert_eq!(t.batch(), "a");
+    t.deliver("a", 1);
     t.ok();
     let b = t.tx();
     t.data(b.id, "b", 2); // queued in the reader, not handed out yet
@@ -501,9 +500,7 @@ fn eof_ends_the_consumer_once_the_last_batch_is_handled() {
 #[test]
 fn a_reader_failure_asks_the_hook_and_stop_ends_with_the_error() {
     let mut t = T::long_poll();
-    let a = t.tx();
-    t.data(a.id, "a", 1);
-    assert_eq!(t.batch(), "a");
+    t.deliver("a", 1);
     t.ok();
     let b = t.tx();
     t.respond(b.id, 404, &[], b"");
@@ -532,9 +529,7 @@ fn a_reader_failure_asks_the_hook_and_stop_ends_with_the_error() {
 #[test]
 fn a_refused_batch_with_stop_ends_with_the_handlers_error() {
     let mut t = T::long_poll();
-    let a = t.tx();
-    t.data(a.id, "a", 1);
-    assert_eq!(t.batch(), "a");
+    t.deliver("a", 1);
     t.refuse();
     t.error_event();
     t.c.resolve_error(ErrorAction::Stop, t.now).unwrap();
