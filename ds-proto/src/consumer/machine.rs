@@ -334,18 +334,21 @@ impl<E> Consumer<E> {
                 self.checkpoint = offset.clone();
                 ConsumerEvent::Read(ReaderEvent::UpToDate { offset })
             }
+            // The reader's end is reported as it is, then what the consumer makes of it.
             ReaderEvent::Closed { offset } => {
                 self.checkpoint = offset.clone();
-                self.finish(ConsumerExit::Eof { offset });
-                return self.events.pop_front();
+                self.finish(ConsumerExit::Eof {
+                    offset: offset.clone(),
+                });
+                ConsumerEvent::Read(ReaderEvent::Closed { offset })
             }
             ReaderEvent::Done => {
                 self.finish_stopped();
-                return self.events.pop_front();
+                ConsumerEvent::Read(ReaderEvent::Done)
             }
             ReaderEvent::Failed(e) => {
-                self.fail(ConsumerError::Read(e));
-                return self.events.pop_front();
+                self.fail(ConsumerError::Read(e.clone()));
+                ConsumerEvent::Read(ReaderEvent::Failed(e))
             }
             other @ (ReaderEvent::Retrying { .. } | ReaderEvent::FellBackToLongPoll) => {
                 ConsumerEvent::Read(other)

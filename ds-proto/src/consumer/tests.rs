@@ -108,8 +108,16 @@ impl T {
         assert_eq!(self.batch(), body);
     }
 
-    fn events(&mut self) -> Vec<ConsumerEvent<String>> {
+    /// Every event queued.
+    fn all_events(&mut self) -> Vec<ConsumerEvent<String>> {
         std::iter::from_fn(|| self.c.poll_event()).collect()
+    }
+
+    /// The events queued, without the reader's for logging.
+    fn events(&mut self) -> Vec<ConsumerEvent<String>> {
+        let mut events = self.all_events();
+        events.retain(|e| !matches!(e, ConsumerEvent::Read(_)));
+        events
     }
 
     /// The one event queued, which must be a batch: its data.
@@ -185,7 +193,7 @@ fn the_checkpoint_moves_only_when_a_batch_is_handled() {
     // is out.
     let b = t.tx();
     t.data(b.id, "b", 2);
-    assert!(t.events().is_empty(), "one batch out at a time");
+    assert!(t.all_events().is_empty(), "one batch out at a time");
     assert_eq!(t.c.checkpoint().as_str(), "-1");
 
     t.ok();
@@ -308,7 +316,7 @@ fn a_refused_batch_is_delivered_again_from_the_checkpoint_after_the_backoff() {
     assert!(again.id > c.id, "ids stay unique across readers");
     // A late answer to the cancelled request is ignored.
     t.data(c.id, "c", 3);
-    assert!(t.events().is_empty());
+    assert!(t.all_events().is_empty());
     t.data(again.id, "b", 2);
     assert_eq!(t.batch(), "b", "delivered again");
     t.ok();
@@ -394,7 +402,7 @@ fn stop_while_a_batch_is_out_waits_for_its_outcome() {
     let b = t.tx();
     t.c.stop();
     assert_eq!(t.c.poll_cancel(), Some(b.id));
-    assert!(t.events().is_empty(), "not before the outcome");
+    assert!(t.all_events().is_empty(), "not before the outcome");
     assert!(!t.c.is_finished());
     t.no_tx();
     t.ok();
@@ -489,10 +497,17 @@ fn eof_ends_the_consumer_once_the_last_batch_is_handled() {
     );
     assert_eq!(t.batch(), "last");
     t.ok();
-    match t.exit() {
-        ConsumerExit::Eof { offset } => assert_eq!(offset, end),
-        other => panic!("{other:?}"),
-    }
+    let events = t.all_events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                ConsumerEvent::Read(ReaderEvent::Closed { offset: read }),
+                ConsumerEvent::Exit(ConsumerExit::Eof { offset })
+            ] if *read == end && *offset == end
+        ),
+        "{events:?}"
+    );
     assert_eq!(t.c.checkpoint(), &end);
     t.finished();
 }
@@ -504,7 +519,17 @@ fn a_reader_failure_asks_the_hook_and_stop_ends_with_the_error() {
     t.ok();
     let b = t.tx();
     t.respond(b.id, 404, &[], b"");
-    t.error_event();
+    let events = t.all_events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                ConsumerEvent::Read(ReaderEvent::Failed(e)),
+                ConsumerEvent::Error
+            ] if e.kind == ErrorKind::NotFound
+        ),
+        "the reader's failure, then the hook's turn: {events:?}"
+    );
     assert!(matches!(
         t.c.pending_error(),
         Some(ConsumerError::Read(e)) if e.kind == ErrorKind::NotFound
@@ -577,12 +602,15 @@ fn up_to_date_moves_a_sentinel_checkpoint_and_catch_up_ends_stopped() {
         ],
         b"",
     );
-    let mut events = t.events();
+    let mut events = t.all_events();
     let exit = events.pop();
     assert!(
         matches!(
             events.as_slice(),
-            [ConsumerEvent::Read(ReaderEvent::UpToDate { offset })] if *offset == tail
+            [
+                ConsumerEvent::Read(ReaderEvent::UpToDate { offset }),
+                ConsumerEvent::Read(ReaderEvent::Done)
+            ] if *offset == tail
         ),
         "{events:?}"
     );

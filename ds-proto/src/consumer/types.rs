@@ -133,9 +133,11 @@ pub enum ConsumerEvent<E> {
     /// [`Consumer::pending_error`](super::Consumer::pending_error), answer with
     /// [`Consumer::resolve_error`](super::Consumer::resolve_error). Nothing happens until then.
     Error,
-    /// What the reader reported besides data, its failure and its end, for logging:
-    /// [`ReaderEvent::UpToDate`], [`ReaderEvent::Retrying`],
-    /// [`ReaderEvent::FellBackToLongPoll`]. Needs no answer.
+    /// What the reader reported, for logging: every [`ReaderEvent`] but data (which becomes
+    /// a [`Batch`](ConsumerEvent::Batch)). Needs no answer. When it is the reader's end
+    /// ([`Failed`](ReaderEvent::Failed), [`Closed`](ReaderEvent::Closed),
+    /// [`Done`](ReaderEvent::Done)), what the consumer makes of it follows:
+    /// [`Error`](ConsumerEvent::Error) or [`Exit`](ConsumerEvent::Exit).
     Read(ReaderEvent),
     /// The consumer ended. Terminal: nothing follows, no request, no timer.
     Exit(ConsumerExit<E>),
