@@ -45,17 +45,34 @@
 //! # Example
 //!
 //! ```
+//! use bytes::Bytes;
 //! use ds_proto::consumer::{Consumer, ConsumerEvent, ConsumerOptions};
-//! use ds_proto::{Machine, ReaderConfig};
+//! use ds_proto::{Input, ReaderConfig};
 //! # #[allow(clippy::disallowed_methods)]
 //! let now = std::time::Instant::now();
 //! let config = ReaderConfig::new("http://127.0.0.1:4437/v1/stream/orders");
 //! let mut consumer: Consumer<String> = Consumer::new(config, &ConsumerOptions::default(), now);
+//!
 //! // The consumer's requests are its reader's: the driver sends them and feeds the answers.
-//! let transmit = consumer.poll_transmit(now).expect("the first read");
-//! assert_eq!(transmit.request.method(), "GET");
-//! assert!(consumer.poll_event().is_none()); // nothing read yet
-//! # let _ = ConsumerEvent::<String>::Read(ds_proto::ReaderEvent::FellBackToLongPoll);
+//! let t = consumer.poll_transmit(now).expect("the first read");
+//! let head = http::Response::builder()
+//!     .status(200)
+//!     .header("stream-next-offset", "0_5")
+//!     .body(())
+//!     .unwrap()
+//!     .into_parts()
+//!     .0;
+//! consumer.handle_input(Input::Head { id: t.id, parts: head }, now);
+//! consumer.handle_input(Input::Body { id: t.id, chunk: Bytes::from_static(b"hello") }, now);
+//! consumer.handle_input(Input::End { id: t.id }, now);
+//!
+//! // One batch for the application; the checkpoint moves once it says the batch is handled.
+//! let Some(ConsumerEvent::Batch(batch)) = consumer.poll_event() else { panic!() };
+//! assert_eq!(&batch.data[..], b"hello");
+//! assert!(consumer.poll_event().is_none(), "one batch at a time");
+//! assert_eq!(consumer.checkpoint().as_str(), "-1");
+//! consumer.batch_done(Ok(()), now).unwrap();
+//! assert_eq!(consumer.checkpoint().as_str(), "0_5");
 //! ```
 
 mod machine;
