@@ -1,5 +1,7 @@
-//! The long-running consumer: a reader on its own thread calling the application's handler for
-//! every batch, reconnecting with exponential backoff, until EOF or a stop.
+//! The long-running consumer: ds-proto's [`Consumer`] machine on its own thread, calling the
+//! application's handler for every batch, reconnecting with backoff, until EOF or a stop. The
+//! rules (checkpoint, backoff, stop, EOF) are the machine's; this module runs its exchanges,
+//! calls the handler and waits.
 //!
 //! Delivery is **at least once**: a batch is handed to `handle_batch`, and only when the handler
 //! returns `Ok` does the consumer move past it. If the handler fails, or the process dies, the
@@ -8,41 +10,17 @@
 //! ([`Chunk::next_offset`]); store it together with the effects of the batch to make
 //! processing exactly-once.
 
+use crate::engine::{Engine, Msg, Wake};
 use crate::handle::StreamHandle;
-use crate::reader::ReaderStopper;
-use ds_proto::reader::{Chunk, ReadMode, ReaderEvent};
-use ds_proto::{Error, Offset, RetryPolicy, Rng};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use crate::trace;
+use ds_proto::consumer::{
+    Consumer, ConsumerError, ConsumerEvent, ConsumerExit, ConsumerOptions, ErrorAction,
+};
+use ds_proto::reader::Chunk;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// What the consumer does after an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorAction {
-    /// Reconnect from the last handled offset after the backoff delay.
-    Reconnect,
-    /// Stop the consumer.
-    Stop,
-}
-
-/// An error the consumer reports to the handler.
-#[derive(Debug)]
-pub enum ConsumerError<E> {
-    /// The reader failed (after its own retries): a typed protocol or transport error.
-    Read(Error),
-    /// The handler refused a batch.
-    Handler(E),
-}
-
-impl<E: std::fmt::Display> std::fmt::Display for ConsumerError<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConsumerError::Read(e) => write!(f, "read failed: {e}"),
-            ConsumerError::Handler(e) => write!(f, "handler failed: {e}"),
-        }
-    }
-}
+use std::time::Instant;
 
 /// The application's side of a consumer.
 pub trait Handler: Send + 'static {
@@ -60,79 +38,21 @@ pub trait Handler: Send + 'static {
     }
 }
 
-/// How a consumer reads and reconnects.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConsumerOptions {
-    /// Where to start (a checkpoint, `-1` or `now`).
-    pub offset: Offset,
-    /// How to read (auto by default: catch up, then long-poll).
-    pub mode: ReadMode,
-    /// The first reconnect delay (1 s by default).
-    pub backoff_base: Duration,
-    /// The largest reconnect delay (30 s by default).
-    pub backoff_max: Duration,
-    /// The reader's own retry policy for transient failures before the consumer reconnects.
-    pub reader_retry: RetryPolicy,
-}
-
-impl Default for ConsumerOptions {
-    fn default() -> Self {
-        ConsumerOptions {
-            offset: Offset::beginning(),
-            mode: ReadMode::Auto,
-            backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(30),
-            reader_retry: RetryPolicy::default(),
-        }
-    }
-}
-
-/// How a consumer ended.
-#[derive(Debug)]
-pub enum ConsumerExit<E> {
-    /// The stream is closed and every batch was handled.
-    Eof {
-        /// The final offset.
-        offset: Offset,
-    },
-    /// Stopped through [`ConsumerHandle::stop`].
-    Stopped {
-        /// The offset after the last handled batch.
-        offset: Offset,
-    },
-    /// The handler chose [`ErrorAction::Stop`] after this error.
-    Failed {
-        /// The offset after the last handled batch.
-        offset: Offset,
-        /// The error.
-        error: ConsumerError<E>,
-    },
-}
-
-#[derive(Debug, Default)]
-struct StopState {
-    stopped: bool,
-    reader: Option<ReaderStopper>,
-}
-
 /// Controls a running consumer.
 #[derive(Debug)]
 pub struct ConsumerHandle<E> {
-    state: Arc<Mutex<StopState>>,
-    wake: mpsc::Sender<()>,
+    stop: Arc<AtomicBool>,
+    wake: mpsc::SyncSender<Msg<()>>,
     thread: JoinHandle<ConsumerExit<E>>,
 }
 
 impl<E> ConsumerHandle<E> {
-    /// Asks the consumer to stop (after the batch being handled, if any).
+    /// Asks the consumer to stop (after the batch being handled, if any). Never blocks.
     pub fn stop(&self) {
-        if let Ok(mut s) = self.state.lock() {
-            s.stopped = true;
-            if let Some(r) = &s.reader {
-                r.stop();
-            }
-        }
-        let _ = self.wake.send(());
+        self.stop.store(true, Ordering::Release);
+        // Wakes the consumer's thread if it waits for a response or a reconnect. A full queue
+        // means it has inputs to look at, and it sees the flag before the next one.
+        let _ = self.wake.try_send(Msg::Command(()));
     }
 
     /// Waits for the consumer to end.
@@ -157,95 +77,51 @@ impl StreamHandle {
         options: ConsumerOptions,
         handler: H,
     ) -> ConsumerHandle<H::Error> {
-        let state = Arc::new(Mutex::new(StopState::default()));
-        let (wake, wake_rx) = mpsc::channel();
-        let handle = self.clone();
-        let shared = state.clone();
+        let (machine, url) = self.consumer_machine(&options);
+        let engine = Engine::new(machine, self.client().clone(), self.call_options());
+        let wake = engine.commands();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("ds-consumer".into())
-            .spawn(move || run(handle, options, handler, shared, wake_rx))
+            .spawn(move || run(engine, url, handler, &flag))
             .expect("spawn the consumer thread");
-        ConsumerHandle {
-            state,
-            wake,
-            thread,
-        }
+        ConsumerHandle { stop, wake, thread }
     }
 }
 
-fn stopped(state: &Mutex<StopState>) -> bool {
-    state.lock().map(|s| s.stopped).unwrap_or(true)
-}
-
 fn run<H: Handler>(
-    handle: StreamHandle,
-    options: ConsumerOptions,
+    mut engine: Engine<Consumer<H::Error>>,
+    url: String,
     mut handler: H,
-    state: Arc<Mutex<StopState>>,
-    wake: mpsc::Receiver<()>,
+    stop: &AtomicBool,
 ) -> ConsumerExit<H::Error> {
-    let mut offset = options.offset.clone();
-    let backoff_policy = RetryPolicy {
-        initial_delay: options.backoff_base,
-        max_delay: options.backoff_max.max(options.backoff_base),
-        max_attempts: None,
-        max_elapsed: None,
-        ..RetryPolicy::default()
-    };
-    let mut rng = Rng::new(handle.client().next_seed());
-    let mut backoff = backoff_policy.start(Instant::now());
     loop {
-        if stopped(&state) {
-            return ConsumerExit::Stopped { offset };
+        if stop.load(Ordering::Acquire) {
+            engine.machine.stop();
         }
-        let mut config = handle.reader_config();
-        config.offset = offset.clone();
-        config.mode = options.mode;
-        config.retry = options.reader_retry.clone();
-        let error = match handle.reader_with(config) {
-            Err(e) => ConsumerError::Read(e),
-            Ok(mut reader) => {
-                if let Ok(mut s) = state.lock() {
-                    s.reader = Some(reader.stopper());
-                }
-                // A stop that raced with the registration above.
-                if stopped(&state) {
-                    return ConsumerExit::Stopped { offset };
-                }
-                loop {
-                    match reader.next_event() {
-                        Some(ReaderEvent::Data(chunk)) => {
-                            if stopped(&state) {
-                                return ConsumerExit::Stopped { offset };
-                            }
-                            let next = chunk.next_offset.clone();
-                            match handler.handle_batch(chunk) {
-                                Ok(()) => {
-                                    offset = next;
-                                    backoff = backoff_policy.start(Instant::now());
-                                }
-                                Err(e) => break ConsumerError::Handler(e),
-                            }
-                        }
-                        Some(ReaderEvent::Closed { offset: end }) => {
-                            return ConsumerExit::Eof { offset: end };
-                        }
-                        Some(ReaderEvent::UpToDate { offset: at }) => offset = at,
-                        Some(ReaderEvent::Failed(e)) => break ConsumerError::Read(e),
-                        Some(_) => {}
-                        None => return ConsumerExit::Stopped { offset },
-                    }
+        engine.flush_outputs();
+        match engine.machine.poll_event() {
+            Some(ConsumerEvent::Batch(chunk)) => {
+                let result = handler.handle_batch(chunk);
+                let _ = engine.machine.batch_done(result, Instant::now());
+            }
+            Some(ConsumerEvent::Error) => {
+                let _ = engine
+                    .machine
+                    .resolve_error_with(|e| handler.handle_error(e), Instant::now());
+            }
+            Some(ConsumerEvent::Read(e)) => trace::reader_event(&url, &e),
+            Some(ConsumerEvent::Exit(exit)) => {
+                engine.flush_outputs();
+                return exit;
+            }
+            None => {
+                // A command is a stop: the flag is looked at above.
+                if let Wake::Idle = engine.step(true) {
+                    engine.machine.stop();
                 }
             }
-        };
-        if handler.handle_error(&error) == ErrorAction::Stop {
-            return ConsumerExit::Failed { offset, error };
-        }
-        let delay = backoff
-            .next_delay(Instant::now(), &mut rng, None)
-            .unwrap_or(options.backoff_max);
-        if wake.recv_timeout(delay).is_ok() && stopped(&state) {
-            return ConsumerExit::Stopped { offset };
         }
     }
 }

@@ -19,6 +19,7 @@
 //! |---|---|
 //! | [`ops`] | one-shot operations: `*_request` builds the `http::Request`, `*_response` turns the answer into a typed result or a typed [`Error`] (create, append, close, head, delete, one read) |
 //! | [`reader`] | the [`Reader`]: consumer offset progression (catch-up, long-poll, SSE, auto), cursors, retries |
+//! | [`consumer`] | the [`Consumer`](consumer::Consumer): a reader that hands batches to the application one at a time, checkpoints what it handled, and reconnects with backoff (at-least-once) |
 //! | [`producer`] | the [`Producer`]: the idempotent, batching, exactly-once writer |
 //! | [`machine`] | the [`Machine`] trait: the vocabulary both machines share, so a driver writes its loop once |
 //! | [`exchange`] | what crosses the boundary between a machine and its driver's HTTP exchanges: [`Transmit`] out, [`Input`] in, [`TransportError`] |
@@ -262,6 +263,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod consumer;
 pub mod driver;
 pub mod error;
 pub mod exchange;
@@ -286,6 +288,9 @@ pub mod sim;
 pub mod sse;
 pub mod url;
 
+pub use consumer::{
+    Consumer, ConsumerError, ConsumerEvent, ConsumerExit, ConsumerOptions, ErrorAction,
+};
 pub use error::{ConflictKind, Error, ErrorKind, Operation};
 pub use exchange::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 pub use machine::Machine;

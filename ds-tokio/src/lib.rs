@@ -145,9 +145,8 @@ mod transport;
 mod writer;
 
 pub use client::{Client, ClientBuilder, ExtrasProvider};
-pub use consumer::{
-    ConsumerError, ConsumerExit, ConsumerHandle, ConsumerOptions, ErrorAction, Handler,
-};
+pub use consumer::{ConsumerHandle, Handler};
+pub use ds_proto::consumer::{ConsumerError, ConsumerExit, ConsumerOptions, ErrorAction};
 pub use handle::StreamHandle;
 pub use reader::{JsonItems, Reader};
 pub use writer::{AppendHandle, Writer};

@@ -375,6 +375,19 @@ macro_rules! __stream_handle {
                 self.call.clone()
             }
 
+            /// The machine of a consumer of this stream with `options` (its reader: this
+            /// handle's reader defaults, told whether the stream is JSON, seeded from the
+            /// client), and the stream's URL.
+            pub(crate) fn consumer_machine<E>(
+                &self,
+                options: &$crate::consumer::ConsumerOptions,
+            ) -> ($crate::consumer::Consumer<E>, String) {
+                let mut config = self.complete(self.reader_config());
+                config.rng_seed = self.client.next_seed();
+                let url = config.url.clone();
+                ($crate::consumer::Consumer::new(config, options, $now()), url)
+            }
+
             /// Takes what came of an attempt of `call` at `now`: the operation's result (the
             /// handle has learned what it teaches), or how long to wait before the next
             /// attempt. Traced through the driver's `trace::call_step`.
