@@ -17,4 +17,7 @@ pub mod net;
 pub mod server;
 pub mod world;
 
-pub use server::{ExchangeId, ExchangeOutput, ProducerState, SimServer, SimServerConfig};
+pub use server::{
+    ExchangeId, ExchangeOutput, ProducerState, SimServer, SimServerConfig, WebhookDelivery,
+    WebhookId,
+};
