@@ -80,18 +80,39 @@ fn optional_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a
     }
 }
 
-/// Parses and validates a create body (6.2). The error is the message of a 400
-/// `INVALID_REQUEST`.
-pub(super) fn parse(body: &[u8]) -> Result<SubConfig, String> {
+/// Why a create body was refused; both are 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ConfigError {
+    /// `INVALID_REQUEST`: malformed or missing fields.
+    Invalid(String),
+    /// `WEBHOOK_URL_REJECTED`: the webhook URL failed the SSRF checks (6.2, 12.8); the code
+    /// the reference server and the conformance suite use.
+    UrlRejected(String),
+}
+
+impl From<String> for ConfigError {
+    fn from(m: String) -> Self {
+        ConfigError::Invalid(m)
+    }
+}
+
+impl From<&str> for ConfigError {
+    fn from(m: &str) -> Self {
+        ConfigError::Invalid(m.to_owned())
+    }
+}
+
+/// Parses and validates a create body (6.2).
+pub(super) fn parse(body: &[u8]) -> Result<SubConfig, ConfigError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     let Value::Object(obj) = value else {
-        return Err("the body must be a JSON object".to_owned());
+        return Err("the body must be a JSON object".into());
     };
     let kind = match obj.get("type").and_then(Value::as_str) {
         Some("webhook") => Kind::Webhook,
         Some("pull-wake") => Kind::PullWake,
-        _ => return Err(r#"type must be "webhook" or "pull-wake""#.to_owned()),
+        _ => return Err(r#"type must be "webhook" or "pull-wake""#.into()),
     };
     let pattern = match optional_str(&obj, "pattern")? {
         None => None,
@@ -104,7 +125,7 @@ pub(super) fn parse(body: &[u8]) -> Result<SubConfig, String> {
     streams.sort();
     streams.dedup();
     if pattern.is_none() && streams.is_empty() {
-        return Err("at least one of pattern or streams is required".to_owned());
+        return Err("at least one of pattern or streams is required".into());
     }
     let lease_ttl_ms = match obj.get("lease_ttl_ms") {
         None | Some(Value::Null) => DEFAULT_LEASE_TTL_MS,
@@ -126,7 +147,7 @@ pub(super) fn parse(body: &[u8]) -> Result<SubConfig, String> {
                 .and_then(Value::as_str)
                 .filter(|u| !u.is_empty())
                 .ok_or("webhook subscriptions require webhook.url")?;
-            validate_webhook_url(url)?;
+            validate_webhook_url(url).map_err(ConfigError::UrlRejected)?;
             (Some(url.to_owned()), None)
         }
         Kind::PullWake => {

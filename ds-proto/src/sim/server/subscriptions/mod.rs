@@ -9,7 +9,7 @@
 //! `POST subscriptions/:id/{callback,claim,ack,release}` and `GET jwks.json`. Stream paths in
 //! bodies are relative to the stream root, in the form they take in request URIs. Errors are
 //! `{"error":{"code":..,"message":..}}` with the codes of the reference server (FIELD-NOTES):
-//! `INVALID_REQUEST` 400, `TOKEN_INVALID`/`TOKEN_EXPIRED` 401, `SUBSCRIPTION_NOT_FOUND` 404,
+//! `INVALID_REQUEST` and `WEBHOOK_URL_REJECTED` 400, `TOKEN_INVALID`/`TOKEN_EXPIRED` 401, `SUBSCRIPTION_NOT_FOUND` 404,
 //! `SUBSCRIPTION_ALREADY_EXISTS`, `FENCED`, `ALREADY_CLAIMED`, `NO_PENDING_WORK` and
 //! `INVALID_OFFSET` 409.
 //!

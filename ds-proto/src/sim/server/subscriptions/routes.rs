@@ -246,7 +246,10 @@ impl SimServer {
     ) -> Reply {
         let config = match config::parse(req.body()) {
             Ok(c) => c,
-            Err(m) => return invalid(m),
+            Err(config::ConfigError::Invalid(m)) => return invalid(m),
+            Err(config::ConfigError::UrlRejected(m)) => {
+                return error(400, "WEBHOOK_URL_REJECTED", m)
+            }
         };
         if let Some(existing) = self.subs.subs.get(sub_id) {
             if existing.config == config {

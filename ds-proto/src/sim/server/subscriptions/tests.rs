@@ -206,9 +206,6 @@ fn invalid_configurations_are_400_invalid_request() {
         json!({"type": "push", "pattern": "a"}),
         json!({"type": "pull-wake", "pattern": "a"}),
         json!({"type": "webhook", "pattern": "a"}),
-        json!({"type": "webhook", "pattern": "a", "webhook": {"url": "http://worker.example/"}}),
-        json!({"type": "webhook", "pattern": "a", "webhook": {"url": "https://10.0.0.1/"}}),
-        json!({"type": "webhook", "pattern": "a", "webhook": {"url": "https://169.254.169.254/"}}),
         json!({"type": "pull-wake", "pattern": "a", "wake_stream": "w", "lease_ttl_ms": 999}),
         json!({"type": "pull-wake", "pattern": "a", "wake_stream": "w", "lease_ttl_ms": 600_001}),
     ] {
@@ -216,6 +213,19 @@ fn invalid_configurations_are_400_invalid_request() {
         assert_eq!(r.status, 400, "{bad}");
         assert_eq!(code(&r), "INVALID_REQUEST", "{bad}");
         assert!(body(&r)["error"]["message"].is_string());
+    }
+    for unsafe_url in [
+        "http://worker.example/",
+        "https://10.0.0.1/",
+        "https://169.254.169.254/",
+    ] {
+        let bad = json!({"type": "webhook", "pattern": "a", "webhook": {"url": unsafe_url}});
+        let r = put_sub(&mut t, "s", &bad);
+        assert_eq!(
+            (r.status, code(&r).as_str()),
+            (400, "WEBHOOK_URL_REJECTED"),
+            "{bad}"
+        );
     }
     let r = t.put(&format!("{CTL}/s"), &[JSON], "{not json");
     assert_eq!((r.status, code(&r).as_str()), (400, "INVALID_REQUEST"));
