@@ -197,6 +197,14 @@ impl Registry {
     }
 }
 
+/// Whether `rel` is the subscription's own wake stream, which its pattern never links: each
+/// wake event would be pending work for the subscription itself, and a worker that acks
+/// everything would be woken again by every `done` forever. 6.2 does not say; an explicit link
+/// to it is still honoured.
+fn own_wake_stream(sub: &Subscription, rel: &str) -> bool {
+    sub.config.wake_stream.as_deref() == Some(rel)
+}
+
 /// `"2026-01-01T00:00:00.000Z"` for Unix nanoseconds (RFC 3339, millisecond precision).
 fn rfc3339(unix_nanos: i128) -> String {
     let ms = unix_nanos.div_euclid(1_000_000);
@@ -303,7 +311,7 @@ impl SimServer {
             };
             if !sub.links.contains_key(&rel) {
                 match &sub.config.pattern {
-                    Some(p) if glob::matches(p, &rel) => {
+                    Some(p) if glob::matches(p, &rel) && !own_wake_stream(sub, &rel) => {
                         sub.links.insert(
                             rel.clone(),
                             Link {

@@ -281,7 +281,9 @@ impl SimServer {
                 .live_paths()
                 .filter_map(|p| {
                     let rel = self.relative_path(p)?;
-                    super::glob::matches(pattern, rel).then(|| (rel.to_owned(), self.tail_of(rel)))
+                    let own_wake_stream = config.wake_stream.as_deref() == Some(rel);
+                    (super::glob::matches(pattern, rel) && !own_wake_stream)
+                        .then(|| (rel.to_owned(), self.tail_of(rel)))
                 })
                 .collect();
             for (rel, tail) in root_matches {

@@ -1039,3 +1039,76 @@ fn same_seed_same_calls_same_outputs() {
     assert_eq!(run(3), run(3));
     assert_ne!(run(3).1, run(4).1);
 }
+
+#[test]
+fn a_pattern_never_links_its_own_wake_stream() {
+    let mut t = Harness::new();
+    stream(&mut t, "events/a", "");
+    pull_wake(&mut t, "all", "**", 30_000);
+    t.create("/v1/stream/other-wakes", "application/json");
+    let watcher = json!({"type": "pull-wake", "pattern": "wake/*", "wake_stream": "other-wakes"});
+    assert_eq!(put_sub(&mut t, "watcher", &watcher).status, 201);
+    let tail = append(&mut t, "events/a", "x");
+    // "all" matches every stream but its own wake stream (the watcher's wake stream is just
+    // another stream to it).
+    assert_eq!(
+        links(&mut t, "all"),
+        vec![
+            link("events/a", "glob", &off(0)),
+            link("other-wakes", "glob", "-1")
+        ]
+    );
+    assert_eq!(wake_events(&t).len(), 1);
+    // Another subscription sees the wake stream as an ordinary stream, and wakes.
+    assert_eq!(
+        links(&mut t, "watcher"),
+        vec![link("wake/pool", "glob", &off(0))]
+    );
+    assert_eq!(
+        t.server
+            .stream_data("/v1/stream/other-wakes")
+            .unwrap()
+            .len(),
+        1
+    );
+    let (wake, g, token, _) = claimed(&mut t, "all", "w");
+    let other_tail = t
+        .server
+        .tail_offset("/v1/stream/other-wakes")
+        .unwrap()
+        .as_str()
+        .to_owned();
+    let r = ack(
+        &mut t,
+        "all",
+        &token,
+        &wake,
+        g,
+        &[("events/a", &tail), ("other-wakes", &other_tail)],
+        true,
+    );
+    // Acking everything it was told about leaves nothing: its own wake events do not count.
+    assert_eq!(body(&r), json!({"ok": true, "next_wake": false}));
+}
+
+#[test]
+fn a_wake_issued_while_a_delivery_is_out_waits_for_its_answer() {
+    let mut t = Harness::new();
+    stream(&mut t, "events/a", "");
+    webhook_sub(&mut t, "hook", 1_000);
+    append(&mut t, "events/a", "x");
+    let (d, _) = delivery(&mut t);
+    // The lease runs out before the receiver answers: a new wake is issued...
+    t.advance(Duration::from_secs(1));
+    assert!(t.server.poll_webhook().is_none(), "one delivery at a time");
+    // ...and delivered once the old delivery is answered (its `done` is for a stale wake and
+    // acks nothing).
+    t.server
+        .handle_webhook_response(d.id, 200, br#"{"done":true}"#, t.now);
+    assert_eq!(
+        links(&mut t, "hook"),
+        vec![link("events/a", "glob", &off(0))]
+    );
+    let (_, b) = delivery(&mut t);
+    assert_eq!(b["generation"], 2);
+}
