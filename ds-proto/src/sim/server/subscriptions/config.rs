@@ -177,6 +177,8 @@ pub(super) fn parse(body: &[u8]) -> Result<SubConfig, ConfigError> {
 /// - `http://` only for the development exception of 6.2: `localhost` or `127.x.y.z` (the
 ///   reference server accepts all of 127/8, FIELD-NOTES; 6.2 writes `127.0.0.x`).
 /// - No user information in the URL (credentials would leak into logs and requests).
+/// - No numeric host that is not a dotted quad (`2130706433`, `0x7f.1`, `127.1`: resolvers
+///   read them as IPv4 addresses); a trailing dot is ignored (`localhost.` is `localhost`).
 ///
 /// Host names are not resolved: this server has no DNS, and a name that resolves to a private
 /// address is beyond what it can see.
@@ -190,8 +192,18 @@ pub(super) fn validate_webhook_url(url: &str) -> Result<(), String> {
     if authority.as_str().contains('@') {
         return Err("webhook.url must not carry credentials".to_owned());
     }
-    let host = authority.host().to_ascii_lowercase();
+    // A trailing dot names the same host (`localhost.` is `localhost`).
+    let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
     let localhost = host == "localhost" || host.ends_with(".localhost");
+    // Numeric hosts that are not dotted quads (`2130706433`, `0x7f.1`, `127.1`) are IPv4
+    // addresses to many resolvers: refused rather than guessed (no top-level domain is
+    // numeric).
+    let last_label = host.rsplit('.').next().unwrap_or("");
+    let numeric = !last_label.is_empty()
+        && (last_label.bytes().all(|b| b.is_ascii_digit()) || last_label.starts_with("0x"));
+    if numeric && host.parse::<Ipv4Addr>().is_err() {
+        return Err(format!("webhook.url host {host:?} is not a valid address"));
+    }
     match uri.scheme_str() {
         Some("http") => {
             let loopback4 = host
@@ -281,6 +293,12 @@ mod tests {
             "http://10.0.0.1/x",
             "http://192.168.0.10/x",
             "https://user:pw@worker.example/x",
+            "https://localhost./x",
+            "https://2130706433/x",
+            "https://0x7f.1/x",
+            "https://127.1/x",
+            "http://127.1/x",
+            "https://10.0.0.1./x",
             "not a url",
             "/relative",
         ] {

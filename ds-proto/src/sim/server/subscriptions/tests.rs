@@ -1112,3 +1112,32 @@ fn a_wake_issued_while_a_delivery_is_out_waits_for_its_answer() {
     let (_, b) = delivery(&mut t);
     assert_eq!(b["generation"], 2);
 }
+
+#[test]
+fn absolute_urls_come_from_the_configured_origin_or_the_request() {
+    let config =
+        json!({"type": "webhook", "streams": ["a"], "webhook": {"url": "http://127.0.0.1:1/"}});
+    // The request's Host header (the other tests), the configured public URL, or nothing.
+    let mut t = Harness::with(SimServerConfig {
+        public_url: Some("https://streams.example/".to_owned()),
+        ..SimServerConfig::default()
+    });
+    let r = put_sub(&mut t, "s", &config);
+    assert_eq!(
+        body(&r)["webhook"]["signing"]["jwks_url"],
+        "https://streams.example/v1/stream/__ds/jwks.json"
+    );
+    let mut t = Harness::new();
+    let r = t.put(&format!("{CTL}/s"), &[JSON], config.to_string());
+    assert_eq!(
+        body(&r)["webhook"]["signing"]["jwks_url"],
+        "/v1/stream/__ds/jwks.json"
+    );
+    t.create("/v1/stream/a", "text/plain");
+    append(&mut t, "a", "x");
+    let (_, b) = delivery(&mut t);
+    assert_eq!(
+        b["callback_url"],
+        "/v1/stream/__ds/subscriptions/s/callback"
+    );
+}
