@@ -329,15 +329,16 @@ impl SimServer {
 
     /// The stream at `path` left the namespace (deleted, expired). Its glob links go (a stream
     /// created there later is linked again by its first write); explicit links stay, their
-    /// cursor back at `-1`, so that a stream created there later is read from its start. 6
-    /// does not say; the reference server drops both kinds.
+    /// cursor back at position 0 (the tail of a stream that does not exist), so that a stream
+    /// created there later is read from its start. 6 does not say; the reference server drops
+    /// both kinds.
     pub(super) fn subscriptions_on_vanished(&mut self, path: &str) {
         let Some(rel) = self.relative_path(path).map(str::to_owned) else {
             return;
         };
         for sub in self.subs.subs.values_mut() {
             match sub.links.get_mut(&rel) {
-                Some(link) if link.explicit => link.acked = None,
+                Some(link) if link.explicit => link.acked = Some(0),
                 Some(_) => {
                     sub.links.remove(&rel);
                 }

@@ -263,10 +263,10 @@ impl SimServer {
         }
         let mut links = BTreeMap::new();
         // Explicit streams and backfilled pattern matches start at their tail (6.2, 6.4): no
-        // replay of history. An explicit stream that does not exist yet starts at `-1`, so
-        // that everything it will hold is pending.
+        // replay of history. A stream that does not exist yet has its tail at position 0 (as
+        // on the reference server), so that everything it will hold is pending.
         for rel in &config.streams {
-            let acked = self.store.live(&self.absolute_path(rel)).map(|s| s.tail);
+            let acked = Some(self.tail_of(rel));
             links.insert(
                 rel.clone(),
                 Link {
@@ -391,7 +391,7 @@ impl SimServer {
         let tails: Vec<(String, Option<u64>)> = streams
             .into_iter()
             .map(|rel| {
-                let tail = self.store.live(&self.absolute_path(&rel)).map(|s| s.tail);
+                let tail = Some(self.tail_of(&rel));
                 (rel, tail)
             })
             .collect();
