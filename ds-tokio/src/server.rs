@@ -562,4 +562,50 @@ mod webhook_tests {
         assert_eq!(acked, tail);
         server.shutdown().await;
     }
+
+    #[tokio::test]
+    async fn an_unreachable_receiver_marks_the_subscription_failed() {
+        // A port nothing listens on (bound, then released).
+        let closed = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let server = spawn(ServerConfig {
+            fault_injection: false,
+            ..ServerConfig::default()
+        })
+        .await
+        .unwrap();
+        let client: WebhookClient =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let base = server.url().to_owned();
+        let stream = format!("{base}/v1/stream/events/a");
+        let sub = format!("{base}/v1/stream/__ds/subscriptions/hook");
+        assert_eq!(call(&client, http::Method::PUT, &stream, "").await.0, 201);
+        let config = serde_json::json!({
+            "type": "webhook",
+            "streams": ["events/a"],
+            "webhook": { "url": format!("http://{closed}/hook") },
+        });
+        assert_eq!(
+            call(&client, http::Method::PUT, &sub, &config.to_string())
+                .await
+                .0,
+            201
+        );
+        call(&client, http::Method::POST, &stream, "1").await;
+        // The failed delivery schedules a retry: status `failed` (6.3). Bounded wait.
+        let mut status = serde_json::Value::Null;
+        for _ in 0..200 {
+            status = call(&client, http::Method::GET, &sub, "").await.1["status"].clone();
+            if status == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(status, "failed");
+        server.shutdown().await;
+    }
 }
