@@ -14,10 +14,18 @@
 //! One task owns the model; each connection hands it complete requests and streams back what
 //! the model produces (long-poll and SSE responses stay open until the model finishes them).
 //! A client that goes away cancels its exchange in the model.
+//!
+//! Subscriptions (PROTOCOL.md 6 and 7) are served under `/v1/stream/__ds/` (the model's
+//! `stream_root`). The model queues webhook deliveries; the model task sends each with a hyper
+//! client (plain HTTP: the model accepts `http://` webhook URLs only for `localhost` and
+//! `127.x.x.x`; an `https://` delivery fails and is retried) and feeds the answer back, or a
+//! failure when none came within [`WEBHOOK_TIMEOUT`].
 
 use bytes::Bytes;
-use ds_proto::sim::server::{ExchangeId, ExchangeOutput, SimServer, SimServerConfig};
-use http_body_util::{BodyExt, Limited, StreamBody};
+use ds_proto::sim::server::{
+    ExchangeId, ExchangeOutput, SimServer, SimServerConfig, WebhookDelivery, WebhookId,
+};
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -33,6 +41,13 @@ mod faults;
 
 /// The largest request body the embedded server accepts.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long a webhook delivery may take, response body included, before it counts as failed
+/// (and is retried, PROTOCOL.md 7.1).
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most of a webhook response body the server reads (only `{"done": true}` matters).
+const MAX_WEBHOOK_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// How the embedded server runs.
 #[derive(Debug, Clone)]
@@ -118,6 +133,10 @@ pub async fn spawn(config: ServerConfig) -> std::io::Result<ServerHandle> {
     let listener = TcpListener::bind(("127.0.0.1", config.port)).await?;
     let addr = listener.local_addr()?;
     let mut model = config.model;
+    // Absolute callback and JWKS URLs in subscription bodies (PROTOCOL.md 6.3, 7.1).
+    model
+        .public_url
+        .get_or_insert_with(|| format!("http://{addr}"));
     model.clock_origin = Some(tokio::time::Instant::now().into_std());
     model.unix_time_at_origin = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -232,10 +251,47 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// The one task that owns the model.
+type WebhookClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// Sends one webhook delivery: its status and body, or `None` when no complete response came
+/// within [`WEBHOOK_TIMEOUT`].
+async fn deliver(client: WebhookClient, delivery: WebhookDelivery) -> Option<(u16, Bytes)> {
+    let (parts, body) = delivery.request.into_parts();
+    let request = http::Request::from_parts(parts, Full::new(body));
+    let exchange = async {
+        let response = client.request(request).await.ok()?;
+        let status = response.status().as_u16();
+        let body = Limited::new(response.into_body(), MAX_WEBHOOK_RESPONSE_BYTES)
+            .collect()
+            .await
+            .ok()?
+            .to_bytes();
+        Some((status, body))
+    };
+    tokio::time::timeout(WEBHOOK_TIMEOUT, exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The one task that owns the model. Webhook deliveries run as tasks of its own, aborted with
+/// it.
 async fn run_model(mut model: SimServer, mut calls: mpsc::Receiver<Call>) {
     let mut routes: HashMap<ExchangeId, mpsc::UnboundedSender<ExchangeOutput>> = HashMap::new();
+    let client: WebhookClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let mut deliveries: tokio::task::JoinSet<(WebhookId, Option<(u16, Bytes)>)> =
+        tokio::task::JoinSet::new();
     loop {
+        while let Some(delivery) = model.poll_webhook() {
+            let id = delivery.id;
+            let client = client.clone();
+            deliveries.spawn(async move { (id, deliver(client, delivery).await) });
+        }
         // Route what the model produced; a closed receiver means the client went away.
         while let Some((id, out)) = model.poll_output() {
             let done = matches!(out, ExchangeOutput::End | ExchangeOutput::Reset);
@@ -272,6 +328,16 @@ async fn run_model(mut model: SimServer, mut calls: mpsc::Receiver<Call>) {
                 routes.insert(id, call.outputs);
             }
             () = sleep => model.handle_timeout(now()),
+            Some(joined) = deliveries.join_next(), if !deliveries.is_empty() => {
+                if let Ok((id, outcome)) = joined {
+                    match outcome {
+                        Some((status, body)) => {
+                            model.handle_webhook_response(id, status, &body, now());
+                        }
+                        None => model.handle_webhook_failure(id, now()),
+                    }
+                }
+            }
         }
     }
 }
@@ -381,4 +447,165 @@ fn futures_stream_once(
     let _ = tx.send(ExchangeOutput::Body(b));
     let _ = tx.send(ExchangeOutput::End);
     async_stream(rx)
+}
+
+#[cfg(test)]
+mod webhook_tests {
+    use super::*;
+
+    async fn call(
+        client: &WebhookClient,
+        method: http::Method,
+        url: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, value)
+    }
+
+    /// A webhook receiver on loopback: forwards each request's signature header and body, and
+    /// answers `{"done": true}`.
+    async fn receiver() -> (SocketAddr, mpsc::UnboundedReceiver<(String, Bytes)>) {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: http::Request<Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let sig = req
+                                .headers()
+                                .get("webhook-signature")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let _ = tx.send((sig, body));
+                            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(
+                                r#"{"done":true}"#,
+                            ))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn webhooks_are_delivered_and_done_acks() {
+        let (hook, mut received) = receiver().await;
+        let server = spawn(ServerConfig {
+            fault_injection: false,
+            ..ServerConfig::default()
+        })
+        .await
+        .unwrap();
+        let client: WebhookClient =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let base = server.url().to_owned();
+        let stream = format!("{base}/v1/stream/events/a");
+        let sub = format!("{base}/v1/stream/__ds/subscriptions/hook");
+        assert_eq!(call(&client, http::Method::PUT, &stream, "").await.0, 201);
+        let config = serde_json::json!({
+            "type": "webhook",
+            "pattern": "events/*",
+            "webhook": { "url": format!("http://{hook}/hook") },
+        });
+        let (status, _) = call(&client, http::Method::PUT, &sub, &config.to_string()).await;
+        assert_eq!(status, 201);
+        assert_eq!(
+            call(&client, http::Method::POST, &stream, r#"{"n":1}"#)
+                .await
+                .0,
+            204
+        );
+        let (sig, body) = tokio::time::timeout(Duration::from_secs(20), received.recv())
+            .await
+            .expect("a webhook delivery")
+            .unwrap();
+        assert!(sig.starts_with("t=") && sig.contains(",ed25519="), "{sig}");
+        let wake: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(wake["subscription_id"], "hook");
+        assert_eq!(
+            wake["callback_url"],
+            format!("{base}/v1/stream/__ds/subscriptions/hook/callback")
+        );
+        let tail = wake["streams"][0]["tail_offset"].clone();
+        // The receiver answered done: the server acks the delivered tail (7.1). Wait for the
+        // answer to reach the model (bounded).
+        let mut acked = serde_json::Value::Null;
+        for _ in 0..200 {
+            let (_, sub) = call(&client, http::Method::GET, &sub, "").await;
+            acked = sub["streams"][0]["acked_offset"].clone();
+            if acked == tail {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(acked, tail);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_receiver_marks_the_subscription_failed() {
+        // A port nothing listens on (bound, then released).
+        let closed = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let server = spawn(ServerConfig {
+            fault_injection: false,
+            ..ServerConfig::default()
+        })
+        .await
+        .unwrap();
+        let client: WebhookClient =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let base = server.url().to_owned();
+        let stream = format!("{base}/v1/stream/events/a");
+        let sub = format!("{base}/v1/stream/__ds/subscriptions/hook");
+        assert_eq!(call(&client, http::Method::PUT, &stream, "").await.0, 201);
+        let config = serde_json::json!({
+            "type": "webhook",
+            "streams": ["events/a"],
+            "webhook": { "url": format!("http://{closed}/hook") },
+        });
+        assert_eq!(
+            call(&client, http::Method::PUT, &sub, &config.to_string())
+                .await
+                .0,
+            201
+        );
+        call(&client, http::Method::POST, &stream, "1").await;
+        // The failed delivery schedules a retry: status `failed` (6.3). Bounded wait.
+        let mut status = serde_json::Value::Null;
+        for _ in 0..200 {
+            status = call(&client, http::Method::GET, &sub, "").await.1["status"].clone();
+            if status == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(status, "failed");
+        server.shutdown().await;
+    }
 }

@@ -9,5 +9,8 @@ if (!baseUrl) {
   throw new Error('DS_CONFORMANCE_URL must name the server to test (run.sh sets it)');
 }
 const longPollTimeoutMs = Number(process.env.DS_CONFORMANCE_LONG_POLL_MS ?? '20000');
+// The suite's subscription tests (PROTOCOL.md 6 and 7) run unless DS_CONFORMANCE_SUBSCRIPTIONS=0
+// (for a server under test that has no subscriptions).
+const subscriptions = process.env.DS_CONFORMANCE_SUBSCRIPTIONS !== '0';
 
-runConformanceTests({ baseUrl, longPollTimeoutMs });
+runConformanceTests({ baseUrl, longPollTimeoutMs, subscriptions });

@@ -12,6 +12,9 @@
 #                        the long-poll timeout given to the embedded server (default 1000)
 #   DS_CONFORMANCE_FILTER
 #                        only run tests whose name matches this pattern (vitest -t)
+#   DS_CONFORMANCE_SUBSCRIPTIONS
+#                        0: skip the suite's subscription tests ("Reserved subscription APIs",
+#                        run by default: the embedded server implements PROTOCOL.md 6 and 7)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)

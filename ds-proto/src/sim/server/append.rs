@@ -77,7 +77,13 @@ impl SimServer {
             Ok(sid) => {
                 // A write reaching the server refreshes a sliding TTL (5.1).
                 self.store.get_mut(sid).touch(now);
-                self.append_to(sid, req, now)
+                let before = self.store.get(sid).tail;
+                let reply = self.append_to(sid, req, now);
+                if self.store.get(sid).tail != before {
+                    // New data: subscriptions link and wake (PROTOCOL.md 6.2, 7).
+                    self.subscriptions_on_write(req.uri().path(), now);
+                }
+                reply
             }
             Err(reply) => reply,
         };

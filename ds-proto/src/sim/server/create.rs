@@ -219,7 +219,12 @@ impl SimServer {
             stream.push_append(units);
         }
         let reply = created_reply(201, &stream);
+        let has_data = !stream.entries.is_empty();
         self.store.insert(stream);
+        if has_data {
+            // A stream created with data counts as written for subscriptions (6.2, 7).
+            self.subscriptions_on_write(path, now);
+        }
         reply
     }
 

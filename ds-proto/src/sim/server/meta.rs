@@ -46,6 +46,7 @@ impl SimServer {
                     _ => 404,
                 };
                 self.stream_vanished(sid, status);
+                self.subscriptions_on_vanished(path);
                 Reply::new(204)
             }
         };

@@ -51,6 +51,16 @@
 //! offsets are `0000000000000000_` + a 16-digit position; a catch-up or long-poll response
 //! holds at most [`SimServerConfig::max_chunk_bytes`]; an idle SSE connection gets a keep-alive
 //! `control` event every [`SimServerConfig::sse_keepalive`].
+//!
+//! # Subscriptions
+//!
+//! Subscriptions (PROTOCOL.md 6 and 7) are served under `{stream_root}/__ds/`
+//! ([`SimServerConfig::stream_root`]). Pull-wake events are appended to their wake streams like
+//! any append. Webhooks are sans IO too: the server queues each delivery as an
+//! `http::Request` ([`SimServer::poll_webhook`]) and its owner sends it and reports the outcome
+//! ([`SimServer::handle_webhook_response`], [`SimServer::handle_webhook_failure`]). Leases and
+//! webhook retries run on the same timers as everything else (`poll_timeout`/`handle_timeout`).
+//! Signing keys, tokens, wake ids and retry jitter all derive from [`SimServerConfig::seed`].
 
 mod append;
 mod clock;
@@ -62,11 +72,13 @@ mod read;
 mod reply;
 mod sse;
 mod streams;
+mod subscriptions;
 
 #[cfg(test)]
 mod tests;
 
 pub use producer::ProducerState;
+pub use subscriptions::{WebhookDelivery, WebhookId};
 
 use crate::offset::Offset;
 use crate::rng::Rng;
@@ -108,6 +120,15 @@ pub struct SimServerConfig {
     /// The virtual wall-clock time at the origin, as time since the Unix epoch.
     /// Default: 2026-01-01T00:00:00Z.
     pub unix_time_at_origin: Duration,
+    /// The path under which streams live, `{stream-url}` of PROTOCOL.md 6: subscription
+    /// control routes are `{stream_root}/__ds/...`, and stream paths in subscription bodies
+    /// are relative to it (a stream outside it cannot be linked). Default: `/v1/stream`.
+    pub stream_root: String,
+    /// The `scheme://authority` clients reach the server at, for the absolute URLs written
+    /// into subscription bodies (webhook `callback_url`, `jwks_url`: 6.3, 7.1). `None`: taken
+    /// from each subscription's `PUT` request (its absolute URI, else its `Host` header, with
+    /// scheme `http`); without either the URLs are paths. Default: `None`.
+    pub public_url: Option<String>,
 }
 
 impl Default for SimServerConfig {
@@ -122,6 +143,8 @@ impl Default for SimServerConfig {
             cursor_epoch_unix: Duration::from_secs(1_728_432_000),
             clock_origin: None,
             unix_time_at_origin: Duration::from_secs(1_767_225_600),
+            stream_root: "/v1/stream".to_owned(),
+            public_url: None,
         }
     }
 }
@@ -166,6 +189,7 @@ pub struct SimServer {
     clock: VirtualClock,
     rng: Rng,
     store: Store,
+    subs: subscriptions::Registry,
     waiters: BTreeMap<ExchangeId, Waiter>,
     outputs: VecDeque<(ExchangeId, ExchangeOutput)>,
     next_exchange: u64,
@@ -184,6 +208,7 @@ impl SimServer {
             ),
             rng: Rng::new(config.seed),
             store: Store::default(),
+            subs: subscriptions::Registry::new(&config),
             waiters: BTreeMap::new(),
             outputs: VecDeque::new(),
             next_exchange: 0,
@@ -207,6 +232,10 @@ impl SimServer {
         let now = self.advance(now);
         self.next_exchange += 1;
         let id = ExchangeId(self.next_exchange);
+        // Subscription control routes come before stream operations (PROTOCOL.md 6).
+        if self.subscription_route(id, &request, now) {
+            return id;
+        }
         let method = request.method().clone();
         match method {
             http::Method::PUT => self.create(id, &request, now),
@@ -225,7 +254,8 @@ impl SimServer {
 
     /// Runs what is due at `now`: expires streams whose TTL or expiry time has passed, answers
     /// long-polls whose timeout passed (204), sends SSE keep-alives and closes SSE connections
-    /// that have been open long enough. Safe to call at any time, spuriously or late.
+    /// that have been open long enough, expires subscription leases and queues due webhook
+    /// retries. Safe to call at any time, spuriously or late.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
     }
@@ -281,15 +311,18 @@ impl SimServer {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has something to do: the earliest
-    /// long-poll timeout, SSE keep-alive or close, or stream expiry. `None`: nothing is
-    /// scheduled. Changes after `handle`, `handle_timeout` and `cancel`.
+    /// long-poll timeout, SSE keep-alive or close, stream expiry, subscription lease expiry or
+    /// webhook retry. `None`: nothing is scheduled. Changes after `handle`, `handle_timeout` and `cancel`.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let waiters = self.waiters.values().filter_map(|w| match w {
             Waiter::LongPoll(lp) => Some(lp.deadline),
             Waiter::Sse(conn) => conn.next_deadline(),
         });
-        waiters.chain(self.store.next_expiry(&self.clock)).min()
+        waiters
+            .chain(self.store.next_expiry(&self.clock))
+            .chain(self.subs.next_deadline())
+            .min()
     }
 
     // ----- getters --------------------------------------------------------------------------
@@ -352,9 +385,28 @@ impl SimServer {
         self.clock.anchor(now);
         let now = self.latest.map_or(now, |l| l.max(now));
         self.latest = Some(now);
+        // The paths of streams about to expire, for the subscriptions that link them (only
+        // looked up when something expires and subscriptions exist).
+        let expiring = !self.subs.is_empty()
+            && self
+                .store
+                .next_expiry(&self.clock)
+                .is_some_and(|d| d <= now);
+        let live: Vec<(StreamId, String)> = if expiring {
+            self.store
+                .live_paths()
+                .filter_map(|p| self.store.live(p).map(|s| (s.id, p.to_owned())))
+                .collect()
+        } else {
+            Vec::new()
+        };
         for sid in self.store.expire_due(now, &self.clock) {
             self.stream_vanished(sid, 404);
+            if let Some((_, path)) = live.iter().find(|(id, _)| *id == sid) {
+                self.subscriptions_on_vanished(path);
+            }
         }
+        self.subscriptions_run_due(now);
         let due: Vec<ExchangeId> = self
             .waiters
             .iter()
