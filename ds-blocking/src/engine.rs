@@ -13,7 +13,7 @@ use crate::client::Client;
 use crate::trace;
 use crate::transport::{is_event_stream, ChunkReader};
 use ds_proto::ops::CallOptions;
-use ds_proto::{Input, Machine, RequestId, Transmit, TransportError, TransportErrorKind};
+use ds_proto::{Input, Machine, Outgoing, RequestId, Transmit, TransportError, TransportErrorKind};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -442,19 +442,18 @@ impl<M: Machine, C: Send + 'static> Engine<M, C> {
         &mut self.exchanges
     }
 
-    /// Starts every pending transmit and cancels every pending cancel.
+    /// Aborts every pending cancel and starts every pending transmit, in the machine's order
+    /// ([`Machine::poll_outgoing`]); an exchange that fails as it starts is fed back at once.
     pub(crate) fn flush_outputs(&mut self) {
-        let now = Instant::now();
-        while let Some(id) = self.machine.poll_cancel() {
-            self.exchanges.abort(id);
-        }
-        while let Some(t) = self.machine.poll_transmit(now) {
-            if let Some(failed) = self.exchanges.start(t) {
-                self.machine.handle_input(failed, Instant::now());
+        while let Some(out) = self.machine.poll_outgoing(Instant::now()) {
+            match out {
+                Outgoing::Cancel(id) => self.exchanges.abort(id),
+                Outgoing::Send(t) => {
+                    if let Some(failed) = self.exchanges.start(t) {
+                        self.machine.handle_input(failed, Instant::now());
+                    }
+                }
             }
-        }
-        while let Some(id) = self.machine.poll_cancel() {
-            self.exchanges.abort(id);
         }
     }
 

@@ -23,7 +23,7 @@ use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
 use ds_proto::driver::writer::{CloseReport, FlushError};
 use ds_proto::producer::{AppendError, AppendId};
-use ds_proto::{Error, Operation};
+use ds_proto::{Error, Machine, Operation, Outgoing};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
@@ -240,14 +240,14 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                 return;
             }
             let now = Instant::now();
-            while let Some(id) = core.producer_mut().poll_cancel() {
-                exchanges.abort(id);
-            }
             let mut here = None;
             loop {
                 let mut transmits = Vec::new();
-                while let Some(t) = core.producer_mut().poll_transmit(now) {
-                    transmits.push(t);
+                while let Some(out) = core.producer_mut().poll_outgoing(now) {
+                    match out {
+                        Outgoing::Cancel(id) => exchanges.abort(id),
+                        Outgoing::Send(t) => transmits.push(t),
+                    }
                 }
                 if transmits.is_empty() {
                     break;

@@ -41,8 +41,10 @@
 //!   `Reader::stop`); misuse is an `Err` from the command, never a panic;
 //! - **`handle_input(input, now)`** feeds what the driver saw of an exchange, and
 //!   **`handle_timeout(now)`** tells the machine time has passed; neither ever fails;
-//! - **`poll_*`** drain the outputs, after every command, input and timeout: `poll_cancel()`,
-//!   `poll_transmit(now)`, `poll_event()`, and `poll_timeout()` says when to wake next.
+//! - **`poll_*`** drain the outputs, after every command, input and timeout, in one order:
+//!   `poll_cancel()`, then `poll_transmit(now)` (together: [`Machine::poll_outgoing`]), then
+//!   `poll_event()`; `poll_timeout()` says when to wake next. This order is documented here
+//!   and on [`machine`], and both drivers follow it.
 //!   Protocol outcomes (a refused append, a failed read) are events, not errors.
 //!
 //! ```text
@@ -66,7 +68,7 @@
 //!         machine.handle_input(input, now)             // for each Input that arrived, in order
 //!         machine.handle_timeout(now)                  // if poll_timeout() <= now
 //!         application commands                         // append, flush, close, stop
-//!     drain, each until it returns None:
+//!     drain, each until it returns None, in this order (Machine::poll_outgoing does the first two):
 //!         machine.poll_cancel()        -> abort that exchange (close its connection)
 //!         machine.poll_transmit(now)   -> start that exchange
 //!         machine.poll_event()         -> hand the event to the application
@@ -293,7 +295,7 @@ pub use consumer::{
 };
 pub use error::{ConflictKind, Error, ErrorKind, Operation};
 pub use exchange::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
-pub use machine::Machine;
+pub use machine::{Machine, Outgoing};
 pub use offset::Offset;
 pub use producer::{AppendError, AppendId, FailureReason, Producer, ProducerConfig, ProducerEvent};
 pub use reader::{Chunk, ReadMode, Reader, ReaderConfig, ReaderEvent};

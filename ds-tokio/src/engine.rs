@@ -10,7 +10,7 @@ use crate::client::Client;
 use crate::trace;
 use bytes::Bytes;
 use ds_proto::ops::CallOptions;
-use ds_proto::{Input, Machine, RequestId, Transmit, TransportError, TransportErrorKind};
+use ds_proto::{Input, Machine, Outgoing, RequestId, Transmit, TransportError, TransportErrorKind};
 use hyper::body::{Body as _, Incoming};
 use std::collections::HashMap;
 use std::future::Future;
@@ -282,21 +282,18 @@ impl<M: Machine> Engine<M> {
         self
     }
 
-    /// Starts every pending transmit and aborts every pending cancel.
+    /// Aborts every pending cancel and starts every pending transmit, in the machine's order
+    /// ([`Machine::poll_outgoing`]).
     pub(crate) fn flush_outputs(&mut self) {
         let now = now();
-        while let Some(id) = self.machine.poll_cancel() {
-            self.exchanges.abort(id);
-        }
-        while let Some(t) = self.machine.poll_transmit(now) {
-            if self.owner_polled && self.exchanges.local.is_none() {
-                self.exchanges.start_local(t);
-            } else {
-                self.exchanges.start(t);
+        while let Some(out) = self.machine.poll_outgoing(now) {
+            match out {
+                Outgoing::Cancel(id) => self.exchanges.abort(id),
+                Outgoing::Send(t) if self.owner_polled && self.exchanges.local.is_none() => {
+                    self.exchanges.start_local(t)
+                }
+                Outgoing::Send(t) => self.exchanges.start(t),
             }
-        }
-        while let Some(id) = self.machine.poll_cancel() {
-            self.exchanges.abort(id);
         }
     }
 

@@ -23,7 +23,7 @@ use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
 use ds_proto::driver::writer::{CloseReport, FlushError};
 use ds_proto::producer::{AppendError, AppendId};
-use ds_proto::Error;
+use ds_proto::{Error, Machine, Outgoing};
 use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{oneshot, Notify};
@@ -180,13 +180,12 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
         let deadline = {
             let mut core = shared.lock();
             let now = now();
-            let producer = core.producer_mut();
-            while let Some(id) = producer.poll_cancel() {
-                exchanges.abort(id);
-            }
             let mut transmits = Vec::new();
-            while let Some(t) = producer.poll_transmit(now) {
-                transmits.push(t);
+            while let Some(out) = core.producer_mut().poll_outgoing(now) {
+                match out {
+                    Outgoing::Cancel(id) => exchanges.abort(id),
+                    Outgoing::Send(t) => transmits.push(t),
+                }
             }
             // Persists a due snapshot before anything is sent: it holds every batch in flight.
             let changed = core.deliver_events(trace::producer_event, |tx, outcome| {
