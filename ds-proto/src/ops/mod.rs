@@ -254,19 +254,33 @@ fn conflict(op: Operation, h: &HeaderMap, body: &[u8]) -> ErrorKind {
     }
     let kind = match op {
         Operation::Create => ConflictKind::ExistsWithDifferentConfig,
-        Operation::Append => {
-            let msg = body_prefix(body).to_ascii_lowercase();
-            if msg.contains("content type") || msg.contains("content-type") {
-                ConflictKind::ContentTypeMismatch
-            } else if msg.contains("seq") {
-                ConflictKind::SeqRegression
-            } else {
-                ConflictKind::Other
-            }
-        }
+        // Without knowing the request, only the server's words can tell a content-type
+        // mismatch from a `Stream-Seq` regression; see `append_conflict` for the rule that
+        // knows whether `Stream-Seq` was sent.
+        Operation::Append if mentions_content_type(body) => ConflictKind::ContentTypeMismatch,
         _ => ConflictKind::Other,
     };
     ErrorKind::Conflict(kind)
+}
+
+/// Whether a 409's body names the content type (a hint, used only where no header tells).
+fn mentions_content_type(body: &[u8]) -> bool {
+    let msg = body_prefix(body).to_ascii_lowercase();
+    msg.contains("content type") || msg.contains("content-type")
+}
+
+/// The conflict of an append that was answered 409 without `Stream-Closed` and without
+/// producer sequence headers (those are told by their headers, PROTOCOL.md 5.2 and 5.2.1).
+/// 5.2 leaves two causes: a content-type mismatch, and a `Stream-Seq` regression, which is
+/// only possible when the request carried `Stream-Seq` (`sent_stream_seq`). When both are
+/// possible no header tells them apart, so the server's message decides, content type first
+/// (5.2's precedence), and a regression otherwise.
+pub fn append_conflict(sent_stream_seq: bool, body: &[u8]) -> ConflictKind {
+    if !sent_stream_seq || mentions_content_type(body) {
+        ConflictKind::ContentTypeMismatch
+    } else {
+        ConflictKind::SeqRegression
+    }
 }
 
 /// Reads `Stream-Next-Offset`, mapping a malformed value to an invalid-response error.
@@ -375,6 +389,8 @@ mod tests {
             kind(Operation::Append, 409, &[], "Content-type mismatch"),
             ErrorKind::Conflict(ConflictKind::ContentTypeMismatch)
         );
+        // Without the request, a body's words are no header: a regression is only told by
+        // `append_conflict`, which knows whether `Stream-Seq` was sent.
         assert_eq!(
             kind(
                 Operation::Append,
@@ -382,7 +398,20 @@ mod tests {
                 &[],
                 "Sequence conflict: seq regression"
             ),
-            ErrorKind::Conflict(ConflictKind::SeqRegression)
+            ErrorKind::Conflict(ConflictKind::Other)
+        );
+        assert_eq!(
+            append_conflict(true, b"Sequence conflict: seq regression"),
+            ConflictKind::SeqRegression
+        );
+        assert_eq!(append_conflict(true, b""), ConflictKind::SeqRegression);
+        assert_eq!(
+            append_conflict(true, b"content type differs"),
+            ConflictKind::ContentTypeMismatch
+        );
+        assert_eq!(
+            append_conflict(false, b"seq regression"),
+            ConflictKind::ContentTypeMismatch
         );
     }
 

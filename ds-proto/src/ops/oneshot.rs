@@ -10,7 +10,7 @@ use super::{
     read_response, AppendOptions, Appended, Closed, CreateOptions, Created, ProducerHeaders,
     ReadOptions, ReadResult, RequestExtras, StreamInfo,
 };
-use crate::error::{Error, Operation};
+use crate::error::{ConflictKind, Error, ErrorKind, Operation};
 use bytes::Bytes;
 
 /// A one-shot operation: the builder and the interpreter of its exchange, and its retry rule.
@@ -147,7 +147,16 @@ impl OneShot for Append {
         append_request(&self.url, self.body.clone(), &self.opts, extras)
     }
     fn response(&self, parts: &http::response::Parts, body: Bytes) -> Result<Appended, Error> {
-        append_response(&self.url, self.idempotent(), parts, &body)
+        append_response(&self.url, self.idempotent(), parts, &body).map_err(|mut e| {
+            // 409s the headers do not classify: the request tells which causes are possible.
+            if let ErrorKind::Conflict(
+                kind @ (ConflictKind::Other | ConflictKind::ContentTypeMismatch),
+            ) = &mut e.kind
+            {
+                *kind = super::append_conflict(self.opts.seq.is_some(), &body);
+            }
+            e
+        })
     }
 }
 
@@ -362,6 +371,45 @@ mod tests {
         );
         let r = a.request(&RequestExtras::default()).unwrap();
         assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    }
+
+    #[test]
+    fn an_append_conflict_is_told_by_headers_then_by_what_was_sent() {
+        let with_seq = AppendOptions {
+            seq: Some("5".into()),
+            ..AppendOptions::default()
+        };
+        let seq = Append::new(URL, Bytes::from_static(b"x"), with_seq, None);
+        let plain = Append::new(
+            URL,
+            Bytes::from_static(b"x"),
+            AppendOptions::default(),
+            None,
+        );
+        let kind = |a: &Append, headers: &[(&str, &str)], body: &'static [u8]| {
+            a.response(&answer(409, headers), Bytes::from_static(body))
+                .unwrap_err()
+                .kind
+        };
+        // Stream-Closed wins whatever was sent or said.
+        assert!(matches!(
+            kind(&seq, &[("stream-closed", "true")], b"seq too low"),
+            ErrorKind::Conflict(ConflictKind::Closed { .. })
+        ));
+        // No Stream-Seq sent: a regression is impossible, whatever the body says.
+        assert_eq!(
+            kind(&plain, &[], b"sequence conflict"),
+            ErrorKind::Conflict(ConflictKind::ContentTypeMismatch)
+        );
+        // Stream-Seq sent: a regression unless the server names the content type.
+        assert_eq!(
+            kind(&seq, &[], b""),
+            ErrorKind::Conflict(ConflictKind::SeqRegression)
+        );
+        assert_eq!(
+            kind(&seq, &[], b"Content-Type mismatch"),
+            ErrorKind::Conflict(ConflictKind::ContentTypeMismatch)
+        );
     }
 
     #[test]
