@@ -109,7 +109,12 @@ impl Writer {
             .name("ds-writer".into())
             .spawn(move || run(bg, exchanges))
             .map_err(|e| {
-                Error::invalid_input(Operation::Append, &url, format!("cannot spawn: {e}"))
+                Error::invalid_input(
+                    Operation::Append,
+                    &url,
+                    ds_proto::InputReason::Resource,
+                    format!("cannot spawn: {e}"),
+                )
             })?;
         Ok(Writer {
             shared,

@@ -123,15 +123,18 @@ pub enum ErrorKind {
     /// The exchange failed below HTTP.
     #[error("transport: {0}")]
     Transport(TransportError),
-    /// The response broke the protocol (a missing or malformed header, an undecodable body).
+    /// The response broke the protocol (a missing or malformed header, an undecodable body):
+    /// [`InvalidResponse::reason`] says which part.
     #[error("invalid response: {0}")]
-    InvalidResponse(String),
-    /// The caller's input was refused before anything was sent.
+    InvalidResponse(InvalidResponse),
+    /// The caller's input was refused before anything was sent: [`InvalidInput::reason`]
+    /// says what was wrong.
     #[error("invalid input: {0}")]
-    InvalidInput(String),
-    /// A response body or event exceeded a configured limit.
+    InvalidInput(InvalidInput),
+    /// A response body or event exceeded a configured limit: [`LimitExceeded::limit`] says
+    /// which.
     #[error("limit exceeded: {0}")]
-    LimitExceeded(String),
+    LimitExceeded(LimitExceeded),
     /// A producer restored from a snapshot found that the server already holds a sequence
     /// number it never assigned (a `204` whose `Producer-Seq` is at or past its next seq):
     /// another instance with the same producer id and epoch sent batches after the snapshot
@@ -149,7 +152,116 @@ pub enum ErrorKind {
     },
 }
 
+/// What part of the caller's input was refused ([`ErrorKind::InvalidInput`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum InputReason {
+    /// A stream or base URL that cannot be used (not `http(s)`, unparsable).
+    Url,
+    /// A value that cannot be a header value (content type, ETag, `Stream-Seq`, extras).
+    Header,
+    /// A body the protocol refuses: empty without closing, invalid JSON, an empty JSON array
+    /// (PROTOCOL.md 5.2, 9.1), or a value that cannot be serialized.
+    Body,
+    /// A setting out of its range or inconsistent (TTL and expiry together, a retry policy, a
+    /// timeout, a producer or reader configuration).
+    Config,
+    /// An offset that is not one.
+    Offset,
+    /// A snapshot of another format version, or an inconsistent one.
+    Snapshot,
+    /// A command at the wrong time (an append after close, a second close).
+    State,
+    /// The system refused a resource (a thread could not be spawned).
+    Resource,
+}
+
+/// What part of a response broke the protocol ([`ErrorKind::InvalidResponse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ResponseReason {
+    /// A header the protocol requires is missing (`Stream-Next-Offset` on a 200).
+    MissingHeader,
+    /// A protocol header has a value that cannot be read (a producer number, a TTL, an
+    /// expiry, an offset).
+    MalformedHeader,
+    /// The body cannot be decoded (JSON that is not an array of messages, SSE control JSON,
+    /// base64), or is shorter than what was already handed out.
+    Body,
+    /// Offsets that contradict each other (the next offset going backwards).
+    Offset,
+}
+
+/// Which configured limit was exceeded ([`ErrorKind::LimitExceeded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Limit {
+    /// A response body over the client's or reader's maximum.
+    ResponseBody,
+    /// An SSE line over the parser's maximum.
+    SseLine,
+    /// An SSE event over the parser's maximum.
+    SseEvent,
+}
+
+/// The cause of an [`ErrorKind::InvalidInput`]: a reason to match on and a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{message}")]
+#[non_exhaustive]
+pub struct InvalidInput {
+    /// What was wrong.
+    pub reason: InputReason,
+    /// The details, for people.
+    pub message: String,
+}
+
+/// The cause of an [`ErrorKind::InvalidResponse`]: a reason to match on and a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{message}")]
+#[non_exhaustive]
+pub struct InvalidResponse {
+    /// What part of the response.
+    pub reason: ResponseReason,
+    /// The details, for people.
+    pub message: String,
+}
+
+/// The cause of an [`ErrorKind::LimitExceeded`]: the limit and a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{message}")]
+#[non_exhaustive]
+pub struct LimitExceeded {
+    /// Which limit.
+    pub limit: Limit,
+    /// The details, for people.
+    pub message: String,
+}
+
 impl ErrorKind {
+    /// [`ErrorKind::InvalidInput`] with `reason`.
+    pub fn invalid_input(reason: InputReason, message: impl Into<String>) -> Self {
+        ErrorKind::InvalidInput(InvalidInput {
+            reason,
+            message: message.into(),
+        })
+    }
+
+    /// [`ErrorKind::InvalidResponse`] with `reason`.
+    pub fn invalid_response(reason: ResponseReason, message: impl Into<String>) -> Self {
+        ErrorKind::InvalidResponse(InvalidResponse {
+            reason,
+            message: message.into(),
+        })
+    }
+
+    /// [`ErrorKind::LimitExceeded`] of `limit`.
+    pub fn limit_exceeded(limit: Limit, message: impl Into<String>) -> Self {
+        ErrorKind::LimitExceeded(LimitExceeded {
+            limit,
+            message: message.into(),
+        })
+    }
+
     /// Whether the failure is transient (429, 5xx, transport) and a retry may succeed. A TLS
     /// failure (a rejected certificate, a handshake alert) is not: another attempt meets the
     /// same certificate.
@@ -172,9 +284,11 @@ impl ErrorKind {
     }
 }
 
-/// An error with its context: operation, stream URL and kind.
+/// An error with its context: operation, stream URL and kind. Built with [`Error::new`] and
+/// the shorthands below (so that the URL never carries its query).
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[error("{operation} {url}: {kind}")]
+#[non_exhaustive]
 pub struct Error {
     /// The operation that failed.
     pub operation: Operation,
@@ -199,13 +313,23 @@ impl Error {
     }
 
     /// An [`ErrorKind::InvalidInput`] error.
-    pub fn invalid_input(operation: Operation, url: &str, message: impl Into<String>) -> Self {
-        Error::new(operation, url, ErrorKind::InvalidInput(message.into()))
+    pub fn invalid_input(
+        operation: Operation,
+        url: &str,
+        reason: InputReason,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::new(operation, url, ErrorKind::invalid_input(reason, message))
     }
 
     /// An [`ErrorKind::InvalidResponse`] error.
-    pub fn invalid_response(operation: Operation, url: &str, message: impl Into<String>) -> Self {
-        Error::new(operation, url, ErrorKind::InvalidResponse(message.into()))
+    pub fn invalid_response(
+        operation: Operation,
+        url: &str,
+        reason: ResponseReason,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::new(operation, url, ErrorKind::invalid_response(reason, message))
     }
 
     /// An [`ErrorKind::Transport`] error.

@@ -293,7 +293,10 @@ pub mod url;
 pub use consumer::{
     Consumer, ConsumerError, ConsumerEvent, ConsumerExit, ConsumerOptions, ErrorAction,
 };
-pub use error::{ConflictKind, Error, ErrorKind, Operation};
+pub use error::{
+    ConflictKind, Error, ErrorKind, InputReason, InvalidInput, InvalidResponse, Limit,
+    LimitExceeded, Operation, ResponseReason,
+};
 pub use exchange::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 pub use machine::{Machine, Outgoing};
 pub use offset::Offset;

@@ -29,6 +29,7 @@ use std::time::Instant;
 
 /// What the driver must do with its exchanges, from [`Machine::poll_outgoing`].
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // taken apart at once; boxing would allocate per request
 pub enum Outgoing {
     /// Abort this exchange and feed nothing more about it.
     Cancel(RequestId),

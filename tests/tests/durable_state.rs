@@ -369,7 +369,7 @@ fn a_snapshot_of_another_format_version_is_refused() {
         let snap: ProducerSnapshot = serde_json::from_value(json).unwrap();
         let e = stream.writer_from_snapshot(snap).unwrap_err();
         assert!(
-            matches!(&e.kind, ds_proto::ErrorKind::InvalidInput(m) if m.contains("format_version 99")),
+            matches!(&e.kind, ds_proto::ErrorKind::InvalidInput(m) if m.reason == ds_proto::InputReason::Snapshot && m.message.contains("format_version 99")),
             "{kind:?}: {e}"
         );
         w.close(false).unwrap();

@@ -2,6 +2,7 @@
 //! a JSON stream is an array of messages (PROTOCOL.md 9.1.5); they are queued and decoded one
 //! at a time, so a slow consumer holds raw bytes, not decoded values.
 
+use crate::error::ResponseReason;
 use crate::error::{Error, Operation};
 use crate::reader::Chunk;
 use bytes::Bytes;
@@ -35,7 +36,7 @@ impl JsonItemQueue {
     pub fn push(&mut self, chunk: &Chunk, url: &str) -> Result<(), Error> {
         let items = chunk
             .items()
-            .map_err(|m| Error::invalid_response(Operation::Read, url, m))?;
+            .map_err(|m| Error::invalid_response(Operation::Read, url, ResponseReason::Body, m))?;
         self.pending.extend(items);
         Ok(())
     }
@@ -46,7 +47,12 @@ impl JsonItemQueue {
     pub fn next<T: DeserializeOwned>(&mut self, url: &str) -> Option<Result<T, Error>> {
         let raw = self.pending.pop_front()?;
         Some(serde_json::from_slice(&raw).map_err(|e| {
-            Error::invalid_response(Operation::Read, url, format!("JSON message: {e}"))
+            Error::invalid_response(
+                Operation::Read,
+                url,
+                ResponseReason::Body,
+                format!("JSON message: {e}"),
+            )
         }))
     }
 }

@@ -1,6 +1,7 @@
 //! Collecting a reader's chunks into one value: what drivers' `read_all` return.
 
 use crate::driver::client::ClientSettings;
+use crate::error::ResponseReason;
 use crate::error::{Error, ErrorKind, Operation};
 use crate::offset::Offset;
 use crate::ops::CallOptions;
@@ -34,7 +35,10 @@ pub fn json_messages<T: DeserializeOwned>(all: &ReadAll, url: &str) -> Result<Ve
         Error::new(
             Operation::Read,
             url,
-            ErrorKind::InvalidResponse(format!("cannot deserialize JSON messages: {e}")),
+            ErrorKind::invalid_response(
+                ResponseReason::Body,
+                format!("cannot deserialize JSON messages: {e}"),
+            ),
         )
     })
 }
@@ -117,7 +121,7 @@ impl ChunkAccumulator {
     /// is [`ErrorKind::InvalidResponse`].
     pub fn into_result(self, url: &str) -> Result<ReadAll, Error> {
         self.finish()
-            .map_err(|m| Error::invalid_response(Operation::Read, url, m))
+            .map_err(|m| Error::invalid_response(Operation::Read, url, ResponseReason::Body, m))
     }
 
     /// The result; an error when a JSON chunk was not an array.

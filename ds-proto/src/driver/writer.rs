@@ -19,6 +19,7 @@
 
 use crate::driver::client::ClientSettings;
 use crate::driver::write_tracker::{CloseOutcome, WriteFailure, WriteOutcome, WriteTracker};
+use crate::error::InputReason;
 use crate::offset::Offset;
 use crate::ops::CallOptions;
 use crate::producer::{
@@ -136,6 +137,7 @@ pub fn json_payload<T: serde::Serialize + ?Sized>(
         AppendError::Refused(crate::Error::invalid_input(
             crate::Operation::Append,
             url,
+            InputReason::Body,
             format!("cannot serialize: {e}"),
         ))
     })

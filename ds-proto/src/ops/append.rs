@@ -3,6 +3,7 @@
 use super::create::DEFAULT_CONTENT_TYPE;
 use super::{finish_request, header_value, next_offset, start_request, RequestExtras};
 use crate::error::{Error, ErrorKind, Operation};
+use crate::error::{InputReason, ResponseReason};
 use crate::headers::{self, MAX_SAFE_INTEGER};
 use crate::offset::Offset;
 use bytes::Bytes;
@@ -36,7 +37,7 @@ impl ProducerHeaders {
 
     pub(crate) fn apply(&self, op: Operation, url: &str, h: &mut HeaderMap) -> Result<(), Error> {
         self.validate()
-            .map_err(|m| Error::invalid_input(op, url, m))?;
+            .map_err(|m| Error::invalid_input(op, url, InputReason::Header, m))?;
         h.insert(
             headers::PRODUCER_ID,
             header_value(op, url, "producer id", &self.id)?,
@@ -112,23 +113,27 @@ pub fn append_request(
         return Err(Error::invalid_input(
             op,
             stream_url,
+            InputReason::Body,
             "an append needs a non-empty body (PROTOCOL.md 5.2)",
         ));
     }
     let content_type = opts.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
     let body = if headers::is_json_content_type(content_type) && !body.is_empty() {
         if opts.json_batch {
-            crate::json::validate(&body).map_err(|m| Error::invalid_input(op, stream_url, m))?;
+            crate::json::validate(&body)
+                .map_err(|m| Error::invalid_input(op, stream_url, InputReason::Body, m))?;
             if crate::json::is_empty_array(&body) || !body.trim_ascii_start().starts_with(b"[") {
                 return Err(Error::invalid_input(
                     op,
                     stream_url,
+                    InputReason::Body,
                     "a JSON batch must be a non-empty array",
                 ));
             }
             body
         } else {
-            crate::json::wrap_one(&body).map_err(|m| Error::invalid_input(op, stream_url, m))?
+            crate::json::wrap_one(&body)
+                .map_err(|m| Error::invalid_input(op, stream_url, InputReason::Body, m))?
         }
     } else {
         body
@@ -157,7 +162,12 @@ pub(crate) fn build_append(
     }
     if let Some(seq) = &opts.seq {
         if seq.is_empty() {
-            return Err(Error::invalid_input(op, stream_url, "Stream-Seq is empty"));
+            return Err(Error::invalid_input(
+                op,
+                stream_url,
+                InputReason::Header,
+                "Stream-Seq is empty",
+            ));
         }
         h.insert(
             headers::STREAM_SEQ,
@@ -191,7 +201,14 @@ pub fn append_response(
         _ => return Err(super::error_from_response(op, stream_url, parts, body)),
     };
     let h = &parts.headers;
-    let bad = |m: String| Error::invalid_response(op, crate::url::strip_query(stream_url), m);
+    let bad = |m: String| {
+        Error::invalid_response(
+            op,
+            crate::url::strip_query(stream_url),
+            ResponseReason::MalformedHeader,
+            m,
+        )
+    };
     Ok(Appended {
         next_offset: next_offset(op, stream_url, h)?,
         closed: headers::flag(h, &headers::STREAM_CLOSED),

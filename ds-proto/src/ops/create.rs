@@ -1,6 +1,7 @@
 //! Create (PROTOCOL.md 5.1) and fork (4.2).
 
 use super::{finish_request, header_value, next_offset, start_request, RequestExtras};
+use crate::error::InputReason;
 use crate::error::{Error, Operation};
 use crate::headers;
 use crate::offset::Offset;
@@ -80,6 +81,7 @@ pub fn create_request(
         return Err(Error::invalid_input(
             op,
             stream_url,
+            InputReason::Config,
             "Stream-TTL and Stream-Expires-At cannot be used together (PROTOCOL.md 5.1)",
         ));
     }
@@ -97,14 +99,15 @@ pub fn create_request(
         );
         if headers::is_json_content_type(ct) && !opts.body.is_empty() {
             crate::json::validate(&opts.body)
-                .map_err(|m| Error::invalid_input(op, stream_url, m))?;
+                .map_err(|m| Error::invalid_input(op, stream_url, InputReason::Body, m))?;
         }
     }
     if let Some(ttl) = opts.ttl_seconds {
         h.insert(headers::STREAM_TTL, ttl.into());
     }
     if let Some(at) = &opts.expires_at {
-        headers::validate_rfc3339(at).map_err(|m| Error::invalid_input(op, stream_url, m))?;
+        headers::validate_rfc3339(at)
+            .map_err(|m| Error::invalid_input(op, stream_url, InputReason::Config, m))?;
         h.insert(
             headers::STREAM_EXPIRES_AT,
             header_value(op, stream_url, "expires-at", at)?,
@@ -121,6 +124,7 @@ pub fn create_request(
             return Err(Error::invalid_input(
                 op,
                 stream_url,
+                InputReason::Header,
                 "fork source path is empty",
             ));
         }
@@ -133,6 +137,7 @@ pub fn create_request(
                 return Err(Error::invalid_input(
                     op,
                     stream_url,
+                    InputReason::Offset,
                     "a fork offset must be an offset the server returned, not a sentinel",
                 ));
             }

@@ -1,6 +1,7 @@
 //! Head (PROTOCOL.md 5.5) and delete (5.4).
 
 use super::{finish_request, next_offset, start_request, RequestExtras};
+use crate::error::ResponseReason;
 use crate::error::{Error, Operation};
 use crate::headers;
 use crate::offset::Offset;
@@ -46,13 +47,21 @@ pub fn head_response(
     }
     let h = &parts.headers;
     let url = crate::url::strip_query(stream_url);
-    let next_offset = next_offset(op, stream_url, h)?
-        .ok_or_else(|| Error::invalid_response(op, url, "HEAD without Stream-Next-Offset"))?;
+    let next_offset = next_offset(op, stream_url, h)?.ok_or_else(|| {
+        Error::invalid_response(
+            op,
+            url,
+            ResponseReason::MissingHeader,
+            "HEAD without Stream-Next-Offset",
+        )
+    })?;
     Ok(StreamInfo {
         content_type: headers::content_type(h),
         next_offset,
-        ttl_seconds: headers::ttl(h).map_err(|m| Error::invalid_response(op, url, m))?,
-        expires_at: headers::expires_at(h).map_err(|m| Error::invalid_response(op, url, m))?,
+        ttl_seconds: headers::ttl(h)
+            .map_err(|m| Error::invalid_response(op, url, ResponseReason::MalformedHeader, m))?,
+        expires_at: headers::expires_at(h)
+            .map_err(|m| Error::invalid_response(op, url, ResponseReason::MalformedHeader, m))?,
         closed: headers::flag(h, &headers::STREAM_CLOSED),
         etag: h
             .get(http::header::ETAG)

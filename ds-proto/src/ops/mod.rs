@@ -23,6 +23,7 @@ pub use oneshot::{Append, Close, Create, Delete, Head, OneShot, Read};
 pub use read::{read_request, read_response, LiveMode, ReadOptions, ReadResult};
 
 use crate::error::{ConflictKind, Error, ErrorKind, Operation};
+use crate::error::{InputReason, ResponseReason};
 use crate::headers;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -150,13 +151,19 @@ pub(crate) fn start_request(
         .collect();
     all.extend_from_slice(params);
     let url = crate::url::with_query(stream_url, &all);
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| Error::invalid_input(op, stream_url, format!("bad stream URL: {e}")))?;
+    let uri: http::Uri = url.parse().map_err(|e| {
+        Error::invalid_input(
+            op,
+            stream_url,
+            InputReason::Url,
+            format!("bad stream URL: {e}"),
+        )
+    })?;
     if uri.scheme().is_none() || uri.authority().is_none() {
         return Err(Error::invalid_input(
             op,
             stream_url,
+            InputReason::Url,
             "stream URL must be absolute (http:// or https://)",
         ));
     }
@@ -176,9 +183,14 @@ pub(crate) fn finish_request(
     builder: http::request::Builder,
     body: Bytes,
 ) -> Result<http::Request<Bytes>, Error> {
-    builder
-        .body(body)
-        .map_err(|e| Error::invalid_input(op, url, format!("cannot build request: {e}")))
+    builder.body(body).map_err(|e| {
+        Error::invalid_input(
+            op,
+            url,
+            InputReason::Header,
+            format!("cannot build request: {e}"),
+        )
+    })
 }
 
 /// A header value from user input, refused when it is not a valid header value.
@@ -189,7 +201,12 @@ pub(crate) fn header_value(
     v: &str,
 ) -> Result<HeaderValue, Error> {
     HeaderValue::from_str(v).map_err(|_| {
-        Error::invalid_input(op, url, format!("{what} {v:?} is not a valid header value"))
+        Error::invalid_input(
+            op,
+            url,
+            InputReason::Header,
+            format!("{what} {v:?} is not a valid header value"),
+        )
     })
 }
 
@@ -289,8 +306,14 @@ pub(crate) fn next_offset(
     url: &str,
     h: &HeaderMap,
 ) -> Result<Option<crate::offset::Offset>, Error> {
-    headers::next_offset(h)
-        .map_err(|m| Error::invalid_response(op, crate::url::strip_query(url), m))
+    headers::next_offset(h).map_err(|m| {
+        Error::invalid_response(
+            op,
+            crate::url::strip_query(url),
+            ResponseReason::MalformedHeader,
+            m,
+        )
+    })
 }
 
 #[cfg(test)]
@@ -454,7 +477,12 @@ mod tests {
 
     #[test]
     fn errors_never_carry_the_query() {
-        let e = Error::invalid_input(Operation::Create, "http://h/s?token=t0ps3cret#f", "bad");
+        let e = Error::invalid_input(
+            Operation::Create,
+            "http://h/s?token=t0ps3cret#f",
+            InputReason::Url,
+            "bad",
+        );
         assert_eq!(e.url, "http://h/s");
         assert!(!e.to_string().contains("t0ps3cret"));
     }

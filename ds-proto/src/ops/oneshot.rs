@@ -10,6 +10,7 @@ use super::{
     read_response, AppendOptions, Appended, Closed, CreateOptions, Created, ProducerHeaders,
     ReadOptions, ReadResult, RequestExtras, StreamInfo,
 };
+use crate::error::InputReason;
 use crate::error::{ConflictKind, Error, ErrorKind, Operation};
 use bytes::Bytes;
 
@@ -122,7 +123,12 @@ impl Append {
     ) -> Result<Self, Error> {
         let url = url.into();
         let body = serde_json::to_vec(value).map_err(|e| {
-            Error::invalid_input(Operation::Append, &url, format!("cannot serialize: {e}"))
+            Error::invalid_input(
+                Operation::Append,
+                &url,
+                InputReason::Body,
+                format!("cannot serialize: {e}"),
+            )
         })?;
         let opts = AppendOptions {
             content_type: Some("application/json".into()),

@@ -2,6 +2,7 @@
 
 use super::{finish_request, next_offset, start_request, RequestExtras};
 use crate::error::{Error, Operation};
+use crate::error::{InputReason, ResponseReason};
 use crate::headers;
 use crate::offset::Offset;
 use bytes::Bytes;
@@ -113,8 +114,14 @@ pub fn read_request(
     }
     let mut b = start_request(op, Method::GET, stream_url, &params, extras)?;
     if let Some(tag) = &opts.if_none_match {
-        let v = HeaderValue::from_str(tag)
-            .map_err(|_| Error::invalid_input(op, stream_url, "ETag is not a header value"))?;
+        let v = HeaderValue::from_str(tag).map_err(|_| {
+            Error::invalid_input(
+                op,
+                stream_url,
+                InputReason::Header,
+                "ETag is not a header value",
+            )
+        })?;
         b.headers_mut()
             .expect("builder is valid")
             .insert(http::header::IF_NONE_MATCH, v);
@@ -146,6 +153,7 @@ pub fn read_response(
             return Err(Error::invalid_response(
                 op,
                 crate::url::strip_query(stream_url),
+                ResponseReason::MissingHeader,
                 format!("{status} without Stream-Next-Offset"),
             ))
         }

@@ -1,5 +1,6 @@
 //! [`ProducerConfig`]: what a producer is, and how it batches, pipelines and retries.
 
+use crate::error::InputReason;
 use crate::error::{Error, Operation};
 use crate::headers::{self, MAX_SAFE_INTEGER};
 use crate::ops::{self, ProducerHeaders, RequestExtras};
@@ -116,7 +117,14 @@ impl ProducerConfig {
     /// for [`Operation::Append`].
     pub fn validate(&self) -> Result<(), Error> {
         let url = crate::url::strip_query(&self.url);
-        let bad = |m: String| Err(Error::invalid_input(Operation::Append, url, m));
+        let bad = |m: String| {
+            Err(Error::invalid_input(
+                Operation::Append,
+                url,
+                InputReason::Config,
+                m,
+            ))
+        };
         if self.producer_id.is_empty() {
             return bad("producer_id must not be empty".to_owned());
         }

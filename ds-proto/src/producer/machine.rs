@@ -3,6 +3,7 @@
 use super::batch::{Batch, BatchState, OpenBatch};
 use super::config::ProducerConfig;
 use super::events::{AppendError, AppendId, FailureReason, ProducerEvent};
+use crate::error::InputReason;
 use crate::error::{ConflictKind, Error, ErrorKind, Operation};
 use crate::headers::MAX_SAFE_INTEGER;
 use crate::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
@@ -252,28 +253,33 @@ impl Producer {
             return Err(AppendError::Refused(e.clone()));
         }
         if self.closing {
-            return Err(self.refuse("the producer is closed: append refused"));
+            return Err(self.refuse(InputReason::State, "the producer is closed: append refused"));
         }
         if data.is_empty() {
-            return Err(self.refuse("an append needs at least one byte"));
+            return Err(self.refuse(InputReason::Body, "an append needs at least one byte"));
         }
         if self.json {
             if validate {
                 if let Err(m) = crate::json::validate(&data) {
-                    return Err(self.refuse(m));
+                    return Err(self.refuse(InputReason::Body, m));
                 }
             }
             if crate::json::is_empty_array(&data) {
-                return Err(self
-                    .refuse("an empty JSON array appends nothing (PROTOCOL.md 9.1.3)".to_owned()));
+                return Err(self.refuse(
+                    InputReason::Body,
+                    "an empty JSON array appends nothing (PROTOCOL.md 9.1.3)",
+                ));
             }
         }
         let limit = self.config.max_buffered_bytes;
         if data.len() > limit {
-            return Err(self.refuse(format!(
-                "append of {} bytes exceeds max_buffered_bytes ({limit})",
-                data.len()
-            )));
+            return Err(self.refuse(
+                InputReason::Config,
+                format!(
+                    "append of {} bytes exceeds max_buffered_bytes ({limit})",
+                    data.len()
+                ),
+            ));
         }
         if self.buffered + data.len() > limit {
             let len = data.len();
@@ -342,6 +348,7 @@ impl Producer {
             return Err(Error::invalid_input(
                 Operation::Close,
                 &self.url,
+                InputReason::State,
                 "close was already called",
             ));
         }
@@ -476,8 +483,13 @@ impl Producer {
 
     // ----- internals -----
 
-    fn refuse(&self, message: impl Into<String>) -> AppendError {
-        AppendError::Refused(Error::invalid_input(Operation::Append, &self.url, message))
+    fn refuse(&self, reason: InputReason, message: impl Into<String>) -> AppendError {
+        AppendError::Refused(Error::invalid_input(
+            Operation::Append,
+            &self.url,
+            reason,
+            message,
+        ))
     }
 
     /// Batches that may be sent or waiting: the queue up to the first batch never sent in its

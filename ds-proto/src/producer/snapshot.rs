@@ -5,6 +5,7 @@
 //! This is a child module of `machine` so that it can read and set the machine's fields.
 
 use super::Producer;
+use crate::error::InputReason;
 use crate::error::{Error, ErrorKind, Operation};
 use crate::headers::MAX_SAFE_INTEGER;
 use crate::offset::Offset;
@@ -249,7 +250,8 @@ impl ProducerSnapshot {
         struct Version {
             format_version: u32,
         }
-        let invalid = |m: String| Error::invalid_input(Operation::Append, "", m);
+        let invalid =
+            |m: String| Error::invalid_input(Operation::Append, "", InputReason::Snapshot, m);
         let v: Version = serde_json::from_slice(json)
             .map_err(|e| invalid(format!("not a producer snapshot: {e}")))?;
         check_version(v.format_version, "")?;
@@ -326,7 +328,7 @@ fn check_version(version: u32, url: &str) -> Result<(), Error> {
     }
     Err(Error::invalid_input(
         Operation::Append,
-        crate::url::strip_query(url),
+        crate::url::strip_query(url), InputReason::Snapshot,
         format!(
             "unsupported producer snapshot format_version {version}: this version reads format_version {}",
             ProducerSnapshot::FORMAT_VERSION
@@ -350,6 +352,7 @@ fn check_durations(config: &ProducerConfig) -> Result<(), Error> {
             return Err(Error::invalid_input(
                 Operation::Append,
                 crate::url::strip_query(&config.url),
+                InputReason::Config,
                 format!("invalid producer snapshot: {name} exceeds ten years"),
             ));
         }
@@ -574,6 +577,7 @@ impl Producer {
             Error::invalid_input(
                 Operation::Append,
                 &url,
+                InputReason::Snapshot,
                 format!("invalid producer snapshot: {m}"),
             )
         };

@@ -105,6 +105,7 @@ pub use event::{Chunk, ReaderEvent};
 pub use snapshot::ReaderSnapshot;
 
 use crate::error::{Error, ErrorKind, Operation};
+use crate::error::{InputReason, Limit, ResponseReason};
 use crate::headers;
 use crate::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 use crate::offset::Offset;
@@ -258,7 +259,7 @@ impl Reader {
     pub fn new(config: ReaderConfig, now: Instant) -> Result<Reader, Error> {
         let _ = now;
         let err_url = crate::url::strip_query(&config.url).to_owned();
-        let invalid = |msg: String| Error::invalid_input(OP, &err_url, msg);
+        let invalid = |msg: String| Error::invalid_input(OP, &err_url, InputReason::Config, msg);
         if let Some((_, query)) = config.url.split('#').next().unwrap_or("").split_once('?') {
             for pair in query.split('&') {
                 let key = pair.split('=').next().unwrap_or("");
@@ -755,10 +756,13 @@ impl Reader {
                     }
                 }
                 if body.len.saturating_add(chunk.len()) > self.max_body_bytes {
-                    let err = self.error(ErrorKind::LimitExceeded(format!(
-                        "response body larger than max_body_bytes ({} bytes)",
-                        self.max_body_bytes
-                    )));
+                    let err = self.error(ErrorKind::limit_exceeded(
+                        Limit::ResponseBody,
+                        format!(
+                            "response body larger than max_body_bytes ({} bytes)",
+                            self.max_body_bytes
+                        ),
+                    ));
                     self.fail_open(&ex, err);
                     return;
                 }
@@ -809,11 +813,14 @@ impl Reader {
         } = *ex;
         if self.skip > 0 && matches!(body, Body::Buffered { .. } | Body::Pieces { .. }) {
             // The body ended before the bytes already released at this offset.
-            let err = self.error(ErrorKind::InvalidResponse(format!(
-                "the response at offset {:?} is {} bytes shorter than one read before",
-                requested.as_str(),
-                self.skip
-            )));
+            let err = self.error(ErrorKind::invalid_response(
+                ResponseReason::Body,
+                format!(
+                    "the response at offset {:?} is {} bytes shorter than one read before",
+                    requested.as_str(),
+                    self.skip
+                ),
+            ));
             self.fail(err);
             return;
         }
@@ -903,7 +910,10 @@ impl Reader {
             Body::AwaitingHead | Body::Buffered { .. } | Body::Pieces { .. } => {}
         }
         if error.kind == TransportErrorKind::TooLarge {
-            let err = self.error(ErrorKind::LimitExceeded(error.to_string()));
+            let err = self.error(ErrorKind::limit_exceeded(
+                Limit::ResponseBody,
+                error.to_string(),
+            ));
             self.fail(err);
             return;
         }
@@ -946,9 +956,16 @@ impl Reader {
                 Err(e) => {
                     let kind = match e {
                         SseError::LineTooLong { .. } | SseError::EventTooLarge { .. } => {
-                            ErrorKind::LimitExceeded(e.to_string())
+                            ErrorKind::limit_exceeded(
+                                if matches!(e, SseError::LineTooLong { .. }) {
+                                    Limit::SseLine
+                                } else {
+                                    Limit::SseEvent
+                                },
+                                e.to_string(),
+                            )
                         }
-                        _ => ErrorKind::InvalidResponse(e.to_string()),
+                        _ => ErrorKind::invalid_response(ResponseReason::Body, e.to_string()),
                     };
                     return self.sse_terminal(id, open, self.error(kind));
                 }
@@ -959,7 +976,10 @@ impl Reader {
                         match sse::decode_base64_data(&event.data) {
                             Ok(p) => p,
                             Err(e) => {
-                                let err = self.error(ErrorKind::InvalidResponse(e.to_string()));
+                                let err = self.error(ErrorKind::invalid_response(
+                                    ResponseReason::Body,
+                                    e.to_string(),
+                                ));
                                 return self.sse_terminal(id, open, err);
                             }
                         }
@@ -968,7 +988,7 @@ impl Reader {
                     };
                     s.held_len = s.held_len.saturating_add(payload.len());
                     if s.held_len > self.max_body_bytes {
-                        let err = self.error(ErrorKind::LimitExceeded(format!(
+                        let err = self.error(ErrorKind::limit_exceeded(Limit::ResponseBody, format!(
                             "SSE data held before its control event exceeds max_body_bytes ({} bytes)",
                             self.max_body_bytes
                         )));
@@ -982,17 +1002,23 @@ impl Reader {
                     let control = match ControlEvent::parse(&event.data) {
                         Ok(c) => c,
                         Err(e) => {
-                            let err = self.error(ErrorKind::InvalidResponse(e.to_string()));
+                            let err = self.error(ErrorKind::invalid_response(
+                                ResponseReason::Body,
+                                e.to_string(),
+                            ));
                             return self.sse_terminal(id, open, err);
                         }
                     };
                     let next_offset = match Offset::parse(control.stream_next_offset.as_str()) {
                         Ok(o) => o,
                         Err(e) => {
-                            let err = self.error(ErrorKind::InvalidResponse(format!(
-                                "SSE control streamNextOffset {:?}: {e}",
-                                control.stream_next_offset
-                            )));
+                            let err = self.error(ErrorKind::invalid_response(
+                                ResponseReason::MalformedHeader,
+                                format!(
+                                    "SSE control streamNextOffset {:?}: {e}",
+                                    control.stream_next_offset
+                                ),
+                            ));
                             return self.sse_terminal(id, open, err);
                         }
                     };
@@ -1081,11 +1107,14 @@ impl Reader {
             || (next.is_beginning() && !current.is_beginning())
             || (!current.is_sentinel() && *next < *current)
         {
-            return Err(self.error(ErrorKind::InvalidResponse(format!(
-                "Stream-Next-Offset {:?} goes back from {:?}",
-                next.as_str(),
-                current.as_str()
-            ))));
+            return Err(self.error(ErrorKind::invalid_response(
+                ResponseReason::Offset,
+                format!(
+                    "Stream-Next-Offset {:?} goes back from {:?}",
+                    next.as_str(),
+                    current.as_str()
+                ),
+            )));
         }
         Ok(())
     }

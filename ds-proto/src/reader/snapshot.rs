@@ -3,6 +3,7 @@
 //! "Durable state").
 
 use super::{Reader, ReaderConfig, ReaderEvent};
+use crate::error::InputReason;
 use crate::error::{Error, Operation};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -79,7 +80,8 @@ impl ReaderSnapshot {
         struct Version {
             format_version: u32,
         }
-        let invalid = |m: String| Error::invalid_input(Operation::Read, "", m);
+        let invalid =
+            |m: String| Error::invalid_input(Operation::Read, "", InputReason::Snapshot, m);
         let v: Version = serde_json::from_slice(json)
             .map_err(|e| invalid(format!("not a reader snapshot: {e}")))?;
         check_version(v.format_version, "")?;
@@ -99,7 +101,7 @@ fn check_version(version: u32, url: &str) -> Result<(), Error> {
     }
     Err(Error::invalid_input(
         Operation::Read,
-        crate::url::strip_query(url),
+        crate::url::strip_query(url), InputReason::Snapshot,
         format!(
             "unsupported reader snapshot format_version {version}: this version reads format_version {}",
             ReaderSnapshot::FORMAT_VERSION

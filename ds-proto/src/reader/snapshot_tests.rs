@@ -199,12 +199,12 @@ fn another_format_version_is_refused() {
     snap.format_version = 0;
     let e = Reader::restore(snap, now).unwrap_err();
     assert!(
-        matches!(&e.kind, ErrorKind::InvalidInput(m) if m.contains("format_version 0")),
+        matches!(&e.kind, ErrorKind::InvalidInput(m) if m.reason == crate::InputReason::Snapshot && m.message.contains("format_version 0")),
         "{e}"
     );
     let e = ReaderSnapshot::from_json(br#"{"format_version":2,"position":"x"}"#).unwrap_err();
     assert!(
-        matches!(&e.kind, ErrorKind::InvalidInput(m) if m.contains("format_version 2")),
+        matches!(&e.kind, ErrorKind::InvalidInput(m) if m.reason == crate::InputReason::Snapshot && m.message.contains("format_version 2")),
         "{e}"
     );
     assert!(ReaderSnapshot::from_json(b"[]").is_err());

@@ -1276,7 +1276,7 @@ fn validate_producer(t: &serde_json::Value) -> Result<(), String> {
     }
     config.validate().map_err(|e| {
         let message = match &e.kind {
-            ErrorKind::InvalidInput(m) => m.clone(),
+            ErrorKind::InvalidInput(m) => m.message.clone(),
             _ => e.to_string(),
         };
         // Name the protocol's option (our fields are snake_case).

@@ -11,6 +11,7 @@
 mod macros;
 
 use crate::error::{Error, ErrorKind, Operation};
+use crate::error::{InputReason, Limit};
 use crate::io::{TransportError, TransportErrorKind};
 use crate::ops::{CallOptions, RequestExtras};
 use crate::reader::ReaderConfig;
@@ -157,7 +158,7 @@ impl ClientSettings {
         Error::new(
             Operation::Create,
             self.base_url.clone().unwrap_or_default(),
-            ErrorKind::InvalidInput(message.into()),
+            ErrorKind::invalid_input(InputReason::Config, message),
         )
     }
 
@@ -229,13 +230,14 @@ pub fn check_call_options(call: &CallOptions, op: Operation, url: &str) -> Resul
         return Err(Error::invalid_input(
             op,
             url,
+            InputReason::Config,
             "the call timeout must be greater than zero",
         ));
     }
     if let Some(retry) = &call.retry {
-        retry
-            .validate()
-            .map_err(|e| Error::invalid_input(op, url, format!("retry policy: {e}")))?;
+        retry.validate().map_err(|e| {
+            Error::invalid_input(op, url, InputReason::Config, format!("retry policy: {e}"))
+        })?;
     }
     Ok(())
 }
@@ -247,7 +249,11 @@ pub fn check_call_options(call: &CallOptions, op: Operation, url: &str) -> Resul
 pub fn transport_error(op: Operation, url: &str, e: TransportError) -> Error {
     let url = crate::url::strip_query(url);
     if e.kind == TransportErrorKind::TooLarge {
-        Error::new(op, url, ErrorKind::LimitExceeded(e.message))
+        Error::new(
+            op,
+            url,
+            ErrorKind::limit_exceeded(Limit::ResponseBody, e.message),
+        )
     } else {
         Error::transport(op, url, e)
     }
