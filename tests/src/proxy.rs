@@ -252,6 +252,21 @@ impl Proxy {
         lock(&self.shared.conns).len()
     }
 
+    /// Waits until no client connection is open, checking every 5 ms; whether that happened
+    /// within `timeout` (a bound against hanging). A connection is forgotten only once its
+    /// client closed it and everything it sent was read, so after the clients are dropped this
+    /// waits until every request they sent is recorded.
+    pub fn wait_for_no_connections(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.open_connections() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     /// Closes every open connection through the proxy (both sides), as a network failure
     /// would; the proxy keeps accepting new ones.
     pub fn close_all_connections(&self) {
