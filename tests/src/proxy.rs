@@ -9,7 +9,10 @@
 //!
 //! A request is recorded as soon as its head has arrived, before anything is forwarded, so a
 //! test that has seen a response always finds its request recorded (a long-poll in flight is
-//! recorded too).
+//! recorded too). The record then says when the request was wholly forwarded
+//! ([`RecordedRequest::forwarded`]) and when its answer began
+//! ([`RecordedRequest::answer_began`]), so a test can wait for what happened instead of
+//! sleeping: "the long-poll reached the server and is unanswered, now append".
 //!
 //! When either side closes, the proxy closes both sides of that connection pair (so a client
 //! that half-closes after sending cannot wait for the answer; HTTP clients do not do that). A
@@ -51,6 +54,16 @@ pub struct RecordedRequest {
     /// Number of body bytes: the `Content-Length`, or for a chunked body the de-chunked length
     /// (0 until its last chunk has arrived).
     pub body_len: u64,
+    /// Whether the whole request (head and body) has been written to the upstream
+    /// connection, so it is on its way to the server (or there).
+    pub forwarded: bool,
+    /// When the first response bytes after this request came back on its connection, as the
+    /// proxy's [`seq`](RecordedRequest::seq) counter then: every request with a smaller `seq`
+    /// had been recorded before any of this answer reached the proxy, every request with a
+    /// `seq` at least this large was recorded after. `None` while nothing has come back.
+    /// (Responses are not parsed: this assumes the client waits for an answer before it sends
+    /// the next request on a connection, as HTTP/1.1 clients without pipelining do.)
+    pub answer_began: Option<u64>,
 }
 
 impl RecordedRequest {
@@ -84,6 +97,12 @@ impl RecordedRequest {
     pub fn has_header(&self, name: &str) -> bool {
         self.header(name).is_some()
     }
+
+    /// Whether it was wholly forwarded and no answer to it has come back yet: a long-poll the
+    /// server holds, for instance.
+    pub fn is_pending(&self) -> bool {
+        self.forwarded && self.answer_began.is_none()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +113,26 @@ struct Shared {
     stopping: AtomicBool,
     /// Live connections: (client, upstream) clones, to shut them down when the proxy stops.
     conns: Mutex<HashMap<u64, (TcpStream, TcpStream)>>,
+}
+
+impl Shared {
+    /// Sets `f` on the record of request `seq` (gone after a [`Proxy::clear`]).
+    fn update(&self, seq: u64, f: impl FnOnce(&mut RecordedRequest)) {
+        if let Some(r) = lock(&self.requests).iter_mut().rev().find(|r| r.seq == seq) {
+            f(r);
+        }
+    }
+
+    /// Response bytes came back on connection `conn`: marks its requests without an answer.
+    fn answer_began(&self, conn: u64) {
+        let mut requests = lock(&self.requests);
+        let now = self.next_seq.load(Ordering::SeqCst);
+        for r in requests.iter_mut().rev() {
+            if r.connection == conn && r.answer_began.is_none() {
+                r.answer_began = Some(now);
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,7 +228,7 @@ impl Proxy {
     }
 
     /// Waits until `pred` holds for the recorded requests, checking every 5 ms; returns whether
-    /// it did before `timeout`.
+    /// it did before `timeout` (a bound against hanging, not a measurement).
     pub fn wait_until(&self, timeout: Duration, pred: impl Fn(&[RecordedRequest]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
@@ -211,6 +250,21 @@ impl Proxy {
     /// How many client connections are open now.
     pub fn open_connections(&self) -> usize {
         lock(&self.shared.conns).len()
+    }
+
+    /// Waits until no client connection is open, checking every 5 ms; whether that happened
+    /// within `timeout` (a bound against hanging). A connection is forgotten only once its
+    /// client closed it and everything it sent was read, so after the clients are dropped this
+    /// waits until every request they sent is recorded.
+    pub fn wait_for_no_connections(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.open_connections() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// Closes every open connection through the proxy (both sides), as a network failure
@@ -282,12 +336,18 @@ fn serve_connection(client: TcpStream, target: SocketAddr, shared: &Arc<Shared>)
         let _ = upstream.shutdown(Shutdown::Both);
     }
 
-    // Responses: raw bytes upstream -> client, as they arrive.
-    let responses = std::thread::Builder::new()
-        .name("ds-proxy-resp".into())
-        .spawn(move || pump_responses(upstream_r, client_w));
+    // Set when a request is recorded, cleared when response bytes next come back.
+    let awaiting = Arc::new(AtomicBool::new(false));
 
-    let _ = pump_requests(id, client, &upstream, shared);
+    // Responses: raw bytes upstream -> client, as they arrive.
+    let responses = {
+        let (shared, awaiting) = (Arc::clone(shared), Arc::clone(&awaiting));
+        std::thread::Builder::new()
+            .name("ds-proxy-resp".into())
+            .spawn(move || pump_responses(upstream_r, client_w, id, &shared, &awaiting))
+    };
+
+    let _ = pump_requests(id, client, &upstream, shared, &awaiting);
 
     if let Some(conn) = lock(&shared.conns).remove(&id) {
         let _ = conn.0.shutdown(Shutdown::Both);
@@ -298,12 +358,22 @@ fn serve_connection(client: TcpStream, target: SocketAddr, shared: &Arc<Shared>)
     }
 }
 
-fn pump_responses(mut upstream: TcpStream, mut client: TcpStream) {
+fn pump_responses(
+    mut upstream: TcpStream,
+    mut client: TcpStream,
+    conn: u64,
+    shared: &Shared,
+    awaiting: &AtomicBool,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match upstream.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                // Marked before the client can see any of it.
+                if awaiting.swap(false, Ordering::SeqCst) {
+                    shared.answer_began(conn);
+                }
                 if client.write_all(&buf[..n]).is_err() {
                     break;
                 }
@@ -321,6 +391,7 @@ fn pump_requests(
     client: TcpStream,
     mut upstream: &TcpStream,
     shared: &Shared,
+    awaiting: &AtomicBool,
 ) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, client);
     while let Some(head) = read_head(&mut reader)? {
@@ -369,14 +440,15 @@ fn pump_requests(
             target,
             headers,
             body_len: length.unwrap_or(0),
+            forwarded: false,
+            answer_began: None,
         });
+        awaiting.store(true, Ordering::SeqCst);
 
         upstream.write_all(&head)?;
         if chunked {
             forward_chunked(&mut reader, &mut upstream, |total| {
-                if let Some(r) = lock(&shared.requests).iter_mut().find(|r| r.seq == seq) {
-                    r.body_len = total;
-                }
+                shared.update(seq, |r| r.body_len = total);
             })?;
         } else if let Some(len) = length {
             let copied = io::copy(&mut (&mut reader).take(len), &mut upstream)?;
@@ -385,6 +457,7 @@ fn pump_requests(
             }
         }
         upstream.flush()?;
+        shared.update(seq, |r| r.forwarded = true);
     }
     Ok(())
 }
@@ -452,6 +525,42 @@ mod tests {
     }
 
     #[test]
+    fn records_when_a_request_was_forwarded_and_when_its_answer_began() {
+        // An upstream that answers its one request only when told to.
+        let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = format!("http://{}", upstream.local_addr().unwrap());
+        let (answer, answer_now) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = upstream.accept().unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            read_head(&mut reader).unwrap().expect("a request");
+            answer_now.recv().unwrap();
+            (&conn)
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .unwrap();
+        });
+        let proxy = Proxy::start(&target);
+        let url = proxy.url_for("/held");
+        let client = std::thread::spawn(move || raw_http::request("GET", &url, &[], b"").unwrap());
+        assert!(proxy.wait_until(Duration::from_secs(30), |rs| rs
+            .iter()
+            .any(RecordedRequest::is_pending)));
+        assert_eq!(proxy.requests()[0].answer_began, None);
+        answer.send(()).unwrap();
+        let response = client.join().unwrap();
+        server.join().unwrap();
+        assert_eq!(&response.body[..], b"ok");
+        let seen = proxy.requests();
+        assert!(seen[0].forwarded);
+        assert_eq!(
+            seen[0].answer_began,
+            Some(1),
+            "one request recorded by then"
+        );
+        assert!(!seen[0].is_pending());
+    }
+
+    #[test]
     fn recorded_request_accessors() {
         let r = RecordedRequest {
             seq: 0,
@@ -460,6 +569,8 @@ mod tests {
             target: "/s?offset=-1&live=sse&flag".into(),
             headers: vec![("Authorization".into(), "Bearer x".into())],
             body_len: 0,
+            forwarded: true,
+            answer_began: None,
         };
         assert_eq!(r.path(), "/s");
         assert_eq!(r.query_param("live"), Some("sse"));
@@ -467,5 +578,11 @@ mod tests {
         assert_eq!(r.query_param("nope"), None);
         assert_eq!(r.header("authorization"), Some("Bearer x"));
         assert!(!r.has_header("cookie"));
+        assert!(r.is_pending());
+        assert!(!RecordedRequest {
+            answer_began: Some(1),
+            ..r
+        }
+        .is_pending());
     }
 }

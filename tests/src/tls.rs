@@ -4,8 +4,11 @@
 //! [`HostileServer`](crate::hostile::HostileServer)).
 //!
 //! It runs on a tokio runtime of its own thread (tokio-rustls), so it serves blocking and async
-//! clients alike. Dropping it stops it. Handshakes that fail (a client refusing the
-//! certificate) are counted in [`TlsProxy::failed_handshakes`].
+//! clients alike. Dropping it stops it. Connections are counted when accepted, before their
+//! handshake starts ([`TlsProxy::connections`]), so a client that has seen the proxy's
+//! certificate is already counted; handshakes that fail (a client refusing the certificate) are
+//! counted in [`TlsProxy::failed_handshakes`] once the proxy has seen them end, which
+//! [`TlsProxy::wait_settled`] waits for.
 //!
 //! ```no_run
 //! # fn demo(chain: Vec<Vec<u8>>, key: Vec<u8>) {
@@ -29,6 +32,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs
 pub struct TlsProxy {
     url: String,
     addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
     handshakes: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
@@ -55,10 +59,11 @@ impl TlsProxy {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
+        let accepted = Arc::new(AtomicU64::new(0));
         let handshakes = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let (stop, mut stop_rx) = oneshot::channel::<()>();
-        let (h, f) = (handshakes.clone(), failed.clone());
+        let (a, h, f) = (accepted.clone(), handshakes.clone(), failed.clone());
         let thread = std::thread::Builder::new()
             .name("ds-tls-proxy".into())
             .spawn(move || {
@@ -78,6 +83,8 @@ impl TlsProxy {
                             a = listener.accept() => a,
                         };
                         let Ok((client, _)) = accepted else { continue };
+                        // Before the handshake: the client cannot see the certificate first.
+                        a.fetch_add(1, Ordering::SeqCst);
                         let (acceptor, target) = (acceptor.clone(), target.clone());
                         let (h, f) = (h.clone(), f.clone());
                         tokio::spawn(async move {
@@ -100,6 +107,7 @@ impl TlsProxy {
         Ok(TlsProxy {
             url: format!("https://{addr}"),
             addr,
+            accepted,
             handshakes,
             failed,
             stop: Some(stop),
@@ -125,6 +133,28 @@ impl TlsProxy {
     /// Handshakes that failed (e.g. the client refused the certificate).
     pub fn failed_handshakes(&self) -> u64 {
         self.failed.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted, counted before their handshake starts.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every accepted connection's handshake has ended (completed or failed),
+    /// checking every 5 ms; whether that happened within `timeout` (a bound against hanging).
+    pub fn wait_settled(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            // Read in this order: a connection counted as ended was accepted before.
+            let ended = self.handshakes() + self.failed_handshakes();
+            if ended >= self.connections() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 

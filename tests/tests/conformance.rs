@@ -6,17 +6,21 @@
 //! server and `embedded-<driver>::<suite-id>/<case-id>` against the embedded one (with the
 //! same checks, plus the embedded server's own documented overrides), so a failure names the
 //! case; filters work as with any test (`cargo test -p ds-tests --test conformance -- sse`).
-//! The cases are read from `$DS_CONFORMANCE_CASES`, or from
-//! `<workspace>/../shared/conformance/test-cases`; when neither exists the run says so and
-//! reports the cases as ignored, not passed. Cases run in parallel (16 at a time unless
+//! The cases are read from `$DS_CONFORMANCE_CASES` (the `test-cases` folder of
+//! `packages/client-conformance-tests` in a checkout of
+//! <https://github.com/durable-streams/durable-streams>), or from
+//! `<workspace>/../shared/conformance/test-cases`. When neither exists the run says so, before
+//! and after the trials, with the commands to get them, and its summary counts one ignored trial
+//! named `conformance-cases-not-found` (a failed one with `DS_CONFORMANCE_REQUIRED=1`, or when
+//! `$DS_CONFORMANCE_CASES` names no folder). Cases run in parallel (16 at a time unless
 //! `--test-threads` or `$DS_CONFORMANCE_THREADS` says otherwise), each with a time limit. At
 //! the end a line per driver and server gives its counts.
 
-use ds_tests::conformance::{self, overrides, CaseEnv, Target};
+use ds_tests::conformance::{self, overrides, CaseEnv, CasesLocation, Target, CASES_ENV};
 use ds_tests::drivers::DriverKind;
 use ds_tests::{RefServer, RefServerOptions};
 use ds_tokio::server::{BackgroundServer, ServerConfig};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -26,6 +30,18 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Cases run at once by default: they mostly wait on the network and on timers. With four
 /// targets (1077 trials), 16 runs the whole file in about 27 s on 2 cores (8: about 37 s).
 const DEFAULT_THREADS: usize = 16;
+
+/// Set to `1`, missing cases fail the run instead of being reported as ignored (for CI).
+const REQUIRED_ENV: &str = "DS_CONFORMANCE_REQUIRED";
+
+/// How to get the cases, shown when they are missing.
+const HOW_TO_RUN: &str = "To run them, check out the upstream repository and point \
+DS_CONFORMANCE_CASES at its cases:
+    git clone https://github.com/durable-streams/durable-streams
+    DS_CONFORMANCE_CASES=$PWD/durable-streams/packages/client-conformance-tests/test-cases \\
+        cargo test -p ds-tests --all-features --test conformance
+(or put them at <workspace>/../shared/conformance/test-cases;
+DS_CONFORMANCE_REQUIRED=1 makes missing cases a failure)";
 
 /// One server of the target's kind per driver, and its fault lock.
 fn env(driver: DriverKind, target: Target) -> CaseEnv {
@@ -97,27 +113,56 @@ fn main() {
     }
     let tally: &'static Tally = Box::leak(Box::new(Mutex::new(BTreeMap::new())));
 
-    let trials = match conformance::cases_dir() {
-        None => {
-            eprintln!(
-                "conformance: no cases found (set DS_CONFORMANCE_CASES, or put them in \
-                 <workspace>/../shared/conformance/test-cases): skipped, nothing was checked"
-            );
-            vec![Trial::test("conformance-cases-not-found", || Ok(())).with_ignored_flag(true)]
-        }
-        Some(dir) => match conformance::load_suites(&dir) {
+    // When the cases are missing the run says so before and after the trials (the last lines
+    // of the output), and the summary counts one ignored trial named for it.
+    let mut notice = None;
+    let trials = match conformance::locate_cases() {
+        CasesLocation::Found(dir) => match conformance::load_suites(&dir) {
             Err(e) => vec![Trial::test("load-conformance-cases", move || {
                 Err(Failed::from(format!("cannot load the cases: {e}")))
             })],
             Ok(suites) => trials(suites, tally),
         },
+        CasesLocation::NotAFolder(dir) => {
+            let msg = format!("{CASES_ENV}={} names no folder", dir.display());
+            notice = Some(format!("{msg}: no conformance case was run.\n{HOW_TO_RUN}"));
+            vec![Trial::test(
+                "conformance-cases-not-found (DS_CONFORMANCE_CASES names no folder)",
+                move || Err(Failed::from(msg)),
+            )]
+        }
+        CasesLocation::Absent { default } => {
+            let msg = format!(
+                "the official client-conformance cases were NOT run: {CASES_ENV} is not set \
+                 and {} does not exist",
+                default.display()
+            );
+            notice = Some(format!("{msg}.\n{HOW_TO_RUN}"));
+            let required = std::env::var_os(REQUIRED_ENV).is_some_and(|v| v == "1");
+            vec![Trial::ignorable_test(
+                "conformance-cases-not-found (set DS_CONFORMANCE_CASES to run them)",
+                move || {
+                    if required {
+                        Err(Failed::from(format!("{msg} ({REQUIRED_ENV}=1)")))
+                    } else {
+                        Ok(Completion::ignored_with("cases not found, nothing checked"))
+                    }
+                },
+            )]
+        }
     };
+    if let Some(n) = &notice {
+        eprintln!("\nconformance: {n}\n");
+    }
 
     let conclusion = libtest_mimic::run(&args, trials);
     if let Ok(t) = tally.lock() {
         for (driver, (passed, failed)) in t.iter() {
             println!("{driver}: {passed} passed, {failed} failed");
         }
+    }
+    if let Some(n) = &notice {
+        eprintln!("conformance: {n}\n");
     }
     conclusion.exit();
 }

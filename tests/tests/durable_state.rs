@@ -343,7 +343,13 @@ fn a_restored_reader_reproduces_the_rest_of_the_stream_exactly() {
             ));
             assert_eq!(after_eof.next_event(), None, "{what}");
             assert!(after_eof.is_eof());
-            std::thread::sleep(Duration::from_millis(50));
+            // Once this client's connections are closed, the proxy has recorded everything
+            // sent on them.
+            drop((after_eof, stream, client));
+            assert!(
+                proxy.wait_for_no_connections(Duration::from_secs(30)),
+                "{what}: the client's connections close"
+            );
             assert_eq!(
                 proxy.requests().len(),
                 seen,

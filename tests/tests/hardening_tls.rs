@@ -141,18 +141,14 @@ fn only_added_roots_when_built_in_roots_are_off() {
     );
 }
 
-/// The proxy's failed-handshake count once it stops changing (the proxy sees a refused
-/// handshake a moment after the client reports it).
-fn settled_failures(proxy: &TlsProxy) -> u64 {
-    let mut last = proxy.failed_handshakes();
-    loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = proxy.failed_handshakes();
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
+/// The proxy's connection and failed-handshake counts once every connection it accepted has
+/// ended its handshake.
+fn settled(proxy: &TlsProxy) -> (u64, u64) {
+    assert!(
+        proxy.wait_settled(Duration::from_secs(10)),
+        "the proxy's handshakes end"
+    );
+    (proxy.connections(), proxy.failed_handshakes())
 }
 
 /// Asserts `e` is a transport error of kind `Tls`.
@@ -179,7 +175,7 @@ fn a_certificate_from_an_unknown_root_is_refused_without_retry() {
             )
             .unwrap();
             for kind in DriverKind::ALL {
-                let before = settled_failures(&proxy);
+                let before = settled(&proxy);
                 // Default settings: only the webpki roots, which do not include our CA. The default
                 // retry policy would retry a transient failure ten times; a TLS failure is not.
                 let client = AnyClient::new(kind, proxy.url());
@@ -196,15 +192,16 @@ fn a_certificate_from_an_unknown_root_is_refused_without_retry() {
                         || e.to_string().contains("UnknownIssuer"),
                     "{kind:?}: {e}"
                 );
-                // One handshake attempt, refused by the client.
+                // One handshake attempt, refused by the client: a retry would have connected
+                // again before the error came back.
                 assert_eq!(
-                    settled_failures(&proxy),
-                    before + 1,
-                    "{kind:?}: not retried"
+                    settled(&proxy),
+                    (before.0 + 1, before.1 + 1),
+                    "{kind:?}: not retried (connections, failed handshakes)"
                 );
 
                 // A writer's batch fails at once, known not stored (nothing was sent).
-                let before = settled_failures(&proxy);
+                let before = settled(&proxy);
                 let w = s.writer("tls-refused").unwrap();
                 w.append("x").unwrap();
                 let started = Instant::now();
@@ -213,9 +210,9 @@ fn a_certificate_from_an_unknown_root_is_refused_without_retry() {
                 assert!(!failures[0].reason.is_indeterminate(), "{kind:?}");
                 assert_tls(kind, failures[0].reason.error());
                 assert_eq!(
-                    settled_failures(&proxy),
-                    before + 1,
-                    "{kind:?}: not retried"
+                    settled(&proxy),
+                    (before.0 + 1, before.1 + 1),
+                    "{kind:?}: not retried (connections, failed handshakes)"
                 );
 
                 // A reader fails for good on the first attempt too (no endless `Retrying`).

@@ -6,8 +6,13 @@ use ds_proto::ops::CreateOptions;
 use ds_proto::reader::{ReadMode, ReaderConfig, ReaderEvent};
 use ds_proto::{Offset, RetryPolicy};
 use ds_tests::drivers::{AnyClient, AnyReader, AnyStream, DriverKind};
-use ds_tests::{Proxy, RefServer};
+use ds_tests::refserver::unique_stream_path;
+use ds_tests::{Proxy, RecordedRequest, RefServer, RefServerOptions};
 use std::time::Duration;
+
+/// The longest a test waits for something it expects to happen at once (a bound against
+/// hanging when the behaviour breaks, never a measurement).
+const EVENTUALLY: Duration = Duration::from_secs(30);
 
 fn new_stream(server: &RefServer, kind: DriverKind, name: &str, ct: &str) -> AnyStream {
     let s = AnyClient::new(kind, server.url()).stream(&server.stream_url(name));
@@ -57,21 +62,61 @@ fn catch_up_of_a_multi_megabyte_stream() {
     }
 }
 
+/// Whether `q` is a long-poll read of the stream at `path`.
+fn is_long_poll(q: &RecordedRequest, path: &str) -> bool {
+    q.method == "GET" && q.path() == path && q.query_param("live") == Some("long-poll")
+}
+
 #[test]
 fn long_poll_wakes_on_append() {
-    let server = RefServer::shared();
+    // The server holds a long-poll for a minute, so within this test a long-poll is answered
+    // only when an append wakes it. The append is sent once the proxy has forwarded the
+    // reader's long-poll and seen no answer to it; the proxy's records then show the order.
+    let server = RefServer::start_with(RefServerOptions {
+        long_poll_timeout_ms: 60_000,
+        ..RefServerOptions::default()
+    });
+    let proxy = Proxy::start(server.url());
     for kind in DriverKind::ALL {
-        let s = new_stream(server, kind, "lp-wake", "text/plain");
+        let path = unique_stream_path("lp-wake");
+        let s = AnyClient::new(kind, proxy.url()).stream(&path);
+        s.create(CreateOptions::with_content_type("text/plain"))
+            .unwrap();
         let tail = s.append("before").unwrap().next_offset.unwrap();
+        proxy.clear();
         let mut r = s.reader(tail, ReadMode::LongPoll).unwrap();
-        let writer = s.clone();
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            writer.append("after").unwrap();
+        let (data, saw_pending) = std::thread::scope(|scope| {
+            let appender = scope.spawn(|| {
+                let pending = proxy.wait_until(EVENTUALLY, |rs| {
+                    rs.iter().any(|q| is_long_poll(q, &path) && q.is_pending())
+                });
+                // Appended in any case, so the reader below ends even when this test fails.
+                s.append("after").unwrap();
+                pending
+            });
+            let (data, _) = read_bytes(&mut r, 5);
+            (data, appender.join().unwrap())
         });
-        let (data, _) = read_bytes(&mut r, 5);
+        assert!(saw_pending, "{kind:?}: no long-poll waited at the server");
         assert_eq!(data, b"after", "{kind:?}");
-        t.join().unwrap();
+
+        let seen = proxy.requests();
+        let polls: Vec<&RecordedRequest> = seen.iter().filter(|q| is_long_poll(q, &path)).collect();
+        let appends: Vec<&RecordedRequest> = seen
+            .iter()
+            .filter(|q| q.method == "POST" && q.path() == path)
+            .collect();
+        assert_eq!(polls.len(), 1, "{kind:?}: one long-poll, woken: {seen:#?}");
+        assert_eq!(appends.len(), 1, "{kind:?}: {seen:#?}");
+        let (poll, append) = (polls[0], appends[0]);
+        assert!(
+            poll.seq < append.seq,
+            "{kind:?}: the append was sent while the long-poll waited: {seen:#?}"
+        );
+        assert!(
+            poll.answer_began.is_some_and(|at| at > append.seq),
+            "{kind:?}: the long-poll was answered only after the append: {seen:#?}"
+        );
     }
 }
 
@@ -93,26 +138,40 @@ fn reads_of_a_closed_stream_end_at_once_in_every_mode() {
             let tail = s.append("data").unwrap().next_offset.unwrap();
             s.close().unwrap();
             proxy.clear();
-            let mut r = s.reader(tail, mode).unwrap();
-            let started = std::time::Instant::now();
+            // Any retry would wait an hour: a reader that waits at all shows a `Retrying`
+            // event first, and one that keeps asking shows more requests.
+            let mut config = s.reader_config();
+            config.offset = tail;
+            config.mode = mode;
+            config.retry = RetryPolicy {
+                initial_delay: Duration::from_secs(3600),
+                max_delay: Duration::from_secs(3600),
+                ..RetryPolicy::unlimited()
+            };
+            let mut r = s.reader_with(config).unwrap();
+            let gets = || proxy.count_matching(|q| q.path() == path && q.method == "GET");
             let mut closed = false;
             while let Some(e) = r.next_event() {
                 if let ReaderEvent::Closed { .. } = e {
                     closed = true;
                 }
                 assert!(
-                    !matches!(e, ReaderEvent::Failed(_)),
-                    "{kind:?} {mode:?}: {e:?}"
+                    !matches!(e, ReaderEvent::Failed(_) | ReaderEvent::Retrying { .. }),
+                    "{kind:?} {mode:?}: no wait, no failure: {e:?}"
                 );
+                assert!(gets() <= 2, "{kind:?} {mode:?}: {} requests", gets());
             }
             assert!(closed && r.is_eof(), "{kind:?} {mode:?}: EOF reported");
             assert!(
-                started.elapsed() < Duration::from_millis(900),
-                "{kind:?} {mode:?}: no wait"
+                gets() <= 2,
+                "{kind:?} {mode:?}: {} requests after EOF",
+                gets()
             );
-            let gets = proxy.count_matching(|q| q.path() == path && q.method == "GET");
-            assert!(gets <= 2, "{kind:?} {mode:?}: {gets} requests after EOF");
             assert!(r.next_event().is_none(), "nothing after EOF");
+            assert!(
+                proxy.requests().iter().all(|q| !q.is_pending()),
+                "{kind:?} {mode:?}: no request left waiting at the server"
+            );
         }
     }
 }
@@ -193,19 +252,36 @@ fn sse_reads_text_json_and_binary_streams() {
 #[test]
 fn offset_now_reads_only_future_data() {
     let server = RefServer::shared();
+    let proxy = Proxy::start(server.url());
     for kind in DriverKind::ALL {
         for mode in [ReadMode::LongPoll, ReadMode::Sse, ReadMode::Auto] {
-            let s = new_stream(server, kind, "now-live", "text/plain");
+            let path = unique_stream_path("now-live");
+            let s = AnyClient::new(kind, proxy.url()).stream(&path);
+            s.create(CreateOptions::with_content_type("text/plain"))
+                .unwrap();
             s.append("old").unwrap();
+            proxy.clear();
             let mut r = s.reader(Offset::now(), mode).unwrap();
-            let writer = s.clone();
-            let t = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                writer.append("new").unwrap();
+            // "new" is appended once the reader's first read (`offset=now`) has reached the
+            // server, so `now` is before it.
+            let (data, saw_read) = std::thread::scope(|scope| {
+                let appender = scope.spawn(|| {
+                    let read = proxy.wait_until(EVENTUALLY, |rs| {
+                        rs.iter().any(|q| {
+                            q.method == "GET"
+                                && q.path() == path
+                                && q.query_param("offset") == Some("now")
+                                && q.forwarded
+                        })
+                    });
+                    s.append("new").unwrap();
+                    read
+                });
+                let (data, _) = read_bytes(&mut r, 3);
+                (data, appender.join().unwrap())
             });
-            let (data, _) = read_bytes(&mut r, 3);
+            assert!(saw_read, "{kind:?} {mode:?}: no read from `now`");
             assert_eq!(data, b"new", "{kind:?} {mode:?}");
-            t.join().unwrap();
         }
     }
 }

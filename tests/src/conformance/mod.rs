@@ -22,5 +22,7 @@ pub mod runner;
 pub mod subst;
 
 pub use adapter::Adapter;
-pub use model::{cases_dir, load_suites, Case, Suite};
+pub use model::{
+    cases_dir, default_cases_dir, load_suites, locate_cases, Case, CasesLocation, Suite, CASES_ENV,
+};
 pub use runner::{run_case, run_case_with_timeout, CaseEnv, Target, Verdict};

@@ -737,22 +737,62 @@ impl Expect {
     }
 }
 
-/// Where the cases are: `$DS_CONFORMANCE_CASES` if it names a folder, else
-/// `<workspace>/../shared/conformance/test-cases` if that is one; `None` when neither is.
-pub fn cases_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DS_CONFORMANCE_CASES").filter(|d| !d.is_empty()) {
-        let dir = PathBuf::from(dir);
-        if dir.is_dir() {
-            return Some(dir);
-        }
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The environment variable naming the folder of the cases: `test-cases` of the official
+/// client conformance suite, `packages/client-conformance-tests/test-cases` in a checkout of
+/// <https://github.com/durable-streams/durable-streams>.
+pub const CASES_ENV: &str = "DS_CONFORMANCE_CASES";
+
+/// Where the cases are, or why there are none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasesLocation {
+    /// The folder of the cases: `$DS_CONFORMANCE_CASES`, or the default folder.
+    Found(PathBuf),
+    /// `$DS_CONFORMANCE_CASES` is not set and the default folder does not exist.
+    Absent {
+        /// The default folder looked in, `<workspace>/../shared/conformance/test-cases`.
+        default: PathBuf,
+    },
+    /// `$DS_CONFORMANCE_CASES` is set but names no folder (a mistake: it is reported, not
+    /// replaced by the default).
+    NotAFolder(PathBuf),
+}
+
+/// The folder the cases are looked for in when `$DS_CONFORMANCE_CASES` is not set:
+/// `<workspace>/../shared/conformance/test-cases`.
+pub fn default_cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("..")
         .join("shared")
         .join("conformance")
-        .join("test-cases");
-    dir.is_dir().then_some(dir)
+        .join("test-cases")
+}
+
+/// Where the cases are: `$DS_CONFORMANCE_CASES` when set (it must name a folder), else
+/// [`default_cases_dir`] if it exists.
+pub fn locate_cases() -> CasesLocation {
+    if let Some(dir) = std::env::var_os(CASES_ENV).filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return if dir.is_dir() {
+            CasesLocation::Found(dir)
+        } else {
+            CasesLocation::NotAFolder(dir)
+        };
+    }
+    let default = default_cases_dir();
+    if default.is_dir() {
+        CasesLocation::Found(default)
+    } else {
+        CasesLocation::Absent { default }
+    }
+}
+
+/// The folder of the cases, when [`locate_cases`] finds one.
+pub fn cases_dir() -> Option<PathBuf> {
+    match locate_cases() {
+        CasesLocation::Found(dir) => Some(dir),
+        _ => None,
+    }
 }
 
 /// Every suite under `dir`: files ending in `.yaml` or `.yml`, walked depth-first with each
