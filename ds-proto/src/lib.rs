@@ -24,6 +24,7 @@
 //! | [`io`] | what crosses the boundary: [`Transmit`] out, [`Input`] in, [`TransportError`] |
 //! | [`retry`] | [`RetryPolicy`] and the backoff schedule (capped exponential, full jitter) |
 //! | [`sse`] | the incremental Server-Sent Events parser |
+//! | [`subscription`] | subscriptions (PROTOCOL.md 6, 7): control-route and claim / ack / release / callback builders and interpreters, webhook signature verification and the JWKS cache |
 //! | [`error`] | structured errors: [`Error`], [`ErrorKind`], [`ConflictKind`] |
 //! | [`offset`], [`headers`], [`json`], [`url`] | offsets, header names and parsing, JSON-mode bodies, URL building |
 //! | [`read_all`], [`write_tracker`] | helpers drivers share: reading to the tail, per-append outcomes |
@@ -282,6 +283,7 @@ pub mod rng;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sse;
+pub mod subscription;
 pub mod trace;
 pub mod url;
 pub mod write_tracker;
@@ -294,3 +296,6 @@ pub use producer::{AppendError, AppendId, FailureReason, Producer, ProducerConfi
 pub use reader::{Chunk, ReadMode, Reader, ReaderConfig, ReaderEvent};
 pub use retry::{Backoff, Retrier, RetryPolicy};
 pub use rng::Rng;
+pub use subscription::{
+    SubscriptionConfig, SubscriptionError, SubscriptionErrorKind, SubscriptionRoot,
+};
