@@ -73,8 +73,10 @@ impl SubscriptionOp {
     /// - claim: **no**. A claim whose answer was lost may have given this worker the lease
     ///   under a token it never saw; sending it again answers `ALREADY_CLAIMED` naming this
     ///   worker, and the lease then has to expire (`lease_ttl_ms`) before anybody, this
-    ///   worker included, can claim again. Claims are therefore retried only on failures
-    ///   that prove the server did not apply them (connect errors, 429).
+    ///   worker included, can claim again (expiry writes a new wake event). After the
+    ///   failures [`SubscriptionError::certainly_not_applied`] names (connect errors, 429)
+    ///   a retry cannot meet this. The [`Worker`](super::Worker) retries claims on every
+    ///   transient failure anyway: not retrying strands the lease just the same.
     pub fn is_idempotent(self) -> bool {
         !matches!(self, SubscriptionOp::Claim)
     }

@@ -5,6 +5,7 @@
 //! | `types` | [`SubscriptionConfig`] (checked by [`SubscriptionConfig::validate`]), the [`Subscription`] read back, and the wake values: [`PendingStream`], [`Claim`], [`Ack`], [`AckBody`], [`AckOutcome`], [`WakeEvent`] |
 //! | `ops` | [`SubscriptionRoot`] and the request builders / response interpreters of every route: create, get, delete, add / remove streams, JWKS, claim, ack, release, callback |
 //! | `error` | [`SubscriptionError`]: operation, URL and a [`SubscriptionErrorKind`] for every code the server sends |
+//! | [`worker`] | the pull-wake [`Worker`] state machine: claim, read, ack, heartbeat, release |
 //! | `webhook` | signature header parsing, verification and signing, [`Jwks`] and the [`JwksCache`], the [`WakeNotification`] body |
 //!
 //! Retry safety of each request: [`SubscriptionOp::is_idempotent`].
@@ -13,6 +14,7 @@ mod error;
 mod ops;
 mod types;
 mod webhook;
+pub mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -36,4 +38,7 @@ pub use webhook::{
     sign_webhook, verify_webhook, webhook_done_body, Jwk, Jwks, JwksCache, SignatureHeader,
     Verification, VerifiedWebhook, WakeNotification, WebhookRejection, DEFAULT_REPLAY_WINDOW,
     WEBHOOK_SIGNATURE,
+};
+pub use worker::{
+    Batch, LeaseLoss, Worker, WorkerConfig, WorkerError, WorkerEvent, WorkerSnapshot,
 };
