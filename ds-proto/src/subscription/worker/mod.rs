@@ -113,6 +113,8 @@ pub struct Worker {
     rng: Rng,
     routes: HashMap<RequestId, Route>,
     next_id: u64,
+    /// Numbers the linked-stream reads (see [`Route::Data`]).
+    read_seq: u64,
     events: VecDeque<WorkerEvent>,
     cancels: VecDeque<RequestId>,
     stopping: bool,
@@ -138,6 +140,7 @@ struct Wake {
 
 #[derive(Debug)]
 struct DataRead {
+    seq: u64,
     path: String,
     tail: Offset,
     reader: Reader,
@@ -146,7 +149,9 @@ struct DataRead {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Wake(RequestId),
-    Data(RequestId),
+    /// A linked-stream read: the read's sequence number (each stream read has its own
+    /// reader, numbering its requests from 1) and the reader's id.
+    Data(u64, RequestId),
     Control,
 }
 
@@ -198,6 +203,25 @@ fn with_id(input: Input, id: RequestId) -> Input {
     }
 }
 
+/// The wake events in a chunk of the wake stream. A JSON-mode wake stream gives one array of
+/// messages; a byte stream gives the events as written, JSON objects one after the other
+/// (the reference server appends each event's JSON without a separator), possibly separated
+/// by whitespace. Messages that are not wake events are skipped; a byte chunk stops at the
+/// first thing that is not JSON.
+fn wake_events(chunk: &crate::reader::Chunk) -> Vec<WakeEvent> {
+    let parse = |m: &[u8]| WakeEvent::parse(m).ok().flatten();
+    if chunk.json {
+        if let Ok(items) = chunk.items() {
+            return items.iter().filter_map(|m| parse(m)).collect();
+        }
+    }
+    serde_json::Deserializer::from_slice(&chunk.data)
+        .into_iter::<&serde_json::value::RawValue>()
+        .map_while(Result::ok)
+        .filter_map(|raw| parse(raw.get().as_bytes()))
+        .collect()
+}
+
 fn at(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)
 }
@@ -245,7 +269,6 @@ impl Worker {
                 offset: config.wake_offset.clone(),
                 mode: ReadMode::LongPoll,
                 retry: config.retry.clone(),
-                json: Some(true),
                 rng_seed: rng.next_u64(),
                 ..ReaderConfig::new(wake_url)
             },
@@ -265,6 +288,7 @@ impl Worker {
             rng,
             routes: HashMap::new(),
             next_id: 1,
+            read_seq: 0,
             events: VecDeque::new(),
             cancels: VecDeque::new(),
             stopping: false,
@@ -423,9 +447,11 @@ impl Worker {
         }
         match route {
             Route::Wake(inner) => self.wake_reader.handle_input(with_id(input, inner), now),
-            Route::Data(inner) => {
+            Route::Data(seq, inner) => {
                 if let Some(r) = self.wake.as_mut().and_then(|w| w.reading.as_mut()) {
-                    r.reader.handle_input(with_id(input, inner), now);
+                    if r.seq == seq {
+                        r.reader.handle_input(with_id(input, inner), now);
+                    }
                 }
             }
             Route::Control => self.on_control_input(input, now),
@@ -448,12 +474,7 @@ impl Worker {
         }
         if let Some(w) = &self.wake {
             let expiry = at(w.renewed_at, w.ttl);
-            // An ack sent before the expiry may still renew the lease: wait for its answer.
-            let renewal_in_flight = self
-                .control
-                .as_ref()
-                .is_some_and(|c| !matches!(c.kind, ControlKind::Claim) && c.sent_at < expiry);
-            if now >= expiry && !renewal_in_flight {
+            if now >= expiry && !self.renewal_in_flight(expiry) {
                 let g = w.generation;
                 self.lease_lost(g, LeaseLoss::Expired);
             }
@@ -483,9 +504,9 @@ impl Worker {
             .wake
             .as_mut()
             .and_then(|w| w.reading.as_mut())
-            .and_then(|r| r.reader.poll_transmit(now));
-        if let Some(t) = data {
-            return Some(self.wrap(t, Route::Data));
+            .and_then(|r| Some((r.seq, r.reader.poll_transmit(now)?)));
+        if let Some((seq, t)) = data {
+            return Some(self.wrap(t, |inner| Route::Data(seq, inner)));
         }
         // A reader that could not build its request failed: report it.
         self.pump(now);
@@ -516,7 +537,10 @@ impl Worker {
         }
         if let Some(w) = &self.wake {
             consider(w.reading.as_ref().and_then(|r| r.reader.poll_timeout()));
-            consider(Some(at(w.renewed_at, w.ttl)));
+            let expiry = at(w.renewed_at, w.ttl);
+            if !self.renewal_in_flight(expiry) {
+                consider(Some(expiry));
+            }
             if self.control.is_none() {
                 consider(Some(at(w.renewed_at, self.heartbeat(w))));
             }
@@ -532,6 +556,14 @@ impl Worker {
 
     // ----- internals: control exchanges -----
 
+    /// Whether an ack or release sent before `expiry` is in flight: it may still renew the
+    /// lease, so its answer is awaited (bounded by its deadline) before the lease is given up.
+    fn renewal_in_flight(&self, expiry: Instant) -> bool {
+        self.control
+            .as_ref()
+            .is_some_and(|c| !matches!(c.kind, ControlKind::Claim) && c.sent_at < expiry)
+    }
+
     fn heartbeat(&self, w: &Wake) -> Duration {
         self.config
             .heartbeat_interval
@@ -539,7 +571,7 @@ impl Worker {
             .unwrap_or(w.ttl / 3)
     }
 
-    fn wrap(&mut self, mut t: Transmit, route: fn(RequestId) -> Route) -> Transmit {
+    fn wrap(&mut self, mut t: Transmit, route: impl FnOnce(RequestId) -> Route) -> Transmit {
         let id = RequestId(self.next_id);
         self.next_id += 1;
         self.routes.insert(id, route(t.id));
@@ -930,6 +962,9 @@ impl Worker {
         self.stop_reading();
         self.wake = None;
         self.know(generation);
+        // A pending retry of this wake's ack or release is moot.
+        self.backoff = None;
+        self.control_wait = None;
         if let Some(ctl) = &self.control {
             if !matches!(ctl.kind, ControlKind::Claim) {
                 let id = ctl.id;
@@ -992,19 +1027,20 @@ impl Worker {
         w.to_read.clear();
         w.drained = true;
         if let Some(mut r) = w.reading.take() {
+            let seq = r.seq;
             r.reader.stop();
             while let Some(inner) = r.reader.poll_cancel() {
-                self.cancel_route(Route::Data(inner));
+                self.cancel_route(Route::Data(seq, inner));
             }
             // A request in flight that the reader did not report (none, normally).
             if let Some(inner) = r.reader.in_flight() {
-                self.cancel_route(Route::Data(inner));
+                self.cancel_route(Route::Data(seq, inner));
             }
         }
         let stale: Vec<RequestId> = self
             .routes
             .iter()
-            .filter(|(_, r)| matches!(r, Route::Data(_)))
+            .filter(|(_, r)| matches!(r, Route::Data(..)))
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -1022,12 +1058,9 @@ impl Worker {
         while let Some(ev) = self.wake_reader.poll_event() {
             match ev {
                 ReaderEvent::Data(chunk) => {
-                    let messages = chunk.items().unwrap_or_else(|_| vec![chunk.data.clone()]);
-                    for m in messages {
-                        if let Ok(Some(ev)) = WakeEvent::parse(&m) {
-                            if ev.subscription_id == self.config.subscription_id {
-                                self.on_wake_event(ev.generation);
-                            }
+                    for ev in wake_events(&chunk) {
+                        if ev.subscription_id == self.config.subscription_id {
+                            self.on_wake_event(ev.generation);
                         }
                     }
                 }
@@ -1083,6 +1116,7 @@ impl Worker {
             let Some(w) = &mut self.wake else { return };
             let generation = w.generation;
             if let Some(r) = &mut w.reading {
+                let seq = r.seq;
                 let mut cancels = Vec::new();
                 while let Some(inner) = r.reader.poll_cancel() {
                     cancels.push(inner);
@@ -1136,7 +1170,7 @@ impl Worker {
                 }
                 self.events.extend(out);
                 for inner in cancels {
-                    self.cancel_route(Route::Data(inner));
+                    self.cancel_route(Route::Data(seq, inner));
                 }
                 if !finished {
                     return;
@@ -1171,7 +1205,9 @@ impl Worker {
                     });
                     match started {
                         Ok(reader) => {
+                            self.read_seq += 1;
                             w.reading = Some(DataRead {
+                                seq: self.read_seq,
                                 path,
                                 tail: s.tail_offset,
                                 reader,

@@ -614,6 +614,12 @@ fn the_lease_expires_locally_without_renewal() {
     // The heartbeat hangs past the lease: its answer is awaited (it may have renewed).
     h.advance(Duration::from_millis(2_500));
     assert!(h.take_events().is_empty());
+    // No timer is due in the past while the answer is awaited (a driver would spin).
+    assert!(
+        h.w.poll_timeout().is_none_or(|t| t > h.now),
+        "{:?}",
+        h.w.poll_timeout()
+    );
     h.w.handle_input(
         Input::Failed {
             id: hb.id,
@@ -842,6 +848,31 @@ fn snapshot_restores_the_wake_stream_checkpoint() {
     let mut bad = snap.clone();
     bad.format_version = 99;
     assert!(WorkerSnapshot::from_json(&bad.to_json()).is_err());
+}
+
+#[test]
+fn wake_events_in_a_byte_stream_are_found() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(claim.id, 409, r#"{"error":{"code":"NO_PENDING_WORK"}}"#);
+    let wake = h.take("/wake/pool");
+    // Two events appended back to back, as the reference server writes them to a byte stream.
+    let events = format!(
+        r#"{{"type":"wake","subscription_id":"other","generation":1}}{}"#,
+        wake_event(2, SUB)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    );
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/octet-stream"),
+            ("stream-next-offset", "0_9"),
+        ],
+        &events,
+    );
+    assert!(h.has("/claim"));
 }
 
 #[test]
