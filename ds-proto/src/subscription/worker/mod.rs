@@ -37,7 +37,8 @@
 //!   of the lease), an empty ack (`acks: []`, a heartbeat) is sent. [`Worker::done`] sends
 //!   the remaining acks with `done: true`.
 //! - **Lease loss**: `FENCED` or a refused token (401) on an ack or release, or no
-//!   successful renewal within the lease: the wake is dropped at once (its read is
+//!   successful renewal within the lease (an ack's [`Transmit::deadline`] is at most the
+//!   lease's end, counted from when the last successful renewal was sent): the wake is dropped at once (its read is
 //!   cancelled, no more batches, [`Worker::ack`] refuses its generation) and
 //!   [`WorkerEvent::LeaseLost`] is reported; the worker goes on with later wakes.
 //! - **Retries**: 429, 5xx and transport failures of claims, acks and releases are retried
@@ -673,10 +674,16 @@ impl Worker {
             head: None,
             body: Vec::new(),
         });
+        // An ack or release is pointless after the lease's end: its deadline is at most the
+        // local expiry, after which the lease is given up.
+        let mut deadline = at(now, self.config.request_timeout);
+        if let Some(w) = &self.wake {
+            deadline = deadline.min(at(w.renewed_at, w.ttl).max(now));
+        }
         Some(Transmit {
             id,
             request,
-            deadline: Some(at(now, self.config.request_timeout)),
+            deadline: Some(deadline),
         })
     }
 

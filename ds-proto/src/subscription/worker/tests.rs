@@ -611,6 +611,11 @@ fn the_lease_expires_locally_without_renewal() {
     let t0 = h.now;
     h.advance(Duration::from_secs(1));
     let hb = h.take("/ack");
+    assert_eq!(
+        hb.deadline,
+        Some(t0 + Duration::from_secs(3)),
+        "at most the lease's end"
+    );
     // The heartbeat hangs past the lease: its answer is awaited (it may have renewed).
     h.advance(Duration::from_millis(2_500));
     assert!(h.take_events().is_empty());
