@@ -847,3 +847,20 @@ fn wake_notification_body() {
     assert_eq!(req.uri().to_string(), n.callback_url);
     assert_eq!(req.headers()["authorization"], "Bearer eyJsecret");
 }
+
+proptest::proptest! {
+    #[test]
+    fn parsers_never_panic(s in ".{0,200}", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+        let _ = SignatureHeader::parse(&s);
+        let _ = WakeNotification::parse(&bytes);
+        let _ = Jwks::from_json(&bytes);
+        let _ = WakeEvent::parse(&bytes);
+        let _ = check_webhook_url(&s);
+        let _ = check_stream_path(&s);
+        let _ = SubscriptionRoot::new(s.clone());
+        let _ = root().stream_url(&s);
+        let _ = remove_stream_request(&root(), &s, &s, &RequestExtras::new());
+        let _ = error_from_response(SubscriptionOp::Ack, "http://h/x", &parts(409), &bytes);
+        let _ = verify_webhook(&s, &bytes, &Jwks::default(), 0, DEFAULT_REPLAY_WINDOW);
+    }
+}

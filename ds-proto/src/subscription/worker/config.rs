@@ -187,6 +187,18 @@ pub enum WorkerEvent {
     },
     /// A claim failed for good (retries exhausted): the worker waits for the next wake event.
     ClaimFailed(SubscriptionError),
+    /// A read of the wake stream or of a linked stream failed and will be retried after
+    /// `delay` (by its [`Reader`](crate::Reader)).
+    ReadRetrying {
+        /// The stream-root-relative path of the stream read.
+        stream: String,
+        /// Why the read failed.
+        error: Error,
+        /// Which retry this is (1 for the first).
+        attempt: u32,
+        /// The wait before the read is sent again.
+        delay: Duration,
+    },
     /// The worker stopped after [`Worker::stop`](super::Worker::stop). Terminal.
     Stopped,
     /// The worker gave up: the subscription is gone, the credentials are refused, or the wake

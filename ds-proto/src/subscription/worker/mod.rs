@@ -358,6 +358,22 @@ impl Worker {
         stream: &str,
         offset: Offset,
     ) -> Result<(), WorkerError> {
+        // An ack in flight counts as recorded: a lower offset after it would regress.
+        let in_flight = match &self.control {
+            Some(Control {
+                kind:
+                    ControlKind::Ack {
+                        generation: g,
+                        acks,
+                        ..
+                    },
+                ..
+            }) if *g == generation => acks
+                .iter()
+                .find(|a| a.stream == stream)
+                .map(|a| a.offset.clone()),
+            _ => None,
+        };
         let w = self.held(generation)?;
         if !w.streams.iter().any(|s| s.path == stream) {
             return Err(WorkerError::UnknownStream(stream.to_owned()));
@@ -366,7 +382,7 @@ impl Worker {
             return Err(WorkerError::SentinelOffset(offset));
         }
         let newer = |m: &BTreeMap<String, Offset>| m.get(stream).is_none_or(|o| offset > *o);
-        if newer(&w.confirmed) && newer(&w.pending_acks) {
+        if newer(&w.confirmed) && newer(&w.pending_acks) && in_flight.is_none_or(|o| offset > o) {
             w.pending_acks.insert(stream.to_owned(), offset);
         }
         Ok(())
@@ -1075,6 +1091,16 @@ impl Worker {
                     self.fail(WorkerFailure::WakeStream(e));
                     return;
                 }
+                ReaderEvent::Retrying {
+                    error,
+                    attempt,
+                    delay,
+                } => self.events.push_back(WorkerEvent::ReadRetrying {
+                    stream: self.config.wake_stream.clone(),
+                    error,
+                    attempt,
+                    delay,
+                }),
                 ReaderEvent::Closed { .. } if !self.stopping => {
                     let e = crate::Error::new(
                         crate::Operation::Read,
@@ -1165,6 +1191,16 @@ impl Worker {
                             finished = true;
                             break;
                         }
+                        ReaderEvent::Retrying {
+                            error,
+                            attempt,
+                            delay,
+                        } => out.push(WorkerEvent::ReadRetrying {
+                            stream: r.path.clone(),
+                            error,
+                            attempt,
+                            delay,
+                        }),
                         _ => {}
                     }
                 }

@@ -881,6 +881,41 @@ fn wake_events_in_a_byte_stream_are_found() {
 }
 
 #[test]
+fn an_ack_below_the_one_in_flight_is_not_sent() {
+    let mut h = claimed(30_000);
+    h.w.ack(7, "events/a", off("0_4")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.w.ack(7, "events/a", off("0_3")).unwrap();
+    h.json(ack.id, 200, r#"{"ok":true}"#);
+    assert!(!h.has("/ack"), "0_3 would regress the cursor");
+    h.w.done(7).unwrap();
+    h.drain();
+    let done = h.take("/ack");
+    assert_eq!(body(&done)["acks"], serde_json::json!([]));
+}
+
+#[test]
+fn read_retries_are_reported() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let read = h.take("/events/a");
+    h.answer(read.id, 503, &[], "busy");
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[..], [WorkerEvent::ReadRetrying { stream, attempt: 1, .. }] if stream == "events/a"),
+        "{ev:?}"
+    );
+    let wake = h.take("/wake/pool");
+    h.answer(wake.id, 500, &[], "");
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[..], [WorkerEvent::ReadRetrying { stream, .. }] if stream == "wake/pool"),
+        "{ev:?}"
+    );
+}
+
+#[test]
 fn bad_configurations_are_refused() {
     let now = start();
     let mut c = config();
