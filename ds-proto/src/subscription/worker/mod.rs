@@ -25,7 +25,10 @@
 //!   followed the wake stream's tail could wait for ever. Then it follows the wake stream
 //!   (a [`Reader`] in long-poll mode from [`WorkerConfig::wake_offset`], by default the tail)
 //!   and claims on each wake event for its subscription whose generation is newer than any it
-//!   knows. Events while it holds a wake are ignored (its own claim writes one).
+//!   knows. Events while it holds a wake wait for its end (its own claim writes one; a newer
+//!   one makes it claim again as soon as the held wake ends), and a lost lease makes it
+//!   claim once at once: an unclaimed wake never expires, so a missed event would strand
+//!   the work.
 //! - **Reads**: one linked stream at a time, in the claim's order, with a catch-up
 //!   [`Reader`] from the stream's `acked_offset`; it stops at the claim's `tail_offset`
 //!   (offsets compare lexicographically, PROTOCOL.md 8) or at the stream's tail. Each
@@ -107,6 +110,8 @@ pub struct Worker {
     /// A wake event arrived while a claim was in flight: its generation (`u64::MAX` when the
     /// event had none).
     claim_again: Option<u64>,
+    /// A wake event newer than the held wake arrived while it was held.
+    missed_wake: bool,
     wake: Option<Wake>,
     control: Option<Control>,
     control_wait: Option<Instant>,
@@ -282,6 +287,7 @@ impl Worker {
             known_generation: None,
             want_claim: true,
             claim_again: None,
+            missed_wake: false,
             wake: None,
             control: None,
             control_wait: None,
@@ -832,9 +838,7 @@ impl Worker {
                                 generation,
                                 next_wake: outcome.next_wake,
                             });
-                            if outcome.next_wake && !self.stopping {
-                                self.want_claim = true;
-                            }
+                            self.wake_ended(outcome.next_wake);
                         }
                     }
                     Ok(_) => {}
@@ -861,6 +865,7 @@ impl Worker {
                         self.wake = None;
                         self.know(generation);
                         self.events.push_back(WorkerEvent::Released { generation });
+                        self.wake_ended(false);
                     }
                     Err(e) => self.on_wake_control_error(generation, e, sent_at, now),
                 }
@@ -868,6 +873,15 @@ impl Worker {
             (ControlKind::Claim, Ok(_)) => {}
         }
         self.check_stopped();
+    }
+
+    /// The held wake ended (finished, released or lost): claim again at once when asked to
+    /// or when a newer wake event arrived while it was held.
+    fn wake_ended(&mut self, claim_now: bool) {
+        let missed = std::mem::take(&mut self.missed_wake);
+        if (claim_now || missed) && !self.stopping {
+            self.want_claim = true;
+        }
     }
 
     fn restore_acks(&mut self, acks: Vec<Ack>) {
@@ -908,7 +922,11 @@ impl Worker {
     fn on_claimed(&mut self, claim: Claim, sent_at: Instant, now: Instant) {
         let _ = now;
         self.know(claim.generation);
-        self.claim_again = None;
+        // A wake event newer than this claim arrived while it was in flight.
+        self.missed_wake = self
+            .claim_again
+            .take()
+            .is_some_and(|g| g > claim.generation);
         let ttl = Duration::from_millis(claim.lease_ttl_ms.unwrap_or(DEFAULT_LEASE_TTL_MS).max(1));
         let to_read = claim
             .streams
@@ -998,6 +1016,9 @@ impl Worker {
         }
         self.events
             .push_back(WorkerEvent::LeaseLost { generation, reason });
+        // The server has probably written a wake for the remaining work, which may have
+        // arrived (and been ignored) while the wake was held: claim once, as at start.
+        self.wake_ended(true);
     }
 
     fn fail(&mut self, failure: WorkerFailure) {
@@ -1125,7 +1146,12 @@ impl Worker {
                 return;
             }
         }
-        if self.wake.is_some() {
+        if let Some(w) = &self.wake {
+            // Not for now, but maybe for after this wake: the server writes a wake only when
+            // none is outstanding, and an unclaimed one never expires.
+            if generation.is_none_or(|g| g > w.generation) {
+                self.missed_wake = true;
+            }
             return;
         }
         if self

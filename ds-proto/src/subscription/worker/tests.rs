@@ -429,18 +429,8 @@ fn fenced_mid_wake_drops_the_wake_and_goes_on() {
         h.w.ack(7, "events/a", off("0_5")),
         Err(WorkerError::NotHeld(7))
     );
-    assert!(!h.has("/ack") && !h.has("/claim"));
-    // A newer wake is claimed.
-    let wake = h.take("/wake/pool");
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_9"),
-        ],
-        &wake_event(8, SUB),
-    );
+    assert!(!h.has("/ack"));
+    // It claims once at once, and gets the newer wake.
     let claim = h.take("/claim");
     h.json(claim.id, 200, &claim_json(8, ONE_PENDING, 30_000));
     assert_eq!(h.w.held_generation(), Some(8));
@@ -913,6 +903,77 @@ fn read_retries_are_reported() {
         matches!(&ev[..], [WorkerEvent::ReadRetrying { stream, .. }] if stream == "wake/pool"),
         "{ev:?}"
     );
+}
+
+#[test]
+fn a_newer_wake_event_during_a_wake_is_claimed_after_it() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let wake = h.take("/wake/pool");
+    // Its own claim's event: nothing to do after the wake.
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_2"),
+        ],
+        &wake_event(7, SUB),
+    );
+    h.w.done(7).unwrap();
+    h.drain();
+    let done = h.take("/ack");
+    h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    assert!(!h.has("/claim"));
+    // Next wake; an append wakes generation 9 before the done answer arrives.
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_3"),
+        ],
+        &wake_event(8, SUB),
+    );
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(8, ONE_PENDING, 30_000));
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_4"),
+        ],
+        &wake_event(9, SUB),
+    );
+    assert!(!h.has("/claim"), "not while generation 8 is held");
+    h.w.done(8).unwrap();
+    h.drain();
+    let done = h.take("/ack");
+    h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    assert!(
+        h.has("/claim"),
+        "generation 9 is outstanding and would never expire"
+    );
+}
+
+#[test]
+fn a_lost_lease_claims_once_at_once() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    h.w.ack(7, "events/a", off("0_2")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.json(ack.id, 409, r#"{"error":{"code":"FENCED"}}"#);
+    let claim = h.take("/claim");
+    h.json(
+        claim.id,
+        409,
+        r#"{"error":{"code":"ALREADY_CLAIMED","current_holder":"b","generation":8}}"#,
+    );
+    assert!(!h.has("/claim"));
 }
 
 #[test]
