@@ -186,6 +186,9 @@ pub enum WorkerEvent {
         delay: Duration,
     },
     /// A claim failed for good (retries exhausted): the worker waits for the next wake event.
+    /// If a wake is already outstanding, no event comes until it is claimed (an unclaimed wake
+    /// never expires): with a bounded [`RetryPolicy`], restart the worker or drive a claim
+    /// yourself. The default policy is unbounded, so this is not reported.
     ClaimFailed(SubscriptionError),
     /// A read of the wake stream or of a linked stream failed and will be retried after
     /// `delay` (by its [`Reader`](crate::Reader)).

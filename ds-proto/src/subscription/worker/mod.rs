@@ -983,7 +983,8 @@ impl Worker {
             }
             SubscriptionErrorKind::NoPendingWork => {
                 self.events.push_back(WorkerEvent::NoPendingWork);
-                self.want_claim = false;
+                // A wake event that arrived meanwhile is for work appended after the answer.
+                self.want_claim = again.is_some();
             }
             _ if self.stopping => {}
             _ if self.schedule_retry(&e, sent_at, now) => self.want_claim = true,

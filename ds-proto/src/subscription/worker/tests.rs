@@ -977,6 +977,24 @@ fn a_lost_lease_claims_once_at_once() {
 }
 
 #[test]
+fn a_wake_event_during_a_claim_answered_no_pending_work_claims_again() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_2"),
+        ],
+        &wake_event(1, SUB),
+    );
+    h.json(claim.id, 409, r#"{"error":{"code":"NO_PENDING_WORK"}}"#);
+    assert!(h.has("/claim"));
+}
+
+#[test]
 fn bad_configurations_are_refused() {
     let now = start();
     let mut c = config();
