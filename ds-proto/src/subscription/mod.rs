@@ -19,6 +19,9 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
+/// The Ed25519 key types of `ed25519-dalek` 3 that [`sign_webhook`], [`Jwk`] and [`Jwks`]
+/// take, re-exported so callers need no dependency of their own.
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::{error_from_response, SubscriptionError, SubscriptionErrorKind, SubscriptionOp};
 pub use ops::{
     ack_request, ack_response, add_streams_request, add_streams_response, callback_request,

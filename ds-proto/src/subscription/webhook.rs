@@ -8,8 +8,9 @@
 //! from the caller, and the cache returns "fetch the JWKS" instead of fetching.
 //!
 //! ```
-//! use ds_proto::subscription::{sign_webhook, Jwks, verify_webhook, Jwk, DEFAULT_REPLAY_WINDOW};
-//! use ed25519_dalek::SigningKey;
+//! use ds_proto::subscription::{
+//!     sign_webhook, verify_webhook, Jwk, Jwks, SigningKey, DEFAULT_REPLAY_WINDOW,
+//! };
 //! let key = SigningKey::from_bytes(&[7; 32]);
 //! let jwks = Jwks::new(vec![Jwk::ed25519("k1", key.verifying_key())]);
 //! let body = br#"{"subscription_id":"s"}"#;

@@ -564,7 +564,9 @@ impl Worker {
             if !self.renewal_in_flight(expiry) {
                 consider(Some(expiry));
             }
-            if self.control.is_none() {
+            // A heartbeat goes out once no exchange is in flight and no retry wait runs
+            // (the wait's end is a timer of its own).
+            if self.control.is_none() && self.control_wait.is_none() {
                 consider(Some(at(w.renewed_at, self.heartbeat(w))));
             }
         }

@@ -995,6 +995,25 @@ fn a_wake_event_during_a_claim_answered_no_pending_work_claims_again() {
 }
 
 #[test]
+fn no_past_due_timer_while_an_ack_retry_waits() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    h.advance(Duration::from_secs(10));
+    let hb = h.take("/ack");
+    h.advance(Duration::from_secs(1));
+    h.answer(hb.id, 503, &[("retry-after", "5")], "");
+    assert!(matches!(
+        &h.take_events()[..],
+        [WorkerEvent::Retrying { .. }]
+    ));
+    // The heartbeat was due long ago; the next timer is the retry's end, not the past.
+    let t = h.w.poll_timeout().unwrap();
+    assert!(t > h.now, "{t:?} <= {:?}", h.now);
+    h.advance(t - h.now);
+    assert!(h.has("/ack"));
+}
+
+#[test]
 fn bad_configurations_are_refused() {
     let now = start();
     let mut c = config();
