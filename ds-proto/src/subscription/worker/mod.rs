@@ -70,7 +70,75 @@
 //! # Request ids
 //!
 //! The worker numbers its own exchanges; those of its readers are renumbered, so a driver
-//! sees one id space.
+//! sees one id space. Several exchanges are in flight at once (the wake stream's long-poll, a
+//! linked-stream read, and a claim, ack or release): a driver runs them concurrently.
+//!
+//! # Example
+//!
+//! One wake, with a "server" that answers every request at once (a real driver performs
+//! the exchanges concurrently and keeps the wake stream's long-poll open):
+//!
+//! ```
+//! use ds_proto::subscription::{SubscriptionRoot, Worker, WorkerConfig, WorkerEvent};
+//! use ds_proto::{Input, Transmit};
+//! # #[allow(clippy::disallowed_methods)]
+//! let now = std::time::Instant::now();
+//! let root = SubscriptionRoot::new("http://127.0.0.1:4437/v1/stream").unwrap();
+//! let config = WorkerConfig::new(root, "sub-1", "worker-a", "wake/pool");
+//! let mut worker = Worker::new(config, now).unwrap();
+//!
+//! fn answer(t: &Transmit, status: u16, headers: &[(&str, &str)], body: &str) -> Vec<Input> {
+//!     let mut head = http::Response::builder().status(status);
+//!     for (k, v) in headers {
+//!         head = head.header(*k, *v);
+//!     }
+//!     let parts = head.body(()).unwrap().into_parts().0;
+//!     let chunk = bytes::Bytes::copy_from_slice(body.as_bytes());
+//!     vec![Input::Head { id: t.id, parts }, Input::Body { id: t.id, chunk }, Input::End { id: t.id }]
+//! }
+//! let server = |t: &Transmit| -> Option<Vec<Input>> {
+//!     let path = t.request.uri().path();
+//!     Some(if path.ends_with("/claim") {
+//!         answer(t, 200, &[], r#"{"wake_id":"w1","generation":1,"token":"tok","lease_ttl_ms":30000,
+//!             "streams":[{"path":"events/a","acked_offset":"-1","tail_offset":"0_5","has_pending":true}]}"#)
+//!     } else if path.ends_with("/events/a") {
+//!         answer(t, 200, &[("stream-next-offset", "0_5"), ("stream-up-to-date", "true")], "hello")
+//!     } else if path.ends_with("/ack") {
+//!         answer(t, 200, &[], r#"{"ok":true,"next_wake":false}"#)
+//!     } else {
+//!         return None; // the wake stream's long-poll: left open
+//!     })
+//! };
+//!
+//! let mut inputs = Vec::new();
+//! let mut processed = Vec::new();
+//! loop {
+//!     let mut busy = false;
+//!     while let Some(t) = worker.poll_transmit(now) {
+//!         inputs.extend(server(&t).unwrap_or_default());
+//!     }
+//!     while let Some(event) = worker.poll_event() {
+//!         busy = true; // commands below may have made requests to send
+//!         match event {
+//!             WorkerEvent::Batch(b) => {
+//!                 processed.push(b.data.clone()); // process, then ack
+//!                 worker.ack(b.generation, &b.stream, b.next_offset).unwrap();
+//!             }
+//!             WorkerEvent::Drained { generation } => worker.done(generation).unwrap(),
+//!             _ => {}
+//!         }
+//!     }
+//!     for input in inputs.drain(..) {
+//!         busy = true;
+//!         worker.handle_input(input, now);
+//!     }
+//!     if !busy {
+//!         break; // only the long-poll is open: a real driver waits for it or a timer
+//!     }
+//! }
+//! assert_eq!(processed, ["hello"]);
+//! assert_eq!(worker.held_generation(), None); // done was acknowledged
+//! ```
 
 mod config;
 #[cfg(test)]
