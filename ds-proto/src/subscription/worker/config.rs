@@ -97,7 +97,10 @@ pub struct Batch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum LeaseLoss {
-    /// The server answered `FENCED`: a newer wake exists (7.3).
+    /// The server answered `FENCED`: the wake is no longer current (7.3): a newer one exists,
+    /// or this wake already ended. A `done` or release re-sent after a lost answer gets this
+    /// when its first attempt was applied; the worker then claims once, which finds any work
+    /// left.
     Fenced,
     /// No renewal succeeded within the lease: the server has let it expire.
     Expired,
