@@ -1014,6 +1014,44 @@ fn no_past_due_timer_while_an_ack_retry_waits() {
 }
 
 #[test]
+fn a_done_whose_answer_was_lost_is_resent_and_fenced_means_over() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    h.w.ack(7, "events/a", off("0_5")).unwrap();
+    h.w.done(7).unwrap();
+    h.drain();
+    let done = h.take("/ack");
+    h.w.handle_input(
+        Input::Failed {
+            id: done.id,
+            error: TransportError::new(TransportErrorKind::ConnectionReset, "reset"),
+        },
+        h.now,
+    );
+    h.drain();
+    let ev = h.take_events();
+    let [WorkerEvent::Retrying { delay, .. }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    h.advance(*delay);
+    let again = h.take("/ack");
+    assert_eq!(
+        again.request.body(),
+        done.request.body(),
+        "the same acks, done again"
+    );
+    h.json(again.id, 409, r#"{"error":{"code":"FENCED"}}"#);
+    assert_eq!(
+        h.take_events(),
+        vec![WorkerEvent::LeaseLost {
+            generation: 7,
+            reason: LeaseLoss::Fenced
+        }]
+    );
+    assert!(h.has("/claim"), "a claim finds any work left");
+}
+
+#[test]
 fn bad_configurations_are_refused() {
     let now = start();
     let mut c = config();
