@@ -25,6 +25,7 @@
 //! | [`exchange`] | what crosses the boundary between a machine and its driver's HTTP exchanges: [`Transmit`] out, [`Input`] in, [`TransportError`] |
 //! | [`retry`] | [`RetryPolicy`] and the backoff schedule (capped exponential, full jitter) |
 //! | [`sse`] | the incremental Server-Sent Events parser |
+//! | [`subscription`] | subscriptions (PROTOCOL.md 6, 7): control-route and claim / ack / release / callback builders and interpreters, webhook signature verification and the JWKS cache |
 //! | [`error`] | structured errors: [`Error`], [`ErrorKind`], [`ConflictKind`] |
 //! | [`offset`], [`headers`], [`json`], [`url`] | offsets, header names and parsing, JSON-mode bodies, URL building |
 //! | [`driver`] | driver support, apart from the protocol: the client settings both drivers share ([`driver::client`]), their `tracing` spans ([`driver::trace`]), collecting a `read_all` ([`driver::read_all`]), tracking a writer's appends ([`driver::write_tracker`]) |
@@ -288,6 +289,7 @@ pub mod rng;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sse;
+pub mod subscription;
 pub mod url;
 
 pub use consumer::{
@@ -304,3 +306,6 @@ pub use producer::{AppendError, AppendId, FailureReason, Producer, ProducerConfi
 pub use reader::{Chunk, ReadMode, Reader, ReaderConfig, ReaderEvent};
 pub use retry::{Backoff, Retrier, RetryPolicy};
 pub use rng::Rng;
+pub use subscription::{
+    SubscriptionConfig, SubscriptionError, SubscriptionErrorKind, SubscriptionRoot,
+};

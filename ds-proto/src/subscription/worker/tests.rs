@@ -1,0 +1,1072 @@
+//! Worker scripts on a virtual clock: every request the worker emits is checked and answered
+//! by hand.
+
+use super::*;
+use crate::io::TransportError;
+use crate::io::TransportErrorKind;
+use crate::subscription::SubscriptionRoot;
+use bytes::Bytes;
+use http::Method;
+
+const SUB: &str = "sub-1";
+
+#[allow(clippy::disallowed_methods)]
+fn start() -> Instant {
+    Instant::now()
+}
+
+fn config() -> WorkerConfig {
+    let mut c = WorkerConfig::new(
+        SubscriptionRoot::new("http://h/v1/stream").unwrap(),
+        SUB,
+        "worker-a",
+        "wake/pool",
+    );
+    c.extras = crate::ops::RequestExtras::new().header(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_static("Bearer svc"),
+    );
+    c.rng_seed = 7;
+    c
+}
+
+fn off(s: &str) -> Offset {
+    Offset::parse(s).unwrap()
+}
+
+/// A worker and its virtual clock, with the requests it emitted and not yet answered.
+struct H {
+    w: Worker,
+    now: Instant,
+    out: Vec<Transmit>,
+    events: Vec<WorkerEvent>,
+}
+
+impl H {
+    fn new(config: WorkerConfig) -> H {
+        let now = start();
+        let w = Worker::new(config, now).unwrap();
+        let mut h = H {
+            w,
+            now,
+            out: Vec::new(),
+            events: Vec::new(),
+        };
+        h.drain();
+        h
+    }
+
+    fn drain(&mut self) {
+        while let Some(t) = self.w.poll_transmit(self.now) {
+            self.out.push(t);
+        }
+        while let Some(e) = self.w.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    fn cancels(&mut self) -> Vec<RequestId> {
+        let mut v = Vec::new();
+        while let Some(id) = self.w.poll_cancel() {
+            v.push(id);
+        }
+        v
+    }
+
+    /// Removes and returns the emitted request whose path ends with `suffix`.
+    fn take(&mut self, suffix: &str) -> Transmit {
+        let i = self
+            .out
+            .iter()
+            .position(|t| t.request.uri().path().ends_with(suffix))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no request to {suffix}; have {:?}",
+                    self.out
+                        .iter()
+                        .map(|t| t.request.uri().to_string())
+                        .collect::<Vec<_>>()
+                )
+            });
+        self.out.remove(i)
+    }
+
+    fn has(&self, suffix: &str) -> bool {
+        self.out
+            .iter()
+            .any(|t| t.request.uri().path().ends_with(suffix))
+    }
+
+    fn answer(&mut self, id: RequestId, status: u16, headers: &[(&str, &str)], body: &str) {
+        let mut b = http::Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let parts = b.body(()).unwrap().into_parts().0;
+        self.w.handle_input(Input::Head { id, parts }, self.now);
+        self.w.handle_input(
+            Input::Body {
+                id,
+                chunk: Bytes::copy_from_slice(body.as_bytes()),
+            },
+            self.now,
+        );
+        self.w.handle_input(Input::End { id }, self.now);
+        self.drain();
+    }
+
+    fn json(&mut self, id: RequestId, status: u16, body: &str) {
+        self.answer(id, status, &[("content-type", "application/json")], body);
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.w.handle_timeout(self.now);
+        self.drain();
+    }
+
+    fn take_events(&mut self) -> Vec<WorkerEvent> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+fn body(t: &Transmit) -> serde_json::Value {
+    serde_json::from_slice(t.request.body()).unwrap()
+}
+
+fn claim_json(generation: u64, streams: &str, ttl: u64) -> String {
+    format!(
+        r#"{{"wake_id":"w{generation}","generation":{generation},"token":"tok{generation}","lease_ttl_ms":{ttl},"streams":[{streams}]}}"#
+    )
+}
+
+const ONE_PENDING: &str = r#"{"path":"events/a","link_type":"glob","acked_offset":"0_1","tail_offset":"0_5","has_pending":true},
+  {"path":"events/idle","link_type":"explicit","acked_offset":"0_3","tail_offset":"0_3","has_pending":false}"#;
+
+/// A worker that claimed generation 7 with one pending stream; the read of events/a is out.
+fn claimed(ttl: u64) -> H {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(7, ONE_PENDING, ttl));
+    h
+}
+
+fn wake_event(generation: u64, sub: &str) -> String {
+    format!(
+        r#"[{{"type":"wake","subscription_id":"{sub}","stream":"events/a","generation":{generation},"ts":1}}]"#
+    )
+}
+
+#[test]
+fn claims_once_at_start_and_follows_the_wake_stream_tail() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    assert_eq!(claim.request.method(), Method::POST);
+    assert_eq!(
+        claim.request.uri().to_string(),
+        "http://h/v1/stream/__ds/subscriptions/sub-1/claim"
+    );
+    assert_eq!(body(&claim), serde_json::json!({ "worker": "worker-a" }));
+    assert_eq!(claim.request.headers()["authorization"], "Bearer svc");
+    assert!(claim.deadline.is_some());
+    let wake = h.take("/wake/pool");
+    assert_eq!(
+        wake.request.uri().query(),
+        Some("live=long-poll&offset=now")
+    );
+    assert_eq!(wake.request.headers()["authorization"], "Bearer svc");
+    assert!(h.out.is_empty(), "one claim, one wake read");
+    h.json(
+        claim.id,
+        409,
+        r#"{"error":{"code":"NO_PENDING_WORK","message":"idle"}}"#,
+    );
+    assert_eq!(h.take_events(), vec![WorkerEvent::NoPendingWork]);
+    assert!(h.out.is_empty(), "no claim until a wake event");
+    assert_eq!(h.w.poll_timeout(), None);
+}
+
+#[test]
+fn a_wake_event_for_this_subscription_triggers_a_claim() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(claim.id, 409, r#"{"error":{"code":"NO_PENDING_WORK"}}"#);
+    h.take_events();
+    let wake = h.take("/wake/pool");
+    // Another subscription's event: ignored, and the read goes on from the new offset.
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_10"),
+        ],
+        &wake_event(3, "other"),
+    );
+    assert!(!h.has("/claim"));
+    let wake = h.take("/wake/pool");
+    assert_eq!(
+        wake.request.uri().query(),
+        Some("live=long-poll&offset=0_10")
+    );
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_20"),
+        ],
+        &wake_event(4, SUB),
+    );
+    let claim = h.take("/claim");
+    assert_eq!(h.w.wake_offset().as_str(), "0_20");
+    // The claim gets generation 4; a late event of generation 4 is not a new wake.
+    h.json(claim.id, 200, &claim_json(4, "", 30_000));
+    h.take_events();
+    let done_gen = h.w.held_generation().unwrap();
+    h.w.done(done_gen).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.json(ack.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_30"),
+        ],
+        &wake_event(4, SUB),
+    );
+    assert!(!h.has("/claim"), "generation 4 is already known");
+}
+
+#[test]
+fn a_wake_from_claim_to_done() {
+    let mut h = claimed(30_000);
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[..], [WorkerEvent::Claimed { generation: 7, streams, .. }] if streams.len() == 2)
+    );
+    // Only the stream with pending work is read, from its cursor, in catch-up mode.
+    let read = h.take("/events/a");
+    assert_eq!(read.request.uri().query(), Some("offset=0_1"));
+    assert_eq!(read.request.headers()["authorization"], "Bearer svc");
+    assert!(!h.has("/events/idle"));
+    h.answer(read.id, 200, &[("stream-next-offset", "0_3")], "abc");
+    let read = h.take("/events/a");
+    assert_eq!(read.request.uri().query(), Some("offset=0_3"));
+    h.answer(
+        read.id,
+        200,
+        &[("stream-next-offset", "0_5"), ("stream-up-to-date", "true")],
+        "de",
+    );
+    let ev = h.take_events();
+    assert_eq!(
+        ev,
+        vec![
+            WorkerEvent::Batch(Batch {
+                generation: 7,
+                stream: "events/a".into(),
+                data: Bytes::from_static(b"abc"),
+                json: false,
+                next_offset: off("0_3"),
+                last: false,
+            }),
+            WorkerEvent::Batch(Batch {
+                generation: 7,
+                stream: "events/a".into(),
+                data: Bytes::from_static(b"de"),
+                json: false,
+                next_offset: off("0_5"),
+                last: true,
+            }),
+            WorkerEvent::Drained { generation: 7 },
+        ]
+    );
+    assert!(!h.has("/events/a"), "reading stops at the tail");
+    // Progress ack, sent at once with the claim token.
+    h.w.ack(7, "events/a", off("0_3")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    assert_eq!(ack.request.headers()["authorization"], "Bearer tok7");
+    assert_eq!(
+        body(&ack),
+        serde_json::json!({"wake_id":"w7","generation":7,"acks":[{"stream":"events/a","offset":"0_3"}],"done":false})
+    );
+    // While it is in flight, more progress and done are coalesced into one request.
+    h.w.ack(7, "events/a", off("0_5")).unwrap();
+    h.w.done(7).unwrap();
+    h.drain();
+    assert!(!h.has("/ack"), "one control exchange at a time");
+    h.json(ack.id, 200, r#"{"ok":true}"#);
+    assert_eq!(h.w.confirmed_acks().unwrap()["events/a"], off("0_3"));
+    let done = h.take("/ack");
+    assert_eq!(
+        body(&done),
+        serde_json::json!({"wake_id":"w7","generation":7,"acks":[{"stream":"events/a","offset":"0_5"}],"done":true})
+    );
+    h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    assert_eq!(
+        h.take_events(),
+        vec![WorkerEvent::Finished {
+            generation: 7,
+            next_wake: false
+        }]
+    );
+    assert_eq!(h.w.held_generation(), None);
+    assert_eq!(
+        h.w.ack(7, "events/a", off("0_5")),
+        Err(WorkerError::NotHeld(7))
+    );
+    assert!(!h.has("/claim"));
+}
+
+#[test]
+fn command_checks() {
+    let mut h = claimed(30_000);
+    assert_eq!(
+        h.w.ack(7, "events/zzz", off("0_2")),
+        Err(WorkerError::UnknownStream("events/zzz".into()))
+    );
+    assert_eq!(
+        h.w.ack(7, "events/a", Offset::beginning()),
+        Err(WorkerError::SentinelOffset(Offset::beginning()))
+    );
+    assert_eq!(
+        h.w.ack(8, "events/a", off("0_2")),
+        Err(WorkerError::NotHeld(8))
+    );
+    h.w.release(7).unwrap();
+    assert_eq!(h.w.done(7), Err(WorkerError::Ending));
+}
+
+#[test]
+fn done_with_next_wake_claims_again_at_once() {
+    let mut h = claimed(30_000);
+    h.w.done(7).unwrap();
+    h.drain();
+    // done stops the read that was in flight.
+    let read_cancelled = h.cancels();
+    assert_eq!(read_cancelled.len(), 1);
+    let done = h.take("/ack");
+    assert_eq!(body(&done)["done"], true);
+    assert_eq!(body(&done)["acks"], serde_json::json!([]));
+    h.json(done.id, 200, r#"{"ok":true,"next_wake":true}"#);
+    let claim = h.take("/claim");
+    assert_eq!(body(&claim)["worker"], "worker-a");
+}
+
+#[test]
+fn heartbeats_renew_the_lease_before_it_runs_out() {
+    let mut h = claimed(30_000);
+    let t0 = h.now;
+    // A third of the lease after the claim was sent.
+    assert_eq!(h.w.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    h.advance(Duration::from_millis(9_999));
+    assert!(!h.has("/ack"));
+    h.advance(Duration::from_millis(1));
+    let hb = h.take("/ack");
+    assert_eq!(
+        body(&hb),
+        serde_json::json!({"wake_id":"w7","generation":7,"acks":[],"done":false})
+    );
+    h.advance(Duration::from_secs(1));
+    h.json(hb.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    // Renewed from when the heartbeat was sent.
+    assert_eq!(h.w.poll_timeout(), Some(t0 + Duration::from_secs(20)));
+    // An ack renews too.
+    h.w.ack(7, "events/a", off("0_2")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.json(ack.id, 200, r#"{"ok":true}"#);
+    assert_eq!(
+        h.w.poll_timeout(),
+        Some(t0 + Duration::from_secs(11) + Duration::from_secs(10))
+    );
+    assert!(h
+        .take_events()
+        .iter()
+        .all(|e| !matches!(e, WorkerEvent::LeaseLost { .. })));
+}
+
+#[test]
+fn a_configured_heartbeat_interval_is_used() {
+    let mut c = config();
+    c.heartbeat_interval = Some(Duration::from_secs(2));
+    let mut h = H::new(c);
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(7, "", 30_000));
+    assert_eq!(h.w.poll_timeout(), Some(h.now + Duration::from_secs(2)));
+}
+
+#[test]
+fn fenced_mid_wake_drops_the_wake_and_goes_on() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let read = h.take("/events/a");
+    h.w.ack(7, "events/a", off("0_2")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.json(
+        ack.id,
+        409,
+        r#"{"error":{"code":"FENCED","message":"stale"}}"#,
+    );
+    assert_eq!(
+        h.take_events(),
+        vec![WorkerEvent::LeaseLost {
+            generation: 7,
+            reason: LeaseLoss::Fenced
+        }]
+    );
+    assert_eq!(h.cancels(), vec![read.id], "the wake's read is abandoned");
+    // Its answer, if it still comes, hands nothing out.
+    h.answer(read.id, 200, &[("stream-next-offset", "0_5")], "late");
+    assert!(h.take_events().is_empty());
+    assert_eq!(
+        h.w.ack(7, "events/a", off("0_5")),
+        Err(WorkerError::NotHeld(7))
+    );
+    assert!(!h.has("/ack"));
+    // It claims once at once, and gets the newer wake.
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(8, ONE_PENDING, 30_000));
+    assert_eq!(h.w.held_generation(), Some(8));
+    assert!(h.has("/events/a"));
+}
+
+#[test]
+fn unauthorized_ack_loses_the_lease() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    h.w.release(7).unwrap();
+    h.drain();
+    let rel = h.take("/release");
+    h.json(
+        rel.id,
+        401,
+        r#"{"error":{"code":"TOKEN_EXPIRED","message":"expired"}}"#,
+    );
+    assert_eq!(
+        h.take_events(),
+        vec![WorkerEvent::LeaseLost {
+            generation: 7,
+            reason: LeaseLoss::Unauthorized
+        }]
+    );
+}
+
+#[test]
+fn already_claimed_waits_for_a_newer_wake() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(
+        claim.id,
+        409,
+        r#"{"error":{"code":"ALREADY_CLAIMED","current_holder":"worker-b","generation":7}}"#,
+    );
+    assert_eq!(
+        h.take_events(),
+        vec![WorkerEvent::AlreadyClaimed {
+            current_holder: Some("worker-b".into()),
+            generation: Some(7)
+        }]
+    );
+    assert_eq!(h.w.known_generation(), Some(7));
+    assert!(!h.has("/claim"));
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_2"),
+        ],
+        &wake_event(7, SUB),
+    );
+    assert!(!h.has("/claim"), "the holder's own wake");
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_3"),
+        ],
+        &wake_event(8, SUB),
+    );
+    assert!(h.has("/claim"));
+}
+
+#[test]
+fn a_wake_event_during_a_claim_claims_again_after_a_refusal() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_2"),
+        ],
+        &wake_event(9, SUB),
+    );
+    assert!(!h.has("/claim"), "one claim at a time");
+    h.json(
+        claim.id,
+        409,
+        r#"{"error":{"code":"ALREADY_CLAIMED","current_holder":"worker-b","generation":8}}"#,
+    );
+    assert!(h.has("/claim"), "generation 9 is newer than the holder's 8");
+}
+
+#[test]
+fn failed_claims_are_retried_with_backoff() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.answer(claim.id, 503, &[("retry-after", "2")], "busy");
+    let ev = h.take_events();
+    let [WorkerEvent::Retrying {
+        attempt: 1,
+        delay,
+        error,
+    }] = &ev[..]
+    else {
+        panic!("{ev:?}")
+    };
+    assert!(*delay >= Duration::from_secs(2));
+    assert_eq!(error.op, SubscriptionOp::Claim);
+    assert!(!h.has("/claim"));
+    let due = h.w.poll_timeout().unwrap();
+    assert_eq!(due, h.now + *delay);
+    h.advance(*delay - Duration::from_millis(1));
+    assert!(!h.has("/claim"));
+    h.advance(Duration::from_millis(1));
+    let claim = h.take("/claim");
+    h.w.handle_input(
+        Input::Failed {
+            id: claim.id,
+            error: TransportError::new(TransportErrorKind::Connect, "refused"),
+        },
+        h.now,
+    );
+    h.drain();
+    assert!(matches!(
+        &h.take_events()[..],
+        [WorkerEvent::Retrying { attempt: 2, .. }]
+    ));
+}
+
+#[test]
+fn a_claim_refused_for_good_fails_the_worker() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    let wake = h.take("/wake/pool");
+    h.json(
+        claim.id,
+        404,
+        r#"{"error":{"code":"SUBSCRIPTION_NOT_FOUND","message":"gone"}}"#,
+    );
+    let ev = h.take_events();
+    let [WorkerEvent::Failed(f)] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert!(matches!(
+        f.subscription_kind(),
+        Some(SubscriptionErrorKind::NotFound { .. })
+    ));
+    assert!(h.w.is_finished());
+    assert_eq!(h.cancels(), vec![wake.id]);
+    assert_eq!(h.w.poll_transmit(h.now).map(|t| t.id), None);
+}
+
+#[test]
+fn a_missing_wake_stream_fails_the_worker() {
+    let mut h = H::new(config());
+    let wake = h.take("/wake/pool");
+    h.answer(wake.id, 404, &[], "");
+    assert!(matches!(
+        &h.take_events()[..],
+        [WorkerEvent::Failed(WorkerFailure::WakeStream(_))]
+    ));
+}
+
+#[test]
+fn the_lease_expires_locally_without_renewal() {
+    let mut h = claimed(3_000);
+    h.take_events();
+    let t0 = h.now;
+    h.advance(Duration::from_secs(1));
+    let hb = h.take("/ack");
+    assert_eq!(
+        hb.deadline,
+        Some(t0 + Duration::from_secs(3)),
+        "at most the lease's end"
+    );
+    // The heartbeat hangs past the lease: its answer is awaited (it may have renewed).
+    h.advance(Duration::from_millis(2_500));
+    assert!(h.take_events().is_empty());
+    // No timer is due in the past while the answer is awaited (a driver would spin).
+    assert!(
+        h.w.poll_timeout().is_none_or(|t| t > h.now),
+        "{:?}",
+        h.w.poll_timeout()
+    );
+    h.w.handle_input(
+        Input::Failed {
+            id: hb.id,
+            error: TransportError::new(TransportErrorKind::Timeout, "deadline"),
+        },
+        h.now,
+    );
+    h.drain();
+    assert!(matches!(
+        &h.take_events()[..],
+        [WorkerEvent::Retrying { .. }]
+    ));
+    h.advance(Duration::ZERO);
+    assert!(h.now >= t0 + Duration::from_secs(3));
+    let ev = h.take_events();
+    assert_eq!(
+        ev,
+        vec![WorkerEvent::LeaseLost {
+            generation: 7,
+            reason: LeaseLoss::Expired
+        }]
+    );
+    assert!(!h.has("/ack"));
+}
+
+#[test]
+fn invalid_offsets_are_reported_and_dropped() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    h.w.ack(7, "events/a", off("0_9")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.json(
+        ack.id,
+        409,
+        r#"{"error":{"code":"INVALID_OFFSET","message":"past tail"}}"#,
+    );
+    assert!(matches!(
+        &h.take_events()[..],
+        [WorkerEvent::AckRefused { generation: 7, .. }]
+    ));
+    assert_eq!(h.w.held_generation(), Some(7));
+    h.w.done(7).unwrap();
+    h.drain();
+    let done = h.take("/ack");
+    assert_eq!(
+        body(&done)["acks"],
+        serde_json::json!([]),
+        "the refused ack is not resent"
+    );
+}
+
+#[test]
+fn stop_acks_then_releases() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let read = h.take("/events/a");
+    h.answer(read.id, 200, &[("stream-next-offset", "0_3")], "abc");
+    h.take_events();
+    let next_read = h.take("/events/a");
+    h.w.ack(7, "events/a", off("0_3")).unwrap();
+    let wake_read = h
+        .out
+        .iter()
+        .find(|t| t.request.uri().path().ends_with("/wake/pool"))
+        .map(|t| t.id)
+        .unwrap();
+    h.w.stop();
+    h.drain();
+    let mut cancelled = h.cancels();
+    cancelled.sort();
+    let mut expected = vec![wake_read, next_read.id];
+    expected.sort();
+    assert_eq!(cancelled, expected);
+    let ack = h.take("/ack");
+    assert_eq!(body(&ack)["done"], false);
+    assert_eq!(body(&ack)["acks"][0]["offset"], "0_3");
+    assert!(!h.has("/release"));
+    h.json(ack.id, 200, r#"{"ok":true}"#);
+    let rel = h.take("/release");
+    assert_eq!(
+        body(&rel),
+        serde_json::json!({"wake_id":"w7","generation":7})
+    );
+    assert_eq!(rel.request.headers()["authorization"], "Bearer tok7");
+    assert!(!h.w.is_finished());
+    h.answer(rel.id, 204, &[], "");
+    assert_eq!(
+        h.take_events(),
+        vec![
+            WorkerEvent::Released { generation: 7 },
+            WorkerEvent::Stopped
+        ]
+    );
+    assert!(h.w.is_finished());
+    assert_eq!(h.w.poll_timeout(), None);
+    assert!(h
+        .out
+        .iter()
+        .all(|t| !t.request.uri().path().contains("__ds")));
+}
+
+#[test]
+fn stop_without_a_wake_ends_at_once_and_a_claim_in_flight_is_released() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.w.stop();
+    h.drain();
+    assert!(h.take_events().is_empty(), "the claim's answer is awaited");
+    h.json(claim.id, 200, &claim_json(3, ONE_PENDING, 30_000));
+    assert!(!h.has("/events/a"), "nothing is read while stopping");
+    let rel = h.take("/release");
+    h.answer(rel.id, 204, &[], "");
+    let ev = h.take_events();
+    assert!(
+        matches!(
+            &ev[..],
+            [
+                WorkerEvent::Claimed { .. },
+                WorkerEvent::Released { generation: 3 },
+                WorkerEvent::Stopped
+            ]
+        ),
+        "{ev:?}"
+    );
+
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(claim.id, 409, r#"{"error":{"code":"NO_PENDING_WORK"}}"#);
+    h.take_events();
+    h.w.stop();
+    h.drain();
+    assert_eq!(h.take_events(), vec![WorkerEvent::Stopped]);
+}
+
+#[test]
+fn reading_stops_at_the_claim_tail() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let read = h.take("/events/a");
+    // The stream grew past the claim's tail (0_5): the response crossing it is the last.
+    h.answer(read.id, 200, &[("stream-next-offset", "0_7")], "abcdef");
+    let ev = h.take_events();
+    assert!(
+        matches!(
+            &ev[..],
+            [
+                WorkerEvent::Batch(Batch { last: true, .. }),
+                WorkerEvent::Drained { generation: 7 }
+            ]
+        ),
+        "{ev:?}"
+    );
+    assert!(!h.has("/events/a"));
+}
+
+#[test]
+fn a_failing_stream_is_reported_and_skipped() {
+    let streams = r#"{"path":"events/gone","acked_offset":"0_1","tail_offset":"0_5","has_pending":true},
+      {"path":"events/b","acked_offset":"-1","tail_offset":"0_2","has_pending":true}"#;
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(2, streams, 30_000));
+    h.take_events();
+    let read = h.take("/events/gone");
+    h.answer(read.id, 404, &[], "");
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[..], [WorkerEvent::StreamFailed { stream, .. }] if stream == "events/gone"),
+        "{ev:?}"
+    );
+    let read = h.take("/events/b");
+    assert_eq!(read.request.uri().query(), Some("offset=-1"));
+}
+
+#[test]
+fn snapshot_restores_the_wake_stream_checkpoint() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(
+        claim.id,
+        409,
+        r#"{"error":{"code":"ALREADY_CLAIMED","current_holder":"b","generation":5}}"#,
+    );
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_40"),
+        ],
+        r#"[{"type":"note"}]"#,
+    );
+    let snap = h.w.snapshot();
+    assert_eq!(snap.config.wake_offset.as_str(), "0_40");
+    assert_eq!(snap.known_generation, Some(5));
+    assert!(
+        snap.config.extras.headers.is_empty(),
+        "credentials are not kept"
+    );
+    let json = snap.to_json();
+    assert!(!String::from_utf8_lossy(&json).contains("svc"));
+    let mut back = WorkerSnapshot::from_json(&json).unwrap();
+    assert_eq!(back, snap);
+    back.config.extras = config().extras;
+    let mut w = Worker::restore(back, h.now).unwrap();
+    let mut out = Vec::new();
+    while let Some(t) = w.poll_transmit(h.now) {
+        out.push(t);
+    }
+    assert!(
+        out.iter()
+            .any(|t| t.request.uri().path().ends_with("/claim")),
+        "claims at start"
+    );
+    let wake = out
+        .iter()
+        .find(|t| t.request.uri().path().ends_with("/wake/pool"))
+        .unwrap();
+    assert_eq!(
+        wake.request.uri().query(),
+        Some("live=long-poll&offset=0_40")
+    );
+    assert_eq!(w.known_generation(), Some(5));
+    let mut bad = snap.clone();
+    bad.format_version = 99;
+    assert!(WorkerSnapshot::from_json(&bad.to_json()).is_err());
+}
+
+#[test]
+fn wake_events_in_a_byte_stream_are_found() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(claim.id, 409, r#"{"error":{"code":"NO_PENDING_WORK"}}"#);
+    let wake = h.take("/wake/pool");
+    // Two events appended back to back, as the reference server writes them to a byte stream.
+    let events = format!(
+        r#"{{"type":"wake","subscription_id":"other","generation":1}}{}"#,
+        wake_event(2, SUB)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    );
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/octet-stream"),
+            ("stream-next-offset", "0_9"),
+        ],
+        &events,
+    );
+    assert!(h.has("/claim"));
+}
+
+#[test]
+fn an_ack_below_the_one_in_flight_is_not_sent() {
+    let mut h = claimed(30_000);
+    h.w.ack(7, "events/a", off("0_4")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.w.ack(7, "events/a", off("0_3")).unwrap();
+    h.json(ack.id, 200, r#"{"ok":true}"#);
+    assert!(!h.has("/ack"), "0_3 would regress the cursor");
+    h.w.done(7).unwrap();
+    h.drain();
+    let done = h.take("/ack");
+    assert_eq!(body(&done)["acks"], serde_json::json!([]));
+}
+
+#[test]
+fn read_retries_are_reported() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let read = h.take("/events/a");
+    h.answer(read.id, 503, &[], "busy");
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[..], [WorkerEvent::ReadRetrying { stream, attempt: 1, .. }] if stream == "events/a"),
+        "{ev:?}"
+    );
+    let wake = h.take("/wake/pool");
+    h.answer(wake.id, 500, &[], "");
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[..], [WorkerEvent::ReadRetrying { stream, .. }] if stream == "wake/pool"),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_newer_wake_event_during_a_wake_is_claimed_after_it() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let wake = h.take("/wake/pool");
+    // Its own claim's event: nothing to do after the wake.
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_2"),
+        ],
+        &wake_event(7, SUB),
+    );
+    h.w.done(7).unwrap();
+    h.drain();
+    let done = h.take("/ack");
+    h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    assert!(!h.has("/claim"));
+    // Next wake; an append wakes generation 9 before the done answer arrives.
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_3"),
+        ],
+        &wake_event(8, SUB),
+    );
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(8, ONE_PENDING, 30_000));
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_4"),
+        ],
+        &wake_event(9, SUB),
+    );
+    assert!(!h.has("/claim"), "not while generation 8 is held");
+    h.w.done(8).unwrap();
+    h.drain();
+    let done = h.take("/ack");
+    h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    assert!(
+        h.has("/claim"),
+        "generation 9 is outstanding and would never expire"
+    );
+}
+
+#[test]
+fn a_lost_lease_claims_once_at_once() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    h.w.ack(7, "events/a", off("0_2")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.json(ack.id, 409, r#"{"error":{"code":"FENCED"}}"#);
+    let claim = h.take("/claim");
+    h.json(
+        claim.id,
+        409,
+        r#"{"error":{"code":"ALREADY_CLAIMED","current_holder":"b","generation":8}}"#,
+    );
+    assert!(!h.has("/claim"));
+}
+
+#[test]
+fn a_wake_event_during_a_claim_answered_no_pending_work_claims_again() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_2"),
+        ],
+        &wake_event(1, SUB),
+    );
+    h.json(claim.id, 409, r#"{"error":{"code":"NO_PENDING_WORK"}}"#);
+    assert!(h.has("/claim"));
+}
+
+#[test]
+fn no_past_due_timer_while_an_ack_retry_waits() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    h.advance(Duration::from_secs(10));
+    let hb = h.take("/ack");
+    h.advance(Duration::from_secs(1));
+    h.answer(hb.id, 503, &[("retry-after", "5")], "");
+    assert!(matches!(
+        &h.take_events()[..],
+        [WorkerEvent::Retrying { .. }]
+    ));
+    // The heartbeat was due long ago; the next timer is the retry's end, not the past.
+    let t = h.w.poll_timeout().unwrap();
+    assert!(t > h.now, "{t:?} <= {:?}", h.now);
+    h.advance(t - h.now);
+    assert!(h.has("/ack"));
+}
+
+#[test]
+fn a_done_whose_answer_was_lost_is_resent_and_fenced_means_over() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    h.w.ack(7, "events/a", off("0_5")).unwrap();
+    h.w.done(7).unwrap();
+    h.drain();
+    let done = h.take("/ack");
+    h.w.handle_input(
+        Input::Failed {
+            id: done.id,
+            error: TransportError::new(TransportErrorKind::ConnectionReset, "reset"),
+        },
+        h.now,
+    );
+    h.drain();
+    let ev = h.take_events();
+    let [WorkerEvent::Retrying { delay, .. }] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    h.advance(*delay);
+    let again = h.take("/ack");
+    assert_eq!(
+        again.request.body(),
+        done.request.body(),
+        "the same acks, done again"
+    );
+    h.json(again.id, 409, r#"{"error":{"code":"FENCED"}}"#);
+    assert_eq!(
+        h.take_events(),
+        vec![WorkerEvent::LeaseLost {
+            generation: 7,
+            reason: LeaseLoss::Fenced
+        }]
+    );
+    assert!(h.has("/claim"), "a claim finds any work left");
+}
+
+#[test]
+fn bad_configurations_are_refused() {
+    let now = start();
+    let mut c = config();
+    c.subscription_id = String::new();
+    assert!(Worker::new(c, now).is_err());
+    let mut c = config();
+    c.worker = String::new();
+    assert!(Worker::new(c, now).is_err());
+    let mut c = config();
+    c.wake_stream = "/abs".into();
+    assert!(Worker::new(c, now).is_err());
+    let mut c = config();
+    c.request_timeout = Duration::ZERO;
+    assert!(Worker::new(c, now).is_err());
+    let mut c = config();
+    c.heartbeat_interval = Some(Duration::ZERO);
+    assert!(Worker::new(c, now).is_err());
+}
