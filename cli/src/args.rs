@@ -28,7 +28,14 @@ Exit codes: 0 ok, 1 usage, 2 not found, 3 conflict/closed, 4 other.";
 )]
 pub struct Cli {
     /// The server [default: http://127.0.0.1:4437]
-    #[arg(long, global = true, env = "DS_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "DS_URL",
+        value_name = "URL",
+        display_order = 100,
+        hide_env_values = true
+    )]
     pub url: Option<String>,
     /// What to do.
     #[command(subcommand)]

@@ -32,7 +32,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Head(args) => head::run(&stream(&args.stream)?).await,
         Command::Close(args) => close::run(&stream(&args.stream)?).await,
         Command::Delete(args) => delete::run(&stream(&args.stream)?).await,
-        // Integration point (issue 17, item 7): each arm calls the driver's subscription API,
+        // integration point (issue 17, item 7): each arm calls the driver's subscription API,
         // `client.subscription(id)` (create with the config built from `SubCreateArgs`, get,
         // delete, add, remove), prints the result, and maps a missing subscription to exit 2
         // (`exit::NOT_FOUND`) as a missing stream is. Paths are stream-root relative.
@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             SubCommand::Add(_) => "sub add",
             SubCommand::Remove(_) => "sub remove",
         })),
-        // Integration point (issue 17, item 7): `client.subscription(id)`'s pull-wake worker
+        // integration point (issue 17, item 7): `client.subscription(id)`'s pull-wake worker
         // run loop, its handler writing the JSON lines `WorkArgs` documents (flush, then ack),
         // and SIGINT/SIGTERM leading to a graceful stop that releases the claim (exit 0).
         Command::Work(_) => Err(not_available("work")),
