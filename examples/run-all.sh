@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every example against the embedded server, each bounded by `timeout 120`, then a scripted
-# session with the `ds` command-line example (serve on a free port; create, append, read, tail,
-# head, close, delete; exit codes checked). Exits non-zero if anything fails. CI calls it.
+# session with the `ds` command line (the `ds-cli` crate's binary: serve on a free port; create,
+# append, read, tail, head, close, delete; --help; exit codes checked). Exits non-zero if
+# anything fails. CI calls it.
 #
 #   examples/run-all.sh            # from anywhere in the repository
 #
@@ -31,9 +32,13 @@ fail() {
     FAILED+=("$*")
 }
 
-echo "== building the examples"
+echo "== building the examples and the ds command line"
 cargo build -q -p ds-examples --examples || {
     echo "FAIL: the examples do not build" >&2
+    exit 1
+}
+cargo build -q -p ds-cli || {
+    echo "FAIL: the ds command line (ds-cli) does not build" >&2
     exit 1
 }
 
@@ -52,7 +57,7 @@ for example in quickstart ai_tokens change_feed event_sourcing blocking custom_r
 done
 
 echo "== ds command-line session"
-DS="$BIN/ds"
+DS="$TARGET_DIR/debug/ds"
 OUT="$LOGS/out"
 ERR="$LOGS/err"
 
@@ -138,10 +143,20 @@ else
         printf '  ok    %-44s exit 0\n' "tail --sse followed the writer to EOF"
     fi
 
-    # Usage errors and unreachable servers.
+    # Help, usage errors and unreachable servers.
+    expect 0 "--help" -- "$DS" --help
+    grep -q "Exit codes: 0 ok, 1 usage" "$OUT" || fail "ds --help: no exit codes"
+    for command in serve create append read tail head close delete; do
+        grep -qE "^  $command " "$OUT" || fail "ds --help: no $command command"
+    done
+    expect 0 "tail --help" -- "$DS" tail --help
+    grep -q -- "--sse" "$OUT" || fail "ds tail --help: no --sse"
+    expect 1 "no command (usage error)" -- "$DS"
     expect 1 "unknown command" -- "$DS" frobnicate notes
     expect 1 "missing STREAM" -- "$DS" read
     expect 1 "unknown option" -- "$DS" read events --bogus
+    expect 1 "--sse with --long-poll" -- "$DS" tail events --sse --long-poll
+    expect 1 "not a number" -- "$DS" tail events --for soon
     expect 2 "head of a stream that never existed" -- "$DS" head nowhere
     expect 4 "unreachable server" -- "$DS" --url http://127.0.0.1:9 head notes
 fi

@@ -127,7 +127,7 @@
 //!   query string or a payload. Off by default so that users who do not want it compile none
 //!   of it.
 //! - `server`: the embedded server, `ds_proto`'s in-memory model served over HTTP on loopback,
-//!   for tests and local development without Node (`cargo run --example ds -- serve`).
+//!   for tests and local development without Node (`ds serve`, from the `ds-cli` crate).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
