@@ -19,7 +19,7 @@
 //! |---|---|
 //! | [`ops`] | one-shot operations: `*_request` builds the `http::Request`, `*_response` turns the answer into a typed result or a typed [`Error`] (create, append, close, head, delete, one read) |
 //! | [`reader`] | the [`Reader`]: consumer offset progression (catch-up, long-poll, SSE, auto), cursors, retries |
-//! | [`consumer`] | the [`Consumer`](consumer::Consumer): a reader that hands batches to the application one at a time, checkpoints what it handled, and reconnects with backoff (at-least-once) |
+//! | [`consumer`] | the [`Consumer`]: a reader that hands batches to the application one at a time, checkpoints what it handled, and reconnects with backoff (at-least-once) |
 //! | [`producer`] | the [`Producer`]: the idempotent, batching, exactly-once writer |
 //! | [`machine`] | the [`Machine`] trait: the vocabulary both machines share, so a driver writes its loop once |
 //! | [`exchange`] | what crosses the boundary between a machine and its driver's HTTP exchanges: [`Transmit`] out, [`Input`] in, [`TransportError`] |
