@@ -24,9 +24,7 @@ use tokio::time::Instant;
 /// server from filling memory while the application is slow).
 const INPUT_QUEUE: usize = 64;
 
-pub(crate) fn now() -> std::time::Instant {
-    Instant::now().into_std()
-}
+pub(crate) use crate::clock::now;
 
 /// The in-flight HTTP exchanges of one machine and the channel their inputs arrive on.
 pub(crate) struct Exchanges {

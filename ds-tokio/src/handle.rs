@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 ds_proto::__stream_handle! {
-    now: crate::engine::now;
+    now: crate::clock::now;
     /// A handle to one stream. Cheap to clone. Not named `Stream` so it does not collide with
     /// `futures::Stream`.
 }

@@ -132,6 +132,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod clock;
 mod consumer;
 mod engine;
 mod handle;

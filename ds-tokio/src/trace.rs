@@ -4,7 +4,7 @@
 //! not want tracing pay nothing. What is this driver's own: running an exchange's future in its
 //! span.
 
-ds_proto::__driver_trace!(now: crate::engine::now);
+ds_proto::__driver_trace!(now: crate::clock::now);
 
 /// A request's span ([`RequestTrace::handle`]): nothing without the `tracing` feature.
 #[cfg(feature = "tracing")]

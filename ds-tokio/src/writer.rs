@@ -53,7 +53,7 @@ impl AppendHandle {
 }
 
 ds_proto::__writer! {
-    now: crate::engine::now;
+    now: crate::clock::now;
     outcome: oneshot::Receiver<WriteOutcome>;
     fields { task: JoinHandle<()> }
 }
