@@ -23,12 +23,24 @@
 //!   batching is part of the driver's);
 //! - `--appends N` \[100000\]: the small-append count; `--catch-up-mb N` \[100\];
 //!   `--live-samples N` \[200\]; `--op-samples N` \[300\];
+//! - `--rtt-ms N` \[0: none\]: the write scenarios go through an in-process delay proxy
+//!   ([`delay`]) adding N/2 ms each way (order kept, bounded buffers); the table then also
+//!   gives the POST and 409 counts the proxy saw (of the median run; every run is printed on
+//!   stderr);
+//! - `--sizes COUNTxLEN,...` \[`APPENDSx100,50x1M`; with `--rtt-ms`, `200x256K,200000x100`\]:
+//!   the write scenarios (LEN may end in K or M, binary);
 //! - `--out FILE`: also write the table (markdown) to FILE.
+//!
+//! The bare write loops send the batch bodies (at most `--batch-bytes` each) as producer appends
+//! one at a time at in-flight 1; at in-flight N > 1 they send them as plain appends without
+//! producer headers, N at a time on N connections, so order is not kept: an upper bound for
+//! an ordered writer.
 //!
 //! Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
 #![forbid(unsafe_code)]
 
 mod blocking_stacks;
+mod delay;
 mod servers;
 mod tokio_stacks;
 mod util;
@@ -121,6 +133,35 @@ struct Args {
     live_samples: usize,
     op_samples: usize,
     out: Option<String>,
+    rtt_ms: u64,
+    sizes: Option<Vec<(usize, usize)>>,
+}
+
+/// Parses `COUNTxLEN[,COUNTxLEN...]`, LEN with an optional K or M (binary) suffix.
+fn parse_sizes(v: &str) -> Result<Vec<(usize, usize)>, String> {
+    v.split(',')
+        .map(|item| {
+            let (count, len) = item
+                .split_once('x')
+                .ok_or(format!("--sizes: {item:?} is not COUNTxLEN"))?;
+            let count: usize = count.parse().map_err(|e| format!("--sizes: {e}"))?;
+            let (digits, unit) = match len.strip_suffix(['K', 'k']) {
+                Some(d) => (d, 1 << 10),
+                None => match len.strip_suffix(['M', 'm']) {
+                    Some(d) => (d, 1 << 20),
+                    None => (len, 1),
+                },
+            };
+            let len = digits
+                .parse::<usize>()
+                .map_err(|e| format!("--sizes: {e}"))?
+                * unit;
+            if count == 0 || len == 0 || count > 10_000_000 || len > 1 << 30 {
+                return Err(format!("--sizes: {item:?} out of range"));
+            }
+            Ok((count, len))
+        })
+        .collect()
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -140,6 +181,8 @@ fn parse_args() -> Result<Args, String> {
         live_samples: 200,
         op_samples: 300,
         out: None,
+        rtt_ms: 0,
+        sizes: None,
     };
     let mut it = std::env::args().skip(1);
     let num = |v: Option<String>, name: &str| -> Result<usize, String> {
@@ -192,8 +235,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--op-samples" => a.op_samples = num(it.next(), "--op-samples")?.clamp(1, 100_000),
             "--out" => a.out = it.next(),
+            "--rtt-ms" => a.rtt_ms = num(it.next(), "--rtt-ms")?.clamp(0, 2000) as u64,
+            "--sizes" => a.sizes = Some(parse_sizes(&it.next().unwrap_or_default())?),
             "-h" | "--help" => {
-                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--out FILE]");
+                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--out FILE]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -261,6 +306,9 @@ fn tput_pair(
 fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
         "n/a".into()
+    } else if v.fract() == 0.0 && v.abs() < 1e6 {
+        // Counts.
+        format!("{v:.0}")
     } else if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
     } else if v >= 1e4 {
@@ -414,8 +462,40 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
     };
 
     if args.runs("write") {
-        let large = (50usize, 1usize << 20);
-        for (count, len) in [(args.appends, 100usize), large] {
+        let proxy = if args.rtt_ms > 0 {
+            let addr = base
+                .strip_prefix("http://")
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+            match addr
+                .map(|a| delay::DelayProxy::start(a, Duration::from_micros(args.rtt_ms * 500)))
+            {
+                Some(Ok(p)) => Some(p),
+                Some(Err(e)) => {
+                    eprintln!("ds-bench: {e}");
+                    std::process::exit(1);
+                }
+                None => {
+                    eprintln!("ds-bench: cannot parse the server address {base}");
+                    std::process::exit(1);
+                }
+            }
+        } else {
+            None
+        };
+        let write_base = proxy.as_ref().map_or(base.to_owned(), |p| p.url());
+        let sizes = args.sizes.clone().unwrap_or_else(|| {
+            if proxy.is_some() {
+                vec![(200, 256 << 10), (200_000, 100)]
+            } else {
+                vec![(args.appends, 100), (50, 1 << 20)]
+            }
+        });
+        let rtt = if args.rtt_ms > 0 {
+            format!(", rtt {} ms", args.rtt_ms)
+        } else {
+            String::new()
+        };
+        for (count, len) in sizes {
             for &in_flight in &args.in_flight {
                 let cfg = WriteCfg {
                     in_flight,
@@ -424,21 +504,56 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
                     linger: args.linger,
                     bare_prebuilt: args.bare_prebuilt,
                 };
-                let label = if len >= 1 << 20 {
-                    format!("write {count} x 1 MiB, in-flight {in_flight}")
+                let size = if len % (1 << 20) == 0 {
+                    format!("{} MiB", len >> 20)
+                } else if len % (1 << 10) == 0 {
+                    format!("{} KiB", len >> 10)
                 } else {
-                    format!("write {count} x {len} B, in-flight {in_flight}")
+                    format!("{len} B")
                 };
+                let label = format!("write {count} x {size}, in-flight {in_flight}{rtt}");
                 for (slot, (driver, bare)) in pairs {
                     eprintln!("   {label}: {} / {}", driver.name(), bare.name());
                     let result = tput_pair(args.reps, driver.as_ref(), Some(bare.as_ref()), |s| {
-                        let url = util::stream_url(base, "write");
+                        let path = ds_tests::refserver::unique_stream_path("write");
+                        let url = format!("{base}{path}");
                         util::create_stream(&setup, &url, "application/octet-stream")?;
-                        let t = s.write(&url, util::payloads(count, len), &cfg)?;
+                        if let Some(p) = &proxy {
+                            p.take_counts();
+                        }
+                        let mut t = s.write(
+                            &format!("{write_base}{path}"),
+                            util::payloads(count, len),
+                            &cfg,
+                        )?;
+                        if let Some(p) = &proxy {
+                            // Connections the stack keeps open are closed so that the next run
+                            // starts afresh.
+                            p.close_connections();
+                            t.counts = Some(p.take_counts());
+                        }
                         let stored = util::stream_len(&setup, &url)?;
                         if stored != (count * len) as u64 {
                             return Err(format!("stream holds {stored} bytes"));
                         }
+                        eprintln!(
+                            "      {}: {:.1} MB/s, {:.2} s{}",
+                            s.name(),
+                            t.mb_per_s(),
+                            t.secs,
+                            t.counts.map_or(String::new(), |c| format!(
+                                ", {} POSTs, {} x 409, {} other errors, {} connections{}",
+                                c.posts,
+                                c.conflicts,
+                                c.other_errors,
+                                c.connections,
+                                if c.lost > 0 {
+                                    " (counts lost on some)"
+                                } else {
+                                    ""
+                                }
+                            ))
+                        );
                         Ok(t)
                     });
                     let pair = |f: fn(&Tput) -> f64| {
@@ -459,6 +574,10 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
                         *slot,
                         pair(Tput::cpu_per_million),
                     );
+                    if proxy.is_some() {
+                        put(&mut rows, &label, "POSTs", *slot, pair(Tput::posts));
+                        put(&mut rows, &label, "409s", *slot, pair(Tput::conflicts));
+                    }
                 }
             }
         }
