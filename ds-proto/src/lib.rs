@@ -274,6 +274,7 @@ pub mod json;
 pub mod machine;
 pub mod offset;
 pub mod ops;
+pub mod pipe;
 pub mod producer;
 pub mod read_all;
 pub mod reader;
