@@ -12,7 +12,9 @@
 //! - `--server ref|rust|both` \[both\]: the reference server (npm, started through the ds-tests
 //!   harness) and/or `durable-streams-server` (installed into `<workspace>/.cache/ds-server`
 //!   with `cargo install` when missing);
-//! - `--stacks tokio,blocking` \[both\];
+//! - `--stacks tokio,blocking,pipe` \[tokio,blocking\]: `pipe` is a bench-only ordered writer
+//!   ([`pipe_stack`]: producer appends pipelined on one connection through ds-proto's sans-IO
+//!   HTTP/1.1 codec), beside bare hyper; write scenarios only;
 //! - `--only write,catch-up,live,ops` \[all\];
 //! - `--reps N` \[3\]: repetitions of each throughput run (the median is shown);
 //! - `--in-flight 1,2,5` \[1\]: the writer's `max_in_flight` values to run;
@@ -41,6 +43,7 @@
 
 mod blocking_stacks;
 mod delay;
+mod pipe_stack;
 mod servers;
 mod tokio_stacks;
 mod util;
@@ -121,6 +124,7 @@ struct Args {
     servers: Vec<Kind>,
     tokio: bool,
     blocking: bool,
+    pipe: bool,
     only: Vec<String>,
     reps: usize,
     in_flight: Vec<usize>,
@@ -169,6 +173,7 @@ fn parse_args() -> Result<Args, String> {
         servers: vec![Kind::Ref, Kind::Rust],
         tokio: true,
         blocking: true,
+        pipe: false,
         only: Vec::new(),
         reps: 3,
         in_flight: vec![1],
@@ -204,6 +209,7 @@ fn parse_args() -> Result<Args, String> {
                 let v = it.next().unwrap_or_default();
                 a.tokio = v.split(',').any(|s| s == "tokio");
                 a.blocking = v.split(',').any(|s| s == "blocking");
+                a.pipe = v.split(',').any(|s| s == "pipe");
             }
             "--only" => {
                 a.only = it
@@ -238,7 +244,7 @@ fn parse_args() -> Result<Args, String> {
             "--rtt-ms" => a.rtt_ms = num(it.next(), "--rtt-ms")?.clamp(0, 2000) as u64,
             "--sizes" => a.sizes = Some(parse_sizes(&it.next().unwrap_or_default())?),
             "-h" | "--help" => {
-                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--out FILE]");
+                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking,pipe] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--out FILE]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -271,7 +277,7 @@ struct Row {
     scenario: String,
     metric: &'static str,
     /// Per stack pair (tokio, blocking); `None`: not run or failed.
-    cells: [Option<Result<Pair, String>>; 2],
+    cells: [Option<Result<Pair, String>>; 3],
 }
 
 fn median(mut v: Vec<Tput>) -> Tput {
@@ -325,14 +331,33 @@ fn fmt_num(v: f64) -> String {
 fn render(kind: Kind, rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "\n### {}\n", kind.name());
-    let _ = writeln!(
-        s,
-        "| scenario | metric | ds-tokio | bare hyper | ratio | ds-blocking | bare ureq | ratio |"
-    );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let names = [
+        ("ds-tokio", "bare hyper"),
+        ("ds-blocking", "bare ureq"),
+        ("http1 pipelined", "bare hyper"),
+    ];
+    let used: Vec<bool> = (0..3)
+        .map(|i| rows.iter().any(|r| r.cells[i].is_some()))
+        .collect();
+    let mut header = "| scenario | metric |".to_owned();
+    let mut rule = "|---|---|".to_owned();
+    for (i, (d, b)) in names.iter().enumerate() {
+        if used[i] {
+            let _ = write!(header, " {d} | {b} | ratio |");
+            rule.push_str("---:|---:|---:|");
+        }
+    }
+    let _ = writeln!(s, "{header}");
+    let _ = writeln!(s, "{rule}");
     for r in rows {
         let mut line = format!("| {} | {} |", r.scenario, r.metric);
-        for c in &r.cells {
+        for c in r
+            .cells
+            .iter()
+            .zip(&used)
+            .filter(|(_, u)| **u)
+            .map(|(c, _)| c)
+        {
             match c {
                 None => line.push_str(" | | |"),
                 Some(Ok(p)) => {
@@ -419,6 +444,13 @@ fn main() {
     if args.blocking {
         pairs.push((1, &blocking_pair));
     }
+    let pipe_pair: StackPair = (
+        Box::new(pipe_stack::PipeLoop),
+        Box::new(tokio_stacks::Hyper { rt: rt.clone() }),
+    );
+    if args.pipe {
+        pairs.push((2, &pipe_pair));
+    }
     for &kind in &args.servers {
         let server = match Server::start(kind) {
             Ok(s) => s,
@@ -451,7 +483,7 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
         {
             r.cells[slot] = Some(v);
         } else {
-            let mut cells = [None, None];
+            let mut cells = [None, None, None];
             cells[slot] = Some(v);
             rows.push(Row {
                 scenario: scenario.to_owned(),
@@ -591,7 +623,7 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
         let expect = (args.catch_up_mb * 1_000_000) as u64;
         let ready = util::create_stream(&setup, &url, "application/octet-stream")
             .and_then(|()| util::populate(&setup, &url, "application/octet-stream", &bodies));
-        for (slot, (driver, bare)) in pairs {
+        for (slot, (driver, bare)) in pairs.iter().filter(|(slot, _)| *slot < 2) {
             eprintln!("   {label}: {} / {}", driver.name(), bare.name());
             let result = ready.clone().and_then(|()| {
                 tput_pair(args.reps, driver.as_ref(), Some(bare.as_ref()), |s| {
@@ -613,7 +645,7 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
             } else {
                 "live append-to-delivery, long-poll"
             };
-            for (slot, (driver, bare)) in pairs {
+            for (slot, (driver, bare)) in pairs.iter().filter(|(slot, _)| *slot < 2) {
                 eprintln!("   {label}: {} / {}", driver.name(), bare.name());
                 let run = |s: &dyn Stack| {
                     let url = util::stream_url(base, "live");
@@ -643,7 +675,7 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
     }
 
     if args.runs("ops") {
-        for (slot, (driver, bare)) in pairs {
+        for (slot, (driver, bare)) in pairs.iter().filter(|(slot, _)| *slot < 2) {
             eprintln!("   single operations: {} / {}", driver.name(), bare.name());
             let d = driver.ops(&util::stream_url(base, "ops"), args.op_samples);
             let b = bare.ops(&util::stream_url(base, "ops"), args.op_samples);
