@@ -65,6 +65,9 @@ pub struct Connection {
     close_sent: bool,
     /// The response in progress (or the last one) announced `Connection: close` explicitly.
     close_announced: bool,
+    /// The connection ends after the response in progress, by the terms of that response or
+    /// its request (close announced or asked for, HTTP/1.0, body until close, suspect framing).
+    response_close: bool,
     /// Responses that ended cleanly on a connection kept alive.
     kept_alive: u64,
     /// The server closed the connection with pipelined requests outstanding after answering
@@ -180,6 +183,7 @@ impl Connection {
             failures: VecDeque::new(),
             close_sent: false,
             close_announced: false,
+            response_close: false,
             kept_alive: 0,
             pipelining_refused: false,
             encoded: 0,
@@ -360,6 +364,7 @@ impl Connection {
     fn start(&mut self, sent: Sent) {
         self.close_requested = sent.close_requested;
         self.close_announced = false;
+        self.response_close = false;
         // Bytes left after the previous response are this one's.
         self.response_bytes = self.buf.len() as u64;
         self.state = State::Head {
@@ -496,7 +501,11 @@ impl Connection {
     /// Ends the exchange in progress cleanly.
     fn end(&mut self, id: RequestId) -> Step {
         self.current = None;
-        if self.must_close {
+        // Whether the connection ends after this response by its own terms (an EOF that
+        // arrived with it does not count: the outcome must not depend on whether inputs were
+        // polled before `on_eof`).
+        let closes_after = self.response_close || (self.must_close && !self.eof);
+        if closes_after {
             // The rest of the buffer (if any) is not for the queued requests: the server
             // closes after this response.
             self.buf.clear();
@@ -507,7 +516,8 @@ impl Connection {
         }
         self.kept_alive += 1;
         if let Some(next) = self.queue.pop_front() {
-            // Bytes after this response are the next response's.
+            // Bytes after this response are the next response's (after EOF, the next one
+            // fails when polled).
             self.start(next);
         } else {
             if !self.buf.is_empty() {
@@ -626,6 +636,7 @@ impl Connection {
             close = true;
             Body::UntilClose
         };
+        self.response_close = close;
         self.must_close |= close;
         self.state = State::Body { id, body };
         Step::Emit(Input::Head { id, parts })

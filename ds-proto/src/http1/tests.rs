@@ -1735,6 +1735,54 @@ fn eof_while_a_request_waits_on_a_one_at_a_time_connection_is_no_refusal() {
     assert!(!conn.pipelining_refused());
 }
 
+/// Feeds `wire` whole and EOF before polling anything (`run_pipe` polls in between).
+fn run_pipe_eof_first(methods: &[Method], wire: &[u8]) -> Piped {
+    let mut conn = Connection::pipelined(Limits::default(), methods.len());
+    for (i, m) in methods.iter().enumerate() {
+        conn.send(&transmit(i as u64 + 1, m), &mut Vec::new())
+            .unwrap();
+    }
+    conn.feed(wire);
+    conn.on_eof();
+    let mut events = Vec::new();
+    while let Some(input) = conn.poll_input() {
+        push(&mut events, input);
+    }
+    Piped {
+        events,
+        must_close: conn.must_close(),
+        idle: conn.is_idle(),
+        can_send: conn.can_send(),
+        in_flight: conn.in_flight(),
+        refused: conn.pipelining_refused(),
+    }
+}
+
+#[test]
+fn the_outcome_does_not_depend_on_polling_before_eof() {
+    let closing: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n!";
+    let cut: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhal";
+    let methods = [Method::POST, Method::POST, Method::POST];
+    for wire in [
+        OK_5.to_vec(),
+        [OK_5, OK_5].concat(),
+        [OK_5, OK_5, OK_5].concat(),
+        [OK_5, closing].concat(),
+        [OK_5, cut].concat(),
+        b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(),
+        Vec::new(),
+    ] {
+        let polled = run_pipe(3, &methods, &wire, &Split::Whole, true, None);
+        let eof_first = run_pipe_eof_first(&methods, &wire);
+        assert_eq!(eof_first, polled, "{}", String::from_utf8_lossy(&wire));
+    }
+    // Answered with keep-alive, then closed with two pipelined requests left: a refusal,
+    // whenever the EOF was seen.
+    let out = run_pipe_eof_first(&methods, OK_5);
+    assert!(out.refused);
+    assert_eq!(out.events.len(), 5);
+}
+
 proptest! {
     #[test]
     fn random_pipelines_decode_identically_whatever_the_splits(
