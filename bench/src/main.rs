@@ -15,6 +15,9 @@
 //! - `--stacks tokio,blocking,pipe` \[tokio,blocking\]: `pipe` is a bench-only ordered writer
 //!   ([`pipe_stack`]: producer appends pipelined on one connection through ds-proto's sans-IO
 //!   HTTP/1.1 codec), beside bare hyper; write scenarios only;
+//! - `--pipe-plan`: the `pipe` stack sizes its batches with `ds_proto::pipe::WritePipe`
+//!   (from `--batch-bytes` up to 16 MiB, at most 64 MiB in flight) instead of fixed
+//!   `--batch-bytes` batches;
 //! - `--only write,catch-up,live,ops` \[all\];
 //! - `--reps N` \[3\]: repetitions of each throughput run (the median is shown);
 //! - `--in-flight 1,2,5` \[1\]: the writer's `max_in_flight` values to run;
@@ -125,6 +128,7 @@ struct Args {
     tokio: bool,
     blocking: bool,
     pipe: bool,
+    pipe_plan: bool,
     only: Vec<String>,
     reps: usize,
     in_flight: Vec<usize>,
@@ -174,6 +178,7 @@ fn parse_args() -> Result<Args, String> {
         tokio: true,
         blocking: true,
         pipe: false,
+        pipe_plan: false,
         only: Vec::new(),
         reps: 3,
         in_flight: vec![1],
@@ -234,6 +239,7 @@ fn parse_args() -> Result<Args, String> {
                 a.linger = Some(Duration::from_millis(num(it.next(), "--linger-ms")? as u64))
             }
             "--bare-prebuilt" => a.bare_prebuilt = true,
+            "--pipe-plan" => a.pipe_plan = true,
             "--appends" => a.appends = num(it.next(), "--appends")?.clamp(1, 10_000_000),
             "--catch-up-mb" => a.catch_up_mb = num(it.next(), "--catch-up-mb")?.clamp(1, 2000),
             "--live-samples" => {
@@ -244,7 +250,7 @@ fn parse_args() -> Result<Args, String> {
             "--rtt-ms" => a.rtt_ms = num(it.next(), "--rtt-ms")?.clamp(0, 2000) as u64,
             "--sizes" => a.sizes = Some(parse_sizes(&it.next().unwrap_or_default())?),
             "-h" | "--help" => {
-                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking,pipe] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--out FILE]");
+                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking,pipe] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--pipe-plan] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--out FILE]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -445,7 +451,9 @@ fn main() {
         pairs.push((1, &blocking_pair));
     }
     let pipe_pair: StackPair = (
-        Box::new(pipe_stack::PipeLoop),
+        Box::new(pipe_stack::PipeLoop {
+            plan: args.pipe_plan,
+        }),
         Box::new(tokio_stacks::Hyper { rt: rt.clone() }),
     );
     if args.pipe {
