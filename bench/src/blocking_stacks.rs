@@ -213,6 +213,36 @@ impl Stack for Ureq {
         // batching does), so it is inside the measurement unless `--bare-prebuilt`.
         let bodies = prebuilt.unwrap_or_else(|| batch_bodies(&payloads, cfg.batch_bytes));
         drop(payloads);
+        if cfg.in_flight > 1 {
+            // Plain appends, `in_flight` at a time on as many connections: order not kept.
+            let queue = std::sync::Mutex::new(bodies.into_iter());
+            return std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..cfg.in_flight)
+                    .map(|_| {
+                        scope.spawn(|| -> Result<(), String> {
+                            let mut buf = vec![0u8; 64 * 1024];
+                            loop {
+                                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                                let Some(body) = next else { return Ok(()) };
+                                let mut resp = a
+                                    .post(url)
+                                    .header("content-type", "application/octet-stream")
+                                    .send(&body[..])
+                                    .map_err(err)?;
+                                drain(resp.body_mut(), &mut buf)?;
+                                if !resp.status().is_success() {
+                                    return Err(format!("POST answered {}", resp.status()));
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for w in workers {
+                    w.join().map_err(|_| "a bare writer thread panicked")??;
+                }
+                Ok(Tput::finish(start, msgs, bytes))
+            });
+        }
         for (seq, body) in bodies.iter().enumerate() {
             let mut resp = a
                 .post(url)

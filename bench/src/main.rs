@@ -12,7 +12,12 @@
 //! - `--server ref|rust|both` \[both\]: the reference server (npm, started through the ds-tests
 //!   harness) and/or `durable-streams-server` (installed into `<workspace>/.cache/ds-server`
 //!   with `cargo install` when missing);
-//! - `--stacks tokio,blocking` \[both\];
+//! - `--stacks tokio,blocking,pipe` \[tokio,blocking\]: `pipe` is a bench-only ordered writer
+//!   ([`pipe_stack`]: producer appends pipelined on one connection through ds-proto's sans-IO
+//!   HTTP/1.1 codec), beside bare hyper; write scenarios only;
+//! - `--pipe-plan`: the `pipe` stack sizes its batches with `ds_proto::pipe::WritePipe`
+//!   (from `--batch-bytes` up to 16 MiB, at most 64 MiB in flight) instead of fixed
+//!   `--batch-bytes` batches;
 //! - `--only write,catch-up,live,ops` \[all\];
 //! - `--reps N` \[3\]: repetitions of each throughput run (the median is shown);
 //! - `--in-flight 1,2,5` \[1\]: the writer's `max_in_flight` values to run;
@@ -23,12 +28,25 @@
 //!   batching is part of the driver's);
 //! - `--appends N` \[100000\]: the small-append count; `--catch-up-mb N` \[100\];
 //!   `--live-samples N` \[200\]; `--op-samples N` \[300\];
+//! - `--rtt-ms N` \[0: none\]: the write scenarios go through an in-process delay proxy
+//!   ([`delay`]) adding N/2 ms each way (order kept, bounded buffers); the table then also
+//!   gives the POST and 409 counts the proxy saw (of the median run; every run is printed on
+//!   stderr);
+//! - `--sizes COUNTxLEN,...` \[`APPENDSx100,50x1M`; with `--rtt-ms`, `200x256K,200000x100`\]:
+//!   the write scenarios (LEN may end in K or M, binary);
 //! - `--out FILE`: also write the table (markdown) to FILE.
+//!
+//! The bare write loops send the batch bodies (at most `--batch-bytes` each) as producer appends
+//! one at a time at in-flight 1; at in-flight N > 1 they send them as plain appends without
+//! producer headers, N at a time on N connections, so order is not kept: an upper bound for
+//! an ordered writer.
 //!
 //! Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
 #![forbid(unsafe_code)]
 
 mod blocking_stacks;
+mod delay;
+mod pipe_stack;
 mod servers;
 mod tokio_stacks;
 mod util;
@@ -109,6 +127,8 @@ struct Args {
     servers: Vec<Kind>,
     tokio: bool,
     blocking: bool,
+    pipe: bool,
+    pipe_plan: bool,
     only: Vec<String>,
     reps: usize,
     in_flight: Vec<usize>,
@@ -121,6 +141,35 @@ struct Args {
     live_samples: usize,
     op_samples: usize,
     out: Option<String>,
+    rtt_ms: u64,
+    sizes: Option<Vec<(usize, usize)>>,
+}
+
+/// Parses `COUNTxLEN[,COUNTxLEN...]`, LEN with an optional K or M (binary) suffix.
+fn parse_sizes(v: &str) -> Result<Vec<(usize, usize)>, String> {
+    v.split(',')
+        .map(|item| {
+            let (count, len) = item
+                .split_once('x')
+                .ok_or(format!("--sizes: {item:?} is not COUNTxLEN"))?;
+            let count: usize = count.parse().map_err(|e| format!("--sizes: {e}"))?;
+            let (digits, unit) = match len.strip_suffix(['K', 'k']) {
+                Some(d) => (d, 1 << 10),
+                None => match len.strip_suffix(['M', 'm']) {
+                    Some(d) => (d, 1 << 20),
+                    None => (len, 1),
+                },
+            };
+            let len = digits
+                .parse::<usize>()
+                .map_err(|e| format!("--sizes: {e}"))?
+                * unit;
+            if count == 0 || len == 0 || count > 10_000_000 || len > 1 << 30 {
+                return Err(format!("--sizes: {item:?} out of range"));
+            }
+            Ok((count, len))
+        })
+        .collect()
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -128,6 +177,8 @@ fn parse_args() -> Result<Args, String> {
         servers: vec![Kind::Ref, Kind::Rust],
         tokio: true,
         blocking: true,
+        pipe: false,
+        pipe_plan: false,
         only: Vec::new(),
         reps: 3,
         in_flight: vec![1],
@@ -140,6 +191,8 @@ fn parse_args() -> Result<Args, String> {
         live_samples: 200,
         op_samples: 300,
         out: None,
+        rtt_ms: 0,
+        sizes: None,
     };
     let mut it = std::env::args().skip(1);
     let num = |v: Option<String>, name: &str| -> Result<usize, String> {
@@ -161,6 +214,7 @@ fn parse_args() -> Result<Args, String> {
                 let v = it.next().unwrap_or_default();
                 a.tokio = v.split(',').any(|s| s == "tokio");
                 a.blocking = v.split(',').any(|s| s == "blocking");
+                a.pipe = v.split(',').any(|s| s == "pipe");
             }
             "--only" => {
                 a.only = it
@@ -185,6 +239,7 @@ fn parse_args() -> Result<Args, String> {
                 a.linger = Some(Duration::from_millis(num(it.next(), "--linger-ms")? as u64))
             }
             "--bare-prebuilt" => a.bare_prebuilt = true,
+            "--pipe-plan" => a.pipe_plan = true,
             "--appends" => a.appends = num(it.next(), "--appends")?.clamp(1, 10_000_000),
             "--catch-up-mb" => a.catch_up_mb = num(it.next(), "--catch-up-mb")?.clamp(1, 2000),
             "--live-samples" => {
@@ -192,8 +247,10 @@ fn parse_args() -> Result<Args, String> {
             }
             "--op-samples" => a.op_samples = num(it.next(), "--op-samples")?.clamp(1, 100_000),
             "--out" => a.out = it.next(),
+            "--rtt-ms" => a.rtt_ms = num(it.next(), "--rtt-ms")?.clamp(0, 2000) as u64,
+            "--sizes" => a.sizes = Some(parse_sizes(&it.next().unwrap_or_default())?),
             "-h" | "--help" => {
-                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--out FILE]");
+                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking,pipe] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--pipe-plan] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--out FILE]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -226,7 +283,7 @@ struct Row {
     scenario: String,
     metric: &'static str,
     /// Per stack pair (tokio, blocking); `None`: not run or failed.
-    cells: [Option<Result<Pair, String>>; 2],
+    cells: [Option<Result<Pair, String>>; 3],
 }
 
 fn median(mut v: Vec<Tput>) -> Tput {
@@ -261,6 +318,9 @@ fn tput_pair(
 fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
         "n/a".into()
+    } else if v.fract() == 0.0 && v.abs() < 1e6 {
+        // Counts.
+        format!("{v:.0}")
     } else if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
     } else if v >= 1e4 {
@@ -277,14 +337,33 @@ fn fmt_num(v: f64) -> String {
 fn render(kind: Kind, rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "\n### {}\n", kind.name());
-    let _ = writeln!(
-        s,
-        "| scenario | metric | ds-tokio | bare hyper | ratio | ds-blocking | bare ureq | ratio |"
-    );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let names = [
+        ("ds-tokio", "bare hyper"),
+        ("ds-blocking", "bare ureq"),
+        ("http1 pipelined", "bare hyper"),
+    ];
+    let used: Vec<bool> = (0..3)
+        .map(|i| rows.iter().any(|r| r.cells[i].is_some()))
+        .collect();
+    let mut header = "| scenario | metric |".to_owned();
+    let mut rule = "|---|---|".to_owned();
+    for (i, (d, b)) in names.iter().enumerate() {
+        if used[i] {
+            let _ = write!(header, " {d} | {b} | ratio |");
+            rule.push_str("---:|---:|---:|");
+        }
+    }
+    let _ = writeln!(s, "{header}");
+    let _ = writeln!(s, "{rule}");
     for r in rows {
         let mut line = format!("| {} | {} |", r.scenario, r.metric);
-        for c in &r.cells {
+        for c in r
+            .cells
+            .iter()
+            .zip(&used)
+            .filter(|(_, u)| **u)
+            .map(|(c, _)| c)
+        {
             match c {
                 None => line.push_str(" | | |"),
                 Some(Ok(p)) => {
@@ -371,6 +450,15 @@ fn main() {
     if args.blocking {
         pairs.push((1, &blocking_pair));
     }
+    let pipe_pair: StackPair = (
+        Box::new(pipe_stack::PipeLoop {
+            plan: args.pipe_plan,
+        }),
+        Box::new(tokio_stacks::Hyper { rt: rt.clone() }),
+    );
+    if args.pipe {
+        pairs.push((2, &pipe_pair));
+    }
     for &kind in &args.servers {
         let server = match Server::start(kind) {
             Ok(s) => s,
@@ -403,7 +491,7 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
         {
             r.cells[slot] = Some(v);
         } else {
-            let mut cells = [None, None];
+            let mut cells = [None, None, None];
             cells[slot] = Some(v);
             rows.push(Row {
                 scenario: scenario.to_owned(),
@@ -414,8 +502,40 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
     };
 
     if args.runs("write") {
-        let large = (50usize, 1usize << 20);
-        for (count, len) in [(args.appends, 100usize), large] {
+        let proxy = if args.rtt_ms > 0 {
+            let addr = base
+                .strip_prefix("http://")
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+            match addr
+                .map(|a| delay::DelayProxy::start(a, Duration::from_micros(args.rtt_ms * 500)))
+            {
+                Some(Ok(p)) => Some(p),
+                Some(Err(e)) => {
+                    eprintln!("ds-bench: {e}");
+                    std::process::exit(1);
+                }
+                None => {
+                    eprintln!("ds-bench: cannot parse the server address {base}");
+                    std::process::exit(1);
+                }
+            }
+        } else {
+            None
+        };
+        let write_base = proxy.as_ref().map_or(base.to_owned(), |p| p.url());
+        let sizes = args.sizes.clone().unwrap_or_else(|| {
+            if proxy.is_some() {
+                vec![(200, 256 << 10), (200_000, 100)]
+            } else {
+                vec![(args.appends, 100), (50, 1 << 20)]
+            }
+        });
+        let rtt = if args.rtt_ms > 0 {
+            format!(", rtt {} ms", args.rtt_ms)
+        } else {
+            String::new()
+        };
+        for (count, len) in sizes {
             for &in_flight in &args.in_flight {
                 let cfg = WriteCfg {
                     in_flight,
@@ -424,21 +544,56 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
                     linger: args.linger,
                     bare_prebuilt: args.bare_prebuilt,
                 };
-                let label = if len >= 1 << 20 {
-                    format!("write {count} x 1 MiB, in-flight {in_flight}")
+                let size = if len % (1 << 20) == 0 {
+                    format!("{} MiB", len >> 20)
+                } else if len % (1 << 10) == 0 {
+                    format!("{} KiB", len >> 10)
                 } else {
-                    format!("write {count} x {len} B, in-flight {in_flight}")
+                    format!("{len} B")
                 };
+                let label = format!("write {count} x {size}, in-flight {in_flight}{rtt}");
                 for (slot, (driver, bare)) in pairs {
                     eprintln!("   {label}: {} / {}", driver.name(), bare.name());
                     let result = tput_pair(args.reps, driver.as_ref(), Some(bare.as_ref()), |s| {
-                        let url = util::stream_url(base, "write");
+                        let path = ds_tests::refserver::unique_stream_path("write");
+                        let url = format!("{base}{path}");
                         util::create_stream(&setup, &url, "application/octet-stream")?;
-                        let t = s.write(&url, util::payloads(count, len), &cfg)?;
+                        if let Some(p) = &proxy {
+                            p.take_counts();
+                        }
+                        let mut t = s.write(
+                            &format!("{write_base}{path}"),
+                            util::payloads(count, len),
+                            &cfg,
+                        )?;
+                        if let Some(p) = &proxy {
+                            // Connections the stack keeps open are closed so that the next run
+                            // starts afresh.
+                            p.close_connections();
+                            t.counts = Some(p.take_counts());
+                        }
                         let stored = util::stream_len(&setup, &url)?;
                         if stored != (count * len) as u64 {
                             return Err(format!("stream holds {stored} bytes"));
                         }
+                        eprintln!(
+                            "      {}: {:.1} MB/s, {:.2} s{}",
+                            s.name(),
+                            t.mb_per_s(),
+                            t.secs,
+                            t.counts.map_or(String::new(), |c| format!(
+                                ", {} POSTs, {} x 409, {} other errors, {} connections{}",
+                                c.posts,
+                                c.conflicts,
+                                c.other_errors,
+                                c.connections,
+                                if c.lost > 0 {
+                                    " (counts lost on some)"
+                                } else {
+                                    ""
+                                }
+                            ))
+                        );
                         Ok(t)
                     });
                     let pair = |f: fn(&Tput) -> f64| {
@@ -459,6 +614,10 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
                         *slot,
                         pair(Tput::cpu_per_million),
                     );
+                    if proxy.is_some() {
+                        put(&mut rows, &label, "POSTs", *slot, pair(Tput::posts));
+                        put(&mut rows, &label, "409s", *slot, pair(Tput::conflicts));
+                    }
                 }
             }
         }
@@ -472,7 +631,7 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
         let expect = (args.catch_up_mb * 1_000_000) as u64;
         let ready = util::create_stream(&setup, &url, "application/octet-stream")
             .and_then(|()| util::populate(&setup, &url, "application/octet-stream", &bodies));
-        for (slot, (driver, bare)) in pairs {
+        for (slot, (driver, bare)) in pairs.iter().filter(|(slot, _)| *slot < 2) {
             eprintln!("   {label}: {} / {}", driver.name(), bare.name());
             let result = ready.clone().and_then(|()| {
                 tput_pair(args.reps, driver.as_ref(), Some(bare.as_ref()), |s| {
@@ -494,7 +653,7 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
             } else {
                 "live append-to-delivery, long-poll"
             };
-            for (slot, (driver, bare)) in pairs {
+            for (slot, (driver, bare)) in pairs.iter().filter(|(slot, _)| *slot < 2) {
                 eprintln!("   {label}: {} / {}", driver.name(), bare.name());
                 let run = |s: &dyn Stack| {
                     let url = util::stream_url(base, "live");
@@ -524,7 +683,7 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
     }
 
     if args.runs("ops") {
-        for (slot, (driver, bare)) in pairs {
+        for (slot, (driver, bare)) in pairs.iter().filter(|(slot, _)| *slot < 2) {
             eprintln!("   single operations: {} / {}", driver.name(), bare.name());
             let d = driver.ops(&util::stream_url(base, "ops"), args.op_samples);
             let b = bare.ops(&util::stream_url(base, "ops"), args.op_samples);

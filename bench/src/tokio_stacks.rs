@@ -259,6 +259,29 @@ impl Stack for Hyper {
             // batching does), so it is inside the measurement unless `--bare-prebuilt`.
             let bodies = prebuilt.unwrap_or_else(|| batch_bodies(&payloads, cfg.batch_bytes));
             drop(payloads);
+            if cfg.in_flight > 1 {
+                // Plain appends, `in_flight` at a time on as many connections: order not kept.
+                let queue = Arc::new(std::sync::Mutex::new(bodies.into_iter()));
+                let mut tasks = Vec::new();
+                for _ in 0..cfg.in_flight {
+                    let (queue, c, url) = (queue.clone(), c.clone(), url.to_owned());
+                    tasks.push(tokio::spawn(async move {
+                        loop {
+                            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                            let Some(body) = next else { return Ok(()) };
+                            let req = post(&url, "application/octet-stream", body);
+                            let (parts, _) = exchange(&c, req).await?;
+                            if !parts.status.is_success() {
+                                return Err(format!("POST answered {}", parts.status));
+                            }
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.map_err(err)??;
+                }
+                return Ok(Tput::finish(start, msgs, bytes));
+            }
             for (seq, body) in bodies.into_iter().enumerate() {
                 let mut req = post(url, "application/octet-stream", body);
                 let h = req.headers_mut();

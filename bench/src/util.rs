@@ -33,6 +33,8 @@ pub struct Tput {
     pub bytes: u64,
     /// Client CPU seconds spent.
     pub cpu: f64,
+    /// What the delay proxy counted during the run (with `--rtt-ms`).
+    pub counts: Option<crate::delay::Counts>,
 }
 
 impl Tput {
@@ -48,6 +50,7 @@ impl Tput {
             msgs,
             bytes,
             cpu: cpu_seconds() - start.1,
+            counts: None,
         }
     }
 
@@ -61,6 +64,16 @@ impl Tput {
 
     pub fn cpu_per_million(&self) -> f64 {
         self.cpu / self.msgs as f64 * 1e6
+    }
+
+    /// POST requests the delay proxy saw (NaN without it).
+    pub fn posts(&self) -> f64 {
+        self.counts.map_or(f64::NAN, |c| c.posts as f64)
+    }
+
+    /// 409 answers the delay proxy saw (NaN without it).
+    pub fn conflicts(&self) -> f64 {
+        self.counts.map_or(f64::NAN, |c| c.conflicts as f64)
     }
 }
 

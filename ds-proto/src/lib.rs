@@ -282,6 +282,7 @@ pub mod json;
 pub mod machine;
 pub mod offset;
 pub mod ops;
+pub mod pipe;
 pub mod producer;
 pub mod reader;
 pub mod retry;

@@ -10,6 +10,7 @@
 
 pub mod headers;
 pub mod http1;
+pub mod http1_pipeline;
 pub mod json_validate;
 pub mod producer;
 pub mod read_body;
@@ -21,6 +22,7 @@ pub mod util;
 
 pub use headers::headers;
 pub use http1::{http1_decode, http1_encode};
+pub use http1_pipeline::http1_pipeline;
 pub use json_validate::json_validate;
 pub use producer::producer_script;
 pub use read_body::read_body;
@@ -40,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("reader_script", reader_script),
     ("http1_decode", http1_decode),
     ("http1_encode", http1_encode),
+    ("http1_pipeline", http1_pipeline),
     ("json_validate", json_validate),
 ];
 

@@ -278,6 +278,65 @@ fn http1_seeds() -> Vec<Seed> {
     ]
 }
 
+fn http1_pipeline_seeds() -> Vec<Seed> {
+    // n - 1, extra depth, methods (2 bits each: GET, HEAD, POST, POST+close), flags (bit 0 EOF,
+    // bit 1 written tracked), written, cuts.
+    let s = |name, n: u8, methods: u16, flags: u8, written: u16, cuts: &[u16], text: &str| {
+        let mut v = vec![n - 1, 0];
+        v.extend_from_slice(&methods.to_le_bytes());
+        v.push(flags);
+        v.extend_from_slice(&written.to_le_bytes());
+        v.push(cuts.len() as u8);
+        for c in cuts {
+            v.extend_from_slice(&c.to_le_bytes());
+        }
+        v.extend_from_slice(text.as_bytes());
+        ("http1_pipeline", name, v)
+    };
+    let ok = "HTTP/1.1 200 OK\r\nStream-Next-Offset: 5\r\nContent-Length: 0\r\n\r\n";
+    vec![
+        s(
+            "three-posts",
+            3,
+            0b10_10_10,
+            0,
+            0,
+            &[30, 70],
+            &[ok, ok, "HTTP/1.1 204 No Content\r\n\r\n"].concat(),
+        ),
+        s(
+            "head-in-the-middle",
+            3,
+            0b00_01_00,
+            0,
+            0,
+            &[50],
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n\
+             HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ),
+        s(
+            "close-on-the-second",
+            4,
+            0b10_10_10_10,
+            1,
+            0,
+            &[60],
+            &[ok, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", ok].concat(),
+        ),
+        s("eof-after-one", 3, 0b10_10_10, 1, 0, &[], ok),
+        s("not-fully-written", 3, 0b10_10_10, 3, 150, &[], ""),
+        s(
+            "409-then-eof",
+            2,
+            0b10_10,
+            1,
+            0,
+            &[9],
+            "HTTP/1.1 409 Conflict\r\nProducer-Expected-Seq: 1\r\nContent-Length: 3\r\n\r\ngap",
+        ),
+    ]
+}
+
 fn http1_encode_seeds() -> Vec<Seed> {
     let s = |name, text: &str| ("http1_encode", name, text.as_bytes().to_vec());
     vec![
@@ -605,6 +664,7 @@ pub fn seeds() -> Vec<Seed> {
     all.extend(json_validate_seeds());
     all.extend(http1_seeds());
     all.extend(http1_encode_seeds());
+    all.extend(http1_pipeline_seeds());
     all.extend(producer_seeds());
     all.extend(reader_seeds());
     all

@@ -1,5 +1,7 @@
 //! The state of one HTTP/1.1 client connection: requests out, response inputs in.
 
+use std::collections::VecDeque;
+
 use bytes::{Buf, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
@@ -18,14 +20,24 @@ use crate::io::{Input, RequestId, Transmit};
 ///    └──────────────────────────────────────────────────────────────────────
 /// ```
 ///
+/// Pipelined, requests sent while one is in progress wait in a queue; when the one in progress
+/// ends, the next one's response is read from the bytes that follow (Body → Head instead of
+/// Body → Idle). When the connection ends with requests queued, each gets its `Failed` in turn
+/// after the one in progress.
+///
 /// Methods, in the vocabulary of the crate's state machines:
 ///
 /// - getters: [`must_close`](Self::must_close), [`is_idle`](Self::is_idle),
 ///   [`current`](Self::current), [`error`](Self::error), [`limits`](Self::limits),
-///   [`buffered_len`](Self::buffered_len);
-/// - commands: [`send`](Self::send) (start an exchange);
-/// - inputs from the socket: [`feed`](Self::feed) (bytes read) and [`on_eof`](Self::on_eof)
-///   (the read side reached EOF);
+///   [`buffered_len`](Self::buffered_len); for pipelining [`can_send`](Self::can_send),
+///   [`in_flight`](Self::in_flight), [`outstanding`](Self::outstanding),
+///   [`pipeline_depth`](Self::pipeline_depth),
+///   [`pipelining_refused`](Self::pipelining_refused);
+/// - commands: [`send`](Self::send) (start an exchange, or queue one behind those outstanding
+///   on a [pipelined](Self::pipelined) connection);
+/// - inputs from the socket: [`feed`](Self::feed) (bytes read), [`on_eof`](Self::on_eof)
+///   (the read side reached EOF) and, optionally, [`on_written`](Self::on_written) (bytes
+///   written);
 /// - output: [`poll_input`](Self::poll_input), to drain after every `feed` and `on_eof`.
 ///
 /// See the [module documentation](super) for the rules.
@@ -40,6 +52,46 @@ pub struct Connection {
     close_requested: bool,
     eof: bool,
     error: Option<Http1Error>,
+    /// How many requests may be outstanding at once (1: no pipelining).
+    depth: usize,
+    /// The request in progress (`state` is `Head` or `Body`).
+    current: Option<Sent>,
+    /// Requests sent after the one in progress, oldest first: their responses come next.
+    queue: VecDeque<Sent>,
+    /// Failures of queued requests to hand out after the one in progress ended (when the
+    /// connection ended with requests outstanding).
+    failures: VecDeque<(RequestId, Http1Error)>,
+    /// A request asking for `Connection: close` was sent: nothing may follow it.
+    close_sent: bool,
+    /// The response in progress (or the last one) announced `Connection: close` explicitly.
+    close_announced: bool,
+    /// The connection ends after the response in progress, by the terms of that response or
+    /// its request (close announced or asked for, HTTP/1.0, body until close, suspect framing).
+    response_close: bool,
+    /// Responses that ended cleanly on a connection kept alive.
+    kept_alive: u64,
+    /// The server closed the connection with pipelined requests outstanding after answering
+    /// earlier ones with keep-alive.
+    pipelining_refused: bool,
+    /// Bytes encoded by `send` so far.
+    encoded: u64,
+    /// Bytes the embedder reported written (`None`: never reported, everything counts as
+    /// written).
+    written: Option<u64>,
+    /// Bytes that arrived for the response in progress (0: none).
+    response_bytes: u64,
+}
+
+/// A request sent on the connection and not yet answered.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    id: RequestId,
+    head_request: bool,
+    close_requested: bool,
+    /// `encoded` after this request's last byte.
+    wire_end: u64,
+    /// Sent while another request was outstanding.
+    pipelined: bool,
 }
 
 #[derive(Debug)]
@@ -109,6 +161,8 @@ enum Step {
 }
 
 const DURING_HEAD: &str = "before the end of the response head";
+const NOT_WRITTEN: &str = "the connection closed before the request was fully written";
+const CLOSE_ANNOUNCED: &str = "an earlier response on the connection announced `Connection: close`";
 const DURING_BODY: &str = "before the end of the response body";
 
 impl Connection {
@@ -123,7 +177,84 @@ impl Connection {
             close_requested: false,
             eof: false,
             error: None,
+            depth: 1,
+            current: None,
+            queue: VecDeque::new(),
+            failures: VecDeque::new(),
+            close_sent: false,
+            close_announced: false,
+            response_close: false,
+            kept_alive: 0,
+            pipelining_refused: false,
+            encoded: 0,
+            written: None,
+            response_bytes: 0,
         }
+    }
+
+    /// A new, idle connection that may carry up to `depth` requests at once, sent before their
+    /// responses arrive (HTTP/1.1 pipelining, RFC 9112 section 9.3.2); `depth` is clamped to
+    /// `1..=`[`MAX_PIPELINE_DEPTH`](Self::MAX_PIPELINE_DEPTH). Depth 1 is
+    /// [`Connection::new`]. See the module documentation's rules on pipelining.
+    pub fn pipelined(limits: Limits, depth: usize) -> Self {
+        let mut conn = Connection::new(limits);
+        conn.depth = depth.clamp(1, Self::MAX_PIPELINE_DEPTH);
+        conn
+    }
+
+    /// The largest pipeline depth [`Connection::pipelined`] accepts: 64.
+    pub const MAX_PIPELINE_DEPTH: usize = 64;
+
+    /// How many requests may be outstanding at once (1 unless made with
+    /// [`Connection::pipelined`]).
+    #[must_use]
+    pub fn pipeline_depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Requests sent whose `End` or `Failed` was not polled yet.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        usize::from(self.current.is_some()) + self.queue.len() + self.failures.len()
+    }
+
+    /// Whether [`send`](Self::send) would accept a request now: fewer than
+    /// [`pipeline_depth`](Self::pipeline_depth) requests are outstanding, the connection need
+    /// not be closed, and no request sent asked for `Connection: close`. With depth 1 this is
+    /// [`is_idle`](Self::is_idle).
+    #[must_use]
+    pub fn can_send(&self) -> bool {
+        !self.must_close
+            && !self.close_sent
+            && !matches!(self.state, State::Closed)
+            && self.in_flight() < self.depth
+    }
+
+    /// Whether the server seems not to support pipelining: it closed the connection (EOF)
+    /// while pipelined requests were outstanding, after answering earlier requests on it with
+    /// keep-alive and without announcing the close. The caller should send one request at a
+    /// time from then on (to this server). Never turns false again.
+    ///
+    /// A network failure at the wrong moment looks the same: treat it as a hint to fall back,
+    /// not as proof.
+    #[must_use]
+    pub fn pipelining_refused(&self) -> bool {
+        self.pipelining_refused
+    }
+
+    /// Reports that `n` more bytes of what [`send`](Self::send) appended reached the socket
+    /// (call it after every write, with what the write took). Optional: if it is never called,
+    /// every request sent counts as fully written. When the connection ends, a request not
+    /// fully written cannot have been processed by the server, and fails as
+    /// [`Http1Error::NotProcessed`] (safe to re-send) instead of an unknown outcome.
+    pub fn on_written(&mut self, n: usize) {
+        let w = self.written.get_or_insert(0);
+        *w = w.saturating_add(n as u64).min(self.encoded);
+    }
+
+    /// Whether every byte of a request ending at `wire_end` was reported written.
+    fn fully_written(&self, wire_end: u64) -> bool {
+        self.written.is_none_or(|w| w >= wire_end)
     }
 
     /// The limits this connection enforces.
@@ -161,6 +292,16 @@ impl Connection {
         }
     }
 
+    /// The requests outstanding, oldest first: the one in progress, then those pipelined
+    /// behind it (then those whose failure is still to be polled).
+    pub fn outstanding(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.current
+            .iter()
+            .chain(self.queue.iter())
+            .map(|s| s.id)
+            .chain(self.failures.iter().map(|(id, _)| *id))
+    }
+
     /// The typed error behind the last `Input::Failed` this connection handed out, if any.
     #[must_use]
     pub fn error(&self) -> Option<&Http1Error> {
@@ -181,22 +322,57 @@ impl Connection {
     /// [`Http1Error::ExchangeInProgress`] while an exchange is in progress,
     /// [`Http1Error::ConnectionClosed`] once [`must_close`](Self::must_close) is true and the
     /// exchange has ended, or an encoding error.
+    ///
+    /// On a [pipelined](Self::pipelined) connection a request may be sent while others are
+    /// outstanding, up to the depth ([`can_send`](Self::can_send)): it fails with
+    /// [`Http1Error::PipelineFull`] when the depth is reached, and with
+    /// [`Http1Error::ConnectionClosed`] after a request asking for `Connection: close` was
+    /// sent, once [`must_close`](Self::must_close) is true, or once the connection failed.
     pub fn send(&mut self, transmit: &Transmit, out: &mut Vec<u8>) -> Result<(), Http1Error> {
         match self.state {
-            State::Head { .. } | State::Body { .. } => return Err(Http1Error::ExchangeInProgress),
+            State::Head { .. } | State::Body { .. } if self.depth == 1 => {
+                return Err(Http1Error::ExchangeInProgress)
+            }
             State::Closed => return Err(Http1Error::ConnectionClosed),
-            State::Idle if self.must_close => return Err(Http1Error::ConnectionClosed),
-            State::Idle => {}
+            _ if self.must_close || self.close_sent => return Err(Http1Error::ConnectionClosed),
+            State::Head { .. } | State::Body { .. } if self.in_flight() >= self.depth => {
+                return Err(Http1Error::PipelineFull { depth: self.depth })
+            }
+            State::Idle | State::Head { .. } | State::Body { .. } => {}
         }
         let request = &transmit.request;
+        let before = out.len();
         encode_request(request, out)?;
-        self.close_requested = has_token(request.headers(), "close");
-        self.state = State::Head {
+        self.encoded += (out.len() - before) as u64;
+        let sent = Sent {
             id: transmit.id,
             head_request: request.method() == Method::HEAD,
+            close_requested: has_token(request.headers(), "close"),
+            wire_end: self.encoded,
+            pipelined: self.current.is_some(),
+        };
+        self.close_sent |= sent.close_requested;
+        if self.current.is_some() {
+            self.queue.push_back(sent);
+        } else {
+            self.start(sent);
+        }
+        Ok(())
+    }
+
+    /// Makes `sent` the exchange in progress.
+    fn start(&mut self, sent: Sent) {
+        self.close_requested = sent.close_requested;
+        self.close_announced = false;
+        self.response_close = false;
+        // Bytes left after the previous response are this one's.
+        self.response_bytes = self.buf.len() as u64;
+        self.state = State::Head {
+            id: sent.id,
+            head_request: sent.head_request,
             scan: HeadScan::default(),
         };
-        Ok(())
+        self.current = Some(sent);
     }
 
     /// Takes bytes read from the socket, in any pieces. Decoding happens in
@@ -215,7 +391,10 @@ impl Connection {
                 self.must_close = true;
                 self.state = State::Closed;
             }
-            State::Head { .. } | State::Body { .. } => self.buf.extend_from_slice(bytes),
+            State::Head { .. } | State::Body { .. } => {
+                self.response_bytes += bytes.len() as u64;
+                self.buf.extend_from_slice(bytes);
+            }
         }
     }
 
@@ -239,6 +418,15 @@ impl Connection {
     /// [`on_eof`](Self::on_eof) and [`send`](Self::send).
     #[must_use]
     pub fn poll_input(&mut self) -> Option<Input> {
+        if matches!(self.state, State::Closed) {
+            if let Some((id, error)) = self.failures.pop_front() {
+                self.error = Some(error.clone());
+                return Some(Input::Failed {
+                    id,
+                    error: error.into(),
+                });
+            }
+        }
         loop {
             let step = match self.state {
                 State::Idle | State::Closed => return None,
@@ -263,32 +451,86 @@ impl Connection {
         }
     }
 
-    fn fail(&mut self, error: Http1Error) -> Input {
-        let id = self
-            .current()
+    fn fail(&mut self, mut error: Http1Error) -> Input {
+        let sent = self
+            .current
+            .take()
             .expect("fail() only while an exchange is in progress");
+        let eof = matches!(error, Http1Error::UnexpectedEof { .. });
+        if eof && self.response_bytes == 0 && !self.fully_written(sent.wire_end) {
+            // The server closed before the whole request reached it and answered nothing.
+            error = Http1Error::NotProcessed {
+                reason: NOT_WRITTEN,
+            };
+        }
+        if eof && self.kept_alive > 0 && (sent.pipelined || !self.queue.is_empty()) {
+            self.pipelining_refused = true;
+        }
         self.state = State::Closed;
         self.must_close = true;
         self.buf.clear();
         self.error = Some(error.clone());
+        self.fail_queued(false);
         Input::Failed {
-            id,
+            id: sent.id,
             error: error.into(),
+        }
+    }
+
+    /// The connection ends with requests queued behind the one in progress (which just ended
+    /// or failed): each fails, in order, when polled. `announced`: the server said
+    /// `Connection: close` on the last response, so it processed none of them (RFC 9112
+    /// section 9.6).
+    fn fail_queued(&mut self, announced: bool) {
+        while let Some(sent) = self.queue.pop_front() {
+            let error = if announced {
+                Http1Error::NotProcessed {
+                    reason: CLOSE_ANNOUNCED,
+                }
+            } else if !self.fully_written(sent.wire_end) {
+                Http1Error::NotProcessed {
+                    reason: NOT_WRITTEN,
+                }
+            } else {
+                Http1Error::PipelineAborted
+            };
+            self.failures.push_back((sent.id, error));
         }
     }
 
     /// Ends the exchange in progress cleanly.
     fn end(&mut self, id: RequestId) -> Step {
-        if !self.buf.is_empty() {
-            // More than the response: unsolicited bytes (the codec does not pipeline).
-            self.must_close = true;
+        self.current = None;
+        // Whether the connection ends after this response by its own terms (an EOF that
+        // arrived with it does not count: the outcome must not depend on whether inputs were
+        // polled before `on_eof`).
+        let closes_after = self.response_close || (self.must_close && !self.eof);
+        if closes_after {
+            // The rest of the buffer (if any) is not for the queued requests: the server
+            // closes after this response.
             self.buf.clear();
+            self.state = State::Closed;
+            let announced = self.close_announced;
+            self.fail_queued(announced);
+            return Step::Emit(Input::End { id });
         }
-        self.state = if self.must_close {
-            State::Closed
+        self.kept_alive += 1;
+        if let Some(next) = self.queue.pop_front() {
+            // Bytes after this response are the next response's (after EOF, the next one
+            // fails when polled).
+            self.start(next);
         } else {
-            State::Idle
-        };
+            if !self.buf.is_empty() {
+                // More than the responses asked for: unsolicited bytes.
+                self.must_close = true;
+                self.buf.clear();
+            }
+            self.state = if self.must_close {
+                State::Closed
+            } else {
+                State::Idle
+            };
+        }
         Step::Emit(Input::End { id })
     }
 
@@ -363,8 +605,9 @@ impl Connection {
             return Step::Continue;
         }
 
+        self.close_announced = has_token(&parts.headers, "close");
         let mut close = self.close_requested
-            || has_token(&parts.headers, "close")
+            || self.close_announced
             || (parts.version == Version::HTTP_10 && !has_token(&parts.headers, "keep-alive"));
         let body = if head_request || code == 204 || code == 304 {
             Body::Empty
@@ -393,6 +636,7 @@ impl Connection {
             close = true;
             Body::UntilClose
         };
+        self.response_close = close;
         self.must_close |= close;
         self.state = State::Body { id, body };
         Step::Emit(Input::Head { id, parts })

@@ -52,6 +52,34 @@ pub enum Http1Error {
     /// closed ([`Connection::must_close`](super::Connection::must_close)).
     #[error("the connection cannot carry another request")]
     ConnectionClosed,
+    /// [`Connection::send`](super::Connection::send) was called on a
+    /// [pipelined](super::Connection::pipelined) connection that already carries as many
+    /// outstanding requests as its depth.
+    #[error("the pipeline is full ({depth} requests outstanding)")]
+    PipelineFull {
+        /// The connection's pipeline depth.
+        depth: usize,
+    },
+
+    // --- pipelined requests left without a response -------------------------------------------
+    /// The connection ended before this request's response, and the server provably did not
+    /// process the request: an earlier response announced `Connection: close` (a server that
+    /// does so must not process further requests on the connection, RFC 9112 section 9.6), or
+    /// the request was not fully written. Safe to re-send on a new connection; its
+    /// [`transport_kind`](Http1Error::transport_kind) is
+    /// [`Connect`](TransportErrorKind::Connect), the kind the state machines read as
+    /// "nothing was sent".
+    #[error("request not processed: {reason}; safe to re-send on a new connection")]
+    NotProcessed {
+        /// Why it is known not processed.
+        reason: &'static str,
+    },
+    /// The connection ended (EOF, or an earlier response failed to decode) while this
+    /// pipelined request waited for its response, without the server announcing the close: it
+    /// may or may not have been processed (outcome unknown, as a
+    /// [`ConnectionReset`](TransportErrorKind::ConnectionReset)).
+    #[error("the connection ended before the response to this pipelined request; outcome unknown")]
+    PipelineAborted,
 
     // --- decoding -----------------------------------------------------------------------------
     /// The status line or a header line is malformed.
@@ -113,13 +141,19 @@ impl Http1Error {
     /// The kind of [`TransportError`] this error becomes in an
     /// [`Input::Failed`](crate::io::Input::Failed):
     /// [`ConnectionReset`](TransportErrorKind::ConnectionReset) for
-    /// [`UnexpectedEof`](Http1Error::UnexpectedEof),
+    /// [`UnexpectedEof`](Http1Error::UnexpectedEof) and
+    /// [`PipelineAborted`](Http1Error::PipelineAborted) (outcome unknown),
+    /// [`Connect`](TransportErrorKind::Connect) for [`NotProcessed`](Http1Error::NotProcessed)
+    /// (known not processed),
     /// [`Protocol`](TransportErrorKind::Protocol) for every other decoding error (limits
     /// included: an oversized head is the server misbehaving, not a body over a budget),
     /// and [`Other`](TransportErrorKind::Other) for encoding errors and misuse.
     pub fn transport_kind(&self) -> TransportErrorKind {
         match self {
-            Http1Error::UnexpectedEof { .. } => TransportErrorKind::ConnectionReset,
+            Http1Error::UnexpectedEof { .. } | Http1Error::PipelineAborted => {
+                TransportErrorKind::ConnectionReset
+            }
+            Http1Error::NotProcessed { .. } => TransportErrorKind::Connect,
             Http1Error::InvalidHeaderValue { .. }
             | Http1Error::InvalidRequestTarget
             | Http1Error::MissingHost
@@ -127,7 +161,8 @@ impl Http1Error {
             | Http1Error::ContentLengthMismatch { .. }
             | Http1Error::RequestTransferEncoding
             | Http1Error::ExchangeInProgress
-            | Http1Error::ConnectionClosed => TransportErrorKind::Other,
+            | Http1Error::ConnectionClosed
+            | Http1Error::PipelineFull { .. } => TransportErrorKind::Other,
             Http1Error::MalformedHead { .. }
             | Http1Error::TooManyHeaders { .. }
             | Http1Error::HeadTooLarge { .. }

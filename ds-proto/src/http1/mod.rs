@@ -48,10 +48,39 @@
 //!
 //! # Rules
 //!
-//! - **One exchange at a time** (no pipelining): [`Connection::send`] is refused until the
-//!   previous exchange has ended (`End` or `Failed` was polled). Bytes that arrive when no
-//!   exchange is waiting for them (after a complete response, or on an idle connection) are
-//!   unsolicited: they are dropped and the connection [must be closed](Connection::must_close).
+//! - **One exchange at a time** by default: on a [`Connection::new`] connection,
+//!   [`Connection::send`] is refused until the previous exchange has ended (`End` or `Failed`
+//!   was polled). Bytes that arrive when no exchange is waiting for them (after the last
+//!   complete response, or on an idle connection) are unsolicited: they are dropped and the
+//!   connection [must be closed](Connection::must_close).
+//! - **Pipelining** (RFC 9112 section 9.3.2), on a [`Connection::pipelined`] connection of
+//!   depth `d`: up to `d` requests may be sent before their responses arrive
+//!   ([`Connection::can_send`], [`Connection::in_flight`]); responses are matched to requests
+//!   in the order the requests were sent (FIFO), and the inputs of one exchange all come
+//!   before those of the next. A request asking for `Connection: close` is the last one the
+//!   connection takes. When the connection ends with requests outstanding, each of them gets
+//!   exactly one `Failed`, in order, and the outcome it reports follows what the codec can
+//!   prove (the producer's indeterminate rule: only a request known not processed may be
+//!   re-sent as if never sent):
+//!   - the exchange in progress (the oldest outstanding) fails as before: cut-off responses
+//!     and EOF give [`Http1Error::UnexpectedEof`] (`ConnectionReset`: outcome unknown), unless
+//!     no byte of its response arrived and its request was not fully written
+//!     ([`Connection::on_written`]), which gives [`Http1Error::NotProcessed`];
+//!   - a response announcing `Connection: close` ends the connection after it: the requests
+//!     behind it fail at once with [`Http1Error::NotProcessed`] (`Connect`: known not
+//!     processed, safe to re-send on a new connection), because a server that announces the
+//!     close must not process further requests on the connection (RFC 9112 section 9.6);
+//!   - otherwise (EOF without an announced close, a response whose body runs until close, a
+//!     decoding error) the requests behind it fail with [`Http1Error::PipelineAborted`]
+//!     (`ConnectionReset`: outcome unknown), except those not fully written, which are
+//!     [`NotProcessed`](Http1Error::NotProcessed). A server may process pipelined requests
+//!     and lose their responses (a reset discards unread data; a crash writes nothing), so
+//!     "no response byte arrived" alone proves nothing.
+//!
+//!   [`Connection::pipelining_refused`] turns true when the server closed the connection
+//!   (EOF) with pipelined requests outstanding after answering earlier ones with keep-alive:
+//!   the sign of a server or proxy that does not pipeline; the caller falls back to one
+//!   request at a time.
 //! - **Response framing** (RFC 9112 section 6.3): responses to `HEAD` and `1xx`/`204`/`304`
 //!   responses have no body; otherwise `Transfer-Encoding` ending in `chunked` means a chunked
 //!   body (extensions and trailers are read and dropped), another `Transfer-Encoding` or no

@@ -1261,3 +1261,562 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Pipelining
+// ------------------------------------------------------------------------------------------------
+
+/// Everything observable after a pipelined run.
+#[derive(Debug, Clone, PartialEq)]
+struct Piped {
+    events: Vec<Ev>,
+    must_close: bool,
+    idle: bool,
+    can_send: bool,
+    in_flight: usize,
+    refused: bool,
+}
+
+/// Sends every request of `methods` (ids 1, 2, ...) on a connection of `depth` before any
+/// response, reports `written` bytes written (all if `None`), feeds `wire` in pieces polling
+/// after each, then EOF if `eof`.
+fn run_pipe(
+    depth: usize,
+    methods: &[Method],
+    wire: &[u8],
+    split: &Split,
+    eof: bool,
+    written: Option<usize>,
+) -> Piped {
+    let mut conn = Connection::pipelined(Limits::default(), depth);
+    let mut out = Vec::new();
+    for (i, m) in methods.iter().enumerate() {
+        conn.send(&transmit(i as u64 + 1, m), &mut out).unwrap();
+    }
+    assert_eq!(conn.in_flight(), methods.len());
+    if let Some(n) = written {
+        conn.on_written(n);
+    }
+    let mut events = Vec::new();
+    for piece in pieces(wire, split) {
+        conn.feed(piece);
+        while let Some(input) = conn.poll_input() {
+            push(&mut events, input);
+        }
+    }
+    if eof {
+        conn.on_eof();
+        while let Some(input) = conn.poll_input() {
+            push(&mut events, input);
+        }
+    }
+    assert_eq!(conn.poll_input().map(|i| i.id()), None);
+    Piped {
+        events,
+        must_close: conn.must_close(),
+        idle: conn.is_idle(),
+        can_send: conn.can_send(),
+        in_flight: conn.in_flight(),
+        refused: conn.pipelining_refused(),
+    }
+}
+
+/// `run_pipe` fed whole, byte by byte and split at every point: all must agree.
+fn check_pipe(methods: &[Method], wire: &[u8], eof: bool, written: Option<usize>) -> Piped {
+    let depth = methods.len().max(1);
+    let whole = run_pipe(depth, methods, wire, &Split::Whole, eof, written);
+    let bytewise = run_pipe(depth, methods, wire, &Split::Bytewise, eof, written);
+    assert_eq!(bytewise, whole, "byte by byte vs whole");
+    for at in 1..wire.len() {
+        let split = run_pipe(depth, methods, wire, &Split::At(at), eof, written);
+        assert_eq!(split, whole, "split at {at} vs whole");
+    }
+    whole
+}
+
+const OK_5: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+const CHUNKED_6: &[u8] =
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n world\r\n0\r\n\r\n";
+const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+
+fn not_processed(id: u64, reason: &'static str) -> Ev {
+    failed(id, Http1Error::NotProcessed { reason })
+}
+
+const CLOSE_ANNOUNCED: &str = "an earlier response on the connection announced `Connection: close`";
+const NOT_WRITTEN: &str = "the connection closed before the request was fully written";
+
+#[test]
+fn pipelined_responses_are_matched_in_order_whatever_the_pieces() {
+    let wire = [OK_5, CHUNKED_6, NO_CONTENT].concat();
+    let out = check_pipe(
+        &[Method::GET, Method::POST, Method::GET],
+        &wire,
+        false,
+        None,
+    );
+    assert_eq!(
+        out.events,
+        vec![
+            head(1, 200, &[("content-length", "5")]),
+            body(1, b"hello"),
+            Ev::End { id: 1 },
+            head(2, 200, &[("transfer-encoding", "chunked")]),
+            body(2, b" world"),
+            Ev::End { id: 2 },
+            head(3, 204, &[]),
+            Ev::End { id: 3 },
+        ]
+    );
+    assert!(out.idle && out.can_send && !out.must_close && !out.refused);
+    assert_eq!(out.in_flight, 0);
+}
+
+#[test]
+fn pipelined_interim_responses_and_leading_empty_lines() {
+    let wire = [
+        &b"HTTP/1.1 100 Continue\r\n\r\n"[..],
+        OK_5,
+        b"\r\nHTTP/1.1 103 Early Hints\r\n\r\n",
+        NO_CONTENT,
+    ]
+    .concat();
+    let out = check_pipe(&[Method::POST, Method::POST], &wire, false, None);
+    assert_eq!(
+        out.events,
+        vec![
+            head(1, 200, &[("content-length", "5")]),
+            body(1, b"hello"),
+            Ev::End { id: 1 },
+            head(2, 204, &[]),
+            Ev::End { id: 2 },
+        ]
+    );
+}
+
+#[test]
+fn head_in_the_middle_of_a_pipeline_has_no_body() {
+    // The HEAD response announces a length but carries no body: the next bytes are the next
+    // response's.
+    let head_response: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
+    let wire = [OK_5, head_response, OK_5].concat();
+    let out = check_pipe(
+        &[Method::GET, Method::HEAD, Method::GET],
+        &wire,
+        false,
+        None,
+    );
+    assert_eq!(
+        out.events,
+        vec![
+            head(1, 200, &[("content-length", "5")]),
+            body(1, b"hello"),
+            Ev::End { id: 1 },
+            head(2, 200, &[("content-length", "100")]),
+            Ev::End { id: 2 },
+            head(3, 200, &[("content-length", "5")]),
+            body(3, b"hello"),
+            Ev::End { id: 3 },
+        ]
+    );
+    assert!(out.idle);
+}
+
+#[test]
+fn close_announced_on_response_k_of_n_fails_the_rest_as_not_processed() {
+    let closing: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n!";
+    // The server's bytes after the closing response (a broken server) are not taken as the
+    // next responses.
+    let wire = [OK_5, closing, OK_5].concat();
+    let methods = [Method::POST, Method::POST, Method::POST, Method::POST];
+    let out = check_pipe(&methods, &wire, false, None);
+    assert_eq!(
+        out.events,
+        vec![
+            head(1, 200, &[("content-length", "5")]),
+            body(1, b"hello"),
+            Ev::End { id: 1 },
+            head(2, 200, &[("connection", "close"), ("content-length", "1")]),
+            body(2, b"!"),
+            Ev::End { id: 2 },
+            not_processed(3, CLOSE_ANNOUNCED),
+            not_processed(4, CLOSE_ANNOUNCED),
+        ]
+    );
+    let Ev::Failed { error, .. } = &out.events[6] else {
+        unreachable!()
+    };
+    assert_eq!(error.kind, TransportErrorKind::Connect);
+    assert!(out.must_close && !out.can_send && !out.idle && !out.refused);
+    assert_eq!(out.in_flight, 0);
+    // The same on the first response, and with the EOF that follows.
+    let out = check_pipe(&methods[..2], closing, true, None);
+    assert_eq!(out.events.len(), 4);
+    assert_eq!(out.events[3], not_processed(2, CLOSE_ANNOUNCED));
+}
+
+#[test]
+fn eof_mid_pipeline_leaves_the_outcomes_unknown_and_signals_refusal() {
+    let methods = [Method::POST, Method::POST, Method::POST];
+    // The server answered the first with keep-alive, then closed.
+    let out = check_pipe(&methods, OK_5, true, None);
+    let eof_head = Http1Error::UnexpectedEof {
+        during: "before the end of the response head",
+    };
+    assert_eq!(
+        out.events,
+        vec![
+            head(1, 200, &[("content-length", "5")]),
+            body(1, b"hello"),
+            Ev::End { id: 1 },
+            failed(2, eof_head.clone()),
+            failed(3, Http1Error::PipelineAborted),
+        ]
+    );
+    assert_eq!(
+        eof_head.transport_kind(),
+        TransportErrorKind::ConnectionReset
+    );
+    assert_eq!(
+        Http1Error::PipelineAborted.transport_kind(),
+        TransportErrorKind::ConnectionReset
+    );
+    assert!(out.refused && out.must_close && !out.can_send);
+    assert_eq!(out.in_flight, 0);
+
+    // Cut in the middle of the second response's body: it was processed, the third unknown.
+    let wire = [
+        OK_5,
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhal"[..],
+    ]
+    .concat();
+    let out = check_pipe(&methods, &wire, true, None);
+    assert_eq!(
+        out.events[3..],
+        [
+            head(2, 200, &[("content-length", "9")]),
+            body(2, b"hal"),
+            failed(
+                2,
+                Http1Error::UnexpectedEof {
+                    during: "before the end of the response body"
+                }
+            ),
+            failed(3, Http1Error::PipelineAborted),
+        ]
+    );
+    assert!(out.refused);
+
+    // Closed before any response: nothing says the server refuses pipelining.
+    let out = check_pipe(&methods, b"", true, None);
+    assert_eq!(
+        out.events,
+        vec![
+            failed(1, eof_head),
+            failed(2, Http1Error::PipelineAborted),
+            failed(3, Http1Error::PipelineAborted),
+        ]
+    );
+    assert!(!out.refused);
+}
+
+#[test]
+fn requests_not_fully_written_are_not_processed() {
+    let mut conn = Connection::pipelined(Limits::default(), 3);
+    let mut out = Vec::new();
+    let mut ends = Vec::new();
+    for id in 1..=3 {
+        conn.send(&transmit(id, &Method::POST), &mut out).unwrap();
+        ends.push(out.len());
+    }
+    let methods = [Method::POST, Method::POST, Method::POST];
+    let eof_head = failed(
+        1,
+        Http1Error::UnexpectedEof {
+            during: "before the end of the response head",
+        },
+    );
+    // The first written whole, the second in part.
+    let out = check_pipe(&methods, b"", true, Some(ends[0] + 3));
+    assert_eq!(
+        out.events,
+        vec![
+            eof_head,
+            not_processed(2, NOT_WRITTEN),
+            not_processed(3, NOT_WRITTEN)
+        ]
+    );
+    // The first in part: known not processed too (no response byte arrived).
+    let out = check_pipe(&methods, b"", true, Some(ends[0] - 1));
+    assert_eq!(out.events[0], not_processed(1, NOT_WRITTEN));
+    // ... but not if its response had started: the server saw it.
+    let out = check_pipe(&methods, b"HTTP/1.1 413", true, Some(ends[0] - 1));
+    assert_eq!(
+        out.events[0],
+        failed(
+            1,
+            Http1Error::UnexpectedEof {
+                during: "before the end of the response head",
+            }
+        )
+    );
+    // Everything written: outcomes unknown again.
+    let out = check_pipe(&methods, OK_5, true, Some(ends[2]));
+    assert_eq!(
+        out.events[3..],
+        [
+            failed(
+                2,
+                Http1Error::UnexpectedEof {
+                    during: "before the end of the response head",
+                }
+            ),
+            failed(3, Http1Error::PipelineAborted)
+        ]
+    );
+}
+
+#[test]
+fn a_decoding_error_mid_pipeline_aborts_the_rest() {
+    let wire = [OK_5, b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"].concat();
+    let out = check_pipe(&[Method::GET, Method::GET, Method::GET], &wire, false, None);
+    assert_eq!(
+        out.events[3..],
+        [
+            failed(2, Http1Error::InvalidContentLength),
+            failed(3, Http1Error::PipelineAborted),
+        ]
+    );
+    assert!(!out.refused && out.must_close);
+}
+
+#[test]
+fn a_body_until_close_mid_pipeline_ends_the_connection() {
+    let wire = b"HTTP/1.1 200 OK\r\n\r\nuntil close";
+    let out = check_pipe(&[Method::GET, Method::GET], wire, true, None);
+    assert_eq!(
+        out.events,
+        vec![
+            head(1, 200, &[]),
+            body(1, b"until close"),
+            Ev::End { id: 1 },
+            failed(2, Http1Error::PipelineAborted),
+        ]
+    );
+}
+
+#[test]
+fn unsolicited_bytes_after_the_last_pipelined_response_poison_the_connection() {
+    let wire = [OK_5, OK_5, b"HTTP/1.1 408 Request Timeout\r\n\r\n"].concat();
+    let out = run_pipe(
+        2,
+        &[Method::GET, Method::GET],
+        &wire,
+        &Split::Whole,
+        false,
+        None,
+    );
+    assert_eq!(out.events.len(), 6);
+    assert!(out.must_close && !out.can_send && !out.idle);
+}
+
+#[test]
+fn pipeline_depth_and_can_send() {
+    let mut conn = Connection::pipelined(Limits::default(), 2);
+    assert_eq!(conn.pipeline_depth(), 2);
+    assert!(conn.can_send() && conn.is_idle() && conn.in_flight() == 0);
+    let mut out = Vec::new();
+    conn.send(&transmit(1, &Method::POST), &mut out).unwrap();
+    assert!(conn.can_send() && !conn.is_idle());
+    conn.send(&transmit(2, &Method::POST), &mut out).unwrap();
+    assert!(!conn.can_send());
+    assert_eq!(conn.in_flight(), 2);
+    let len = out.len();
+    assert_eq!(
+        conn.send(&transmit(3, &Method::POST), &mut out),
+        Err(Http1Error::PipelineFull { depth: 2 })
+    );
+    assert_eq!(out.len(), len, "a refused send writes nothing");
+    assert_eq!(
+        conn.outstanding().collect::<Vec<_>>(),
+        [RequestId(1), RequestId(2)]
+    );
+    assert_eq!(conn.current(), Some(RequestId(1)));
+    // Half of the first response: still full; all of it: room for one more.
+    conn.feed(&OK_5[..10]);
+    while conn.poll_input().is_some() {}
+    assert!(!conn.can_send());
+    conn.feed(&OK_5[10..]);
+    let mut ids = Vec::new();
+    while let Some(input) = conn.poll_input() {
+        ids.push(input.id());
+    }
+    assert_eq!(ids, [RequestId(1), RequestId(1), RequestId(1)]);
+    assert!(conn.can_send());
+    assert_eq!(conn.current(), Some(RequestId(2)));
+    conn.send(&transmit(3, &Method::GET), &mut out).unwrap();
+    // Sent between pieces of responses: the responses still match in order.
+    conn.feed(&[NO_CONTENT, OK_5].concat());
+    let mut events = Vec::new();
+    while let Some(input) = conn.poll_input() {
+        push(&mut events, input);
+    }
+    assert_eq!(
+        events,
+        vec![
+            head(2, 204, &[]),
+            Ev::End { id: 2 },
+            head(3, 200, &[("content-length", "5")]),
+            body(3, b"hello"),
+            Ev::End { id: 3 },
+        ]
+    );
+    assert!(conn.is_idle() && conn.in_flight() == 0);
+
+    // Depth is clamped; depth 1 is the one-at-a-time connection.
+    assert_eq!(
+        Connection::pipelined(Limits::default(), 0).pipeline_depth(),
+        1
+    );
+    assert_eq!(
+        Connection::pipelined(Limits::default(), 1000).pipeline_depth(),
+        Connection::MAX_PIPELINE_DEPTH
+    );
+    let mut one = Connection::pipelined(Limits::default(), 1);
+    one.send(&transmit(1, &Method::GET), &mut Vec::new())
+        .unwrap();
+    assert!(!one.can_send());
+    assert_eq!(
+        one.send(&transmit(2, &Method::GET), &mut Vec::new()),
+        Err(Http1Error::ExchangeInProgress)
+    );
+    let fresh = Connection::new(Limits::default());
+    assert_eq!(fresh.pipeline_depth(), 1);
+    assert!(fresh.can_send());
+}
+
+#[test]
+fn a_request_asking_for_close_is_the_last_one_pipelined() {
+    let mut conn = Connection::pipelined(Limits::default(), 4);
+    let mut t = transmit(1, &Method::POST);
+    t.request
+        .headers_mut()
+        .insert("connection", http::HeaderValue::from_static("close"));
+    conn.send(&t, &mut Vec::new()).unwrap();
+    assert!(!conn.can_send());
+    assert_eq!(
+        conn.send(&transmit(2, &Method::POST), &mut Vec::new()),
+        Err(Http1Error::ConnectionClosed)
+    );
+    conn.feed(OK_5);
+    let mut n = 0;
+    while conn.poll_input().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 3);
+    assert!(conn.must_close() && conn.in_flight() == 0);
+}
+
+#[test]
+fn eof_while_a_request_waits_on_a_one_at_a_time_connection_is_no_refusal() {
+    // Two exchanges one after the other, then the server closes while the third waits: a
+    // keep-alive connection closed by the server, not a refusal to pipeline.
+    let mut conn = Connection::pipelined(Limits::default(), 4);
+    for id in 1..=2 {
+        conn.send(&transmit(id, &Method::GET), &mut Vec::new())
+            .unwrap();
+        conn.feed(OK_5);
+        while conn.poll_input().is_some() {}
+    }
+    conn.send(&transmit(3, &Method::GET), &mut Vec::new())
+        .unwrap();
+    conn.on_eof();
+    assert!(matches!(conn.poll_input(), Some(Input::Failed { .. })));
+    assert!(!conn.pipelining_refused());
+}
+
+/// Feeds `wire` whole and EOF before polling anything (`run_pipe` polls in between).
+fn run_pipe_eof_first(methods: &[Method], wire: &[u8]) -> Piped {
+    let mut conn = Connection::pipelined(Limits::default(), methods.len());
+    for (i, m) in methods.iter().enumerate() {
+        conn.send(&transmit(i as u64 + 1, m), &mut Vec::new())
+            .unwrap();
+    }
+    conn.feed(wire);
+    conn.on_eof();
+    let mut events = Vec::new();
+    while let Some(input) = conn.poll_input() {
+        push(&mut events, input);
+    }
+    Piped {
+        events,
+        must_close: conn.must_close(),
+        idle: conn.is_idle(),
+        can_send: conn.can_send(),
+        in_flight: conn.in_flight(),
+        refused: conn.pipelining_refused(),
+    }
+}
+
+#[test]
+fn the_outcome_does_not_depend_on_polling_before_eof() {
+    let closing: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n!";
+    let cut: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhal";
+    let methods = [Method::POST, Method::POST, Method::POST];
+    for wire in [
+        OK_5.to_vec(),
+        [OK_5, OK_5].concat(),
+        [OK_5, OK_5, OK_5].concat(),
+        [OK_5, closing].concat(),
+        [OK_5, cut].concat(),
+        b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(),
+        Vec::new(),
+    ] {
+        let polled = run_pipe(3, &methods, &wire, &Split::Whole, true, None);
+        let eof_first = run_pipe_eof_first(&methods, &wire);
+        assert_eq!(eof_first, polled, "{}", String::from_utf8_lossy(&wire));
+    }
+    // Answered with keep-alive, then closed with two pipelined requests left: a refusal,
+    // whenever the EOF was seen.
+    let out = run_pipe_eof_first(&methods, OK_5);
+    assert!(out.refused);
+    assert_eq!(out.events.len(), 5);
+}
+
+proptest! {
+    #[test]
+    fn random_pipelines_decode_identically_whatever_the_splits(
+        picks in proptest::collection::vec(0usize..5, 1..6),
+        cuts in proptest::collection::vec(0usize..400, 0..30),
+        eof in any::<bool>(),
+        cut_short in 0usize..30,
+    ) {
+        let menu: [(Method, &[u8]); 5] = [
+            (Method::GET, OK_5),
+            (Method::POST, CHUNKED_6),
+            (Method::GET, NO_CONTENT),
+            (Method::HEAD, b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n"),
+            (Method::GET, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nx"),
+        ];
+        let methods: Vec<Method> = picks.iter().map(|&i| menu[i].0.clone()).collect();
+        let mut wire: Vec<u8> = picks.iter().flat_map(|&i| menu[i].1.iter().copied()).collect();
+        if eof {
+            wire.truncate(wire.len().saturating_sub(cut_short));
+        }
+        let mut cuts = cuts;
+        cuts.sort_unstable();
+        let whole = run_pipe(methods.len(), &methods, &wire, &Split::Whole, eof, None);
+        let split = run_pipe(methods.len(), &methods, &wire, &Split::Cuts(cuts), eof, None);
+        prop_assert_eq!(&split, &whole);
+        // Every request ends exactly once, in order.
+        let ends: Vec<u64> = whole.events.iter().filter_map(|e| match e {
+            Ev::End { id } | Ev::Failed { id, .. } => Some(*id),
+            _ => None,
+        }).collect();
+        if eof || whole.must_close {
+            prop_assert_eq!(ends, (1..=methods.len() as u64).collect::<Vec<_>>());
+        } else {
+            prop_assert_eq!(ends.len(), methods.len());
+        }
+    }
+}

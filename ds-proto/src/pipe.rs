@@ -1,0 +1,677 @@
+//! The plan a writer follows to fill the pipe on a high-latency link (issue 16, "Writers that
+//! fill the pipe"), sans IO: how to carry batches (pipelined on one connection, or one at a
+//! time), how many bytes to keep in flight, and how large the next batch may grow.
+//!
+//! A [`WritePipe`] is fed measurements by the writer's driver or machine (batches sent and
+//! acknowledged, round-trip samples, whether the server refused pipelining) and answers with
+//! getters: [`WritePipe::mode`], [`WritePipe::budget_bytes`], [`WritePipe::batch_target_bytes`]
+//! and [`WritePipe::may_send`]. It never reads a clock: `now` is an argument.
+//!
+//! # Why
+//!
+//! Measured through a 20 ms round-trip delay proxy in front of `durable-streams-server`
+//! (issue 16): a writer with one 1 MiB batch in flight moves one batch per round trip, about
+//! 40 MB/s (1 MiB / ~25 ms); bare POSTs of 1 MiB with 2, 4, 8 in flight reach about 80, 140,
+//! 220 MB/s (the link can carry more than one batch per round trip); 8 MiB batches reach
+//! 140-200 MB/s at 1 in flight and 250-270 at 2; the official Rust client, with batches of tens
+//! of MB, 127-185 MB/s. Several batches in flight on separate connections overtake each other
+//! and are answered 409 (sequence gap), so order needs one connection carrying them in turn:
+//! HTTP/1.1 pipelining (the `http1` codec's `Connection::pipelined`).
+//!
+//! So the bytes in flight must cover the bandwidth-delay product, and a batch may be larger
+//! than 1 MiB while others are in flight.
+//!
+//! # The formulas
+//!
+//! - **Round trip.** `srtt ← 7/8 · srtt + 1/8 · sample` (RFC 6298 section 2), and `min_rtt`,
+//!   the smallest sample of the last [`MIN_RTT_WINDOW`] (10 s; the propagation delay, without
+//!   queueing). A sample is the time from a batch's last byte written to its response head.
+//! - **Delivery rate.** Acknowledged bytes are summed over intervals of at least one `srtt`
+//!   (and at least [`MIN_INTERVAL`]); each interval gives `rate = bytes / interval`. An
+//!   interval during which the bytes in flight never reached half the budget is *app-limited*
+//!   (the application did not offer enough): its sample only counts if it is a new maximum.
+//!   `max_rate` is the largest of the last [`RATE_SAMPLES`] samples counted.
+//! - **Budget** (bytes in flight): `budget = clamp(GAIN · max_rate · min_rtt, floor,
+//!   max_budget_bytes)` with `GAIN` = 2 and `floor = min_batch_bytes · depth`, never more than
+//!   twice the previous budget per interval. While the writer is held back by the budget, the
+//!   measured rate is `budget / rtt`, so the next budget is twice the last: the budget doubles
+//!   each round trip (as a TCP slow start) until the rate stops growing, then settles at about
+//!   twice the bandwidth-delay product (headroom for the batch being filled while others are
+//!   in flight). At 20 ms and 220 MB/s that is 2 · 220 MB/s · 20 ms = 8.8 MB.
+//! - **Next batch** ([`batch_target`]): pipelined with depth `d`, `budget / d`; one at a time,
+//!   the whole budget (one batch must cover the pipe alone); clamped to `min_batch_bytes ..=
+//!   max_batch_bytes`. Small appends still leave after the producer's `linger`: the target is a
+//!   size at which a batch is cut early, not a size to wait for.
+//! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
+//!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
+//!   `Connection::pipelining_refused`) and no batch was answered out of order
+//!   ([`WritePipe::on_out_of_order`]: a 409 sequence gap while pipelining means something
+//!   between us and the server reordered requests); otherwise one at a time, for the rest of
+//!   the writer's life. `max_in_flight = 1` is always one at a time.
+//!
+//! Not wired into the Producer or the drivers yet: an integrator feeds it from the writer's
+//! exchanges and reads the batch target and `may_send` where the producer cuts and sends
+//! batches.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How far back `min_rtt` looks: 10 s.
+pub const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+/// The shortest interval a delivery-rate sample is taken over: 1 ms.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// How many delivery-rate samples `max_rate` is the maximum of: 10.
+pub const RATE_SAMPLES: usize = 10;
+/// The budget's multiple of the bandwidth-delay product: 2.
+pub const GAIN: u64 = 2;
+
+/// A writer's limits, as the user set them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipeLimits {
+    /// Batches in flight at most (the pipeline depth): at least 1. 1: one at a time.
+    pub max_in_flight: usize,
+    /// The smallest batch target (a batch is cut at this size at least): at least 1.
+    pub min_batch_bytes: usize,
+    /// The largest batch: at least `min_batch_bytes`.
+    pub max_batch_bytes: usize,
+    /// The most bytes in flight: at least `min_batch_bytes · max_in_flight` (memory held by
+    /// batches awaiting their answer).
+    pub max_budget_bytes: u64,
+}
+
+impl Default for PipeLimits {
+    /// Depth 4, batches of 1 MiB to 16 MiB, at most 64 MiB in flight.
+    fn default() -> Self {
+        PipeLimits {
+            max_in_flight: 4,
+            min_batch_bytes: 1 << 20,
+            max_batch_bytes: 16 << 20,
+            max_budget_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Limits a [`WritePipe`] cannot work with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipeLimitsError {
+    /// `max_in_flight` is 0.
+    #[error("max_in_flight must be at least 1")]
+    NoInFlight,
+    /// `min_batch_bytes` is 0 or above `max_batch_bytes`.
+    #[error("min_batch_bytes ({min}) must be at least 1 and at most max_batch_bytes ({max})")]
+    BatchBounds {
+        /// `min_batch_bytes`.
+        min: usize,
+        /// `max_batch_bytes`.
+        max: usize,
+    },
+    /// `max_budget_bytes` is below `min_batch_bytes · max_in_flight`.
+    #[error(
+        "max_budget_bytes ({budget}) must be at least min_batch_bytes x max_in_flight ({floor})"
+    )]
+    BudgetTooSmall {
+        /// `max_budget_bytes`.
+        budget: u64,
+        /// `min_batch_bytes · max_in_flight`.
+        floor: u64,
+    },
+}
+
+impl PipeLimits {
+    /// Checks the limits.
+    pub fn validate(&self) -> Result<(), PipeLimitsError> {
+        if self.max_in_flight == 0 {
+            return Err(PipeLimitsError::NoInFlight);
+        }
+        if self.min_batch_bytes == 0 || self.min_batch_bytes > self.max_batch_bytes {
+            return Err(PipeLimitsError::BatchBounds {
+                min: self.min_batch_bytes,
+                max: self.max_batch_bytes,
+            });
+        }
+        let floor = (self.min_batch_bytes as u64).saturating_mul(self.max_in_flight as u64);
+        if self.max_budget_bytes < floor {
+            return Err(PipeLimitsError::BudgetTooSmall {
+                budget: self.max_budget_bytes,
+                floor,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How the writer carries its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PipeMode {
+    /// One batch at a time: the next is sent when the previous was answered.
+    OneAtATime,
+    /// Up to `depth` batches pipelined on one HTTP/1.1 connection, answered in order.
+    Pipelined {
+        /// How many batches may be outstanding.
+        depth: usize,
+    },
+}
+
+impl PipeMode {
+    /// How many batches may be outstanding.
+    pub fn depth(self) -> usize {
+        match self {
+            PipeMode::OneAtATime => 1,
+            PipeMode::Pipelined { depth } => depth,
+        }
+    }
+}
+
+/// The bandwidth-delay product: the bytes `rate` (bytes per second) delivers in `rtt`.
+pub fn bdp_bytes(rate: u64, rtt: Duration) -> u64 {
+    u128::from(rate)
+        .checked_mul(rtt.as_nanos())
+        .and_then(|b| u64::try_from(b / 1_000_000_000).ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// The budget for a delivery rate (bytes per second) and a round trip, within the limits:
+/// `clamp(GAIN · bdp, min_batch_bytes · depth, max_budget_bytes)`.
+pub fn budget_for(rate: u64, rtt: Duration, depth: usize, limits: &PipeLimits) -> u64 {
+    let floor = (limits.min_batch_bytes as u64).saturating_mul(depth as u64);
+    GAIN.saturating_mul(bdp_bytes(rate, rtt))
+        .min(limits.max_budget_bytes)
+        .max(floor.min(limits.max_budget_bytes))
+}
+
+/// The size at which the next batch is cut: `budget / depth`, clamped to
+/// `min_batch_bytes ..= max_batch_bytes`.
+pub fn batch_target(budget: u64, depth: usize, limits: &PipeLimits) -> usize {
+    let share = budget / depth.max(1) as u64;
+    let share = usize::try_from(share).unwrap_or(usize::MAX);
+    share.clamp(limits.min_batch_bytes, limits.max_batch_bytes)
+}
+
+/// The writer's plan, fed with measurements. See the [module documentation](self).
+#[derive(Debug, Clone)]
+pub struct WritePipe {
+    limits: PipeLimits,
+    pipelining_allowed: bool,
+    budget: u64,
+    in_flight_bytes: u64,
+    in_flight_batches: usize,
+    srtt: Option<Duration>,
+    /// Recent round-trip samples (for the windowed minimum), oldest first.
+    rtt_samples: VecDeque<(Instant, Duration)>,
+    /// Counted delivery-rate samples (bytes per second), oldest first.
+    rates: VecDeque<u64>,
+    /// The interval being measured: when it started, bytes acknowledged in it, and the most
+    /// bytes in flight during it.
+    interval: Option<(Instant, u64, u64)>,
+    /// Since when nothing is in flight (idle time is left out of the interval).
+    idle_since: Option<Instant>,
+}
+
+impl WritePipe {
+    /// A plan for a writer with these limits; the budget starts at `min_batch_bytes · depth`
+    /// (what a writer with fixed batches of `min_batch_bytes` keeps in flight).
+    pub fn new(limits: PipeLimits) -> Result<Self, PipeLimitsError> {
+        limits.validate()?;
+        let mut pipe = WritePipe {
+            limits,
+            pipelining_allowed: limits.max_in_flight > 1,
+            budget: 0,
+            in_flight_bytes: 0,
+            in_flight_batches: 0,
+            srtt: None,
+            rtt_samples: VecDeque::new(),
+            rates: VecDeque::new(),
+            interval: None,
+            idle_since: None,
+        };
+        pipe.budget = pipe.floor();
+        Ok(pipe)
+    }
+
+    // --- getters -------------------------------------------------------------------------------
+
+    /// The limits.
+    pub fn limits(&self) -> &PipeLimits {
+        &self.limits
+    }
+
+    /// How to carry batches now.
+    pub fn mode(&self) -> PipeMode {
+        if self.pipelining_allowed {
+            PipeMode::Pipelined {
+                depth: self.limits.max_in_flight,
+            }
+        } else {
+            PipeMode::OneAtATime
+        }
+    }
+
+    /// The bytes that may be in flight.
+    pub fn budget_bytes(&self) -> u64 {
+        self.budget
+    }
+
+    /// The size at which the next batch is cut ([`batch_target`] of the budget and the
+    /// mode's depth).
+    pub fn batch_target_bytes(&self) -> usize {
+        batch_target(self.budget, self.mode().depth(), &self.limits)
+    }
+
+    /// Whether a batch of `batch_bytes` may be sent now: fewer batches than the mode's depth
+    /// are in flight, and it fits in the budget (a batch always may when none is in flight).
+    pub fn may_send(&self, batch_bytes: usize) -> bool {
+        if self.in_flight_batches == 0 {
+            return true;
+        }
+        self.in_flight_batches < self.mode().depth()
+            && self.in_flight_bytes.saturating_add(batch_bytes as u64) <= self.budget
+    }
+
+    /// Bytes of batches sent and not yet answered.
+    pub fn in_flight_bytes(&self) -> u64 {
+        self.in_flight_bytes
+    }
+
+    /// Batches sent and not yet answered.
+    pub fn in_flight_batches(&self) -> usize {
+        self.in_flight_batches
+    }
+
+    /// The smoothed round trip, once sampled.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// The smallest round trip of the last [`MIN_RTT_WINDOW`], once sampled.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.rtt_samples.iter().map(|(_, d)| *d).min()
+    }
+
+    /// The delivery-rate estimate in bytes per second, once measured.
+    pub fn max_rate(&self) -> Option<u64> {
+        self.rates.iter().copied().max()
+    }
+
+    // --- inputs --------------------------------------------------------------------------------
+
+    /// A batch of `bytes` was sent.
+    pub fn on_sent(&mut self, bytes: usize, now: Instant) {
+        self.in_flight_bytes = self.in_flight_bytes.saturating_add(bytes as u64);
+        self.in_flight_batches += 1;
+        let in_flight = self.in_flight_bytes;
+        let idle = self
+            .idle_since
+            .take()
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        let (start, _, peak) = self.interval.get_or_insert((now, 0, 0));
+        // Time with nothing in flight says nothing about the link.
+        *start = start.checked_add(idle).unwrap_or(*start).min(now);
+        *peak = (*peak).max(in_flight);
+    }
+
+    /// A batch of `bytes` was acknowledged (the server stored it); `rtt`: the time from its
+    /// last byte written to its response head, if the driver measured it.
+    pub fn on_acked(&mut self, bytes: usize, rtt: Option<Duration>, now: Instant) {
+        self.leave_flight(bytes);
+        if self.in_flight_batches == 0 {
+            self.idle_since = Some(now);
+        }
+        if let Some(rtt) = rtt {
+            self.on_rtt_sample(rtt, now);
+        }
+        let Some((start, acked, peak)) = &mut self.interval else {
+            return;
+        };
+        *acked = acked.saturating_add(bytes as u64);
+        let length = now.saturating_duration_since(*start);
+        let least = self.srtt.unwrap_or(MIN_INTERVAL).max(MIN_INTERVAL);
+        if length < least {
+            return;
+        }
+        let rate = rate_of(*acked, length);
+        let app_limited = peak.saturating_mul(2) < self.budget;
+        if !app_limited || self.max_rate().is_none_or(|m| rate > m) {
+            self.rates.push_back(rate);
+            if self.rates.len() > RATE_SAMPLES {
+                self.rates.pop_front();
+            }
+        }
+        let in_flight = self.in_flight_bytes;
+        self.interval = Some((now, 0, in_flight));
+        self.update_budget();
+    }
+
+    /// A batch of `bytes` left the flight without being acknowledged (failed, to be retried or
+    /// given up).
+    pub fn on_failed(&mut self, bytes: usize, now: Instant) {
+        self.leave_flight(bytes);
+        if self.in_flight_batches == 0 {
+            self.idle_since = Some(now);
+        }
+    }
+
+    /// A round-trip sample (e.g. from a small request, or a batch's last byte written to its
+    /// response head).
+    pub fn on_rtt_sample(&mut self, rtt: Duration, now: Instant) {
+        self.srtt = Some(match self.srtt {
+            None => rtt,
+            Some(s) => (s * 7 + rtt) / 8,
+        });
+        while self
+            .rtt_samples
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > MIN_RTT_WINDOW)
+        {
+            self.rtt_samples.pop_front();
+        }
+        // Only samples that may become the minimum are kept (a monotonic queue).
+        while self.rtt_samples.back().is_some_and(|(_, d)| *d >= rtt) {
+            self.rtt_samples.pop_back();
+        }
+        self.rtt_samples.push_back((now, rtt));
+    }
+
+    /// The server (or a proxy) refused pipelining (the codec's
+    /// `Connection::pipelining_refused`): one at a time from now on.
+    pub fn on_pipelining_refused(&mut self) {
+        self.fall_back();
+    }
+
+    /// A pipelined batch was answered out of order (409 with a sequence gap): something
+    /// reorders requests; one at a time from now on.
+    pub fn on_out_of_order(&mut self) {
+        self.fall_back();
+    }
+
+    fn fall_back(&mut self) {
+        self.pipelining_allowed = false;
+        self.update_budget();
+    }
+
+    fn leave_flight(&mut self, bytes: usize) {
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(bytes as u64);
+        self.in_flight_batches = self.in_flight_batches.saturating_sub(1);
+    }
+
+    fn floor(&self) -> u64 {
+        (self.limits.min_batch_bytes as u64).saturating_mul(self.mode().depth() as u64)
+    }
+
+    fn update_budget(&mut self) {
+        let target = match (self.max_rate(), self.min_rtt()) {
+            (Some(rate), Some(rtt)) => budget_for(rate, rtt, self.mode().depth(), &self.limits),
+            _ => self.floor(),
+        };
+        self.budget = target
+            .min(self.budget.saturating_mul(2))
+            .max(self.floor())
+            .min(self.limits.max_budget_bytes);
+    }
+}
+
+/// Bytes per second of `bytes` over `length` (> 0).
+fn rate_of(bytes: u64, length: Duration) -> u64 {
+    let nanos = length.as_nanos().max(1);
+    u64::try_from(u128::from(bytes) * 1_000_000_000 / nanos).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    /// The origin of the tests' virtual clock (a real `Instant`, only as a starting point).
+    #[allow(clippy::disallowed_methods)]
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
+    fn limits(depth: usize) -> PipeLimits {
+        PipeLimits {
+            max_in_flight: depth,
+            min_batch_bytes: MIB,
+            max_batch_bytes: 16 * MIB,
+            max_budget_bytes: 64 * MIB as u64,
+        }
+    }
+
+    #[test]
+    fn bdp_and_budget_formulas_with_the_issue_numbers() {
+        // 220 MB/s (bare, 8 in flight at 20 ms) x 20 ms = 4.4 MB; the budget is twice that.
+        let rtt = Duration::from_millis(20);
+        assert_eq!(bdp_bytes(220_000_000, rtt), 4_400_000);
+        assert_eq!(budget_for(220_000_000, rtt, 4, &limits(4)), 8_800_000);
+        // 40 MB/s (one 1 MiB batch per round trip): the floor, 1 MiB per batch in flight.
+        assert_eq!(budget_for(40_000_000, rtt, 4, &limits(4)), 4 * MIB as u64);
+        // A huge rate is capped by max_budget_bytes.
+        assert_eq!(
+            budget_for(10_000_000_000, rtt, 4, &limits(4)),
+            64 * MIB as u64
+        );
+        // No overflow on absurd inputs.
+        assert_eq!(bdp_bytes(u64::MAX, Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn batch_target_shares_the_budget_within_the_limits() {
+        let l = limits(4);
+        assert_eq!(batch_target(8_800_000, 4, &l), 2_200_000);
+        assert_eq!(batch_target(8_800_000, 1, &l), 8_800_000);
+        assert_eq!(batch_target(100, 4, &l), MIB);
+        assert_eq!(batch_target(u64::MAX, 1, &l), 16 * MIB);
+        assert_eq!(batch_target(u64::MAX, 0, &l), 16 * MIB);
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        assert_eq!(
+            WritePipe::new(PipeLimits {
+                max_in_flight: 0,
+                ..limits(1)
+            })
+            .unwrap_err(),
+            PipeLimitsError::NoInFlight
+        );
+        assert!(matches!(
+            PipeLimits {
+                min_batch_bytes: 0,
+                ..limits(1)
+            }
+            .validate(),
+            Err(PipeLimitsError::BatchBounds { .. })
+        ));
+        assert!(matches!(
+            PipeLimits {
+                min_batch_bytes: 32 * MIB,
+                ..limits(1)
+            }
+            .validate(),
+            Err(PipeLimitsError::BatchBounds { .. })
+        ));
+        assert!(matches!(
+            PipeLimits {
+                max_budget_bytes: 3 * MIB as u64,
+                ..limits(4)
+            }
+            .validate(),
+            Err(PipeLimitsError::BudgetTooSmall { .. })
+        ));
+        assert_eq!(PipeLimits::default().validate(), Ok(()));
+    }
+
+    /// A simulated link: `rate` bytes per second, `rtt` propagation; the writer always has
+    /// data (never app-limited) and sends batches of the target while `may_send`. Returns the
+    /// plan after `rounds` round trips and the bytes acknowledged.
+    fn run_link(mut pipe: WritePipe, rate: u64, rtt: Duration, rounds: u32) -> (WritePipe, u64) {
+        let t0 = origin();
+        let mut now = t0;
+        // (time acknowledged, bytes)
+        let mut flight: VecDeque<(Instant, usize)> = VecDeque::new();
+        let mut link_free = t0;
+        let mut acked = 0u64;
+        let end = t0 + rtt * rounds;
+        while now < end {
+            loop {
+                let size = pipe.batch_target_bytes();
+                if !pipe.may_send(size) {
+                    break;
+                }
+                // The batch is serialized on the link after the previous one, then answered
+                // half a round trip after its last byte arrives.
+                let start = link_free.max(now);
+                let done = start + Duration::from_nanos(size as u64 * 1_000_000_000 / rate);
+                link_free = done;
+                flight.push_back((done + rtt, size));
+                pipe.on_sent(size, now);
+            }
+            let (at, size) = flight.pop_front().expect("something in flight");
+            now = now.max(at);
+            pipe.on_acked(size, Some(rtt), now);
+            acked += size as u64;
+        }
+        (pipe, acked)
+    }
+
+    #[test]
+    fn the_budget_grows_to_about_twice_the_bdp_and_stays() {
+        let rtt = Duration::from_millis(20);
+        let rate = 220_000_000;
+        let (pipe, _) = run_link(WritePipe::new(limits(4)).unwrap(), rate, rtt, 200);
+        let bdp = bdp_bytes(rate, rtt);
+        let budget = pipe.budget_bytes();
+        assert!(
+            budget >= 2 * bdp * 9 / 10 && budget <= 2 * bdp * 12 / 10,
+            "budget {budget}, bdp {bdp}"
+        );
+        assert_eq!(pipe.min_rtt(), Some(rtt));
+        // Batches grow beyond the 1 MiB floor while others are in flight.
+        assert!(
+            pipe.batch_target_bytes() > MIB,
+            "{}",
+            pipe.batch_target_bytes()
+        );
+        assert_eq!(pipe.mode(), PipeMode::Pipelined { depth: 4 });
+    }
+
+    #[test]
+    fn filling_the_pipe_beats_fixed_one_mib_batches() {
+        let rtt = Duration::from_millis(20);
+        let rate = 220_000_000;
+        let rounds = 100;
+        let ideal = bdp_bytes(rate, rtt) * u64::from(rounds);
+        // Pipelined, depth 4: close to the link's rate, slow start included.
+        let (_, adaptive) = run_link(WritePipe::new(limits(4)).unwrap(), rate, rtt, rounds);
+        assert!(
+            adaptive >= ideal * 9 / 10,
+            "adaptive {adaptive}, ideal {ideal}"
+        );
+        // One at a time, fixed 1 MiB batches: one batch per round trip (the issue's 40 MB/s)...
+        let fixed = PipeLimits {
+            max_batch_bytes: MIB,
+            max_budget_bytes: MIB as u64,
+            ..limits(1)
+        };
+        let (_, fixed) = run_link(WritePipe::new(fixed).unwrap(), rate, rtt, rounds);
+        assert!(fixed < ideal / 4, "fixed {fixed}, ideal {ideal}");
+        // ... while batches that grow with the budget fill the pipe even one at a time.
+        let (_, one) = run_link(WritePipe::new(limits(1)).unwrap(), rate, rtt, rounds);
+        assert!(one > fixed * 2, "one at a time {one}, fixed {fixed}");
+    }
+
+    #[test]
+    fn a_slow_link_keeps_the_floor() {
+        // 20 MB/s at 20 ms: the BDP (400 kB) is below one 1 MiB batch per in-flight slot.
+        let (pipe, _) = run_link(
+            WritePipe::new(limits(2)).unwrap(),
+            20_000_000,
+            Duration::from_millis(20),
+            100,
+        );
+        assert_eq!(pipe.budget_bytes(), 2 * MIB as u64);
+        assert_eq!(pipe.batch_target_bytes(), MIB);
+    }
+
+    #[test]
+    fn refusal_falls_back_to_one_at_a_time_with_bigger_batches() {
+        let rtt = Duration::from_millis(20);
+        let (mut pipe, _) = run_link(WritePipe::new(limits(4)).unwrap(), 220_000_000, rtt, 100);
+        let shared = pipe.batch_target_bytes();
+        pipe.on_pipelining_refused();
+        assert_eq!(pipe.mode(), PipeMode::OneAtATime);
+        // One batch must now cover the pipe alone.
+        assert!(pipe.batch_target_bytes() > shared);
+        assert!(pipe.batch_target_bytes() <= 16 * MIB);
+        let mut other = WritePipe::new(limits(4)).unwrap();
+        other.on_out_of_order();
+        assert_eq!(other.mode(), PipeMode::OneAtATime);
+        // Depth 1 never pipelines.
+        assert_eq!(
+            WritePipe::new(limits(1)).unwrap().mode(),
+            PipeMode::OneAtATime
+        );
+    }
+
+    #[test]
+    fn may_send_respects_depth_and_budget() {
+        let now = origin();
+        let mut pipe = WritePipe::new(limits(2)).unwrap();
+        assert_eq!(pipe.budget_bytes(), 2 * MIB as u64);
+        // A batch larger than the budget still goes when nothing is in flight.
+        assert!(pipe.may_send(8 * MIB));
+        pipe.on_sent(MIB, now);
+        assert!(pipe.may_send(MIB));
+        assert!(!pipe.may_send(MIB + 1));
+        pipe.on_sent(MIB / 2, now);
+        assert!(!pipe.may_send(1), "depth 2 reached");
+        pipe.on_failed(MIB / 2, now);
+        assert_eq!(
+            (pipe.in_flight_batches(), pipe.in_flight_bytes()),
+            (1, MIB as u64)
+        );
+        pipe.on_acked(MIB, None, now);
+        assert_eq!((pipe.in_flight_batches(), pipe.in_flight_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn rtt_estimates() {
+        let t = origin();
+        let mut pipe = WritePipe::new(limits(1)).unwrap();
+        assert_eq!((pipe.srtt(), pipe.min_rtt()), (None, None));
+        pipe.on_rtt_sample(Duration::from_millis(40), t);
+        pipe.on_rtt_sample(Duration::from_millis(20), t + Duration::from_secs(1));
+        pipe.on_rtt_sample(Duration::from_millis(30), t + Duration::from_secs(2));
+        assert_eq!(pipe.min_rtt(), Some(Duration::from_millis(20)));
+        // 40, then 7/8 * 40 + 20/8 = 37.5, then 7/8 * 37.5 + 30/8 = 36.5625.
+        assert_eq!(pipe.srtt(), Some(Duration::from_nanos(36_562_500)));
+        // The 20 ms sample expires after the window.
+        pipe.on_rtt_sample(Duration::from_millis(35), t + Duration::from_secs(12));
+        assert_eq!(pipe.min_rtt(), Some(Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn app_limited_samples_do_not_shrink_the_estimate() {
+        let rtt = Duration::from_millis(20);
+        let (mut pipe, _) = run_link(WritePipe::new(limits(4)).unwrap(), 220_000_000, rtt, 100);
+        let budget = pipe.budget_bytes();
+        let mut now = origin() + Duration::from_secs(60);
+        while pipe.in_flight_batches() > 0 {
+            let each = pipe.in_flight_bytes() / pipe.in_flight_batches() as u64;
+            pipe.on_acked(each as usize, Some(rtt), now);
+        }
+        // Now the application sends a trickle: 1 kB per round trip, for 50 round trips.
+        for _ in 0..50 {
+            pipe.on_sent(1000, now);
+            now += rtt;
+            pipe.on_acked(1000, Some(rtt), now);
+        }
+        assert!(
+            pipe.budget_bytes() >= budget * 9 / 10,
+            "{} < {budget}",
+            pipe.budget_bytes()
+        );
+        // Without the app-limited rule, 50 kB/s samples would bring it down to the floor.
+        assert!(pipe.budget_bytes() > 4 * MIB as u64);
+    }
+}
