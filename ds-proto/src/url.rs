@@ -9,7 +9,8 @@ const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Percent-encodes one query key or value.
+/// Percent-encodes one query key or value, or one path segment (everything but RFC 3986
+/// unreserved characters).
 pub fn encode_component(s: &str) -> String {
     utf8_percent_encode(s, QUERY_COMPONENT).to_string()
 }

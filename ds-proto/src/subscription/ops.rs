@@ -16,17 +16,10 @@ use super::types::{
 };
 use super::webhook::Jwks;
 use crate::ops::RequestExtras;
+use crate::url::encode_component;
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::Method;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-
-/// What is escaped in one path segment: everything but RFC 3986 unreserved characters.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// A checked stream root URL, such as `http://host:4437/v1/stream`: the URL under which
 /// stream paths and the reserved `__ds` routes live (6, 6.1).
@@ -79,18 +72,14 @@ impl SubscriptionRoot {
         let mut url = self.0.clone();
         for seg in path.split('/') {
             url.push('/');
-            url.extend(utf8_percent_encode(seg, SEGMENT));
+            url.push_str(&encode_component(seg));
         }
         Ok(url)
     }
 
     /// `<root>/__ds/subscriptions/<id>` (the id is one percent-encoded segment).
     pub fn subscription_url(&self, id: &str) -> String {
-        format!(
-            "{}/__ds/subscriptions/{}",
-            self.0,
-            utf8_percent_encode(id, SEGMENT)
-        )
+        format!("{}/__ds/subscriptions/{}", self.0, encode_component(id))
     }
 
     /// `<root>/__ds/jwks.json` (6.5).
@@ -385,7 +374,7 @@ fn remove_stream_url(root: &SubscriptionRoot, id: &str, path: &str) -> String {
     format!(
         "{}/streams/{}",
         root.subscription_url(id),
-        utf8_percent_encode(path, SEGMENT)
+        encode_component(path)
     )
 }
 

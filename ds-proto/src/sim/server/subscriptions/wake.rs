@@ -348,7 +348,7 @@ impl SimServer {
             "{}{}/__ds/subscriptions/{}/{action}",
             sub.origin,
             self.config.stream_root.trim_end_matches('/'),
-            super::routes::encode_segment(&sub.id)
+            crate::url::encode_component(&sub.id)
         )
     }
 
