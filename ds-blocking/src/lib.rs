@@ -128,6 +128,7 @@ mod consumer;
 mod engine;
 mod handle;
 mod reader;
+mod subscription;
 #[cfg(feature = "rustls")]
 mod tls;
 mod trace;
@@ -139,6 +140,10 @@ pub use consumer::{ConsumerHandle, Handler};
 pub use ds_proto::consumer::{ConsumerError, ConsumerExit, ConsumerOptions, ErrorAction};
 pub use handle::StreamHandle;
 pub use reader::{JsonItems, Reader, ReaderStopper};
+pub use subscription::{
+    webhook_done_body, SubscriptionHandle, WebhookVerifier, WorkerAction, WorkerExit, WorkerHandle,
+    WorkerHandler, WorkerOptions, DEFAULT_STREAM_ROOT,
+};
 pub use writer::{AppendHandle, Writer};
 
 ds_proto::__driver_exports!();

@@ -138,6 +138,7 @@ mod handle;
 mod reader;
 #[cfg(feature = "server")]
 pub mod server;
+mod subscription;
 #[cfg(feature = "rustls")]
 mod tls;
 mod trace;
@@ -149,6 +150,10 @@ pub use consumer::{ConsumerHandle, Handler};
 pub use ds_proto::consumer::{ConsumerError, ConsumerExit, ConsumerOptions, ErrorAction};
 pub use handle::StreamHandle;
 pub use reader::{JsonItems, Reader};
+pub use subscription::{
+    webhook_done_body, SubscriptionHandle, WebhookVerifier, WorkerAction, WorkerExit, WorkerHandle,
+    WorkerHandler, WorkerOptions, DEFAULT_STREAM_ROOT,
+};
 pub use writer::{AppendHandle, Writer};
 
 ds_proto::__driver_exports!();
