@@ -281,6 +281,16 @@ impl WorkerHandle {
         }
     }
 
+    /// Waits for the worker to end, keeping the handle (to [`WorkerHandle::stop`] it while
+    /// waiting in a `select!`). Once it returned, call neither it nor `wait` again.
+    pub async fn join(&mut self) -> WorkerExit {
+        match (&mut self.task).await {
+            Ok(exit) => exit,
+            Err(e) if e.is_cancelled() => WorkerExit::Stopped,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
     /// Stops the worker and waits for it.
     pub async fn shutdown(self) -> WorkerExit {
         self.stop();
@@ -299,8 +309,10 @@ async fn run_worker<H: WorkerHandler>(
     mut handler: H,
     mut stop: watch::Receiver<bool>,
 ) -> WorkerExit {
+    let mut stopping = false;
     loop {
-        if *stop.borrow() {
+        if !stopping && *stop.borrow() {
+            stopping = true;
             engine.machine.stop();
         }
         engine.flush_outputs();
@@ -367,11 +379,21 @@ async fn run_worker<H: WorkerHandler>(
                 return WorkerExit::Failed(f);
             }
             Some(other) => handler.on_event(&other),
+            None if stopping => {
+                // Stopping: the acks and the release go out; the stop request is not looked
+                // at again (it stays set).
+                if let Wake::Idle = engine.step().await {
+                    return WorkerExit::Stopped;
+                }
+            }
             None => {
                 tokio::select! {
                     biased;
                     // A stop, or the handle dropped.
-                    _ = stop.wait_for(|s| *s) => engine.machine.stop(),
+                    _ = stop.wait_for(|s| *s) => {
+                        stopping = true;
+                        engine.machine.stop();
+                    }
                     wake = engine.step() => if let Wake::Idle = wake {
                         engine.machine.stop();
                     },
