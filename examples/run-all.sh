@@ -43,7 +43,7 @@ cargo build -q -p ds-cli || {
 }
 
 echo "== examples"
-for example in quickstart ai_tokens change_feed event_sourcing blocking custom_runtime simulation; do
+for example in quickstart ai_tokens change_feed event_sourcing blocking custom_runtime webhook_receiver simulation; do
     start=$(date +%s%N)
     if timeout "$BOUND" "$BIN/$example" >"$LOGS/$example.log" 2>&1; then
         printf '  ok    %-16s %6d ms  %s\n' "$example" $((($(date +%s%N) - start) / 1000000)) \
