@@ -463,12 +463,12 @@ fn race(server: &Server, streams: usize) {
     }
 }
 
-/// How many streams the race runs over (`DS_RACE_STREAMS`, default 50).
+/// How many streams the race runs over (`DS_RACE_STREAMS`, default 200).
 fn streams() -> usize {
     std::env::var("DS_RACE_STREAMS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(50)
+        .unwrap_or(200)
 }
 
 #[test]
