@@ -437,6 +437,79 @@ fn work_prints_json_lines_acks_them_and_stops_on_sigterm() {
 }
 
 #[test]
+fn three_worker_processes_race_and_every_message_is_printed() {
+    let server = Server::start();
+    assert_exit(
+        &server
+            .ds(&["create", "wake", "--content-type", "application/json"])
+            .run(),
+        0,
+    );
+    let streams: Vec<String> = (0..30).map(|i| format!("race/s{i}")).collect();
+    for s in &streams {
+        assert_exit(
+            &server
+                .ds(&["create", s, "--content-type", "application/json"])
+                .run(),
+            0,
+        );
+    }
+    assert_exit(
+        &server
+            .ds(&[
+                "sub",
+                "create",
+                "s",
+                "--pull-wake",
+                "wake",
+                "--pattern",
+                "race/*",
+            ])
+            .run(),
+        0,
+    );
+    let mut want = std::collections::BTreeSet::new();
+    for (i, s) in streams.iter().enumerate() {
+        assert_exit(&server.ds(&["append", s, &i.to_string(), "100"]).run(), 0);
+        want.insert((s.clone(), i.to_string()));
+        want.insert((s.clone(), "100".to_owned()));
+    }
+    let workers: Vec<Worker> = (0..3)
+        .map(|i| Worker::start(&server, "s", &format!("w{i}")))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + BOUND;
+    while !want.is_subset(&seen) {
+        assert!(
+            Instant::now() < deadline,
+            "missing {:?}",
+            want.difference(&seen)
+        );
+        let mut any = false;
+        for w in &workers {
+            while let Ok(line) = w.lines.try_recv() {
+                any = true;
+                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+                let stream = v["stream"].as_str().expect("a stream").to_owned();
+                seen.insert((stream, v["data"].to_string()));
+            }
+        }
+        if !any {
+            // Wait for the next line of any worker (bounded) rather than spinning.
+            if let Ok(line) = workers[0].lines.recv_timeout(Duration::from_millis(100)) {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+                let stream = v["stream"].as_str().expect("a stream").to_owned();
+                seen.insert((stream, v["data"].to_string()));
+            }
+        }
+    }
+    for w in workers {
+        w.signal("-INT");
+        assert_eq!(w.exit_code(), Some(0));
+    }
+}
+
+#[test]
 fn a_worker_killed_with_sigkill_is_taken_over_after_its_lease() {
     let server = Server::start();
     assert_exit(
