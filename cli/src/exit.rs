@@ -152,6 +152,31 @@ mod tests {
     }
 
     #[test]
+    fn subscription_errors_map_to_the_documented_codes() {
+        let code = |kind| {
+            failure_code(&Failure::Subscription(SubscriptionError::new(
+                ds_proto::subscription::SubscriptionOp::Get,
+                "http://h/v1/stream/__ds/subscriptions/s",
+                kind,
+            )))
+        };
+        let message = String::new;
+        assert_eq!(
+            code(SubscriptionErrorKind::NotFound { message: message() }),
+            NOT_FOUND
+        );
+        assert_eq!(
+            code(SubscriptionErrorKind::Fenced { message: message() }),
+            CONFLICT
+        );
+        assert_eq!(
+            code(SubscriptionErrorKind::ConfigConflict { message: message() }),
+            CONFLICT
+        );
+        assert_eq!(code(SubscriptionErrorKind::NoPendingWork), OTHER);
+    }
+
+    #[test]
     fn usage_errors_exit_1_and_help_exits_0() {
         let parse = |argv: &[&str]| crate::args::Cli::try_parse_from(argv).map(|_| ());
         for bad in [

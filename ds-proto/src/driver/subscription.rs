@@ -465,7 +465,8 @@ pub fn worker_wake_stream(
 /// What a worker's error hook decides after the handler failed on a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerAction {
-    /// Hand the same batch to the handler again (the lease is renewed meanwhile).
+    /// Hand the same batch to the handler again at once (the tokio driver renews the lease
+    /// meanwhile). A handler that fails fast should wait before it fails again.
     Retry,
     /// Give the wake up: ack what was handled, release the lease, and wait for the next
     /// wake (the unhandled batches come again, to this worker or another).
