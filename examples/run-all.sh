@@ -43,7 +43,7 @@ cargo build -q -p ds-cli || {
 }
 
 echo "== examples"
-for example in quickstart ai_tokens change_feed event_sourcing blocking custom_runtime simulation; do
+for example in quickstart ai_tokens change_feed event_sourcing blocking custom_runtime webhook_receiver simulation; do
     start=$(date +%s%N)
     if timeout "$BOUND" "$BIN/$example" >"$LOGS/$example.log" 2>&1; then
         printf '  ok    %-16s %6d ms  %s\n' "$example" $((($(date +%s%N) - start) / 1000000)) \
@@ -142,6 +142,19 @@ else
     else
         printf '  ok    %-44s exit 0\n' "tail --sse followed the writer to EOF"
     fi
+
+    # Subscriptions: create, re-confirm, read, link a stream, delete.
+    expect 0 "create wake (JSON)" -- "$DS" create wake --content-type application/json
+    expect 0 "sub create s1 (pull-wake)" -- "$DS" sub create s1 --pull-wake wake --pattern 'orders/*'
+    expect 0 "sub create s1 again (same config)" -- "$DS" sub create s1 --pull-wake wake --pattern 'orders/*'
+    expect 3 "sub create s1 with another pattern" -- "$DS" sub create s1 --pull-wake wake --pattern 'other/*'
+    expect 0 "sub add s1 a/b" -- "$DS" sub add s1 a/b
+    expect 0 "sub get s1" -- "$DS" sub get s1
+    grep -q '"wake_stream": "wake"' "$OUT" || fail "ds sub get: no wake stream"
+    expect 0 "sub remove s1 a/b" -- "$DS" sub remove s1 a/b
+    expect 0 "sub delete s1" -- "$DS" sub delete s1
+    expect 2 "sub get s1 (deleted)" -- "$DS" sub get s1
+    expect 2 "work on a missing subscription" -- "$DS" work s1 --worker w1
 
     # Help, usage errors and unreachable servers.
     expect 0 "--help" -- "$DS" --help

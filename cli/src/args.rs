@@ -81,12 +81,11 @@ pub enum Command {
     Close(StreamArg),
     /// Delete the stream
     Delete(StreamArg),
-    /// Manage a subscription (PROTOCOL.md section 6): not available yet
+    /// Manage a subscription (PROTOCOL.md section 6)
     #[command(subcommand)]
     Sub(SubCommand),
-    /// Run a pull-wake worker for a subscription: not available yet
-    #[command(
-        long_about = "Run a pull-wake worker for a subscription (not available yet).\n\n\
+    /// Run a pull-wake worker for a subscription
+    #[command(long_about = "Run a pull-wake worker for a subscription.\n\n\
                       It writes what it processes to stdout as JSON lines {\"stream\": PATH, \
                       \"offset\": OFFSET, \"data\": ...}: PATH relative to the stream root without \
                       a leading slash, OFFSET the offset after the chunk that carried the data; \
@@ -95,8 +94,7 @@ pub enum Command {
                       UTF-8 replaced). It flushes stdout, and only then acks. On SIGINT or \
                       SIGTERM it finishes the line it is writing, acks what it wrote, releases \
                       its claim and exits 0. A lost lease (FENCED) is reported on stderr and the \
-                      worker goes on with later wakes. A missing subscription exits 2."
-    )]
+                      worker goes on with later wakes. A missing subscription exits 2.")]
     Work(WorkArgs),
 }
 

@@ -2,6 +2,7 @@
 //! 0 ok, 1 usage, 2 not found (or gone), 3 conflict (closed stream, existing stream with
 //! another configuration, fenced writer), 4 anything else.
 
+use ds_proto::subscription::{SubscriptionError, SubscriptionErrorKind};
 use ds_tokio::{ConflictKind, Error, ErrorKind};
 use std::process::ExitCode;
 
@@ -23,8 +24,29 @@ pub enum Failure {
     Usage(String),
     /// Exit 2, 3 or 4, from the error's kind.
     Stream(Error),
+    /// Exit 2 (no such subscription), 3 (conflict, fenced) or 4.
+    Subscription(SubscriptionError),
     /// Exit 4.
     Other(String),
+}
+
+impl From<SubscriptionError> for Failure {
+    fn from(e: SubscriptionError) -> Self {
+        Failure::Subscription(e)
+    }
+}
+
+/// The exit code of a subscription error.
+pub fn subscription_code(kind: &SubscriptionErrorKind) -> u8 {
+    match kind {
+        SubscriptionErrorKind::NotFound { .. } => NOT_FOUND,
+        SubscriptionErrorKind::ConfigConflict { .. }
+        | SubscriptionErrorKind::Fenced { .. }
+        | SubscriptionErrorKind::Conflict { .. } => CONFLICT,
+        SubscriptionErrorKind::InvalidConfig(_) => USAGE,
+        SubscriptionErrorKind::Http(k) => exit_code(k),
+        _ => OTHER,
+    }
 }
 
 impl From<Error> for Failure {
@@ -53,6 +75,7 @@ pub fn failure_code(failure: &Failure) -> u8 {
     match failure {
         Failure::Usage(_) => USAGE,
         Failure::Stream(e) => exit_code(&e.kind),
+        Failure::Subscription(e) => subscription_code(&e.kind),
         Failure::Other(_) => OTHER,
     }
 }
@@ -62,6 +85,7 @@ pub fn report(failure: &Failure) -> ExitCode {
     match failure {
         Failure::Usage(m) => eprintln!("ds: {m}\n(`ds --help` shows the usage)"),
         Failure::Stream(e) => eprintln!("ds: {}", describe(e)),
+        Failure::Subscription(e) => eprintln!("ds: {e}"),
         Failure::Other(m) => eprintln!("ds: {m}"),
     }
     ExitCode::from(failure_code(failure))
@@ -125,6 +149,31 @@ mod tests {
         );
         assert_eq!(failure_code(&Failure::Usage("x".into())), USAGE);
         assert_eq!(failure_code(&Failure::Other("x".into())), OTHER);
+    }
+
+    #[test]
+    fn subscription_errors_map_to_the_documented_codes() {
+        let code = |kind| {
+            failure_code(&Failure::Subscription(SubscriptionError::new(
+                ds_proto::subscription::SubscriptionOp::Get,
+                "http://h/v1/stream/__ds/subscriptions/s",
+                kind,
+            )))
+        };
+        let message = String::new;
+        assert_eq!(
+            code(SubscriptionErrorKind::NotFound { message: message() }),
+            NOT_FOUND
+        );
+        assert_eq!(
+            code(SubscriptionErrorKind::Fenced { message: message() }),
+            CONFLICT
+        );
+        assert_eq!(
+            code(SubscriptionErrorKind::ConfigConflict { message: message() }),
+            CONFLICT
+        );
+        assert_eq!(code(SubscriptionErrorKind::NoPendingWork), OTHER);
     }
 
     #[test]

@@ -246,27 +246,322 @@ fn usage_errors_exit_1_and_print_nothing_on_stdout() {
 }
 
 #[test]
-fn subscription_commands_are_not_available_yet_and_exit_4() {
-    for args in [
-        &[
-            "sub",
-            "create",
-            "s",
-            "--pull-wake",
-            "wake",
-            "--pattern",
-            "events/*",
-        ][..],
-        &["sub", "get", "s"],
-        &["sub", "delete", "s"],
-        &["sub", "add", "s", "a", "b/c"],
-        &["sub", "remove", "s", "b/c"],
-        &["work", "s", "--worker", "w1"],
-    ] {
-        let out = ds(args).env("DS_URL", "http://127.0.0.1:9").run();
-        assert_eq!(out.code, 4, "ds {args:?}: {out:#?}");
-        assert!(out.stderr.contains("not available yet"), "{out:#?}");
+fn subscription_commands_from_create_to_delete() {
+    let server = Server::start();
+    assert_exit(
+        &server
+            .ds(&["create", "wake", "--content-type", "application/json"])
+            .run(),
+        0,
+    );
+    assert_exit(
+        &server
+            .ds(&["create", "deep/x/y", "--content-type", "text/plain"])
+            .run(),
+        0,
+    );
+    let create = [
+        "sub",
+        "create",
+        "s1",
+        "--pull-wake",
+        "wake",
+        "--pattern",
+        "items/*",
+        "--lease-ttl-ms",
+        "5000",
+    ];
+    let out = server.ds(&create).run();
+    assert_exit(&out, 0);
+    assert!(out.stderr.contains("created"), "{out:#?}");
+    assert_exit(&server.ds(&create).run(), 0);
+    let mut other = create.to_vec();
+    other[8] = "6000";
+    assert_exit(&server.ds(&other).run(), 3);
+
+    assert_exit(&server.ds(&["sub", "add", "s1", "deep/x/y"]).run(), 0);
+    let got = server.ds(&["sub", "get", "s1"]).run();
+    assert_exit(&got, 0);
+    let v: serde_json::Value = serde_json::from_str(&got.stdout).expect("JSON on stdout");
+    assert_eq!(v["wake_stream"], "wake");
+    assert!(got.stdout.contains("deep/x/y"), "{got:#?}");
+    assert_exit(&server.ds(&["sub", "remove", "s1", "deep/x/y"]).run(), 0);
+    let got = server.ds(&["sub", "get", "s1"]).run();
+    assert!(!got.stdout.contains("deep/x/y"), "{got:#?}");
+
+    assert_exit(&server.ds(&["sub", "delete", "s1"]).run(), 0);
+    assert_exit(&server.ds(&["sub", "get", "s1"]).run(), 2);
+    assert_exit(&server.ds(&["work", "s1", "--worker", "w1"]).run(), 2);
+    assert_exit(
+        &server
+            .ds(&["work", "s1", "--worker", "w1", "--wake-stream", "wake"])
+            .run(),
+        2,
+    );
+}
+
+/// A `ds work` process whose stdout lines arrive one by one.
+struct Worker {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Worker {
+    fn start(server: &Server, id: &str, name: &str) -> Worker {
+        let mut child = Command::new(DS)
+            .args(["--url", &server.url, "work", id, "--worker", name])
+            .env_remove("DS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ds work starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Worker { child, lines }
     }
+
+    fn line(&self) -> serde_json::Value {
+        let line = self.lines.recv_timeout(BOUND).expect("a line from ds work");
+        serde_json::from_str(&line).expect("a JSON line")
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the exit (bounded) and gives its code.
+    fn exit_code(mut self) -> Option<i32> {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waitable") {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "ds work did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn acked(server: &Server, id: &str, stream: &str) -> String {
+    let got = server.ds(&["sub", "get", id]).run();
+    let v: serde_json::Value = serde_json::from_str(&got.stdout).expect("JSON on stdout");
+    v["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|l| l["path"] == stream))
+        .map(|l| l["acked_offset"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+fn head_offset(server: &Server, stream: &str) -> String {
+    let out = server.ds(&["head", stream]).run();
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("next-offset: "))
+        .or_else(|| {
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("next_offset: "))
+        })
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn work_prints_json_lines_acks_them_and_stops_on_sigterm() {
+    let server = Server::start();
+    assert_exit(
+        &server
+            .ds(&["create", "wake", "--content-type", "application/json"])
+            .run(),
+        0,
+    );
+    assert_exit(
+        &server
+            .ds(&["create", "items/a", "--content-type", "application/json"])
+            .run(),
+        0,
+    );
+    assert_exit(
+        &server
+            .ds(&[
+                "sub",
+                "create",
+                "s",
+                "--pull-wake",
+                "wake",
+                "--pattern",
+                "items/*",
+            ])
+            .run(),
+        0,
+    );
+    assert_exit(&server.ds(&["append", "items/a", "1", "2", "3"]).run(), 0);
+    let worker = Worker::start(&server, "s", "w1");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let line = worker.line();
+        assert_eq!(line["stream"], "items/a");
+        assert!(line["offset"].is_string());
+        got.push(line["data"].clone());
+    }
+    assert_eq!(got, [1, 2, 3]);
+    // Everything printed is acked (the worker acks after the flush; the wake then ends).
+    let tail = head_offset(&server, "items/a");
+    let deadline = Instant::now() + BOUND;
+    while acked(&server, "s", "items/a") != tail {
+        assert!(Instant::now() < deadline, "never acked to {tail}");
+    }
+    worker.signal("-TERM");
+    assert_eq!(worker.exit_code(), Some(0));
+}
+
+#[test]
+fn three_worker_processes_race_and_every_message_is_printed() {
+    let server = Server::start();
+    assert_exit(
+        &server
+            .ds(&["create", "wake", "--content-type", "application/json"])
+            .run(),
+        0,
+    );
+    let streams: Vec<String> = (0..30).map(|i| format!("race/s{i}")).collect();
+    for s in &streams {
+        assert_exit(
+            &server
+                .ds(&["create", s, "--content-type", "application/json"])
+                .run(),
+            0,
+        );
+    }
+    assert_exit(
+        &server
+            .ds(&[
+                "sub",
+                "create",
+                "s",
+                "--pull-wake",
+                "wake",
+                "--pattern",
+                "race/*",
+            ])
+            .run(),
+        0,
+    );
+    let mut want = std::collections::BTreeSet::new();
+    for (i, s) in streams.iter().enumerate() {
+        assert_exit(&server.ds(&["append", s, &i.to_string(), "100"]).run(), 0);
+        want.insert((s.clone(), i.to_string()));
+        want.insert((s.clone(), "100".to_owned()));
+    }
+    let workers: Vec<Worker> = (0..3)
+        .map(|i| Worker::start(&server, "s", &format!("w{i}")))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + BOUND;
+    while !want.is_subset(&seen) {
+        assert!(
+            Instant::now() < deadline,
+            "missing {:?}",
+            want.difference(&seen)
+        );
+        let mut any = false;
+        for w in &workers {
+            while let Ok(line) = w.lines.try_recv() {
+                any = true;
+                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+                let stream = v["stream"].as_str().expect("a stream").to_owned();
+                seen.insert((stream, v["data"].to_string()));
+            }
+        }
+        if !any {
+            // Wait for the next line of any worker (bounded) rather than spinning.
+            if let Ok(line) = workers[0].lines.recv_timeout(Duration::from_millis(100)) {
+                let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+                let stream = v["stream"].as_str().expect("a stream").to_owned();
+                seen.insert((stream, v["data"].to_string()));
+            }
+        }
+    }
+    for w in workers {
+        w.signal("-INT");
+        assert_eq!(w.exit_code(), Some(0));
+    }
+}
+
+#[test]
+fn a_worker_killed_with_sigkill_is_taken_over_after_its_lease() {
+    let server = Server::start();
+    assert_exit(
+        &server
+            .ds(&["create", "wake", "--content-type", "application/json"])
+            .run(),
+        0,
+    );
+    let streams: Vec<String> = (0..20).map(|i| format!("items/s{i}")).collect();
+    for s in &streams {
+        assert_exit(
+            &server
+                .ds(&["create", s, "--content-type", "application/json"])
+                .run(),
+            0,
+        );
+    }
+    let create = [
+        "sub",
+        "create",
+        "s",
+        "--pull-wake",
+        "wake",
+        "--pattern",
+        "items/*",
+        "--lease-ttl-ms",
+        "1000",
+    ];
+    assert_exit(&server.ds(&create).run(), 0);
+    for s in &streams {
+        assert_exit(&server.ds(&["append", s, "1", "2"]).run(), 0);
+    }
+    let doomed = Worker::start(&server, "s", "doomed");
+    doomed.line();
+    doomed.signal("-KILL");
+    assert_eq!(doomed.exit_code(), None, "killed by a signal");
+    let survivor = Worker::start(&server, "s", "survivor");
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + BOUND;
+    // Every stream is acked to its tail eventually: by the doomed worker before it died, or
+    // by the survivor once the lease expired.
+    for s in &streams {
+        let tail = head_offset(&server, s);
+        while acked(&server, "s", s) != tail {
+            while let Ok(l) = survivor.lines.try_recv() {
+                seen.insert(l);
+            }
+            assert!(Instant::now() < deadline, "{s} never acked to {tail}");
+        }
+    }
+    survivor.signal("-TERM");
+    assert_eq!(survivor.exit_code(), Some(0));
 }
 
 #[test]

@@ -41,6 +41,9 @@ pub(crate) struct Exchanges<C> {
     tx: mpsc::SyncSender<Msg<C>>,
     rx: mpsc::Receiver<Msg<C>>,
     flags: HashMap<RequestId, Arc<AtomicBool>>,
+    /// The client's `Authorization` is not applied: the machine sets it (see
+    /// [`Engine::keep_authorization`]).
+    keep_authorization: bool,
 }
 
 impl<C> std::fmt::Debug for Exchanges<C> {
@@ -72,6 +75,7 @@ impl<C: Send + 'static> Exchanges<C> {
             tx,
             rx,
             flags: HashMap::new(),
+            keep_authorization: false,
         }
     }
 
@@ -176,6 +180,15 @@ impl<C: Send + 'static> Exchanges<C> {
         Ok((here, Input::Head { id, parts }))
     }
 
+    /// The client's extras for one exchange.
+    fn extras(&self) -> ds_proto::ops::RequestExtras {
+        let mut extras = self.client.extras(&self.call);
+        if self.keep_authorization {
+            extras.headers.remove(http::header::AUTHORIZATION);
+        }
+        extras
+    }
+
     /// The request with the client's extras, its timeout, and its trace.
     fn prepare(
         &self,
@@ -189,7 +202,7 @@ impl<C: Send + 'static> Exchanges<C> {
             id,
             request,
             deadline,
-        } = t.with_extras(&self.client.extras(&self.call));
+        } = t.with_extras(&self.extras());
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         (request, timeout, trace)
@@ -430,6 +443,14 @@ impl<M: Machine, C: Send + 'static> Engine<M, C> {
             machine,
             exchanges: Exchanges::new(client, call),
         }
+    }
+
+    /// The machine sets `Authorization` itself (a worker's acks carry the claim token, its
+    /// claims and reads the credential it was configured with): the client's is not applied
+    /// over it.
+    pub(crate) fn keep_authorization(mut self) -> Self {
+        self.exchanges.keep_authorization = true;
+        self
     }
 
     /// A sender for application commands.

@@ -54,6 +54,7 @@
 //! | follow a stream live, pulling | a [`Reader`] from [`reader`](StreamHandle::reader): an `Iterator` of [`Chunk`]s, [`next_event`](Reader::next_event), [`json`](Reader::json) for typed messages, and a [`ReaderStopper`] to end it from another thread |
 //! | write many appends, exactly once | a [`Writer`] from [`writer`](StreamHandle::writer): batched and retried on a background thread; [`on_error`](Writer::on_error) for fire-and-forget, [`append_tracked`](Writer::append_tracked) for a per-append outcome |
 //! | process a stream in a long-running service | a consumer: [`consume`](StreamHandle::consume) with your [`Handler`], on its own thread, reconnecting with backoff until the stream closes or you stop it |
+//! | process many streams with a fleet of workers, or receive webhooks | a subscription: [`subscription`](Client::subscription) gives a [`SubscriptionHandle`] ([`create`](SubscriptionHandle::create), [`get`](SubscriptionHandle::get), [`add_streams`](SubscriptionHandle::add_streams), ...), [`work`](SubscriptionHandle::work) runs a pull-wake worker with your [`WorkerHandler`], a [`WebhookVerifier`] checks signed webhooks and [`send_callback`](Client::send_callback) acks them |
 //!
 //! Readers read in one of four [`ReadMode`]s: `CatchUp` (what is there, then stop), `LongPoll`,
 //! `Sse`, and `Auto` (cacheable catch-up requests, then long-poll; the default for following).
@@ -128,6 +129,7 @@ mod consumer;
 mod engine;
 mod handle;
 mod reader;
+mod subscription;
 #[cfg(feature = "rustls")]
 mod tls;
 mod trace;
@@ -139,6 +141,10 @@ pub use consumer::{ConsumerHandle, Handler};
 pub use ds_proto::consumer::{ConsumerError, ConsumerExit, ConsumerOptions, ErrorAction};
 pub use handle::StreamHandle;
 pub use reader::{JsonItems, Reader, ReaderStopper};
+pub use subscription::{
+    webhook_done_body, SubscriptionHandle, WebhookVerifier, WorkerAction, WorkerExit, WorkerHandle,
+    WorkerHandler, WorkerOptions, DEFAULT_STREAM_ROOT,
+};
 pub use writer::{AppendHandle, Writer};
 
 ds_proto::__driver_exports!();

@@ -214,6 +214,16 @@ impl Retrier {
         }
     }
 
+    /// Starts the schedule of a request whose first attempt is sent at `now`, retried at all
+    /// only when `retries` (for operations whose safety the caller decides, such as the
+    /// subscription routes).
+    pub fn with_rule(policy: &RetryPolicy, retries: bool, now: Instant) -> Self {
+        Retrier {
+            retries,
+            backoff: policy.start(now),
+        }
+    }
+
     /// After attempt failed with `error` at `now`: `Ok(delay)` to retry after `delay`, or
     /// `Err(error)` to give up (the error is not transient, the operation is not retried, or
     /// the policy is exhausted).

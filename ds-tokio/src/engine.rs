@@ -35,6 +35,9 @@ pub(crate) struct Exchanges {
     tasks: HashMap<RequestId, JoinHandle<()>>,
     /// The exchange the owner polls itself, if any.
     local: Option<Local>,
+    /// The client's `Authorization` is not applied: the machine sets it (see
+    /// [`Engine::keep_authorization`]).
+    keep_authorization: bool,
 }
 
 impl std::fmt::Debug for Exchanges {
@@ -55,6 +58,7 @@ impl Exchanges {
             rx,
             tasks: HashMap::new(),
             local: None,
+            keep_authorization: false,
         }
     }
 
@@ -108,7 +112,7 @@ impl Exchanges {
             id,
             request,
             deadline,
-        } = t.with_extras(&self.client.extras(&self.call));
+        } = t.with_extras(&self.extras());
         let transport = self.client.inner.transport.clone();
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         let span = trace.handle();
@@ -120,6 +124,15 @@ impl Exchanges {
             trace: Some(trace),
         };
         (exchange, span)
+    }
+
+    /// The client's extras for one exchange.
+    fn extras(&self) -> ds_proto::ops::RequestExtras {
+        let mut extras = self.client.extras(&self.call);
+        if self.keep_authorization {
+            extras.headers.remove(http::header::AUTHORIZATION);
+        }
+        extras
     }
 
     /// Starts an exchange that [`Exchanges::recv`] polls itself (one at a time).
@@ -277,6 +290,14 @@ impl<M: Machine> Engine<M> {
     /// task: for a machine with at most one exchange at a time (the reader).
     pub(crate) fn owner_polled(mut self) -> Self {
         self.owner_polled = true;
+        self
+    }
+
+    /// The machine sets `Authorization` itself (a worker's acks carry the claim token, its
+    /// claims and reads the credential it was configured with): the client's is not applied
+    /// over it.
+    pub(crate) fn keep_authorization(mut self) -> Self {
+        self.exchanges.keep_authorization = true;
         self
     }
 

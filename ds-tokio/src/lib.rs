@@ -56,6 +56,7 @@
 //! | follow a stream live, pulling | a [`Reader`] from [`reader`](StreamHandle::reader): a `futures::Stream` of [`Chunk`]s, [`next_chunk`](Reader::next_chunk), [`next_event`](Reader::next_event), or [`json`](Reader::json) for typed messages |
 //! | write many appends, exactly once | a [`Writer`] from [`writer`](StreamHandle::writer): batched, pipelined, retried; [`on_error`](Writer::on_error) for fire-and-forget, [`append_tracked`](Writer::append_tracked) for a per-append outcome |
 //! | process a stream in a long-running service | a consumer: [`consume`](StreamHandle::consume) with your [`Handler`], reconnecting with backoff until the stream closes or you stop it |
+//! | process many streams with a fleet of workers, or receive webhooks | a subscription: [`subscription`](Client::subscription) gives a [`SubscriptionHandle`] ([`create`](SubscriptionHandle::create), [`get`](SubscriptionHandle::get), [`add_streams`](SubscriptionHandle::add_streams), ...), [`work`](SubscriptionHandle::work) runs a pull-wake worker with your [`WorkerHandler`], a [`WebhookVerifier`] checks signed webhooks and [`send_callback`](Client::send_callback) acks them |
 //! | a server for tests or local development | feature `server`: `server::spawn` / `server::BackgroundServer` |
 //!
 //! Readers read in one of four [`ReadMode`]s: `CatchUp` (what is there, then stop), `LongPoll`,
@@ -139,6 +140,7 @@ mod handle;
 mod reader;
 #[cfg(feature = "server")]
 pub mod server;
+mod subscription;
 #[cfg(feature = "rustls")]
 mod tls;
 mod trace;
@@ -150,6 +152,10 @@ pub use consumer::{ConsumerHandle, Handler};
 pub use ds_proto::consumer::{ConsumerError, ConsumerExit, ConsumerOptions, ErrorAction};
 pub use handle::StreamHandle;
 pub use reader::{JsonItems, Reader};
+pub use subscription::{
+    webhook_done_body, SubscriptionHandle, WebhookVerifier, WorkerAction, WorkerExit, WorkerHandle,
+    WorkerHandler, WorkerOptions, DEFAULT_STREAM_ROOT,
+};
 pub use writer::{AppendHandle, Writer};
 
 ds_proto::__driver_exports!();

@@ -610,3 +610,206 @@ impl AnyReader {
         }
     }
 }
+
+// ----- subscriptions -----
+
+use ds_proto::subscription::{
+    Ack, AckOutcome, Batch, Confirmed, Jwks, Subscription, SubscriptionConfig, SubscriptionError,
+    VerifiedWebhook, WakeNotification, WorkerEvent,
+};
+
+/// A batch handler shared by both drivers' workers: `Ok` acks the batch.
+pub type BatchFn = Arc<dyn Fn(&Batch) -> Result<(), String> + Send + Sync>;
+/// Sees a worker's other events.
+pub type EventFn = Arc<dyn Fn(&WorkerEvent) + Send + Sync>;
+
+/// The handler both drivers' workers run in tests.
+#[derive(Clone)]
+pub struct FnHandler {
+    batch: BatchFn,
+    event: EventFn,
+}
+
+impl std::fmt::Debug for FnHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnHandler").finish_non_exhaustive()
+    }
+}
+
+impl FnHandler {
+    /// A handler of `batch` and `event`.
+    pub fn new(batch: BatchFn, event: EventFn) -> FnHandler {
+        FnHandler { batch, event }
+    }
+}
+
+impl ds_tokio::WorkerHandler for FnHandler {
+    type Error = String;
+    async fn handle_batch(&mut self, batch: &Batch) -> Result<(), String> {
+        (self.batch)(batch)
+    }
+    fn on_event(&mut self, event: &WorkerEvent) {
+        (self.event)(event)
+    }
+}
+
+impl ds_blocking::WorkerHandler for FnHandler {
+    type Error = String;
+    fn handle_batch(&mut self, batch: &Batch) -> Result<(), String> {
+        (self.batch)(batch)
+    }
+    fn on_event(&mut self, event: &WorkerEvent) {
+        (self.event)(event)
+    }
+}
+
+impl AnyClient {
+    /// A handle to subscription `id` under `<base>/v1/stream`.
+    pub fn subscription(&self, id: &str) -> AnySubscription {
+        match self {
+            AnyClient::Tokio(rt, c) => AnySubscription::Tokio(rt.clone(), c.subscription(id)),
+            AnyClient::Blocking(c) => AnySubscription::Blocking(c.subscription(id)),
+        }
+    }
+
+    /// Sends a webhook callback.
+    pub fn send_callback(
+        &self,
+        n: &WakeNotification,
+        acks: Vec<Ack>,
+        done: bool,
+    ) -> Result<AckOutcome, SubscriptionError> {
+        match self {
+            AnyClient::Tokio(rt, c) => rt.block_on(c.send_callback(n, acks, done)),
+            AnyClient::Blocking(c) => c.send_callback(n, acks, done),
+        }
+    }
+}
+
+/// A subscription handle of either driver.
+#[derive(Debug, Clone)]
+pub enum AnySubscription {
+    /// tokio.
+    Tokio(Arc<tokio::runtime::Runtime>, ds_tokio::SubscriptionHandle),
+    /// blocking.
+    Blocking(ds_blocking::SubscriptionHandle),
+}
+
+macro_rules! both_sub {
+    ($self:ident, $h:ident => $call:expr) => {
+        match $self {
+            AnySubscription::Tokio(rt, $h) => rt.block_on(async { $call.await }),
+            AnySubscription::Blocking($h) => $call,
+        }
+    };
+}
+
+impl AnySubscription {
+    /// Create or re-confirm.
+    pub fn create(&self, c: SubscriptionConfig) -> Result<Confirmed, SubscriptionError> {
+        both_sub!(self, h => h.create(c.clone()))
+    }
+    /// Read.
+    pub fn get(&self) -> Result<Subscription, SubscriptionError> {
+        both_sub!(self, h => h.get())
+    }
+    /// Delete.
+    pub fn delete(&self) -> Result<(), SubscriptionError> {
+        both_sub!(self, h => h.delete())
+    }
+    /// Add explicit streams.
+    pub fn add_streams(&self, paths: &[&str]) -> Result<(), SubscriptionError> {
+        both_sub!(self, h => h.add_streams(paths))
+    }
+    /// Remove one explicit stream.
+    pub fn remove_stream(&self, path: &str) -> Result<(), SubscriptionError> {
+        both_sub!(self, h => h.remove_stream(path))
+    }
+    /// The JWKS.
+    pub fn jwks(&self) -> Result<Jwks, SubscriptionError> {
+        both_sub!(self, h => h.jwks())
+    }
+    /// A webhook verifier of the stream root's JWKS.
+    pub fn verifier(&self) -> AnyVerifier {
+        match self {
+            AnySubscription::Tokio(rt, h) => {
+                AnyVerifier::Tokio(rt.clone(), Arc::new(h.webhook_verifier().unwrap()))
+            }
+            AnySubscription::Blocking(h) => {
+                AnyVerifier::Blocking(Arc::new(h.webhook_verifier().unwrap()))
+            }
+        }
+    }
+    /// Starts a worker.
+    pub fn work(
+        &self,
+        options: ds_proto::driver::subscription::WorkerOptions,
+        handler: FnHandler,
+    ) -> Result<AnyWorker, SubscriptionError> {
+        match self {
+            AnySubscription::Tokio(rt, h) => {
+                let w = rt.block_on(h.work(options, handler))?;
+                Ok(AnyWorker::Tokio(rt.clone(), Some(w)))
+            }
+            AnySubscription::Blocking(h) => {
+                Ok(AnyWorker::Blocking(Some(h.work(options, handler)?)))
+            }
+        }
+    }
+}
+
+/// A running worker of either driver.
+#[derive(Debug)]
+pub enum AnyWorker {
+    /// tokio.
+    Tokio(Arc<tokio::runtime::Runtime>, Option<ds_tokio::WorkerHandle>),
+    /// blocking.
+    Blocking(Option<ds_blocking::WorkerHandle>),
+}
+
+impl AnyWorker {
+    /// Stops gracefully and waits; `true` when it stopped (rather than failed).
+    pub fn shutdown(mut self) -> bool {
+        match &mut self {
+            AnyWorker::Tokio(rt, w) => matches!(
+                rt.block_on(w.take().unwrap().shutdown()),
+                ds_tokio::WorkerExit::Stopped
+            ),
+            AnyWorker::Blocking(w) => matches!(
+                w.take().unwrap().shutdown(),
+                ds_blocking::WorkerExit::Stopped
+            ),
+        }
+    }
+    /// Kills it as a crash would: nothing more is sent.
+    pub fn abort(mut self) {
+        match &mut self {
+            AnyWorker::Tokio(_, w) => w.take().unwrap().abort(),
+            AnyWorker::Blocking(w) => w.take().unwrap().abort(),
+        }
+    }
+}
+
+/// A webhook verifier of either driver.
+#[derive(Debug, Clone)]
+pub enum AnyVerifier {
+    /// tokio.
+    Tokio(Arc<tokio::runtime::Runtime>, Arc<ds_tokio::WebhookVerifier>),
+    /// blocking.
+    Blocking(Arc<ds_blocking::WebhookVerifier>),
+}
+
+impl AnyVerifier {
+    /// Verifies at Unix time `unix_now`.
+    pub fn verify_at(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        unix_now: u64,
+    ) -> Result<VerifiedWebhook, ds_proto::driver::subscription::WebhookError> {
+        match self {
+            AnyVerifier::Tokio(rt, v) => rt.block_on(v.verify_at(headers, body, unix_now)),
+            AnyVerifier::Blocking(v) => v.verify_at(headers, body, unix_now),
+        }
+    }
+}

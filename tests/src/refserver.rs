@@ -99,6 +99,8 @@ pub struct RefServerOptions {
     /// Response compression when the client sends `Accept-Encoding`; `None` keeps the server's
     /// default (on).
     pub compression: Option<bool>,
+    /// Accept webhook subscriptions (`webhooks: true`; pull-wake routes are always mounted).
+    pub webhooks: bool,
 }
 
 impl Default for RefServerOptions {
@@ -108,6 +110,7 @@ impl Default for RefServerOptions {
             port: 0,
             data_dir: None,
             compression: None,
+            webhooks: false,
         }
     }
 }
@@ -156,6 +159,9 @@ impl RefServer {
         }
         if let Some(c) = options.compression {
             extra.insert("compression".into(), c.into());
+        }
+        if options.webhooks {
+            extra.insert("webhooks".into(), true.into());
         }
 
         let mut child = Command::new("node")

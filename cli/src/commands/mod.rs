@@ -7,8 +7,10 @@ mod delete;
 mod head;
 mod read;
 mod serve;
+mod sub;
+mod work;
 
-use crate::args::{Cli, Command, SubCommand};
+use crate::args::{Cli, Command};
 use crate::exit::Failure;
 use ds_tokio::{Client, RetryPolicy, StreamHandle};
 use std::time::Duration;
@@ -32,27 +34,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Head(args) => head::run(&stream(&args.stream)?).await,
         Command::Close(args) => close::run(&stream(&args.stream)?).await,
         Command::Delete(args) => delete::run(&stream(&args.stream)?).await,
-        // integration point (issue 17, item 7): each arm calls the driver's subscription API,
-        // `client.subscription(id)` (create with the config built from `SubCreateArgs`, get,
-        // delete, add, remove), prints the result, and maps a missing subscription to exit 2
-        // (`exit::NOT_FOUND`) as a missing stream is. Paths are stream-root relative.
-        Command::Sub(sub) => Err(not_available(match sub {
-            SubCommand::Create(_) => "sub create",
-            SubCommand::Get(_) => "sub get",
-            SubCommand::Delete(_) => "sub delete",
-            SubCommand::Add(_) => "sub add",
-            SubCommand::Remove(_) => "sub remove",
-        })),
-        // integration point (issue 17, item 7): `client.subscription(id)`'s pull-wake worker
-        // run loop, its handler writing the JSON lines `WorkArgs` documents (flush, then ack),
-        // and SIGINT/SIGTERM leading to a graceful stop that releases the claim (exit 0).
-        Command::Work(_) => Err(not_available("work")),
+        Command::Sub(sub) => sub::run(&sub, &client(&base_url)?).await,
+        Command::Work(args) => work::run(&args, &client(&base_url)?).await,
     }
-}
-
-/// The error of a command whose protocol support is not there yet (exit 4).
-fn not_available(command: &str) -> Failure {
-    Failure::Other(format!("`ds {command}` is not available yet"))
 }
 
 /// A client that gives up on an unreachable server within seconds, as a command-line tool

@@ -1,0 +1,492 @@
+//! Subscriptions (PROTOCOL.md 6, 7): the control operations of a [`SubscriptionHandle`], the
+//! pull-wake worker run loop ([`SubscriptionHandle::work`]: ds-proto's
+//! [`Worker`] machine on its own thread, calling a [`WorkerHandler`]), and the webhook helpers
+//! ([`WebhookVerifier`], [`Client::send_callback`]). The rules are ds-proto's
+//! (`ds_proto::subscription`, `ds_proto::driver::subscription`); this module sends, waits and
+//! calls the application.
+//!
+//! Delivery to a worker's handler is **at least once**: a batch is handed out again (to this
+//! worker or another) when its ack did not reach the server before the wake ended: the lease
+//! was lost, the handler failed and the wake was released, or the worker was stopped, aborted
+//! or crashed before the ack succeeded (see `ds_proto::subscription::worker`).
+
+use crate::client::Client;
+use crate::engine::{Engine, Msg, Wake};
+use bytes::Bytes;
+use ds_proto::driver::subscription::{
+    self as drv, signature_header, AddStreams, CreateSubscription, DeleteSubscription, FetchJwks,
+    GetSubscription, RemoveStream, SendCallback, SubscriptionCall, SubscriptionOneShot,
+    SubscriptionStep, VerifierStep, WebhookError,
+};
+use ds_proto::ops::CallOptions;
+use ds_proto::subscription::worker::WorkerFailure;
+use ds_proto::subscription::{
+    Ack, AckBody, AckOutcome, Batch, Confirmed, Jwks, JwksCache, Subscription, SubscriptionConfig,
+    SubscriptionError, SubscriptionRoot, Verification, VerifiedWebhook, WakeNotification, Worker,
+    WorkerEvent, DEFAULT_REPLAY_WINDOW,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use std::time::Instant;
+
+pub use ds_proto::driver::subscription::{WorkerAction, WorkerOptions};
+
+/// The stream root a client's subscriptions live under unless told otherwise.
+pub const DEFAULT_STREAM_ROOT: &str = "/v1/stream";
+
+impl Client {
+    /// A handle to subscription `id` under the stream root `<base URL>/v1/stream`.
+    pub fn subscription(&self, id: impl Into<String>) -> SubscriptionHandle {
+        self.subscription_at(DEFAULT_STREAM_ROOT, id)
+    }
+
+    /// A handle to subscription `id` under the stream root `root` (a path resolved against
+    /// the base URL, or an absolute URL).
+    pub fn subscription_at(&self, root: &str, id: impl Into<String>) -> SubscriptionHandle {
+        SubscriptionHandle {
+            client: self.clone(),
+            root: SubscriptionRoot::new(self.settings().resolve(root)),
+            id: id.into(),
+            call: CallOptions::default(),
+        }
+    }
+
+    /// Runs one subscription operation across its attempts.
+    pub(crate) fn run_subscription<O: SubscriptionOneShot>(
+        &self,
+        op: O,
+        call: &CallOptions,
+    ) -> Result<O::Output, SubscriptionError> {
+        let mut c =
+            SubscriptionCall::new(op, self.settings(), call, self.next_seed(), Instant::now())?;
+        loop {
+            let request = c.request(&self.extras(call))?;
+            let outcome = self.inner.transport.send_buffered_timeout(
+                request,
+                c.max_response_bytes(),
+                c.timeout(),
+            );
+            match c.outcome(outcome, Instant::now()) {
+                SubscriptionStep::Done(result) => return result,
+                SubscriptionStep::Retry { delay, .. } => std::thread::sleep(delay),
+            }
+        }
+    }
+
+    /// Sends a webhook callback (7.1) for `notification`: `acks` (progress per stream) and
+    /// `done` (finish the wake and release the lease). A stale wake answers
+    /// [`SubscriptionErrorKind::Fenced`](ds_proto::subscription::SubscriptionErrorKind::Fenced).
+    pub fn send_callback(
+        &self,
+        notification: &WakeNotification,
+        acks: Vec<Ack>,
+        done: bool,
+    ) -> Result<AckOutcome, SubscriptionError> {
+        let op = SendCallback {
+            url: notification.callback_url.clone(),
+            token: notification.callback_token.clone(),
+            ack: AckBody {
+                wake_id: notification.wake_id.clone(),
+                generation: notification.generation,
+                acks,
+                done,
+            },
+        };
+        self.run_subscription(op, &CallOptions::default())
+    }
+
+    /// A verifier of webhooks signed with the keys at `jwks_url` (the stream root's
+    /// `__ds/jwks.json`, or a subscription's `webhook.signing.jwks_url`), fetched through
+    /// this client.
+    pub fn webhook_verifier(&self, jwks_url: &str) -> WebhookVerifier {
+        WebhookVerifier {
+            client: self.clone(),
+            jwks_url: self.settings().resolve(jwks_url),
+            cache: Mutex::new(JwksCache::new(
+                Duration::from_secs(60),
+                DEFAULT_REPLAY_WINDOW,
+            )),
+        }
+    }
+}
+
+/// A handle to one subscription. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SubscriptionHandle {
+    client: Client,
+    root: Result<SubscriptionRoot, SubscriptionError>,
+    id: String,
+    call: CallOptions,
+}
+
+impl SubscriptionHandle {
+    /// The subscription id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The stream root (an error when the client's base URL and the root make no URL).
+    pub fn root(&self) -> Result<&SubscriptionRoot, SubscriptionError> {
+        self.root.as_ref().map_err(Clone::clone)
+    }
+
+    /// The same handle with per-call options (headers, timeout, retry policy).
+    pub fn with_options(&self, call: CallOptions) -> SubscriptionHandle {
+        SubscriptionHandle {
+            call,
+            ..self.clone()
+        }
+    }
+
+    fn run<O: SubscriptionOneShot>(&self, op: O) -> Result<O::Output, SubscriptionError> {
+        self.client.run_subscription(op, &self.call)
+    }
+
+    /// Creates the subscription, or re-confirms it with an identical configuration
+    /// (`created: false`); another configuration is
+    /// [`ConfigConflict`](ds_proto::subscription::SubscriptionErrorKind::ConfigConflict).
+    pub fn create(&self, config: SubscriptionConfig) -> Result<Confirmed, SubscriptionError> {
+        let root = self.root()?.clone();
+        let id = self.id.clone();
+        self.run(CreateSubscription { root, id, config })
+    }
+
+    /// Reads the subscription.
+    pub fn get(&self) -> Result<Subscription, SubscriptionError> {
+        let (root, id) = (self.root()?.clone(), self.id.clone());
+        self.run(GetSubscription { root, id })
+    }
+
+    /// Deletes the subscription.
+    pub fn delete(&self) -> Result<(), SubscriptionError> {
+        let (root, id) = (self.root()?.clone(), self.id.clone());
+        self.run(DeleteSubscription { root, id })
+    }
+
+    /// Links explicit streams (stream-root-relative paths).
+    pub fn add_streams<S: AsRef<str>>(&self, paths: &[S]) -> Result<(), SubscriptionError> {
+        let (root, id) = (self.root()?.clone(), self.id.clone());
+        let streams = paths.iter().map(|p| p.as_ref().to_owned()).collect();
+        self.run(AddStreams { root, id, streams })
+    }
+
+    /// Removes one explicit link (a matching pattern still links the stream).
+    pub fn remove_stream(&self, path: &str) -> Result<(), SubscriptionError> {
+        let (root, id) = (self.root()?.clone(), self.id.clone());
+        let path = path.to_owned();
+        self.run(RemoveStream { root, id, path })
+    }
+
+    /// The stream root's JWKS (the keys webhooks are signed with).
+    pub fn jwks(&self) -> Result<Jwks, SubscriptionError> {
+        let url = self.root()?.jwks_url();
+        self.run(FetchJwks { url })
+    }
+
+    /// A verifier of this stream root's webhooks ([`Client::webhook_verifier`] of its JWKS).
+    pub fn webhook_verifier(&self) -> Result<WebhookVerifier, SubscriptionError> {
+        Ok(self.client.webhook_verifier(&self.root()?.jwks_url()))
+    }
+
+    /// Starts a pull-wake worker on its own task, calling `handler` for every batch. Without
+    /// [`WorkerOptions::wake_stream`] the subscription is read first to learn its wake stream
+    /// (a missing subscription is
+    /// [`NotFound`](ds_proto::subscription::SubscriptionErrorKind::NotFound)).
+    pub fn work<H: WorkerHandler>(
+        &self,
+        options: WorkerOptions,
+        handler: H,
+    ) -> Result<WorkerHandle, SubscriptionError> {
+        let root = self.root()?.clone();
+        let subscription = match options.wake_stream {
+            Some(_) => None,
+            None => Some(self.get()?),
+        };
+        let wake = drv::worker_wake_stream(
+            &root,
+            &self.id,
+            options.wake_stream.as_deref(),
+            subscription.as_ref(),
+        )?;
+        let extras = self.client.extras(&self.call);
+        let config = options.config(root, &self.id, &wake, extras, self.client.next_seed());
+        let machine = Worker::new(config, Instant::now())?;
+        let engine =
+            Engine::new(machine, self.client.clone(), self.call.clone()).keep_authorization();
+        let wake = engine.commands();
+        let flags = Arc::new(Flags::default());
+        let f = flags.clone();
+        let thread = std::thread::Builder::new()
+            .name("ds-worker".into())
+            .spawn(move || run_worker(engine, handler, &f))
+            .expect("spawn the worker thread");
+        Ok(WorkerHandle {
+            flags,
+            wake,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The application's side of a worker.
+pub trait WorkerHandler: Send + 'static {
+    /// What `handle_batch` fails with.
+    type Error: Send + 'static;
+
+    /// Handles one batch of one stream (`batch.stream`, `batch.data`, `batch.next_offset`).
+    /// Return `Ok` once it is processed: the worker then acks `batch.next_offset`.
+    /// The engine does not run meanwhile: a handler that takes longer than the lease loses
+    /// it (ds-tokio's worker renews the lease while its handler runs).
+    fn handle_batch(&mut self, batch: &Batch) -> Result<(), Self::Error>;
+
+    /// Decides what follows a failed batch; releases the wake by default.
+    fn handle_error(&mut self, batch: &Batch, error: &Self::Error) -> WorkerAction {
+        let _ = (batch, error);
+        WorkerAction::Release
+    }
+
+    /// Sees every other event of the worker (claims, lease losses, retries, ...).
+    fn on_event(&mut self, event: &WorkerEvent) {
+        let _ = event;
+    }
+}
+
+/// How a worker ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerExit {
+    /// It stopped (after [`WorkerHandle::stop`], or a handler's [`WorkerAction::Stop`]).
+    Stopped,
+    /// It gave up (the subscription is gone, credentials refused, the wake stream failed).
+    Failed(WorkerFailure),
+}
+
+/// The stop and abort requests of a worker's handle.
+#[derive(Debug, Default)]
+struct Flags {
+    stop: AtomicBool,
+    abort: AtomicBool,
+}
+
+/// Controls a running worker. Dropping it stops the worker gracefully (and waits for it).
+#[derive(Debug)]
+pub struct WorkerHandle {
+    flags: Arc<Flags>,
+    wake: mpsc::SyncSender<Msg<()>>,
+    thread: Option<JoinHandle<WorkerExit>>,
+}
+
+impl WorkerHandle {
+    /// Asks the worker to stop: the batch being handled is finished and acked, the acks
+    /// recorded are sent, the claim is released. Never blocks.
+    pub fn stop(&self) {
+        self.flags.stop.store(true, Ordering::Release);
+        let _ = self.wake.try_send(Msg::Command(()));
+    }
+
+    /// Waits for the worker to end.
+    pub fn wait(mut self) -> WorkerExit {
+        let thread = self.thread.take().expect("the thread is joined once");
+        match thread.join() {
+            Ok(exit) => exit,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Stops the worker and waits for it.
+    pub fn shutdown(self) -> WorkerExit {
+        self.stop();
+        self.wait()
+    }
+
+    /// Kills the worker as a crash would: nothing more is sent (no ack, no release); its
+    /// lease expires on the server. A handler running finishes first, its result ignored.
+    pub fn abort(mut self) {
+        self.flags.abort.store(true, Ordering::Release);
+        let _ = self.wake.try_send(Msg::Command(()));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.flags.stop.store(true, Ordering::Release);
+            let _ = self.wake.try_send(Msg::Command(()));
+            let _ = t.join();
+        }
+    }
+}
+
+fn run_worker<H: WorkerHandler>(
+    mut engine: Engine<Worker>,
+    mut handler: H,
+    flags: &Flags,
+) -> WorkerExit {
+    loop {
+        if flags.abort.load(Ordering::Acquire) {
+            // Dropping the engine cancels every exchange; nothing more is sent.
+            return WorkerExit::Stopped;
+        }
+        if flags.stop.load(Ordering::Acquire) {
+            engine.machine.stop();
+        }
+        engine.flush_outputs();
+        match engine.machine.poll_event() {
+            Some(WorkerEvent::Batch(batch)) => {
+                // A batch of a wake no longer held (lease lost, released) is not handed out.
+                if engine.machine.held_generation() != Some(batch.generation) {
+                    continue;
+                }
+                loop {
+                    let result = handler.handle_batch(&batch);
+                    if flags.abort.load(Ordering::Acquire) {
+                        return WorkerExit::Stopped;
+                    }
+                    match result {
+                        Ok(()) => {
+                            let _ = engine.machine.ack(
+                                batch.generation,
+                                &batch.stream,
+                                batch.next_offset.clone(),
+                            );
+                            break;
+                        }
+                        Err(e) => match handler.handle_error(&batch, &e) {
+                            WorkerAction::Retry
+                                if engine.machine.held_generation() == Some(batch.generation) =>
+                            {
+                                continue
+                            }
+                            WorkerAction::Retry => break,
+                            WorkerAction::Release => {
+                                let _ = engine.machine.release(batch.generation);
+                                break;
+                            }
+                            WorkerAction::Stop => {
+                                engine.machine.stop();
+                                break;
+                            }
+                        },
+                    }
+                }
+            }
+            Some(WorkerEvent::Drained { generation }) => {
+                let _ = engine.machine.done(generation);
+            }
+            Some(WorkerEvent::Stopped) => {
+                engine.flush_outputs();
+                return WorkerExit::Stopped;
+            }
+            Some(WorkerEvent::Failed(f)) => {
+                engine.flush_outputs();
+                return WorkerExit::Failed(f);
+            }
+            Some(other) => handler.on_event(&other),
+            None => {
+                // A command is a stop or an abort: the flags are looked at above.
+                if let Wake::Idle = engine.step(true) {
+                    engine.machine.stop();
+                }
+            }
+        }
+    }
+}
+
+/// Verifies webhook requests (PROTOCOL.md 7.1, 12.10) with a JWKS fetched and cached through
+/// the client: an unknown `kid` refetches the key set once (bounded by ds-proto's
+/// [`JwksCache`]). Share it between threads (`Arc`).
+#[derive(Debug)]
+pub struct WebhookVerifier {
+    client: Client,
+    jwks_url: String,
+    cache: Mutex<JwksCache>,
+}
+
+impl WebhookVerifier {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JwksCache> {
+        // A poisoned lock is harmless: the cache's state is always valid.
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Verifies a request's `Webhook-Signature` header against its raw body, with the
+    /// system clock's Unix time.
+    pub fn verify(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<VerifiedWebhook, WebhookError> {
+        self.verify_at(headers, body, unix_now())
+    }
+
+    /// Like [`WebhookVerifier::verify`], at Unix time `unix_now` (seconds).
+    pub fn verify_at(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        unix_now: u64,
+    ) -> Result<VerifiedWebhook, WebhookError> {
+        let header = signature_header(headers);
+        let mut fetched = 0;
+        loop {
+            let verdict = self.lock().verify(header, body, unix_now, Instant::now());
+            match verdict {
+                Verification::Valid(v) => return Ok(v),
+                Verification::Invalid(r) => return Err(WebhookError::Rejected(r)),
+                Verification::FetchJwks => {
+                    if VerifierStep::after_fetch_request(fetched) == VerifierStep::Refuse {
+                        let kid = ds_proto::subscription::SignatureHeader::parse(
+                            header.unwrap_or_default(),
+                        )
+                        .map(|h| h.kid)
+                        .unwrap_or_default();
+                        return Err(WebhookError::Rejected(
+                            ds_proto::subscription::WebhookRejection::UnknownKid { kid },
+                        ));
+                    }
+                    fetched += 1;
+                    let op = FetchJwks {
+                        url: self.jwks_url.clone(),
+                    };
+                    match self.client.run_subscription(op, &CallOptions::default()) {
+                        Ok(jwks) => self.lock().update(jwks, Instant::now()),
+                        Err(e) => {
+                            self.lock().fetch_failed(Instant::now());
+                            return Err(WebhookError::Jwks(e));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Verifies the request and parses its [`WakeNotification`], checking it is for
+    /// `subscription_id`.
+    pub fn notification(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        subscription_id: &str,
+    ) -> Result<WakeNotification, WebhookError> {
+        self.verify(headers, body)?;
+        Ok(WakeNotification::parse_for(body, subscription_id)?)
+    }
+}
+
+/// The response body that finishes a webhook synchronously: `{"done":true}`.
+pub fn webhook_done_body() -> Bytes {
+    ds_proto::subscription::webhook_done_body()
+}
+
+/// The system clock's Unix time in seconds (the replay window's clock).
+#[allow(clippy::disallowed_methods)] // the driver owns the clock
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

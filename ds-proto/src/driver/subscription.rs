@@ -1,0 +1,673 @@
+//! Subscription operations for drivers (PROTOCOL.md 6, 7), sans IO: one-shot descriptors for
+//! the control routes, the JWKS and webhook callbacks ([`SubscriptionOneShot`]), run across
+//! their attempts by [`SubscriptionCall`] as stream operations are by
+//! [`Call`](super::call::Call); the options of a driver's worker run loop ([`WorkerOptions`],
+//! [`WorkerAction`]); and the decisions of a driver's webhook verifier ([`VerifierStep`]).
+//!
+//! ```text
+//! let mut call = SubscriptionCall::new(op, &settings, &call_options, seed, now)?;
+//! loop {
+//!     let request = call.request(&extras)?;
+//!     match call.outcome(send(request), now) {
+//!         SubscriptionStep::Done(result) => return result,
+//!         SubscriptionStep::Retry { delay, .. } => sleep(delay),
+//!     }
+//! }
+//! ```
+
+use crate::driver::client::{check_call_options, transport_error, ClientSettings};
+use crate::error::Operation;
+use crate::exchange::TransportError;
+use crate::offset::Offset;
+use crate::ops::{CallOptions, RequestExtras};
+use crate::retry::{Retrier, RetryPolicy};
+use crate::rng::Rng;
+use crate::subscription::{
+    self as sub, AckBody, AckOutcome, Confirmed, Jwks, Subscription, SubscriptionConfig,
+    SubscriptionError, SubscriptionErrorKind, SubscriptionOp, SubscriptionRoot, WorkerConfig,
+};
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+/// A one-shot subscription operation: the builder and interpreter of its exchange.
+pub trait SubscriptionOneShot {
+    /// What a successful answer gives.
+    type Output;
+    /// Which operation this is.
+    fn op(&self) -> SubscriptionOp;
+    /// The URL of the request (for errors), without query.
+    fn url(&self) -> String;
+    /// The request of one attempt, with the client's `extras`.
+    fn request(&self, extras: &RequestExtras) -> Result<http::Request<Bytes>, SubscriptionError>;
+    /// Interprets the whole answer.
+    fn response(
+        &self,
+        parts: &http::response::Parts,
+        body: &[u8],
+    ) -> Result<Self::Output, SubscriptionError>;
+}
+
+/// Create or re-confirm (`PUT`, 6.2).
+#[derive(Debug, Clone)]
+pub struct CreateSubscription {
+    /// The stream root.
+    pub root: SubscriptionRoot,
+    /// The subscription id.
+    pub id: String,
+    /// The configuration.
+    pub config: SubscriptionConfig,
+}
+
+/// Read (`GET`, 6.3).
+#[derive(Debug, Clone)]
+pub struct GetSubscription {
+    /// The stream root.
+    pub root: SubscriptionRoot,
+    /// The subscription id.
+    pub id: String,
+}
+
+/// Delete (`DELETE`, 6.3).
+#[derive(Debug, Clone)]
+pub struct DeleteSubscription {
+    /// The stream root.
+    pub root: SubscriptionRoot,
+    /// The subscription id.
+    pub id: String,
+}
+
+/// Add explicit streams (6.4).
+#[derive(Debug, Clone)]
+pub struct AddStreams {
+    /// The stream root.
+    pub root: SubscriptionRoot,
+    /// The subscription id.
+    pub id: String,
+    /// Stream-root-relative paths.
+    pub streams: Vec<String>,
+}
+
+/// Remove one explicit stream (6.4).
+#[derive(Debug, Clone)]
+pub struct RemoveStream {
+    /// The stream root.
+    pub root: SubscriptionRoot,
+    /// The subscription id.
+    pub id: String,
+    /// The stream-root-relative path (may contain slashes).
+    pub path: String,
+}
+
+/// Fetch a JWKS (6.5).
+#[derive(Debug, Clone)]
+pub struct FetchJwks {
+    /// `<root>/__ds/jwks.json`, or a subscription's `jwks_url`.
+    pub url: String,
+}
+
+/// A webhook callback (7.1): acks, `done`.
+#[derive(Debug, Clone)]
+pub struct SendCallback {
+    /// The notification's `callback_url`.
+    pub url: String,
+    /// The notification's `callback_token`.
+    pub token: String,
+    /// The acks and `done`.
+    pub ack: AckBody,
+}
+
+impl SubscriptionOneShot for CreateSubscription {
+    type Output = Confirmed;
+    fn op(&self) -> SubscriptionOp {
+        SubscriptionOp::Create
+    }
+    fn url(&self) -> String {
+        self.root.subscription_url(&self.id)
+    }
+    fn request(&self, extras: &RequestExtras) -> Result<http::Request<Bytes>, SubscriptionError> {
+        sub::create_subscription_request(&self.root, &self.id, &self.config, extras)
+    }
+    fn response(
+        &self,
+        parts: &http::response::Parts,
+        body: &[u8],
+    ) -> Result<Confirmed, SubscriptionError> {
+        sub::create_subscription_response(&self.root, &self.id, parts, body)
+    }
+}
+
+impl SubscriptionOneShot for GetSubscription {
+    type Output = Subscription;
+    fn op(&self) -> SubscriptionOp {
+        SubscriptionOp::Get
+    }
+    fn url(&self) -> String {
+        self.root.subscription_url(&self.id)
+    }
+    fn request(&self, extras: &RequestExtras) -> Result<http::Request<Bytes>, SubscriptionError> {
+        sub::get_subscription_request(&self.root, &self.id, extras)
+    }
+    fn response(
+        &self,
+        parts: &http::response::Parts,
+        body: &[u8],
+    ) -> Result<Subscription, SubscriptionError> {
+        sub::get_subscription_response(&self.root, &self.id, parts, body)
+    }
+}
+
+impl SubscriptionOneShot for DeleteSubscription {
+    type Output = ();
+    fn op(&self) -> SubscriptionOp {
+        SubscriptionOp::Delete
+    }
+    fn url(&self) -> String {
+        self.root.subscription_url(&self.id)
+    }
+    fn request(&self, extras: &RequestExtras) -> Result<http::Request<Bytes>, SubscriptionError> {
+        sub::delete_subscription_request(&self.root, &self.id, extras)
+    }
+    fn response(
+        &self,
+        parts: &http::response::Parts,
+        body: &[u8],
+    ) -> Result<(), SubscriptionError> {
+        sub::delete_subscription_response(&self.root, &self.id, parts, body)
+    }
+}
+
+impl SubscriptionOneShot for AddStreams {
+    type Output = ();
+    fn op(&self) -> SubscriptionOp {
+        SubscriptionOp::AddStreams
+    }
+    fn url(&self) -> String {
+        format!("{}/streams", self.root.subscription_url(&self.id))
+    }
+    fn request(&self, extras: &RequestExtras) -> Result<http::Request<Bytes>, SubscriptionError> {
+        let streams: Vec<&str> = self.streams.iter().map(String::as_str).collect();
+        sub::add_streams_request(&self.root, &self.id, &streams, extras)
+    }
+    fn response(
+        &self,
+        parts: &http::response::Parts,
+        body: &[u8],
+    ) -> Result<(), SubscriptionError> {
+        sub::add_streams_response(&self.root, &self.id, parts, body)
+    }
+}
+
+impl SubscriptionOneShot for RemoveStream {
+    type Output = ();
+    fn op(&self) -> SubscriptionOp {
+        SubscriptionOp::RemoveStream
+    }
+    fn url(&self) -> String {
+        format!("{}/streams", self.root.subscription_url(&self.id))
+    }
+    fn request(&self, extras: &RequestExtras) -> Result<http::Request<Bytes>, SubscriptionError> {
+        sub::remove_stream_request(&self.root, &self.id, &self.path, extras)
+    }
+    fn response(
+        &self,
+        parts: &http::response::Parts,
+        body: &[u8],
+    ) -> Result<(), SubscriptionError> {
+        sub::remove_stream_response(&self.root, &self.id, &self.path, parts, body)
+    }
+}
+
+impl SubscriptionOneShot for FetchJwks {
+    type Output = Jwks;
+    fn op(&self) -> SubscriptionOp {
+        SubscriptionOp::Jwks
+    }
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+    fn request(&self, extras: &RequestExtras) -> Result<http::Request<Bytes>, SubscriptionError> {
+        sub::jwks_request_at(&self.url, extras)
+    }
+    fn response(
+        &self,
+        parts: &http::response::Parts,
+        body: &[u8],
+    ) -> Result<Jwks, SubscriptionError> {
+        sub::jwks_response(&self.url, parts, body)
+    }
+}
+
+impl SubscriptionOneShot for SendCallback {
+    type Output = AckOutcome;
+    fn op(&self) -> SubscriptionOp {
+        SubscriptionOp::Callback
+    }
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+    fn request(&self, extras: &RequestExtras) -> Result<http::Request<Bytes>, SubscriptionError> {
+        // The callback token is the credential: a client-wide `Authorization` must not
+        // replace it, so it is left out here (the builder sets the token).
+        let mut extras = extras.clone();
+        extras.headers.remove(http::header::AUTHORIZATION);
+        sub::callback_request(&self.url, &self.token, &self.ack, &extras)
+    }
+    fn response(
+        &self,
+        parts: &http::response::Parts,
+        body: &[u8],
+    ) -> Result<AckOutcome, SubscriptionError> {
+        sub::callback_response(&self.url, parts, body)
+    }
+}
+
+/// What the driver does next.
+#[derive(Debug)]
+pub enum SubscriptionStep<T> {
+    /// The operation ended.
+    Done(Result<T, SubscriptionError>),
+    /// Wait `delay`, then send the next attempt.
+    Retry {
+        /// How long to wait.
+        delay: Duration,
+        /// What the attempt failed with.
+        error: SubscriptionError,
+    },
+}
+
+/// One subscription operation across its attempts: 429, 5xx and transport failures are
+/// retried with the retry policy when the operation is safe to repeat
+/// ([`SubscriptionOp::is_idempotent`]).
+#[derive(Debug)]
+pub struct SubscriptionCall<O> {
+    op: O,
+    retrier: Retrier,
+    rng: Rng,
+    timeout: Option<Duration>,
+    max_response_bytes: usize,
+}
+
+impl<O: SubscriptionOneShot> SubscriptionCall<O> {
+    /// Starts `op` at `now` with the client's `settings` and the handle's `call` options.
+    /// Bad call options are refused before anything is sent.
+    pub fn new(
+        op: O,
+        settings: &ClientSettings,
+        call: &CallOptions,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, SubscriptionError> {
+        let url = op.url();
+        check_call_options(call, Operation::Head, &url).map_err(|e| {
+            SubscriptionError::new(op.op(), &url, SubscriptionErrorKind::Http(e.kind))
+        })?;
+        let policy: &RetryPolicy = call.retry.as_ref().unwrap_or(&settings.retry);
+        let retrier = Retrier::with_rule(policy, op.op().is_idempotent(), now);
+        Ok(SubscriptionCall {
+            retrier,
+            rng: Rng::new(seed),
+            timeout: call.timeout.or(settings.request_timeout),
+            max_response_bytes: settings.max_response_bytes,
+            op,
+        })
+    }
+
+    /// The operation.
+    pub fn op(&self) -> &O {
+        &self.op
+    }
+
+    /// How long one attempt may take (`None`: no limit).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The most bytes an answer's body may have.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    /// Attempts made so far, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.retrier.attempts()
+    }
+
+    /// The request of the next attempt.
+    pub fn request(
+        &self,
+        extras: &RequestExtras,
+    ) -> Result<http::Request<Bytes>, SubscriptionError> {
+        self.op.request(extras)
+    }
+
+    /// What came of the attempt, at `now`.
+    pub fn outcome(
+        &mut self,
+        outcome: Result<(http::response::Parts, Bytes), TransportError>,
+        now: Instant,
+    ) -> SubscriptionStep<O::Output> {
+        let result = match outcome {
+            Ok((parts, body)) => self.op.response(&parts, &body),
+            Err(e) => {
+                let url = self.op.url();
+                let kind = transport_error(Operation::Head, &url, e).kind;
+                Err(SubscriptionError::new(
+                    self.op.op(),
+                    &url,
+                    SubscriptionErrorKind::Http(kind),
+                ))
+            }
+        };
+        let error = match result {
+            Ok(output) => return SubscriptionStep::Done(Ok(output)),
+            Err(e) => e,
+        };
+        let seen = error.clone();
+        match self.retrier.on_failure(error, now, &mut self.rng) {
+            Ok(delay) => SubscriptionStep::Retry { delay, error: seen },
+            Err(e) => SubscriptionStep::Done(Err(e)),
+        }
+    }
+}
+
+/// The options of a driver's worker run loop (`SubscriptionHandle::work`).
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// This worker's name (claims name it; `ALREADY_CLAIMED` reports the holder).
+    pub worker: String,
+    /// The wake stream to follow (stream-root relative); `None`: the subscription's, read
+    /// with a `get` when the worker starts.
+    pub wake_stream: Option<String>,
+    /// Where to follow the wake stream from (default its tail, [`Offset::now`]).
+    pub wake_offset: Offset,
+    /// Retry policy of claims, acks, releases and reads; `None`: unlimited retries
+    /// ([`WorkerConfig::new`]'s default; acks are bounded by the lease anyway).
+    pub retry: Option<RetryPolicy>,
+    /// Heartbeat interval; `None`: a third of the lease.
+    pub heartbeat_interval: Option<Duration>,
+    /// The deadline of each claim, ack and release.
+    pub request_timeout: Duration,
+}
+
+impl WorkerOptions {
+    /// Options with the defaults documented on each field.
+    pub fn new(worker: impl Into<String>) -> WorkerOptions {
+        WorkerOptions {
+            worker: worker.into(),
+            wake_stream: None,
+            wake_offset: Offset::now(),
+            retry: None,
+            heartbeat_interval: None,
+            request_timeout: WorkerConfig::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// Follows `path` instead of the subscription's wake stream.
+    pub fn wake_stream(mut self, path: impl Into<String>) -> Self {
+        self.wake_stream = Some(path.into());
+        self
+    }
+
+    /// Follows the wake stream from `offset`.
+    pub fn wake_offset(mut self, offset: Offset) -> Self {
+        self.wake_offset = offset;
+        self
+    }
+
+    /// The [`WorkerConfig`] of these options for subscription `id` under `root`, following
+    /// `wake_stream`, with the client's `extras` (credentials for claims and reads) and
+    /// `seed`.
+    pub fn config(
+        &self,
+        root: SubscriptionRoot,
+        id: &str,
+        wake_stream: &str,
+        extras: RequestExtras,
+        seed: u64,
+    ) -> WorkerConfig {
+        let mut config = WorkerConfig::new(root, id, self.worker.clone(), wake_stream);
+        config.wake_offset = self.wake_offset.clone();
+        if let Some(r) = &self.retry {
+            config.retry = r.clone();
+        }
+        config.heartbeat_interval = self.heartbeat_interval;
+        config.request_timeout = self.request_timeout;
+        config.rng_seed = seed;
+        config.extras = extras;
+        config
+    }
+}
+
+/// The wake stream a worker follows: the one asked for, or the subscription's. A subscription
+/// without one (a webhook subscription) is [`SubscriptionErrorKind::InvalidRequest`]-like
+/// invalid input.
+pub fn worker_wake_stream(
+    root: &SubscriptionRoot,
+    id: &str,
+    asked: Option<&str>,
+    subscription: Option<&Subscription>,
+) -> Result<String, SubscriptionError> {
+    if let Some(w) = asked {
+        return Ok(w.to_owned());
+    }
+    subscription
+        .and_then(|s| s.wake_stream.clone())
+        .ok_or_else(|| {
+            SubscriptionError::invalid_input(
+                SubscriptionOp::Claim,
+                &root.subscription_url(id),
+                crate::InputReason::Config,
+                "the subscription has no wake stream (is it a webhook subscription?)",
+            )
+        })
+}
+
+/// What a worker's error hook decides after the handler failed on a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerAction {
+    /// Hand the same batch to the handler again at once (the tokio driver renews the lease
+    /// meanwhile). A handler that fails fast should wait before it fails again.
+    Retry,
+    /// Give the wake up: ack what was handled, release the lease, and wait for the next
+    /// wake (the unhandled batches come again, to this worker or another).
+    Release,
+    /// Stop the worker: ack what was handled, release the lease, end.
+    Stop,
+}
+
+/// Why a driver's webhook verifier refused a request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// The request is not a valid webhook (answer 401 or 400 and do no work).
+    #[error("webhook refused: {0}")]
+    Rejected(#[from] sub::WebhookRejection),
+    /// The JWKS could not be fetched (answer 503: the server retries the webhook).
+    #[error("cannot fetch the JWKS: {0}")]
+    Jwks(SubscriptionError),
+}
+
+/// The `Webhook-Signature` value of a request's headers (`None` when absent or not text).
+pub fn signature_header(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(sub::WEBHOOK_SIGNATURE)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// What a driver's webhook verifier does after [`JwksCache::verify`](sub::JwksCache::verify)
+/// answered [`Verification::FetchJwks`](sub::Verification::FetchJwks): at most one fetch per
+/// request, so a request whose kid is still unknown after it is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifierStep {
+    /// Fetch the JWKS, update the cache, and verify again.
+    Fetch,
+    /// A fetch was made for this request already: refuse it as an unknown kid.
+    Refuse,
+}
+
+impl VerifierStep {
+    /// The step after a `FetchJwks` answer, when `fetched` fetches were made for this request.
+    pub fn after_fetch_request(fetched: u32) -> VerifierStep {
+        if fetched == 0 {
+            VerifierStep::Fetch
+        } else {
+            VerifierStep::Refuse
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::TransportErrorKind;
+    use crate::ErrorKind;
+
+    fn root() -> SubscriptionRoot {
+        SubscriptionRoot::new("http://h/v1/stream").unwrap()
+    }
+
+    fn parts(status: u16) -> http::response::Parts {
+        http::Response::builder()
+            .status(status)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn a_get_is_retried_after_a_503_then_reads_the_subscription() {
+        let now = t0();
+        let s = ClientSettings::default();
+        let op = GetSubscription {
+            root: root(),
+            id: "s1".into(),
+        };
+        let mut call = SubscriptionCall::new(op, &s, &CallOptions::default(), 3, now).unwrap();
+        let req = call.request(&RequestExtras::default()).unwrap();
+        assert_eq!(req.uri().path(), "/v1/stream/__ds/subscriptions/s1");
+        assert!(matches!(
+            call.outcome(Ok((parts(503), Bytes::new())), now),
+            SubscriptionStep::Retry { .. }
+        ));
+        let body =
+            Bytes::from_static(br#"{"id":"s1","type":"pull-wake","wake_stream":"w","streams":[]}"#);
+        match call.outcome(Ok((parts(200), body)), now) {
+            SubscriptionStep::Done(Ok(sub)) => assert_eq!(sub.wake_stream.as_deref(), Some("w")),
+            other => panic!("expected the subscription, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_subscription_is_not_retried() {
+        let now = t0();
+        let s = ClientSettings::default();
+        let op = DeleteSubscription {
+            root: root(),
+            id: "gone".into(),
+        };
+        let mut call = SubscriptionCall::new(op, &s, &CallOptions::default(), 3, now).unwrap();
+        let body =
+            Bytes::from_static(br#"{"error":{"code":"SUBSCRIPTION_NOT_FOUND","message":"no"}}"#);
+        match call.outcome(Ok((parts(404), body)), now) {
+            SubscriptionStep::Done(Err(e)) => {
+                assert!(matches!(e.kind, SubscriptionErrorKind::NotFound { .. }))
+            }
+            other => panic!("expected not found, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stale_callback_is_fenced_and_a_large_body_is_a_limit() {
+        let now = t0();
+        let s = ClientSettings::default();
+        let op = SendCallback {
+            url: "http://h/v1/stream/__ds/callback/s1".into(),
+            token: "tok".into(),
+            ack: AckBody {
+                wake_id: "w".into(),
+                generation: 1,
+                acks: vec![],
+                done: true,
+            },
+        };
+        let mut extras = RequestExtras::default();
+        extras.headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer service"),
+        );
+        let mut call = SubscriptionCall::new(op, &s, &CallOptions::default(), 3, now).unwrap();
+        let req = call.request(&extras).unwrap();
+        assert_eq!(req.headers()[http::header::AUTHORIZATION], "Bearer tok");
+        let body = Bytes::from_static(br#"{"error":{"code":"FENCED","message":"stale"}}"#);
+        match call.outcome(Ok((parts(409), body)), now) {
+            SubscriptionStep::Done(Err(e)) => assert!(e.is_fenced()),
+            other => panic!("expected fenced, got {other:?}"),
+        }
+        let op = FetchJwks {
+            url: root().jwks_url(),
+        };
+        let mut call = SubscriptionCall::new(op, &s, &CallOptions::default(), 3, now).unwrap();
+        let big = TransportError::new(TransportErrorKind::TooLarge, "over");
+        match call.outcome(Err(big), now) {
+            SubscriptionStep::Done(Err(e)) => assert!(matches!(
+                e.kind,
+                SubscriptionErrorKind::Http(ErrorKind::LimitExceeded(_))
+            )),
+            other => panic!("expected a limit error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_call_options_and_bad_input_are_refused_before_sending() {
+        let now = t0();
+        let s = ClientSettings::default();
+        let zero = CallOptions {
+            timeout: Some(Duration::ZERO),
+            ..CallOptions::default()
+        };
+        let op = GetSubscription {
+            root: root(),
+            id: "s".into(),
+        };
+        assert!(SubscriptionCall::new(op, &s, &zero, 1, now).is_err());
+        let op = AddStreams {
+            root: root(),
+            id: "s".into(),
+            streams: vec![],
+        };
+        let call = SubscriptionCall::new(op, &s, &CallOptions::default(), 1, now).unwrap();
+        assert!(call.request(&RequestExtras::default()).is_err());
+    }
+
+    #[test]
+    fn worker_options_fill_the_config_and_the_wake_stream_defaults_to_the_subscriptions() {
+        let o = WorkerOptions::new("w1").wake_offset(Offset::beginning());
+        let c = o.config(root(), "s1", "wake", RequestExtras::default(), 9);
+        assert_eq!(c.worker, "w1");
+        assert_eq!(c.wake_stream, "wake");
+        assert_eq!(c.wake_offset, Offset::beginning());
+        assert_eq!(c.rng_seed, 9);
+        let sub: Subscription =
+            serde_json::from_str(r#"{"id":"s1","type":"pull-wake","wake_stream":"w"}"#).unwrap();
+        assert_eq!(
+            worker_wake_stream(&root(), "s1", None, Some(&sub)).unwrap(),
+            "w"
+        );
+        assert_eq!(
+            worker_wake_stream(&root(), "s1", Some("x"), Some(&sub)).unwrap(),
+            "x"
+        );
+        let hook: Subscription =
+            serde_json::from_str(r#"{"id":"s1","type":"webhook","webhook":{"url":"https://x"}}"#)
+                .unwrap();
+        assert!(worker_wake_stream(&root(), "s1", None, Some(&hook)).is_err());
+        assert_eq!(VerifierStep::after_fetch_request(0), VerifierStep::Fetch);
+        assert_eq!(VerifierStep::after_fetch_request(1), VerifierStep::Refuse);
+    }
+}
