@@ -14,15 +14,12 @@ use crate::client::Client;
 use crate::engine::{Engine, Msg, Wake};
 use bytes::Bytes;
 use ds_proto::driver::subscription::{
-    self as drv, signature_header, AddStreams, CreateSubscription, DeleteSubscription, FetchJwks,
-    GetSubscription, RemoveStream, SendCallback, SubscriptionCall, SubscriptionOneShot,
+    self as drv, signature_header, FetchJwks, SubscriptionCall, SubscriptionOneShot,
     SubscriptionStep, VerifierStep, WebhookError,
 };
 use ds_proto::ops::CallOptions;
-use ds_proto::subscription::worker::WorkerFailure;
 use ds_proto::subscription::{
-    Ack, AckBody, AckOutcome, Batch, Confirmed, Jwks, JwksCache, Subscription, SubscriptionConfig,
-    SubscriptionError, SubscriptionRoot, Verification, VerifiedWebhook, WakeNotification, Worker,
+    Batch, JwksCache, SubscriptionError, Verification, VerifiedWebhook, WakeNotification, Worker,
     WorkerEvent, DEFAULT_REPLAY_WINDOW,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,28 +28,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use std::time::Instant;
 
-pub use ds_proto::driver::subscription::{WorkerAction, WorkerOptions};
+use ds_proto::driver::subscription::WorkerStep;
+pub use ds_proto::driver::subscription::{WorkerAction, WorkerExit, WorkerOptions};
 
-/// The stream root a client's subscriptions live under unless told otherwise.
-pub const DEFAULT_STREAM_ROOT: &str = "/v1/stream";
+ds_proto::__subscription_handle!(; );
 
 impl Client {
-    /// A handle to subscription `id` under the stream root `<base URL>/v1/stream`.
-    pub fn subscription(&self, id: impl Into<String>) -> SubscriptionHandle {
-        self.subscription_at(DEFAULT_STREAM_ROOT, id)
-    }
-
-    /// A handle to subscription `id` under the stream root `root` (a path resolved against
-    /// the base URL, or an absolute URL).
-    pub fn subscription_at(&self, root: &str, id: impl Into<String>) -> SubscriptionHandle {
-        SubscriptionHandle {
-            client: self.clone(),
-            root: SubscriptionRoot::new(self.settings().resolve(root)),
-            id: id.into(),
-            call: CallOptions::default(),
-        }
-    }
-
     /// Runs one subscription operation across its attempts.
     pub(crate) fn run_subscription<O: SubscriptionOneShot>(
         &self,
@@ -75,28 +56,6 @@ impl Client {
         }
     }
 
-    /// Sends a webhook callback (7.1) for `notification`: `acks` (progress per stream) and
-    /// `done` (finish the wake and release the lease). A stale wake answers
-    /// [`SubscriptionErrorKind::Fenced`](ds_proto::subscription::SubscriptionErrorKind::Fenced).
-    pub fn send_callback(
-        &self,
-        notification: &WakeNotification,
-        acks: Vec<Ack>,
-        done: bool,
-    ) -> Result<AckOutcome, SubscriptionError> {
-        let op = SendCallback {
-            url: notification.callback_url.clone(),
-            token: notification.callback_token.clone(),
-            ack: AckBody {
-                wake_id: notification.wake_id.clone(),
-                generation: notification.generation,
-                acks,
-                done,
-            },
-        };
-        self.run_subscription(op, &CallOptions::default())
-    }
-
     /// A verifier of webhooks signed with the keys at `jwks_url` (the stream root's
     /// `__ds/jwks.json`, or a subscription's `webhook.signing.jwks_url`), fetched through
     /// this client.
@@ -112,84 +71,7 @@ impl Client {
     }
 }
 
-/// A handle to one subscription. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct SubscriptionHandle {
-    client: Client,
-    root: Result<SubscriptionRoot, SubscriptionError>,
-    id: String,
-    call: CallOptions,
-}
-
 impl SubscriptionHandle {
-    /// The subscription id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The stream root (an error when the client's base URL and the root make no URL).
-    pub fn root(&self) -> Result<&SubscriptionRoot, SubscriptionError> {
-        self.root.as_ref().map_err(Clone::clone)
-    }
-
-    /// The same handle with per-call options (headers, timeout, retry policy).
-    pub fn with_options(&self, call: CallOptions) -> SubscriptionHandle {
-        SubscriptionHandle {
-            call,
-            ..self.clone()
-        }
-    }
-
-    fn run<O: SubscriptionOneShot>(&self, op: O) -> Result<O::Output, SubscriptionError> {
-        self.client.run_subscription(op, &self.call)
-    }
-
-    /// Creates the subscription, or re-confirms it with an identical configuration
-    /// (`created: false`); another configuration is
-    /// [`ConfigConflict`](ds_proto::subscription::SubscriptionErrorKind::ConfigConflict).
-    pub fn create(&self, config: SubscriptionConfig) -> Result<Confirmed, SubscriptionError> {
-        let root = self.root()?.clone();
-        let id = self.id.clone();
-        self.run(CreateSubscription { root, id, config })
-    }
-
-    /// Reads the subscription.
-    pub fn get(&self) -> Result<Subscription, SubscriptionError> {
-        let (root, id) = (self.root()?.clone(), self.id.clone());
-        self.run(GetSubscription { root, id })
-    }
-
-    /// Deletes the subscription.
-    pub fn delete(&self) -> Result<(), SubscriptionError> {
-        let (root, id) = (self.root()?.clone(), self.id.clone());
-        self.run(DeleteSubscription { root, id })
-    }
-
-    /// Links explicit streams (stream-root-relative paths).
-    pub fn add_streams<S: AsRef<str>>(&self, paths: &[S]) -> Result<(), SubscriptionError> {
-        let (root, id) = (self.root()?.clone(), self.id.clone());
-        let streams = paths.iter().map(|p| p.as_ref().to_owned()).collect();
-        self.run(AddStreams { root, id, streams })
-    }
-
-    /// Removes one explicit link (a matching pattern still links the stream).
-    pub fn remove_stream(&self, path: &str) -> Result<(), SubscriptionError> {
-        let (root, id) = (self.root()?.clone(), self.id.clone());
-        let path = path.to_owned();
-        self.run(RemoveStream { root, id, path })
-    }
-
-    /// The stream root's JWKS (the keys webhooks are signed with).
-    pub fn jwks(&self) -> Result<Jwks, SubscriptionError> {
-        let url = self.root()?.jwks_url();
-        self.run(FetchJwks { url })
-    }
-
-    /// A verifier of this stream root's webhooks ([`Client::webhook_verifier`] of its JWKS).
-    pub fn webhook_verifier(&self) -> Result<WebhookVerifier, SubscriptionError> {
-        Ok(self.client.webhook_verifier(&self.root()?.jwks_url()))
-    }
-
     /// Starts a pull-wake worker on its own task, calling `handler` for every batch. Without
     /// [`WorkerOptions::wake_stream`] the subscription is read first to learn its wake stream
     /// (a missing subscription is
@@ -251,15 +133,6 @@ pub trait WorkerHandler: Send + 'static {
     fn on_event(&mut self, event: &WorkerEvent) {
         let _ = event;
     }
-}
-
-/// How a worker ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WorkerExit {
-    /// It stopped (after [`WorkerHandle::stop`], or a handler's [`WorkerAction::Stop`]).
-    Stopped,
-    /// It gave up (the subscription is gone, credentials refused, the wake stream failed).
-    Failed(WorkerFailure),
 }
 
 /// The stop and abort requests of a worker's handle.
@@ -335,57 +208,27 @@ fn run_worker<H: WorkerHandler>(
             engine.machine.stop();
         }
         engine.flush_outputs();
-        match engine.machine.poll_event() {
-            Some(WorkerEvent::Batch(batch)) => {
-                // A batch of a wake no longer held (lease lost, released) is not handed out.
-                if engine.machine.held_generation() != Some(batch.generation) {
-                    continue;
+        match engine
+            .machine
+            .poll_event()
+            .map(|e| drv::worker_step(&mut engine.machine, e))
+        {
+            Some(WorkerStep::Batch(batch)) => loop {
+                let result = handler.handle_batch(&batch);
+                if flags.abort.load(Ordering::Acquire) {
+                    return WorkerExit::Stopped;
                 }
-                loop {
-                    let result = handler.handle_batch(&batch);
-                    if flags.abort.load(Ordering::Acquire) {
-                        return WorkerExit::Stopped;
-                    }
-                    match result {
-                        Ok(()) => {
-                            let _ = engine.machine.ack(
-                                batch.generation,
-                                &batch.stream,
-                                batch.next_offset.clone(),
-                            );
-                            break;
-                        }
-                        Err(e) => match handler.handle_error(&batch, &e) {
-                            WorkerAction::Retry
-                                if engine.machine.held_generation() == Some(batch.generation) =>
-                            {
-                                continue
-                            }
-                            WorkerAction::Retry => break,
-                            WorkerAction::Release => {
-                                let _ = engine.machine.release(batch.generation);
-                                break;
-                            }
-                            WorkerAction::Stop => {
-                                engine.machine.stop();
-                                break;
-                            }
-                        },
-                    }
+                let outcome = result.map_err(|e| handler.handle_error(&batch, &e));
+                if !drv::batch_handled(&mut engine.machine, &batch, outcome) {
+                    break;
                 }
-            }
-            Some(WorkerEvent::Drained { generation }) => {
-                let _ = engine.machine.done(generation);
-            }
-            Some(WorkerEvent::Stopped) => {
+            },
+            Some(WorkerStep::Exit(exit)) => {
                 engine.flush_outputs();
-                return WorkerExit::Stopped;
+                return exit;
             }
-            Some(WorkerEvent::Failed(f)) => {
-                engine.flush_outputs();
-                return WorkerExit::Failed(f);
-            }
-            Some(other) => handler.on_event(&other),
+            Some(WorkerStep::Show(event)) => handler.on_event(&event),
+            Some(WorkerStep::Nothing) => {}
             None => {
                 // A command is a stop or an abort: the flags are looked at above.
                 if let Wake::Idle = engine.step(true) {
@@ -440,14 +283,7 @@ impl WebhookVerifier {
                 Verification::Invalid(r) => return Err(WebhookError::Rejected(r)),
                 Verification::FetchJwks => {
                     if VerifierStep::after_fetch_request(fetched) == VerifierStep::Refuse {
-                        let kid = ds_proto::subscription::SignatureHeader::parse(
-                            header.unwrap_or_default(),
-                        )
-                        .map(|h| h.kid)
-                        .unwrap_or_default();
-                        return Err(WebhookError::Rejected(
-                            ds_proto::subscription::WebhookRejection::UnknownKid { kid },
-                        ));
+                        return Err(drv::unknown_kid(header));
                     }
                     fetched += 1;
                     let op = FetchJwks {

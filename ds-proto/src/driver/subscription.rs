@@ -516,6 +516,84 @@ impl VerifierStep {
     }
 }
 
+/// How a driver's worker ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerExit {
+    /// It stopped (after a stop request, or a handler's [`WorkerAction::Stop`]).
+    Stopped,
+    /// It gave up (the subscription is gone, credentials refused, the wake stream failed).
+    Failed(crate::subscription::worker::WorkerFailure),
+}
+
+/// What a driver's worker loop does with one event of the [`Worker`](sub::Worker), from
+/// [`worker_step`].
+#[derive(Debug)]
+pub enum WorkerStep {
+    /// Hand this batch to the application, then report with [`batch_handled`].
+    Batch(sub::Batch),
+    /// The worker ended: return this.
+    Exit(WorkerExit),
+    /// Show this event to the application (claims, lease losses, retries, ...).
+    Show(sub::WorkerEvent),
+    /// Nothing for the application (handled here).
+    Nothing,
+}
+
+/// The loop's decision for `event`: a batch of a wake the worker no longer holds (lease lost,
+/// released) is not handed out; a drained wake is acked `done`; `Stopped` and `Failed` end
+/// the loop.
+pub fn worker_step(worker: &mut sub::Worker, event: sub::WorkerEvent) -> WorkerStep {
+    use sub::WorkerEvent as E;
+    match event {
+        E::Batch(batch) if worker.held_generation() == Some(batch.generation) => {
+            WorkerStep::Batch(batch)
+        }
+        E::Batch(_) => WorkerStep::Nothing,
+        E::Drained { generation } => {
+            let _ = worker.done(generation);
+            WorkerStep::Nothing
+        }
+        E::Stopped => WorkerStep::Exit(WorkerExit::Stopped),
+        E::Failed(f) => WorkerStep::Exit(WorkerExit::Failed(f)),
+        other => WorkerStep::Show(other),
+    }
+}
+
+/// What came of handing `batch` to the application: `Ok` acks its `next_offset`; a failure
+/// carries the application's [`WorkerAction`]. Returns whether to hand the same batch out
+/// again now (`Retry` while the wake is still held).
+pub fn batch_handled(
+    worker: &mut sub::Worker,
+    batch: &sub::Batch,
+    outcome: Result<(), WorkerAction>,
+) -> bool {
+    match outcome {
+        Ok(()) => {
+            let _ = worker.ack(batch.generation, &batch.stream, batch.next_offset.clone());
+            false
+        }
+        Err(WorkerAction::Retry) => worker.held_generation() == Some(batch.generation),
+        Err(WorkerAction::Release) => {
+            let _ = worker.release(batch.generation);
+            false
+        }
+        Err(WorkerAction::Stop) => {
+            worker.stop();
+            false
+        }
+    }
+}
+
+/// The answer a webhook verifier gives when a fetched JWKS still does not know the request's
+/// key: [`WebhookRejection::UnknownKid`](sub::WebhookRejection::UnknownKid) with the kid the
+/// header names (empty when the header does not parse).
+pub fn unknown_kid(header: Option<&str>) -> WebhookError {
+    let kid = sub::SignatureHeader::parse(header.unwrap_or_default())
+        .map(|h| h.kid)
+        .unwrap_or_default();
+    WebhookError::Rejected(sub::WebhookRejection::UnknownKid { kid })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +745,24 @@ mod tests {
             serde_json::from_str(r#"{"id":"s1","type":"webhook","webhook":{"url":"https://x"}}"#)
                 .unwrap();
         assert!(worker_wake_stream(&root(), "s1", None, Some(&hook)).is_err());
+        assert_eq!(VerifierStep::after_fetch_request(0), VerifierStep::Fetch);
+        assert_eq!(VerifierStep::after_fetch_request(1), VerifierStep::Refuse);
+    }
+
+    #[test]
+    fn an_unknown_kid_after_a_fetch_names_the_kid() {
+        let key = sub::SigningKey::from_bytes(&[7; 32]);
+        let header = sub::sign_webhook(&key, "k-9", 1_700_000_000, b"{}");
+        match unknown_kid(Some(&header)) {
+            WebhookError::Rejected(sub::WebhookRejection::UnknownKid { kid }) => {
+                assert_eq!(kid, "k-9")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            unknown_kid(None),
+            WebhookError::Rejected(sub::WebhookRejection::UnknownKid { kid }) if kid.is_empty()
+        ));
         assert_eq!(VerifierStep::after_fetch_request(0), VerifierStep::Fetch);
         assert_eq!(VerifierStep::after_fetch_request(1), VerifierStep::Refuse);
     }

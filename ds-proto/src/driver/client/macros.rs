@@ -884,3 +884,138 @@ macro_rules! __driver_trace {
         pub(crate) type RequestTrace = imp::RequestTrace<Clock>;
     };
 }
+
+/// A driver's subscription shell (expanded in the driver's subscription module): the stream
+/// root default, `Client::subscription`, `Client::subscription_at`, `Client::send_callback`,
+/// and `SubscriptionHandle` with its control operations, written once for both drivers
+/// (`$async` / `.$await` are `async` / `.await` in an async driver, nothing in a blocking one).
+/// The driver provides `Client::run_subscription(op, &CallOptions)` (its IO) and
+/// `Client::webhook_verifier`.
+#[doc(hidden)]
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
+macro_rules! __subscription_handle {
+    ($($async:ident)?; $(.$await:ident)?) => {
+        /// The stream root a client's subscriptions live under unless told otherwise.
+        pub const DEFAULT_STREAM_ROOT: &str = "/v1/stream";
+
+        impl Client {
+            /// A handle to subscription `id` under the stream root `<base URL>/v1/stream`.
+            pub fn subscription(&self, id: impl Into<String>) -> SubscriptionHandle {
+                self.subscription_at(DEFAULT_STREAM_ROOT, id)
+            }
+
+            /// A handle to subscription `id` under the stream root `root` (a path resolved against
+            /// the base URL, or an absolute URL).
+            pub fn subscription_at(&self, root: &str, id: impl Into<String>) -> SubscriptionHandle {
+                SubscriptionHandle {
+                    client: self.clone(),
+                    root: $crate::subscription::SubscriptionRoot::new(self.settings().resolve(root)),
+                    id: id.into(),
+                    call: $crate::ops::CallOptions::default(),
+                }
+            }
+
+            /// Sends a webhook callback (7.1) for `notification`: `acks` (progress per stream) and
+            /// `done` (finish the wake and release the lease). A stale wake answers
+            /// [`SubscriptionErrorKind::Fenced`]($crate::subscription::SubscriptionErrorKind::Fenced).
+            pub $($async)? fn send_callback(
+                &self,
+                notification: &$crate::subscription::WakeNotification,
+                acks: Vec<$crate::subscription::Ack>,
+                done: bool,
+            ) -> Result<$crate::subscription::AckOutcome, $crate::subscription::SubscriptionError> {
+                let op = $crate::driver::subscription::SendCallback {
+                    url: notification.callback_url.clone(),
+                    token: notification.callback_token.clone(),
+                    ack: $crate::subscription::AckBody {
+                        wake_id: notification.wake_id.clone(),
+                        generation: notification.generation,
+                        acks,
+                        done,
+                    },
+                };
+                self.run_subscription(op, &$crate::ops::CallOptions::default())$(.$await)?
+            }
+        }
+
+        /// A handle to one subscription. Cheap to clone.
+        #[derive(Debug, Clone)]
+        pub struct SubscriptionHandle {
+            client: Client,
+            root: Result<$crate::subscription::SubscriptionRoot, $crate::subscription::SubscriptionError>,
+            id: String,
+            call: $crate::ops::CallOptions,
+        }
+
+        impl SubscriptionHandle {
+            /// The subscription id.
+            pub fn id(&self) -> &str {
+                &self.id
+            }
+
+            /// The stream root (an error when the client's base URL and the root make no URL).
+            pub fn root(&self) -> Result<&$crate::subscription::SubscriptionRoot, $crate::subscription::SubscriptionError> {
+                self.root.as_ref().map_err(Clone::clone)
+            }
+
+            /// The same handle with per-call options (headers, timeout, retry policy).
+            pub fn with_options(&self, call: $crate::ops::CallOptions) -> SubscriptionHandle {
+                SubscriptionHandle {
+                    call,
+                    ..self.clone()
+                }
+            }
+
+            $($async)? fn run<O: $crate::driver::subscription::SubscriptionOneShot>(&self, op: O) -> Result<O::Output, $crate::subscription::SubscriptionError> {
+                self.client.run_subscription(op, &self.call)$(.$await)?
+            }
+
+            /// Creates the subscription, or re-confirms it with an identical configuration
+            /// (`created: false`); another configuration is
+            /// [`ConfigConflict`]($crate::subscription::SubscriptionErrorKind::ConfigConflict).
+            pub $($async)? fn create(&self, config: $crate::subscription::SubscriptionConfig) -> Result<$crate::subscription::Confirmed, $crate::subscription::SubscriptionError> {
+                let root = self.root()?.clone();
+                let id = self.id.clone();
+                self.run($crate::driver::subscription::CreateSubscription { root, id, config })$(.$await)?
+            }
+
+            /// Reads the subscription.
+            pub $($async)? fn get(&self) -> Result<$crate::subscription::Subscription, $crate::subscription::SubscriptionError> {
+                let (root, id) = (self.root()?.clone(), self.id.clone());
+                self.run($crate::driver::subscription::GetSubscription { root, id })$(.$await)?
+            }
+
+            /// Deletes the subscription.
+            pub $($async)? fn delete(&self) -> Result<(), $crate::subscription::SubscriptionError> {
+                let (root, id) = (self.root()?.clone(), self.id.clone());
+                self.run($crate::driver::subscription::DeleteSubscription { root, id })$(.$await)?
+            }
+
+            /// Links explicit streams (stream-root-relative paths).
+            pub $($async)? fn add_streams<S: AsRef<str>>(&self, paths: &[S]) -> Result<(), $crate::subscription::SubscriptionError> {
+                let (root, id) = (self.root()?.clone(), self.id.clone());
+                let streams = paths.iter().map(|p| p.as_ref().to_owned()).collect();
+                self.run($crate::driver::subscription::AddStreams { root, id, streams })$(.$await)?
+            }
+
+            /// Removes one explicit link (a matching pattern still links the stream).
+            pub $($async)? fn remove_stream(&self, path: &str) -> Result<(), $crate::subscription::SubscriptionError> {
+                let (root, id) = (self.root()?.clone(), self.id.clone());
+                let path = path.to_owned();
+                self.run($crate::driver::subscription::RemoveStream { root, id, path })$(.$await)?
+            }
+
+            /// The stream root's JWKS (the keys webhooks are signed with).
+            pub $($async)? fn jwks(&self) -> Result<$crate::subscription::Jwks, $crate::subscription::SubscriptionError> {
+                let url = self.root()?.jwks_url();
+                self.run($crate::driver::subscription::FetchJwks { url })$(.$await)?
+            }
+
+            /// A verifier of this stream root's webhooks ([`Client::webhook_verifier`] of its JWKS).
+            pub fn webhook_verifier(&self) -> Result<WebhookVerifier, $crate::subscription::SubscriptionError> {
+                Ok(self.client.webhook_verifier(&self.root()?.jwks_url()))
+            }
+        }
+    };
+}
