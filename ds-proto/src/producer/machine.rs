@@ -105,7 +105,10 @@ pub struct Producer {
     stream_closed: bool,
     /// Smallest payload refused with `Full` since the last `Writable`.
     writable_wanted: Option<usize>,
-    /// Restored from a snapshot: its epoch and `next_seq` (see `snapshot.rs`).
+    /// Restored from a snapshot: its epoch, and the lowest seq of that epoch this producer has
+    /// not sent since (the snapshot's `next_seq` at first; it grows as batches sealed after the
+    /// restore are sent). A server seq at or past it was written by someone else (see
+    /// `snapshot.rs`, `foreign_seq`).
     restored_at: Option<(u64, u64)>,
     /// An append since the last [`Producer::take_append_wake`] changed what the driver's
     /// loop must look at (see there).
@@ -413,6 +416,11 @@ impl Producer {
             self.next_request += 1;
             let b = &mut self.queue[i];
             b.state = BatchState::InFlight(id);
+            if let Some((epoch, unsent)) = &mut self.restored_at {
+                if b.epoch == *epoch && b.seq >= *unsent {
+                    *unsent = b.seq + 1;
+                }
+            }
             if b.backoff.is_none() {
                 b.backoff = Some(self.config.retry.start(now));
             }

@@ -687,3 +687,83 @@ fn the_schedule_hands_out_a_snapshot_first_then_before_new_batches_and_after_out
         .iter()
         .all(|b| !matches!(b.state, SnapshotBatchState::Pending { .. })));
 }
+
+#[test]
+fn a_stale_snapshot_is_detected_after_a_new_batch_took_the_next_seq() {
+    // The snapshot holds seq 0 (sent, unanswered) and next seq 1. The old instance then
+    // stored seqs 1 and 2 (against the write-ahead rule) and crashed.
+    let now = Instant::now();
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    append(&mut p, "b", now); // full: sealed as seq 0
+    let s0 = pump(&mut p, now);
+    assert_eq!(s0[0].seq, 0);
+    let snap = p.snapshot();
+    assert_eq!(snap.next_seq, 1);
+    drop(p);
+    let mut r = Producer::restore(snap, now).unwrap();
+    let resent = pump(&mut r, now);
+    assert_eq!(resent.len(), 1);
+    // A new append, sealed as seq 1 while the restored batch is outstanding: the restored
+    // producer's next seq is now 2.
+    append(&mut r, "c", now);
+    r.flush(now);
+    assert_eq!(r.next_seq(), 2);
+    assert!(
+        pump(&mut r, now).is_empty(),
+        "the first batch of the epoch goes alone"
+    );
+    // The server holds seq 1 (from the lost instance): its answer to the re-sent seq 0 is a
+    // 204 with Producer-Seq 1, a seq this producer sealed but never sent. Seq 1 on the
+    // server holds other appends than ours: acknowledging "c" under it would report an
+    // append acknowledged that was never stored.
+    reply(&mut r, &resent[0], 204, &[("producer-seq", "1")], now);
+    let ev = events(&mut r);
+    assert!(
+        ev.iter().all(|e| !matches!(e, ProducerEvent::Acked { .. })),
+        "{ev:?}"
+    );
+    assert!(
+        matches!(
+            r.error().map(|e| &e.kind),
+            Some(ErrorKind::StaleSnapshot { epoch: 0, seq: 1 })
+        ),
+        "{:?}",
+        r.error()
+    );
+    assert!(pump(&mut r, now).is_empty(), "seq 1 is never sent");
+}
+
+#[test]
+fn a_pipelined_new_batch_the_server_stored_is_not_taken_for_a_stale_snapshot() {
+    // After restore, once the epoch is established, a new batch may be in flight together
+    // with a re-sent one; the server's highest seq may then be that new batch's own.
+    let now = Instant::now();
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    append(&mut p, "b", now); // seq 0
+    let s0 = pump(&mut p, now);
+    reply(&mut p, &s0[0], 200, &[], now); // epoch established
+    append(&mut p, "c", now);
+    append(&mut p, "d", now); // seq 1
+    let s1 = pump(&mut p, now);
+    assert_eq!(s1[0].seq, 1);
+    let snap = p.snapshot();
+    drop(p);
+    let mut r = Producer::restore(snap, now).unwrap();
+    let resent = pump(&mut r, now);
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].seq, 1);
+    reply(&mut r, &resent[0], 204, &[], now); // ours: the lost instance stored it
+    append(&mut r, "e", now);
+    append(&mut r, "f", now); // seq 2
+    append(&mut r, "g", now);
+    append(&mut r, "h", now); // seq 3
+    let s23 = pump(&mut r, now);
+    assert_eq!(s23.iter().map(|s| s.seq).collect::<Vec<_>>(), [2, 3]);
+    // Seq 3 is answered first (stored); then a duplicate delivery of seq 2 gets a 204 whose
+    // Producer-Seq is the server's highest, 3: one this producer sent itself.
+    reply(&mut r, &s23[1], 200, &[], now);
+    reply(&mut r, &s23[0], 204, &[("producer-seq", "3")], now);
+    assert!(r.error().is_none(), "{:?}", r.error());
+}

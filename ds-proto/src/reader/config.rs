@@ -113,7 +113,8 @@ pub struct ReaderConfig {
     pub catch_up_deadline: Option<Duration>,
     /// If an SSE exchange delivers nothing (no head, no body bytes, not even a comment) for this
     /// long, the reader cancels it (see [`Reader::poll_cancel`](super::Reader::poll_cancel)) and
-    /// reconnects from the last `control` offset. Default: 120 s.
+    /// reconnects from the last `control` offset at once: such a connection is no fast
+    /// ending (no backoff, and it does not count towards `sse_fallback`). Default: 120 s.
     pub sse_idle_timeout: Option<Duration>,
     /// Keep a text payload's leading spaces over SSE from servers that write `data:<payload>`
     /// verbatim, without the space the SSE rules strip (the reference servers do this, so a
@@ -122,6 +123,8 @@ pub struct ReaderConfig {
     /// lines show it writes `data: `. Off by default: PROTOCOL.md 5.8 says to parse per the SSE
     /// rules, and the conformance suite checks exactly that. Do not turn it on for servers that
     /// add the space themselves when a payload starts with one (the embedded server does).
+    /// Base64 responses (`stream-sse-data-encoding: base64`) are parsed per the SSE rules
+    /// whatever this says: base64 text has no payload spaces to keep.
     pub sse_preserve_leading_space: bool,
     /// Whether the stream is JSON mode (PROTOCOL.md 9.1). `None`: learn it from the
     /// `Content-Type` of catch-up and long-poll responses. SSE responses do not carry the

@@ -489,7 +489,14 @@ impl Reader {
                         self.retry_or_fail(err, ex.sent_at, now);
                     }
                     // Reconnect at once from the last control offset (held data is dropped).
-                    _ => self.phase = Phase::Idle,
+                    // The reader ended this connection, not the server: it is no fast
+                    // ending (no backoff, no step towards the long-poll fallback), and it
+                    // breaks a run of them (DESIGN.md, Reader: the fallback is for servers
+                    // whose SSE connections keep ending fast).
+                    _ => {
+                        self.fast_sse_ends = 0;
+                        self.phase = Phase::Idle;
+                    }
                 }
             }
             _ => {}
@@ -677,10 +684,11 @@ impl Reader {
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("base64"));
             Body::Sse(Box::new(SseStream {
                 // With `sse_preserve_leading_space`, text data keeps the space after `data:`;
-                // the server's style is learned from the next control event's line.
+                // the server's style is learned from the next control event's line. The
+                // option concerns text payloads only: base64 text never starts with a space.
                 parser: SseParser::new(self.sse_limits)
-                    .keep_data_space(self.sse_preserve_leading_space),
-                preserve_space: self.sse_preserve_leading_space,
+                    .keep_data_space(self.sse_preserve_leading_space && !base64),
+                preserve_space: self.sse_preserve_leading_space && !base64,
                 base64,
                 json: !base64 && self.json_hint.or(self.json_seen).unwrap_or(false),
                 held: Vec::new(),
@@ -998,8 +1006,7 @@ impl Reader {
                     };
                     let mut held = std::mem::take(&mut s.held);
                     let mut held_len = std::mem::replace(&mut s.held_len, 0);
-                    if s.preserve_space && !s.base64 && !s.json && event.data.first() == Some(&b' ')
-                    {
+                    if s.preserve_space && !s.json && event.data.first() == Some(&b' ') {
                         // This server writes `data: <payload>`: drop that one space per line.
                         held = held.iter().map(strip_line_spaces).collect();
                         held_len = held.iter().map(Bytes::len).sum();
