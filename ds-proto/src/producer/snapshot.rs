@@ -2,7 +2,7 @@
 //! [`Producer::restore`] continues from one, in this process or another (DESIGN.md section 2,
 //! "Durable state"). The guarantees are documented on [`ProducerSnapshot`].
 //!
-//! This is a child module of `machine` so that it can read and set the machine's fields.
+//! It reads and sets the machine's fields (visible to the `producer` module).
 
 use super::Producer;
 use crate::error::{Error, ErrorKind, Operation};
@@ -867,5 +867,4 @@ mod b64_vec {
 }
 
 #[cfg(test)]
-#[path = "snapshot_tests.rs"]
 mod tests;

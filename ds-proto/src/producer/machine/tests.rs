@@ -4,6 +4,7 @@
 use super::*;
 use crate::error::{ConflictKind, ErrorKind};
 use crate::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
+use crate::producer::DEFAULT_CONTENT_TYPE;
 use crate::retry::RetryPolicy;
 use crate::rng::Rng;
 use bytes::Bytes;

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ops::test_util::parts;
+use crate::reader::ReaderSnapshot;
 
 const URL: &str = "http://h/s";
 
