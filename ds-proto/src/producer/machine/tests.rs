@@ -222,6 +222,8 @@ fn config_is_validated() {
     let bad = |c: ProducerConfig| {
         let e = Producer::new(c, now).unwrap_err();
         assert!(matches!(e.kind, ErrorKind::InvalidInput(_)), "{e}");
+        // Whatever check refused it, the error names the producer's operation.
+        assert_eq!(e.operation, crate::error::Operation::Append, "{e}");
     };
     bad(ProducerConfig::new(URL, ""));
     bad(ProducerConfig::new("not a url", "p"));
@@ -277,7 +279,13 @@ fn seals_on_linger() {
     );
     h.advance(ms(2));
     assert!(h.pump().is_empty());
+    let mark = h.p.snapshot_mark();
     h.advance(ms(1));
+    // handle_timeout alone sealed it: the seq is taken, the mark moved (a driver persists a
+    // snapshot before sending), no timer is left, and the batch waits to be sent.
+    assert_eq!(h.p.next_seq(), 1);
+    assert_ne!(h.p.snapshot_mark(), mark);
+    assert_eq!(h.p.poll_timeout(), None);
     let s = h.one();
     assert_eq!((s.epoch, s.seq, s.text(), s.close), (0, 0, "ab", false));
     assert_eq!(s.content_type.as_deref(), Some("application/octet-stream"));
@@ -517,13 +525,20 @@ fn gap_reorder_recovery_with_three_in_flight() {
     h.flush();
     h.append("d");
     h.flush();
+    assert_eq!(h.p.in_flight(), 0);
     let sent = h.pump();
     assert_eq!(sent.len(), 3);
+    assert_eq!(h.p.in_flight(), 3);
     let (s1, s2, s3) = (sent[0].clone(), sent[1].clone(), sent[2].clone());
     assert_eq!((s1.seq, s2.seq, s3.seq), (1, 2, 3));
     // The server saw 3, then 2, then 1.
     h.gap(&s3, 1);
     h.gap(&s2, 1);
+    assert_eq!(
+        h.p.in_flight(),
+        1,
+        "answered exchanges are no longer in flight"
+    );
     assert!(
         h.pump().is_empty(),
         "no re-send before earlier batches resolve"
@@ -813,6 +828,7 @@ fn closed_stream_fails_everything_pending() {
     h.flush();
     let s0 = h.one();
     h.append("b");
+    assert!(!h.p.is_closed(), "not known closed before the answer");
     h.reply(
         s0.id,
         409,

@@ -767,3 +767,55 @@ fn a_pipelined_new_batch_the_server_stored_is_not_taken_for_a_stale_snapshot() {
     reply(&mut r, &s23[0], 204, &[("producer-seq", "3")], now);
     assert!(r.error().is_none(), "{:?}", r.error());
 }
+
+#[test]
+fn a_restored_producer_times_every_retry_even_behind_a_resolved_batch() {
+    // Snapshot: seqs 1 and 2 in flight, 3 acknowledged (waiting for them), 4 sealed.
+    let now = Instant::now();
+    let mut p = Producer::new(
+        ProducerConfig {
+            max_in_flight: 4,
+            ..config()
+        },
+        now,
+    )
+    .unwrap();
+    append(&mut p, "a", now);
+    append(&mut p, "b", now);
+    let s0 = pump(&mut p, now);
+    reply(&mut p, &s0[0], 200, &[], now);
+    assert_eq!(acks(&events(&mut p)), [(0, 1, false)]);
+    for s in ["c", "d", "e", "f", "g", "h", "i", "j"] {
+        append(&mut p, s, now);
+    }
+    let s = pump(&mut p, now);
+    assert_eq!(s.iter().map(|s| s.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    reply(&mut p, &s[2], 200, &[], now);
+    let snap = p.snapshot();
+    assert_eq!(
+        snap.batches
+            .iter()
+            .map(|b| (b.seq, matches!(b.state, SnapshotBatchState::Pending { .. })))
+            .collect::<Vec<_>>(),
+        [(1, true), (2, true), (3, false), (4, true)]
+    );
+    drop(p);
+    let mut r = Producer::restore(snap, now).unwrap();
+    let s1 = pump(&mut r, now);
+    assert_eq!(s1.len(), 1, "the first alone");
+    reply(&mut r, &s1[0], 204, &[], now);
+    let s24 = pump(&mut r, now);
+    assert_eq!(s24.iter().map(|s| s.seq).collect::<Vec<_>>(), [2, 4]);
+    // Both are refused for now; the server asks for 10 s before seq 2, 1 s before seq 4.
+    reply(&mut r, &s24[0], 503, &[("retry-after", "10")], now);
+    reply(&mut r, &s24[1], 503, &[("retry-after", "1")], now);
+    assert_eq!(
+        r.poll_timeout(),
+        Some(now + Duration::from_secs(1)),
+        "the earliest retry, behind the acknowledged seq 3"
+    );
+    let later = now + Duration::from_secs(10);
+    r.handle_timeout(later);
+    let again = pump(&mut r, later);
+    assert_eq!(again.iter().map(|s| s.seq).collect::<Vec<_>>(), [2, 4]);
+}

@@ -150,3 +150,19 @@ fn the_retry_policy_and_the_url_are_checked() {
         assert!(matches!(err.kind, ErrorKind::InvalidInput(_)), "{err:?}");
     }
 }
+
+#[test]
+fn a_saved_config_without_partial_chunks_over_gets_the_default() {
+    // Configurations saved before the field existed (in a ReaderSnapshot, say) still load.
+    let mut json = serde_json::to_value(ReaderConfig::new(URL)).unwrap();
+    json.as_object_mut()
+        .unwrap()
+        .remove("partial_chunks_over")
+        .expect("the field is serialized");
+    let config: ReaderConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(
+        config.partial_chunks_over,
+        Some(ReaderConfig::DEFAULT_PARTIAL_CHUNKS_OVER)
+    );
+    assert_eq!(ReaderConfig::DEFAULT_PARTIAL_CHUNKS_OVER, 1 << 20, "1 MiB");
+}
