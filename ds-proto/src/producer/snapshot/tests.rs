@@ -819,3 +819,75 @@ fn a_restored_producer_times_every_retry_even_behind_a_resolved_batch() {
     let again = pump(&mut r, later);
     assert_eq!(again.iter().map(|s| s.seq).collect::<Vec<_>>(), [2, 4]);
 }
+
+#[test]
+fn a_snapshot_with_durations_of_exactly_ten_years_restores() {
+    // Ten years is the longest duration a configuration may hold, inclusive, whether it
+    // comes to `Producer::new` or in a snapshot.
+    let now = Instant::now();
+    let ten_years = crate::retry::MAX_DURATION;
+    let config = ProducerConfig {
+        request_deadline: Some(ten_years),
+        retry: crate::retry::RetryPolicy {
+            max_delay: ten_years,
+            max_elapsed: Some(ten_years),
+            ..crate::retry::RetryPolicy::default()
+        },
+        ..config()
+    };
+    let p = Producer::new(config, now).unwrap();
+    let r = Producer::restore(p.snapshot(), now).unwrap();
+    assert_eq!(r.config().request_deadline, Some(ten_years));
+    let mut snap = p.snapshot();
+    snap.config.request_deadline = Some(ten_years + Duration::from_nanos(1));
+    assert!(matches!(
+        Producer::restore(snap, now).unwrap_err().kind,
+        ErrorKind::InvalidInput(_)
+    ));
+}
+
+/// A deserializer of a binary format that hands out bytes (as bincode or postcard do): owned
+/// (`visit_byte_buf`) or borrowed (`visit_bytes`).
+struct BinaryBytes(Vec<u8>, bool);
+
+impl<'de> serde::Deserializer<'de> for BinaryBytes {
+    type Error = serde::de::value::Error;
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        if self.1 {
+            v.visit_byte_buf(self.0)
+        } else {
+            v.visit_bytes(&self.0)
+        }
+    }
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+#[test]
+fn bodies_from_a_binary_format_are_kept_byte_for_byte() {
+    for owned in [true, false] {
+        let body = super::b64::deserialize(BinaryBytes(b"[1,2]\x00\xff".to_vec(), owned)).unwrap();
+        assert_eq!(&body[..], b"[1,2]\x00\xff", "owned: {owned}");
+    }
+}
+
+#[test]
+fn an_open_batch_after_close_is_refused() {
+    let now = Instant::now();
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    let mut snap = p.snapshot();
+    assert_eq!(snap.open.len(), 1);
+    snap.closing = true;
+    let err = Producer::restore(snap, now).unwrap_err();
+    assert!(
+        matches!(&err.kind, ErrorKind::InvalidInput(m) if m.contains("open batch after close")),
+        "{err}"
+    );
+}
