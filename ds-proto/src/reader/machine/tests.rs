@@ -1687,3 +1687,19 @@ mod pieces {
         assert_eq!(r.snapshot().skip_bytes, 0);
     }
 }
+
+#[test]
+fn without_preserve_leading_space_payloads_follow_the_sse_rules_only() {
+    // A server that writes two spaces after `data:`: the SSE rules strip one, and the
+    // reader, not asked to preserve spaces, takes nothing else away, whatever the control
+    // line looks like.
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(
+        t.id,
+        b"event: data\ndata:  hello\n\nevent: control\ndata:  {\"streamNextOffset\":\"0_6\",\"streamCursor\":\"1\"}\n\n",
+    );
+    let ev = h.events();
+    assert_eq!(&data(&ev[0]).data[..], b" hello");
+}

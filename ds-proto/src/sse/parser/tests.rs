@@ -821,3 +821,36 @@ fn keeping_the_data_space_keeps_payload_spaces() {
     p.feed(b"data: two\n\n");
     assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"two");
 }
+
+#[test]
+fn buffered_bytes_counts_the_line_the_pending_data_and_unpulled_events() {
+    let mut p = SseParser::default();
+    p.feed(b"data: abc\ndata: de\n\ndata: xy\ndata: z");
+    // Unpulled event "abc\nde" (6), pending data "xy" (2), incomplete line "data: z" (7).
+    assert_eq!(p.buffered_bytes(), 6 + 2 + 7);
+    let e = p.next_event().unwrap().unwrap();
+    assert_eq!(&e.data[..], b"abc\nde");
+    assert_eq!(p.buffered_bytes(), 2 + 7);
+    p.feed(b"\n");
+    assert_eq!(p.buffered_bytes(), 4, "pending data \"xy\\nz\"");
+    p.feed(b"\n");
+    assert_eq!(p.buffered_bytes(), 4, "the event, not pulled yet");
+    assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"xy\nz");
+    assert_eq!(p.buffered_bytes(), 0);
+}
+
+#[test]
+fn the_event_size_limit_counts_the_newlines_between_data_lines() {
+    // "ab\ncd" is 5 bytes: within a limit of 5, over a limit of 4.
+    for (limit, ok) in [(5, true), (4, false)] {
+        let mut p = SseParser::new(limits(64, limit));
+        p.feed(b"data: ab\ndata: cd\n\n");
+        match p.next_event().unwrap() {
+            Ok(e) => assert!(ok && &e.data[..] == b"ab\ncd", "limit {limit}"),
+            Err(e) => assert!(
+                !ok && e == SseError::EventTooLarge { limit },
+                "limit {limit}: {e}"
+            ),
+        }
+    }
+}
