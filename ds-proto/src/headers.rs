@@ -343,6 +343,118 @@ mod tests {
     }
 
     #[test]
+    fn u53_bounds() {
+        assert_eq!(parse_u53("0"), Ok(0));
+        assert_eq!(parse_u53("9007199254740991"), Ok(MAX_SAFE_INTEGER));
+        assert_eq!(parse_u53("0009007199254740"), Ok(9_007_199_254_740));
+        for bad in [
+            "",
+            "9007199254740992",
+            "00009007199254740",
+            "1a",
+            "+1",
+            " 1",
+            "1.0",
+        ] {
+            assert!(parse_u53(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_u53("9999999999999999").unwrap_err(),
+            "9999999999999999 exceeds 2^53-1"
+        );
+    }
+
+    #[test]
+    fn values_are_trimmed_and_must_be_visible_ascii() {
+        let h = map(&[("producer-seq", " 7 "), ("stream-next-offset", " 0_5\t")]);
+        assert_eq!(producer_number(&h, &PRODUCER_SEQ), Ok(Some(7)));
+        assert_eq!(next_offset(&h).unwrap().unwrap().as_str(), "0_5");
+        let mut h = HeaderMap::new();
+        h.insert(
+            STREAM_NEXT_OFFSET.clone(),
+            HeaderValue::from_bytes(b"0_\xff").unwrap(),
+        );
+        assert!(next_offset(&h).unwrap_err().contains("not visible ASCII"));
+        assert_eq!(next_offset(&HeaderMap::new()), Ok(None));
+        assert!(next_offset(&map(&[("stream-next-offset", "a/b")])).is_err());
+        assert_eq!(
+            cursor(&map(&[("stream-cursor", " c1 ")])),
+            Some("c1".into())
+        );
+        assert_eq!(cursor(&map(&[("stream-cursor", " ")])), None);
+        assert_eq!(
+            content_type(&map(&[("content-type", " text/plain ")])),
+            Some("text/plain".into())
+        );
+        assert_eq!(content_type(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn retry_after_bounds() {
+        let ra = |v: &str| retry_after(&map(&[("retry-after", v)]));
+        assert_eq!(ra("0"), Some(Duration::ZERO));
+        assert_eq!(ra(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(ra("300"), Some(MAX_RETRY_AFTER));
+        assert_eq!(ra("299.5"), Some(Duration::from_millis(299_500)));
+        assert_eq!(ra("-0.001"), None);
+        assert_eq!(ra("inf"), None);
+        assert_eq!(ra("NaN"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn ttl_bounds() {
+        assert_eq!(
+            validate_ttl("9999999999999999999"),
+            Ok(9_999_999_999_999_999_999)
+        );
+        assert!(validate_ttl("18446744073709551616").is_err(), "20 digits");
+        assert!(validate_ttl("00").is_err());
+        assert_eq!(ttl(&map(&[("stream-ttl", "60")])), Ok(Some(60)));
+        assert_eq!(ttl(&HeaderMap::new()), Ok(None));
+        assert!(ttl(&map(&[("stream-ttl", "06")])).is_err());
+    }
+
+    #[test]
+    fn rfc3339_field_bounds() {
+        for ok in [
+            "2026-12-31T23:59:60Z",
+            "0000-01-01 00:00:00z",
+            "2026-01-01T00:00:00.0Z",
+            "2026-01-01T00:00:00+23:59",
+            "2026-01-01T00:00:00-00:00",
+        ] {
+            assert!(validate_rfc3339(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "2026-00-01T00:00:00Z",
+            "2026-01-00T00:00:00Z",
+            "2026-01-32T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:60:00Z",
+            "2026-01-01T00:00:61Z",
+            "2026-01-01T00:00:00+24:00",
+            "2026-01-01T00:00:00+00:60",
+            "2026-01-01T00:00:00+00-00",
+            "2026-01-01T00:00:00+00:000",
+            "2026-01-01T00:00:00ZZ",
+            "2026/01-01T00:00:00Z",
+            "2026-01/01T00:00:00Z",
+            "2026-01-01X00:00:00Z",
+            "2026-01-01T00-00:00Z",
+            "2026-01-01T00:00-00Z",
+            "2026-0a-01T00:00:00Z",
+            "2026-01-01T00:00:0Z",
+        ] {
+            assert!(validate_rfc3339(bad).is_err(), "{bad}");
+        }
+        let h = map(&[("stream-expires-at", "2026-01-01T00:00:00Z")]);
+        assert_eq!(expires_at(&h), Ok(Some("2026-01-01T00:00:00Z".into())));
+        assert!(expires_at(&map(&[("stream-expires-at", "soon")])).is_err());
+        assert_eq!(expires_at(&HeaderMap::new()), Ok(None));
+    }
+
+    #[test]
     fn content_types() {
         assert!(is_json_content_type("application/json; charset=utf-8"));
         assert!(!is_json_content_type("application/ndjson"));

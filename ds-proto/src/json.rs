@@ -20,41 +20,133 @@ use serde_json::value::RawValue;
 ///
 /// # Errors
 ///
-/// `invalid JSON: not UTF-8: ...` when `body` is not UTF-8, otherwise `invalid JSON: ...`
-/// with the reason and the byte where the grammar fails.
-pub fn validate(body: &[u8]) -> Result<(), String> {
+/// [`JsonError::NotUtf8`] when `body` is not UTF-8, otherwise [`JsonError::Syntax`] with the
+/// reason and the byte where the grammar fails.
+pub fn validate(body: &[u8]) -> Result<(), JsonError> {
     match scan(body) {
         Ok(()) => Ok(()),
-        Err(e) => Err(e.message(body)),
+        Err(e) => Err(e.error(body)),
     }
+}
+
+/// Why a JSON body or message was refused. Its `Display` is the message the crate's
+/// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) errors carry, and it converts
+/// into that `String`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsonError {
+    /// The body is not UTF-8 (RFC 8259 8.1); the error tells up to where it is.
+    #[error("invalid JSON: not UTF-8: {0}")]
+    NotUtf8(std::str::Utf8Error),
+    /// The body is not one JSON value: the grammar fails at byte `at` (`at` is the body's
+    /// length when the input ended too early).
+    #[error("invalid JSON: {reason} at byte {at}{}", if *.end { " (end of input)" } else { "" })]
+    Syntax {
+        /// What the grammar expected.
+        reason: Syntax,
+        /// The byte offset where it failed.
+        at: usize,
+        /// The input ended there.
+        end: bool,
+    },
+    /// An empty JSON array as one append stores nothing (PROTOCOL.md 9.1.3).
+    #[error("an empty JSON array appends nothing (PROTOCOL.md 9.1.3)")]
+    EmptyArray,
+    /// A batch of no items stores nothing (PROTOCOL.md 9.1.3).
+    #[error("an empty JSON batch appends nothing (PROTOCOL.md 9.1.3)")]
+    EmptyBatch,
+    /// A JSON-mode read body is not one JSON array (PROTOCOL.md 9.1.5).
+    #[error("JSON stream body is not a JSON array: {message}")]
+    NotAnArray {
+        /// The line (1-based) where parsing stopped, 0 when the array is complete but the
+        /// body is not (serde_json's position).
+        line: usize,
+        /// The column (1-based) where parsing stopped.
+        column: usize,
+        /// serde_json's description.
+        message: String,
+    },
+}
+
+impl From<JsonError> for String {
+    fn from(e: JsonError) -> String {
+        e.to_string()
+    }
+}
+
+/// Where the JSON grammar failed ([`JsonError::Syntax`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum Syntax {
+    /// A string without its closing quote.
+    #[error("unterminated string")]
+    UnterminatedString,
+    /// A raw control character (below U+0020) inside a string.
+    #[error("control character in string")]
+    ControlCharacter,
+    /// `\u` not followed by four hex digits.
+    #[error("invalid \\u escape")]
+    InvalidUnicodeEscape,
+    /// A backslash followed by a character that starts no escape.
+    #[error("invalid escape")]
+    InvalidEscape,
+    /// Bytes inside a string that are not UTF-8.
+    #[error("not UTF-8")]
+    NotUtf8,
+    /// A number without a digit where one must be.
+    #[error("expected a digit")]
+    ExpectedDigit,
+    /// A number's `.` without a digit after it.
+    #[error("expected a digit after '.'")]
+    ExpectedFractionDigit,
+    /// A number's exponent without a digit.
+    #[error("expected a digit in the exponent")]
+    ExpectedExponentDigit,
+    /// No value where one must be.
+    #[error("expected a value")]
+    ExpectedValue,
+    /// An object member that does not start with a string key.
+    #[error("expected a string key")]
+    ExpectedKey,
+    /// An object key not followed by `:`.
+    #[error("expected ':'")]
+    ExpectedColon,
+    /// An object member not followed by `,` or `}`.
+    #[error("expected ',' or '}}'")]
+    ExpectedCommaOrBrace,
+    /// An array element not followed by `,` or `]`.
+    #[error("expected ',' or ']'")]
+    ExpectedCommaOrBracket,
+    /// Something after the value.
+    #[error("trailing characters")]
+    TrailingCharacters,
 }
 
 /// Where and why [`scan`] stopped.
 #[derive(Debug)]
 struct Invalid {
-    what: &'static str,
+    what: Syntax,
     at: usize,
 }
 
 impl Invalid {
-    /// The message: a UTF-8 error first (as `std::str::from_utf8` tells it), whatever the
+    /// The error: a UTF-8 error first (as `std::str::from_utf8` tells it), whatever the
     /// grammar error, since [`scan`] checks UTF-8 lazily.
     #[cold]
-    fn message(&self, body: &[u8]) -> String {
+    fn error(&self, body: &[u8]) -> JsonError {
         if let Err(e) = std::str::from_utf8(body) {
-            return format!("invalid JSON: not UTF-8: {e}");
+            return JsonError::NotUtf8(e);
         }
-        let end = if self.at >= body.len() {
-            " (end of input)"
-        } else {
-            ""
-        };
-        format!("invalid JSON: {} at byte {}{end}", self.what, self.at)
+        JsonError::Syntax {
+            reason: self.what,
+            at: self.at,
+            end: self.at >= body.len(),
+        }
     }
 }
 
 #[cold]
-fn invalid(what: &'static str, at: usize) -> Invalid {
+fn invalid(what: Syntax, at: usize) -> Invalid {
     Invalid { what, at }
 }
 
@@ -187,8 +279,8 @@ fn string(b: &[u8], mut i: usize, high: &mut u64) -> Result<usize, Invalid> {
                 _ => i = unicode_escape(b, i)?,
             },
             0x80.. => i = check_utf8(b, i, high)?,
-            _ if i >= b.len() => return Err(invalid("unterminated string", i)),
-            _ => return Err(invalid("control character in string", i)),
+            _ if i >= b.len() => return Err(invalid(Syntax::UnterminatedString, i)),
+            _ => return Err(invalid(Syntax::ControlCharacter, i)),
         }
     }
 }
@@ -201,9 +293,9 @@ fn unicode_escape(b: &[u8], i: usize) -> Result<usize, Invalid> {
     match at(b, i + 1) {
         b'u' => match b.get(i + 2..i + 6) {
             Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(i + 6),
-            _ => Err(invalid("invalid \\u escape", i)),
+            _ => Err(invalid(Syntax::InvalidUnicodeEscape, i)),
         },
-        _ => Err(invalid("invalid escape", i)),
+        _ => Err(invalid(Syntax::InvalidEscape, i)),
     }
 }
 
@@ -213,7 +305,7 @@ fn unicode_escape(b: &[u8], i: usize) -> Result<usize, Invalid> {
 #[inline(never)]
 fn check_utf8(b: &[u8], i: usize, high: &mut u64) -> Result<usize, Invalid> {
     if *high != 0 && std::str::from_utf8(b.get(i..).unwrap_or_default()).is_err() {
-        return Err(invalid("not UTF-8", i));
+        return Err(invalid(Syntax::NotUtf8, i));
     }
     *high = 0;
     Ok(i + 1)
@@ -238,7 +330,7 @@ fn number(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
             c = at(b, i);
         }
     } else {
-        return Err(invalid("expected a digit", i));
+        return Err(invalid(Syntax::ExpectedDigit, i));
     }
     if c == b'.' || c | 0x20 == b'e' {
         return fraction_exponent(b, i);
@@ -259,7 +351,7 @@ fn fraction_exponent(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
         let start = i + 1;
         i = digits(start);
         if i == start {
-            return Err(invalid("expected a digit after '.'", i));
+            return Err(invalid(Syntax::ExpectedFractionDigit, i));
         }
     }
     if at(b, i) | 0x20 == b'e' {
@@ -270,7 +362,7 @@ fn fraction_exponent(b: &[u8], mut i: usize) -> Result<usize, Invalid> {
         let start = i;
         i = digits(start);
         if i == start {
-            return Err(invalid("expected a digit in the exponent", i));
+            return Err(invalid(Syntax::ExpectedExponentDigit, i));
         }
     }
     Ok(i)
@@ -282,7 +374,7 @@ fn literal(b: &[u8], i: usize, word: &'static [u8]) -> Result<usize, Invalid> {
     if b.get(i..i + word.len()) == Some(word) {
         Ok(i + word.len())
     } else {
-        Err(invalid("expected a value", i))
+        Err(invalid(Syntax::ExpectedValue, i))
     }
 }
 
@@ -361,12 +453,12 @@ fn scan(b: &[u8]) -> Result<(), Invalid> {
     macro_rules! key {
         () => {
             if c != b'"' {
-                return Err(invalid("expected a string key", i));
+                return Err(invalid(Syntax::ExpectedKey, i));
             }
             next!(string(b, i + 1, &mut high)?);
             skip_ws!();
             if c != b':' {
-                return Err(invalid("expected ':'", i));
+                return Err(invalid(Syntax::ExpectedColon, i));
             }
             next!(i + 1);
             skip_ws!();
@@ -402,7 +494,7 @@ fn scan(b: &[u8]) -> Result<(), Invalid> {
             b't' => next!(literal(b, i, b"true")?),
             b'f' => next!(literal(b, i, b"false")?),
             b'n' => next!(literal(b, i, b"null")?),
-            _ => return Err(invalid("expected a value", i)),
+            _ => return Err(invalid(Syntax::ExpectedValue, i)),
         }
         // After a value: close containers until one goes on with a comma.
         loop {
@@ -422,9 +514,9 @@ fn scan(b: &[u8]) -> Result<(), Invalid> {
             if c != b']' + (u8::from(stack.in_object()) << 5) {
                 return Err(invalid(
                     if stack.in_object() {
-                        "expected ',' or '}'"
+                        Syntax::ExpectedCommaOrBrace
                     } else {
-                        "expected ',' or ']'"
+                        Syntax::ExpectedCommaOrBracket
                     },
                     i,
                 ));
@@ -434,7 +526,7 @@ fn scan(b: &[u8]) -> Result<(), Invalid> {
         }
     }
     if i < b.len() {
-        return Err(invalid("trailing characters", i));
+        return Err(invalid(Syntax::TrailingCharacters, i));
     }
     Ok(())
 }
@@ -448,10 +540,14 @@ pub fn is_empty_array(body: &[u8]) -> bool {
 
 /// The body that stores `message` as exactly one message: `[message]`, since the server
 /// flattens one level of array (9.1.2). The message must be valid JSON and not an empty array.
-pub fn wrap_one(message: &[u8]) -> Result<Bytes, String> {
+///
+/// # Errors
+///
+/// As [`validate`], and [`JsonError::EmptyArray`] for `[]`.
+pub fn wrap_one(message: &[u8]) -> Result<Bytes, JsonError> {
     validate(message)?;
     if is_empty_array(message) {
-        return Err("an empty JSON array appends nothing (PROTOCOL.md 9.1.3)".to_owned());
+        return Err(JsonError::EmptyArray);
     }
     let mut out = BytesMut::with_capacity(message.len() + 2);
     out.put_u8(b'[');
@@ -462,7 +558,11 @@ pub fn wrap_one(message: &[u8]) -> Result<Bytes, String> {
 
 /// The body that stores each item as one message: `[a,b,...]`. Items must already be valid JSON
 /// values; an empty list is refused (the server would answer 400, 9.1.3).
-pub fn batch<I, B>(items: I) -> Result<Bytes, String>
+///
+/// # Errors
+///
+/// [`JsonError::EmptyBatch`] for no items.
+pub fn batch<I, B>(items: I) -> Result<Bytes, JsonError>
 where
     I: IntoIterator<Item = B>,
     B: AsRef<[u8]>,
@@ -478,7 +578,7 @@ where
         n += 1;
     }
     if n == 0 {
-        return Err("an empty JSON batch appends nothing (PROTOCOL.md 9.1.3)".to_owned());
+        return Err(JsonError::EmptyBatch);
     }
     out.put_u8(b']');
     Ok(out.freeze())
@@ -486,12 +586,19 @@ where
 
 /// Splits a JSON-mode read body (a JSON array, 9.1.5) into its messages, without copying: each
 /// item is a slice of `body`. An empty body is no messages.
-pub fn split_array(body: &Bytes) -> Result<Vec<Bytes>, String> {
+///
+/// # Errors
+///
+/// [`JsonError::NotAnArray`] when `body` is not one JSON array (or not UTF-8).
+pub fn split_array(body: &Bytes) -> Result<Vec<Bytes>, JsonError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let raw: Vec<&RawValue> = serde_json::from_slice(body)
-        .map_err(|e| format!("JSON stream body is not a JSON array: {e}"))?;
+    let raw: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| JsonError::NotAnArray {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
     Ok(raw
         .iter()
         .map(|r| body.slice_ref(r.get().as_bytes()))
@@ -524,6 +631,45 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_typed() {
+        assert_eq!(
+            validate(b"[1 2]"),
+            Err(JsonError::Syntax {
+                reason: Syntax::ExpectedCommaOrBracket,
+                at: 3,
+                end: false
+            })
+        );
+        assert_eq!(
+            validate(b"{\"a\":"),
+            Err(JsonError::Syntax {
+                reason: Syntax::ExpectedValue,
+                at: 5,
+                end: true
+            })
+        );
+        match validate(b"[\"a\xff\"]") {
+            Err(JsonError::NotUtf8(e)) => assert_eq!(e.valid_up_to(), 3),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(wrap_one(b" [ ] "), Err(JsonError::EmptyArray));
+        assert_eq!(batch::<_, &[u8]>([]), Err(JsonError::EmptyBatch));
+        match split_array(&Bytes::from_static(b"[1,\n2,")) {
+            Err(JsonError::NotAnArray { line, column, .. }) => assert_eq!((line, column), (2, 2)),
+            other => panic!("{other:?}"),
+        }
+        // The message the crate's InvalidInput errors carry.
+        assert_eq!(
+            String::from(JsonError::EmptyBatch),
+            "an empty JSON batch appends nothing (PROTOCOL.md 9.1.3)"
+        );
+        assert!(split_array(&Bytes::from_static(b"{}"))
+            .unwrap_err()
+            .to_string()
+            .starts_with("JSON stream body is not a JSON array: "));
+    }
+
+    #[test]
     fn batches() {
         assert_eq!(&batch([&b"1"[..], b"{}"]).unwrap()[..], b"[1,{}]");
         assert!(batch(Vec::<Bytes>::new()).is_err());
@@ -546,7 +692,11 @@ mod tests {
 
 /// Joins the bodies of several JSON-mode responses (each a JSON array) into one array, the
 /// shape of the stream's messages read in one go.
-pub fn merge_arrays<B: AsRef<[u8]>>(bodies: &[B]) -> Result<Bytes, String> {
+///
+/// # Errors
+///
+/// [`JsonError::NotAnArray`] when a body is not one JSON array.
+pub fn merge_arrays<B: AsRef<[u8]>>(bodies: &[B]) -> Result<Bytes, JsonError> {
     let mut items: Vec<Bytes> = Vec::new();
     for b in bodies {
         items.extend(split_array(&Bytes::copy_from_slice(b.as_ref()))?);
@@ -853,7 +1003,7 @@ mod validate_tests {
 
     #[test]
     fn errors_say_what_and_where() {
-        let e = |b: &[u8]| validate(b).unwrap_err();
+        let e = |b: &[u8]| validate(b).unwrap_err().to_string();
         assert_eq!(e(b"[1 2]"), "invalid JSON: expected ',' or ']' at byte 3");
         assert_eq!(
             e(b"{\"a\":1 ]"),

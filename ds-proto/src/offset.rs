@@ -134,6 +134,39 @@ mod tests {
     }
 
     #[test]
+    fn every_conversion_keeps_the_token() {
+        let token = "0000000000000000_0000000000000011";
+        let o = Offset::parse(token).unwrap();
+        assert_eq!(o.to_string(), token, "Display is the wire token");
+        assert_eq!(format!("[{o:>3}]"), format!("[{token}]"));
+        assert_eq!(String::from(o.clone()), token);
+        assert_eq!(Offset::try_from(token.to_owned()).unwrap(), o);
+        assert_eq!(Offset::try_from(token).unwrap(), o);
+        assert_eq!(token.parse::<Offset>().unwrap(), o);
+        assert_eq!(Offset::beginning().to_string(), "-1");
+        assert_eq!(Offset::now().as_str(), "now");
+        for bad in ["", "a/b"] {
+            assert!(Offset::try_from(bad).is_err(), "{bad:?}");
+            assert!(Offset::try_from(bad.to_owned()).is_err(), "{bad:?}");
+            assert!(bad.parse::<Offset>().is_err(), "{bad:?}");
+        }
+        assert_eq!(Offset::parse("a\tb"), Err(OffsetError::ForbiddenChar('\t')));
+    }
+
+    #[test]
+    fn sentinels_are_exactly_minus_one_and_now() {
+        for token in ["-10", "1", "now_", "NOW", "0_0"] {
+            let o = Offset::parse(token).unwrap();
+            assert!(
+                !o.is_beginning() && !o.is_now() && !o.is_sentinel(),
+                "{token}"
+            );
+        }
+        assert!(Offset::now().is_sentinel() && !Offset::now().is_beginning());
+        assert!(Offset::beginning().is_sentinel() && !Offset::beginning().is_now());
+    }
+
+    #[test]
     fn comparison_is_bytewise() {
         let a = Offset::parse("0000_0009").unwrap();
         let b = Offset::parse("0000_0010").unwrap();

@@ -321,6 +321,84 @@ mod tests {
     }
 
     #[test]
+    fn validation_limits_are_inclusive() {
+        // Ten years (of 365 days) is the longest delay a policy may set; a nanosecond more is
+        // refused. A delay equal to the cap and a multiplier of exactly 1 are fine.
+        let ten_years = Duration::from_secs(10 * 365 * 24 * 3600);
+        assert_eq!(MAX_DURATION, ten_years);
+        let at_cap = RetryPolicy {
+            max_delay: ten_years,
+            max_elapsed: Some(ten_years),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(at_cap.validate(), Ok(()));
+        let past = ten_years + Duration::from_nanos(1);
+        let p = RetryPolicy {
+            max_delay: past,
+            ..at_cap.clone()
+        };
+        assert_eq!(p.validate(), Err(RetryPolicyError::TooLong("max_delay")));
+        let p = RetryPolicy {
+            max_elapsed: Some(past),
+            ..at_cap.clone()
+        };
+        assert_eq!(p.validate(), Err(RetryPolicyError::TooLong("max_elapsed")));
+        let p = RetryPolicy {
+            initial_delay: Duration::from_secs(10),
+            multiplier: 1.0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.validate(), Ok(()), "initial_delay may equal max_delay");
+        let p = RetryPolicy {
+            multiplier: 0.999,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.validate(), Err(RetryPolicyError::BadMultiplier));
+        let p = RetryPolicy {
+            max_elapsed: Some(Duration::ZERO),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            p.validate(),
+            Err(RetryPolicyError::ZeroDelay("max_elapsed"))
+        );
+    }
+
+    #[test]
+    fn none_never_retries_and_unlimited_never_gives_up() {
+        let now = Instant::now();
+        let mut rng = Rng::new(5);
+        let mut b = RetryPolicy::none().start(now);
+        assert_eq!(b.next_delay(now, &mut rng, None), None);
+        assert_eq!(b.attempts(), 1);
+        let mut b = RetryPolicy::unlimited().start(now);
+        let late = now + Duration::from_secs(365 * 24 * 3600);
+        for _ in 0..1000 {
+            assert!(b.next_delay(late, &mut rng, None).is_some());
+        }
+    }
+
+    #[test]
+    fn a_retry_due_exactly_at_max_elapsed_is_still_made() {
+        // The delay is the server's Retry-After (above the ceiling), so it is exact.
+        let p = RetryPolicy {
+            initial_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+            max_attempts: None,
+            max_elapsed: Some(Duration::from_secs(1)),
+            ..RetryPolicy::default()
+        };
+        let now = Instant::now();
+        let mut rng = Rng::new(1);
+        let half = Duration::from_millis(500);
+        let mut b = p.start(now);
+        assert_eq!(b.next_delay(now + half, &mut rng, Some(half)), Some(half));
+        let mut b = p.start(now);
+        let over = Duration::from_millis(501);
+        assert_eq!(b.next_delay(now + half, &mut rng, Some(over)), None);
+    }
+
+    #[test]
     fn ceilings_grow_and_cap() {
         let p = RetryPolicy::default();
         assert_eq!(p.ceiling(1), Duration::from_millis(100));

@@ -25,8 +25,10 @@ fn agree(body: &[u8]) {
         "validate {got:?} on {:?}",
         String::from_utf8_lossy(body)
     );
-    if let Err(message) = got {
+    if let Err(error) = got {
+        let message = error.to_string();
         if std::str::from_utf8(body).is_err() {
+            assert!(matches!(error, json::JsonError::NotUtf8(_)), "{error:?}");
             assert!(
                 message.starts_with("invalid JSON: not UTF-8: "),
                 "{message}"

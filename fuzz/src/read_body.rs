@@ -123,7 +123,7 @@ fn read_response(body: &[u8]) {
     assert!(r.is_json());
     assert_eq!(
         r.json_items(),
-        json::split_array(&Bytes::copy_from_slice(body))
+        json::split_array(&Bytes::copy_from_slice(body)).map_err(String::from)
     );
     let r = read_result(body, "application/octet-stream");
     assert!(!r.is_json());

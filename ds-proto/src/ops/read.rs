@@ -91,7 +91,7 @@ impl ReadResult {
 
     /// The messages of a JSON-mode body, each a slice of [`ReadResult::data`].
     pub fn json_items(&self) -> Result<Vec<Bytes>, String> {
-        crate::json::split_array(&self.data)
+        crate::json::split_array(&self.data).map_err(String::from)
     }
 }
 

@@ -189,3 +189,17 @@ impl AppendError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_ids_display_as_append_n() {
+        assert_eq!(AppendId(0).to_string(), "append 0");
+        assert_eq!(
+            format!("{} to {}", AppendId(3), AppendId(41)),
+            "append 3 to append 41"
+        );
+    }
+}

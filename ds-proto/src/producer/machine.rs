@@ -14,14 +14,6 @@ use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-// Durable state (snapshot and restore): a child module, so it sees the machine's fields.
-#[path = "snapshot.rs"]
-mod snapshot;
-pub use snapshot::{
-    ProducerSnapshot, SnapshotBatch, SnapshotBatchState, SnapshotClaim, SnapshotMark,
-    SnapshotSchedule,
-};
-
 /// One outstanding HTTP exchange.
 #[derive(Debug)]
 struct Exchange {
@@ -75,39 +67,42 @@ enum Outcome {
 ///   [`poll_event`](Producer::poll_event).
 #[derive(Debug)]
 pub struct Producer {
-    config: ProducerConfig,
+    pub(super) config: ProducerConfig,
     /// The stream URL without query, for errors.
-    url: String,
-    json: bool,
+    pub(super) url: String,
+    pub(super) json: bool,
     rng: Rng,
-    epoch: u64,
-    next_seq: u64,
+    pub(super) epoch: u64,
+    pub(super) next_seq: u64,
     /// A batch of the current epoch was acknowledged: the server knows the epoch, so more than
     /// one batch may be outstanding.
     epoch_established: bool,
-    next_append: u64,
-    next_bid: u64,
+    pub(super) next_append: u64,
+    pub(super) next_bid: u64,
     next_request: u64,
-    open: OpenBatch,
+    pub(super) open: OpenBatch,
     /// Sealed batches not yet reported, in seq order.
-    queue: VecDeque<Batch>,
+    pub(super) queue: VecDeque<Batch>,
     exchanges: BTreeMap<RequestId, Exchange>,
-    buffered: usize,
-    events: VecDeque<ProducerEvent>,
+    pub(super) buffered: usize,
+    pub(super) events: VecDeque<ProducerEvent>,
     /// An auto-claim in progress: the epoch to take and the fence that asked for it.
-    claim: Option<(u64, Error)>,
+    pub(super) claim: Option<(u64, Error)>,
     /// The failure that stopped the producer.
-    terminal: Option<Error>,
+    pub(super) terminal: Option<Error>,
     /// `close` was called.
-    closing: bool,
+    pub(super) closing: bool,
     /// The producer's close succeeded.
-    closed: bool,
+    pub(super) closed: bool,
     /// A 409 with `Stream-Closed` was seen.
-    stream_closed: bool,
+    pub(super) stream_closed: bool,
     /// Smallest payload refused with `Full` since the last `Writable`.
     writable_wanted: Option<usize>,
-    /// Restored from a snapshot: its epoch and `next_seq` (see `snapshot.rs`).
-    restored_at: Option<(u64, u64)>,
+    /// Restored from a snapshot: its epoch, and the lowest seq of that epoch this producer has
+    /// not sent since (the snapshot's `next_seq` at first; it grows as batches sealed after the
+    /// restore are sent). A server seq at or past it was written by someone else (see
+    /// `snapshot.rs`, `foreign_seq`).
+    pub(super) restored_at: Option<(u64, u64)>,
     /// An append since the last [`Producer::take_append_wake`] changed what the driver's
     /// loop must look at (see there).
     append_wake: bool,
@@ -420,6 +415,11 @@ impl Producer {
             self.next_request += 1;
             let b = &mut self.queue[i];
             b.state = BatchState::InFlight(id);
+            if let Some((epoch, unsent)) = &mut self.restored_at {
+                if b.epoch == *epoch && b.seq >= *unsent {
+                    *unsent = b.seq + 1;
+                }
+            }
             if b.backoff.is_none() {
                 b.backoff = Some(self.config.retry.start(now));
             }
@@ -512,7 +512,7 @@ impl Producer {
 
     /// Housekeeping after every mutation.
     #[inline]
-    fn tick(&mut self, now: Instant) {
+    pub(super) fn tick(&mut self, now: Instant) {
         // Mostly there is nothing to do: no sealed batch, no timer due, no claim, no waiter.
         if self.queue.is_empty()
             && self.claim.is_none()
@@ -573,7 +573,7 @@ impl Producer {
     // Out of line, as are `switch_epoch` and `emit_resolved`: `tick` runs on every append and
     // poll, and mostly has nothing to do.
     #[inline(never)]
-    fn seal_open(&mut self, close: bool) {
+    pub(super) fn seal_open(&mut self, close: bool) {
         if self.open.is_empty() && !close {
             return;
         }
@@ -923,7 +923,7 @@ impl Producer {
     /// Batch `i` failed for good: it fails, and so does every batch after it (they cannot be
     /// applied in order without it), the open batch, and, for a `global` failure (fenced,
     /// closed, not found, gone), every other batch too. Batches in flight wait for their answer.
-    fn fatal(&mut self, i: usize, error: Error, global: bool) {
+    pub(super) fn fatal(&mut self, i: usize, error: Error, global: bool) {
         self.resolve_fail(i, error.clone());
         if error.is_closed() {
             self.stream_closed = true;
@@ -1051,3 +1051,6 @@ impl Producer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -109,13 +109,12 @@ mod batch;
 mod config;
 mod events;
 mod machine;
-#[cfg(test)]
-mod tests;
+mod snapshot;
 
 pub use config::{ProducerConfig, DEFAULT_CONTENT_TYPE};
 pub use events::{AppendError, AppendId, FailureReason, ProducerEvent};
 pub use machine::Producer;
-pub use machine::{
+pub use snapshot::{
     ProducerSnapshot, SnapshotBatch, SnapshotBatchState, SnapshotClaim, SnapshotMark,
     SnapshotSchedule,
 };

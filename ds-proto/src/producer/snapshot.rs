@@ -2,7 +2,7 @@
 //! [`Producer::restore`] continues from one, in this process or another (DESIGN.md section 2,
 //! "Durable state"). The guarantees are documented on [`ProducerSnapshot`].
 //!
-//! This is a child module of `machine` so that it can read and set the machine's fields.
+//! It reads and sets the machine's fields (visible to the `producer` module).
 
 use super::Producer;
 use crate::error::InputReason;
@@ -58,7 +58,8 @@ use std::time::{Duration, Instant};
 ///    timing, so the same appends would be cut into other batches under the same seqs, and
 ///    the server's de-duplication (by seq, not by content) would drop or repeat some of them.
 ///    A restored producer notices this when an answer shows that the server holds a seq it
-///    never assigned (a `204` whose `Producer-Seq` is at or past its next seq): the answered
+///    never sent (a `204` whose `Producer-Seq` is at or past the snapshot's
+///    [`next_seq`](ProducerSnapshot::next_seq) and past every seq it sent since): the answered
 ///    batch and every later one fail with [`FailureReason::Indeterminate`] and
 ///    [`ErrorKind::StaleSnapshot`], and the producer stops. It cannot always notice (when the
 ///    old instance stored nothing past the seq it is about to use, a `204` looks like the
@@ -739,16 +740,18 @@ impl Producer {
     }
 
     /// For a restored producer, the `Producer-Seq` of an answer to batch `i` when it is a
-    /// seq this producer never assigned (at or past its next seq): the highest seq the server
-    /// accepted for the epoch, so another instance sent batches the restored snapshot does not
-    /// hold. (A `204` with a lower seq may be the answer to a duplicate of our own request, so
-    /// it proves nothing.)
+    /// seq this producer never sent (at or past the snapshot's next seq, and past every seq
+    /// sent since the restore): the highest seq the server accepted for the epoch, so another
+    /// instance sent batches the restored snapshot does not hold. Batches sealed after the
+    /// restore but not sent yet do not count: their seqs are ours on paper only, and the
+    /// server may hold other appends under them. (A `204` with a lower seq may be the answer
+    /// to a duplicate of our own request, so it proves nothing.)
     pub(super) fn foreign_seq(
         &self,
         i: usize,
         head: Option<&http::response::Parts>,
     ) -> Option<u64> {
-        let (epoch, _) = self.restored_at?;
+        let (epoch, unsent) = self.restored_at?;
         let b = &self.queue[i];
         if b.epoch != epoch || b.epoch != self.epoch || b.doomed.is_some() {
             return None;
@@ -756,7 +759,7 @@ impl Producer {
         let seq = crate::headers::producer_number(&head?.headers, &crate::headers::PRODUCER_SEQ)
             .ok()
             .flatten()?;
-        (seq >= self.next_seq).then_some(seq)
+        (seq >= unsent).then_some(seq)
     }
 
     /// The restored snapshot was stale (see [`ErrorKind::StaleSnapshot`]): the server holds
@@ -868,5 +871,4 @@ mod b64_vec {
 }
 
 #[cfg(test)]
-#[path = "snapshot_tests.rs"]
 mod tests;

@@ -1,6 +1,8 @@
 //! The [`Reader`](super::Reader)'s configuration.
 
+use crate::error::{Error, InputReason, Operation};
 use crate::offset::Offset;
+use crate::ops::{self, LiveMode, ReadOptions, RequestExtras};
 use crate::retry::RetryPolicy;
 use crate::sse::SseLimits;
 use serde::{Deserialize, Serialize};
@@ -113,7 +115,8 @@ pub struct ReaderConfig {
     pub catch_up_deadline: Option<Duration>,
     /// If an SSE exchange delivers nothing (no head, no body bytes, not even a comment) for this
     /// long, the reader cancels it (see [`Reader::poll_cancel`](super::Reader::poll_cancel)) and
-    /// reconnects from the last `control` offset. Default: 120 s.
+    /// reconnects from the last `control` offset at once: such a connection is no fast
+    /// ending (no backoff, and it does not count towards `sse_fallback`). Default: 120 s.
     pub sse_idle_timeout: Option<Duration>,
     /// Keep a text payload's leading spaces over SSE from servers that write `data:<payload>`
     /// verbatim, without the space the SSE rules strip (the reference servers do this, so a
@@ -122,6 +125,8 @@ pub struct ReaderConfig {
     /// lines show it writes `data: `. Off by default: PROTOCOL.md 5.8 says to parse per the SSE
     /// rules, and the conformance suite checks exactly that. Do not turn it on for servers that
     /// add the space themselves when a payload starts with one (the embedded server does).
+    /// Base64 responses (`stream-sse-data-encoding: base64`) are parsed per the SSE rules
+    /// whatever this says: base64 text has no payload spaces to keep.
     pub sse_preserve_leading_space: bool,
     /// Whether the stream is JSON mode (PROTOCOL.md 9.1). `None`: learn it from the
     /// `Content-Type` of catch-up and long-poll responses. SSE responses do not carry the
@@ -168,8 +173,87 @@ impl ReaderConfig {
             cursor: None,
         }
     }
+
+    /// Checks every field, as [`Reader::new`](super::Reader::new) does before it creates a
+    /// reader.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for [`Operation::Read`]
+    /// when the URL is not absolute or its query already has `offset`, `live` or `cursor`,
+    /// when the retry policy is invalid, when a limit, deadline or the SSE fallback is zero or
+    /// a duration exceeds ten years, or when the cursor is empty or not a header-safe string.
+    pub fn validate(&self) -> Result<(), Error> {
+        let err_url = crate::url::strip_query(&self.url);
+        let invalid =
+            |msg: String| Error::invalid_input(Operation::Read, err_url, InputReason::Config, msg);
+        if let Some((_, query)) = self.url.split('#').next().unwrap_or("").split_once('?') {
+            for pair in query.split('&') {
+                let key = pair.split('=').next().unwrap_or("");
+                if matches!(key, "offset" | "live" | "cursor") {
+                    return Err(invalid(format!(
+                        "the stream URL must not carry the `{key}` parameter: the reader sets it"
+                    )));
+                }
+            }
+        }
+        self.retry
+            .validate()
+            .map_err(|e| invalid(format!("retry policy: {e}")))?;
+        if self.max_body_bytes == 0 {
+            return Err(invalid("max_body_bytes must be greater than zero".into()));
+        }
+        if self.partial_chunks_over == Some(0) {
+            return Err(invalid(
+                "partial_chunks_over must be greater than zero (None: never)".into(),
+            ));
+        }
+        if self.sse_limits.max_line_bytes == 0 || self.sse_limits.max_event_bytes == 0 {
+            return Err(invalid("SSE limits must be greater than zero".into()));
+        }
+        if let Some(f) = self.sse_fallback {
+            if f.connections == 0 || f.window.is_zero() {
+                return Err(invalid(
+                    "sse_fallback needs at least one connection and a non-zero window".into(),
+                ));
+            }
+        }
+        for (name, d) in [
+            ("long_poll_deadline", self.long_poll_deadline),
+            ("catch_up_deadline", self.catch_up_deadline),
+            ("sse_idle_timeout", self.sse_idle_timeout),
+            ("sse_fallback.window", self.sse_fallback.map(|f| f.window)),
+        ] {
+            if d.is_some_and(|d| d.is_zero()) {
+                return Err(invalid(format!("{name} must be greater than zero")));
+            }
+            if d.is_some_and(|d| d > crate::retry::MAX_DURATION) {
+                return Err(invalid(format!("{name} exceeds ten years")));
+            }
+        }
+        if let Some(c) = &self.cursor {
+            if c.is_empty() || c.chars().any(|ch| ch.is_control()) {
+                return Err(invalid(format!(
+                    "cursor {c:?} is empty or has control characters"
+                )));
+            }
+        }
+        // Building one request checks the URL (absolute, parseable).
+        let probe = ReadOptions {
+            offset: self.offset.clone(),
+            live: LiveMode::LongPoll,
+            cursor: self.cursor.clone(),
+            if_none_match: None,
+        };
+        ops::read_request(&self.url, &probe, &RequestExtras::default())
+            .map_err(|e| Error::new(Operation::Read, err_url, e.kind))?;
+        Ok(())
+    }
 }
 
 fn default_partial_chunks_over() -> Option<usize> {
     Some(ReaderConfig::DEFAULT_PARTIAL_CHUNKS_OVER)
 }
+
+#[cfg(test)]
+mod tests;

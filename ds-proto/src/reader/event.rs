@@ -37,7 +37,7 @@ impl Chunk {
     /// no messages. Fails when `data` is not one JSON array (for instance for a non-JSON
     /// stream).
     pub fn items(&self) -> Result<Vec<Bytes>, String> {
-        crate::json::split_array(&self.data)
+        crate::json::split_array(&self.data).map_err(String::from)
     }
 }
 

@@ -172,7 +172,7 @@ impl Reader {
             reader.up_to_date = true;
             reader.delivered_eof = true;
             reader.delivered_up_to_date = true;
-            reader.phase = super::Phase::Finished;
+            reader.set_finished();
             reader.events.push_back(ReaderEvent::Closed {
                 offset: reader.read_offset.clone(),
             });
@@ -182,5 +182,4 @@ impl Reader {
 }
 
 #[cfg(test)]
-#[path = "snapshot_tests.rs"]
 mod tests;

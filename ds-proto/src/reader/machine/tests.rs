@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ops::test_util::parts;
+use crate::reader::ReaderSnapshot;
 
 const URL: &str = "http://h/s";
 
@@ -695,6 +696,99 @@ fn sse_base64_data_is_decoded() {
     let ev = h.events();
     assert_eq!(&data(&ev[0]).data[..], &[1, 2, 3, 4, 5]);
     assert!(!data(&ev[0]).json);
+}
+
+#[test]
+fn sse_preserve_leading_space_leaves_base64_streams_alone() {
+    // The option concerns text payloads: base64 data is decoded whether the server writes
+    // `data: <base64>` or `data:<base64>`, and the decoded bytes are exact.
+    for sep in [" ", ""] {
+        let mut h = H::new(ReaderConfig {
+            sse_preserve_leading_space: true,
+            ..cfg(ReadMode::Sse)
+        });
+        let t = h.tx();
+        h.head(
+            t.id,
+            200,
+            &[
+                ("content-type", "text/event-stream"),
+                ("stream-sse-data-encoding", "base64"),
+            ],
+        );
+        let body = format!(
+            "event: data\ndata:{sep}AQID\ndata:{sep}BA==\n\nevent: data\ndata:{sep}IAU=\n\n\
+             event: control\ndata:{sep}{{\"streamNextOffset\":\"0_6\",\"streamCursor\":\"1\"}}\n\n"
+        );
+        h.body(t.id, body.as_bytes());
+        let ev = h.events();
+        assert_eq!(ev.len(), 1, "separator {sep:?}: {ev:?}");
+        assert_eq!(
+            &data(&ev[0]).data[..],
+            &[1, 2, 3, 4, b' ', 5],
+            "separator {sep:?}"
+        );
+        assert_eq!(data(&ev[0]).next_offset, off("0_6"));
+    }
+}
+
+#[test]
+fn sse_idle_timeout_reconnects_at_once_and_is_no_fast_ending() {
+    // A connection the reader ended because the server went silent is not a server that
+    // keeps ending SSE at once (DESIGN.md, Reader): it neither backs off nor moves towards
+    // the long-poll fallback, and it breaks a run of fast endings.
+    let fallback = SseFallback::default();
+    let idle = Duration::from_secs(5);
+    let mut h = H::new(ReaderConfig {
+        sse_idle_timeout: Some(idle),
+        ..cfg(ReadMode::Sse)
+    });
+    let fast_end = |h: &mut H| {
+        let t = h.tx();
+        h.sse_head(t.id);
+        h.end(t.id);
+    };
+    for _ in 1..fallback.connections {
+        fast_end(&mut h);
+    }
+    assert!(h.events().is_empty());
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.advance(idle);
+    assert_eq!(h.cancels(), vec![t.id]);
+    assert!(h.events().is_empty(), "no Retrying: no backoff");
+    let t = h.tx(); // at once, at the same instant
+    assert_eq!(query(&t), "live=sse&offset=-1");
+    h.sse_head(t.id);
+    h.end(t.id);
+    assert!(h.events().is_empty(), "the run of fast endings was broken");
+    assert_eq!(h.r.mode(), ReadMode::Sse);
+    for _ in 2..fallback.connections {
+        fast_end(&mut h);
+    }
+    assert!(h.events().is_empty());
+    fast_end(&mut h);
+    assert_eq!(h.events(), vec![ReaderEvent::FellBackToLongPoll]);
+
+    // Without a fallback, fast endings back off, but an idle timeout does not.
+    let mut h = H::new(ReaderConfig {
+        sse_idle_timeout: Some(idle),
+        sse_fallback: None,
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.advance(idle);
+    assert_eq!(h.cancels(), vec![t.id]);
+    assert!(h.events().is_empty());
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.end(t.id);
+    assert!(matches!(
+        &h.events()[..],
+        [ReaderEvent::Retrying { attempt: 1, .. }]
+    ));
+    h.no_tx();
 }
 
 #[test]
@@ -1592,4 +1686,20 @@ mod pieces {
         assert_eq!(r.offset().as_str(), "20");
         assert_eq!(r.snapshot().skip_bytes, 0);
     }
+}
+
+#[test]
+fn without_preserve_leading_space_payloads_follow_the_sse_rules_only() {
+    // A server that writes two spaces after `data:`: the SSE rules strip one, and the
+    // reader, not asked to preserve spaces, takes nothing else away, whatever the control
+    // line looks like.
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(
+        t.id,
+        b"event: data\ndata:  hello\n\nevent: control\ndata:  {\"streamNextOffset\":\"0_6\",\"streamCursor\":\"1\"}\n\n",
+    );
+    let ev = h.events();
+    assert_eq!(&data(&ev[0]).data[..], b" hello");
 }

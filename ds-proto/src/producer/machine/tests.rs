@@ -4,6 +4,7 @@
 use super::*;
 use crate::error::{ConflictKind, ErrorKind};
 use crate::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
+use crate::producer::DEFAULT_CONTENT_TYPE;
 use crate::retry::RetryPolicy;
 use crate::rng::Rng;
 use bytes::Bytes;
@@ -221,6 +222,8 @@ fn config_is_validated() {
     let bad = |c: ProducerConfig| {
         let e = Producer::new(c, now).unwrap_err();
         assert!(matches!(e.kind, ErrorKind::InvalidInput(_)), "{e}");
+        // Whatever check refused it, the error names the producer's operation.
+        assert_eq!(e.operation, crate::error::Operation::Append, "{e}");
     };
     bad(ProducerConfig::new(URL, ""));
     bad(ProducerConfig::new("not a url", "p"));
@@ -276,7 +279,13 @@ fn seals_on_linger() {
     );
     h.advance(ms(2));
     assert!(h.pump().is_empty());
+    let mark = h.p.snapshot_mark();
     h.advance(ms(1));
+    // handle_timeout alone sealed it: the seq is taken, the mark moved (a driver persists a
+    // snapshot before sending), no timer is left, and the batch waits to be sent.
+    assert_eq!(h.p.next_seq(), 1);
+    assert_ne!(h.p.snapshot_mark(), mark);
+    assert_eq!(h.p.poll_timeout(), None);
     let s = h.one();
     assert_eq!((s.epoch, s.seq, s.text(), s.close), (0, 0, "ab", false));
     assert_eq!(s.content_type.as_deref(), Some("application/octet-stream"));
@@ -516,13 +525,20 @@ fn gap_reorder_recovery_with_three_in_flight() {
     h.flush();
     h.append("d");
     h.flush();
+    assert_eq!(h.p.in_flight(), 0);
     let sent = h.pump();
     assert_eq!(sent.len(), 3);
+    assert_eq!(h.p.in_flight(), 3);
     let (s1, s2, s3) = (sent[0].clone(), sent[1].clone(), sent[2].clone());
     assert_eq!((s1.seq, s2.seq, s3.seq), (1, 2, 3));
     // The server saw 3, then 2, then 1.
     h.gap(&s3, 1);
     h.gap(&s2, 1);
+    assert_eq!(
+        h.p.in_flight(),
+        1,
+        "answered exchanges are no longer in flight"
+    );
     assert!(
         h.pump().is_empty(),
         "no re-send before earlier batches resolve"
@@ -812,6 +828,7 @@ fn closed_stream_fails_everything_pending() {
     h.flush();
     let s0 = h.one();
     h.append("b");
+    assert!(!h.p.is_closed(), "not known closed before the answer");
     h.reply(
         s0.id,
         409,
@@ -1664,4 +1681,96 @@ fn absurd_durations_are_refused_not_panicked_on() {
     let mut c = ProducerConfig::new("http://h/s", "p");
     c.request_deadline = Some(std::time::Duration::MAX);
     assert!(c.validate().is_err());
+}
+
+#[test]
+fn a_stored_append_with_a_malformed_header_is_still_acknowledged() {
+    // 200 and 204 say stored; a header the client cannot read does not undo that (failing it
+    // would invite the application to append it again). 204 is a duplicate, 200 is not.
+    let mut h = Harness::new(config());
+    h.append("a");
+    h.flush();
+    let s = h.one();
+    h.reply(s.id, 200, &[("stream-next-offset", "a/b")], "");
+    h.append("b");
+    h.flush();
+    let s = h.one();
+    h.reply(s.id, 204, &[("stream-next-offset", "a/b")], "");
+    assert_eq!(
+        h.events(),
+        [acked(0, 0, None, false), acked(1, 1, None, true)]
+    );
+    // A close-only request answered 204 with a malformed header: closed.
+    h.p.close(h.now).unwrap();
+    let c = h.one();
+    assert!(c.close);
+    h.reply(c.id, 204, &[("stream-next-offset", "a/b")], "");
+    assert!(h.p.is_closed());
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, ProducerEvent::Closed { .. })));
+}
+
+#[test]
+fn not_found_and_gone_fail_earlier_batches_waiting_to_retry() {
+    // 404 or 410 concerns the stream, not the batch: a batch waiting to be retried fails too
+    // (with that error) instead of being sent to a stream that is not there.
+    for (status, kind) in [(404, ErrorKind::NotFound), (410, ErrorKind::Gone)] {
+        let mut h = Harness::new(ProducerConfig {
+            max_in_flight: 2,
+            ..config()
+        });
+        h.append("a");
+        h.flush();
+        let s0 = h.one();
+        h.ok(&s0, "1");
+        h.append("b");
+        h.flush();
+        h.append("c");
+        h.flush();
+        let sent = h.pump();
+        assert_eq!(sent.len(), 2);
+        h.reply(sent[0].id, 503, &[], "");
+        h.reply(sent[1].id, status, &[], "");
+        let ev = h.events();
+        let failures: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match e {
+                ProducerEvent::Failed { first, reason, .. } => Some((first.0, reason.kind())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failures, [(1, &kind), (2, &kind)], "{status}: {ev:?}");
+        h.advance(Duration::from_secs(60));
+        assert!(h.pump().is_empty(), "{status}: nothing re-sent");
+    }
+}
+
+#[test]
+fn auto_claim_after_two_fences_takes_the_highest_epoch_plus_one() {
+    // Two batches in flight are fenced by different epochs, in either order: the producer
+    // claims one above the highest it saw, not one a third fence would refuse again.
+    for (first, second) in [("3", "5"), ("5", "3")] {
+        let mut h = Harness::new(ProducerConfig {
+            auto_claim: true,
+            max_in_flight: 2,
+            ..config()
+        });
+        h.append("a");
+        h.flush();
+        let s0 = h.one();
+        h.ok(&s0, "1");
+        h.append("b");
+        h.flush();
+        h.append("c");
+        h.flush();
+        let sent = h.pump();
+        assert_eq!(sent.len(), 2);
+        h.reply(sent[0].id, 403, &[("producer-epoch", first)], "");
+        h.reply(sent[1].id, 403, &[("producer-epoch", second)], "");
+        assert_eq!(h.p.epoch(), 6, "fenced by {first} then {second}");
+        let r = h.one();
+        assert_eq!((r.epoch, r.seq), (6, 0));
+    }
 }

@@ -689,3 +689,207 @@ fn the_schedule_hands_out_a_snapshot_first_then_before_new_batches_and_after_out
         .iter()
         .all(|b| !matches!(b.state, SnapshotBatchState::Pending { .. })));
 }
+
+#[test]
+fn a_stale_snapshot_is_detected_after_a_new_batch_took_the_next_seq() {
+    // The snapshot holds seq 0 (sent, unanswered) and next seq 1. The old instance then
+    // stored seqs 1 and 2 (against the write-ahead rule) and crashed.
+    let now = Instant::now();
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    append(&mut p, "b", now); // full: sealed as seq 0
+    let s0 = pump(&mut p, now);
+    assert_eq!(s0[0].seq, 0);
+    let snap = p.snapshot();
+    assert_eq!(snap.next_seq, 1);
+    drop(p);
+    let mut r = Producer::restore(snap, now).unwrap();
+    let resent = pump(&mut r, now);
+    assert_eq!(resent.len(), 1);
+    // A new append, sealed as seq 1 while the restored batch is outstanding: the restored
+    // producer's next seq is now 2.
+    append(&mut r, "c", now);
+    r.flush(now);
+    assert_eq!(r.next_seq(), 2);
+    assert!(
+        pump(&mut r, now).is_empty(),
+        "the first batch of the epoch goes alone"
+    );
+    // The server holds seq 1 (from the lost instance): its answer to the re-sent seq 0 is a
+    // 204 with Producer-Seq 1, a seq this producer sealed but never sent. Seq 1 on the
+    // server holds other appends than ours: acknowledging "c" under it would report an
+    // append acknowledged that was never stored.
+    reply(&mut r, &resent[0], 204, &[("producer-seq", "1")], now);
+    let ev = events(&mut r);
+    assert!(
+        ev.iter().all(|e| !matches!(e, ProducerEvent::Acked { .. })),
+        "{ev:?}"
+    );
+    assert!(
+        matches!(
+            r.error().map(|e| &e.kind),
+            Some(ErrorKind::StaleSnapshot { epoch: 0, seq: 1 })
+        ),
+        "{:?}",
+        r.error()
+    );
+    assert!(pump(&mut r, now).is_empty(), "seq 1 is never sent");
+}
+
+#[test]
+fn a_pipelined_new_batch_the_server_stored_is_not_taken_for_a_stale_snapshot() {
+    // After restore, once the epoch is established, a new batch may be in flight together
+    // with a re-sent one; the server's highest seq may then be that new batch's own.
+    let now = Instant::now();
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    append(&mut p, "b", now); // seq 0
+    let s0 = pump(&mut p, now);
+    reply(&mut p, &s0[0], 200, &[], now); // epoch established
+    append(&mut p, "c", now);
+    append(&mut p, "d", now); // seq 1
+    let s1 = pump(&mut p, now);
+    assert_eq!(s1[0].seq, 1);
+    let snap = p.snapshot();
+    drop(p);
+    let mut r = Producer::restore(snap, now).unwrap();
+    let resent = pump(&mut r, now);
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].seq, 1);
+    reply(&mut r, &resent[0], 204, &[], now); // ours: the lost instance stored it
+    append(&mut r, "e", now);
+    append(&mut r, "f", now); // seq 2
+    append(&mut r, "g", now);
+    append(&mut r, "h", now); // seq 3
+    let s23 = pump(&mut r, now);
+    assert_eq!(s23.iter().map(|s| s.seq).collect::<Vec<_>>(), [2, 3]);
+    // Seq 3 is answered first (stored); then a duplicate delivery of seq 2 gets a 204 whose
+    // Producer-Seq is the server's highest, 3: one this producer sent itself.
+    reply(&mut r, &s23[1], 200, &[], now);
+    reply(&mut r, &s23[0], 204, &[("producer-seq", "3")], now);
+    assert!(r.error().is_none(), "{:?}", r.error());
+}
+
+#[test]
+fn a_restored_producer_times_every_retry_even_behind_a_resolved_batch() {
+    // Snapshot: seqs 1 and 2 in flight, 3 acknowledged (waiting for them), 4 sealed.
+    let now = Instant::now();
+    let mut p = Producer::new(
+        ProducerConfig {
+            max_in_flight: 4,
+            ..config()
+        },
+        now,
+    )
+    .unwrap();
+    append(&mut p, "a", now);
+    append(&mut p, "b", now);
+    let s0 = pump(&mut p, now);
+    reply(&mut p, &s0[0], 200, &[], now);
+    assert_eq!(acks(&events(&mut p)), [(0, 1, false)]);
+    for s in ["c", "d", "e", "f", "g", "h", "i", "j"] {
+        append(&mut p, s, now);
+    }
+    let s = pump(&mut p, now);
+    assert_eq!(s.iter().map(|s| s.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    reply(&mut p, &s[2], 200, &[], now);
+    let snap = p.snapshot();
+    assert_eq!(
+        snap.batches
+            .iter()
+            .map(|b| (b.seq, matches!(b.state, SnapshotBatchState::Pending { .. })))
+            .collect::<Vec<_>>(),
+        [(1, true), (2, true), (3, false), (4, true)]
+    );
+    drop(p);
+    let mut r = Producer::restore(snap, now).unwrap();
+    let s1 = pump(&mut r, now);
+    assert_eq!(s1.len(), 1, "the first alone");
+    reply(&mut r, &s1[0], 204, &[], now);
+    let s24 = pump(&mut r, now);
+    assert_eq!(s24.iter().map(|s| s.seq).collect::<Vec<_>>(), [2, 4]);
+    // Both are refused for now; the server asks for 10 s before seq 2, 1 s before seq 4.
+    reply(&mut r, &s24[0], 503, &[("retry-after", "10")], now);
+    reply(&mut r, &s24[1], 503, &[("retry-after", "1")], now);
+    assert_eq!(
+        r.poll_timeout(),
+        Some(now + Duration::from_secs(1)),
+        "the earliest retry, behind the acknowledged seq 3"
+    );
+    let later = now + Duration::from_secs(10);
+    r.handle_timeout(later);
+    let again = pump(&mut r, later);
+    assert_eq!(again.iter().map(|s| s.seq).collect::<Vec<_>>(), [2, 4]);
+}
+
+#[test]
+fn a_snapshot_with_durations_of_exactly_ten_years_restores() {
+    // Ten years is the longest duration a configuration may hold, inclusive, whether it
+    // comes to `Producer::new` or in a snapshot.
+    let now = Instant::now();
+    let ten_years = crate::retry::MAX_DURATION;
+    let config = ProducerConfig {
+        request_deadline: Some(ten_years),
+        retry: crate::retry::RetryPolicy {
+            max_delay: ten_years,
+            max_elapsed: Some(ten_years),
+            ..crate::retry::RetryPolicy::default()
+        },
+        ..config()
+    };
+    let p = Producer::new(config, now).unwrap();
+    let r = Producer::restore(p.snapshot(), now).unwrap();
+    assert_eq!(r.config().request_deadline, Some(ten_years));
+    let mut snap = p.snapshot();
+    snap.config.request_deadline = Some(ten_years + Duration::from_nanos(1));
+    assert!(matches!(
+        Producer::restore(snap, now).unwrap_err().kind,
+        ErrorKind::InvalidInput(_)
+    ));
+}
+
+/// A deserializer of a binary format that hands out bytes (as bincode or postcard do): owned
+/// (`visit_byte_buf`) or borrowed (`visit_bytes`).
+struct BinaryBytes(Vec<u8>, bool);
+
+impl<'de> serde::Deserializer<'de> for BinaryBytes {
+    type Error = serde::de::value::Error;
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        if self.1 {
+            v.visit_byte_buf(self.0)
+        } else {
+            v.visit_bytes(&self.0)
+        }
+    }
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+#[test]
+fn bodies_from_a_binary_format_are_kept_byte_for_byte() {
+    for owned in [true, false] {
+        let body = super::b64::deserialize(BinaryBytes(b"[1,2]\x00\xff".to_vec(), owned)).unwrap();
+        assert_eq!(&body[..], b"[1,2]\x00\xff", "owned: {owned}");
+    }
+}
+
+#[test]
+fn an_open_batch_after_close_is_refused() {
+    let now = Instant::now();
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    let mut snap = p.snapshot();
+    assert_eq!(snap.open.len(), 1);
+    snap.closing = true;
+    let err = Producer::restore(snap, now).unwrap_err();
+    assert!(
+        matches!(&err.kind, ErrorKind::InvalidInput(m) if m.message.contains("open batch after close")),
+        "{err}"
+    );
+}
