@@ -840,6 +840,10 @@ macro_rules! __driver_exports {
             AppendError, AppendId, FailureReason, ProducerConfig, ProducerSnapshot,
         };
         pub use $crate::reader::{Chunk, ReadMode, ReaderConfig, ReaderEvent, ReaderSnapshot};
+        pub use $crate::subscription::{
+            Ack, Batch, Confirmed, Subscription, SubscriptionConfig, SubscriptionError,
+            SubscriptionErrorKind, WakeNotification, WorkerEvent,
+        };
         pub use $crate::{ConflictKind, Error, ErrorKind, Offset, Operation, RetryPolicy};
 
         /// A seed from OS entropy for the machines' PRNGs (retry jitter only): ds-proto draws
