@@ -110,6 +110,8 @@ mod config;
 mod events;
 mod machine;
 #[cfg(test)]
+mod target_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::{ProducerConfig, DEFAULT_CONTENT_TYPE};
