@@ -127,6 +127,7 @@ mod client;
 mod consumer;
 mod engine;
 mod handle;
+mod pipeline;
 mod reader;
 #[cfg(feature = "rustls")]
 mod tls;

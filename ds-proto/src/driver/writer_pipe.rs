@@ -125,6 +125,11 @@ impl WriterPipe {
         }
     }
 
+    /// The pipeline depth the dedicated connection is opened with (`max_in_flight`).
+    pub fn carrier_depth(&self) -> usize {
+        self.pipe.limits().max_in_flight
+    }
+
     /// The plan's measurements and budget.
     pub fn pipe(&self) -> &WritePipe {
         &self.pipe
