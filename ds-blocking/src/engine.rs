@@ -190,6 +190,12 @@ impl<C: Send + 'static> Exchanges<C> {
     }
 
     /// The request with the client's extras, its timeout, and its trace.
+    /// `t` with the client's and the call's extra headers, as an exchange would send it (for
+    /// a writer's pipelined connection, which writes requests itself).
+    pub(crate) fn with_extras(&self, t: Transmit) -> Transmit {
+        t.with_extras(&self.client.extras(&self.call))
+    }
+
     fn prepare(
         &self,
         t: Transmit,

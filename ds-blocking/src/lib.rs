@@ -128,6 +128,7 @@ mod client;
 mod consumer;
 mod engine;
 mod handle;
+mod pipeline;
 mod reader;
 mod subscription;
 #[cfg(feature = "rustls")]

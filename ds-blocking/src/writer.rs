@@ -17,11 +17,14 @@
 use crate::client::Client;
 use crate::engine::{Exchanges, Msg, Received};
 use crate::handle::StreamHandle;
+use crate::pipeline::{self, Pipeline};
 use crate::trace;
 use bytes::Bytes;
 use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
 use ds_proto::driver::writer::{CloseReport, FlushError};
+use ds_proto::driver::writer_pipe::{Carrier, WriterPipe};
+use ds_proto::io::Input;
 use ds_proto::producer::{AppendError, AppendId};
 use ds_proto::{Error, Machine, Operation, Outgoing};
 use serde::Serialize;
@@ -37,6 +40,8 @@ enum Command {
     Wake,
     /// Stop.
     Stop,
+    /// Bytes read from the pipelined connection of this generation (`None`: it ended).
+    Read(u64, Option<Vec<u8>>),
 }
 
 /// The writer's state behind the lock: ds-proto's core, and whether the writer was dropped.
@@ -237,7 +242,32 @@ fn deliver_events(shared: &Shared, core: &mut Core) {
     }
 }
 
+/// Feeds `inputs` to the plan and the producer.
+fn feed(core: &mut Core, plan: &mut WriterPipe, inputs: &mut Vec<Input>) {
+    if inputs.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    for input in inputs.drain(..) {
+        plan.on_input(&input, now);
+        core.producer_mut().handle_input(input, now);
+    }
+    plan.apply(core.producer_mut());
+}
+
 fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
+    // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled.
+    let mut plan = {
+        let mut core = shared.lock();
+        let plan = WriterPipe::new(core.producer().config());
+        plan.apply(core.producer_mut());
+        plan
+    };
+    let tx = exchanges.commands();
+    let notify: pipeline::Notify =
+        Arc::new(move |gen, data| tx.send(Msg::Command(Command::Read(gen, data))).is_ok());
+    let mut pipeline = Pipeline::new(plan.carrier_depth(), notify);
+    let mut inputs = Vec::new();
     loop {
         let deadline = {
             let mut core = shared.lock();
@@ -250,20 +280,27 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                 let mut transmits = Vec::new();
                 while let Some(out) = core.producer_mut().poll_outgoing(now) {
                     match out {
-                        Outgoing::Cancel(id) => exchanges.abort(id),
+                        Outgoing::Cancel(id) => {
+                            exchanges.abort(id);
+                            pipeline.abort(id, &mut plan, &mut inputs);
+                            plan.on_abandoned(id, now);
+                        }
                         Outgoing::Send(t) => transmits.push(t),
                     }
                 }
+                feed(&mut core, &mut plan, &mut inputs);
                 if transmits.is_empty() {
                     break;
                 }
                 // Before anything is sent: the persisted snapshot holds every batch in flight.
                 core.persist(false);
+                let pooled = plan.carrier() == Carrier::Pooled;
                 // One request at a time: this thread has nothing else to do until its answer
                 // (no other batch may be sent, appends go to the producer directly), so it
                 // makes the exchange itself instead of handing it to another thread and
                 // waiting to be woken with the answer.
-                if transmits.len() == 1
+                if pooled
+                    && transmits.len() == 1
                     && exchanges.is_empty()
                     && core.producer_mut().config().max_in_flight == 1
                 {
@@ -271,36 +308,79 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                     break;
                 }
                 for t in transmits {
-                    if let Some(failed) = exchanges.start(t) {
-                        core.producer_mut().handle_input(failed, Instant::now());
+                    let t = exchanges.with_extras(t);
+                    plan.on_sent(&t, Instant::now());
+                    if plan.carrier() == Carrier::Pooled {
+                        if let Some(failed) = exchanges.start(t) {
+                            inputs.push(failed);
+                        }
+                    } else {
+                        pipeline.submit(t, &mut plan, &mut inputs);
                     }
                 }
+                fall_back(&mut plan, &mut pipeline, &mut exchanges, &mut inputs);
+                feed(&mut core, &mut plan, &mut inputs);
             }
             if let Some(t) = here {
                 drop(core);
+                plan.on_sent(&t, Instant::now());
                 exchanges.run_here(t, &mut |input| {
                     let mut core = shared.lock();
-                    core.producer_mut().handle_input(input, Instant::now());
+                    let now = Instant::now();
+                    plan.on_input(&input, now);
+                    core.producer_mut().handle_input(input, now);
                     !core.stopped
                 });
                 // The answer's events go out before the next batch is sent; timers that came
                 // due meanwhile fire.
                 let mut core = shared.lock();
+                plan.apply(core.producer_mut());
                 core.producer_mut().handle_timeout(Instant::now());
                 deliver_events(&shared, &mut core);
                 continue;
             }
             deliver_events(&shared, &mut core);
-            core.producer_mut().poll_timeout()
+            match (core.producer_mut().poll_timeout(), pipeline.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
         match exchanges.recv(deadline) {
-            Received::Input(input) => shared
-                .lock()
-                .producer_mut()
-                .handle_input(input, Instant::now()),
-            Received::Timeout => shared.lock().producer_mut().handle_timeout(Instant::now()),
+            Received::Input(input) => inputs.push(input),
+            Received::Timeout => {
+                let now = Instant::now();
+                pipeline.on_timeout(now, &mut plan, &mut inputs);
+                let mut core = shared.lock();
+                feed(&mut core, &mut plan, &mut inputs);
+                core.producer_mut().handle_timeout(now);
+            }
             Received::Command(Command::Wake) => shared.wake_pending.store(false, Ordering::Release),
+            Received::Command(Command::Read(gen, data)) => {
+                pipeline.on_read(gen, data, &mut plan, &mut inputs);
+            }
             Received::Command(Command::Stop) | Received::Closed => return,
+        }
+        fall_back(&mut plan, &mut pipeline, &mut exchanges, &mut inputs);
+        if !inputs.is_empty() {
+            let mut core = shared.lock();
+            feed(&mut core, &mut plan, &mut inputs);
+        }
+    }
+}
+
+/// After the plan fell back to pooled exchanges (pipelining refused, or reordered): the
+/// requests still waiting for the dedicated connection go pooled.
+fn fall_back(
+    plan: &mut WriterPipe,
+    pipeline: &mut Pipeline,
+    exchanges: &mut Exchanges<Command>,
+    inputs: &mut Vec<Input>,
+) {
+    if plan.carrier() == Carrier::Pooled {
+        for t in pipeline.take_pending() {
+            if let Some(failed) = exchanges.start(t) {
+                inputs.push(failed);
+            }
         }
     }
 }

@@ -49,9 +49,10 @@
 //!   between us and the server reordered requests); otherwise one at a time, for the rest of
 //!   the writer's life. `max_in_flight = 1` is always one at a time.
 //!
-//! Not wired into the Producer or the drivers yet: an integrator feeds it from the writer's
-//! exchanges and reads the batch target and `may_send` where the producer cuts and sends
-//! batches.
+//! The drivers' writers use it through [`crate::driver::writer_pipe::WriterPipe`], which feeds
+//! it from the writer's exchanges and hands the batch target to the producer
+//! ([`crate::producer::Producer::set_batch_target`]); `may_send` is not consulted yet (the
+//! producer's `max_in_flight` and `max_buffered_bytes` bound what is in flight).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -105,6 +105,12 @@ impl Exchanges {
         }
     }
 
+    /// `t` with the client's and the call's extra headers, as an exchange would send it (for
+    /// a writer's pipelined connection, which writes requests itself).
+    pub(crate) fn with_extras(&self, t: Transmit) -> Transmit {
+        t.with_extras(&self.client.extras(&self.call))
+    }
+
     /// The exchange of a transmit (the request with the client's headers and parameters, its
     /// deadline and trace), not yet polled, and its span.
     fn exchange(&self, t: Transmit) -> (Local, trace::Span) {

@@ -137,6 +137,7 @@ mod clock;
 mod consumer;
 mod engine;
 mod handle;
+mod pipeline;
 mod reader;
 #[cfg(feature = "server")]
 pub mod server;

@@ -17,16 +17,19 @@
 use crate::client::Client;
 use crate::engine::{now, sleep_until, Exchanges};
 use crate::handle::StreamHandle;
+use crate::pipeline::Pipeline;
 use crate::trace;
 use bytes::Bytes;
 use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
 use ds_proto::driver::writer::{CloseReport, FlushError};
+use ds_proto::driver::writer_pipe::{Carrier, WriterPipe};
+use ds_proto::io::Input;
 use ds_proto::producer::{AppendError, AppendId};
 use ds_proto::{Error, Machine, Outgoing};
 use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 type Core = WriterCore<oneshot::Sender<WriteOutcome>>;
@@ -175,35 +178,105 @@ impl Drop for Writer {
     }
 }
 
+/// Feeds `inputs` to the plan and the producer.
+fn feed(core: &mut Core, plan: &mut WriterPipe, inputs: &mut Vec<Input>) {
+    if inputs.is_empty() {
+        return;
+    }
+    let now = now();
+    for input in inputs.drain(..) {
+        plan.on_input(&input, now);
+        core.producer_mut().handle_input(input, now);
+    }
+    plan.apply(core.producer_mut());
+}
+
 async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
+    // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled.
+    let mut plan = {
+        let mut core = shared.lock();
+        let plan = WriterPipe::new(core.producer().config());
+        plan.apply(core.producer_mut());
+        plan
+    };
+    let (read_tx, mut read_rx) = mpsc::unbounded_channel();
+    let mut pipeline = Pipeline::new(plan.carrier_depth(), read_tx);
+    let mut inputs = Vec::new();
     loop {
-        let deadline = {
+        // Under the lock: what the producer wants sent or cancelled; its events delivered
+        // (a due snapshot is persisted before anything is sent: it holds every batch in
+        // flight). The pipelined connection's writes happen after the lock is released.
+        let (transmits, cancels, deadline) = {
             let mut core = shared.lock();
+            feed(&mut core, &mut plan, &mut inputs);
             let now = now();
             let mut transmits = Vec::new();
+            let mut cancels = Vec::new();
             while let Some(out) = core.producer_mut().poll_outgoing(now) {
                 match out {
-                    Outgoing::Cancel(id) => exchanges.abort(id),
+                    Outgoing::Cancel(id) => cancels.push(id),
                     Outgoing::Send(t) => transmits.push(t),
                 }
             }
-            // Persists a due snapshot before anything is sent: it holds every batch in flight.
             let changed = core.deliver_events(trace::producer_event, |tx, outcome| {
                 let _ = tx.send(outcome);
             });
-            for t in transmits {
-                exchanges.start(t);
-            }
             if changed {
                 shared.changed.notify_waiters();
             }
-            core.producer().poll_timeout()
+            let deadline = match (core.producer().poll_timeout(), pipeline.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (transmits, cancels, deadline)
         };
+        for id in cancels {
+            exchanges.abort(id);
+            pipeline.abort(id, &mut plan, &mut inputs).await;
+            plan.on_abandoned(id, now());
+        }
+        let sent = !transmits.is_empty();
+        for t in transmits {
+            plan.on_sent(&t, now());
+            if plan.carrier() == Carrier::Pooled {
+                exchanges.start(t);
+            } else {
+                pipeline
+                    .submit(exchanges.with_extras(t), &mut plan, &mut inputs)
+                    .await;
+            }
+        }
+        fall_back(&mut plan, &mut pipeline, &mut exchanges);
+        if sent || !inputs.is_empty() {
+            // Inputs of the writes, and transmits the producer may have now.
+            continue;
+        }
         tokio::select! {
             biased;
-            input = exchanges.recv() => shared.lock().producer_mut().handle_input(input, now()),
+            input = exchanges.recv() => inputs.push(input),
+            Some((gen, data)) = read_rx.recv() => {
+                pipeline.on_read(gen, data, &mut plan, &mut inputs).await;
+                fall_back(&mut plan, &mut pipeline, &mut exchanges);
+            }
             () = shared.wake.notified() => {}
-            () = sleep_until(deadline) => shared.lock().producer_mut().handle_timeout(now()),
+            () = sleep_until(deadline) => {
+                let at = now();
+                pipeline.on_timeout(at, &mut plan, &mut inputs).await;
+                fall_back(&mut plan, &mut pipeline, &mut exchanges);
+                let mut core = shared.lock();
+                feed(&mut core, &mut plan, &mut inputs);
+                core.producer_mut().handle_timeout(at);
+            }
+        }
+    }
+}
+
+/// After the plan fell back to pooled exchanges (pipelining refused, or reordered): the
+/// requests still waiting for the dedicated connection go pooled.
+fn fall_back(plan: &mut WriterPipe, pipeline: &mut Pipeline, exchanges: &mut Exchanges) {
+    if plan.carrier() == Carrier::Pooled {
+        for t in pipeline.take_pending() {
+            exchanges.start(t);
         }
     }
 }

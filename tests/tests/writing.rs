@@ -93,6 +93,47 @@ fn faults_on_post_never_lose_or_duplicate() {
     }
 }
 
+/// Issue 16: with more than one batch in flight on a plain `http://` stream the writers pipeline
+/// their batches on one connection; the server drops that connection under one of several
+/// pipelined POSTs (after the epoch's first batch, so the others are in flight behind it):
+/// the batches behind it fail as the codec can prove (not processed, or outcome unknown) and
+/// are sent again with their sequence numbers; every record lands exactly once, in order.
+#[test]
+fn a_dropped_pipelined_connection_keeps_exactly_once() {
+    let server = RefServer::start();
+    for kind in DriverKind::ALL {
+        for in_flight in [2, 8] {
+            let s = new_stream(&server, kind, "pipelined-drop", "text/plain");
+            let w = s
+                .writer_with(ProducerConfig {
+                    max_in_flight: in_flight,
+                    max_batch_items: 25,
+                    ..config("piped")
+                })
+                .unwrap();
+            // The epoch's first batch goes alone; after it, batches are pipelined.
+            w.append(record(0)).unwrap();
+            w.flush().unwrap();
+            server.inject_error(
+                s.url(),
+                serde_json::json!({"dropConnection": true, "count": 1, "method": "POST"}),
+            );
+            server.inject_error(
+                s.url(),
+                serde_json::json!({"delayMs": 20, "count": 10, "method": "POST"}),
+            );
+            let count = 2_000;
+            for n in 1..count {
+                w.append(record(n)).unwrap();
+            }
+            w.close(false)
+                .unwrap_or_else(|f| panic!("{kind:?} {in_flight}: {f:?}"));
+            server.clear_errors();
+            check_records(&s.read_all().unwrap().data, count);
+        }
+    }
+}
+
 #[test]
 fn a_higher_epoch_fences_the_zombie() {
     let server = RefServer::shared();

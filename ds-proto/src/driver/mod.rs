@@ -12,6 +12,7 @@
 //! | [`read_all`] | collecting a reader's chunks into one `read_all` result |
 //! | [`write_tracker`] | per-append outcomes of a writer, for `flush`, `close` and tracked appends |
 //! | [`writer`] | the core of a driver's writer: the producer, its bookkeeping, callbacks and waiters, and what `flush` and `close` report |
+//! | [`writer_pipe`] | how a writer carries its batches: pipelined on one HTTP/1.1 connection or pooled, and the batch target that fills the pipe |
 
 pub mod call;
 pub mod client;
@@ -21,3 +22,4 @@ pub mod subscription;
 pub mod trace;
 pub mod write_tracker;
 pub mod writer;
+pub mod writer_pipe;

@@ -109,6 +109,9 @@ pub struct Producer {
     /// The body buffer of an acknowledged batch, kept to build the next one in (no fresh
     /// allocation, no page faults, batch after batch).
     spare: Option<BytesMut>,
+    /// The size at which the open batch is cut, set by the driver's pipe plan
+    /// ([`Producer::set_batch_target`]); `None`: `max_batch_bytes`.
+    batch_target: Option<usize>,
 }
 
 /// The most a new batch body buffer reserves up front (it grows past it as needed).
@@ -146,11 +149,29 @@ impl Producer {
             restored_at: None,
             append_wake: false,
             spare: None,
+            batch_target: None,
             config,
         })
     }
 
     // ----- getters -----
+
+    /// The size at which the open batch is cut (body bytes): the target set with
+    /// [`Producer::set_batch_target`], else [`ProducerConfig::max_batch_bytes`].
+    pub fn batch_target_bytes(&self) -> usize {
+        self.batch_target.map_or(self.config.max_batch_bytes, |t| {
+            t.min(self.config.max_batch_bytes)
+        })
+    }
+
+    /// Sets the size at which the open batch is cut from now on (a writer's pipe plan,
+    /// [`crate::pipe::WritePipe::batch_target_bytes`], grows it while batches are in flight):
+    /// clamped to `1 ..= max_batch_bytes`, the user's ceiling. `None` goes back to
+    /// `max_batch_bytes`. A batch already sealed keeps its size; the open batch is cut at the
+    /// next append that reaches the new target (small appends still leave after `linger`).
+    pub fn set_batch_target(&mut self, bytes: Option<usize>) {
+        self.batch_target = bytes.map(|b| b.max(1));
+    }
 
     /// The configuration.
     pub fn config(&self) -> &ProducerConfig {
@@ -285,7 +306,7 @@ impl Producer {
                 limit,
             });
         }
-        let max_bytes = self.config.max_batch_bytes;
+        let max_bytes = self.batch_target_bytes();
         if !self.open.is_empty() && self.open.body_len_with(self.json, data.len()) > max_bytes {
             self.seal_open(false);
         }

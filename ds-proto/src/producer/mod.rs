@@ -110,6 +110,8 @@ mod config;
 mod events;
 mod machine;
 mod snapshot;
+#[cfg(test)]
+mod target_tests;
 
 pub use config::{ProducerConfig, DEFAULT_CONTENT_TYPE};
 pub use events::{AppendError, AppendId, FailureReason, ProducerEvent};

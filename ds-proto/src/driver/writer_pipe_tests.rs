@@ -1,0 +1,161 @@
+//! The writer's connection plan, without IO.
+#![allow(clippy::disallowed_methods)] // tests take a real `Instant` as the clock's origin
+
+use super::*;
+use crate::io::TransportError;
+use bytes::Bytes;
+
+const URL: &str = "http://h/v1/stream/s";
+
+fn config(url: &str, in_flight: usize, max_batch: usize) -> ProducerConfig {
+    ProducerConfig {
+        max_in_flight: in_flight,
+        max_batch_bytes: max_batch,
+        max_buffered_bytes: 64 << 20,
+        ..ProducerConfig::new(url, "p1")
+    }
+}
+
+fn transmit(id: u64, bytes: usize) -> Transmit {
+    Transmit {
+        id: RequestId(id),
+        request: http::Request::post(URL)
+            .body(Bytes::from(vec![0u8; bytes]))
+            .unwrap(),
+        deadline: None,
+    }
+}
+
+fn head(id: u64, status: u16, headers: &[(&str, &str)]) -> Input {
+    let mut b = http::Response::builder().status(status);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    Input::Head {
+        id: RequestId(id),
+        parts: b.body(()).unwrap().into_parts().0,
+    }
+}
+
+#[test]
+fn carrier_follows_in_flight_scheme_and_refusal() {
+    assert_eq!(
+        WriterPipe::new(&config(URL, 1, 1 << 20)).carrier(),
+        Carrier::Pooled
+    );
+    assert_eq!(
+        WriterPipe::new(&config(URL, 4, 1 << 20)).carrier(),
+        Carrier::Pipelined { depth: 4 }
+    );
+    assert_eq!(
+        WriterPipe::new(&config("HTTP://h/v1/stream/s", 2, 1 << 20)).carrier(),
+        Carrier::Pipelined { depth: 2 }
+    );
+    assert_eq!(
+        WriterPipe::new(&config("https://h/v1/stream/s", 4, 1 << 20)).carrier(),
+        Carrier::Pooled,
+        "the dedicated connection has no TLS"
+    );
+    let mut plan = WriterPipe::new(&config(URL, 4, 1 << 20));
+    plan.on_pipelining_refused();
+    assert_eq!(plan.carrier(), Carrier::Pooled);
+}
+
+#[test]
+fn a_sequence_gap_on_a_clean_pipeline_falls_back_but_one_after_a_failure_does_not() {
+    let now = Instant::now();
+    let gap = [
+        ("producer-expected-seq", "1"),
+        ("producer-received-seq", "2"),
+    ];
+
+    // Batch 1 failed (503): batch 2's gap is the consequence, not a reordering.
+    let mut plan = WriterPipe::new(&config(URL, 4, 1 << 20));
+    plan.on_sent(&transmit(1, 10), now);
+    plan.on_sent(&transmit(2, 10), now);
+    plan.on_input(&head(1, 503, &[]), now);
+    plan.on_input(&Input::End { id: RequestId(1) }, now);
+    plan.on_input(&head(2, 409, &gap), now);
+    plan.on_input(&Input::End { id: RequestId(2) }, now);
+    assert_eq!(plan.carrier(), Carrier::Pipelined { depth: 4 });
+    assert_eq!(plan.pipe().in_flight_batches(), 0);
+
+    // Nothing failed before: the requests were reordered on the way.
+    plan.on_sent(&transmit(3, 10), now);
+    plan.on_sent(&transmit(4, 10), now);
+    plan.on_input(&head(3, 200, &[]), now);
+    plan.on_input(&Input::End { id: RequestId(3) }, now);
+    plan.on_input(&head(4, 409, &gap), now);
+    assert_eq!(plan.carrier(), Carrier::Pooled);
+
+    // A 409 without a gap (stream closed, content type) says nothing about order.
+    let mut plan = WriterPipe::new(&config(URL, 4, 1 << 20));
+    plan.on_sent(&transmit(1, 10), now);
+    plan.on_input(&head(1, 409, &[("stream-closed", "true")]), now);
+    assert_eq!(plan.carrier(), Carrier::Pipelined { depth: 4 });
+}
+
+#[test]
+fn acknowledged_batches_grow_the_target_within_max_batch_bytes() {
+    let t0 = Instant::now();
+    let max_batch = 8 << 20;
+    let mut plan = WriterPipe::new(&config(URL, 2, max_batch));
+    assert_eq!(plan.batch_target_bytes(), 1 << 20, "starts at 1 MiB");
+    let mut producer = Producer::new(config(URL, 2, max_batch), t0).unwrap();
+    plan.apply(&mut producer);
+    assert_eq!(producer.batch_target_bytes(), 1 << 20);
+
+    // A link that keeps up: every round trip (20 ms) acknowledges all the budget.
+    let rtt = Duration::from_millis(20);
+    let mut now = t0;
+    let mut id = 0;
+    for _ in 0..20 {
+        let target = plan.batch_target_bytes();
+        let n = plan.pipe().mode().depth();
+        for _ in 0..n {
+            id += 1;
+            plan.on_sent(&transmit(id, target), now);
+            plan.on_written(RequestId(id), now);
+        }
+        now += rtt;
+        for k in (id + 1 - n as u64)..=id {
+            plan.on_input(&head(k, 200, &[]), now);
+            plan.on_input(&Input::End { id: RequestId(k) }, now);
+        }
+    }
+    assert!(plan.pipe().srtt().is_some_and(|s| s == rtt));
+    assert_eq!(
+        plan.batch_target_bytes(),
+        max_batch,
+        "the target grew to the user's ceiling"
+    );
+    plan.apply(&mut producer);
+    assert_eq!(producer.batch_target_bytes(), max_batch);
+    assert_eq!(plan.pipe().in_flight_bytes(), 0);
+}
+
+#[test]
+fn failures_and_abandoned_requests_leave_the_flight() {
+    let now = Instant::now();
+    let mut plan = WriterPipe::new(&config(URL, 4, 1 << 20));
+    plan.on_sent(&transmit(1, 100), now);
+    plan.on_sent(&transmit(2, 100), now);
+    plan.on_sent(&transmit(3, 100), now);
+    assert_eq!(plan.pipe().in_flight_bytes(), 300);
+    plan.on_input(
+        &Input::Failed {
+            id: RequestId(1),
+            error: TransportError::new(TransportErrorKind::ConnectionReset, "eof"),
+        },
+        now,
+    );
+    plan.on_abandoned(RequestId(2), now);
+    plan.on_input(&Input::End { id: RequestId(99) }, now); // unknown: ignored
+    assert_eq!(plan.pipe().in_flight_bytes(), 100);
+    assert_eq!(plan.pipe().in_flight_batches(), 1);
+    assert!(outcome_known_unprocessed(TransportErrorKind::Connect));
+    assert!(!outcome_known_unprocessed(
+        TransportErrorKind::ConnectionReset
+    ));
+    assert!(!outcome_known_unprocessed(TransportErrorKind::Timeout));
+}

@@ -1,0 +1,112 @@
+//! The batch target a writer's pipe plan sets ([`Producer::set_batch_target`]): where the open
+//! batch is cut, within the user's `max_batch_bytes`.
+#![allow(clippy::disallowed_methods)] // tests take a real `Instant` as the clock's origin
+
+use super::*;
+use crate::io::{Input, Transmit};
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+const URL: &str = "http://h/v1/stream/s";
+
+fn producer(max_batch_bytes: usize) -> (Producer, Instant) {
+    let now = Instant::now();
+    let config = ProducerConfig {
+        rng_seed: 7,
+        max_batch_bytes,
+        max_buffered_bytes: 64 << 20,
+        linger: Duration::from_secs(1),
+        ..ProducerConfig::new(URL, "p1")
+    };
+    (Producer::new(config, now).unwrap(), now)
+}
+
+fn ok(p: &mut Producer, t: &Transmit, now: Instant) {
+    let parts = http::Response::builder()
+        .status(200)
+        .header("stream-next-offset", "0000000000000001_0000000000000000")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    p.handle_input(Input::Head { id: t.id, parts }, now);
+    p.handle_input(Input::End { id: t.id }, now);
+}
+
+fn bodies(p: &mut Producer, now: Instant) -> Vec<Transmit> {
+    let mut out = Vec::new();
+    while let Some(t) = p.poll_transmit(now) {
+        out.push(t);
+    }
+    out
+}
+
+#[test]
+fn without_a_target_batches_are_cut_at_max_batch_bytes() {
+    let (mut p, now) = producer(4000);
+    assert_eq!(p.batch_target_bytes(), 4000);
+    for _ in 0..10 {
+        p.append(Bytes::from(vec![b'x'; 1000]), now).unwrap();
+    }
+    let sent = bodies(&mut p, now);
+    assert_eq!(sent.len(), 1, "the first batch of the epoch goes alone");
+    assert_eq!(sent[0].request.body().len(), 4000);
+}
+
+#[test]
+fn a_target_cuts_batches_earlier_and_a_larger_one_is_capped_by_max_batch_bytes() {
+    let (mut p, now) = producer(8000);
+    p.set_batch_target(Some(2000));
+    assert_eq!(p.batch_target_bytes(), 2000);
+    for _ in 0..4 {
+        p.append(Bytes::from(vec![b'x'; 1000]), now).unwrap();
+    }
+    let first = bodies(&mut p, now);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].request.body().len(), 2000);
+    ok(&mut p, &first[0], now);
+    let second = bodies(&mut p, now);
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].request.body().len(), 2000);
+    ok(&mut p, &second[0], now);
+
+    // Grown beyond the ceiling: the user's max_batch_bytes still bounds the batch.
+    p.set_batch_target(Some(1 << 30));
+    assert_eq!(p.batch_target_bytes(), 8000);
+    for _ in 0..9 {
+        p.append(Bytes::from(vec![b'y'; 1000]), now).unwrap();
+    }
+    let third = bodies(&mut p, now);
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].request.body().len(), 8000);
+
+    // Back to the default.
+    p.set_batch_target(None);
+    assert_eq!(p.batch_target_bytes(), 8000);
+    p.set_batch_target(Some(0));
+    assert_eq!(
+        p.batch_target_bytes(),
+        1,
+        "a zero target is one byte: every append alone"
+    );
+}
+
+#[test]
+fn an_append_larger_than_the_target_goes_alone_whole() {
+    let (mut p, now) = producer(1 << 20);
+    p.set_batch_target(Some(100));
+    p.append(Bytes::from(vec![b'a'; 10]), now).unwrap();
+    p.append(Bytes::from(vec![b'b'; 500]), now).unwrap();
+    let sent = bodies(&mut p, now);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(&sent[0].request.body()[..], &[b'a'; 10][..]);
+    ok(&mut p, &sent[0], now);
+    p.flush(now);
+    let next = bodies(&mut p, now);
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        next[0].request.body().len(),
+        500,
+        "never split, never dropped"
+    );
+}
