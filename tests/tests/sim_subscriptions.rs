@@ -1,0 +1,952 @@
+//! Simulation sweeps of subscriptions (PROTOCOL.md 6, 7): many seeds, each drawing its own
+//! scenario and fault mix, each run in a [`World`] (virtual time, the `SimServer` model, a
+//! faulty network) with pull-wake [`Worker`]s racing for one subscription while producers
+//! append to its linked streams, workers crash (dropped, restarted from their snapshot or
+//! fresh), stop gracefully, process slowly enough to lose their lease, skip acks, release.
+//!
+//! Environment, as for the other sweeps:
+//!
+//! - `DS_SIM_SEED=<n>`: run only seed `n` (the replay command a failure prints);
+//! - `DS_SIM_CASES=<n>`: seeds per sweep (default [`DEFAULT_CASES`]);
+//! - `DS_SIM_FIRST_SEED=<n>`: the first seed of a sweep (default 0);
+//! - `DS_SIM_TRACE=1`: print the workers' events and the application's tasks (with
+//!   `DS_SIM_SEED`).
+//!
+//! Checked after every step:
+//!
+//! - each batch a worker hands out is exactly the server's bytes from where the previous
+//!   batch of that stream in that wake ended (the first from the claim's `acked_offset`);
+//! - at most one worker holds a wake at a time (hold intervals of different workers, from the
+//!   `Claimed` event to the end of the wake or the application's `done`/`release`, never
+//!   overlap; each generation is claimed by one worker at most);
+//! - the server's acked cursors never regress;
+//! - every cursor advance is explained by an ack that arrived in that step, for that stream
+//!   and that offset, of a generation not older than the newest one claimed before, from a
+//!   worker that had been handed the data up to that offset in that generation: a fenced or
+//!   stale worker never advances a cursor;
+//! - a worker never sends an ack or release for a wake after reporting its end (`LeaseLost`,
+//!   `Finished`, `Released`), and refuses the application's acks of it (`NotHeld`).
+//!
+//! Checked at the end of each seed: every linked stream's cursor is its tail (with the rule
+//! above, every byte reached a worker whose ack was accepted); every worker stops cleanly.
+//! [`sim_subscriptions_same_seed_same_trace`] runs seeds twice and compares trace hashes.
+
+use bytes::Bytes;
+use ds_proto::offset::Offset;
+use ds_proto::ops::{create_request, CreateOptions, RequestExtras};
+use ds_proto::producer::ProducerConfig;
+use ds_proto::retry::RetryPolicy;
+use ds_proto::rng::Rng;
+use ds_proto::sim::net::{ClientId, FaultConfig};
+use ds_proto::sim::world::{PartyEvent, TraceKind, World, WorldConfig};
+use ds_proto::sim::SimServerConfig;
+use ds_proto::subscription::{
+    create_subscription_request, get_subscription_request, get_subscription_response, AckBody,
+    LeaseLoss, SubscriptionConfig, SubscriptionRoot, Worker, WorkerConfig, WorkerError,
+    WorkerEvent,
+};
+use ds_proto::Producer;
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// Seeds per sweep when `DS_SIM_CASES` is not set: sized so that the sweep stays well under
+/// a minute on two cores in a debug build (see the summary it prints).
+const DEFAULT_CASES: u64 = 300;
+
+const ROOT: &str = "http://sim.test/v1/stream";
+const SUB: &str = "orders";
+const WAKE: &str = "wake/pool";
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+    )
+}
+
+fn ms(rng: &mut Rng, lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(lo + rng.below(hi - lo + 1))
+}
+
+/// The byte position of a sim server offset (`-1` is 0).
+fn pos(o: &Offset) -> u64 {
+    let s = o.as_str();
+    if s == "-1" {
+        return 0;
+    }
+    s.rsplit('_')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a sim offset: {s}"))
+}
+
+// ----- the sweep --------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct Stats {
+    trace_hash: u64,
+    steps: u64,
+    virtual_time: Duration,
+    claims: u64,
+    batches: u64,
+    lease_lost: u64,
+    fenced: u64,
+    redelivered_bytes: u64,
+    crashes: u64,
+    bytes: u64,
+}
+
+fn sweep(test: &str, run: fn(u64) -> Result<Stats, String>) {
+    let seeds: Vec<u64> = match env_u64("DS_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => {
+            let first = env_u64("DS_SIM_FIRST_SEED").unwrap_or(0);
+            let cases = env_u64("DS_SIM_CASES").unwrap_or(DEFAULT_CASES);
+            (first..first + cases).collect()
+        }
+    };
+    #[allow(clippy::disallowed_methods)]
+    let wall = Instant::now();
+    let mut total = Stats::default();
+    for &seed in &seeds {
+        let failure = match catch_unwind(AssertUnwindSafe(|| run(seed))) {
+            Ok(Ok(s)) => {
+                total.steps += s.steps;
+                total.virtual_time += s.virtual_time;
+                total.claims += s.claims;
+                total.batches += s.batches;
+                total.lease_lost += s.lease_lost;
+                total.fenced += s.fenced;
+                total.redelivered_bytes += s.redelivered_bytes;
+                total.crashes += s.crashes;
+                total.bytes += s.bytes;
+                continue;
+            }
+            Ok(Err(violation)) => violation,
+            Err(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .map_or_else(|| "a panic".to_owned(), |m| format!("panicked: {m}")),
+        };
+        panic!(
+            "{test}: seed {seed} failed: {failure}\n\
+             replay: DS_SIM_SEED={seed} cargo test -p ds-tests --test sim_subscriptions {test} -- --nocapture"
+        );
+    }
+    eprintln!(
+        "{test}: {} seeds passed in {:.1?} (wall); {} steps, {:.0?} virtual, {} bytes appended, \
+         {} claims, {} batches, {} redelivered bytes, {} leases lost ({} fenced), {} crashes",
+        seeds.len(),
+        wall.elapsed(),
+        total.steps,
+        total.virtual_time,
+        total.bytes,
+        total.claims,
+        total.batches,
+        total.redelivered_bytes,
+        total.lease_lost,
+        total.fenced,
+        total.crashes,
+    );
+}
+
+#[test]
+fn sim_subscriptions_pull_wake() {
+    sweep("sim_subscriptions_pull_wake", run_pull_wake);
+}
+
+#[test]
+fn sim_subscriptions_same_seed_same_trace() {
+    let mut hashes = BTreeSet::new();
+    for seed in 0..6 {
+        let a = run_pull_wake(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let b = run_pull_wake(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed} did not replay");
+        assert_eq!(a.steps, b.steps, "seed {seed} did not replay");
+        hashes.insert(a.trace_hash);
+    }
+    assert!(hashes.len() >= 5, "different seeds gave equal traces");
+}
+
+// ----- pull-wake scenario -------------------------------------------------------------------
+
+/// How a worker's application behaves.
+#[derive(Debug, Clone)]
+struct AppKnobs {
+    /// Chance a batch is acked at all.
+    ack: f64,
+    /// Chance an ack waits (processing time) before it is recorded.
+    ack_later: f64,
+    /// The longest processing time; beyond the lease now and then.
+    max_delay: Duration,
+    /// Chance a drained wake is released instead of finished.
+    release: f64,
+}
+
+#[derive(Debug, Clone)]
+enum Cmd {
+    Append { stream: usize, n: u64 },
+    /// The worker's process dies: dropped from the world, its exchanges abandoned.
+    Crash(usize),
+    /// A new process for the worker: from its last snapshot, or fresh from the wake stream's
+    /// tail.
+    Restart { worker: usize, snapshot: bool },
+    /// A graceful stop (acks sent, wake released); a restart follows.
+    Stop(usize),
+}
+
+/// What the test's application does at a virtual time.
+#[derive(Debug, Clone)]
+enum Task {
+    Cmd(Cmd),
+    Ack {
+        client: ClientId,
+        generation: u64,
+        stream: String,
+        offset: Offset,
+    },
+    Done {
+        client: ClientId,
+        generation: u64,
+        release: bool,
+    },
+}
+
+struct Plan {
+    /// The wake stream is JSON mode (each wake event one message); otherwise a byte stream
+    /// (events as concatenated JSON texts), only with reads never cut short: see
+    /// [`byte_wake_stream_events_cut_by_a_read_limit_are_lost`].
+    json_wake: bool,
+    faults: FaultConfig,
+    server: SimServerConfig,
+    lease_ms: u64,
+    streams: usize,
+    workers: Vec<(WorkerConfig, AppKnobs)>,
+    commands: Vec<(Duration, Cmd)>,
+    producer_retry: RetryPolicy,
+}
+
+fn plan(seed: u64) -> Plan {
+    let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5355_4253);
+    let faults = FaultConfig::random(rng.next_u64());
+    let server = SimServerConfig {
+        long_poll_timeout: ms(&mut rng, 200, 3000),
+        max_chunk_bytes: rng.chance(0.6).then(|| 1 + rng.below(48) as usize),
+        ..SimServerConfig::default()
+    };
+    let lease_ms = 1000 + rng.below(5000);
+    let json_wake = server.max_chunk_bytes.is_some() || rng.chance(0.5);
+    let streams = 1 + rng.below(5) as usize;
+    let root = SubscriptionRoot::new(ROOT).unwrap();
+    let mut workers = Vec::new();
+    let mut commands = Vec::new();
+    let n_workers = 1 + rng.below(4) as usize;
+    for w in 0..n_workers {
+        let config = WorkerConfig {
+            retry: RetryPolicy {
+                initial_delay: ms(&mut rng, 5, 200),
+                max_delay: ms(&mut rng, 300, 3000),
+                ..RetryPolicy::unlimited()
+            },
+            heartbeat_interval: rng
+                .chance(0.3)
+                .then(|| Duration::from_millis(200 + rng.below(lease_ms))),
+            request_timeout: ms(&mut rng, 500, 10_000),
+            max_batch_bytes: 1 << 20,
+            rng_seed: rng.next_u64(),
+            ..WorkerConfig::new(root.clone(), SUB, format!("worker-{w}"), WAKE)
+        };
+        let knobs = AppKnobs {
+            ack: if rng.chance(0.5) {
+                1.0
+            } else {
+                0.6 + rng.unit() * 0.4
+            },
+            ack_later: rng.unit() * 0.5,
+            max_delay: Duration::from_millis(if rng.chance(0.3) {
+                lease_ms * 2
+            } else {
+                lease_ms / 4
+            }),
+            release: if rng.chance(0.7) {
+                0.0
+            } else {
+                rng.unit() * 0.3
+            },
+        };
+        workers.push((config, knobs));
+        // Crashes and stops, each followed by a restart.
+        let mut at = ms(&mut rng, 0, 500);
+        for _ in 0..rng.below(3) {
+            at += ms(&mut rng, 200, 6000);
+            if rng.chance(0.7) {
+                commands.push((at, Cmd::Crash(w)));
+            } else {
+                commands.push((at, Cmd::Stop(w)));
+            }
+            at += ms(&mut rng, 0, lease_ms * 2);
+            commands.push((
+                at,
+                Cmd::Restart {
+                    worker: w,
+                    snapshot: rng.chance(0.6),
+                },
+            ));
+        }
+    }
+    let appends = 5 + rng.below(40);
+    for n in 0..appends {
+        let at = ms(&mut rng, 0, 10_000);
+        let stream = rng.below(streams as u64) as usize;
+        commands.push((at, Cmd::Append { stream, n }));
+    }
+    commands.sort_by_key(|(t, _)| *t);
+    let producer_retry = RetryPolicy {
+        initial_delay: ms(&mut rng, 5, 100),
+        max_delay: ms(&mut rng, 200, 2000),
+        ..RetryPolicy::unlimited()
+    };
+    Plan {
+        json_wake,
+        faults,
+        server,
+        lease_ms,
+        streams,
+        workers,
+        commands,
+        producer_retry,
+    }
+}
+
+fn stream_name(i: usize) -> String {
+    format!("events/s{i}")
+}
+
+fn payload(stream: usize, n: u64, seed: u64) -> Bytes {
+    let mut rng = Rng::new(seed ^ ((stream as u64) << 40) ^ n.wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let len = 1 + rng.below(30) as usize;
+    let mut v = format!("<{stream}.{n}:").into_bytes();
+    v.extend((0..len).map(|_| b'a' + rng.below(26) as u8));
+    v.push(b'>');
+    Bytes::from(v)
+}
+
+/// One hold of a wake by a worker, as the application sees it.
+#[derive(Debug)]
+struct Hold {
+    client: ClientId,
+    generation: u64,
+    from: Instant,
+    /// The end: the wake ended, or the application asked for `done` / `release` / `stop`.
+    until: Option<Instant>,
+}
+
+/// The test's application and its oracle.
+struct Sim {
+    seed: u64,
+    world: World,
+    root: SubscriptionRoot,
+    knobs: Vec<AppKnobs>,
+    configs: Vec<WorkerConfig>,
+    /// Current process of each worker (`None`: crashed or stopped, awaiting a restart).
+    procs: Vec<Option<ClientId>>,
+    /// The last snapshot of each worker (taken after every step, as a process would persist).
+    snapshots: Vec<Option<ds_proto::subscription::WorkerSnapshot>>,
+    /// Worker index of each client.
+    worker_of: BTreeMap<ClientId, usize>,
+    producers: Vec<ClientId>,
+    rng: Rng,
+    tasks: BTreeMap<(Instant, u64), Task>,
+    next_task: u64,
+    holds: Vec<Hold>,
+    /// Generation → the client that claimed it.
+    claimed_by: BTreeMap<u64, ClientId>,
+    newest_claimed: u64,
+    /// (client, generation, stream) → position the next batch starts at.
+    read_pos: BTreeMap<(ClientId, u64, String), u64>,
+    /// Generations whose end a client reported.
+    ended: BTreeSet<(ClientId, u64)>,
+    /// Server cursors at the last check.
+    cursors: BTreeMap<String, u64>,
+    /// (client, request id) → the ack or release body it transmitted.
+    sent: BTreeMap<(ClientId, u64), AckBody>,
+    /// Highest position handed out per stream (for redelivery stats).
+    handed: BTreeMap<String, u64>,
+    stats: Stats,
+    violations: Vec<String>,
+    /// `DS_SIM_TRACE` is set: print the workers' events and the application's tasks.
+    verbose: bool,
+}
+
+impl Sim {
+    fn task(&mut self, at: Instant, task: Task) {
+        self.next_task += 1;
+        self.tasks.insert((at, self.next_task), task);
+        // Wake the world then.
+        self.world.schedule(at, |_| {});
+    }
+
+    fn violation(&mut self, v: String) {
+        self.violations.push(format!("at {:?}: {v}", self.world.elapsed()));
+    }
+
+    fn start_worker(&mut self, w: usize, snapshot: bool) {
+        let now = self.world.now();
+        let worker = match (&self.snapshots[w], snapshot) {
+            (Some(s), true) => Worker::restore(s.clone(), now).unwrap(),
+            _ => Worker::new(self.configs[w].clone(), now).unwrap(),
+        };
+        let client = self.world.add_machine(worker);
+        self.procs[w] = Some(client);
+        self.worker_of.insert(client, w);
+    }
+
+    fn end_hold(&mut self, client: ClientId, generation: u64) {
+        let now = self.world.now();
+        for h in &mut self.holds {
+            if h.client == client && h.generation == generation && h.until.is_none() {
+                h.until = Some(now);
+            }
+        }
+    }
+
+    fn run_cmd(&mut self, cmd: Cmd) {
+        let now = self.world.now();
+        match cmd {
+            Cmd::Append { stream, n } => {
+                let data = payload(stream, n, self.seed);
+                self.stats.bytes += data.len() as u64;
+                let p = self.producers[stream];
+                self.world
+                    .producer_mut(p)
+                    .unwrap()
+                    .append(data, now)
+                    .unwrap();
+            }
+            Cmd::Crash(w) => {
+                if let Some(client) = self.procs[w].take() {
+                    self.stats.crashes += 1;
+                    self.world.remove(client);
+                    let open: Vec<u64> = self
+                        .holds
+                        .iter()
+                        .filter(|h| h.client == client && h.until.is_none())
+                        .map(|h| h.generation)
+                        .collect();
+                    for g in open {
+                        self.end_hold(client, g);
+                    }
+                }
+            }
+            Cmd::Stop(w) => {
+                if let Some(client) = self.procs[w] {
+                    let held = self.world.worker(client).unwrap().held_generation();
+                    self.world.worker_mut(client).unwrap().stop();
+                    if let Some(g) = held {
+                        self.end_hold(client, g);
+                    }
+                }
+            }
+            Cmd::Restart { worker, snapshot } => {
+                if let Some(client) = self.procs[worker] {
+                    if !self.world.worker(client).unwrap().is_finished() {
+                        // Still stopping: a stop's restart waits for it.
+                        let at = now + Duration::from_millis(100);
+                        self.task(at, Task::Cmd(Cmd::Restart { worker, snapshot }));
+                        return;
+                    }
+                    self.procs[worker] = None;
+                }
+                self.start_worker(worker, snapshot);
+            }
+        }
+    }
+
+    fn run_task(&mut self, task: Task) {
+        match task {
+            Task::Cmd(c) => self.run_cmd(c),
+            Task::Ack {
+                client,
+                generation,
+                stream,
+                offset,
+            } => {
+                let ended = self.ended.contains(&(client, generation));
+                let Some(worker) = self.world.worker_mut(client) else {
+                    return; // crashed meanwhile
+                };
+                let r = worker.ack(generation, &stream, offset);
+                match r {
+                    Ok(()) if ended => self.violation(format!(
+                        "{client:?} accepted an ack of generation {generation} after its end"
+                    )),
+                    Ok(()) | Err(WorkerError::NotHeld(_)) | Err(WorkerError::Stopping) => {}
+                    Err(e) => self.violation(format!("ack refused: {e}")),
+                }
+            }
+            Task::Done {
+                client,
+                generation,
+                release,
+            } => {
+                let Some(worker) = self.world.worker_mut(client) else {
+                    return;
+                };
+                let r = if release {
+                    worker.release(generation)
+                } else {
+                    worker.done(generation)
+                };
+                match r {
+                    Ok(()) => self.end_hold(client, generation),
+                    Err(WorkerError::NotHeld(_)) | Err(WorkerError::Stopping) => {}
+                    Err(e) => self.violation(format!("done/release refused: {e}")),
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, client: ClientId, event: WorkerEvent) {
+        let now = self.world.now();
+        let Some(&w) = self.worker_of.get(&client) else {
+            return;
+        };
+        match event {
+            WorkerEvent::Claimed {
+                generation,
+                streams,
+                ..
+            } => {
+                self.stats.claims += 1;
+                if let Some(other) = self.claimed_by.insert(generation, client) {
+                    self.violation(format!(
+                        "generation {generation} claimed by {other:?} and {client:?}"
+                    ));
+                }
+                if generation <= self.newest_claimed {
+                    self.violation(format!(
+                        "claimed generation {generation} after {}",
+                        self.newest_claimed
+                    ));
+                }
+                self.newest_claimed = self.newest_claimed.max(generation);
+                for s in streams {
+                    self.read_pos
+                        .insert((client, generation, s.path), pos(&s.acked_offset));
+                }
+                self.holds.push(Hold {
+                    client,
+                    generation,
+                    from: now,
+                    until: None,
+                });
+            }
+            WorkerEvent::Batch(b) => {
+                self.stats.batches += 1;
+                let key = (client, b.generation, b.stream.clone());
+                let Some(start) = self.read_pos.get(&key).copied() else {
+                    return self.violation(format!("batch of an unclaimed stream: {key:?}"));
+                };
+                let end = pos(&b.next_offset);
+                let path = format!("/v1/stream/{}", b.stream);
+                let all = self.world.server().stream_bytes(&path).unwrap_or_default();
+                let expect = all.get(start as usize..end as usize);
+                if expect != Some(&b.data[..]) {
+                    return self.violation(format!(
+                        "{client:?} gen {} {}: batch [{start}, {end}) is {:?}, the server has {:?}",
+                        b.generation, b.stream, b.data, expect
+                    ));
+                }
+                self.read_pos.insert(key, end);
+                let handed = self.handed.entry(b.stream.clone()).or_insert(0);
+                self.stats.redelivered_bytes += (*handed).min(end).saturating_sub(start);
+                *handed = (*handed).max(end);
+                let k = self.knobs[w].clone();
+                if self.rng.chance(k.ack) {
+                    let delay = if self.rng.chance(k.ack_later) {
+                        Duration::from_millis(self.rng.below(k.max_delay.as_millis() as u64 + 1))
+                    } else {
+                        Duration::ZERO
+                    };
+                    self.task(
+                        now + delay,
+                        Task::Ack {
+                            client,
+                            generation: b.generation,
+                            stream: b.stream,
+                            offset: b.next_offset,
+                        },
+                    );
+                }
+            }
+            WorkerEvent::Drained { generation } => {
+                let k = self.knobs[w].clone();
+                let release = self.rng.chance(k.release);
+                let delay = if self.rng.chance(k.ack_later) {
+                    Duration::from_millis(self.rng.below(k.max_delay.as_millis() as u64 + 1))
+                } else {
+                    Duration::ZERO
+                };
+                // After the acks of the same delay (tasks at one instant run in order).
+                self.task(
+                    now + delay,
+                    Task::Done {
+                        client,
+                        generation,
+                        release,
+                    },
+                );
+            }
+            WorkerEvent::Finished { generation, .. } | WorkerEvent::Released { generation } => {
+                self.ended.insert((client, generation));
+                self.end_hold(client, generation);
+            }
+            WorkerEvent::LeaseLost { generation, reason } => {
+                self.stats.lease_lost += 1;
+                if reason == LeaseLoss::Fenced {
+                    self.stats.fenced += 1;
+                }
+                self.ended.insert((client, generation));
+                self.end_hold(client, generation);
+            }
+            WorkerEvent::StreamFailed { stream, error, .. } => {
+                self.violation(format!("{client:?}: stream {stream} failed: {error}"))
+            }
+            WorkerEvent::Failed(f) => self.violation(format!("{client:?} failed: {f}")),
+            WorkerEvent::ClaimFailed(e) => {
+                self.violation(format!("{client:?}: claim failed for good: {e}"))
+            }
+            _ => {}
+        }
+    }
+
+    /// The server's cursors, by a direct call (no network, no faults).
+    fn server_cursors(&mut self) -> BTreeMap<String, u64> {
+        let now = self.world.now();
+        let req = get_subscription_request(&self.root, SUB, &RequestExtras::default()).unwrap();
+        let resp = self.world.server_mut().call(req, now).unwrap();
+        let (parts, body) = resp.into_parts();
+        let sub = get_subscription_response(&self.root, SUB, &parts, &body).unwrap();
+        sub.streams
+            .iter()
+            .map(|l| (l.path.clone(), pos(&l.acked_offset)))
+            .collect()
+    }
+
+    /// Checks the trace of the last step and the server's cursors.
+    fn check_step(&mut self, newest_before: u64) {
+        let mut arrived: Vec<(ClientId, AckBody)> = Vec::new();
+        for e in self.world.take_trace() {
+            match e.kind {
+                TraceKind::Transmit {
+                    client,
+                    id,
+                    uri,
+                    body,
+                    ..
+                } if self.worker_of.contains_key(&client)
+                    && (uri.path().ends_with("/ack") || uri.path().ends_with("/release")) =>
+                {
+                    let mut v: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    if v.get("acks").is_none() {
+                        // A release: no acks, no done.
+                        v["acks"] = serde_json::json!([]);
+                        v["done"] = false.into();
+                    }
+                    let parsed: AckBody = match serde_json::from_value(v) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            self.violation(format!("unparsable ack body {body:?}: {e}"));
+                            continue;
+                        }
+                    };
+                    if self.ended.contains(&(client, parsed.generation)) {
+                        self.violation(format!(
+                            "{client:?} sent {} for generation {} after its end",
+                            uri.path(),
+                            parsed.generation
+                        ));
+                    }
+                    if uri.path().ends_with("/ack") {
+                        self.sent.insert((client, id.0), parsed);
+                    }
+                }
+                TraceKind::Arrive { client, id, .. } => {
+                    if let Some(b) = self.sent.get(&(client, id.0)) {
+                        arrived.push((client, b.clone()));
+                    }
+                }
+                TraceKind::Event { client, event } if event.starts_with("Worker(LeaseLost") => {
+                    let _ = client; // handled through poll_event
+                }
+                _ => {}
+            }
+        }
+        let cursors = self.server_cursors();
+        for (path, &c) in &cursors {
+            let before = self.cursors.get(path).copied();
+            if before.is_some_and(|b| c < b) {
+                self.violation(format!("cursor of {path} went back from {before:?} to {c}"));
+            }
+            if before.is_some_and(|b| c > b) {
+                let explained = arrived.iter().any(|(client, b)| {
+                    b.generation >= newest_before
+                        && b.acks.iter().any(|a| {
+                            a.stream == *path
+                                && pos(&a.offset) == c
+                                && self
+                                    .read_pos
+                                    .get(&(*client, b.generation, path.clone()))
+                                    .is_some_and(|&handed| handed >= c)
+                        })
+                });
+                if !explained {
+                    let v = format!(
+                        "cursor of {path} advanced {before:?} -> {c} without a current ack of \
+                         data handed out (arrived acks: {arrived:?}, newest generation {newest_before})"
+                    );
+                    self.violation(v);
+                }
+            }
+        }
+        self.cursors = cursors;
+        // Holds of different workers never overlap.
+        let open: Vec<&Hold> = self.holds.iter().filter(|h| h.until.is_none()).collect();
+        if open.len() > 1 {
+            let v = format!("several workers hold wakes: {open:?}");
+            self.violation(v);
+        }
+        // The workers' own view agrees with the application's.
+        for (&client, _) in &self.worker_of {
+            if let Some(g) = self.world.worker(client).and_then(|w| w.held_generation()) {
+                if self.ended.contains(&(client, g)) {
+                    let v = format!("{client:?} holds generation {g} after its end");
+                    self.violations.push(v);
+                }
+            }
+        }
+    }
+
+    fn step(&mut self) -> Result<bool, String> {
+        let newest_before = self.newest_claimed;
+        let moved = self.world.step().map_err(|e| format!("world: {e}"))?;
+        while let Some(e) = self.world.poll_event() {
+            if let PartyEvent::Worker(ev) = e.event {
+                if self.verbose {
+                    eprintln!("{:>10.3?} {:?} {ev:?}", self.world.elapsed(), e.client);
+                }
+                self.on_event(e.client, ev);
+            }
+        }
+        self.check_step(newest_before);
+        let now = self.world.now();
+        while let Some(entry) = self.tasks.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let task = entry.remove();
+            if self.verbose {
+                eprintln!("{:>10.3?} task {task:?}", self.world.elapsed());
+            }
+            self.run_task(task);
+        }
+        for w in 0..self.procs.len() {
+            if let Some(c) = self.procs[w] {
+                if let Some(worker) = self.world.worker(c) {
+                    self.snapshots[w] = Some(worker.snapshot());
+                }
+            }
+        }
+        if !self.violations.is_empty() {
+            return Err(self.violations.join("\n"));
+        }
+        Ok(moved)
+    }
+
+    fn tails(&self) -> BTreeMap<String, u64> {
+        self.cursors
+            .keys()
+            .map(|p| {
+                let path = format!("/v1/stream/{p}");
+                let n = self.world.server().stream_bytes(&path).map_or(0, |b| b.len());
+                (p.clone(), n as u64)
+            })
+            .collect()
+    }
+}
+
+fn setup_world(seed: u64, faults: FaultConfig, server: SimServerConfig) -> World {
+    let config = WorldConfig {
+        faults,
+        server: SimServerConfig {
+            seed: Rng::new(seed ^ 0x7365_7276_6572).next_u64(),
+            ..server
+        },
+        record_trace: true,
+        max_time: Duration::from_secs(3600),
+        ..WorldConfig::new(seed)
+    };
+    #[allow(clippy::disallowed_methods)]
+    let start = Instant::now();
+    World::new(config, start)
+}
+
+fn run_pull_wake(seed: u64) -> Result<Stats, String> {
+    let plan = plan(seed);
+    let mut world = setup_world(seed, plan.faults.clone(), plan.server.clone());
+    let root = SubscriptionRoot::new(ROOT).unwrap();
+    let now = world.now();
+    // The streams, the wake stream and the subscription, set up directly.
+    let binary = CreateOptions {
+        content_type: Some("application/octet-stream".into()),
+        ..CreateOptions::default()
+    };
+    for i in 0..plan.streams {
+        let url = format!("{ROOT}/{}", stream_name(i));
+        let put = create_request(&url, &binary, &RequestExtras::default()).unwrap();
+        assert_eq!(world.server_mut().call(put, now).unwrap().status(), 201);
+    }
+    let wake = CreateOptions {
+        content_type: Some(if plan.json_wake {
+            "application/json".into()
+        } else {
+            "application/octet-stream".into()
+        }),
+        ..CreateOptions::default()
+    };
+    let put = create_request(&format!("{ROOT}/{WAKE}"), &wake, &RequestExtras::default()).unwrap();
+    assert_eq!(world.server_mut().call(put, now).unwrap().status(), 201);
+    let sub = SubscriptionConfig::pull_wake(WAKE)
+        .pattern("events/*")
+        .lease_ttl_ms(plan.lease_ms);
+    let put = create_subscription_request(&root, SUB, &sub, &RequestExtras::default()).unwrap();
+    assert_eq!(world.server_mut().call(put, now).unwrap().status(), 201);
+
+    let mut sim = Sim {
+        seed,
+        world,
+        root,
+        knobs: plan.workers.iter().map(|(_, k)| k.clone()).collect(),
+        configs: plan.workers.iter().map(|(c, _)| c.clone()).collect(),
+        procs: vec![None; plan.workers.len()],
+        snapshots: vec![None; plan.workers.len()],
+        worker_of: BTreeMap::new(),
+        producers: Vec::new(),
+        rng: Rng::new(seed ^ 0x6170_7073),
+        tasks: BTreeMap::new(),
+        next_task: 0,
+        holds: Vec::new(),
+        claimed_by: BTreeMap::new(),
+        newest_claimed: 0,
+        read_pos: BTreeMap::new(),
+        ended: BTreeSet::new(),
+        cursors: BTreeMap::new(),
+        sent: BTreeMap::new(),
+        handed: BTreeMap::new(),
+        stats: Stats::default(),
+        violations: Vec::new(),
+        verbose: std::env::var_os("DS_SIM_TRACE").is_some(),
+    };
+    sim.cursors = sim.server_cursors();
+    for i in 0..plan.streams {
+        let config = ProducerConfig {
+            content_type: "application/octet-stream".into(),
+            retry: plan.producer_retry.clone(),
+            rng_seed: seed ^ i as u64,
+            ..ProducerConfig::new(format!("{ROOT}/{}", stream_name(i)), format!("p{i}"))
+        };
+        let p = sim
+            .world
+            .add_machine(Producer::new(config, now).unwrap());
+        sim.producers.push(p);
+    }
+    for w in 0..plan.workers.len() {
+        sim.start_worker(w, false);
+    }
+    let start = sim.world.start();
+    let mut last_cmd = start;
+    for (at, cmd) in plan.commands {
+        last_cmd = last_cmd.max(start + at);
+        sim.task(start + at, Task::Cmd(cmd));
+    }
+
+    // Run the plan, then until every stream is acked to its tail and nothing is held.
+    let deadline = last_cmd + Duration::from_secs(600);
+    loop {
+        sim.step()?;
+        let now = sim.world.now();
+        let quiet = now >= last_cmd
+            && sim.tasks.is_empty()
+            && sim
+                .producers
+                .iter()
+                .all(|p| sim.world.producer(*p).unwrap().is_idle())
+            && sim.procs.iter().all(Option::is_some)
+            && sim.holds.iter().all(|h| h.until.is_some());
+        if quiet && sim.tails() == sim.cursors {
+            break;
+        }
+        if now > deadline {
+            let wake = sim
+                .world
+                .server()
+                .stream_bytes(&format!("/v1/stream/{WAKE}"))
+                .unwrap_or_default();
+            let workers: Vec<String> = sim
+                .procs
+                .iter()
+                .flatten()
+                .map(|c| {
+                    let w = sim.world.worker(*c).unwrap();
+                    format!(
+                        "{c:?}: wake offset {}, known generation {:?}, held {:?}",
+                        w.wake_offset(),
+                        w.known_generation(),
+                        w.held_generation()
+                    )
+                })
+                .collect();
+            return Err(format!(
+                "no convergence 600 s after the last command: cursors {:?}, tails {:?}, holds \
+                 open {:?}; workers {workers:?}; wake stream ({} bytes) {:?}",
+                sim.cursors,
+                sim.tails(),
+                sim.holds.iter().filter(|h| h.until.is_none()).collect::<Vec<_>>(),
+                wake.len(),
+                String::from_utf8_lossy(&wake[wake.len().saturating_sub(300)..]),
+            ));
+        }
+    }
+    // Everyone stops cleanly.
+    let clients: Vec<ClientId> = sim.procs.iter().flatten().copied().collect();
+    for &c in &clients {
+        sim.world.worker_mut(c).unwrap().stop();
+    }
+    let stop_deadline = sim.world.now() + Duration::from_secs(600);
+    while !clients
+        .iter()
+        .all(|c| sim.world.worker(*c).unwrap().is_finished())
+    {
+        sim.step()?;
+        if sim.world.now() > stop_deadline {
+            return Err("workers did not stop".into());
+        }
+    }
+    if sim.tails() != sim.cursors {
+        return Err(format!(
+            "after the stop: cursors {:?}, tails {:?}",
+            sim.cursors,
+            sim.tails()
+        ));
+    }
+    let mut stats = std::mem::take(&mut sim.stats);
+    stats.trace_hash = sim.world.trace_hash();
+    stats.steps = sim.world.steps();
+    stats.virtual_time = sim.world.elapsed();
+    Ok(stats)
+}
