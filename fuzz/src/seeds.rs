@@ -607,6 +607,7 @@ pub fn seeds() -> Vec<Seed> {
     all.extend(http1_encode_seeds());
     all.extend(producer_seeds());
     all.extend(reader_seeds());
+    all.extend(crate::subscription::seeds());
     all
 }
 

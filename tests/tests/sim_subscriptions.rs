@@ -189,12 +189,18 @@ struct AppKnobs {
 
 #[derive(Debug, Clone)]
 enum Cmd {
-    Append { stream: usize, n: u64 },
+    Append {
+        stream: usize,
+        n: u64,
+    },
     /// The worker's process dies: dropped from the world, its exchanges abandoned.
     Crash(usize),
     /// A new process for the worker: from its last snapshot, or fresh from the wake stream's
     /// tail.
-    Restart { worker: usize, snapshot: bool },
+    Restart {
+        worker: usize,
+        snapshot: bool,
+    },
     /// A graceful stop (acks sent, wake released); a restart follows.
     Stop(usize),
 }
@@ -391,7 +397,8 @@ impl Sim {
     }
 
     fn violation(&mut self, v: String) {
-        self.violations.push(format!("at {:?}: {v}", self.world.elapsed()));
+        self.violations
+            .push(format!("at {:?}: {v}", self.world.elapsed()));
     }
 
     fn start_worker(&mut self, w: usize, snapshot: bool) {
@@ -773,7 +780,11 @@ impl Sim {
             .keys()
             .map(|p| {
                 let path = format!("/v1/stream/{p}");
-                let n = self.world.server().stream_bytes(&path).map_or(0, |b| b.len());
+                let n = self
+                    .world
+                    .server()
+                    .stream_bytes(&path)
+                    .map_or(0, |b| b.len());
                 (p.clone(), n as u64)
             })
             .collect()
@@ -860,9 +871,7 @@ fn run_pull_wake(seed: u64) -> Result<Stats, String> {
             rng_seed: seed ^ i as u64,
             ..ProducerConfig::new(format!("{ROOT}/{}", stream_name(i)), format!("p{i}"))
         };
-        let p = sim
-            .world
-            .add_machine(Producer::new(config, now).unwrap());
+        let p = sim.world.add_machine(Producer::new(config, now).unwrap());
         sim.producers.push(p);
     }
     for w in 0..plan.workers.len() {
@@ -916,7 +925,10 @@ fn run_pull_wake(seed: u64) -> Result<Stats, String> {
                  open {:?}; workers {workers:?}; wake stream ({} bytes) {:?}",
                 sim.cursors,
                 sim.tails(),
-                sim.holds.iter().filter(|h| h.until.is_none()).collect::<Vec<_>>(),
+                sim.holds
+                    .iter()
+                    .filter(|h| h.until.is_none())
+                    .collect::<Vec<_>>(),
                 wake.len(),
                 String::from_utf8_lossy(&wake[wake.len().saturating_sub(300)..]),
             ));
