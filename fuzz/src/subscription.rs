@@ -321,6 +321,10 @@ impl Harness {
                     streams,
                     ..
                 } => {
+                    // A script may answer a claim with a generation already seen (no real
+                    // server does): that is a new wake, judged afresh.
+                    self.ended.remove(generation);
+                    self.acked.retain(|(g, _), _| g != generation);
                     self.claims.insert(
                         *generation,
                         streams.iter().map(|s| s.path.clone()).collect(),
