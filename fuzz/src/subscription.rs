@@ -267,6 +267,8 @@ fn kind_of(t: &Transmit) -> Kind {
 
 impl Harness {
     fn drain(&mut self) {
+        // Events the inputs and timers caused come before the requests sent after them.
+        self.events();
         while let Some(id) = self.w.poll_cancel() {
             assert!(
                 self.flight.remove(&id).is_some(),
@@ -313,6 +315,20 @@ impl Harness {
             }
             self.flight.insert(t.id, (kind, t));
         }
+        self.events();
+        if self.terminal {
+            assert!(self.w.is_finished());
+            assert!(self.w.poll_timeout().is_none());
+        }
+        if let Some(g) = self.w.held_generation() {
+            assert!(
+                !self.ended.contains(&g),
+                "holds generation {g} after its end"
+            );
+        }
+    }
+
+    fn events(&mut self) {
         while let Some(ev) = self.w.poll_event() {
             assert!(!self.terminal, "{ev:?} after the worker ended");
             match &ev {
@@ -349,16 +365,6 @@ impl Harness {
                 }
                 _ => {}
             }
-        }
-        if self.terminal {
-            assert!(self.w.is_finished());
-            assert!(self.w.poll_timeout().is_none());
-        }
-        if let Some(g) = self.w.held_generation() {
-            assert!(
-                !self.ended.contains(&g),
-                "holds generation {g} after its end"
-            );
         }
     }
 
