@@ -752,7 +752,7 @@ impl Sim {
             self.violation(v);
         }
         // The workers' own view agrees with the application's.
-        for (&client, _) in &self.worker_of {
+        for &client in self.worker_of.keys() {
             if let Some(g) = self.world.worker(client).and_then(|w| w.held_generation()) {
                 if self.ended.contains(&(client, g)) {
                     let v = format!("{client:?} holds generation {g} after its end");
@@ -1106,7 +1106,7 @@ enum Answer {
     Done,
     Async,
     Fail(u16),
-    NoAnswer,
+    Silence,
 }
 
 fn run_webhook(seed: u64) -> Result<Stats, String> {
@@ -1251,7 +1251,7 @@ fn run_webhook(seed: u64) -> Result<Stats, String> {
                 0..=3 => Answer::Done,
                 4..=6 => Answer::Async,
                 7 => Answer::Fail(if rng.chance(0.5) { 500 } else { 503 }),
-                _ => Answer::NoAnswer,
+                _ => Answer::Silence,
             };
             // Now and then slower than the lease.
             let delay = if rng.chance(0.15) {
@@ -1385,7 +1385,7 @@ fn run_webhook(seed: u64) -> Result<Stats, String> {
                         }
                         Answer::Async => server.handle_webhook_response(id, 200, b"{}", now),
                         Answer::Fail(s) => server.handle_webhook_response(id, s, b"", now),
-                        Answer::NoAnswer => server.handle_webhook_failure(id, now),
+                        Answer::Silence => server.handle_webhook_failure(id, now),
                     }
                 }
                 HookTask::Callback {
@@ -1444,7 +1444,7 @@ fn wake_event_in_a_failed_read_from_now_is_lost() {
     let root = SubscriptionRoot::new(ROOT).unwrap();
     let mut w = Worker::new(WorkerConfig::new(root, SUB, "w", WAKE), now).unwrap();
     let mut sent: Vec<Transmit> = Vec::new();
-    let mut drain = |w: &mut Worker, sent: &mut Vec<Transmit>| {
+    let drain = |w: &mut Worker, sent: &mut Vec<Transmit>| {
         while let Some(t) = w.poll_transmit(now) {
             sent.push(t);
         }
