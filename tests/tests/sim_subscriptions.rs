@@ -765,6 +765,28 @@ impl Sim {
     fn step(&mut self) -> Result<bool, String> {
         let newest_before = self.newest_claimed;
         let moved = self.world.step().map_err(|e| format!("world: {e}"))?;
+        if !moved && self.tasks.is_empty() {
+            let state: Vec<String> = self
+                .procs
+                .iter()
+                .map(|c| {
+                    c.and_then(|c| self.world.worker(c)).map_or_else(
+                        || "down".to_owned(),
+                        |w| {
+                            format!(
+                                "finished {}, held {:?}, known {:?}",
+                                w.is_finished(),
+                                w.held_generation(),
+                                w.known_generation()
+                            )
+                        },
+                    )
+                })
+                .collect();
+            return Err(format!(
+                "the world is idle (nothing scheduled): workers {state:?}"
+            ));
+        }
         while let Some(e) = self.world.poll_event() {
             if let PartyEvent::Worker(ev) = e.event {
                 if self.verbose {
@@ -823,6 +845,8 @@ fn setup_world(seed: u64, faults: FaultConfig, server: SimServerConfig) -> World
         },
         record_trace: true,
         max_time: Duration::from_secs(3600),
+        // A run takes a few thousand steps: far more is a party spinning.
+        max_steps: 200_000,
         ..WorldConfig::new(seed)
     };
     #[allow(clippy::disallowed_methods)]
@@ -1551,5 +1575,99 @@ fn wake_event_in_a_failed_read_from_now_is_lost() {
     assert!(
         claims_again || !retried_from_now,
         "the retry re-resolved offset=now past the lost wake event, and the worker does not claim"
+    );
+}
+
+/// Found by the pull-wake sweep (seed 184 of `DS_SIM_FIRST_SEED=140`): `Worker::stop` while
+/// a wake is held sends the release; when the release cannot get through before the lease
+/// runs out, the lease is given up locally (`LeaseLost { reason: Expired }`) but the worker
+/// never reports `Stopped` and never finishes: it has no timer left, so its driver waits for
+/// ever. `lease_lost` reached from `handle_timeout` does not call `check_stopped` (the
+/// control-answer path does). Fails today; the fix belongs in
+/// `ds_proto::subscription::worker` (check for the end of a stop after a lease loss).
+#[test]
+#[ignore = "worker bug: stop never completes when the lease expires during the release"]
+fn stop_completes_when_the_lease_expires_during_the_release() {
+    use ds_proto::{Input, Transmit};
+    #[allow(clippy::disallowed_methods)]
+    let start = Instant::now();
+    let root = SubscriptionRoot::new(ROOT).unwrap();
+    let mut w = Worker::new(WorkerConfig::new(root, SUB, "w", WAKE), start).unwrap();
+    let mut now = start;
+    let mut flight: Vec<Transmit> = Vec::new();
+    let poll = |w: &mut Worker, now: Instant, flight: &mut Vec<Transmit>| {
+        while let Some(id) = w.poll_cancel() {
+            flight.retain(|t| t.id != id);
+        }
+        while let Some(t) = w.poll_transmit(now) {
+            flight.push(t);
+        }
+    };
+    poll(&mut w, now, &mut flight);
+    let claim = flight
+        .iter()
+        .position(|t| t.request.uri().path().ends_with("/claim"))
+        .unwrap();
+    let claim = flight.remove(claim).id;
+    let body = br#"{"wake_id":"w1","generation":1,"token":"tok","streams":[],"lease_ttl_ms":1000}"#;
+    let parts = http::Response::builder()
+        .status(200)
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    w.handle_input(Input::Head { id: claim, parts }, now);
+    w.handle_input(
+        Input::Body {
+            id: claim,
+            chunk: Bytes::from_static(body),
+        },
+        now,
+    );
+    w.handle_input(Input::End { id: claim }, now);
+    assert_eq!(w.held_generation(), Some(1));
+    w.stop();
+    poll(&mut w, now, &mut flight);
+    // Nothing answers: a driver fails each exchange at its deadline and fires the timers.
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        let next = flight
+            .iter()
+            .filter_map(|t| t.deadline)
+            .chain(w.poll_timeout())
+            .min();
+        let Some(next) = next else { break };
+        now = now.max(next);
+        let late: Vec<_> = flight
+            .iter()
+            .filter(|t| t.deadline.is_some_and(|d| d <= now))
+            .map(|t| t.id)
+            .collect();
+        for id in late {
+            flight.retain(|t| t.id != id);
+            let error =
+                ds_proto::io::TransportError::new(ds_proto::io::TransportErrorKind::Timeout, "t");
+            w.handle_input(Input::Failed { id, error }, now);
+            poll(&mut w, now, &mut flight);
+        }
+        w.handle_timeout(now);
+        poll(&mut w, now, &mut flight);
+        while let Some(e) = w.poll_event() {
+            events.push(e);
+        }
+        if w.is_finished() {
+            break;
+        }
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, WorkerEvent::LeaseLost { .. })),
+        "{events:?}"
+    );
+    assert!(
+        w.is_finished() && events.contains(&WorkerEvent::Stopped),
+        "the stop never completes: {events:?}, poll_timeout {:?}",
+        w.poll_timeout()
     );
 }
