@@ -4,7 +4,9 @@
 #
 #   DS_FUZZ_SECONDS   seconds per target (default 30; 0: only the tests)
 #   DS_SKIP_FUZZ=1    only the tests (same as DS_FUZZ_SECONDS=0)
-#   DS_FUZZ_TARGETS   space-separated targets to fuzz (default: all of `cargo fuzz list`)
+#   DS_FUZZ_TARGETS   space-separated targets to fuzz (default: all of `cargo fuzz list`, that is
+#                     every [[bin]] of fuzz/Cargo.toml, the subscription targets webhook_signature,
+#                     subscription_bodies and worker_script included)
 #   DS_FUZZ_JOBS      targets fuzzed at once (default 1)
 #   DS_FUZZ_ARGS      extra libFuzzer arguments (e.g. "-max_len=8192")
 #

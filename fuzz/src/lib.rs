@@ -18,6 +18,7 @@ pub mod reader;
 pub mod script;
 pub mod seeds;
 pub mod sse;
+pub mod subscription;
 pub mod util;
 
 pub use headers::headers;
@@ -28,6 +29,7 @@ pub use producer::producer_script;
 pub use read_body::read_body;
 pub use reader::reader_script;
 pub use sse::{sse_chunking, sse_parse};
+pub use subscription::{subscription_bodies, webhook_signature, worker_script};
 
 /// A target: panics when it finds a bug.
 pub type Target = fn(&[u8]);
@@ -44,6 +46,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("http1_encode", http1_encode),
     ("http1_pipeline", http1_pipeline),
     ("json_validate", json_validate),
+    ("webhook_signature", webhook_signature),
+    ("subscription_bodies", subscription_bodies),
+    ("worker_script", worker_script),
 ];
 
 /// Runs the target called `name` on `data`.

@@ -667,6 +667,7 @@ pub fn seeds() -> Vec<Seed> {
     all.extend(http1_pipeline_seeds());
     all.extend(producer_seeds());
     all.extend(reader_seeds());
+    all.extend(crate::subscription::seeds());
     all
 }
 

@@ -30,6 +30,11 @@ impl<'a> Cursor<'a> {
         u16::from_le_bytes([self.u8(), self.u8()])
     }
 
+    /// Whether every byte was read.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
     pub fn rest(self) -> &'a [u8] {
         self.data
     }

@@ -10,7 +10,7 @@
 //! the test scheduled). Nothing ever sleeps, and nothing depends on the real clock: the world's
 //! time starts at an `Instant` you give it once and only moves when the world moves it.
 //!
-//! Parties are [`Reader`]s, [`Producer`]s, the world's built-in [`Requester`] for one-shot
+//! Parties are [`Reader`]s, [`Producer`]s, subscription [`Worker`]s, the world's built-in [`Requester`] for one-shot
 //! requests ([`World::request`], [`World::call`]), or any [`Machine`] of your own whose events
 //! convert into [`PartyEvent`]. Application commands (append, flush, close, stop, ...) are
 //! ordinary method calls on the machines ([`World::producer_mut`] and friends), made between
@@ -112,6 +112,7 @@ use crate::io::{Input, RequestId, Transmit, TransportError};
 use crate::machine::Machine;
 use crate::producer::{Producer, ProducerEvent};
 use crate::reader::{Reader, ReaderEvent};
+use crate::subscription::{Worker, WorkerEvent};
 use bytes::{Bytes, BytesMut};
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
@@ -233,6 +234,8 @@ pub enum PartyEvent {
     Producer(ProducerEvent),
     /// From the world's [`Requester`].
     Response(OneShotResponse),
+    /// From a subscription [`Worker`].
+    Worker(WorkerEvent),
     /// From a custom machine: implement `From<YourEvent> for PartyEvent` as
     /// `PartyEvent::Other(Box::new(event))`, and downcast with [`PartyEvent::downcast_ref`].
     Other(Box<dyn CustomEvent>),
@@ -255,6 +258,14 @@ impl PartyEvent {
         }
     }
 
+    /// The worker event, if it is one.
+    pub fn as_worker(&self) -> Option<&WorkerEvent> {
+        match self {
+            PartyEvent::Worker(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// A custom event of type `T`, if it is one.
     pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
         match self {
@@ -273,6 +284,12 @@ impl From<ReaderEvent> for PartyEvent {
 impl From<ProducerEvent> for PartyEvent {
     fn from(e: ProducerEvent) -> Self {
         PartyEvent::Producer(e)
+    }
+}
+
+impl From<WorkerEvent> for PartyEvent {
+    fn from(e: WorkerEvent) -> Self {
+        PartyEvent::Worker(e)
     }
 }
 
@@ -686,6 +703,17 @@ impl World {
 
     /// The producer of party `client`, for commands.
     pub fn producer_mut(&mut self, client: ClientId) -> Option<&mut Producer> {
+        self.machine_mut(client)
+    }
+
+    /// The subscription worker of party `client`.
+    pub fn worker(&self, client: ClientId) -> Option<&Worker> {
+        self.machine(client)
+    }
+
+    /// The subscription worker of party `client`, for commands ([`Worker::ack`],
+    /// [`Worker::done`], ...).
+    pub fn worker_mut(&mut self, client: ClientId) -> Option<&mut Worker> {
         self.machine_mut(client)
     }
 
