@@ -34,7 +34,7 @@
 //!
 //! [`sim_subscriptions_webhook`] sweeps a webhook subscription answered by a simulated
 //! receiver (see its documentation). [`byte_wake_stream_events_cut_by_a_read_limit_are_lost`]
-//! (ignored) shows a worker bug the pull-wake sweep found.
+//! shows a worker bug the pull-wake sweep found (fixed; kept as regression tests).
 
 use bytes::Bytes;
 use ds_proto::offset::Offset;
@@ -1030,7 +1030,7 @@ fn run_pull_wake(seed: u64) -> Result<Stats, String> {
 /// Fails today: the fix belongs in `ds_proto::subscription::worker` (keep the incomplete
 /// tail of a byte-stream chunk and parse it with the next chunk, bounded).
 #[test]
-#[ignore = "worker bug: wake events split across byte-stream reads are dropped"]
+
 fn byte_wake_stream_events_cut_by_a_read_limit_are_lost() {
     let server = SimServerConfig {
         max_chunk_bytes: Some(16),
@@ -1460,7 +1460,7 @@ fn run_webhook(seed: u64) -> Result<Stats, String> {
 /// (resolve the wake stream's tail before the start claim and follow from it, or claim once
 /// more when the wake reader's first concrete offset comes after a failed read at `now`).
 #[test]
-#[ignore = "worker bug: a wake event in a failed read from offset=now is lost"]
+
 fn wake_event_in_a_failed_read_from_now_is_lost() {
     use ds_proto::{Input, Transmit};
     #[allow(clippy::disallowed_methods)]
@@ -1586,7 +1586,7 @@ fn wake_event_in_a_failed_read_from_now_is_lost() {
 /// control-answer path does). Fails today; the fix belongs in
 /// `ds_proto::subscription::worker` (check for the end of a stop after a lease loss).
 #[test]
-#[ignore = "worker bug: stop never completes when the lease expires during the release"]
+
 fn stop_completes_when_the_lease_expires_during_the_release() {
     use ds_proto::{Input, Transmit};
     #[allow(clippy::disallowed_methods)]

@@ -180,6 +180,14 @@ pub struct Worker {
     claim_again: Option<u64>,
     /// A wake event newer than the held wake arrived while it was held.
     missed_wake: bool,
+    /// The incomplete end of the last chunk of a byte wake stream (an event cut by a read
+    /// limit), parsed with the next chunk; at most [`MAX_WAKE_TAIL`] bytes.
+    wake_tail: Vec<u8>,
+    /// The wake stream is followed from `now` and the reader has no concrete offset yet: a
+    /// wake event written between the start claim's evaluation and the moment the server
+    /// resolves `now` (or carried by a read from `now` that failed) lies before the offset the
+    /// reader will get, so the worker claims once more at its first concrete offset.
+    claim_at_first_offset: bool,
     wake: Option<Wake>,
     control: Option<Control>,
     control_wait: Option<Instant>,
@@ -282,19 +290,50 @@ fn with_id(input: Input, id: RequestId) -> Input {
 /// (the reference server appends each event's JSON without a separator), possibly separated
 /// by whitespace. Messages that are not wake events are skipped; a byte chunk stops at the
 /// first thing that is not JSON.
-fn wake_events(chunk: &crate::reader::Chunk) -> Vec<WakeEvent> {
+fn wake_events(chunk: &crate::reader::Chunk, tail: &mut Vec<u8>) -> Vec<WakeEvent> {
     let parse = |m: &[u8]| WakeEvent::parse(m).ok().flatten();
     if chunk.json {
         if let Ok(items) = chunk.items() {
             return items.iter().filter_map(|m| parse(m)).collect();
         }
     }
-    serde_json::Deserializer::from_slice(&chunk.data)
-        .into_iter::<&serde_json::value::RawValue>()
-        .map_while(Result::ok)
-        .filter_map(|raw| parse(raw.get().as_bytes()))
-        .collect()
+    // A byte stream: events may be cut anywhere by a read limit; the incomplete end waits for
+    // the next chunk.
+    let joined;
+    let data: &[u8] = if tail.is_empty() {
+        &chunk.data
+    } else {
+        tail.extend_from_slice(&chunk.data);
+        joined = std::mem::take(tail);
+        &joined
+    };
+    let mut stream =
+        serde_json::Deserializer::from_slice(data).into_iter::<&serde_json::value::RawValue>();
+    let mut events = Vec::new();
+    let mut complete = 0;
+    loop {
+        match stream.next() {
+            Some(Ok(raw)) => {
+                complete = stream.byte_offset();
+                events.extend(parse(raw.get().as_bytes()));
+            }
+            Some(Err(e)) if e.is_eof() => {
+                let rest = &data[complete..];
+                if rest.len() <= MAX_WAKE_TAIL {
+                    tail.extend_from_slice(rest);
+                }
+                break;
+            }
+            // Not JSON: the rest of the chunk is skipped.
+            Some(Err(_)) | None => break,
+        }
+    }
+    events
 }
+
+/// The most bytes of an incomplete wake event kept for the next chunk of a byte wake stream
+/// (a wake event is well under 1 KiB).
+const MAX_WAKE_TAIL: usize = 64 * 1024;
 
 fn at(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).unwrap_or(now)
@@ -350,6 +389,7 @@ impl Worker {
             now,
         )
         .map_err(|e| SubscriptionError::new(op, &root, SubscriptionErrorKind::Http(e.kind)))?;
+        let claim_at_first_offset = config.wake_offset.is_now();
         Ok(Worker {
             config,
             wake_reader,
@@ -357,6 +397,8 @@ impl Worker {
             want_claim: true,
             claim_again: None,
             missed_wake: false,
+            wake_tail: Vec::new(),
+            claim_at_first_offset,
             wake: None,
             control: None,
             control_wait: None,
@@ -879,6 +921,9 @@ impl Worker {
         }
         match (kind, result) {
             (ControlKind::Claim, Ok(ControlOutcome::Claimed(claim))) => {
+                // The claim covers every pending stream: an event written before the wake
+                // reader's first offset is this wake's, or the next one's, written later.
+                self.claim_at_first_offset = false;
                 self.on_claimed(claim, sent_at, now)
             }
             (ControlKind::Claim, Err(e)) => self.on_claim_failed(e, sent_at, now),
@@ -1043,6 +1088,9 @@ impl Worker {
                 current_holder,
                 generation,
             } => {
+                // Another holder's wake covers what is pending; the wake for what remains
+                // after it is written later, past the wake reader's first offset.
+                self.claim_at_first_offset = false;
                 self.events.push_back(WorkerEvent::AlreadyClaimed {
                     current_holder: current_holder.clone(),
                     generation: *generation,
@@ -1092,6 +1140,8 @@ impl Worker {
         // The server has probably written a wake for the remaining work, which may have
         // arrived (and been ignored) while the wake was held: claim once, as at start.
         self.wake_ended(true);
+        // A stop waiting for this wake's release is over: the lease is gone.
+        self.check_stopped();
     }
 
     fn fail(&mut self, failure: WorkerFailure) {
@@ -1175,12 +1225,14 @@ impl Worker {
         while let Some(ev) = self.wake_reader.poll_event() {
             match ev {
                 ReaderEvent::Data(chunk) => {
-                    for ev in wake_events(&chunk) {
+                    for ev in wake_events(&chunk, &mut self.wake_tail) {
                         if ev.subscription_id == self.config.subscription_id {
                             self.on_wake_event(ev.generation);
                         }
                     }
+                    self.after_now_read();
                 }
+                ReaderEvent::UpToDate { .. } => self.after_now_read(),
                 ReaderEvent::Failed(e) => {
                     self.fail(WorkerFailure::WakeStream(e));
                     return;
@@ -1211,6 +1263,16 @@ impl Worker {
             }
         }
         self.pump_data(now);
+    }
+
+    /// The reader's first concrete offset after following from `now`: a wake event may lie
+    /// before it (see `claim_at_first_offset`), so claim once more, as for a wake event of
+    /// unknown generation.
+    fn after_now_read(&mut self) {
+        if self.claim_at_first_offset && !self.wake_reader.offset().is_now() {
+            self.claim_at_first_offset = false;
+            self.on_wake_event(None);
+        }
     }
 
     fn on_wake_event(&mut self, generation: Option<u64>) {
