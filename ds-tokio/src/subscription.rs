@@ -12,15 +12,14 @@
 
 use crate::client::Client;
 use crate::engine::{now, Engine, Wake};
-use bytes::Bytes;
 use ds_proto::driver::subscription::{
     self as drv, signature_header, FetchJwks, SubscriptionCall, SubscriptionOneShot,
     SubscriptionStep, VerifierStep, WebhookError,
 };
 use ds_proto::ops::CallOptions;
 use ds_proto::subscription::{
-    Batch, JwksCache, SubscriptionError, Verification, VerifiedWebhook, WakeNotification, Worker,
-    WorkerEvent, DEFAULT_REPLAY_WINDOW,
+    Batch, JwksCache, SubscriptionError, Verification, VerifiedWebhook, Worker, WorkerEvent,
+    DEFAULT_REPLAY_WINDOW,
 };
 use ds_proto::TransportError;
 use std::future::Future;
@@ -257,16 +256,6 @@ pub struct WebhookVerifier {
 }
 
 impl WebhookVerifier {
-    /// Verifies a request's `Webhook-Signature` header against its raw body, with the
-    /// system clock's Unix time.
-    pub async fn verify(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-    ) -> Result<VerifiedWebhook, WebhookError> {
-        self.verify_at(headers, body, unix_now()).await
-    }
-
     /// Like [`WebhookVerifier::verify`], at Unix time `unix_now` (seconds).
     pub async fn verify_at(
         &self,
@@ -308,29 +297,4 @@ impl WebhookVerifier {
             }
         }
     }
-
-    /// Verifies the request and parses its [`WakeNotification`], checking it is for
-    /// `subscription_id`.
-    pub async fn notification(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        subscription_id: &str,
-    ) -> Result<WakeNotification, WebhookError> {
-        self.verify(headers, body).await?;
-        Ok(WakeNotification::parse_for(body, subscription_id)?)
-    }
-}
-
-/// The response body that finishes a webhook synchronously: `{"done":true}`.
-pub fn webhook_done_body() -> Bytes {
-    ds_proto::subscription::webhook_done_body()
-}
-
-/// The system clock's Unix time in seconds (the replay window's clock).
-#[allow(clippy::disallowed_methods)] // the driver owns the clock
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

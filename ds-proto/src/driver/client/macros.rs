@@ -1021,5 +1021,45 @@ macro_rules! __subscription_handle {
                 Ok(self.client.webhook_verifier(&self.root()?.jwks_url()))
             }
         }
+
+        impl WebhookVerifier {
+            /// Verifies a request's `Webhook-Signature` header against its raw body, with the
+            /// system clock's Unix time.
+            pub $($async)? fn verify(
+                &self,
+                headers: &::http::HeaderMap,
+                body: &[u8],
+            ) -> Result<$crate::subscription::VerifiedWebhook, $crate::driver::subscription::WebhookError>
+            {
+                self.verify_at(headers, body, unix_now()) $(.$await)?
+            }
+
+            /// Verifies the request and parses its
+            /// [`WakeNotification`]($crate::subscription::WakeNotification), checking it is
+            /// for `subscription_id`.
+            pub $($async)? fn notification(
+                &self,
+                headers: &::http::HeaderMap,
+                body: &[u8],
+                subscription_id: &str,
+            ) -> Result<$crate::subscription::WakeNotification, $crate::driver::subscription::WebhookError>
+            {
+                self.verify(headers, body) $(.$await)??;
+                Ok($crate::subscription::WakeNotification::parse_for(body, subscription_id)?)
+            }
+        }
+
+        /// The response body that finishes a webhook synchronously: `{"done":true}`.
+        pub fn webhook_done_body() -> ::bytes::Bytes {
+            $crate::subscription::webhook_done_body()
+        }
+
+        /// The system clock's Unix time in seconds (the replay window's clock).
+        #[allow(clippy::disallowed_methods)] // the driver owns the clock
+        fn unix_now() -> u64 {
+            ::std::time::SystemTime::now()
+                .duration_since(::std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        }
     };
 }
