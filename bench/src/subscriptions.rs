@@ -1,0 +1,526 @@
+//! `--only subscriptions` (issue 17, "How it is shown", the ds-bench bullet): pull-wake
+//! workers of ds-tokio against the reference server (`webhooks: true`) and the embedded
+//! server (`ds_tokio::server`; `--server rust` means the embedded server here, as
+//! `durable-streams-server` has no subscriptions), on loopback:
+//!
+//! 1. wake-to-handler latency: an append to an idle linked stream until the worker's handler
+//!    sees the batch (p50/p99);
+//! 2. messages per second over 1,000 linked streams (10 messages each, appended before the
+//!    workers start), the streams sharded over 1, 2 and 4 subscriptions (disjoint patterns),
+//!    one worker each;
+//! 3. failover: a worker aborted while its handler holds a batch (lease 1 s; it heartbeats
+//!    every 100 ms so its lease was renewed just before); abort until a standby worker's
+//!    handler sees the data, shown as "lease + X ms";
+//! 4. worker memory with 10,000 linked streams (process RSS before starting the worker and
+//!    after it processed one message on each; the reference server only, as the embedded
+//!    server lives in this process).
+//!
+//! Every wait is bounded (`WAIT`); a scenario that times out prints its reason instead of a
+//! figure.
+
+use crate::servers::Kind;
+use ds_proto::driver::subscription::WorkerOptions;
+use ds_proto::ops::CreateOptions;
+use ds_proto::subscription::{Batch, SubscriptionConfig};
+use ds_tests::{RefServer, RefServerOptions};
+use ds_tokio::server::{BackgroundServer, ServerConfig};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+
+/// The bound of every wait.
+const WAIT: Duration = Duration::from_secs(60);
+/// Latency samples.
+const LATENCY_SAMPLES: usize = 50;
+/// Streams and messages of the throughput scenario.
+const STREAMS: usize = 1000;
+const MESSAGES: usize = 10;
+/// Bytes per message (text streams: a batch's length / this is its message count).
+const MESSAGE_LEN: usize = 16;
+/// Lease of the failover scenario.
+const FAILOVER_LEASE_MS: u64 = 1000;
+const FAILOVER_SAMPLES: usize = 3;
+/// Streams of the memory scenario.
+const MEMORY_STREAMS: usize = 10_000;
+/// Concurrent setup requests.
+const SETUP_CONCURRENCY: usize = 32;
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+enum SubServer {
+    Ref(RefServer),
+    Embedded(BackgroundServer),
+}
+
+impl SubServer {
+    fn start(kind: Kind) -> Result<SubServer, String> {
+        match kind {
+            Kind::Ref => RefServer::try_start_with(RefServerOptions {
+                webhooks: true,
+                long_poll_timeout_ms: crate::servers::LONG_POLL_TIMEOUT_MS,
+                compression: Some(false),
+                ..RefServerOptions::default()
+            })
+            .map(SubServer::Ref)
+            .map_err(|e| format!("reference server: {e}")),
+            Kind::Rust => {
+                let mut config = ServerConfig::default();
+                config.model.long_poll_timeout =
+                    Duration::from_millis(crate::servers::LONG_POLL_TIMEOUT_MS);
+                BackgroundServer::start(config)
+                    .map(SubServer::Embedded)
+                    .map_err(|e| format!("embedded server: {e}"))
+            }
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            SubServer::Ref(s) => s.url(),
+            SubServer::Embedded(s) => s.url(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            SubServer::Ref(_) => {
+                "reference server (npm @durable-streams/server 0.3.7, webhooks: true)"
+            }
+            SubServer::Embedded(_) => "embedded server (ds_tokio::server, in process)",
+        }
+    }
+}
+
+fn tag(what: &str) -> String {
+    format!(
+        "sb-{what}-{}-{}",
+        std::process::id(),
+        UNIQUE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn message(i: usize) -> String {
+    format!("{i:0width$};", width = MESSAGE_LEN - 1)
+}
+
+/// Creates text streams `paths` (`SETUP_CONCURRENCY` at a time), each with `messages`
+/// messages.
+async fn create_streams(
+    client: &ds_tokio::Client,
+    paths: &[String],
+    messages: usize,
+) -> Result<(), String> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(SETUP_CONCURRENCY));
+    let mut set = tokio::task::JoinSet::new();
+    for p in paths {
+        let permit = sem.clone().acquire_owned().await.map_err(err)?;
+        let h = client.stream(&format!("/v1/stream/{p}"));
+        set.spawn(async move {
+            let _permit = permit;
+            h.create(CreateOptions::with_content_type("text/plain"))
+                .await
+                .map_err(err)?;
+            for i in 0..messages {
+                h.append(message(i)).await.map_err(err)?;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(err)??;
+    }
+    Ok(())
+}
+
+/// Appends one message to each of `paths`, `SETUP_CONCURRENCY` at a time.
+async fn append_each(client: &ds_tokio::Client, paths: &[String]) -> Result<(), String> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(SETUP_CONCURRENCY));
+    let mut set = tokio::task::JoinSet::new();
+    for p in paths {
+        let permit = sem.clone().acquire_owned().await.map_err(err)?;
+        let h = client.stream(&format!("/v1/stream/{p}"));
+        h.set_content_type("text/plain");
+        set.spawn(async move {
+            let _permit = permit;
+            h.append(message(0)).await.map_err(err)?;
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(err)??;
+    }
+    Ok(())
+}
+
+/// A handler that reports every batch (stream, bytes, when) on a channel, and optionally
+/// blocks forever after the first (a worker "dying" mid-wake).
+struct Report {
+    tx: mpsc::UnboundedSender<(String, usize, Instant)>,
+    hang: bool,
+}
+
+impl ds_tokio::WorkerHandler for Report {
+    type Error = String;
+    async fn handle_batch(&mut self, batch: &Batch) -> Result<(), String> {
+        let _ = self
+            .tx
+            .send((batch.stream.clone(), batch.data.len(), Instant::now()));
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+fn options(name: &str, wake: &str) -> WorkerOptions {
+    let mut o = WorkerOptions::new(name).wake_stream(wake);
+    o.request_timeout = Duration::from_secs(5);
+    o
+}
+
+async fn create_subscription(
+    client: &ds_tokio::Client,
+    id: &str,
+    wake: &str,
+    pattern: &str,
+    lease_ms: u64,
+) -> Result<ds_tokio::SubscriptionHandle, String> {
+    client
+        .stream(&format!("/v1/stream/{wake}"))
+        .create(CreateOptions::with_content_type("text/plain"))
+        .await
+        .map_err(err)?;
+    let sub = client.subscription(id);
+    sub.create(
+        SubscriptionConfig::pull_wake(wake)
+            .pattern(pattern)
+            .lease_ttl_ms(lease_ms),
+    )
+    .await
+    .map_err(err)?;
+    Ok(sub)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// 1. Append to an idle linked stream until the handler sees it.
+async fn latency(client: &ds_tokio::Client) -> Result<String, String> {
+    let t = tag("lat");
+    let path = format!("{t}/s");
+    create_streams(client, std::slice::from_ref(&path), 0).await?;
+    let wake = format!("{t}-wake");
+    let sub = create_subscription(
+        client,
+        &format!("{t}-sub"),
+        &wake,
+        &format!("{t}/*"),
+        10_000,
+    )
+    .await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let worker = sub
+        .work(options("lat", &wake), Report { tx, hang: false })
+        .await
+        .map_err(err)?;
+    let h = client.stream(&format!("/v1/stream/{path}"));
+    h.set_content_type("text/plain");
+    let mut samples = Vec::new();
+    // One warm-up append, then the samples.
+    for i in 0..=LATENCY_SAMPLES {
+        // Let the previous wake end (done acked) so the stream is idle.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let t0 = Instant::now();
+        h.append(message(i)).await.map_err(err)?;
+        let (_, _, seen) = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .map_err(|_| format!("sample {i}: the handler saw nothing within {WAIT:?}"))?
+            .ok_or("the worker ended")?;
+        if i > 0 {
+            samples.push(seen - t0);
+        }
+    }
+    worker.shutdown().await;
+    samples.sort();
+    Ok(format!(
+        "p50 {}, p99 {} ({} samples)",
+        ms(percentile(&samples, 0.5)),
+        ms(percentile(&samples, 0.99)),
+        samples.len()
+    ))
+}
+
+/// 2. `STREAMS` streams of `MESSAGES` messages, over `shards` subscriptions and workers.
+async fn throughput(client: &ds_tokio::Client, shards: usize) -> Result<String, String> {
+    let t = tag("tp");
+    let paths: Vec<String> = (0..STREAMS)
+        .map(|i| format!("{t}/g{}/s{i:04}", i % shards))
+        .collect();
+    // Subscriptions first (links made at the tail when the streams are created), then the
+    // streams and their data.
+    let mut subs = Vec::new();
+    for g in 0..shards {
+        let wake = format!("{t}-wake{g}");
+        let sub = create_subscription(
+            client,
+            &format!("{t}-sub{g}"),
+            &wake,
+            &format!("{t}/g{g}/*"),
+            10_000,
+        )
+        .await?;
+        subs.push((sub, wake));
+    }
+    create_streams(client, &paths, 0).await?;
+    create_streams_data(client, &paths).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for (g, (sub, wake)) in subs.iter().enumerate() {
+        workers.push(
+            sub.work(
+                options(&format!("tp{g}"), wake),
+                Report {
+                    tx: tx.clone(),
+                    hang: false,
+                },
+            )
+            .await
+            .map_err(err)?,
+        );
+    }
+    let want = MESSAGES * MESSAGE_LEN;
+    let mut got: HashMap<String, usize> = HashMap::new();
+    let mut complete = 0;
+    let mut batches = 0usize;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let end = loop {
+        let (stream, len, at) = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .map_err(|_| format!("{complete} of {STREAMS} streams processed within {WAIT:?}"))?
+            .ok_or("the workers ended")?;
+        batches += 1;
+        let n = got.entry(stream).or_default();
+        let before = *n;
+        *n += len;
+        if before < want && *n >= want {
+            complete += 1;
+            if complete == STREAMS {
+                break at;
+            }
+        }
+    };
+    let secs = (end - start).as_secs_f64();
+    for w in workers {
+        w.shutdown().await;
+    }
+    Ok(format!(
+        "{:.0} msg/s ({} messages in {:.2} s, {batches} batches)",
+        (STREAMS * MESSAGES) as f64 / secs,
+        STREAMS * MESSAGES,
+        secs
+    ))
+}
+
+/// Appends `MESSAGES` messages to each stream (after they are linked).
+async fn create_streams_data(client: &ds_tokio::Client, paths: &[String]) -> Result<(), String> {
+    for _ in 0..MESSAGES {
+        append_each(client, paths).await?;
+    }
+    Ok(())
+}
+
+/// 3. Abort a worker whose handler holds a batch; a standby's handler sees the data after.
+async fn failover(client: &ds_tokio::Client) -> Result<String, String> {
+    let mut extra = Vec::new();
+    for _ in 0..FAILOVER_SAMPLES {
+        let t = tag("fo");
+        let paths: Vec<String> = (0..5).map(|i| format!("{t}/k{i}")).collect();
+        let wake = format!("{t}-wake");
+        let sub = create_subscription(
+            client,
+            &format!("{t}-sub"),
+            &wake,
+            &format!("{t}/*"),
+            FAILOVER_LEASE_MS,
+        )
+        .await?;
+        create_streams(client, &paths, 0).await?;
+        append_each(client, &paths).await?;
+        let (dtx, mut drx) = mpsc::unbounded_channel();
+        let mut doomed_options = options("doomed", &wake);
+        doomed_options.heartbeat_interval = Some(Duration::from_millis(100));
+        let doomed = sub
+            .work(
+                doomed_options,
+                Report {
+                    tx: dtx,
+                    hang: true,
+                },
+            )
+            .await
+            .map_err(err)?;
+        tokio::time::timeout(WAIT, drx.recv())
+            .await
+            .map_err(|_| "the doomed worker got no batch")?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let standby = sub
+            .work(options("standby", &wake), Report { tx, hang: false })
+            .await
+            .map_err(err)?;
+        // Let the standby start (its claim is refused) and the doomed worker heartbeat.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = Instant::now();
+        doomed.abort();
+        let (_, _, seen) = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .map_err(|_| "the standby saw nothing")?
+            .ok_or("the standby ended")?;
+        extra.push((seen - t0).as_secs_f64() * 1000.0 - FAILOVER_LEASE_MS as f64);
+        standby.shutdown().await;
+    }
+    let list: Vec<String> = extra.iter().map(|x| format!("{x:+.0}")).collect();
+    Ok(format!(
+        "lease ({FAILOVER_LEASE_MS} ms) + [{}] ms (abort to the standby's handler; the last heartbeat was at most 100 ms before the abort)",
+        list.join(", ")
+    ))
+}
+
+fn rss_kb() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// 4. RSS before a worker starts and after it processed one message on each of
+/// `MEMORY_STREAMS` streams.
+async fn memory(client: &ds_tokio::Client) -> Result<String, String> {
+    let t = tag("mem");
+    let paths: Vec<String> = (0..MEMORY_STREAMS)
+        .map(|i| format!("{t}/s{i:05}"))
+        .collect();
+    let wake = format!("{t}-wake");
+    let sub = create_subscription(
+        client,
+        &format!("{t}-sub"),
+        &wake,
+        &format!("{t}/*"),
+        10_000,
+    )
+    .await?;
+    let setup = Instant::now();
+    create_streams(client, &paths, 0).await?;
+    append_each(client, &paths).await?;
+    eprintln!(
+        "  memory: {MEMORY_STREAMS} streams set up in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+    let before = rss_kb().ok_or("no /proc/self/status")?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let worker = sub
+        .work(options("mem", &wake), Report { tx, hang: false })
+        .await
+        .map_err(err)?;
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut peak = before;
+    while seen.len() < MEMORY_STREAMS {
+        let (stream, _, _) = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .map_err(|_| format!("{} of {MEMORY_STREAMS} streams seen", seen.len()))?
+            .ok_or("the worker ended")?;
+        seen.insert(stream);
+        if seen.len() % 500 == 0 {
+            peak = peak.max(rss_kb().unwrap_or(0));
+        }
+    }
+    let took = start.elapsed();
+    let after = rss_kb().ok_or("no /proc/self/status")?;
+    peak = peak.max(after);
+    worker.shutdown().await;
+    Ok(format!(
+        "RSS {:.1} MiB before, {:.1} MiB after (+{:.1} MiB, peak +{:.1} MiB); the wake took {:.2} s",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after as f64 - before as f64) / 1024.0,
+        (peak as f64 - before as f64) / 1024.0,
+        took.as_secs_f64()
+    ))
+}
+
+/// Runs the scenarios against `kinds` and returns the table (markdown).
+pub fn run(rt: &Runtime, kinds: &[Kind]) -> String {
+    let mut table = String::from(
+        "\n### Subscriptions (ds-tokio pull-wake worker, loopback)\n\n| server | scenario | figure |\n|---|---|---|\n",
+    );
+    for &kind in kinds {
+        let server = match SubServer::start(kind) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ds-bench: {e}");
+                continue;
+            }
+        };
+        eprintln!("== subscriptions: {} at {}", server.name(), server.url());
+        let client = {
+            let _guard = rt.enter();
+            match ds_tokio::Client::builder().base_url(server.url()).build() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("ds-bench: {e}");
+                    continue;
+                }
+            }
+        };
+        let short = match kind {
+            Kind::Ref => "reference",
+            Kind::Rust => "embedded",
+        };
+        let mut row = |scenario: &str, r: Result<String, String>| {
+            let cell = r.unwrap_or_else(|e| format!("failed: {e}"));
+            eprintln!("  {scenario}: {cell}");
+            table.push_str(&format!("| {short} | {scenario} | {cell} |\n"));
+        };
+        row(
+            "wake-to-handler latency (pull-wake)",
+            rt.block_on(latency(&client)),
+        );
+        for shards in [1, 2, 4] {
+            row(
+                &format!("{STREAMS} streams x {MESSAGES} msgs, {shards} subscription(s)/worker(s)"),
+                rt.block_on(throughput(&client, shards)),
+            );
+        }
+        row(
+            "failover after abort mid-wake",
+            rt.block_on(failover(&client)),
+        );
+        if kind == Kind::Ref {
+            row(
+                &format!("worker memory, {MEMORY_STREAMS} linked streams"),
+                rt.block_on(memory(&client)),
+            );
+        }
+        drop(server);
+    }
+    table
+}
