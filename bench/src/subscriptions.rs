@@ -21,7 +21,7 @@
 use crate::servers::Kind;
 use ds_proto::driver::subscription::WorkerOptions;
 use ds_proto::ops::CreateOptions;
-use ds_proto::subscription::{Batch, SubscriptionConfig};
+use ds_proto::subscription::{Batch, SubscriptionConfig, WorkerEvent};
 use ds_tests::{RefServer, RefServerOptions};
 use ds_tokio::server::{BackgroundServer, ServerConfig};
 use std::collections::HashMap;
@@ -43,8 +43,11 @@ const MESSAGE_LEN: usize = 16;
 /// Lease of the failover scenario.
 const FAILOVER_LEASE_MS: u64 = 1000;
 const FAILOVER_SAMPLES: usize = 3;
-/// Streams of the memory scenario.
+/// Streams of the memory scenario, and how many of them get a message (the worker's claim
+/// response lists the streams with pending work, and ds-proto's worker keeps at most 1 MiB of
+/// a claim response: 10,000 pending streams do not fit, see the report).
 const MEMORY_STREAMS: usize = 10_000;
+const MEMORY_PENDING: &[usize] = &[1_000, 10_000];
 /// Concurrent setup requests.
 const SETUP_CONCURRENCY: usize = 32;
 
@@ -164,6 +167,21 @@ async fn append_each(client: &ds_tokio::Client, paths: &[String]) -> Result<(), 
 struct Report {
     tx: mpsc::UnboundedSender<(String, usize, Instant)>,
     hang: bool,
+    /// When each claim succeeded.
+    claims: Option<mpsc::UnboundedSender<Instant>>,
+    /// Every event, printed (`DS_DEBUG`).
+    debug: bool,
+}
+
+impl Report {
+    fn new(tx: mpsc::UnboundedSender<(String, usize, Instant)>) -> Report {
+        Report {
+            tx,
+            hang: false,
+            claims: None,
+            debug: std::env::var_os("DS_DEBUG").is_some(),
+        }
+    }
 }
 
 impl ds_tokio::WorkerHandler for Report {
@@ -176,6 +194,15 @@ impl ds_tokio::WorkerHandler for Report {
             std::future::pending::<()>().await;
         }
         Ok(())
+    }
+
+    fn on_event(&mut self, event: &WorkerEvent) {
+        if self.debug {
+            eprintln!("    event: {event:?}");
+        }
+        if let (WorkerEvent::Claimed { .. }, Some(tx)) = (event, &self.claims) {
+            let _ = tx.send(Instant::now());
+        }
     }
 }
 
@@ -217,7 +244,7 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// 1. Append to an idle linked stream until the handler sees it.
+/// Scenario 1: Append to an idle linked stream until the handler sees it.
 async fn latency(client: &ds_tokio::Client) -> Result<String, String> {
     let t = tag("lat");
     let path = format!("{t}/s");
@@ -233,7 +260,7 @@ async fn latency(client: &ds_tokio::Client) -> Result<String, String> {
     .await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let worker = sub
-        .work(options("lat", &wake), Report { tx, hang: false })
+        .work(options("lat", &wake), Report::new(tx))
         .await
         .map_err(err)?;
     let h = client.stream(&format!("/v1/stream/{path}"));
@@ -263,7 +290,7 @@ async fn latency(client: &ds_tokio::Client) -> Result<String, String> {
     ))
 }
 
-/// 2. `STREAMS` streams of `MESSAGES` messages, over `shards` subscriptions and workers.
+/// Scenario 2: `STREAMS` streams of `MESSAGES` messages, over `shards` subscriptions and workers.
 async fn throughput(client: &ds_tokio::Client, shards: usize) -> Result<String, String> {
     let t = tag("tp");
     let paths: Vec<String> = (0..STREAMS)
@@ -291,21 +318,17 @@ async fn throughput(client: &ds_tokio::Client, shards: usize) -> Result<String, 
     let mut workers = Vec::new();
     for (g, (sub, wake)) in subs.iter().enumerate() {
         workers.push(
-            sub.work(
-                options(&format!("tp{g}"), wake),
-                Report {
-                    tx: tx.clone(),
-                    hang: false,
-                },
-            )
-            .await
-            .map_err(err)?,
+            sub.work(options(&format!("tp{g}"), wake), Report::new(tx.clone()))
+                .await
+                .map_err(err)?,
         );
     }
     let want = MESSAGES * MESSAGE_LEN;
     let mut got: HashMap<String, usize> = HashMap::new();
     let mut complete = 0;
     let mut batches = 0usize;
+    let mut shard_left = vec![STREAMS / shards; shards];
+    let mut shard_done = vec![0.0f64; shards];
     let deadline = tokio::time::Instant::now() + WAIT;
     let end = loop {
         let (stream, len, at) = tokio::time::timeout_at(deadline, rx.recv())
@@ -313,11 +336,20 @@ async fn throughput(client: &ds_tokio::Client, shards: usize) -> Result<String, 
             .map_err(|_| format!("{complete} of {STREAMS} streams processed within {WAIT:?}"))?
             .ok_or("the workers ended")?;
         batches += 1;
-        let n = got.entry(stream).or_default();
+        let n = got.entry(stream.clone()).or_default();
         let before = *n;
         *n += len;
         if before < want && *n >= want {
             complete += 1;
+            let g: usize = stream
+                .strip_prefix(&format!("{t}/g"))
+                .and_then(|r| r.split('/').next())
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(0);
+            shard_left[g] -= 1;
+            if shard_left[g] == 0 {
+                shard_done[g] = (at - start).as_secs_f64();
+            }
             if complete == STREAMS {
                 break at;
             }
@@ -327,11 +359,13 @@ async fn throughput(client: &ds_tokio::Client, shards: usize) -> Result<String, 
     for w in workers {
         w.shutdown().await;
     }
+    let done: Vec<String> = shard_done.iter().map(|d| format!("{d:.2}")).collect();
     Ok(format!(
-        "{:.0} msg/s ({} messages in {:.2} s, {batches} batches)",
+        "{:.0} msg/s ({} messages in {:.2} s, {batches} batches; each worker done at [{}] s)",
         (STREAMS * MESSAGES) as f64 / secs,
         STREAMS * MESSAGES,
-        secs
+        secs,
+        done.join(", ")
     ))
 }
 
@@ -343,9 +377,10 @@ async fn create_streams_data(client: &ds_tokio::Client, paths: &[String]) -> Res
     Ok(())
 }
 
-/// 3. Abort a worker whose handler holds a batch; a standby's handler sees the data after.
+/// Scenario 3: Abort a worker whose handler holds a batch; a standby's handler sees the data after.
 async fn failover(client: &ds_tokio::Client) -> Result<String, String> {
     let mut extra = Vec::new();
+    let mut after_abort = Vec::new();
     for _ in 0..FAILOVER_SAMPLES {
         let t = tag("fo");
         let paths: Vec<String> = (0..5).map(|i| format!("{t}/k{i}")).collect();
@@ -361,14 +396,17 @@ async fn failover(client: &ds_tokio::Client) -> Result<String, String> {
         create_streams(client, &paths, 0).await?;
         append_each(client, &paths).await?;
         let (dtx, mut drx) = mpsc::unbounded_channel();
+        let (ctx, mut crx) = mpsc::unbounded_channel();
         let mut doomed_options = options("doomed", &wake);
-        doomed_options.heartbeat_interval = Some(Duration::from_millis(100));
+        // No heartbeat before the abort: the lease runs from the claim.
+        doomed_options.heartbeat_interval = Some(Duration::from_millis(FAILOVER_LEASE_MS - 1));
         let doomed = sub
             .work(
                 doomed_options,
                 Report {
-                    tx: dtx,
                     hang: true,
+                    claims: Some(ctx),
+                    ..Report::new(dtx)
                 },
             )
             .await
@@ -376,12 +414,13 @@ async fn failover(client: &ds_tokio::Client) -> Result<String, String> {
         tokio::time::timeout(WAIT, drx.recv())
             .await
             .map_err(|_| "the doomed worker got no batch")?;
+        let claimed = crx.try_recv().map_err(|_| "no claim seen")?;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let standby = sub
-            .work(options("standby", &wake), Report { tx, hang: false })
+            .work(options("standby", &wake), Report::new(tx))
             .await
             .map_err(err)?;
-        // Let the standby start (its claim is refused) and the doomed worker heartbeat.
+        // Let the standby start (its claim is refused).
         tokio::time::sleep(Duration::from_millis(300)).await;
         let t0 = Instant::now();
         doomed.abort();
@@ -389,13 +428,27 @@ async fn failover(client: &ds_tokio::Client) -> Result<String, String> {
             .await
             .map_err(|_| "the standby saw nothing")?
             .ok_or("the standby ended")?;
-        extra.push((seen - t0).as_secs_f64() * 1000.0 - FAILOVER_LEASE_MS as f64);
+        extra.push((seen - claimed).as_secs_f64() * 1000.0 - FAILOVER_LEASE_MS as f64);
+        after_abort.push((seen - t0).as_secs_f64() * 1000.0);
         standby.shutdown().await;
     }
-    let list: Vec<String> = extra.iter().map(|x| format!("{x:+.0}")).collect();
+    let list = |v: &[f64], sign: bool| {
+        v.iter()
+            .map(|x| {
+                if sign {
+                    format!("{x:+.0}")
+                } else {
+                    format!("{x:.0}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     Ok(format!(
-        "lease ({FAILOVER_LEASE_MS} ms) + [{}] ms (abort to the standby's handler; the last heartbeat was at most 100 ms before the abort)",
-        list.join(", ")
+        "lease ({FAILOVER_LEASE_MS} ms) + [{}] ms from the claim (no heartbeat after it) to the standby's handler; [{}] ms from the abort ({} samples)",
+        list(&extra, true),
+        list(&after_abort, false),
+        extra.len()
     ))
 }
 
@@ -410,9 +463,9 @@ fn rss_kb() -> Option<u64> {
         .ok()
 }
 
-/// 4. RSS before a worker starts and after it processed one message on each of
-/// `MEMORY_STREAMS` streams.
-async fn memory(client: &ds_tokio::Client) -> Result<String, String> {
+/// Scenario 4: RSS before a worker starts and after it processed one message on each of `pending` of
+/// `MEMORY_STREAMS` linked streams.
+async fn memory(client: &ds_tokio::Client, pending: usize) -> Result<String, String> {
     let t = tag("mem");
     let paths: Vec<String> = (0..MEMORY_STREAMS)
         .map(|i| format!("{t}/s{i:05}"))
@@ -428,7 +481,7 @@ async fn memory(client: &ds_tokio::Client) -> Result<String, String> {
     .await?;
     let setup = Instant::now();
     create_streams(client, &paths, 0).await?;
-    append_each(client, &paths).await?;
+    append_each(client, &paths[..pending]).await?;
     eprintln!(
         "  memory: {MEMORY_STREAMS} streams set up in {:.1} s",
         setup.elapsed().as_secs_f64()
@@ -437,17 +490,23 @@ async fn memory(client: &ds_tokio::Client) -> Result<String, String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let start = Instant::now();
     let worker = sub
-        .work(options("mem", &wake), Report { tx, hang: false })
+        .work(options("mem", &wake), Report::new(tx))
         .await
         .map_err(err)?;
     let mut seen = std::collections::HashSet::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut peak = before;
-    while seen.len() < MEMORY_STREAMS {
-        let (stream, _, _) = tokio::time::timeout_at(deadline, rx.recv())
+    while seen.len() < pending {
+        let stream = tokio::time::timeout_at(deadline, rx.recv())
             .await
-            .map_err(|_| format!("{} of {MEMORY_STREAMS} streams seen", seen.len()))?
-            .ok_or("the worker ended")?;
+            .map_err(|_| format!("{} of {pending} streams seen", seen.len()))?;
+        let Some((stream, _, _)) = stream else {
+            let exit = worker.wait().await;
+            return Err(format!(
+                "the worker ended ({exit:?}) after {} of {pending} streams",
+                seen.len()
+            ));
+        };
         seen.insert(stream);
         if seen.len() % 500 == 0 {
             peak = peak.max(rss_kb().unwrap_or(0));
@@ -515,10 +574,14 @@ pub fn run(rt: &Runtime, kinds: &[Kind]) -> String {
             rt.block_on(failover(&client)),
         );
         if kind == Kind::Ref {
-            row(
-                &format!("worker memory, {MEMORY_STREAMS} linked streams"),
-                rt.block_on(memory(&client)),
-            );
+            for &pending in MEMORY_PENDING {
+                row(
+                    &format!(
+                        "worker memory, {MEMORY_STREAMS} linked streams, {pending} with a message"
+                    ),
+                    rt.block_on(memory(&client, pending)),
+                );
+            }
         }
         drop(server);
     }
