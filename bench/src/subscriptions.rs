@@ -290,6 +290,95 @@ async fn latency(client: &ds_tokio::Client) -> Result<String, String> {
     ))
 }
 
+/// A webhook receiver on loopback (one request per connection): reports when each request
+/// was read whole and answers `{"done":true}`.
+fn webhook_receiver() -> Result<(String, std::sync::mpsc::Receiver<Instant>), String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(err)?;
+    let url = format!("http://{}/hook", listener.local_addr().map_err(err)?);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = conn.set_nodelay(true);
+            let mut reader = BufReader::new(conn);
+            let mut line = String::new();
+            let mut length = 0usize;
+            let mut first = true;
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(n) if n > 0 && (first || !line.trim().is_empty()) => {}
+                    _ => break,
+                }
+                first = false;
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.trim().eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let arrived = Instant::now();
+            let answer = r#"{"done":true}"#;
+            let mut conn = reader.into_inner();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            let _ = conn.flush();
+            if tx.send(arrived).is_err() {
+                return;
+            }
+        }
+    });
+    Ok((url, rx))
+}
+
+/// Scenario 1b: append to an idle stream of a webhook subscription until the receiver has
+/// read the delivery (signature not verified).
+async fn webhook_latency(client: &ds_tokio::Client) -> Result<String, String> {
+    let t = tag("hook");
+    let path = format!("{t}/s");
+    create_streams(client, std::slice::from_ref(&path), 0).await?;
+    let (url, arrivals) = webhook_receiver()?;
+    let arrivals = Arc::new(std::sync::Mutex::new(arrivals));
+    let sub = client.subscription(format!("{t}-sub"));
+    sub.create(SubscriptionConfig::webhook(&url).stream(&path))
+        .await
+        .map_err(err)?;
+    let h = client.stream(&format!("/v1/stream/{path}"));
+    h.set_content_type("text/plain");
+    let mut samples = Vec::new();
+    for i in 0..=LATENCY_SAMPLES {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let t0 = Instant::now();
+        h.append(message(i)).await.map_err(err)?;
+        let rx = arrivals.clone();
+        let seen = tokio::task::spawn_blocking(move || {
+            rx.lock().map_err(err)?.recv_timeout(WAIT).map_err(err)
+        })
+        .await
+        .map_err(err)?
+        .map_err(|e| format!("sample {i}: no delivery: {e}"))?;
+        if i > 0 {
+            samples.push(seen - t0);
+        }
+    }
+    samples.sort();
+    Ok(format!(
+        "p50 {}, p99 {} ({} samples)",
+        ms(percentile(&samples, 0.5)),
+        ms(percentile(&samples, 0.99)),
+        samples.len()
+    ))
+}
+
 /// Scenario 2: `STREAMS` streams of `MESSAGES` messages, over `shards` subscriptions and workers.
 async fn throughput(client: &ds_tokio::Client, shards: usize) -> Result<String, String> {
     let t = tag("tp");
@@ -556,6 +645,10 @@ pub fn run(rt: &Runtime, kinds: &[Kind]) -> String {
             "wake-to-handler latency (pull-wake)".into(),
             Box::new(|c| rt.block_on(latency(c))),
         )];
+        scenarios.push((
+            "append-to-webhook latency (request read by the receiver)".into(),
+            Box::new(|c| rt.block_on(webhook_latency(c))),
+        ));
         for shards in [1, 2, 4] {
             scenarios.push((
                 format!("{STREAMS} streams x {MESSAGES} msgs, {shards} subscription(s)/worker(s)"),
