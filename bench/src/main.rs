@@ -18,7 +18,8 @@
 //! - `--pipe-plan`: the `pipe` stack sizes its batches with `ds_proto::pipe::WritePipe`
 //!   (from `--batch-bytes` up to 16 MiB, at most 64 MiB in flight) instead of fixed
 //!   `--batch-bytes` batches;
-//! - `--only write,catch-up,live,ops` \[all\];
+//! - `--only write,catch-up,live,ops` \[all\]; `--only subscriptions` (never part of "all")
+//!   runs `subscriptions.rs` (`--server rust` is the embedded server there);
 //! - `--reps N` \[3\]: repetitions of each throughput run (the median is shown);
 //! - `--in-flight 1,2,5` \[1\]: the writer's `max_in_flight` values to run;
 //! - `--batch-items N`, `--linger-ms N`, `--batch-bytes N`: writer settings (the producer's
@@ -48,6 +49,7 @@ mod blocking_stacks;
 mod delay;
 mod pipe_stack;
 mod servers;
+mod subscriptions;
 mod tokio_stacks;
 mod util;
 
@@ -415,7 +417,7 @@ fn machine() -> String {
 }
 
 fn main() {
-    let args = match parse_args() {
+    let mut args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("ds-bench: {e}");
@@ -435,6 +437,14 @@ fn main() {
         command.join(" ")
     );
     println!("{report}");
+    if args.only.iter().any(|s| s == "subscriptions") {
+        let table = subscriptions::run(&rt, &args.servers);
+        println!("{table}");
+        report.push_str(&table);
+        if args.only.iter().all(|s| s == "subscriptions") {
+            args.servers.clear();
+        }
+    }
     let tokio_pair: StackPair = (
         Box::new(tokio_stacks::TokioDriver { rt: rt.clone() }),
         Box::new(tokio_stacks::Hyper { rt: rt.clone() }),
