@@ -163,8 +163,10 @@ use crate::rng::Rng;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// The largest claim, ack or release response body kept.
-const MAX_CONTROL_BODY: usize = 1 << 20;
+/// The largest claim, ack or release response body accepted. A claim lists every pending
+/// stream (about 100 bytes each on the reference server): 64 MiB is some 600,000 pending
+/// streams in one wake. A longer answer is a `LimitExceeded` error, never cut silently.
+const MAX_CONTROL_BODY: usize = 64 << 20;
 
 /// The pull-wake worker state machine (see the [module documentation](self)).
 #[derive(Debug)]
@@ -245,6 +247,8 @@ struct Control {
     sent_at: Instant,
     head: Option<http::response::Parts>,
     body: Vec<u8>,
+    /// The body went past [`MAX_CONTROL_BODY`].
+    too_large: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -808,6 +812,7 @@ impl Worker {
             sent_at: now,
             head: None,
             body: Vec::new(),
+            too_large: false,
         });
         // An ack or release is pointless after the lease's end: its deadline is at most the
         // local expiry, after which the lease is given up.
@@ -837,6 +842,9 @@ impl Worker {
             }
             Input::Body { chunk, .. } => {
                 let room = MAX_CONTROL_BODY.saturating_sub(ctl.body.len());
+                if chunk.len() > room {
+                    ctl.too_large = true;
+                }
                 ctl.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
             Input::End { .. } => {
@@ -849,6 +857,14 @@ impl Worker {
                         &ctl.url,
                         crate::ResponseReason::MissingHeader,
                         "the response ended without a head",
+                    )),
+                    Some(_) if ctl.too_large => Err(SubscriptionError::new(
+                        ctl.kind.op(),
+                        &ctl.url,
+                        SubscriptionErrorKind::Http(ErrorKind::limit_exceeded(
+                            crate::Limit::ResponseBody,
+                            format!("response body larger than {MAX_CONTROL_BODY} bytes"),
+                        )),
                     )),
                     Some(parts) => match &ctl.kind {
                         ControlKind::Claim => {
