@@ -55,15 +55,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-/// Seeds per sweep when `DS_SIM_CASES` is not set: sized so that the file stays well under
-/// a minute on two cores in a debug build (see the summary each sweep prints). Most of a
-/// debug run is Ed25519 in the sim server (a token signed per claim or webhook wake, verified
-/// per ack and callback; a signature per delivery): unoptimized `curve25519-dalek` is about
-/// 10x slower than with `opt-level = 3` for it and `ed25519-dalek`, `sha2` (as
-/// `[profile.dev.package.<crate>]`, or `cargo test --config
-/// 'profile.dev.package.curve25519-dalek.opt-level=3' ...`), which makes hundreds of seeds a
-/// few seconds.
-const DEFAULT_CASES: u64 = 24;
+/// Seeds per sweep when `DS_SIM_CASES` is not set: a thousand per sweep (two thousand per CI
+/// run), about a minute on two cores. Most of a run is Ed25519 in the sim server (a token
+/// signed per claim or webhook wake, verified per ack and callback; a signature per
+/// delivery): the workspace builds `curve25519-dalek`, `ed25519-dalek` and `sha2` with
+/// `opt-level = 3` even in debug (`[profile.dev.package.*]` in Cargo.toml), about 10x faster
+/// than unoptimised.
+const DEFAULT_CASES: u64 = 1000;
 
 const ROOT: &str = "http://sim.test/v1/stream";
 const SUB: &str = "orders";
