@@ -461,6 +461,43 @@ fn stop_while_waiting_to_reconnect_ends_at_once() {
     t.finished();
 }
 
+/// The end of a reconnect's backoff is a timer like the reader's: `handle_timeout` starts the
+/// new reader from the checkpoint when it is due, and not before, so a driver that fires
+/// timers first and asks for requests afterwards reconnects on time and does not spin on an
+/// expired timer.
+#[test]
+fn handle_timeout_starts_the_reader_when_the_backoff_ends_and_not_before() {
+    let mut t = T::long_poll();
+    // Full jitter may draw a zero delay: fail reads until a reconnect waits (same seed, same
+    // schedule).
+    let delay = (0..30)
+        .find_map(|_| {
+            let r = t.tx();
+            t.respond(r.id, 503, &[], b"");
+            t.error_event();
+            let d = t.reconnect();
+            if d.is_zero() {
+                t.wait_timer();
+                None
+            } else {
+                Some(d)
+            }
+        })
+        .expect("a reconnect with a delay");
+    let at = t.now + delay;
+    t.c.handle_timeout(t.now);
+    assert_eq!(t.c.reconnect_at(), Some(at), "not before the delay");
+    assert!(t.c.reader().is_none());
+    assert_eq!(t.c.poll_timeout(), Some(at));
+    t.now = at;
+    t.c.handle_timeout(t.now);
+    assert_eq!(t.c.reconnect_at(), None, "the reader started");
+    assert_eq!(t.c.reader().map(|r| r.offset().as_str()), Some("-1"));
+    assert_ne!(t.c.poll_timeout(), Some(at), "the expired timer is gone");
+    let r = t.tx();
+    assert!(query(&r).contains("offset=-1"), "{}", query(&r));
+}
+
 #[test]
 fn eof_ends_the_consumer_once_the_last_batch_is_handled() {
     let mut t = T::long_poll();
@@ -645,6 +682,56 @@ fn it_is_driven_through_the_machine_trait() {
     let events = drain(&mut t.c);
     assert!(matches!(events.as_slice(), [ConsumerEvent::Batch(_)]));
     assert_eq!(Machine::poll_timeout(&t.c), None);
+    // A reconnect's backoff ends through the trait's handle_timeout too.
+    t.refuse();
+    t.error_event();
+    let delay = t.reconnect();
+    Machine::handle_timeout(&mut t.c, t.now + delay);
+    assert_eq!(t.c.reconnect_at(), None);
+    assert!(t.c.reader().is_some());
+}
+
+/// Each reader the consumer starts gets a seed of its own from the consumer's PRNG: readers
+/// started by reconnects do not repeat the same retry jitter.
+#[test]
+fn each_reader_draws_its_own_retry_jitter() {
+    let mut t = T::new(ConsumerOptions {
+        reader_retry: RetryPolicy {
+            max_attempts: Some(5),
+            ..RetryPolicy::default()
+        },
+        ..options(ReadMode::LongPoll)
+    });
+    let first_retry = |t: &mut T| {
+        let r = t.tx();
+        t.respond(r.id, 503, &[], b"");
+        let delay = t.all_events().into_iter().find_map(|e| match e {
+            ConsumerEvent::Read(ReaderEvent::Retrying { delay, .. }) => Some(delay),
+            _ => None,
+        });
+        t.wait_timer();
+        delay.expect("the reader retries")
+    };
+    let d1 = first_retry(&mut t);
+    t.deliver("a", 1);
+    t.refuse();
+    t.error_event();
+    t.reconnect();
+    t.wait_timer();
+    let d2 = first_retry(&mut t);
+    assert_ne!(d1, d2, "the second reader repeats the first one's jitter");
+}
+
+#[test]
+fn the_backoff_starts_at_the_base_asked_for() {
+    let opts = ConsumerOptions {
+        backoff_base: Duration::from_millis(250),
+        backoff_max: Duration::from_secs(2),
+        ..ConsumerOptions::default()
+    };
+    let p = opts.backoff_policy();
+    assert_eq!(p.initial_delay, Duration::from_millis(250));
+    assert_eq!(p.max_delay, Duration::from_secs(2));
 }
 
 /// The consumer in a simulated world: a faulty network, a server that keeps appending, an

@@ -228,6 +228,25 @@ mod tests {
         assert!(req.headers().get("content-type").is_none());
     }
 
+    /// Only JSON initial content is checked as JSON (PROTOCOL.md 5.1): binary content that is
+    /// not JSON is sent as it is, and a JSON stream may be created empty.
+    #[test]
+    fn only_json_initial_content_is_validated() {
+        let binary = CreateOptions {
+            body: Bytes::from_static(b"{not json"),
+            ..CreateOptions::default()
+        };
+        let req = create_request(URL, &binary, &RequestExtras::new()).unwrap();
+        assert_eq!(req.body().as_ref(), b"{not json");
+        let empty_json = CreateOptions {
+            content_type: Some("application/json".into()),
+            ..CreateOptions::default()
+        };
+        let req = create_request(URL, &empty_json, &RequestExtras::new()).unwrap();
+        assert!(req.body().is_empty());
+        assert_eq!(req.headers()["content-type"], "application/json");
+    }
+
     #[test]
     fn refuses_bad_input() {
         let both = CreateOptions {

@@ -489,6 +489,17 @@ mod tests {
         assert_eq!(d.learned_content_type(&()), None);
     }
 
+    /// Deleting a stream that is not there is an error the caller sees (PROTOCOL.md 5.4), not
+    /// a silent success.
+    #[test]
+    fn a_delete_reports_a_missing_stream() {
+        let d = Delete::new(URL);
+        assert!(d.response(&answer(204, &[]), Bytes::new()).is_ok());
+        let e = d.response(&answer(404, &[]), Bytes::new()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(e.operation, Operation::Delete);
+    }
+
     #[test]
     fn each_descriptor_names_its_operation_and_url() {
         assert_eq!(Delete::new(URL).operation(), Operation::Delete);
@@ -497,7 +508,17 @@ mod tests {
             Create::new(URL, CreateOptions::default()).operation(),
             Operation::Create
         );
+        // Drivers name this URL in transport errors and traces (driver::call, driver::trace).
+        let append = Append::new(URL, Bytes::new(), AppendOptions::default(), None);
+        assert_eq!(append.url(), URL);
+        assert_eq!(Close::new(URL, None).url(), URL);
+        assert_eq!(Delete::new(URL).url(), URL);
         assert_eq!(Head::new(URL).url(), URL);
+        assert_eq!(Create::new(URL, CreateOptions::default()).url(), URL);
+        assert_eq!(
+            Read::new(URL, ReadOptions::from(Offset::beginning())).url(),
+            URL
+        );
         assert_eq!(
             Read::new(URL, ReadOptions::from(Offset::beginning())).operation(),
             Operation::Read
