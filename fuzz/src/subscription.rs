@@ -236,6 +236,9 @@ enum Kind {
 }
 
 /// The harness: the worker, the requests in flight, what was reported.
+/// One stream's ack in a request: (generation, stream) and the offset.
+type AckRecord = ((u64, String), Offset);
+
 struct Harness {
     w: Worker,
     now: std::time::Instant,
@@ -246,8 +249,12 @@ struct Harness {
     ended: BTreeSet<u64>,
     /// Held generation → the streams of its claim.
     claims: BTreeMap<u64, BTreeSet<String>>,
-    /// (generation, stream) → last offset sent in an ack.
+    /// (generation, stream) → last offset of an ack the server accepted (or may have: the
+    /// exchange failed without an answer).
     acked: BTreeMap<(u64, String), Offset>,
+    /// The acks of each ack request not answered yet: they count once it is accepted (a
+    /// refused ack, say `INVALID_OFFSET` past the tail, leaves the cursor where it was).
+    sent_acks: BTreeMap<RequestId, Vec<AckRecord>>,
     /// The last batch (generation, stream, next offset), for the application's acks.
     last_batch: Option<(u64, String, Offset)>,
     drained: Option<u64>,
@@ -273,6 +280,7 @@ impl Harness {
         self.events();
         while let Some(id) = self.w.poll_cancel() {
             crate::trace!("cancel {id:?}");
+            self.settle_acks(id, true);
             // A cancel crossing the end the harness fed is harmless; any other must name an
             // exchange in flight.
             assert!(
@@ -311,7 +319,10 @@ impl Harness {
                         if let Some(prev) = self.acked.get(&key) {
                             assert!(a.offset >= *prev, "ack went back {prev} -> {}", a.offset);
                         }
-                        self.acked.insert(key, a.offset.clone());
+                        self.sent_acks
+                            .entry(t.id)
+                            .or_default()
+                            .push((key, a.offset.clone()));
                     }
                 }
             }
@@ -394,6 +405,7 @@ impl Harness {
                 }
                 crate::trace!("deadline of {id:?}");
                 self.ended_ids.insert(*id);
+                self.settle_acks(*id, true);
                 let error = crate::script::FailKind::Timeout.error();
                 self.w
                     .handle_input(Input::Failed { id: *id, error }, self.now);
@@ -433,6 +445,7 @@ impl Harness {
         crate::trace!("answer {id:?} {status} {:?}", String::from_utf8_lossy(body));
         self.flight.remove(&id);
         self.ended_ids.insert(id);
+        self.settle_acks(id, (200..300).contains(&status));
         let now = self.now;
         self.w.handle_input(
             Input::Head {
@@ -451,6 +464,21 @@ impl Harness {
             );
         }
         self.w.handle_input(Input::End { id }, now);
+    }
+
+    /// The acks of request `id` count when it was `accepted`, and when its outcome is
+    /// unknown (a failed exchange the server may have applied).
+    fn settle_acks(&mut self, id: RequestId, accepted: bool) {
+        if let Some(acks) = self.sent_acks.remove(&id) {
+            if accepted {
+                for (key, offset) in acks {
+                    let newer = self.acked.get(&key).is_none_or(|prev| offset > *prev);
+                    if newer {
+                        self.acked.insert(key, offset);
+                    }
+                }
+            }
+        }
     }
 
     fn offset(n: u64) -> String {
@@ -506,6 +534,7 @@ pub fn worker_script(data: &[u8]) {
         ended: BTreeSet::new(),
         claims: BTreeMap::new(),
         acked: BTreeMap::new(),
+        sent_acks: BTreeMap::new(),
         last_batch: None,
         drained: None,
         terminal: false,
@@ -652,6 +681,7 @@ pub fn worker_script(data: &[u8]) {
                     crate::trace!("fail {id:?}");
                     h.flight.remove(&id);
                     h.ended_ids.insert(id);
+                    h.settle_acks(id, true);
                     let error = crate::script::FailKind::Reset.error();
                     h.w.handle_input(Input::Failed { id, error }, h.now);
                 }
