@@ -29,6 +29,7 @@ pub mod hostile;
 pub mod proxy;
 pub mod raw_http;
 pub mod refserver;
+pub mod sweep;
 pub mod tls;
 
 pub use proxy::{Proxy, RecordedRequest};

@@ -40,15 +40,6 @@ const DEFAULT_CASES: u64 = 300;
 const PATH: &str = "/v1/stream/crash";
 const URL: &str = "http://sim.test/v1/stream/crash";
 
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-    )
-}
-
 // ----- the durable writer: a producer that persists snapshots write-ahead --------------------
 
 /// What survives a crash: the last persisted snapshot (as JSON), like a file or a database row.
@@ -508,14 +499,7 @@ fn run_seed(seed: u64) -> Result<Stats, String> {
 }
 
 fn sweep(test: &str) {
-    let seeds: Vec<u64> = match env_u64("DS_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => {
-            let first = env_u64("DS_SIM_FIRST_SEED").unwrap_or(0);
-            let cases = env_u64("DS_SIM_CASES").unwrap_or(DEFAULT_CASES);
-            (first..first + cases).collect()
-        }
-    };
+    let seeds = ds_tests::sweep::seeds(DEFAULT_CASES);
     #[allow(clippy::disallowed_methods)]
     let wall = Instant::now();
     let mut total = Stats::default();
@@ -534,11 +518,7 @@ fn sweep(test: &str) {
                 continue;
             }
             Ok(Err(violation)) => violation,
-            Err(panic) => panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a panic".to_owned()),
+            Err(panic) => ds_tests::sweep::panic_message(&*panic),
         };
         panic!(
             "{test}: seed {seed} failed: {failure}\n\

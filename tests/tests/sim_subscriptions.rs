@@ -67,15 +67,6 @@ const ROOT: &str = "http://sim.test/v1/stream";
 const SUB: &str = "orders";
 const WAKE: &str = "wake/pool";
 
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-    )
-}
-
 fn ms(rng: &mut Rng, lo: u64, hi: u64) -> Duration {
     Duration::from_millis(lo + rng.below(hi - lo + 1))
 }
@@ -109,14 +100,7 @@ struct Stats {
 }
 
 fn sweep(test: &str, run: fn(u64) -> Result<Stats, String>) {
-    let seeds: Vec<u64> = match env_u64("DS_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => {
-            let first = env_u64("DS_SIM_FIRST_SEED").unwrap_or(0);
-            let cases = env_u64("DS_SIM_CASES").unwrap_or(DEFAULT_CASES);
-            (first..first + cases).collect()
-        }
-    };
+    let seeds = ds_tests::sweep::seeds(DEFAULT_CASES);
     #[allow(clippy::disallowed_methods)]
     let wall = Instant::now();
     let mut total = Stats::default();
@@ -135,11 +119,7 @@ fn sweep(test: &str, run: fn(u64) -> Result<Stats, String>) {
                 continue;
             }
             Ok(Err(violation)) => violation,
-            Err(panic) => panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .map_or_else(|| "a panic".to_owned(), |m| format!("panicked: {m}")),
+            Err(panic) => ds_tests::sweep::panic_message(&*panic),
         };
         panic!(
             "{test}: seed {seed} failed: {failure}\n\
