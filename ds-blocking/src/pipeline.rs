@@ -1,17 +1,16 @@
 //! A writer's dedicated HTTP/1.1 connection with pipelined requests (issue 16), over a std
-//! `TcpStream`: the bytes only. ds-proto's `http1::Connection::pipelined` keeps the exchanges
-//! in order and says which failed requests are known unprocessed; ds-proto's
-//! [`WriterPipe`] decides when this connection is used at all.
+//! `TcpStream`: the bytes only. ds-proto's [`PipelinedLink`] keeps the queue, the deadlines,
+//! the codec and the rules for dropping the connection; ds-proto's [`WriterPipe`] decides
+//! when this connection is used at all.
 //!
-//! The writer's thread writes the requests (blocking) and feeds the codec; one reader thread
-//! per connection reads the socket and hands the bytes to the writer's thread through its
-//! channel (`notify`), tagged with the connection's generation so that bytes of a dropped
+//! The writer's thread connects and writes what the link asks for (blocking); one reader
+//! thread per connection reads the socket and hands the bytes to the writer's thread through
+//! its channel (`notify`), tagged with the connection's generation so that bytes of a dropped
 //! connection are ignored.
 
+use ds_proto::driver::pipelined_link::{LinkStep, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
-use ds_proto::http1::{Connection, Limits};
 use ds_proto::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
-use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -24,146 +23,44 @@ pub(crate) type Notify = Arc<dyn Fn(u64, Option<Vec<u8>>) -> bool + Send + Sync>
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Conn {
+/// The socket of the link's live connection (its reader thread ends when it is shut down).
+struct Socket {
     stream: TcpStream,
-    codec: Connection,
     gen: u64,
 }
 
-/// The writer's pipelined connection and the requests waiting for room on it.
+/// The writer's pipelined connection: ds-proto's link and its socket.
 pub(crate) struct Pipeline {
-    conn: Option<Conn>,
-    gen: u64,
-    pending: VecDeque<Transmit>,
-    deadlines: HashMap<RequestId, Instant>,
+    link: PipelinedLink,
+    socket: Option<Socket>,
     notify: Notify,
-    depth: usize,
 }
 
 impl Pipeline {
     pub(crate) fn new(depth: usize, notify: Notify) -> Self {
         Pipeline {
-            conn: None,
-            gen: 0,
-            pending: VecDeque::new(),
-            deadlines: HashMap::new(),
+            link: PipelinedLink::new(depth),
+            socket: None,
             notify,
-            depth: depth.max(1),
         }
     }
 
     /// Requests waiting for room (taken back by the writer when it falls back to pooled
     /// exchanges).
     pub(crate) fn take_pending(&mut self) -> Vec<Transmit> {
-        self.pending.drain(..).collect()
+        self.link.take_pending()
+    }
+
+    /// The earliest deadline of a request written or waiting.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.link.next_deadline()
     }
 
     /// Queues `t` and writes what the connection has room for; inputs for the machine go to
     /// `out`.
     pub(crate) fn submit(&mut self, t: Transmit, plan: &mut WriterPipe, out: &mut Vec<Input>) {
-        if let Some(d) = t.deadline {
-            self.deadlines.insert(t.id, d);
-        }
-        self.pending.push_back(t);
+        self.link.submit(t);
         self.pump(plan, out);
-    }
-
-    /// Writes waiting requests while the connection has room, opening one when needed.
-    fn pump(&mut self, plan: &mut WriterPipe, out: &mut Vec<Input>) {
-        while let Some(uri) = self.pending.front().map(|t| t.request.uri().clone()) {
-            if self
-                .conn
-                .as_ref()
-                .is_some_and(|c| c.codec.must_close() && c.codec.in_flight() == 0)
-            {
-                self.kill(plan, out);
-            }
-            if self.conn.is_none() {
-                match self.connect(&uri) {
-                    Ok(c) => self.conn = Some(c),
-                    Err(e) => {
-                        let t = self.pending.pop_front().expect("front exists");
-                        self.deadlines.remove(&t.id);
-                        out.push(Input::Failed { id: t.id, error: e });
-                        continue;
-                    }
-                }
-            }
-            let conn = self.conn.as_mut().expect("connected above");
-            if !conn.codec.can_send() {
-                return;
-            }
-            let t = self.pending.pop_front().expect("front exists");
-            let mut wire = Vec::with_capacity(t.request.body().len() + 1024);
-            if let Err(e) = conn.codec.send(&t, &mut wire) {
-                self.deadlines.remove(&t.id);
-                out.push(Input::Failed {
-                    id: t.id,
-                    error: TransportError::new(e.transport_kind(), e.to_string()),
-                });
-                continue;
-            }
-            match conn.stream.write_all(&wire) {
-                Ok(()) => {
-                    conn.codec.on_written(wire.len());
-                    plan.on_written(t.id, Instant::now());
-                }
-                // The codec knows this request was not fully written: it fails it as not
-                // processed; those before it as their bytes prove.
-                Err(_) => self.kill(plan, out),
-            }
-        }
-    }
-
-    fn connect(&mut self, uri: &http::Uri) -> Result<Conn, TransportError> {
-        let host = uri.host().unwrap_or("localhost");
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
-        let fail =
-            |e: std::io::Error| TransportError::new(TransportErrorKind::Connect, e.to_string());
-        let mut last = None;
-        let mut stream = None;
-        for addr in (host, port).to_socket_addrs().map_err(fail)? {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let stream = stream.ok_or_else(|| {
-            fail(last.unwrap_or_else(|| std::io::Error::other("no address for host")))
-        })?;
-        let _ = stream.set_nodelay(true);
-        let mut reader = stream.try_clone().map_err(fail)?;
-        self.gen += 1;
-        let gen = self.gen;
-        let notify = self.notify.clone();
-        std::thread::Builder::new()
-            .name("ds-writer-read".into())
-            .spawn(move || {
-                let mut buf = vec![0u8; 64 << 10];
-                loop {
-                    match reader.read(&mut buf) {
-                        Ok(0) | Err(_) => {
-                            notify(gen, None);
-                            return;
-                        }
-                        Ok(n) => {
-                            if !notify(gen, Some(buf[..n].to_vec())) {
-                                return;
-                            }
-                        }
-                    }
-                }
-            })
-            .map_err(fail)?;
-        Ok(Conn {
-            stream,
-            codec: Connection::pipelined(Limits::default(), self.depth),
-            gen,
-        })
     }
 
     /// Bytes (or the end) from connection `gen`'s reader.
@@ -174,113 +71,123 @@ impl Pipeline {
         plan: &mut WriterPipe,
         out: &mut Vec<Input>,
     ) {
-        let Some(conn) = self.conn.as_mut().filter(|c| c.gen == gen) else {
-            return;
-        };
-        match data {
-            Some(bytes) => {
-                conn.codec.feed(&bytes);
-                drain(conn, &mut self.deadlines, out);
-                if conn.codec.must_close() && conn.codec.in_flight() == 0 {
-                    self.kill(plan, out);
-                }
-            }
-            None => self.kill(plan, out),
-        }
+        self.link.on_read(gen, data.as_deref(), plan);
         self.pump(plan, out);
     }
 
-    /// Drops the connection: its outstanding requests fail as the codec can prove.
-    fn kill(&mut self, plan: &mut WriterPipe, out: &mut Vec<Input>) {
-        if let Some(mut conn) = self.conn.take() {
-            let _ = conn.stream.shutdown(Shutdown::Both);
-            conn.codec.on_eof();
-            drain(&mut conn, &mut self.deadlines, out);
-            if conn.codec.pipelining_refused() {
-                plan.on_pipelining_refused();
-            }
-        }
-    }
-
-    /// The machine cancelled `id`: a pipelined request cannot be taken back alone, so the
-    /// connection goes (the others fail as the codec can prove; the cancelled one's inputs
-    /// are dropped).
+    /// The machine cancelled `id`.
     pub(crate) fn abort(&mut self, id: RequestId, plan: &mut WriterPipe, out: &mut Vec<Input>) {
-        let now = Instant::now();
-        if let Some(i) = self.pending.iter().position(|t| t.id == id) {
-            self.pending.remove(i);
-            self.deadlines.remove(&id);
-            plan.on_abandoned(id, now);
-            return;
-        }
-        if self
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.codec.outstanding().any(|o| o == id))
-        {
-            let mut lost = Vec::new();
-            self.kill(plan, &mut lost);
-            out.extend(lost.into_iter().filter(|i| i.id() != id));
-            plan.on_abandoned(id, now);
-            self.pump(plan, out);
-        }
-    }
-
-    /// The earliest deadline of a request written or waiting.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.values().min().copied()
-    }
-
-    /// Deadlines that passed at `now`: the connection goes; the expired requests fail as
-    /// timeouts (outcome unknown), the others as the codec can prove.
-    pub(crate) fn on_timeout(&mut self, now: Instant, plan: &mut WriterPipe, out: &mut Vec<Input>) {
-        let expired: Vec<RequestId> = self
-            .deadlines
-            .iter()
-            .filter(|(_, d)| **d <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        if expired.is_empty() {
-            return;
-        }
-        for id in &expired {
-            if let Some(i) = self.pending.iter().position(|t| t.id == *id) {
-                self.pending.remove(i);
-                self.deadlines.remove(id);
-                out.push(Input::Failed {
-                    id: *id,
-                    error: TransportError::new(TransportErrorKind::Timeout, "deadline passed"),
-                });
-            }
-        }
-        let mut lost = Vec::new();
-        self.kill(plan, &mut lost);
-        for input in lost {
-            match input {
-                Input::Failed { id, error } if expired.contains(&id) => out.push(Input::Failed {
-                    id,
-                    error: TransportError::new(TransportErrorKind::Timeout, error.message),
-                }),
-                other => out.push(other),
-            }
-        }
+        self.link.abort(id, plan, Instant::now());
         self.pump(plan, out);
+    }
+
+    /// Deadlines may have passed at `now`.
+    pub(crate) fn on_timeout(&mut self, now: Instant, plan: &mut WriterPipe, out: &mut Vec<Input>) {
+        self.link.on_timeout(now, plan);
+        self.pump(plan, out);
+    }
+
+    /// Does what the link asks until it is idle; its inputs go to `out`.
+    fn pump(&mut self, plan: &mut WriterPipe, out: &mut Vec<Input>) {
+        loop {
+            self.drop_stale_socket();
+            match self.link.next_step(plan) {
+                LinkStep::Connect { uri } => match connect(&uri) {
+                    Ok(stream) => {
+                        let gen = self.link.on_connected();
+                        match spawn_reader(stream, gen, self.notify.clone()) {
+                            Ok(socket) => self.socket = Some(socket),
+                            Err(e) => {
+                                // No reader, no connection: the first request fails unsent.
+                                self.link.on_read(gen, None, plan);
+                                self.link.on_connect_failed(TransportError::new(
+                                    TransportErrorKind::Connect,
+                                    e.to_string(),
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => self.link.on_connect_failed(e),
+                },
+                LinkStep::Write { bytes } => {
+                    let socket = self
+                        .socket
+                        .as_mut()
+                        .expect("the link writes on a connection");
+                    match socket.stream.write_all(&bytes) {
+                        Ok(()) => self.link.on_written(plan, Instant::now()),
+                        Err(_) => self.link.on_write_failed(plan),
+                    }
+                }
+                LinkStep::Idle => break,
+            }
+        }
+        self.drop_stale_socket();
+        out.extend(self.link.take_inputs());
+    }
+
+    /// Shuts the socket down once the link dropped its connection.
+    fn drop_stale_socket(&mut self) {
+        if self
+            .socket
+            .as_ref()
+            .is_some_and(|s| Some(s.gen) != self.link.connection())
+        {
+            if let Some(s) = self.socket.take() {
+                let _ = s.stream.shutdown(Shutdown::Both);
+            }
+        }
     }
 }
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        if let Some(conn) = &self.conn {
-            let _ = conn.stream.shutdown(Shutdown::Both);
+        if let Some(s) = &self.socket {
+            let _ = s.stream.shutdown(Shutdown::Both);
         }
     }
 }
 
-fn drain(conn: &mut Conn, deadlines: &mut HashMap<RequestId, Instant>, out: &mut Vec<Input>) {
-    while let Some(input) = conn.codec.poll_input() {
-        if matches!(input, Input::End { .. } | Input::Failed { .. }) {
-            deadlines.remove(&input.id());
+fn connect(uri: &http::Uri) -> Result<TcpStream, TransportError> {
+    let fail = |e: std::io::Error| TransportError::new(TransportErrorKind::Connect, e.to_string());
+    let host = uri.host().unwrap_or("localhost");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let mut last = None;
+    for addr in (host, port).to_socket_addrs().map_err(fail)? {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
         }
-        out.push(input);
     }
+    Err(fail(last.unwrap_or_else(|| {
+        std::io::Error::other("no address for host")
+    })))
+}
+
+/// A thread reads a clone of `stream` and hands the bytes to the writer's thread, tagged `gen`.
+fn spawn_reader(stream: TcpStream, gen: u64, notify: Notify) -> std::io::Result<Socket> {
+    let mut reader = stream.try_clone()?;
+    std::thread::Builder::new()
+        .name("ds-writer-read".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        notify(gen, None);
+                        return;
+                    }
+                    Ok(n) => {
+                        if !notify(gen, Some(buf[..n].to_vec())) {
+                            return;
+                        }
+                    }
+                }
+            }
+        })?;
+    Ok(Socket { stream, gen })
 }

@@ -12,11 +12,14 @@
 //! | [`read_all`] | collecting a reader's chunks into one `read_all` result |
 //! | [`write_tracker`] | per-append outcomes of a writer, for `flush`, `close` and tracked appends |
 //! | [`writer`] | the core of a driver's writer: the producer, its bookkeeping, callbacks and waiters, and what `flush` and `close` report |
+//! | [`pipelined_link`] | a writer's dedicated pipelined HTTP/1.1 connection: its queue, deadlines, codec and when it is dropped (feature `http1`); the driver only connects, writes and reads |
 //! | [`writer_pipe`] | how a writer carries its batches: pipelined on one HTTP/1.1 connection or pooled, and the batch target that fills the pipe |
 
 pub mod call;
 pub mod client;
 pub mod json_items;
+#[cfg(feature = "http1")]
+pub mod pipelined_link;
 pub mod read_all;
 pub mod subscription;
 pub mod trace;

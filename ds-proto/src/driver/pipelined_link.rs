@@ -1,0 +1,308 @@
+//! A writer's dedicated, pipelined HTTP/1.1 connection, sans IO (issue 16): the queue of
+//! requests waiting for room, their deadlines, the [`http1`](crate::http1) codec of the live
+//! connection, and the rules for dropping it (a deadline passed, a request cancelled, a write
+//! failed, the server closed it). The driver only connects, writes the bytes it is given,
+//! and hands back what it reads.
+//!
+//! The driver's part:
+//!
+//! ```text
+//! link.submit(transmit)                      for each transmit the plan sends pipelined
+//! loop link.next_step(plan):                 after every call below
+//!     Connect { uri } -> connect to uri's origin; link.on_connected() (its generation:
+//!                        tag the socket's reads with it) or link.on_connect_failed(error)
+//!     Write { bytes } -> write them all; link.on_written(plan, now) or
+//!                        link.on_write_failed(plan)
+//!     Idle            -> wait for bytes, a deadline (link.next_deadline()) or work
+//! bytes (or the end) read on connection gen: link.on_read(gen, Some(bytes) / None, plan)
+//! the producer cancelled id:                 link.abort(id, plan, now)
+//! a deadline passed:                         link.on_timeout(now, plan)
+//! afterwards:                                drop the socket when link.connection() is
+//!                                            no longer its generation; feed
+//!                                            link.take_inputs() to the plan and the producer
+//! ```
+//!
+//! Failures follow the codec: a request it can prove unprocessed fails as
+//! [`TransportErrorKind::Connect`] (safe to send again), any other cut-off exchange as
+//! [`TransportErrorKind::ConnectionReset`] (outcome unknown), and an expired deadline as
+//! [`TransportErrorKind::Timeout`] (outcome unknown): the [`Producer`](crate::producer::Producer)
+//! handles each under its retry and indeterminate rules (PROTOCOL.md 5.2.1).
+
+use crate::driver::writer_pipe::WriterPipe;
+use crate::exchange::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
+use crate::http1::{Connection, Limits};
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+/// What the driver does next for a [`PipelinedLink`].
+#[derive(Debug)]
+pub enum LinkStep {
+    /// Open a connection to the origin of `uri` (scheme, host, port), then answer with
+    /// [`PipelinedLink::on_connected`] or [`PipelinedLink::on_connect_failed`].
+    Connect {
+        /// A request URI of the queue's first request.
+        uri: http::Uri,
+    },
+    /// Write all of `bytes` on the live connection, then answer with
+    /// [`PipelinedLink::on_written`] or [`PipelinedLink::on_write_failed`].
+    Write {
+        /// One encoded request.
+        bytes: Vec<u8>,
+    },
+    /// Nothing to do until bytes arrive, a deadline passes or a request is submitted.
+    Idle,
+}
+
+/// The live connection: its codec and generation.
+#[derive(Debug)]
+struct Live {
+    codec: Connection,
+    gen: u64,
+}
+
+/// A writer's dedicated pipelined connection and the requests waiting for room on it.
+#[derive(Debug)]
+pub struct PipelinedLink {
+    live: Option<Live>,
+    gen: u64,
+    depth: usize,
+    pending: VecDeque<Transmit>,
+    deadlines: HashMap<RequestId, Instant>,
+    /// The request whose bytes the driver is writing, and their length.
+    writing: Option<(RequestId, usize)>,
+    inputs: Vec<Input>,
+}
+
+impl PipelinedLink {
+    /// A link that keeps at most `depth` requests in flight on its connection (at least one).
+    pub fn new(depth: usize) -> PipelinedLink {
+        PipelinedLink {
+            live: None,
+            gen: 0,
+            depth: depth.max(1),
+            pending: VecDeque::new(),
+            deadlines: HashMap::new(),
+            writing: None,
+            inputs: Vec::new(),
+        }
+    }
+
+    /// Queues `transmit`; [`next_step`](Self::next_step) writes it when the connection has
+    /// room.
+    pub fn submit(&mut self, transmit: Transmit) {
+        if let Some(d) = transmit.deadline {
+            self.deadlines.insert(transmit.id, d);
+        }
+        self.pending.push_back(transmit);
+    }
+
+    /// The generation of the live connection, if any: a socket of another generation is
+    /// to be dropped, and its reads are ignored.
+    pub fn connection(&self) -> Option<u64> {
+        self.live.as_ref().map(|l| l.gen)
+    }
+
+    /// Requests still waiting for room, taken back (the writer falls back to pooled
+    /// exchanges).
+    pub fn take_pending(&mut self) -> Vec<Transmit> {
+        for t in &self.pending {
+            self.deadlines.remove(&t.id);
+        }
+        self.pending.drain(..).collect()
+    }
+
+    /// The inputs for the plan and the producer, in the order they happened.
+    pub fn take_inputs(&mut self) -> std::vec::Drain<'_, Input> {
+        self.inputs.drain(..)
+    }
+
+    /// The earliest deadline of a request written or waiting.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.values().min().copied()
+    }
+
+    /// What the driver does next.
+    pub fn next_step(&mut self, plan: &mut WriterPipe) -> LinkStep {
+        debug_assert!(self.writing.is_none(), "a write is still unanswered");
+        loop {
+            let Some(uri) = self.pending.front().map(|t| t.request.uri().clone()) else {
+                return LinkStep::Idle;
+            };
+            if self
+                .live
+                .as_ref()
+                .is_some_and(|l| l.codec.must_close() && l.codec.in_flight() == 0)
+            {
+                self.drop_live(plan);
+            }
+            let Some(live) = self.live.as_mut() else {
+                return LinkStep::Connect { uri };
+            };
+            if !live.codec.can_send() {
+                return LinkStep::Idle;
+            }
+            let t = self.pending.pop_front().expect("the queue has a front");
+            let mut bytes = Vec::with_capacity(t.request.body().len() + 1024);
+            match live.codec.send(&t, &mut bytes) {
+                Ok(()) => {
+                    self.writing = Some((t.id, bytes.len()));
+                    return LinkStep::Write { bytes };
+                }
+                Err(e) => {
+                    self.deadlines.remove(&t.id);
+                    self.inputs.push(Input::Failed {
+                        id: t.id,
+                        error: TransportError::new(e.transport_kind(), e.to_string()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The driver connected: returns the new connection's generation.
+    pub fn on_connected(&mut self) -> u64 {
+        self.gen += 1;
+        self.live = Some(Live {
+            codec: Connection::pipelined(Limits::default(), self.depth),
+            gen: self.gen,
+        });
+        self.gen
+    }
+
+    /// Connecting failed: the first waiting request fails with `error` (never sent, so the
+    /// producer may send it again); the others wait for the next attempt.
+    pub fn on_connect_failed(&mut self, error: TransportError) {
+        if let Some(t) = self.pending.pop_front() {
+            self.deadlines.remove(&t.id);
+            self.inputs.push(Input::Failed { id: t.id, error });
+        }
+    }
+
+    /// All bytes of the last [`LinkStep::Write`] were written at `now`.
+    pub fn on_written(&mut self, plan: &mut WriterPipe, now: Instant) {
+        if let Some((id, n)) = self.writing.take() {
+            if let Some(live) = self.live.as_mut() {
+                live.codec.on_written(n);
+            }
+            plan.on_written(id, now);
+        }
+    }
+
+    /// Writing the last [`LinkStep::Write`] failed: the connection goes. The codec knows the
+    /// request was not fully written (it fails as not processed) and fails the ones before it
+    /// as their answers prove.
+    pub fn on_write_failed(&mut self, plan: &mut WriterPipe) {
+        self.writing = None;
+        self.drop_live(plan);
+    }
+
+    /// Bytes read on connection `gen` (`None`: it ended). Reads of a dropped connection are
+    /// ignored.
+    pub fn on_read(&mut self, gen: u64, bytes: Option<&[u8]>, plan: &mut WriterPipe) {
+        let Some(live) = self.live.as_mut().filter(|l| l.gen == gen) else {
+            return;
+        };
+        match bytes {
+            Some(bytes) => {
+                live.codec.feed(bytes);
+                drain(&mut live.codec, &mut self.deadlines, &mut self.inputs);
+                if live.codec.must_close() && live.codec.in_flight() == 0 {
+                    self.drop_live(plan);
+                }
+            }
+            None => self.drop_live(plan),
+        }
+    }
+
+    /// The producer cancelled `id`. Waiting, it is simply removed; written, it cannot be taken
+    /// back alone, so the connection goes (the others fail as the codec can prove, the
+    /// cancelled one yields no input).
+    pub fn abort(&mut self, id: RequestId, plan: &mut WriterPipe, now: Instant) {
+        if let Some(i) = self.pending.iter().position(|t| t.id == id) {
+            self.pending.remove(i);
+            self.deadlines.remove(&id);
+            plan.on_abandoned(id, now);
+            return;
+        }
+        if self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.codec.outstanding().any(|o| o == id))
+        {
+            let before = self.inputs.len();
+            self.drop_live(plan);
+            let mut i = before;
+            while i < self.inputs.len() {
+                if self.inputs[i].id() == id {
+                    self.inputs.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            plan.on_abandoned(id, now);
+        }
+    }
+
+    /// Deadlines that passed at `now`: the connection goes; the expired requests fail as
+    /// timeouts (outcome unknown for those written, not sent for those waiting), the others
+    /// as the codec can prove.
+    pub fn on_timeout(&mut self, now: Instant, plan: &mut WriterPipe) {
+        let expired: Vec<RequestId> = self
+            .deadlines
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        for id in &expired {
+            if let Some(i) = self.pending.iter().position(|t| t.id == *id) {
+                self.pending.remove(i);
+                self.deadlines.remove(id);
+                self.inputs.push(Input::Failed {
+                    id: *id,
+                    error: TransportError::new(TransportErrorKind::Timeout, "deadline passed"),
+                });
+            }
+        }
+        let before = self.inputs.len();
+        self.drop_live(plan);
+        for input in &mut self.inputs[before..] {
+            if let Input::Failed { id, error } = input {
+                if expired.contains(id) {
+                    error.kind = TransportErrorKind::Timeout;
+                }
+            }
+        }
+    }
+
+    /// Drops the live connection: its outstanding requests fail as the codec can prove.
+    fn drop_live(&mut self, plan: &mut WriterPipe) {
+        if let Some(mut live) = self.live.take() {
+            live.codec.on_eof();
+            drain(&mut live.codec, &mut self.deadlines, &mut self.inputs);
+            if live.codec.pipelining_refused() {
+                plan.on_pipelining_refused();
+            }
+        }
+    }
+}
+
+/// Moves the codec's inputs to `out`; a finished exchange's deadline goes.
+fn drain(
+    codec: &mut Connection,
+    deadlines: &mut HashMap<RequestId, Instant>,
+    out: &mut Vec<Input>,
+) {
+    while let Some(input) = codec.poll_input() {
+        if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+            deadlines.remove(&input.id());
+        }
+        out.push(input);
+    }
+}
+
+#[cfg(test)]
+#[path = "pipelined_link_tests.rs"]
+mod tests;

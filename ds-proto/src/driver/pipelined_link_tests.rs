@@ -1,0 +1,291 @@
+//! The pipelined link, without IO: the bytes a server would send are fed by hand.
+#![allow(clippy::disallowed_methods)] // tests take a real `Instant` as the clock's origin
+
+use super::*;
+use crate::driver::writer_pipe::Carrier;
+use crate::producer::ProducerConfig;
+use bytes::Bytes;
+use std::time::Duration;
+
+const URL: &str = "http://h/v1/stream/s";
+
+fn plan(depth: usize) -> WriterPipe {
+    WriterPipe::new(&ProducerConfig {
+        max_in_flight: depth,
+        ..ProducerConfig::new(URL, "p1")
+    })
+}
+
+fn transmit(id: u64, deadline: Option<Instant>) -> Transmit {
+    Transmit {
+        id: RequestId(id),
+        request: http::Request::post(URL)
+            .body(Bytes::from(format!("batch {id}")))
+            .unwrap(),
+        deadline,
+    }
+}
+
+const OK: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+
+/// Runs the steps a driver would until the link is idle, connecting when asked (`connect`
+/// answers) and writing successfully; returns the requests written, as their first lines.
+fn pump(link: &mut PipelinedLink, plan: &mut WriterPipe, connect: bool) -> Vec<String> {
+    let mut written = Vec::new();
+    loop {
+        match link.next_step(plan) {
+            LinkStep::Connect { uri } => {
+                assert_eq!(uri, URL);
+                if connect {
+                    link.on_connected();
+                } else {
+                    link.on_connect_failed(TransportError::new(
+                        TransportErrorKind::Connect,
+                        "refused",
+                    ));
+                }
+            }
+            LinkStep::Write { bytes } => {
+                let text = String::from_utf8_lossy(&bytes).to_string();
+                written.push(text.lines().last().unwrap_or_default().to_string());
+                link.on_written(plan, Instant::now());
+            }
+            LinkStep::Idle => return written,
+        }
+    }
+}
+
+fn inputs(link: &mut PipelinedLink) -> Vec<String> {
+    link.take_inputs()
+        .map(|i| match i {
+            Input::Head { id, parts } => format!("head {} {}", id.0, parts.status.as_u16()),
+            Input::Body { id, .. } => format!("body {}", id.0),
+            Input::End { id } => format!("end {}", id.0),
+            Input::Failed { id, error } => format!("failed {} {:?}", id.0, error.kind),
+        })
+        .collect()
+}
+
+#[test]
+fn writes_in_order_up_to_the_depth_and_more_as_answers_free_room() {
+    let mut plan = plan(2);
+    let mut link = PipelinedLink::new(2);
+    for id in 1..=3 {
+        link.submit(transmit(id, None));
+    }
+    assert_eq!(
+        pump(&mut link, &mut plan, true),
+        ["batch 1", "batch 2"],
+        "two in flight, the third waits"
+    );
+    let gen = link.connection().unwrap();
+    link.on_read(gen, Some(OK), &mut plan);
+    assert_eq!(inputs(&mut link), ["head 1 204", "end 1"]);
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 3"]);
+    link.on_read(gen, Some(&[OK, OK].concat()), &mut plan);
+    assert_eq!(
+        inputs(&mut link),
+        ["head 2 204", "end 2", "head 3 204", "end 3"]
+    );
+    assert_eq!(
+        link.connection(),
+        Some(gen),
+        "one connection carried all three"
+    );
+}
+
+#[test]
+fn a_failed_connect_fails_only_the_first_request_as_never_sent() {
+    let mut plan = plan(4);
+    let mut link = PipelinedLink::new(4);
+    link.submit(transmit(1, None));
+    link.submit(transmit(2, None));
+    match link.next_step(&mut plan) {
+        LinkStep::Connect { .. } => {
+            link.on_connect_failed(TransportError::new(TransportErrorKind::Connect, "refused"))
+        }
+        other => panic!("expected Connect, got {other:?}"),
+    }
+    assert_eq!(inputs(&mut link), ["failed 1 Connect"]);
+    // The second request is still waiting, for the next attempt.
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 2"]);
+}
+
+#[test]
+fn reads_of_a_dropped_connection_are_ignored() {
+    let mut plan = plan(2);
+    let mut link = PipelinedLink::new(2);
+    link.submit(transmit(1, None));
+    pump(&mut link, &mut plan, true);
+    let old = link.connection().unwrap();
+    link.on_read(old, None, &mut plan);
+    assert_eq!(
+        link.connection(),
+        None,
+        "the end of the connection drops it"
+    );
+    assert_eq!(inputs(&mut link), ["failed 1 ConnectionReset"]);
+    link.submit(transmit(2, None));
+    pump(&mut link, &mut plan, true);
+    let new = link.connection().unwrap();
+    assert_ne!(new, old);
+    link.on_read(old, Some(OK), &mut plan);
+    assert!(
+        inputs(&mut link).is_empty(),
+        "an old connection's bytes mean nothing"
+    );
+    link.on_read(new, Some(OK), &mut plan);
+    assert_eq!(inputs(&mut link), ["head 2 204", "end 2"]);
+}
+
+#[test]
+fn a_failed_write_drops_the_connection_and_the_request_is_known_unsent() {
+    let mut plan = plan(2);
+    let mut link = PipelinedLink::new(2);
+    link.submit(transmit(1, None));
+    link.submit(transmit(2, None));
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 1", "batch 2"]);
+    link.submit(transmit(3, None));
+    // Room for the third once the first is answered.
+    let gen = link.connection().unwrap();
+    link.on_read(gen, Some(OK), &mut plan);
+    assert_eq!(inputs(&mut link), ["head 1 204", "end 1"]);
+    match link.next_step(&mut plan) {
+        LinkStep::Write { .. } => link.on_write_failed(&mut plan),
+        other => panic!("expected Write, got {other:?}"),
+    }
+    assert_eq!(link.connection(), None);
+    assert_eq!(
+        inputs(&mut link),
+        ["failed 2 ConnectionReset", "failed 3 Connect"],
+        "batch 2 was written (outcome unknown), batch 3 was not (never processed)"
+    );
+}
+
+#[test]
+fn aborting_a_waiting_request_removes_it_and_a_written_one_drops_the_connection() {
+    let now = Instant::now();
+    let mut plan = plan(1);
+    let mut link = PipelinedLink::new(1);
+    link.submit(transmit(1, None));
+    link.submit(transmit(2, None));
+    link.submit(transmit(3, None));
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 1"]);
+    link.abort(RequestId(2), &mut plan, now);
+    assert!(inputs(&mut link).is_empty());
+    assert!(
+        link.connection().is_some(),
+        "a waiting request costs no connection"
+    );
+
+    link.abort(RequestId(1), &mut plan, now);
+    assert_eq!(
+        link.connection(),
+        None,
+        "a written request cannot be taken back alone"
+    );
+    assert!(
+        inputs(&mut link).is_empty(),
+        "the cancelled request yields nothing"
+    );
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 3"]);
+}
+
+#[test]
+fn an_expired_deadline_fails_its_request_as_a_timeout_and_the_others_as_the_codec_proves() {
+    let t0 = Instant::now();
+    let mut plan = plan(2);
+    let mut link = PipelinedLink::new(2);
+    let soon = t0 + Duration::from_secs(1);
+    let later = t0 + Duration::from_secs(60);
+    link.submit(transmit(1, Some(soon)));
+    link.submit(transmit(2, Some(later)));
+    link.submit(transmit(3, Some(soon)));
+    pump(&mut link, &mut plan, true);
+    assert_eq!(link.next_deadline(), Some(soon));
+    link.on_timeout(t0, &mut plan);
+    assert!(inputs(&mut link).is_empty(), "nothing expired yet");
+    assert!(link.connection().is_some());
+
+    link.on_timeout(soon, &mut plan);
+    let mut got = inputs(&mut link);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "failed 1 Timeout",
+            "failed 2 ConnectionReset",
+            "failed 3 Timeout"
+        ],
+        "the waiting one and the written one expired; the other was written, outcome unknown"
+    );
+    assert_eq!(link.connection(), None);
+    assert_eq!(
+        link.next_deadline(),
+        None,
+        "no deadline outlives its request"
+    );
+}
+
+#[test]
+fn a_server_closing_a_pipelined_connection_makes_the_plan_fall_back() {
+    let mut plan = plan(4);
+    assert_eq!(plan.carrier(), Carrier::Pipelined { depth: 4 });
+    let mut link = PipelinedLink::new(4);
+    for id in 1..=3 {
+        link.submit(transmit(id, None));
+    }
+    pump(&mut link, &mut plan, true);
+    let gen = link.connection().unwrap();
+    // The first answered with keep-alive, then EOF with two pipelined requests outstanding.
+    link.on_read(gen, Some(OK), &mut plan);
+    link.on_read(gen, None, &mut plan);
+    assert_eq!(
+        inputs(&mut link),
+        [
+            "head 1 204",
+            "end 1",
+            "failed 2 ConnectionReset",
+            "failed 3 ConnectionReset"
+        ]
+    );
+    assert_eq!(plan.carrier(), Carrier::Pooled);
+}
+
+#[test]
+fn an_announced_close_reconnects_for_the_next_request() {
+    let mut plan = plan(1);
+    let mut link = PipelinedLink::new(1);
+    link.submit(transmit(1, None));
+    link.submit(transmit(2, None));
+    pump(&mut link, &mut plan, true);
+    let gen = link.connection().unwrap();
+    link.on_read(
+        gen,
+        Some(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"),
+        &mut plan,
+    );
+    assert_eq!(inputs(&mut link), ["head 1 204", "end 1"]);
+    assert_eq!(link.connection(), None, "closed as announced");
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 2"]);
+    assert_ne!(link.connection(), Some(gen));
+}
+
+#[test]
+fn taken_back_requests_leave_no_deadline_behind() {
+    let t0 = Instant::now();
+    let mut plan = plan(1);
+    let mut link = PipelinedLink::new(1);
+    link.submit(transmit(1, None));
+    link.submit(transmit(2, Some(t0)));
+    pump(&mut link, &mut plan, true);
+    let back = link.take_pending();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].id, RequestId(2));
+    assert_eq!(link.next_deadline(), None);
+    link.on_timeout(t0 + Duration::from_secs(1), &mut plan);
+    assert!(
+        link.connection().is_some(),
+        "a request carried elsewhere does not time out this connection"
+    );
+}
