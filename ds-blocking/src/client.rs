@@ -25,6 +25,18 @@ impl Transport {
             .map_err(|m| settings.invalid(m))?;
         #[cfg(not(feature = "rustls"))]
         let tls = ();
-        Ok(Transport::with_tls(settings.connect_timeout, None, tls))
+        #[cfg(feature = "rustls")]
+        let pipelined_tls =
+            crate::tls::rustls_config(settings.tls_built_in_roots, &settings.root_certificates)
+                .map_err(|m| settings.invalid(m))?;
+        #[cfg(not(feature = "rustls"))]
+        let pipelined_tls = ();
+        let pipelined = crate::pipeline::Connector::new(settings.connect_timeout, pipelined_tls);
+        Ok(Transport::with_tls(
+            settings.connect_timeout,
+            None,
+            tls,
+            pipelined,
+        ))
     }
 }

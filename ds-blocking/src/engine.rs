@@ -190,6 +190,11 @@ impl<C: Send + 'static> Exchanges<C> {
     }
 
     /// The request with the client's extras, its timeout, and its trace.
+    /// How the client opens a writer's pipelined connection.
+    pub(crate) fn pipelined_connector(&self) -> crate::pipeline::Connector {
+        self.client.inner.transport.pipelined.clone()
+    }
+
     /// `t` with the client's and the call's extra headers, as an exchange would send it (for
     /// a writer's pipelined connection, which writes requests itself).
     pub(crate) fn with_extras(&self, t: Transmit) -> Transmit {

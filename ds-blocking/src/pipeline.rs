@@ -3,10 +3,12 @@
 //! the codec and the rules for dropping the connection; ds-proto's [`WriterPipe`] decides
 //! when this connection is used at all.
 //!
-//! The writer's thread connects and writes what the link asks for (blocking); one reader
-//! thread per connection reads the socket and hands the bytes to the writer's thread through
-//! its channel (`notify`), tagged with the connection's generation so that bytes of a dropped
-//! connection are ignored.
+//! The writer's thread connects (TLS for `https`, with feature `rustls`: the client's roots)
+//! and writes what the link asks for (blocking, within the earliest request deadline); one
+//! reader thread per connection reads the socket and hands the bytes to the writer's thread
+//! through its channel (`notify`), tagged with the connection's generation so that bytes of a
+//! dropped connection are ignored. Over TLS both threads share the rustls connection behind a
+//! mutex, held only to move bytes between it and the socket (never during a blocking read).
 
 use ds_proto::driver::pipelined_link::{LinkStep, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
@@ -20,26 +22,225 @@ use std::time::{Duration, Instant};
 /// writer's thread; returns `false` when the writer is gone.
 pub(crate) type Notify = Arc<dyn Fn(u64, Option<Vec<u8>>) -> bool + Send + Sync>;
 
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting may take when the client sets no connect timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The rustls client connection both threads of a TLS connection use.
+#[cfg(feature = "rustls")]
+type SharedTls = Arc<std::sync::Mutex<rustls::ClientConnection>>;
+
+/// How a writer's pipelined connection is opened: the client's connect timeout and TLS roots.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    connect_timeout: Duration,
+    #[cfg(feature = "rustls")]
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The TLS configuration a [`Connector`] is made with.
+#[cfg(feature = "rustls")]
+pub(crate) type ConnectorTls = rustls::ClientConfig;
+/// Without the `rustls` feature there is no TLS to configure.
+#[cfg(not(feature = "rustls"))]
+pub(crate) type ConnectorTls = ();
+
+impl Connector {
+    /// The connector of a client with these settings.
+    pub(crate) fn new(connect_timeout: Option<Duration>, tls: ConnectorTls) -> Self {
+        #[cfg(not(feature = "rustls"))]
+        let () = tls;
+        Connector {
+            connect_timeout: connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            #[cfg(feature = "rustls")]
+            tls: Arc::new(tls),
+        }
+    }
+
+    /// Whether `https` streams can be written on a pipelined connection (TLS compiled in).
+    pub(crate) fn has_tls() -> bool {
+        cfg!(feature = "rustls")
+    }
+
+    /// A connection to `uri`'s origin, TLS handshake done for `https`.
+    fn connect(&self, uri: &http::Uri) -> Result<Wire, TransportError> {
+        let fail =
+            |e: std::io::Error| TransportError::new(TransportErrorKind::Connect, e.to_string());
+        let host = uri.host().unwrap_or("localhost");
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let https = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("https"));
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let mut last = None;
+        let mut tcp = None;
+        for addr in (bare, port).to_socket_addrs().map_err(fail)? {
+            match TcpStream::connect_timeout(&addr, self.connect_timeout) {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| {
+            let e = last.unwrap_or_else(|| std::io::Error::other("no address for host"));
+            let kind = if e.kind() == std::io::ErrorKind::TimedOut {
+                TransportErrorKind::Timeout
+            } else {
+                TransportErrorKind::Connect
+            };
+            TransportError::new(kind, e.to_string())
+        })?;
+        let _ = tcp.set_nodelay(true);
+        if !https {
+            return Ok(Wire::Plain(tcp));
+        }
+        #[cfg(feature = "rustls")]
+        {
+            let tls_error = |m: String| TransportError::new(TransportErrorKind::Tls, m);
+            let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
+                .map_err(|e| tls_error(e.to_string()))?;
+            let mut conn = rustls::ClientConnection::new(self.tls.clone(), name)
+                .map_err(|e| tls_error(e.to_string()))?;
+            let mut tcp = tcp;
+            let _ = tcp.set_read_timeout(Some(self.connect_timeout));
+            while conn.is_handshaking() {
+                conn.complete_io(&mut tcp).map_err(|e| {
+                    if crate::tls::is_tls_io(&e) {
+                        tls_error(e.to_string())
+                    } else {
+                        fail(e)
+                    }
+                })?;
+            }
+            let _ = tcp.set_read_timeout(None);
+            Ok(Wire::Tls(tcp, Arc::new(std::sync::Mutex::new(conn))))
+        }
+        #[cfg(not(feature = "rustls"))]
+        Err(TransportError::new(
+            TransportErrorKind::Tls,
+            "https needs the `rustls` feature",
+        ))
+    }
+}
+
+/// A connected socket: plain, or TLS over a rustls connection the reader thread shares.
+enum Wire {
+    Plain(TcpStream),
+    #[cfg(feature = "rustls")]
+    Tls(TcpStream, SharedTls),
+}
+
+impl Wire {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(tcp) => tcp,
+            #[cfg(feature = "rustls")]
+            Wire::Tls(tcp, _) => tcp,
+        }
+    }
+
+    /// Writes all of `bytes` (encrypted over TLS).
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Wire::Plain(tcp) => tcp.write_all(bytes),
+            #[cfg(feature = "rustls")]
+            Wire::Tls(tcp, conn) => {
+                // In pieces, so the reader thread gets the lock between them.
+                for piece in bytes.chunks(64 << 10) {
+                    let mut conn = conn.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+                    conn.writer().write_all(piece)?;
+                    while conn.wants_write() {
+                        conn.write_tls(tcp)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// What the reader thread reads: a clone of the socket, decrypting over TLS.
+    fn reader(&self) -> std::io::Result<WireReader> {
+        Ok(match self {
+            Wire::Plain(tcp) => WireReader::Plain(tcp.try_clone()?),
+            #[cfg(feature = "rustls")]
+            Wire::Tls(tcp, conn) => WireReader::Tls(tcp.try_clone()?, conn.clone()),
+        })
+    }
+}
+
+/// The reader thread's side of a [`Wire`].
+enum WireReader {
+    Plain(TcpStream),
+    #[cfg(feature = "rustls")]
+    Tls(TcpStream, SharedTls),
+}
+
+impl WireReader {
+    /// The next bytes of the response stream (empty: the end), blocking until some arrive.
+    fn next(&mut self, buf: &mut [u8]) -> std::io::Result<Vec<u8>> {
+        match self {
+            WireReader::Plain(tcp) => {
+                let n = tcp.read(buf)?;
+                Ok(buf[..n].to_vec())
+            }
+            #[cfg(feature = "rustls")]
+            WireReader::Tls(tcp, conn) => loop {
+                let n = tcp.read(buf)?;
+                if n == 0 {
+                    return Ok(Vec::new());
+                }
+                let mut conn = conn.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+                let mut raw = &buf[..n];
+                while !raw.is_empty() {
+                    conn.read_tls(&mut raw)?;
+                    conn.process_new_packets()
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                }
+                let mut plain = Vec::new();
+                match conn.reader().read_to_end(&mut plain) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                while conn.wants_write() {
+                    conn.write_tls(tcp)?;
+                }
+                if !plain.is_empty() {
+                    return Ok(plain);
+                }
+            },
+        }
+    }
+}
 
 /// The socket of the link's live connection (its reader thread ends when it is shut down).
 struct Socket {
-    stream: TcpStream,
+    wire: Wire,
     gen: u64,
 }
 
 /// The writer's pipelined connection: ds-proto's link and its socket.
 pub(crate) struct Pipeline {
     link: PipelinedLink,
+    connector: Connector,
     socket: Option<Socket>,
     notify: Notify,
 }
 
 impl Pipeline {
-    pub(crate) fn new(depth: usize, notify: Notify) -> Self {
+    pub(crate) fn new(depth: usize, connector: Connector, notify: Notify) -> Self {
         Pipeline {
             link: PipelinedLink::new(depth),
+            connector,
             socket: None,
             notify,
         }
@@ -92,10 +293,10 @@ impl Pipeline {
         loop {
             self.drop_stale_socket();
             match self.link.next_step(plan) {
-                LinkStep::Connect { uri } => match connect(&uri) {
-                    Ok(stream) => {
+                LinkStep::Connect { uri } => match self.connector.connect(&uri) {
+                    Ok(wire) => {
                         let gen = self.link.on_connected();
-                        match spawn_reader(stream, gen, self.notify.clone()) {
+                        match spawn_reader(wire, gen, self.notify.clone()) {
                             Ok(socket) => self.socket = Some(socket),
                             Err(e) => {
                                 // No reader, no connection: the first request fails unsent.
@@ -114,9 +315,24 @@ impl Pipeline {
                         .socket
                         .as_mut()
                         .expect("the link writes on a connection");
-                    match socket.stream.write_all(&bytes) {
+                    // A stalled write ends at the earliest request deadline.
+                    let now = Instant::now();
+                    let limit = self.link.next_deadline().map(|d| {
+                        d.saturating_duration_since(now)
+                            .max(Duration::from_millis(1))
+                    });
+                    let _ = socket.wire.tcp().set_write_timeout(limit);
+                    match socket.wire.write_all(&bytes) {
                         Ok(()) => self.link.on_written(plan, Instant::now()),
-                        Err(_) => self.link.on_write_failed(plan),
+                        Err(e) => {
+                            self.link.on_write_failed(plan);
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) {
+                                self.link.on_timeout(Instant::now(), plan);
+                            }
+                        }
                     }
                 }
                 LinkStep::Idle => break,
@@ -134,7 +350,7 @@ impl Pipeline {
             .is_some_and(|s| Some(s.gen) != self.link.connection())
         {
             if let Some(s) = self.socket.take() {
-                let _ = s.stream.shutdown(Shutdown::Both);
+                let _ = s.wire.tcp().shutdown(Shutdown::Both);
             }
         }
     }
@@ -143,51 +359,31 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         if let Some(s) = &self.socket {
-            let _ = s.stream.shutdown(Shutdown::Both);
+            let _ = s.wire.tcp().shutdown(Shutdown::Both);
         }
     }
 }
 
-fn connect(uri: &http::Uri) -> Result<TcpStream, TransportError> {
-    let fail = |e: std::io::Error| TransportError::new(TransportErrorKind::Connect, e.to_string());
-    let host = uri.host().unwrap_or("localhost");
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
-    let mut last = None;
-    for addr in (host, port).to_socket_addrs().map_err(fail)? {
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(fail(last.unwrap_or_else(|| {
-        std::io::Error::other("no address for host")
-    })))
-}
-
-/// A thread reads a clone of `stream` and hands the bytes to the writer's thread, tagged `gen`.
-fn spawn_reader(stream: TcpStream, gen: u64, notify: Notify) -> std::io::Result<Socket> {
-    let mut reader = stream.try_clone()?;
+/// A thread reads `wire` and hands the bytes to the writer's thread, tagged `gen`.
+fn spawn_reader(wire: Wire, gen: u64, notify: Notify) -> std::io::Result<Socket> {
+    let mut reader = wire.reader()?;
     std::thread::Builder::new()
         .name("ds-writer-read".into())
         .spawn(move || {
             let mut buf = vec![0u8; 64 << 10];
             loop {
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        notify(gen, None);
-                        return;
-                    }
-                    Ok(n) => {
-                        if !notify(gen, Some(buf[..n].to_vec())) {
+                match reader.next(&mut buf) {
+                    Ok(bytes) if !bytes.is_empty() => {
+                        if !notify(gen, Some(bytes)) {
                             return;
                         }
+                    }
+                    Ok(_) | Err(_) => {
+                        notify(gen, None);
+                        return;
                     }
                 }
             }
         })?;
-    Ok(Socket { stream, gen })
+    Ok(Socket { wire, gen })
 }

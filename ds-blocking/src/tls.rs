@@ -56,6 +56,37 @@ pub(crate) fn tls_config(
     ))
 }
 
+/// The rustls configuration of a writer's pipelined connection, which the driver opens
+/// itself: the same roots as the agent's (the bundled ones unless turned off, plus the
+/// application's), ring, the safe default protocol versions.
+pub(crate) fn rustls_config(
+    built_in_roots: bool,
+    extra_roots: &[Vec<u8>],
+) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if built_in_roots {
+        roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+    }
+    for raw in extra_roots {
+        for cert in parse_root_certificates(raw)? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("a root certificate is not usable: {e}"))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(
+            "no root certificate: the built-in roots are off and none was added".to_owned(),
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Whether an I/O failure wraps a rustls error (ureq reports a handshake failure, such as a
 /// rejected certificate, as an I/O error around it), anywhere in its chain.
 pub(crate) fn is_tls_io(e: &std::io::Error) -> bool {
@@ -72,5 +103,8 @@ mod tests {
         assert!(tls_config(false, &[b"not a certificate".to_vec()]).is_err());
         assert!(tls_config(false, &[]).is_err());
         assert!(tls_config(true, &[]).unwrap().is_none());
+        assert!(rustls_config(false, &[b"not a certificate".to_vec()]).is_err());
+        assert!(rustls_config(false, &[]).is_err());
+        assert!(rustls_config(true, &[]).is_ok());
     }
 }

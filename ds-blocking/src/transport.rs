@@ -12,6 +12,8 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub(crate) struct Transport {
     agent: ureq::Agent,
+    /// How writers open their pipelined connections (the same timeout and TLS roots).
+    pub(crate) pipelined: crate::pipeline::Connector,
 }
 
 /// A streaming response body.
@@ -25,11 +27,13 @@ pub(crate) type TlsSettings = Option<ureq::tls::TlsConfig>;
 pub(crate) type TlsSettings = ();
 
 impl Transport {
-    /// A transport whose https connections use `tls` (see [`crate::tls`]).
+    /// A transport whose https connections use `tls` (see [`crate::tls`]), and whose writers
+    /// open their pipelined connections with `pipelined`.
     pub(crate) fn with_tls(
         connect: Option<Duration>,
         global: Option<Duration>,
         tls: TlsSettings,
+        pipelined: crate::pipeline::Connector,
     ) -> Self {
         let builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -49,7 +53,7 @@ impl Transport {
             ureq::unversioned::transport::DefaultConnector::default(),
             LiteralFirst::default(),
         );
-        Transport { agent }
+        Transport { agent, pipelined }
     }
 
     /// Sends a request; returns the response head and a streaming body reader. `timeout`

@@ -259,14 +259,19 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
     // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled.
     let mut plan = {
         let mut core = shared.lock();
-        let plan = WriterPipe::new(core.producer().config());
+        let plan =
+            WriterPipe::new(core.producer().config()).with_tls(pipeline::Connector::has_tls());
         plan.apply(core.producer_mut());
         plan
     };
     let tx = exchanges.commands();
     let notify: pipeline::Notify =
         Arc::new(move |gen, data| tx.send(Msg::Command(Command::Read(gen, data))).is_ok());
-    let mut pipeline = Pipeline::new(plan.carrier_depth(), notify);
+    let mut pipeline = Pipeline::new(
+        plan.carrier_depth(),
+        exchanges.pipelined_connector(),
+        notify,
+    );
     let mut inputs = Vec::new();
     loop {
         let deadline = {

@@ -105,6 +105,11 @@ impl Exchanges {
         }
     }
 
+    /// How the client opens a writer's pipelined connection.
+    pub(crate) fn pipelined_connector(&self) -> crate::pipeline::Connector {
+        self.client.inner.transport.pipelined.clone()
+    }
+
     /// `t` with the client's and the call's extra headers, as an exchange would send it (for
     /// a writer's pipelined connection, which writes requests itself).
     pub(crate) fn with_extras(&self, t: Transmit) -> Transmit {

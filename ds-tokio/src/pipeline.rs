@@ -3,7 +3,8 @@
 //! the codec and the rules for dropping the connection; ds-proto's [`WriterPipe`] decides
 //! when this connection is used at all.
 //!
-//! The writer's task connects and writes what the link asks for; one reader task per
+//! The writer's task connects (TLS for `https`, with feature `rustls`: the client's roots) and
+//! writes what the link asks for, within the earliest request deadline; one reader task per
 //! connection reads the socket and hands the bytes to the writer's task through a channel,
 //! tagged with the connection's generation so that bytes of a dropped connection are ignored.
 
@@ -12,8 +13,7 @@ use ds_proto::driver::pipelined_link::{LinkStep, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
 use ds_proto::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
@@ -22,12 +22,107 @@ use tokio::task::JoinHandle;
 /// writer's task, with the connection's generation.
 pub(crate) type Notify = UnboundedSender<(u64, Option<Vec<u8>>)>;
 
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting may take when the client sets no connect timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// How a writer's pipelined connection is opened: the client's connect timeout and TLS roots.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    connect_timeout: Duration,
+    /// The client's rustls configuration; `None`: the bundled roots.
+    #[cfg(feature = "rustls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// The connector of a client with these settings.
+    pub(crate) fn new(
+        connect_timeout: Option<Duration>,
+        tls: &crate::transport::TlsSettings,
+    ) -> Self {
+        #[cfg(not(feature = "rustls"))]
+        let () = tls;
+        Connector {
+            connect_timeout: connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            #[cfg(feature = "rustls")]
+            tls: tls.clone().map(std::sync::Arc::new),
+        }
+    }
+
+    /// Whether `https` streams can be written on a pipelined connection (TLS compiled in).
+    pub(crate) fn has_tls() -> bool {
+        cfg!(feature = "rustls")
+    }
+
+    /// A connection to `uri`'s origin, split into its halves.
+    async fn connect(&self, uri: &http::Uri) -> Result<(ReadHalf, WriteHalf), TransportError> {
+        let connect =
+            |e: std::io::Error| TransportError::new(TransportErrorKind::Connect, e.to_string());
+        let host = uri.host().unwrap_or("localhost");
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let https = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("https"));
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((bare, port)))
+            .await
+            .map_err(|_| TransportError::new(TransportErrorKind::Timeout, "connect timed out"))?
+            .map_err(connect)?;
+        let _ = tcp.set_nodelay(true);
+        if !https {
+            let (read, write) = tcp.into_split();
+            return Ok((Box::new(read), Box::new(write)));
+        }
+        #[cfg(feature = "rustls")]
+        {
+            let config = match &self.tls {
+                Some(c) => c.clone(),
+                None => std::sync::Arc::new(
+                    crate::tls::client_config(true, &[])
+                        .map_err(|m| TransportError::new(TransportErrorKind::Tls, m))?,
+                ),
+            };
+            let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
+                .map_err(|e| TransportError::new(TransportErrorKind::Tls, e.to_string()))?;
+            let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+            let tls = tokio::time::timeout(self.connect_timeout, handshake)
+                .await
+                .map_err(|_| {
+                    TransportError::new(TransportErrorKind::Timeout, "TLS handshake timed out")
+                })?
+                .map_err(|e| {
+                    let kind = if crate::tls::is_tls_failure(&e) {
+                        TransportErrorKind::Tls
+                    } else {
+                        TransportErrorKind::Connect
+                    };
+                    TransportError::new(kind, e.to_string())
+                })?;
+            let (read, write) = tokio::io::split(tls);
+            Ok((Box::new(read), Box::new(write)))
+        }
+        #[cfg(not(feature = "rustls"))]
+        Err(TransportError::new(
+            TransportErrorKind::Tls,
+            "https needs the `rustls` feature",
+        ))
+    }
+}
 
 /// The socket of the link's live connection.
 struct Socket {
-    write: OwnedWriteHalf,
+    write: WriteHalf,
     reader: JoinHandle<()>,
     gen: u64,
 }
@@ -35,14 +130,16 @@ struct Socket {
 /// The writer's pipelined connection: ds-proto's link and its socket.
 pub(crate) struct Pipeline {
     link: PipelinedLink,
+    connector: Connector,
     socket: Option<Socket>,
     notify: Notify,
 }
 
 impl Pipeline {
-    pub(crate) fn new(depth: usize, notify: Notify) -> Self {
+    pub(crate) fn new(depth: usize, connector: Connector, notify: Notify) -> Self {
         Pipeline {
             link: PipelinedLink::new(depth),
+            connector,
             socket: None,
             notify,
         }
@@ -110,10 +207,10 @@ impl Pipeline {
         loop {
             self.drop_stale_socket();
             match self.link.next_step(plan) {
-                LinkStep::Connect { uri } => match connect(&uri).await {
-                    Ok(stream) => {
+                LinkStep::Connect { uri } => match self.connector.connect(&uri).await {
+                    Ok((read, write)) => {
                         let gen = self.link.on_connected();
-                        self.socket = Some(spawn_reader(stream, gen, self.notify.clone()));
+                        self.socket = Some(spawn_reader(read, write, gen, self.notify.clone()));
                     }
                     Err(e) => self.link.on_connect_failed(e),
                 },
@@ -122,9 +219,19 @@ impl Pipeline {
                         .socket
                         .as_mut()
                         .expect("the link writes on a connection");
-                    match socket.write.write_all(&bytes).await {
-                        Ok(()) => self.link.on_written(plan, now()),
-                        Err(_) => self.link.on_write_failed(plan),
+                    // A stalled write ends at the earliest request deadline.
+                    let write = socket.write.write_all(&bytes);
+                    let written = match self.link.next_deadline() {
+                        Some(d) => tokio::time::timeout_at(d.into(), write).await.ok(),
+                        None => Some(write.await),
+                    };
+                    match written {
+                        Some(Ok(())) => self.link.on_written(plan, now()),
+                        Some(Err(_)) => self.link.on_write_failed(plan),
+                        None => {
+                            self.link.on_write_failed(plan);
+                            self.link.on_timeout(now(), plan);
+                        }
                     }
                 }
                 LinkStep::Idle => break,
@@ -156,21 +263,8 @@ impl Drop for Pipeline {
     }
 }
 
-async fn connect(uri: &http::Uri) -> Result<TcpStream, TransportError> {
-    let host = uri.host().unwrap_or("localhost");
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| TransportError::new(TransportErrorKind::Connect, "connect timed out"))?
-        .map_err(|e| TransportError::new(TransportErrorKind::Connect, e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
-}
-
-/// Splits `stream`: a task reads it and hands the bytes to the writer's task, tagged `gen`.
-fn spawn_reader(stream: TcpStream, gen: u64, notify: Notify) -> Socket {
-    let (mut read, write) = stream.into_split();
+/// A task reads `read` and hands the bytes to the writer's task, tagged `gen`.
+fn spawn_reader(mut read: ReadHalf, write: WriteHalf, gen: u64, notify: Notify) -> Socket {
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 << 10];
         loop {

@@ -18,6 +18,8 @@ type Connector = HttpConnector;
 #[derive(Clone, Debug)]
 pub(crate) struct Transport {
     client: hyper_util::client::legacy::Client<Connector, Full<Bytes>>,
+    /// How writers open their pipelined connections (the same timeout and TLS roots).
+    pub(crate) pipelined: crate::pipeline::Connector,
 }
 
 /// The TLS settings of a transport: `None` for rustls with the bundled webpki roots.
@@ -34,6 +36,7 @@ impl Transport {
         pool_idle: Duration,
         tls: TlsSettings,
     ) -> Self {
+        let pipelined = crate::pipeline::Connector::new(connect_timeout, &tls);
         let mut http = HttpConnector::new();
         http.set_connect_timeout(connect_timeout);
         http.set_nodelay(true);
@@ -54,7 +57,7 @@ impl Transport {
             .pool_idle_timeout(pool_idle)
             .pool_max_idle_per_host(64)
             .build(connector);
-        Transport { client }
+        Transport { client, pipelined }
     }
 
     /// Sends a request and returns the response head and its streaming body.

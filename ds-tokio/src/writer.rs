@@ -17,7 +17,7 @@
 use crate::client::Client;
 use crate::engine::{now, sleep_until, Exchanges};
 use crate::handle::StreamHandle;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Connector, Pipeline};
 use crate::trace;
 use bytes::Bytes;
 use ds_proto::driver::write_tracker::WriteOutcome;
@@ -195,12 +195,16 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
     // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled.
     let mut plan = {
         let mut core = shared.lock();
-        let plan = WriterPipe::new(core.producer().config());
+        let plan = WriterPipe::new(core.producer().config()).with_tls(Connector::has_tls());
         plan.apply(core.producer_mut());
         plan
     };
     let (read_tx, mut read_rx) = mpsc::unbounded_channel();
-    let mut pipeline = Pipeline::new(plan.carrier_depth(), read_tx);
+    let mut pipeline = Pipeline::new(
+        plan.carrier_depth(),
+        exchanges.pipelined_connector(),
+        read_tx,
+    );
     let mut inputs = Vec::new();
     loop {
         // Under the lock: what the producer wants sent or cancelled; its events delivered

@@ -115,6 +115,59 @@ fn added_root_makes_https_work_in_both_drivers() {
     );
 }
 
+/// Issue 16 over TLS: with more than one batch in flight on an `https://` stream, each
+/// driver's writer pipelines its batches on one TLS connection of its own (not one per batch
+/// from the pool), and every record lands once, in order.
+#[test]
+fn writers_pipeline_over_tls_on_one_connection() {
+    within(
+        Duration::from_secs(60),
+        "writers_pipeline_over_tls_on_one_connection",
+        || {
+            let server = embedded();
+            let pki = pki();
+            let proxy = TlsProxy::start(
+                vec![pki.leaf_der.clone(), pki.ca_der.clone()],
+                pki.leaf_key.clone(),
+                server.url(),
+            )
+            .unwrap();
+            for kind in DriverKind::ALL {
+                let client =
+                    AnyClient::with_settings(kind, proxy.url(), settings(vec![pki.ca_der.clone()]));
+                let s = client.stream(&format!("/v1/stream/tls-pipelined-{kind:?}"));
+                s.create(CreateOptions::with_content_type("text/plain"))
+                    .unwrap();
+                let before = settled(&proxy).0;
+                let w = s
+                    .writer_with(ds_proto::producer::ProducerConfig {
+                        max_in_flight: 4,
+                        max_batch_items: 10,
+                        content_type: "text/plain".into(),
+                        ..ds_proto::producer::ProducerConfig::new(s.url(), "tls-piped")
+                    })
+                    .unwrap();
+                let count = 1_000;
+                let mut expected = Vec::new();
+                for n in 0..count {
+                    let record = format!("{n:05};");
+                    expected.extend_from_slice(record.as_bytes());
+                    w.append(record).unwrap();
+                }
+                w.close(false)
+                    .unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
+                assert_eq!(
+                    settled(&proxy).0 - before,
+                    1,
+                    "{kind:?}: one connection carried the writer's {count} records in batches of 10"
+                );
+                assert_eq!(&s.read_all().unwrap().data[..], &expected[..], "{kind:?}");
+            }
+            assert_eq!(proxy.failed_handshakes(), 0);
+        },
+    );
+}
+
 #[test]
 fn only_added_roots_when_built_in_roots_are_off() {
     within(

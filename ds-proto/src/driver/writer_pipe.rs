@@ -71,8 +71,12 @@ struct Sent {
 #[derive(Debug, Clone)]
 pub struct WriterPipe {
     pipe: WritePipe,
-    /// The stream URL is plain `http://` (the dedicated connection has no TLS).
+    /// The stream URL is plain `http://`.
     plain_http: bool,
+    /// The stream URL is `https://`.
+    https: bool,
+    /// The driver's dedicated connection speaks TLS ([`WriterPipe::with_tls`]).
+    tls: bool,
     sent: HashMap<RequestId, Sent>,
     /// No request of the current run of outstanding requests failed or was refused: a `409`
     /// sequence gap now means the requests were reordered on the way.
@@ -108,19 +112,35 @@ impl WriterPipe {
             .url
             .get(..7)
             .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+        let https = config
+            .url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
         WriterPipe {
             pipe,
             plain_http,
+            https,
+            tls: false,
             sent: HashMap::new(),
             clean_run: true,
         }
     }
 
+    /// The plan of a driver whose dedicated connection speaks TLS (`tls`): `https://`
+    /// streams are pipelined too. Without it they go pooled.
+    #[must_use]
+    pub fn with_tls(mut self, tls: bool) -> WriterPipe {
+        self.tls = tls;
+        self
+    }
+
     /// How the next requests travel: pipelined when more than one may be in flight, the
-    /// stream is plain `http://` and pipelining was not refused; pooled otherwise.
+    /// stream is plain `http://` (or `https://` with [`with_tls`](Self::with_tls)) and
+    /// pipelining was not refused; pooled otherwise.
     pub fn carrier(&self) -> Carrier {
+        let carried = self.plain_http || (self.https && self.tls);
         match self.pipe.mode() {
-            PipeMode::Pipelined { depth } if self.plain_http => Carrier::Pipelined { depth },
+            PipeMode::Pipelined { depth } if carried => Carrier::Pipelined { depth },
             _ => Carrier::Pooled,
         }
     }

@@ -54,7 +54,20 @@ fn carrier_follows_in_flight_scheme_and_refusal() {
     assert_eq!(
         WriterPipe::new(&config("https://h/v1/stream/s", 4, 1 << 20)).carrier(),
         Carrier::Pooled,
-        "the dedicated connection has no TLS"
+        "a driver without TLS on its dedicated connection"
+    );
+    assert_eq!(
+        WriterPipe::new(&config("HTTPS://h/v1/stream/s", 4, 1 << 20))
+            .with_tls(true)
+            .carrier(),
+        Carrier::Pipelined { depth: 4 },
+        "a driver with TLS on its dedicated connection"
+    );
+    assert_eq!(
+        WriterPipe::new(&config("ftp://h/v1/stream/s", 4, 1 << 20))
+            .with_tls(true)
+            .carrier(),
+        Carrier::Pooled
     );
     let mut plan = WriterPipe::new(&config(URL, 4, 1 << 20));
     plan.on_pipelining_refused();
