@@ -324,15 +324,15 @@ impl Pipeline {
                     let _ = socket.wire.tcp().set_write_timeout(limit);
                     match socket.wire.write_all(&bytes) {
                         Ok(()) => self.link.on_written(plan, Instant::now()),
-                        Err(e) => {
-                            self.link.on_write_failed(plan);
+                        Err(e)
                             if matches!(
                                 e.kind(),
                                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) {
-                                self.link.on_timeout(Instant::now(), plan);
-                            }
+                            ) =>
+                        {
+                            self.link.on_write_timed_out(plan, Instant::now())
                         }
+                        Err(_) => self.link.on_write_failed(plan),
                     }
                 }
                 LinkStep::Idle => break,

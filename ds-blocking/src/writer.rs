@@ -281,14 +281,18 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
             }
             let now = Instant::now();
             let mut here = None;
+            // Cancels and pipelined requests wait for the lock to be released: the pipelined
+            // connection's writes block, and appenders must not wait for the network.
+            let mut cancels = Vec::new();
+            let mut piped = Vec::new();
             loop {
                 let mut transmits = Vec::new();
                 while let Some(out) = core.producer_mut().poll_outgoing(now) {
                     match out {
                         Outgoing::Cancel(id) => {
                             exchanges.abort(id);
-                            pipeline.abort(id, &mut plan, &mut inputs);
                             plan.on_abandoned(id, now);
+                            cancels.push(id);
                         }
                         Outgoing::Send(t) => transmits.push(t),
                     }
@@ -307,6 +311,7 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                 if pooled
                     && transmits.len() == 1
                     && exchanges.is_empty()
+                    && cancels.is_empty()
                     && core.producer_mut().config().max_in_flight == 1
                 {
                     here = transmits.pop();
@@ -320,11 +325,27 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                             inputs.push(failed);
                         }
                     } else {
-                        pipeline.submit(t, &mut plan, &mut inputs);
+                        piped.push(t);
                     }
+                }
+                if !piped.is_empty() {
+                    break;
                 }
                 fall_back(&mut plan, &mut pipeline, &mut exchanges, &mut inputs);
                 feed(&mut core, &mut plan, &mut inputs);
+            }
+            if !cancels.is_empty() || !piped.is_empty() {
+                drop(core);
+                for id in cancels {
+                    pipeline.abort(id, &mut plan, &mut inputs);
+                }
+                for t in piped {
+                    pipeline.submit(t, &mut plan, &mut inputs);
+                }
+                fall_back(&mut plan, &mut pipeline, &mut exchanges, &mut inputs);
+                // Their inputs are fed, and what the producer has next is sent, with the
+                // lock taken again.
+                continue;
             }
             if let Some(t) = here {
                 drop(core);

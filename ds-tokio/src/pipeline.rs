@@ -228,10 +228,7 @@ impl Pipeline {
                     match written {
                         Some(Ok(())) => self.link.on_written(plan, now()),
                         Some(Err(_)) => self.link.on_write_failed(plan),
-                        None => {
-                            self.link.on_write_failed(plan);
-                            self.link.on_timeout(now(), plan);
-                        }
+                        None => self.link.on_write_timed_out(plan, now()),
                     }
                 }
                 LinkStep::Idle => break,

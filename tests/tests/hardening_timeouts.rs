@@ -380,3 +380,60 @@ fn a_writer_without_a_request_deadline_uses_the_clients_request_timeout() {
         },
     );
 }
+
+/// A server that accepts connections and never reads from them: a writer's request fills the
+/// socket buffers and the write itself stalls. On the pipelined connection (more than one
+/// batch in flight) the write ends at the request deadline like an unanswered request: the
+/// flush fails with timeouts instead of waiting forever.
+#[test]
+fn a_pipelined_write_that_stalls_ends_at_the_request_deadline() {
+    within(
+        Duration::from_secs(60),
+        "a_pipelined_write_that_stalls_ends_at_the_request_deadline",
+        || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let keep = held.clone();
+            std::thread::spawn(move || {
+                for conn in listener.incoming().flatten() {
+                    keep.lock().unwrap().push(conn);
+                }
+            });
+            for kind in DriverKind::ALL {
+                let s = AnyClient::new(kind, &format!("http://{addr}"))
+                    .stream(&format!("http://{addr}/v1/stream/stalled-{kind:?}"));
+                let config = ProducerConfig {
+                    max_in_flight: 2,
+                    max_batch_bytes: 16 << 20,
+                    max_buffered_bytes: 128 << 20,
+                    request_deadline: Some(Duration::from_millis(500)),
+                    retry: fast_retries(2),
+                    linger: Duration::from_millis(1),
+                    ..ProducerConfig::new(s.url(), "stalled-writer")
+                };
+                let w = s.writer_with(config).unwrap();
+                let started = Instant::now();
+                for _ in 0..4 {
+                    // Once the first batch has failed for good, later appends are refused.
+                    if w.append(vec![b'x'; 16 << 20]).is_err() {
+                        break;
+                    }
+                }
+                let failures = w.flush().expect_err("nothing is ever read");
+                assert!(
+                    started.elapsed() < Duration::from_secs(15),
+                    "{kind:?}: {:?}",
+                    started.elapsed()
+                );
+                assert!(
+                    failures.iter().any(|f| matches!(
+                        f.reason.kind(),
+                        ErrorKind::Transport(t) if t.kind == TransportErrorKind::Timeout
+                    )),
+                    "{kind:?}: {failures:?}"
+                );
+            }
+        },
+    );
+}

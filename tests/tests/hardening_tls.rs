@@ -154,8 +154,7 @@ fn writers_pipeline_over_tls_on_one_connection() {
                     expected.extend_from_slice(record.as_bytes());
                     w.append(record).unwrap();
                 }
-                w.close(false)
-                    .unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
+                w.close(false).unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
                 assert_eq!(
                     settled(&proxy).0 - before,
                     1,

@@ -196,6 +196,14 @@ impl PipelinedLink {
         self.drop_live(plan);
     }
 
+    /// The last [`LinkStep::Write`] did not finish by the earliest request deadline (the peer
+    /// stopped reading): the connection goes, and the expired requests fail as timeouts, as
+    /// in [`on_timeout`](Self::on_timeout).
+    pub fn on_write_timed_out(&mut self, plan: &mut WriterPipe, now: Instant) {
+        self.writing = None;
+        self.expire(now, plan, true);
+    }
+
     /// Bytes read on connection `gen` (`None`: it ended). Reads of a dropped connection are
     /// ignored.
     pub fn on_read(&mut self, gen: u64, bytes: Option<&[u8]>, plan: &mut WriterPipe) {
@@ -247,13 +255,19 @@ impl PipelinedLink {
     /// timeouts (outcome unknown for those written, not sent for those waiting), the others
     /// as the codec can prove.
     pub fn on_timeout(&mut self, now: Instant, plan: &mut WriterPipe) {
+        self.expire(now, plan, false);
+    }
+
+    /// Fails the requests whose deadline passed at `now` as timeouts; the connection goes
+    /// when one of them expired, or anyway with `drop`.
+    fn expire(&mut self, now: Instant, plan: &mut WriterPipe, drop: bool) {
         let expired: Vec<RequestId> = self
             .deadlines
             .iter()
             .filter(|(_, d)| **d <= now)
             .map(|(id, _)| *id)
             .collect();
-        if expired.is_empty() {
+        if expired.is_empty() && !drop {
             return;
         }
         for id in &expired {

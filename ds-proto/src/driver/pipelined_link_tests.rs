@@ -289,3 +289,32 @@ fn taken_back_requests_leave_no_deadline_behind() {
         "a request carried elsewhere does not time out this connection"
     );
 }
+
+#[test]
+fn a_write_that_outlives_its_deadline_fails_the_expired_requests_as_timeouts() {
+    let t0 = Instant::now();
+    let mut plan = plan(2);
+    let mut link = PipelinedLink::new(2);
+    let soon = t0 + Duration::from_secs(1);
+    link.submit(transmit(1, Some(soon)));
+    link.submit(transmit(2, Some(t0 + Duration::from_secs(60))));
+    match link.next_step(&mut plan) {
+        LinkStep::Connect { .. } => {
+            link.on_connected();
+        }
+        other => panic!("expected Connect, got {other:?}"),
+    }
+    assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
+    link.on_written(&mut plan, t0);
+    assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
+    // The second request's write stalls until the first one's deadline.
+    link.on_write_timed_out(&mut plan, soon);
+    assert_eq!(link.connection(), None);
+    let mut got = inputs(&mut link);
+    got.sort();
+    assert_eq!(
+        got,
+        ["failed 1 Timeout", "failed 2 Connect"],
+        "the expired one timed out; the one cut off mid-write was never processed"
+    );
+}
