@@ -6,6 +6,7 @@
 //! hidden `__client!` macro, expanded here. What is this driver's own: building the transport
 //! (and its TLS configuration) from the settings.
 
+use crate::pipeline::Connector;
 use crate::transport::Transport;
 use ds_proto::Error;
 use std::time::Duration;
@@ -32,10 +33,16 @@ impl Transport {
         };
         #[cfg(not(feature = "rustls"))]
         let tls = ();
+        #[cfg(feature = "rustls")]
+        let pipelined_tls = tls.clone();
+        #[cfg(not(feature = "rustls"))]
+        let pipelined_tls = ();
+        let pipelined = Connector::new(settings.connect_timeout, pipelined_tls);
         Ok(Transport::with_tls(
             settings.connect_timeout,
             Duration::from_secs(90),
             tls,
+            pipelined,
         ))
     }
 }

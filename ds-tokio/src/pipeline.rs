@@ -45,18 +45,22 @@ impl std::fmt::Debug for Connector {
     }
 }
 
+/// The TLS configuration a [`Connector`] is made with: `None` for the bundled roots.
+#[cfg(feature = "rustls")]
+pub(crate) type ConnectorTls = Option<rustls::ClientConfig>;
+/// Without the `rustls` feature there is no TLS to configure.
+#[cfg(not(feature = "rustls"))]
+pub(crate) type ConnectorTls = ();
+
 impl Connector {
     /// The connector of a client with these settings.
-    pub(crate) fn new(
-        connect_timeout: Option<Duration>,
-        tls: &crate::transport::TlsSettings,
-    ) -> Self {
+    pub(crate) fn new(connect_timeout: Option<Duration>, tls: ConnectorTls) -> Self {
         #[cfg(not(feature = "rustls"))]
         let () = tls;
         Connector {
             connect_timeout: connect_timeout.unwrap_or(CONNECT_TIMEOUT),
             #[cfg(feature = "rustls")]
-            tls: tls.clone().map(std::sync::Arc::new),
+            tls: tls.map(std::sync::Arc::new),
         }
     }
 

@@ -30,13 +30,14 @@ pub(crate) type TlsSettings = Option<rustls::ClientConfig>;
 pub(crate) type TlsSettings = ();
 
 impl Transport {
-    /// A transport whose https connections use `tls` (see [`crate::tls`]).
+    /// A transport whose https connections use `tls` (see [`crate::tls`]), and whose writers
+    /// open their pipelined connections with `pipelined`.
     pub(crate) fn with_tls(
         connect_timeout: Option<Duration>,
         pool_idle: Duration,
         tls: TlsSettings,
+        pipelined: crate::pipeline::Connector,
     ) -> Self {
-        let pipelined = crate::pipeline::Connector::new(connect_timeout, &tls);
         let mut http = HttpConnector::new();
         http.set_connect_timeout(connect_timeout);
         http.set_nodelay(true);

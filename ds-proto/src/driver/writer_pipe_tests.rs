@@ -172,3 +172,28 @@ fn failures_and_abandoned_requests_leave_the_flight() {
     ));
     assert!(!outcome_known_unprocessed(TransportErrorKind::Timeout));
 }
+
+#[test]
+fn one_at_a_time_the_target_grows_too() {
+    // A 20 ms link carrying 250 MB/s: a batch of B bytes is answered 20 ms + B / 250 MB/s
+    // after it is sent; the next one leaves with the answer (the application offers more).
+    let t0 = Instant::now();
+    let max_batch = 32 << 20;
+    let mut plan = WriterPipe::new(&config(URL, 1, max_batch));
+    let mut now = t0;
+    let mut targets = Vec::new();
+    // The producer seals the next batch while one is in flight: the batch that leaves with an
+    // answer was cut at the target of one answer earlier.
+    let mut sealed = plan.batch_target_bytes();
+    for id in 1..=30u64 {
+        let target = sealed;
+        sealed = plan.batch_target_bytes();
+        targets.push(target);
+        plan.on_sent(&transmit(id, target), now);
+        now += Duration::from_millis(20) + Duration::from_secs_f64(target as f64 / 250e6);
+        plan.on_input(&head(id, 204, &[]), now);
+        plan.on_input(&Input::End { id: RequestId(id) }, now);
+    }
+    eprintln!("{targets:?}");
+    assert!(plan.batch_target_bytes() >= 4 << 20, "grew: {targets:?}");
+}

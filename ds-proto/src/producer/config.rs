@@ -44,7 +44,8 @@ pub struct ProducerConfig {
     /// How long the first append of a batch waits for company before the batch is sealed
     /// (default 5 ms). A minimum, not a maximum: while the batch could not be sent at once
     /// (`max_in_flight` batches outstanding, or a batch ahead of it waiting), it keeps collecting
-    /// appends until it is full, and is sealed as soon as it can be sent.
+    /// appends, past the batch target a writer's pipe plan sets and up to `max_batch_bytes`, and
+    /// is sealed as soon as it can be sent.
     pub linger: Duration,
     /// Largest request body of a batch, in bytes (default 1 MiB; at least 1). A single append
     /// larger than this goes alone in its own batch.

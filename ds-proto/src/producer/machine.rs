@@ -168,7 +168,9 @@ impl Producer {
     /// [`crate::pipe::WritePipe::batch_target_bytes`], grows it while batches are in flight):
     /// clamped to `1 ..= max_batch_bytes`, the user's ceiling. `None` goes back to
     /// `max_batch_bytes`. A batch already sealed keeps its size; the open batch is cut at the
-    /// next append that reaches the new target (small appends still leave after `linger`).
+    /// next append that reaches the new target when it can be sent at once (small appends still
+    /// leave after `linger`); while it must wait for room it keeps growing up to
+    /// `max_batch_bytes`, and leaves as soon as there is room.
     pub fn set_batch_target(&mut self, bytes: Option<usize>) {
         self.batch_target = bytes.map(|b| b.max(1));
     }
@@ -306,9 +308,16 @@ impl Producer {
                 limit,
             });
         }
+        // The open batch is cut at the target when it can leave at once; while it cannot
+        // (`max_in_flight` batches outstanding, or one ahead of it waiting) it keeps growing up
+        // to `max_batch_bytes` and leaves as soon as there is room (issue 16: a batch that
+        // waits for a round trip carries what arrived meanwhile).
         let max_bytes = self.batch_target_bytes();
-        if !self.open.is_empty() && self.open.body_len_with(self.json, data.len()) > max_bytes {
-            self.seal_open(false);
+        if !self.open.is_empty() {
+            let with = self.open.body_len_with(self.json, data.len());
+            if with > max_bytes && (with > self.config.max_batch_bytes || self.can_send_open()) {
+                self.seal_open(false);
+            }
         }
         let id = self.next_append;
         self.next_append += 1;
@@ -324,10 +333,16 @@ impl Producer {
         // that a huge `max_batch_bytes` does not reserve it all up front).
         let reserve = max_bytes.saturating_add(2).min(BODY_RESERVE_CAP);
         self.open.push(data, self.json, &mut self.spare, reserve);
-        if self.open.len() >= self.config.max_batch_items
-            || self.open.body_len_with(self.json, 0) >= max_bytes
-        {
+        let body = self.open.body_len_with(self.json, 0);
+        if self.open.len() >= self.config.max_batch_items || body >= self.config.max_batch_bytes {
             self.seal_open(false);
+        } else if body >= max_bytes {
+            if self.can_send_open() {
+                self.seal_open(false);
+            } else {
+                // Full at the target: sealed as soon as it can be sent.
+                self.open.due = true;
+            }
         }
         // The tick on entry ran every timer due at `now`; appending resolves nothing, so only
         // a linger that is already due (linger zero) needs another one.

@@ -92,6 +92,49 @@ fn a_target_cuts_batches_earlier_and_a_larger_one_is_capped_by_max_batch_bytes()
 }
 
 #[test]
+fn a_batch_that_must_wait_grows_past_the_target_up_to_max_batch_bytes() {
+    let (mut p, now) = producer(8000);
+    p.set_batch_target(Some(2000));
+    p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
+    let first = bodies(&mut p, now);
+    assert_eq!(first.len(), 1);
+    // One batch in flight (max_in_flight 1): the open batch cannot leave, so it keeps what
+    // arrives instead of being cut at the target into a queue of small batches.
+    for _ in 0..6 {
+        p.append(Bytes::from(vec![b'b'; 1000]), now).unwrap();
+    }
+    assert!(
+        bodies(&mut p, now).is_empty(),
+        "nothing leaves before the answer"
+    );
+    ok(&mut p, &first[0], now);
+    let second = bodies(&mut p, now);
+    assert_eq!(second.len(), 1, "it leaves with the answer, whole");
+    assert_eq!(second[0].request.body().len(), 6000);
+
+    // Still bounded by max_batch_bytes while it waits.
+    for _ in 0..10 {
+        p.append(Bytes::from(vec![b'c'; 1000]), now).unwrap();
+    }
+    ok(&mut p, &second[0], now);
+    let third = bodies(&mut p, now);
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].request.body().len(), 8000);
+    ok(&mut p, &third[0], now);
+    let fourth = bodies(&mut p, now);
+    assert_eq!(fourth[0].request.body().len(), 2000);
+    ok(&mut p, &fourth[0], now);
+
+    // With room, the open batch is cut at the target again.
+    for _ in 0..3 {
+        p.append(Bytes::from(vec![b'd'; 1000]), now).unwrap();
+    }
+    let fifth = bodies(&mut p, now);
+    assert_eq!(fifth.len(), 1);
+    assert_eq!(fifth[0].request.body().len(), 2000);
+}
+
+#[test]
 fn an_append_larger_than_the_target_goes_alone_whole() {
     let (mut p, now) = producer(1 << 20);
     p.set_batch_target(Some(100));
