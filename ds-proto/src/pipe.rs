@@ -40,8 +40,14 @@
 //!   in flight). At 20 ms and 220 MB/s that is 2 · 220 MB/s · 20 ms = 8.8 MB.
 //! - **Next batch** ([`batch_target`]): pipelined with depth `d`, `budget / d`; one at a time,
 //!   the whole budget (one batch must cover the pipe alone); clamped to `min_batch_bytes ..=
-//!   max_batch_bytes`. Small appends still leave after the producer's `linger`: the target is a
+//!   max_batch_bytes`, and never more than [`BATCH_SPAN`] (1 s) of `max_rate` (at least
+//!   `min_batch_bytes`): on a link whose round trip is mostly the time to carry the batch
+//!   itself, the budget would otherwise keep growing with its own transfer time. Small appends still leave after the producer's `linger`: the target is a
 //!   size at which a batch is cut early, not a size to wait for.
+//! - **A batch that waits** ([`WritePipe::wait_ceiling_bytes`]): while no room is free, the
+//!   open batch keeps what arrives instead of being cut at the target, up to one
+//!   [`BATCH_SPAN`] of `max_rate` (at least the target, at most `max_batch_bytes`;
+//!   `max_batch_bytes` before any rate is measured), and leaves with the next answer.
 //! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
 //!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
 //!   `Connection::pipelining_refused`) and no batch was answered out of order
@@ -63,6 +69,10 @@ pub const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// How many delivery-rate samples `max_rate` is the maximum of: 10.
 pub const RATE_SAMPLES: usize = 10;
+/// How much of the measured delivery rate one batch may hold: 1 s. A batch the link takes
+/// longer than that to carry gains nothing (the pipe is full already) and comes closer to a
+/// request deadline ([`WritePipe::batch_target_bytes`], [`WritePipe::wait_ceiling_bytes`]).
+pub const BATCH_SPAN: Duration = Duration::from_secs(1);
 /// The budget's multiple of the bandwidth-delay product: 2.
 pub const GAIN: u64 = 2;
 
@@ -253,10 +263,37 @@ impl WritePipe {
         self.budget
     }
 
-    /// The size at which the next batch is cut ([`batch_target`] of the budget and the
-    /// mode's depth).
+    /// The size at which the next batch is cut: [`batch_target`] of the budget and the
+    /// mode's depth, and at most [`BATCH_SPAN`] of the measured rate (not below
+    /// `min_batch_bytes`).
     pub fn batch_target_bytes(&self) -> usize {
-        batch_target(self.budget, self.mode().depth(), &self.limits)
+        let target = batch_target(self.budget, self.mode().depth(), &self.limits);
+        self.rate_span().map_or(target, |span| target.min(span))
+    }
+
+    /// [`BATCH_SPAN`] of the measured rate, at least `min_batch_bytes`; `None` before a rate
+    /// is measured.
+    fn rate_span(&self) -> Option<usize> {
+        let rate = self.max_rate()?;
+        let span = u128::from(rate) * BATCH_SPAN.as_millis() / 1000;
+        Some(
+            usize::try_from(span)
+                .unwrap_or(usize::MAX)
+                .max(self.limits.min_batch_bytes),
+        )
+    }
+
+    /// How large a batch that must wait for room may grow: about [`BATCH_SPAN`] of the
+    /// measured delivery rate, at least the batch target and at most `max_batch_bytes`; before
+    /// any rate is measured, `max_batch_bytes`. A batch that waits a round trip carries what
+    /// arrived meanwhile, but never more than the link was seen to move in about a second, so
+    /// that a slow link does not get a batch it cannot carry within a request deadline.
+    pub fn wait_ceiling_bytes(&self) -> usize {
+        let target = self.batch_target_bytes();
+        match self.rate_span() {
+            None => self.limits.max_batch_bytes.max(target),
+            Some(span) => span.clamp(target, self.limits.max_batch_bytes.max(target)),
+        }
     }
 
     /// Whether a batch of `batch_bytes` may be sent now: fewer batches than the mode's depth
@@ -463,6 +500,39 @@ mod tests {
         assert_eq!(batch_target(100, 4, &l), MIB);
         assert_eq!(batch_target(u64::MAX, 1, &l), 16 * MIB);
         assert_eq!(batch_target(u64::MAX, 0, &l), 16 * MIB);
+    }
+
+    #[test]
+    fn a_waiting_batch_may_hold_about_a_second_of_the_measured_rate() {
+        let t0 = origin();
+        let mut pipe = WritePipe::new(limits(1)).unwrap();
+        assert_eq!(
+            pipe.wait_ceiling_bytes(),
+            16 * MIB,
+            "nothing measured yet: max_batch_bytes"
+        );
+        // A slow link: 1 MiB answered after 4 s (about 260 KB/s).
+        pipe.on_sent(MIB, t0);
+        pipe.on_acked(
+            MIB,
+            Some(Duration::from_secs(4)),
+            t0 + Duration::from_secs(4),
+        );
+        let rate = pipe.max_rate().unwrap();
+        assert!(rate < 300_000, "{rate}");
+        assert_eq!(
+            pipe.batch_target_bytes(),
+            MIB,
+            "a second of this link is less than min_batch_bytes: batches stay at the floor"
+        );
+        assert_eq!(pipe.wait_ceiling_bytes(), MIB);
+
+        // A fast link: 1 MiB per 25 ms (about 42 MB/s): a second of it is beyond the ceiling.
+        let mut fast = WritePipe::new(limits(1)).unwrap();
+        fast.on_sent(MIB, t0);
+        let t1 = t0 + Duration::from_millis(25);
+        fast.on_acked(MIB, Some(Duration::from_millis(25)), t1);
+        assert_eq!(fast.wait_ceiling_bytes(), 16 * MIB);
     }
 
     #[test]

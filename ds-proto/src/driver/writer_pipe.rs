@@ -160,9 +160,10 @@ impl WriterPipe {
         self.pipe.batch_target_bytes()
     }
 
-    /// Hands the producer its batch target.
+    /// Hands the producer its batch target and how far a batch that waits may grow.
     pub fn apply(&self, producer: &mut Producer) {
         producer.set_batch_target(Some(self.pipe.batch_target_bytes()));
+        producer.set_wait_ceiling(Some(self.pipe.wait_ceiling_bytes()));
     }
 
     /// The writer handed `transmit` to its carrier at `now`.

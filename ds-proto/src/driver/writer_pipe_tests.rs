@@ -197,3 +197,30 @@ fn one_at_a_time_the_target_grows_too() {
     eprintln!("{targets:?}");
     assert!(plan.batch_target_bytes() >= 4 << 20, "grew: {targets:?}");
 }
+
+#[test]
+fn on_a_slow_link_batches_stay_within_a_second_of_its_rate() {
+    // 2 MB/s, 5 ms of propagation, pooled (no write times): a round-trip sample is mostly the
+    // batch's own transfer time, which would let the budget feed on itself.
+    let t0 = Instant::now();
+    let mut plan = WriterPipe::new(&config(URL, 1, 64 << 20));
+    let mut now = t0;
+    for id in 1..=40u64 {
+        let target = plan
+            .pipe()
+            .wait_ceiling_bytes()
+            .max(plan.batch_target_bytes());
+        plan.on_sent(&transmit(id, target), now);
+        now += Duration::from_millis(5) + Duration::from_secs_f64(target as f64 / 2e6);
+        plan.on_input(&head(id, 204, &[]), now);
+        plan.on_input(&Input::End { id: RequestId(id) }, now);
+    }
+    let rate = plan.pipe().max_rate().unwrap();
+    assert!(rate <= 2_000_000, "{rate}");
+    assert!(
+        plan.batch_target_bytes() <= 2_000_000 && plan.pipe().wait_ceiling_bytes() <= 2_000_000,
+        "target {} ceiling {}",
+        plan.batch_target_bytes(),
+        plan.pipe().wait_ceiling_bytes()
+    );
+}

@@ -112,6 +112,9 @@ pub struct Producer {
     /// The size at which the open batch is cut, set by the driver's pipe plan
     /// ([`Producer::set_batch_target`]); `None`: `max_batch_bytes`.
     batch_target: Option<usize>,
+    /// How large the open batch may grow while it must wait for room
+    /// ([`Producer::set_wait_ceiling`]); `None`: `max_batch_bytes`.
+    wait_ceiling: Option<usize>,
 }
 
 /// The most a new batch body buffer reserves up front (it grows past it as needed).
@@ -150,6 +153,7 @@ impl Producer {
             append_wake: false,
             spare: None,
             batch_target: None,
+            wait_ceiling: None,
             config,
         })
     }
@@ -170,9 +174,26 @@ impl Producer {
     /// `max_batch_bytes`. A batch already sealed keeps its size; the open batch is cut at the
     /// next append that reaches the new target when it can be sent at once (small appends still
     /// leave after `linger`); while it must wait for room it keeps growing up to
-    /// `max_batch_bytes`, and leaves as soon as there is room.
+    /// [`wait_ceiling_bytes`](Producer::wait_ceiling_bytes), and leaves as soon as there is room.
     pub fn set_batch_target(&mut self, bytes: Option<usize>) {
         self.batch_target = bytes.map(|b| b.max(1));
+    }
+
+    /// How large the open batch may grow while it must wait for room (`max_in_flight` batches
+    /// outstanding, or one ahead of it waiting): the ceiling set with
+    /// [`Producer::set_wait_ceiling`], within `batch_target_bytes ..= max_batch_bytes`.
+    pub fn wait_ceiling_bytes(&self) -> usize {
+        let max = self.config.max_batch_bytes;
+        self.wait_ceiling
+            .map_or(max, |c| c.min(max))
+            .max(self.batch_target_bytes())
+    }
+
+    /// Sets how large the open batch may grow while it must wait for room (a writer's pipe
+    /// plan, [`crate::pipe::WritePipe::wait_ceiling_bytes`]: about a second of the measured
+    /// rate). `None`: `max_batch_bytes`.
+    pub fn set_wait_ceiling(&mut self, bytes: Option<usize>) {
+        self.wait_ceiling = bytes;
     }
 
     /// The configuration.
@@ -310,12 +331,12 @@ impl Producer {
         }
         // The open batch is cut at the target when it can leave at once; while it cannot
         // (`max_in_flight` batches outstanding, or one ahead of it waiting) it keeps growing up
-        // to `max_batch_bytes` and leaves as soon as there is room (issue 16: a batch that
-        // waits for a round trip carries what arrived meanwhile).
+        // to the wait ceiling and leaves as soon as there is room (issue 16: a batch that waits
+        // for a round trip carries what arrived meanwhile).
         let max_bytes = self.batch_target_bytes();
         if !self.open.is_empty() {
             let with = self.open.body_len_with(self.json, data.len());
-            if with > max_bytes && (with > self.config.max_batch_bytes || self.can_send_open()) {
+            if with > max_bytes && (with > self.wait_ceiling_bytes() || self.can_send_open()) {
                 self.seal_open(false);
             }
         }
@@ -334,7 +355,7 @@ impl Producer {
         let reserve = max_bytes.saturating_add(2).min(BODY_RESERVE_CAP);
         self.open.push(data, self.json, &mut self.spare, reserve);
         let body = self.open.body_len_with(self.json, 0);
-        if self.open.len() >= self.config.max_batch_items || body >= self.config.max_batch_bytes {
+        if self.open.len() >= self.config.max_batch_items || body >= self.wait_ceiling_bytes() {
             self.seal_open(false);
         } else if body >= max_bytes {
             if self.can_send_open() {

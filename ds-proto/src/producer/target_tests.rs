@@ -135,6 +135,38 @@ fn a_batch_that_must_wait_grows_past_the_target_up_to_max_batch_bytes() {
 }
 
 #[test]
+fn a_waiting_batch_stops_at_the_wait_ceiling() {
+    let (mut p, now) = producer(8000);
+    p.set_batch_target(Some(2000));
+    p.set_wait_ceiling(Some(3000));
+    assert_eq!(p.wait_ceiling_bytes(), 3000);
+    p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
+    let first = bodies(&mut p, now);
+    for _ in 0..6 {
+        p.append(Bytes::from(vec![b'b'; 1000]), now).unwrap();
+    }
+    ok(&mut p, &first[0], now);
+    let second = bodies(&mut p, now);
+    assert_eq!(second.len(), 1);
+    assert_eq!(
+        second[0].request.body().len(),
+        3000,
+        "cut at the ceiling while waiting"
+    );
+    ok(&mut p, &second[0], now);
+    let third = bodies(&mut p, now);
+    assert_eq!(third[0].request.body().len(), 3000);
+
+    // The ceiling is never below the target, nor above max_batch_bytes.
+    p.set_wait_ceiling(Some(10));
+    assert_eq!(p.wait_ceiling_bytes(), 2000);
+    p.set_wait_ceiling(Some(1 << 30));
+    assert_eq!(p.wait_ceiling_bytes(), 8000);
+    p.set_wait_ceiling(None);
+    assert_eq!(p.wait_ceiling_bytes(), 8000);
+}
+
+#[test]
 fn an_append_larger_than_the_target_goes_alone_whole() {
     let (mut p, now) = producer(1 << 20);
     p.set_batch_target(Some(100));
