@@ -35,6 +35,11 @@
 //!   stderr);
 //! - `--sizes COUNTxLEN,...` \[`APPENDSx100,50x1M`; with `--rtt-ms`, `200x256K,200000x100`\]:
 //!   the write scenarios (LEN may end in K or M, binary);
+//! - `--external NAME=PATH` (repeatable): a writer program that is not part of this repository
+//!   (e.g. one built by you on the official Rust client) joins the write scenarios: it is run
+//!   once per run, as many runs as the other stacks, against the same server and delay proxy,
+//!   and gets a column in the table, followed by the ratios of each driver to it; the
+//!   command-line protocol it speaks is in [`external`];
 //! - `--out FILE`: also write the table (markdown) to FILE.
 //!
 //! The bare write loops send the batch bodies (at most `--batch-bytes` each) as producer appends
@@ -47,6 +52,7 @@
 
 mod blocking_stacks;
 mod delay;
+mod external;
 mod pipe_stack;
 mod servers;
 mod subscriptions;
@@ -102,7 +108,7 @@ type StackPair = (Box<dyn Stack>, Box<dyn Stack>);
 
 /// One way of doing each scenario's HTTP exchanges.
 pub trait Stack {
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     /// Appends every payload (in order, exactly once) and returns when the server confirmed
     /// them all.
     fn write(&self, url: &str, payloads: Vec<Bytes>, cfg: &WriteCfg) -> Result<Tput, String>;
@@ -145,6 +151,7 @@ struct Args {
     out: Option<String>,
     rtt_ms: u64,
     sizes: Option<Vec<(usize, usize)>>,
+    externals: Vec<external::External>,
 }
 
 /// Parses `COUNTxLEN[,COUNTxLEN...]`, LEN with an optional K or M (binary) suffix.
@@ -195,6 +202,7 @@ fn parse_args() -> Result<Args, String> {
         out: None,
         rtt_ms: 0,
         sizes: None,
+        externals: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     let num = |v: Option<String>, name: &str| -> Result<usize, String> {
@@ -251,8 +259,11 @@ fn parse_args() -> Result<Args, String> {
             "--out" => a.out = it.next(),
             "--rtt-ms" => a.rtt_ms = num(it.next(), "--rtt-ms")?.clamp(0, 2000) as u64,
             "--sizes" => a.sizes = Some(parse_sizes(&it.next().unwrap_or_default())?),
+            "--external" => a
+                .externals
+                .push(external::parse(&it.next().unwrap_or_default())?),
             "-h" | "--help" => {
-                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking,pipe] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--pipe-plan] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--out FILE]");
+                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking,pipe] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--pipe-plan] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--external NAME=PATH ...] [--out FILE]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -284,9 +295,23 @@ impl Pair {
 struct Row {
     scenario: String,
     metric: &'static str,
-    /// Per stack pair (tokio, blocking); `None`: not run or failed.
+    /// Per stack pair (tokio, blocking, pipe); `None`: not run.
     cells: [Option<Result<Pair, String>>; 3],
+    /// Per external writer (`--external`), in order; `None`: not run.
+    ext: Vec<Option<Result<f64, String>>>,
 }
+
+/// A row of the write scenarios: its metric and how to get it from a run.
+type Metric = (&'static str, fn(&Tput) -> f64);
+
+/// The write scenarios' rows, in order.
+const WRITE_METRICS: [Metric; 5] = [
+    ("msgs/s", Tput::msgs_per_s),
+    ("MB/s", Tput::mb_per_s),
+    ("CPU s / M msgs", Tput::cpu_per_million),
+    ("POSTs", Tput::posts),
+    ("409s", Tput::conflicts),
+];
 
 fn median(mut v: Vec<Tput>) -> Tput {
     v.sort_by(|a, b| a.secs.total_cmp(&b.secs));
@@ -336,7 +361,20 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-fn render(kind: Kind, rows: &[Row]) -> String {
+fn fmt_ratio(ratio: f64) -> String {
+    if ratio.is_finite() {
+        format!("{ratio:.2}")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn fmt_err(e: &str) -> String {
+    let e: String = e.chars().take(60).collect();
+    format!("failed: {e}")
+}
+
+fn render(kind: Kind, rows: &[Row], externals: &[external::External]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "\n### {}\n", kind.name());
     let names = [
@@ -347,12 +385,26 @@ fn render(kind: Kind, rows: &[Row]) -> String {
     let used: Vec<bool> = (0..3)
         .map(|i| rows.iter().any(|r| r.cells[i].is_some()))
         .collect();
+    let ext_used: Vec<bool> = (0..externals.len())
+        .map(|i| {
+            rows.iter()
+                .any(|r| r.ext.get(i).is_some_and(Option::is_some))
+        })
+        .collect();
     let mut header = "| scenario | metric |".to_owned();
     let mut rule = "|---|---|".to_owned();
     for (i, (d, b)) in names.iter().enumerate() {
         if used[i] {
             let _ = write!(header, " {d} | {b} | ratio |");
             rule.push_str("---:|---:|---:|");
+        }
+    }
+    for (e, _) in externals.iter().zip(&ext_used).filter(|(_, u)| **u) {
+        let _ = write!(header, " {} |", e.name);
+        rule.push_str("---:|");
+        for (d, _) in names.iter().zip(&used).filter(|(_, u)| **u) {
+            let _ = write!(header, " {} / {} |", d.0, e.name);
+            rule.push_str("---:|");
         }
     }
     let _ = writeln!(s, "{header}");
@@ -369,22 +421,42 @@ fn render(kind: Kind, rows: &[Row]) -> String {
             match c {
                 None => line.push_str(" | | |"),
                 Some(Ok(p)) => {
-                    let ratio = p.ratio();
-                    let ratio = if ratio.is_finite() {
-                        format!("{ratio:.2}")
-                    } else {
-                        "n/a".into()
-                    };
                     let _ = write!(
                         line,
-                        " {} | {} | {ratio} |",
+                        " {} | {} | {} |",
                         fmt_num(p.driver),
                         fmt_num(p.bare),
+                        fmt_ratio(p.ratio()),
                     );
                 }
                 Some(Err(e)) => {
-                    let e: String = e.chars().take(60).collect();
-                    let _ = write!(line, " failed: {e} | | |");
+                    let _ = write!(line, " {} | | |", fmt_err(e));
+                }
+            }
+        }
+        for (i, _) in ext_used.iter().enumerate().filter(|(_, u)| **u) {
+            let v = r.ext.get(i).cloned().flatten();
+            match &v {
+                None => line.push_str(" |"),
+                Some(Ok(v)) => {
+                    let _ = write!(line, " {} |", fmt_num(*v));
+                }
+                Some(Err(e)) => {
+                    let _ = write!(line, " {} |", fmt_err(e));
+                }
+            }
+            for c in r
+                .cells
+                .iter()
+                .zip(&used)
+                .filter(|(_, u)| **u)
+                .map(|(c, _)| c)
+            {
+                match (c, &v) {
+                    (Some(Ok(p)), Some(Ok(v))) => {
+                        let _ = write!(line, " {} |", fmt_ratio(p.driver / v));
+                    }
+                    _ => line.push_str(" |"),
                 }
             }
         }
@@ -479,7 +551,7 @@ fn main() {
         };
         eprintln!("== {} at {}", kind.name(), server.url());
         let rows = run_server(&args, &server, &pairs);
-        let table = render(kind, &rows);
+        let table = render(kind, &rows, &args.externals);
         println!("{table}");
         report.push_str(&table);
     }
@@ -494,21 +566,31 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
     let base = server.url();
     let setup = util::setup_agent();
     let mut rows: Vec<Row> = Vec::new();
-    let put = |rows: &mut Vec<Row>, scenario: &str, metric: &'static str, slot: usize, v| {
-        if let Some(r) = rows
-            .iter_mut()
-            .find(|r| r.scenario == scenario && r.metric == metric)
+    let n_ext = args.externals.len();
+    let row = |rows: &mut Vec<Row>, scenario: &str, metric: &'static str| -> usize {
+        match rows
+            .iter()
+            .position(|r| r.scenario == scenario && r.metric == metric)
         {
-            r.cells[slot] = Some(v);
-        } else {
-            let mut cells = [None, None, None];
-            cells[slot] = Some(v);
-            rows.push(Row {
-                scenario: scenario.to_owned(),
-                metric,
-                cells,
-            });
+            Some(i) => i,
+            None => {
+                rows.push(Row {
+                    scenario: scenario.to_owned(),
+                    metric,
+                    cells: [None, None, None],
+                    ext: vec![None; n_ext],
+                });
+                rows.len() - 1
+            }
         }
+    };
+    let put = |rows: &mut Vec<Row>, scenario: &str, metric: &'static str, slot: usize, v| {
+        let i = row(rows, scenario, metric);
+        rows[i].cells[slot] = Some(v);
+    };
+    let put_ext = |rows: &mut Vec<Row>, scenario: &str, metric: &'static str, e: usize, v| {
+        let i = row(rows, scenario, metric);
+        rows[i].ext[e] = Some(v);
     };
 
     if args.runs("write") {
@@ -562,71 +644,72 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
                     format!("{len} B")
                 };
                 let label = format!("write {count} x {size}, in-flight {in_flight}{rtt}");
+                // One measured run of a stack on a fresh stream.
+                let run = |s: &dyn Stack| -> Result<Tput, String> {
+                    let path = ds_tests::refserver::unique_stream_path("write");
+                    let url = format!("{base}{path}");
+                    util::create_stream(&setup, &url, "application/octet-stream")?;
+                    if let Some(p) = &proxy {
+                        p.take_counts();
+                    }
+                    let mut t = s.write(
+                        &format!("{write_base}{path}"),
+                        util::payloads(count, len),
+                        &cfg,
+                    )?;
+                    if let Some(p) = &proxy {
+                        // Connections the stack keeps open are closed so that the next run
+                        // starts afresh.
+                        p.close_connections();
+                        t.counts = Some(p.take_counts());
+                    }
+                    let stored = util::stream_len(&setup, &url)?;
+                    if stored != (count * len) as u64 {
+                        return Err(format!("stream holds {stored} bytes"));
+                    }
+                    eprintln!(
+                        "      {}: {:.1} MB/s, {:.2} s{}",
+                        s.name(),
+                        t.mb_per_s(),
+                        t.secs,
+                        t.counts.map_or(String::new(), |c| format!(
+                            ", {} POSTs, {} x 409, {} other errors, {} connections{}",
+                            c.posts,
+                            c.conflicts,
+                            c.other_errors,
+                            c.connections,
+                            if c.lost > 0 {
+                                " (counts lost on some)"
+                            } else {
+                                ""
+                            }
+                        ))
+                    );
+                    Ok(t)
+                };
+                // The POST and 409 counts only with the proxy (the last two).
+                let metrics = &WRITE_METRICS[..if proxy.is_some() { 5 } else { 3 }];
                 for (slot, (driver, bare)) in pairs {
                     eprintln!("   {label}: {} / {}", driver.name(), bare.name());
-                    let result = tput_pair(args.reps, driver.as_ref(), Some(bare.as_ref()), |s| {
-                        let path = ds_tests::refserver::unique_stream_path("write");
-                        let url = format!("{base}{path}");
-                        util::create_stream(&setup, &url, "application/octet-stream")?;
-                        if let Some(p) = &proxy {
-                            p.take_counts();
-                        }
-                        let mut t = s.write(
-                            &format!("{write_base}{path}"),
-                            util::payloads(count, len),
-                            &cfg,
-                        )?;
-                        if let Some(p) = &proxy {
-                            // Connections the stack keeps open are closed so that the next run
-                            // starts afresh.
-                            p.close_connections();
-                            t.counts = Some(p.take_counts());
-                        }
-                        let stored = util::stream_len(&setup, &url)?;
-                        if stored != (count * len) as u64 {
-                            return Err(format!("stream holds {stored} bytes"));
-                        }
-                        eprintln!(
-                            "      {}: {:.1} MB/s, {:.2} s{}",
-                            s.name(),
-                            t.mb_per_s(),
-                            t.secs,
-                            t.counts.map_or(String::new(), |c| format!(
-                                ", {} POSTs, {} x 409, {} other errors, {} connections{}",
-                                c.posts,
-                                c.conflicts,
-                                c.other_errors,
-                                c.connections,
-                                if c.lost > 0 {
-                                    " (counts lost on some)"
-                                } else {
-                                    ""
-                                }
-                            ))
-                        );
-                        Ok(t)
-                    });
-                    let pair = |f: fn(&Tput) -> f64| {
-                        result
+                    let result =
+                        tput_pair(args.reps, driver.as_ref(), Some(bare.as_ref()), |s| run(s));
+                    for &(metric, f) in metrics {
+                        let v = result
                             .as_ref()
                             .map(|(d, b)| Pair {
                                 driver: f(d),
                                 bare: b.as_ref().map_or(f64::NAN, f),
                             })
-                            .map_err(Clone::clone)
-                    };
-                    put(&mut rows, &label, "msgs/s", *slot, pair(Tput::msgs_per_s));
-                    put(&mut rows, &label, "MB/s", *slot, pair(Tput::mb_per_s));
-                    put(
-                        &mut rows,
-                        &label,
-                        "CPU s / M msgs",
-                        *slot,
-                        pair(Tput::cpu_per_million),
-                    );
-                    if proxy.is_some() {
-                        put(&mut rows, &label, "POSTs", *slot, pair(Tput::posts));
-                        put(&mut rows, &label, "409s", *slot, pair(Tput::conflicts));
+                            .map_err(Clone::clone);
+                        put(&mut rows, &label, metric, *slot, v);
+                    }
+                }
+                for (i, ext) in args.externals.iter().enumerate() {
+                    eprintln!("   {label}: {}", ext.name);
+                    let result = tput_pair(args.reps, ext, None, |s| run(s));
+                    for &(metric, f) in metrics {
+                        let v = result.as_ref().map(|(t, _)| f(t)).map_err(Clone::clone);
+                        put_ext(&mut rows, &label, metric, i, v);
                     }
                 }
             }
