@@ -205,13 +205,13 @@ impl Stack for Ureq {
         let bytes = payloads.iter().map(|p| p.len() as u64).sum();
         let prebuilt = cfg
             .bare_prebuilt
-            .then(|| batch_bodies(&payloads, cfg.batch_bytes));
+            .then(|| batch_bodies(&payloads, cfg.bare_bytes));
         let a = agent();
         let mut buf = vec![0u8; 64 * 1024];
         let start = Tput::start();
         // Building the bodies from the payloads is part of the work (a copy, as a client's
         // batching does), so it is inside the measurement unless `--bare-prebuilt`.
-        let bodies = prebuilt.unwrap_or_else(|| batch_bodies(&payloads, cfg.batch_bytes));
+        let bodies = prebuilt.unwrap_or_else(|| batch_bodies(&payloads, cfg.bare_bytes));
         drop(payloads);
         if cfg.in_flight > 1 {
             // Plain appends, `in_flight` at a time on as many connections: order not kept.

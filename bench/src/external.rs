@@ -4,7 +4,7 @@
 //! The protocol, for a stream that ds-bench has created (`application/octet-stream`, empty):
 //!
 //! ```text
-//! PATH --url URL --count N --len L --in-flight K --batch-bytes B [--linger-ms MS]
+//! PATH --url URL --count N --len L --in-flight K [--batch-bytes B] [--linger-ms MS]
 //! ```
 //!
 //! The program appends N payloads of L bytes each, in order, exactly once, with at most K
@@ -84,8 +84,10 @@ impl Stack for External {
         cmd.args(["--url", url])
             .args(["--count", &count.to_string()])
             .args(["--len", &len.to_string()])
-            .args(["--in-flight", &cfg.in_flight.to_string()])
-            .args(["--batch-bytes", &cfg.batch_bytes.to_string()]);
+            .args(["--in-flight", &cfg.in_flight.to_string()]);
+        if let Some(b) = cfg.batch_bytes {
+            cmd.args(["--batch-bytes", &b.to_string()]);
+        }
         if let Some(l) = cfg.linger {
             cmd.args(["--linger-ms", &l.as_millis().to_string()]);
         }

@@ -23,7 +23,8 @@
 //! - `--reps N` \[3\]: repetitions of each throughput run (the median is shown);
 //! - `--in-flight 1,2,5` \[1\]: the writer's `max_in_flight` values to run;
 //! - `--batch-items N`, `--linger-ms N`, `--batch-bytes N`: writer settings (the producer's
-//!   defaults unless given; `--batch-bytes` also sizes the bare loop's bodies, 1 MiB);
+//!   defaults unless given; `--batch-bytes` also sizes the bare loops' bodies, otherwise
+//!   1 MiB);
 //! - `--bare-prebuilt`: the bare loops build their batch bodies before the clock starts
 //!   (by default building them, a copy of the payloads, is part of their measured work, as
 //!   batching is part of the driver's);
@@ -76,6 +77,8 @@ pub const WARMUP: usize = 20;
 /// The reader's `max_body_bytes` for the catch-up scenario (a 100 MB stream comes back as one
 /// response from both servers).
 pub const CATCH_UP_LIMIT: usize = 1 << 30;
+/// The bare loops' body size unless `--batch-bytes` is given: 1 MiB (issue 16's baseline).
+pub const BARE_BODY_BYTES: usize = 1 << 20;
 /// Upper bound on a whole scenario's live phase.
 const LIVE_BUDGET: Duration = Duration::from_secs(30);
 
@@ -84,7 +87,10 @@ const LIVE_BUDGET: Duration = Duration::from_secs(30);
 pub struct WriteCfg {
     pub in_flight: usize,
     pub batch_items: Option<usize>,
-    pub batch_bytes: usize,
+    /// The writers' `max_batch_bytes` (`--batch-bytes`); `None`: the producer's default.
+    pub batch_bytes: Option<usize>,
+    /// The bare loops' (and the `pipe` stack's) body size: `--batch-bytes`, else 1 MiB.
+    pub bare_bytes: usize,
     pub linger: Option<Duration>,
     /// The bare loops build their bodies before the measurement starts (`--bare-prebuilt`).
     pub bare_prebuilt: bool,
@@ -93,7 +99,9 @@ pub struct WriteCfg {
 impl WriteCfg {
     pub fn apply(&self, c: &mut ProducerConfig) {
         c.max_in_flight = self.in_flight;
-        c.max_batch_bytes = self.batch_bytes;
+        if let Some(b) = self.batch_bytes {
+            c.max_batch_bytes = b;
+        }
         if let Some(n) = self.batch_items {
             c.max_batch_items = n;
         }
@@ -141,7 +149,7 @@ struct Args {
     reps: usize,
     in_flight: Vec<usize>,
     batch_items: Option<usize>,
-    batch_bytes: usize,
+    batch_bytes: Option<usize>,
     linger: Option<Duration>,
     bare_prebuilt: bool,
     appends: usize,
@@ -192,7 +200,7 @@ fn parse_args() -> Result<Args, String> {
         reps: 3,
         in_flight: vec![1],
         batch_items: None,
-        batch_bytes: ProducerConfig::new("http://x/s", "p").max_batch_bytes,
+        batch_bytes: None,
         linger: None,
         bare_prebuilt: false,
         appends: 100_000,
@@ -244,7 +252,7 @@ fn parse_args() -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "--batch-items" => a.batch_items = Some(num(it.next(), "--batch-items")?),
-            "--batch-bytes" => a.batch_bytes = num(it.next(), "--batch-bytes")?,
+            "--batch-bytes" => a.batch_bytes = Some(num(it.next(), "--batch-bytes")?),
             "--linger-ms" => {
                 a.linger = Some(Duration::from_millis(num(it.next(), "--linger-ms")? as u64))
             }
@@ -633,6 +641,7 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
                     in_flight,
                     batch_items: args.batch_items,
                     batch_bytes: args.batch_bytes,
+                    bare_bytes: args.batch_bytes.unwrap_or(BARE_BODY_BYTES),
                     linger: args.linger,
                     bare_prebuilt: args.bare_prebuilt,
                 };

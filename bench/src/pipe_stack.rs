@@ -58,10 +58,9 @@ impl Stack for PipeLoop {
         let mut plan = if self.plan {
             let limits = PipeLimits {
                 max_in_flight: cfg.in_flight,
-                min_batch_bytes: cfg.batch_bytes.min(PLAN_MAX_BATCH),
+                min_batch_bytes: cfg.bare_bytes.min(PLAN_MAX_BATCH),
                 max_batch_bytes: PLAN_MAX_BATCH,
-                max_budget_bytes: PLAN_MAX_BUDGET
-                    .max(cfg.batch_bytes as u64 * cfg.in_flight as u64),
+                max_budget_bytes: PLAN_MAX_BUDGET.max(cfg.bare_bytes as u64 * cfg.in_flight as u64),
             };
             Some(WritePipe::new(limits).map_err(err)?)
         } else {
@@ -70,7 +69,7 @@ impl Stack for PipeLoop {
         // Building the bodies is part of the work, as for the bare loops; with the plan they
         // are cut as they are sent, at the plan's target size.
         let mut fixed = if plan.is_none() {
-            batch_bodies(&payloads, cfg.batch_bytes).into_iter()
+            batch_bodies(&payloads, cfg.bare_bytes).into_iter()
         } else {
             Vec::new().into_iter()
         };

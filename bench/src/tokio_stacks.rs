@@ -252,12 +252,12 @@ impl Stack for Hyper {
         self.rt.block_on(async {
             let prebuilt = cfg
                 .bare_prebuilt
-                .then(|| batch_bodies(&payloads, cfg.batch_bytes));
+                .then(|| batch_bodies(&payloads, cfg.bare_bytes));
             let c = bare_client();
             let start = Tput::start();
             // Building the bodies from the payloads is part of the work (a copy, as a client's
             // batching does), so it is inside the measurement unless `--bare-prebuilt`.
-            let bodies = prebuilt.unwrap_or_else(|| batch_bodies(&payloads, cfg.batch_bytes));
+            let bodies = prebuilt.unwrap_or_else(|| batch_bodies(&payloads, cfg.bare_bytes));
             drop(payloads);
             if cfg.in_flight > 1 {
                 // Plain appends, `in_flight` at a time on as many connections: order not kept.

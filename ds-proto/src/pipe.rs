@@ -45,8 +45,8 @@
 //!   itself, the budget would otherwise keep growing with its own transfer time. Small appends still leave after the producer's `linger`: the target is a
 //!   size at which a batch is cut early, not a size to wait for.
 //! - **A batch that waits** ([`WritePipe::wait_ceiling_bytes`]): while no room is free, the
-//!   open batch keeps what arrives instead of being cut at the target, up to one
-//!   [`BATCH_SPAN`] of `max_rate` (at least the target, at most `max_batch_bytes`;
+//!   open batch keeps what arrives instead of being cut at the target, up to the budget and
+//!   one [`BATCH_SPAN`] of `max_rate` (at least the target, at most `max_batch_bytes`;
 //!   `max_batch_bytes` before any rate is measured), and leaves with the next answer.
 //! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
 //!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
@@ -283,16 +283,23 @@ impl WritePipe {
         )
     }
 
-    /// How large a batch that must wait for room may grow: about [`BATCH_SPAN`] of the
-    /// measured delivery rate, at least the batch target and at most `max_batch_bytes`; before
-    /// any rate is measured, `max_batch_bytes`. A batch that waits a round trip carries what
-    /// arrived meanwhile, but never more than the link was seen to move in about a second, so
-    /// that a slow link does not get a batch it cannot carry within a request deadline.
+    /// How large a batch that must wait for room may grow: the whole budget (what the pipe
+    /// needs in flight), but at most [`BATCH_SPAN`] of the measured delivery rate, at least
+    /// the batch target and at most `max_batch_bytes`; before any rate is measured,
+    /// `max_batch_bytes` (what arrives during the first round trip leaves in few requests).
+    /// A batch that waits carries what arrived meanwhile, but not more than the pipe needs
+    /// (on a short round trip, large bodies only cost the server more), nor more than the link
+    /// moves in about a second, so that a slow link does not get a batch it cannot carry within
+    /// a request deadline.
     pub fn wait_ceiling_bytes(&self) -> usize {
         let target = self.batch_target_bytes();
+        let max = self.limits.max_batch_bytes.max(target);
         match self.rate_span() {
-            None => self.limits.max_batch_bytes.max(target),
-            Some(span) => span.clamp(target, self.limits.max_batch_bytes.max(target)),
+            None => max,
+            Some(span) => {
+                let budget = usize::try_from(self.budget).unwrap_or(usize::MAX);
+                budget.min(span).clamp(target, max)
+            }
         }
     }
 
@@ -527,12 +534,15 @@ mod tests {
         );
         assert_eq!(pipe.wait_ceiling_bytes(), MIB);
 
-        // A fast link: 1 MiB per 25 ms (about 42 MB/s): a second of it is beyond the ceiling.
+        // A fast link: 1 MiB per 25 ms (about 42 MB/s): a second of it is more than the pipe
+        // needs, so the budget bounds a waiting batch.
         let mut fast = WritePipe::new(limits(1)).unwrap();
         fast.on_sent(MIB, t0);
         let t1 = t0 + Duration::from_millis(25);
         fast.on_acked(MIB, Some(Duration::from_millis(25)), t1);
-        assert_eq!(fast.wait_ceiling_bytes(), 16 * MIB);
+        assert!(fast.max_rate().unwrap() > 40_000_000);
+        assert_eq!(fast.wait_ceiling_bytes() as u64, fast.budget_bytes());
+        assert!(fast.budget_bytes() > MIB as u64);
     }
 
     #[test]

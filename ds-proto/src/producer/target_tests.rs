@@ -14,6 +14,7 @@ fn producer(max_batch_bytes: usize) -> (Producer, Instant) {
     let config = ProducerConfig {
         rng_seed: 7,
         max_batch_bytes,
+        max_in_flight: 1,
         max_buffered_bytes: 64 << 20,
         linger: Duration::from_secs(1),
         ..ProducerConfig::new(URL, "p1")
