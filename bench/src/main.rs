@@ -19,7 +19,10 @@
 //!   (from `--batch-bytes` up to 16 MiB, at most 64 MiB in flight) instead of fixed
 //!   `--batch-bytes` batches;
 //! - `--only write,catch-up,live,ops` \[all\]; `--only subscriptions` (never part of "all")
-//!   runs `subscriptions.rs` (`--server rust` is the embedded server there);
+//!   runs `subscriptions.rs` (`--server rust` is the embedded server there); `--only paced`
+//!   (never part of "all") runs `paced.rs`: append-to-acknowledgement latency of a 100-byte
+//!   append every 2 ms through the delay proxy (`--rtt-ms`, 20 unless given; `--in-flight`,
+//!   4 unless given);
 //! - `--reps N` \[3\]: repetitions of each throughput run (the median is shown);
 //! - `--in-flight 1,2,5` \[1\]: the writer's `max_in_flight` values to run;
 //! - `--batch-items N`, `--linger-ms N`, `--batch-bytes N`: writer settings (the producer's
@@ -54,6 +57,7 @@
 mod blocking_stacks;
 mod delay;
 mod external;
+mod paced;
 mod pipe_stack;
 mod servers;
 mod subscriptions;
@@ -148,6 +152,8 @@ struct Args {
     only: Vec<String>,
     reps: usize,
     in_flight: Vec<usize>,
+    /// `--in-flight` was given (the paced scenario's default is 4, not 1).
+    in_flight_given: bool,
     batch_items: Option<usize>,
     batch_bytes: Option<usize>,
     linger: Option<Duration>,
@@ -199,6 +205,7 @@ fn parse_args() -> Result<Args, String> {
         only: Vec::new(),
         reps: 3,
         in_flight: vec![1],
+        in_flight_given: false,
         batch_items: None,
         batch_bytes: None,
         linger: None,
@@ -244,6 +251,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--reps" => a.reps = num(it.next(), "--reps")?.clamp(1, 50),
             "--in-flight" => {
+                a.in_flight_given = true;
                 a.in_flight = it
                     .next()
                     .unwrap_or_default()
@@ -271,7 +279,7 @@ fn parse_args() -> Result<Args, String> {
                 .externals
                 .push(external::parse(&it.next().unwrap_or_default())?),
             "-h" | "--help" => {
-                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking,pipe] [--only write,catch-up,live,ops] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--pipe-plan] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--external NAME=PATH ...] [--out FILE]");
+                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking,pipe] [--only write,catch-up,live,ops,subscriptions,paced] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--pipe-plan] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--external NAME=PATH ...] [--out FILE]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -517,13 +525,37 @@ fn main() {
         command.join(" ")
     );
     println!("{report}");
+    if args.only.iter().any(|s| s == "paced") {
+        // Issue 16's latency target: 4 in flight and a 20 ms round trip unless told.
+        let rtt = if args.rtt_ms > 0 { args.rtt_ms } else { 20 };
+        let in_flight = if !args.in_flight_given {
+            vec![4]
+        } else {
+            args.in_flight.clone()
+        };
+        for &kind in &args.servers {
+            match Server::start(kind) {
+                Ok(server) => {
+                    let table = paced::run(&rt, &server, kind, rtt, &in_flight);
+                    println!("{table}");
+                    report.push_str(&table);
+                }
+                Err(e) => eprintln!("ds-bench: cannot start {}: {e}", kind.name()),
+            }
+        }
+    }
     if args.only.iter().any(|s| s == "subscriptions") {
         let table = subscriptions::run(&rt, &args.servers);
         println!("{table}");
         report.push_str(&table);
-        if args.only.iter().all(|s| s == "subscriptions") {
-            args.servers.clear();
-        }
+    }
+    if !args.only.is_empty()
+        && args
+            .only
+            .iter()
+            .all(|s| s == "subscriptions" || s == "paced")
+    {
+        args.servers.clear();
     }
     let tokio_pair: StackPair = (
         Box::new(tokio_stacks::TokioDriver { rt: rt.clone() }),
