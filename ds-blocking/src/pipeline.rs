@@ -234,6 +234,8 @@ pub(crate) struct Pipeline {
     connector: Connector,
     socket: Option<Socket>,
     notify: Notify,
+    /// A span per request, as pooled exchanges have.
+    traces: crate::trace::RequestTraces,
 }
 
 impl Pipeline {
@@ -243,13 +245,18 @@ impl Pipeline {
             connector,
             socket: None,
             notify,
+            traces: Default::default(),
         }
     }
 
     /// Requests waiting for room (taken back by the writer when it falls back to pooled
     /// exchanges).
     pub(crate) fn take_pending(&mut self) -> Vec<Transmit> {
-        self.link.take_pending()
+        let back = self.link.take_pending();
+        for t in &back {
+            self.traces.abandon(t.id);
+        }
+        back
     }
 
     /// The earliest deadline of a request written or waiting.
@@ -260,6 +267,7 @@ impl Pipeline {
     /// Queues `t` and writes what the connection has room for; inputs for the machine go to
     /// `out`.
     pub(crate) fn submit(&mut self, t: Transmit, plan: &mut WriterPipe, out: &mut Vec<Input>) {
+        self.traces.start(&t.request, t.id);
         self.link.submit(t);
         self.pump(plan, out);
     }
@@ -278,6 +286,7 @@ impl Pipeline {
 
     /// The machine cancelled `id`.
     pub(crate) fn abort(&mut self, id: RequestId, plan: &mut WriterPipe, out: &mut Vec<Input>) {
+        self.traces.abandon(id);
         self.link.abort(id, plan, Instant::now());
         self.pump(plan, out);
     }
@@ -339,7 +348,10 @@ impl Pipeline {
             }
         }
         self.drop_stale_socket();
-        out.extend(self.link.take_inputs());
+        for input in self.link.take_inputs() {
+            self.traces.observe(&input);
+            out.push(input);
+        }
     }
 
     /// Shuts the socket down once the link dropped its connection.

@@ -137,6 +137,8 @@ pub(crate) struct Pipeline {
     connector: Connector,
     socket: Option<Socket>,
     notify: Notify,
+    /// A span per request, as pooled exchanges have.
+    traces: crate::trace::RequestTraces,
 }
 
 impl Pipeline {
@@ -146,13 +148,18 @@ impl Pipeline {
             connector,
             socket: None,
             notify,
+            traces: Default::default(),
         }
     }
 
     /// Requests waiting for room (taken back by the writer when it falls back to pooled
     /// exchanges).
     pub(crate) fn take_pending(&mut self) -> Vec<Transmit> {
-        self.link.take_pending()
+        let back = self.link.take_pending();
+        for t in &back {
+            self.traces.abandon(t.id);
+        }
+        back
     }
 
     /// The earliest deadline of a request written or waiting.
@@ -168,6 +175,7 @@ impl Pipeline {
         plan: &mut WriterPipe,
         out: &mut Vec<Input>,
     ) {
+        self.traces.start(&t.request, t.id);
         self.link.submit(t);
         self.pump(plan, out).await;
     }
@@ -191,6 +199,7 @@ impl Pipeline {
         plan: &mut WriterPipe,
         out: &mut Vec<Input>,
     ) {
+        self.traces.abandon(id);
         self.link.abort(id, plan, now());
         self.pump(plan, out).await;
     }
@@ -239,7 +248,10 @@ impl Pipeline {
             }
         }
         self.drop_stale_socket();
-        out.extend(self.link.take_inputs());
+        for input in self.link.take_inputs() {
+            self.traces.observe(&input);
+            out.push(input);
+        }
     }
 
     /// Drops the socket once the link dropped its connection.

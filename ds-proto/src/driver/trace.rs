@@ -193,6 +193,63 @@ pub mod on {
         }
     }
 
+    /// The spans of exchanges whose inputs arrive as [`Input`](crate::exchange::Input)s (a
+    /// writer's pipelined connection): opened when a request is handed to the connection,
+    /// fed every input, finished with the exchange.
+    #[derive(Debug)]
+    pub struct RequestTraces<C: Clock> {
+        open: std::collections::HashMap<RequestId, RequestTrace<C>>,
+    }
+
+    impl<C: Clock> Default for RequestTraces<C> {
+        fn default() -> Self {
+            RequestTraces {
+                open: std::collections::HashMap::new(),
+            }
+        }
+    }
+
+    impl<C: Clock> RequestTraces<C> {
+        /// Opens the span of `request` (the machine's request `id`).
+        pub fn start(&mut self, request: &http::Request<Bytes>, id: RequestId) {
+            self.open
+                .insert(id, RequestTrace::start(request, None, Some(id)));
+        }
+
+        /// Records what `input` says about its exchange; the last one finishes its span.
+        pub fn observe(&mut self, input: &crate::exchange::Input) {
+            use crate::exchange::Input;
+            match input {
+                Input::Head { id, parts } => {
+                    if let Some(t) = self.open.get(id) {
+                        t.head(parts.status);
+                    }
+                }
+                Input::Body { id, chunk } => {
+                    if let Some(t) = self.open.get_mut(id) {
+                        t.body(chunk.len());
+                    }
+                }
+                Input::End { id } => {
+                    if let Some(t) = self.open.remove(id) {
+                        t.finish(None);
+                    }
+                }
+                Input::Failed { id, error } => {
+                    if let Some(t) = self.open.remove(id) {
+                        t.finish(Some(error));
+                    }
+                }
+            }
+        }
+
+        /// The exchange `id` was abandoned (cancelled, or handed elsewhere): its span closes
+        /// without an outcome.
+        pub fn abandon(&mut self, id: RequestId) {
+            self.open.remove(&id);
+        }
+    }
+
     /// What an attempt of a one-shot operation came to: a retry or a final failure is
     /// recorded (a success is not: its request span says it).
     pub fn call_step<T, O: crate::ops::OneShot>(
@@ -332,6 +389,28 @@ pub mod off {
     /// Nothing: no span, no clock read.
     #[derive(Debug)]
     pub struct RequestTrace<C: Clock>(PhantomData<fn() -> C>);
+
+    /// Nothing.
+    #[derive(Debug)]
+    pub struct RequestTraces<C: Clock>(PhantomData<fn() -> C>);
+
+    impl<C: Clock> Default for RequestTraces<C> {
+        fn default() -> Self {
+            RequestTraces(PhantomData)
+        }
+    }
+
+    impl<C: Clock> RequestTraces<C> {
+        /// Nothing.
+        #[inline(always)]
+        pub fn start(&mut self, _request: &http::Request<Bytes>, _id: RequestId) {}
+        /// Nothing.
+        #[inline(always)]
+        pub fn observe(&mut self, _input: &crate::exchange::Input) {}
+        /// Nothing.
+        #[inline(always)]
+        pub fn abandon(&mut self, _id: RequestId) {}
+    }
 
     /// No span.
     #[derive(Debug, Clone, Copy)]

@@ -886,6 +886,9 @@ macro_rules! __driver_trace {
 
         /// The span of one HTTP exchange and what is counted while it runs.
         pub(crate) type RequestTrace = imp::RequestTrace<Clock>;
+
+        /// The spans of exchanges followed through their inputs (a pipelined connection).
+        pub(crate) type RequestTraces = imp::RequestTraces<Clock>;
     };
 }
 
