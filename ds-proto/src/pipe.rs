@@ -46,8 +46,8 @@
 //!   size at which a batch is cut early, not a size to wait for.
 //! - **A batch that waits** ([`WritePipe::wait_ceiling_bytes`]): while no room is free, the
 //!   open batch keeps what arrives instead of being cut at the target, up to the budget and
-//!   one [`BATCH_SPAN`] of `max_rate` (at least the target, at most `max_batch_bytes`;
-//!   `max_batch_bytes` before any rate is measured), and leaves with the next answer.
+//!   one [`BATCH_SPAN`] of `max_rate` (at least the target, at most `max_batch_bytes`; the
+//!   target before any rate is measured), and leaves with the next answer.
 //! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
 //!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
 //!   `Connection::pipelining_refused`) and no batch was answered out of order
@@ -285,8 +285,9 @@ impl WritePipe {
 
     /// How large a batch that must wait for room may grow: the whole budget (what the pipe
     /// needs in flight), but at most [`BATCH_SPAN`] of the measured delivery rate, at least
-    /// the batch target and at most `max_batch_bytes`; before any rate is measured,
-    /// `max_batch_bytes` (what arrives during the first round trip leaves in few requests).
+    /// the batch target and at most `max_batch_bytes`; before any rate is measured, the
+    /// target (nothing is known of the link yet: a short round trip gains nothing from large
+    /// bodies, and some servers take them more slowly).
     /// A batch that waits carries what arrived meanwhile, but not more than the pipe needs
     /// (on a short round trip, large bodies only cost the server more), nor more than the link
     /// moves in about a second, so that a slow link does not get a batch it cannot carry within
@@ -295,7 +296,7 @@ impl WritePipe {
         let target = self.batch_target_bytes();
         let max = self.limits.max_batch_bytes.max(target);
         match self.rate_span() {
-            None => max,
+            None => target,
             Some(span) => {
                 let budget = usize::try_from(self.budget).unwrap_or(usize::MAX);
                 budget.min(span).clamp(target, max)
@@ -515,8 +516,8 @@ mod tests {
         let mut pipe = WritePipe::new(limits(1)).unwrap();
         assert_eq!(
             pipe.wait_ceiling_bytes(),
-            16 * MIB,
-            "nothing measured yet: max_batch_bytes"
+            MIB,
+            "nothing measured yet: the target"
         );
         // A slow link: 1 MiB answered after 4 s (about 260 KB/s).
         pipe.on_sent(MIB, t0);
