@@ -47,13 +47,19 @@ pub struct ProducerConfig {
     /// appends, past the batch target a writer's pipe plan sets and up to `max_batch_bytes`, and
     /// is sealed as soon as it can be sent.
     pub linger: Duration,
-    /// Largest request body of a batch, in bytes (default 1 MiB; at least 1). A single append
+    /// Largest request body of a batch, in bytes (default 8 MiB; at least 1). A single append
     /// larger than this goes alone in its own batch.
+    ///
+    /// A ceiling, not a size: the writers of `ds-tokio` and `ds-blocking` cut batches at the
+    /// target of their pipe plan ([`crate::pipe::WritePipe`]), which starts at 1 MiB and grows
+    /// only as measured round trips and delivery rates say the link needs (never beyond about
+    /// a second of the measured rate). A machine driven without a plan cuts at this size.
     pub max_batch_bytes: usize,
-    /// Most appends in a batch (default 10,000; at least 1). With the default 1 MiB
-    /// `max_batch_bytes`, batches of small appends are bounded by bytes: 100 appends a batch
-    /// made 100 times more requests for 100-byte appends, and cost two to three times the
-    /// throughput and client CPU (ds-bench, both servers).
+    /// Most appends in a batch (default 100,000; at least 1). Batches of small appends are
+    /// bounded by bytes, not by this count: 100 appends a batch made 100 times more requests
+    /// for 100-byte appends, and cost two to three times the throughput and client CPU
+    /// (ds-bench, both servers); 10,000 capped a batch of 100-byte appends at 1 MB, below the
+    /// plan's targets on a long round trip.
     pub max_batch_items: usize,
     /// Batches outstanding at once (default 4; at least 1).
     ///
