@@ -302,23 +302,28 @@ impl Pipeline {
         loop {
             self.drop_stale_socket();
             match self.link.next_step(plan) {
-                LinkStep::Connect { uri } => match self.connector.connect(&uri) {
-                    Ok(wire) => {
-                        let gen = self.link.on_connected();
-                        match spawn_reader(wire, gen, self.notify.clone()) {
-                            Ok(socket) => self.socket = Some(socket),
-                            Err(e) => {
-                                // No reader, no connection: the first request fails unsent.
-                                self.link.on_read(gen, None, plan);
-                                self.link.on_connect_failed(TransportError::new(
-                                    TransportErrorKind::Connect,
-                                    e.to_string(),
-                                ));
+                LinkStep::Connect { uri } => {
+                    let started = Instant::now();
+                    match self.connector.connect(&uri) {
+                        Ok(wire) => {
+                            // About a round trip: the plan learns the link's length early.
+                            plan.on_connected(started.elapsed(), Instant::now());
+                            let gen = self.link.on_connected();
+                            match spawn_reader(wire, gen, self.notify.clone()) {
+                                Ok(socket) => self.socket = Some(socket),
+                                Err(e) => {
+                                    // No reader, no connection: the first request fails unsent.
+                                    self.link.on_read(gen, None, plan);
+                                    self.link.on_connect_failed(TransportError::new(
+                                        TransportErrorKind::Connect,
+                                        e.to_string(),
+                                    ));
+                                }
                             }
                         }
+                        Err(e) => self.link.on_connect_failed(e),
                     }
-                    Err(e) => self.link.on_connect_failed(e),
-                },
+                }
                 LinkStep::Write { bytes } => {
                     let socket = self
                         .socket

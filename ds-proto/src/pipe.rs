@@ -46,8 +46,10 @@
 //!   size at which a batch is cut early, not a size to wait for.
 //! - **A batch that waits** ([`WritePipe::wait_ceiling_bytes`]): while no room is free, the
 //!   open batch keeps what arrives instead of being cut at the target, up to the budget and
-//!   one [`BATCH_SPAN`] of `max_rate` (at least the target, at most `max_batch_bytes`; the
-//!   target before any rate is measured), and leaves with the next answer.
+//!   one [`BATCH_SPAN`] of `max_rate` (at least the target, at most `max_batch_bytes`; before
+//!   any rate is measured the target, or [`FIRST_WAIT_MULTIPLE`] targets when a round trip of
+//!   at least [`LONG_ROUND_TRIP`] is known, such as the connect's), and leaves with the next
+//!   answer.
 //! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
 //!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
 //!   `Connection::pipelining_refused`) and no batch was answered out of order
@@ -73,6 +75,12 @@ pub const RATE_SAMPLES: usize = 10;
 /// longer than that to carry gains nothing (the pipe is full already) and comes closer to a
 /// request deadline ([`WritePipe::batch_target_bytes`], [`WritePipe::wait_ceiling_bytes`]).
 pub const BATCH_SPAN: Duration = Duration::from_secs(1);
+/// A round trip from which on batches that wait may grow before any rate is measured: 5 ms
+/// (a link beyond the local network; [`WritePipe::wait_ceiling_bytes`]).
+pub const LONG_ROUND_TRIP: Duration = Duration::from_millis(5);
+/// How many targets a batch that waits may hold before any rate is measured, on a long round
+/// trip: 8.
+pub const FIRST_WAIT_MULTIPLE: usize = 8;
 /// The budget's multiple of the bandwidth-delay product: 2.
 pub const GAIN: u64 = 2;
 
@@ -286,8 +294,9 @@ impl WritePipe {
     /// How large a batch that must wait for room may grow: the whole budget (what the pipe
     /// needs in flight), but at most [`BATCH_SPAN`] of the measured delivery rate, at least
     /// the batch target and at most `max_batch_bytes`; before any rate is measured, the
-    /// target (nothing is known of the link yet: a short round trip gains nothing from large
-    /// bodies, and some servers take them more slowly).
+    /// target (a short round trip gains nothing from large bodies, and some servers take them
+    /// more slowly), or [`FIRST_WAIT_MULTIPLE`] targets once a round trip of at least
+    /// [`LONG_ROUND_TRIP`] was seen (a connect: [`WritePipe::on_rtt_sample`]).
     /// A batch that waits carries what arrived meanwhile, but not more than the pipe needs
     /// (on a short round trip, large bodies only cost the server more), nor more than the link
     /// moves in about a second, so that a slow link does not get a batch it cannot carry within
@@ -296,6 +305,12 @@ impl WritePipe {
         let target = self.batch_target_bytes();
         let max = self.limits.max_batch_bytes.max(target);
         match self.rate_span() {
+            // No rate yet. A long round trip is already known (a connect took it): what
+            // arrives meanwhile leaves in a few larger requests, a bounded multiple of the
+            // target (a slow link's first answer then brings the ceiling down).
+            None if self.min_rtt().is_some_and(|r| r >= LONG_ROUND_TRIP) => {
+                target.saturating_mul(FIRST_WAIT_MULTIPLE).min(max)
+            }
             None => target,
             Some(span) => {
                 let budget = usize::try_from(self.budget).unwrap_or(usize::MAX);
@@ -534,6 +549,14 @@ mod tests {
             "a second of this link is less than min_batch_bytes: batches stay at the floor"
         );
         assert_eq!(pipe.wait_ceiling_bytes(), MIB);
+
+        // A connect that took 20 ms: a long link, whose rate is still unknown.
+        let mut far = WritePipe::new(limits(1)).unwrap();
+        far.on_rtt_sample(Duration::from_millis(20), t0);
+        assert_eq!(far.wait_ceiling_bytes(), 8 * MIB);
+        let mut near = WritePipe::new(limits(1)).unwrap();
+        near.on_rtt_sample(Duration::from_micros(300), t0);
+        assert_eq!(near.wait_ceiling_bytes(), MIB, "loopback: the target");
 
         // A fast link: 1 MiB per 25 ms (about 42 MB/s): a second of it is more than the pipe
         // needs, so the budget bounds a waiting batch.

@@ -220,13 +220,18 @@ impl Pipeline {
         loop {
             self.drop_stale_socket();
             match self.link.next_step(plan) {
-                LinkStep::Connect { uri } => match self.connector.connect(&uri).await {
-                    Ok((read, write)) => {
-                        let gen = self.link.on_connected();
-                        self.socket = Some(spawn_reader(read, write, gen, self.notify.clone()));
+                LinkStep::Connect { uri } => {
+                    let started = now();
+                    match self.connector.connect(&uri).await {
+                        Ok((read, write)) => {
+                            // About a round trip: the plan learns the link's length early.
+                            plan.on_connected(now().saturating_duration_since(started), now());
+                            let gen = self.link.on_connected();
+                            self.socket = Some(spawn_reader(read, write, gen, self.notify.clone()));
+                        }
+                        Err(e) => self.link.on_connect_failed(e),
                     }
-                    Err(e) => self.link.on_connect_failed(e),
-                },
+                }
                 LinkStep::Write { bytes } => {
                     let socket = self
                         .socket

@@ -249,6 +249,11 @@ impl WriterPipe {
         }
     }
 
+    /// Connecting the dedicated connection took `elapsed` (about one round trip), at `now`.
+    pub fn on_connected(&mut self, elapsed: Duration, now: Instant) {
+        self.pipe.on_rtt_sample(elapsed, now);
+    }
+
     /// The server or a proxy refused pipelining (the codec's `Connection::pipelining_refused`):
     /// pooled, one request per connection, from now on.
     pub fn on_pipelining_refused(&mut self) {
