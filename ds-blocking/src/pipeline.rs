@@ -10,9 +10,9 @@
 //! dropped connection are ignored. Over TLS both threads share the rustls connection behind a
 //! mutex, held only to move bytes between it and the socket (never during a blocking read).
 
-use ds_proto::driver::pipelined_link::{LinkStep, PipelinedLink};
+use ds_proto::driver::pipelined_link::{LinkEvent, LinkStep, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
-use ds_proto::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
+use ds_proto::io::{Input, TransportError, TransportErrorKind};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -228,14 +228,13 @@ struct Socket {
     gen: u64,
 }
 
-/// The writer's pipelined connection: ds-proto's link and its socket.
+/// The writer's pipelined connection: ds-proto's link (with a span per request, as pooled
+/// exchanges have) and its socket.
 pub(crate) struct Pipeline {
-    link: PipelinedLink,
+    pub(crate) link: PipelinedLink<crate::trace::RequestTraces>,
     connector: Connector,
     socket: Option<Socket>,
     notify: Notify,
-    /// A span per request, as pooled exchanges have.
-    traces: crate::trace::RequestTraces,
 }
 
 impl Pipeline {
@@ -245,55 +244,13 @@ impl Pipeline {
             connector,
             socket: None,
             notify,
-            traces: Default::default(),
         }
     }
 
-    /// Requests waiting for room (taken back by the writer when it falls back to pooled
-    /// exchanges).
-    pub(crate) fn take_pending(&mut self) -> Vec<Transmit> {
-        let back = self.link.take_pending();
-        for t in &back {
-            self.traces.abandon(t.id);
-        }
-        back
-    }
-
-    /// The earliest deadline of a request written or waiting.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.link.next_deadline()
-    }
-
-    /// Queues `t` and writes what the connection has room for; inputs for the machine go to
-    /// `out`.
-    pub(crate) fn submit(&mut self, t: Transmit, plan: &mut WriterPipe, out: &mut Vec<Input>) {
-        self.traces.start(&t.request, t.id);
-        self.link.submit(t);
-        self.pump(plan, out);
-    }
-
-    /// Bytes (or the end) from connection `gen`'s reader.
-    pub(crate) fn on_read(
-        &mut self,
-        gen: u64,
-        data: Option<Vec<u8>>,
-        plan: &mut WriterPipe,
-        out: &mut Vec<Input>,
-    ) {
-        self.link.on_read(gen, data.as_deref(), plan);
-        self.pump(plan, out);
-    }
-
-    /// The machine cancelled `id`.
-    pub(crate) fn abort(&mut self, id: RequestId, plan: &mut WriterPipe, out: &mut Vec<Input>) {
-        self.traces.abandon(id);
-        self.link.abort(id, plan, Instant::now());
-        self.pump(plan, out);
-    }
-
-    /// Deadlines may have passed at `now`.
-    pub(crate) fn on_timeout(&mut self, now: Instant, plan: &mut WriterPipe, out: &mut Vec<Input>) {
-        self.link.on_timeout(now, plan);
+    /// Applies `event` to the link, then does what it asks until it is idle; inputs for the
+    /// machine go to `out`.
+    pub(crate) fn handle(&mut self, event: LinkEvent, plan: &mut WriterPipe, out: &mut Vec<Input>) {
+        self.link.handle(event, plan, Instant::now());
         self.pump(plan, out);
     }
 
@@ -353,10 +310,7 @@ impl Pipeline {
             }
         }
         self.drop_stale_socket();
-        for input in self.link.take_inputs() {
-            self.traces.observe(&input);
-            out.push(input);
-        }
+        out.extend(self.link.take_inputs());
     }
 
     /// Shuts the socket down once the link dropped its connection.

@@ -20,6 +20,7 @@ use crate::handle::StreamHandle;
 use crate::pipeline::{self, Pipeline};
 use crate::trace;
 use bytes::Bytes;
+use ds_proto::driver::pipelined_link::LinkEvent;
 use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
 use ds_proto::driver::writer::{CloseReport, FlushError};
@@ -337,10 +338,10 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
             if !cancels.is_empty() || !piped.is_empty() {
                 drop(core);
                 for id in cancels {
-                    pipeline.abort(id, &mut plan, &mut inputs);
+                    pipeline.handle(LinkEvent::Abort(id), &mut plan, &mut inputs);
                 }
                 for t in piped {
-                    pipeline.submit(t, &mut plan, &mut inputs);
+                    pipeline.handle(LinkEvent::Submit(t), &mut plan, &mut inputs);
                 }
                 fall_back(&mut plan, &mut pipeline, &mut exchanges, &mut inputs);
                 // Their inputs are fed, and what the producer has next is sent, with the
@@ -366,7 +367,10 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                 continue;
             }
             deliver_events(&shared, &mut core);
-            match (core.producer_mut().poll_timeout(), pipeline.next_deadline()) {
+            match (
+                core.producer_mut().poll_timeout(),
+                pipeline.link.next_deadline(),
+            ) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             }
@@ -375,14 +379,14 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
             Received::Input(input) => inputs.push(input),
             Received::Timeout => {
                 let now = Instant::now();
-                pipeline.on_timeout(now, &mut plan, &mut inputs);
+                pipeline.handle(LinkEvent::Timeout, &mut plan, &mut inputs);
                 let mut core = shared.lock();
                 feed(&mut core, &mut plan, &mut inputs);
                 core.producer_mut().handle_timeout(now);
             }
             Received::Command(Command::Wake) => shared.wake_pending.store(false, Ordering::Release),
             Received::Command(Command::Read(gen, data)) => {
-                pipeline.on_read(gen, data, &mut plan, &mut inputs);
+                pipeline.handle(LinkEvent::Read(gen, data), &mut plan, &mut inputs);
             }
             Received::Command(Command::Stop) | Received::Closed => return,
         }
@@ -403,7 +407,7 @@ fn fall_back(
     inputs: &mut Vec<Input>,
 ) {
     if plan.carrier() == Carrier::Pooled {
-        for t in pipeline.take_pending() {
+        for t in pipeline.link.take_pending() {
             if let Some(failed) = exchanges.start(t) {
                 inputs.push(failed);
             }

@@ -9,10 +9,10 @@
 //! tagged with the connection's generation so that bytes of a dropped connection are ignored.
 
 use crate::clock::now;
-use ds_proto::driver::pipelined_link::{LinkStep, PipelinedLink};
+use ds_proto::driver::pipelined_link::{LinkEvent, LinkStep, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
-use ds_proto::io::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
-use std::time::{Duration, Instant};
+use ds_proto::io::{Input, TransportError, TransportErrorKind};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
@@ -131,14 +131,13 @@ struct Socket {
     gen: u64,
 }
 
-/// The writer's pipelined connection: ds-proto's link and its socket.
+/// The writer's pipelined connection: ds-proto's link (with a span per request, as pooled
+/// exchanges have) and its socket.
 pub(crate) struct Pipeline {
-    link: PipelinedLink,
+    pub(crate) link: PipelinedLink<crate::trace::RequestTraces>,
     connector: Connector,
     socket: Option<Socket>,
     notify: Notify,
-    /// A span per request, as pooled exchanges have.
-    traces: crate::trace::RequestTraces,
 }
 
 impl Pipeline {
@@ -148,70 +147,18 @@ impl Pipeline {
             connector,
             socket: None,
             notify,
-            traces: Default::default(),
         }
     }
 
-    /// Requests waiting for room (taken back by the writer when it falls back to pooled
-    /// exchanges).
-    pub(crate) fn take_pending(&mut self) -> Vec<Transmit> {
-        let back = self.link.take_pending();
-        for t in &back {
-            self.traces.abandon(t.id);
-        }
-        back
-    }
-
-    /// The earliest deadline of a request written or waiting.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.link.next_deadline()
-    }
-
-    /// Queues `t` and writes what the connection has room for; inputs for the machine go to
-    /// `out`.
-    pub(crate) async fn submit(
+    /// Applies `event` to the link, then does what it asks until it is idle; inputs for the
+    /// machine go to `out`.
+    pub(crate) async fn handle(
         &mut self,
-        t: Transmit,
+        event: LinkEvent,
         plan: &mut WriterPipe,
         out: &mut Vec<Input>,
     ) {
-        self.traces.start(&t.request, t.id);
-        self.link.submit(t);
-        self.pump(plan, out).await;
-    }
-
-    /// Bytes (or the end) from connection `gen`'s reader.
-    pub(crate) async fn on_read(
-        &mut self,
-        gen: u64,
-        data: Option<Vec<u8>>,
-        plan: &mut WriterPipe,
-        out: &mut Vec<Input>,
-    ) {
-        self.link.on_read(gen, data.as_deref(), plan);
-        self.pump(plan, out).await;
-    }
-
-    /// The machine cancelled `id`.
-    pub(crate) async fn abort(
-        &mut self,
-        id: RequestId,
-        plan: &mut WriterPipe,
-        out: &mut Vec<Input>,
-    ) {
-        self.traces.abandon(id);
-        self.link.abort(id, plan, now());
-        self.pump(plan, out).await;
-    }
-
-    /// Deadlines may have passed at `at`.
-    pub(crate) async fn on_timeout(
-        &mut self,
-        at: Instant,
-        plan: &mut WriterPipe,
-        out: &mut Vec<Input>,
-    ) {
-        self.link.on_timeout(at, plan);
+        self.link.handle(event, plan, now());
         self.pump(plan, out).await;
     }
 
@@ -253,10 +200,7 @@ impl Pipeline {
             }
         }
         self.drop_stale_socket();
-        for input in self.link.take_inputs() {
-            self.traces.observe(&input);
-            out.push(input);
-        }
+        out.extend(self.link.take_inputs());
     }
 
     /// Drops the socket once the link dropped its connection.

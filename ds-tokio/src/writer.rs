@@ -20,6 +20,7 @@ use crate::handle::StreamHandle;
 use crate::pipeline::{Connector, Pipeline};
 use crate::trace;
 use bytes::Bytes;
+use ds_proto::driver::pipelined_link::LinkEvent;
 use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
 use ds_proto::driver::writer::{CloseReport, FlushError};
@@ -228,7 +229,10 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
             if changed {
                 shared.changed.notify_waiters();
             }
-            let deadline = match (core.producer().poll_timeout(), pipeline.next_deadline()) {
+            let deadline = match (
+                core.producer().poll_timeout(),
+                pipeline.link.next_deadline(),
+            ) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -236,7 +240,9 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
         };
         for id in cancels {
             exchanges.abort(id);
-            pipeline.abort(id, &mut plan, &mut inputs).await;
+            pipeline
+                .handle(LinkEvent::Abort(id), &mut plan, &mut inputs)
+                .await;
             plan.on_abandoned(id, now());
         }
         let sent = !transmits.is_empty();
@@ -246,7 +252,11 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
                 exchanges.start(t);
             } else {
                 pipeline
-                    .submit(exchanges.with_extras(t), &mut plan, &mut inputs)
+                    .handle(
+                        LinkEvent::Submit(exchanges.with_extras(t)),
+                        &mut plan,
+                        &mut inputs,
+                    )
                     .await;
             }
         }
@@ -259,13 +269,13 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
             biased;
             input = exchanges.recv() => inputs.push(input),
             Some((gen, data)) = read_rx.recv() => {
-                pipeline.on_read(gen, data, &mut plan, &mut inputs).await;
+                pipeline.handle(LinkEvent::Read(gen, data), &mut plan, &mut inputs).await;
                 fall_back(&mut plan, &mut pipeline, &mut exchanges);
             }
             () = shared.wake.notified() => {}
             () = sleep_until(deadline) => {
                 let at = now();
-                pipeline.on_timeout(at, &mut plan, &mut inputs).await;
+                pipeline.handle(LinkEvent::Timeout, &mut plan, &mut inputs).await;
                 fall_back(&mut plan, &mut pipeline, &mut exchanges);
                 let mut core = shared.lock();
                 feed(&mut core, &mut plan, &mut inputs);
@@ -279,7 +289,7 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
 /// requests still waiting for the dedicated connection go pooled.
 fn fall_back(plan: &mut WriterPipe, pipeline: &mut Pipeline, exchanges: &mut Exchanges) {
     if plan.carrier() == Carrier::Pooled {
-        for t in pipeline.take_pending() {
+        for t in pipeline.link.take_pending() {
             exchanges.start(t);
         }
     }

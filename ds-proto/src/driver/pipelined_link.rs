@@ -53,6 +53,37 @@ pub enum LinkStep {
     Idle,
 }
 
+/// What happened to a [`PipelinedLink`], for [`PipelinedLink::handle`].
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // made and consumed at once, never stored
+pub enum LinkEvent {
+    /// The writer hands a request to the connection.
+    Submit(Transmit),
+    /// Bytes read on connection `gen` (`None`: it ended).
+    Read(u64, Option<Vec<u8>>),
+    /// The producer cancelled a request.
+    Abort(RequestId),
+    /// Deadlines may have passed.
+    Timeout,
+}
+
+/// Spans that follow a link's requests through their inputs (a driver's request traces:
+/// `ds_proto::driver::trace::{on, off}::RequestTraces`); `()` follows nothing.
+pub trait InputTraces: Default {
+    /// A request was handed to the connection.
+    fn start(&mut self, request: &http::Request<bytes::Bytes>, id: RequestId);
+    /// An input of one of the requests.
+    fn observe(&mut self, input: &Input);
+    /// A request left without an input (cancelled, or taken back).
+    fn abandon(&mut self, id: RequestId);
+}
+
+impl InputTraces for () {
+    fn start(&mut self, _request: &http::Request<bytes::Bytes>, _id: RequestId) {}
+    fn observe(&mut self, _input: &Input) {}
+    fn abandon(&mut self, _id: RequestId) {}
+}
+
 /// The live connection: its codec and generation.
 #[derive(Debug)]
 struct Live {
@@ -60,9 +91,10 @@ struct Live {
     gen: u64,
 }
 
-/// A writer's dedicated pipelined connection and the requests waiting for room on it.
+/// A writer's dedicated pipelined connection and the requests waiting for room on it; `T`
+/// follows each request with a span.
 #[derive(Debug)]
-pub struct PipelinedLink {
+pub struct PipelinedLink<T: InputTraces = ()> {
     live: Option<Live>,
     gen: u64,
     depth: usize,
@@ -71,11 +103,12 @@ pub struct PipelinedLink {
     /// The request whose bytes the driver is writing, and their length.
     writing: Option<(RequestId, usize)>,
     inputs: Vec<Input>,
+    traces: T,
 }
 
-impl PipelinedLink {
+impl<T: InputTraces> PipelinedLink<T> {
     /// A link that keeps at most `depth` requests in flight on its connection (at least one).
-    pub fn new(depth: usize) -> PipelinedLink {
+    pub fn new(depth: usize) -> PipelinedLink<T> {
         PipelinedLink {
             live: None,
             gen: 0,
@@ -84,12 +117,24 @@ impl PipelinedLink {
             deadlines: HashMap::new(),
             writing: None,
             inputs: Vec::new(),
+            traces: T::default(),
+        }
+    }
+
+    /// Applies `event` at `now` (then [`next_step`](Self::next_step) says what to do).
+    pub fn handle(&mut self, event: LinkEvent, plan: &mut WriterPipe, now: Instant) {
+        match event {
+            LinkEvent::Submit(t) => self.submit(t),
+            LinkEvent::Read(gen, bytes) => self.on_read(gen, bytes.as_deref(), plan),
+            LinkEvent::Abort(id) => self.abort(id, plan, now),
+            LinkEvent::Timeout => self.on_timeout(now, plan),
         }
     }
 
     /// Queues `transmit`; [`next_step`](Self::next_step) writes it when the connection has
     /// room.
     pub fn submit(&mut self, transmit: Transmit) {
+        self.traces.start(&transmit.request, transmit.id);
         if let Some(d) = transmit.deadline {
             self.deadlines.insert(transmit.id, d);
         }
@@ -107,12 +152,16 @@ impl PipelinedLink {
     pub fn take_pending(&mut self) -> Vec<Transmit> {
         for t in &self.pending {
             self.deadlines.remove(&t.id);
+            self.traces.abandon(t.id);
         }
         self.pending.drain(..).collect()
     }
 
     /// The inputs for the plan and the producer, in the order they happened.
     pub fn take_inputs(&mut self) -> std::vec::Drain<'_, Input> {
+        for input in &self.inputs {
+            self.traces.observe(input);
+        }
         self.inputs.drain(..)
     }
 
@@ -226,6 +275,7 @@ impl PipelinedLink {
     /// back alone, so the connection goes (the others fail as the codec can prove, the
     /// cancelled one yields no input).
     pub fn abort(&mut self, id: RequestId, plan: &mut WriterPipe, now: Instant) {
+        self.traces.abandon(id);
         if let Some(i) = self.pending.iter().position(|t| t.id == id) {
             self.pending.remove(i);
             self.deadlines.remove(&id);

@@ -250,6 +250,19 @@ pub mod on {
         }
     }
 
+    #[cfg(feature = "http1")]
+    impl<C: Clock> crate::driver::pipelined_link::InputTraces for RequestTraces<C> {
+        fn start(&mut self, request: &http::Request<Bytes>, id: RequestId) {
+            RequestTraces::start(self, request, id);
+        }
+        fn observe(&mut self, input: &crate::exchange::Input) {
+            RequestTraces::observe(self, input);
+        }
+        fn abandon(&mut self, id: RequestId) {
+            RequestTraces::abandon(self, id);
+        }
+    }
+
     /// What an attempt of a one-shot operation came to: a retry or a final failure is
     /// recorded (a success is not: its request span says it).
     pub fn call_step<T, O: crate::ops::OneShot>(
@@ -410,6 +423,13 @@ pub mod off {
         /// Nothing.
         #[inline(always)]
         pub fn abandon(&mut self, _id: RequestId) {}
+    }
+
+    #[cfg(feature = "http1")]
+    impl<C: Clock> crate::driver::pipelined_link::InputTraces for RequestTraces<C> {
+        fn start(&mut self, _request: &http::Request<Bytes>, _id: RequestId) {}
+        fn observe(&mut self, _input: &crate::exchange::Input) {}
+        fn abandon(&mut self, _id: RequestId) {}
     }
 
     /// No span.
