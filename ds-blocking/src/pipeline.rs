@@ -10,7 +10,7 @@
 //! dropped connection are ignored. Over TLS both threads share the rustls connection behind a
 //! mutex, held only to move bytes between it and the socket (never during a blocking read).
 
-use ds_proto::driver::pipelined_link::{LinkEvent, LinkStep, PipelinedLink};
+use ds_proto::driver::pipelined_link::{LinkEvent, LinkStep, Origin, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
 use ds_proto::io::{Input, TransportError, TransportErrorKind};
 use std::io::{Read, Write};
@@ -73,12 +73,12 @@ impl Connector {
     fn connect(&self, uri: &http::Uri) -> Result<Wire, TransportError> {
         let fail =
             |e: std::io::Error| TransportError::new(TransportErrorKind::Connect, e.to_string());
-        let host = uri.host().unwrap_or("localhost");
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let https = uri
-            .scheme_str()
-            .is_some_and(|s| s.eq_ignore_ascii_case("https"));
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let Origin {
+            host,
+            port,
+            tls: https,
+        } = Origin::of(uri);
+        let bare = host.as_str();
         let mut last = None;
         let mut tcp = None;
         for addr in (bare, port).to_socket_addrs().map_err(fail)? {

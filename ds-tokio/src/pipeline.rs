@@ -9,7 +9,7 @@
 //! tagged with the connection's generation so that bytes of a dropped connection are ignored.
 
 use crate::clock::now;
-use ds_proto::driver::pipelined_link::{LinkEvent, LinkStep, PipelinedLink};
+use ds_proto::driver::pipelined_link::{LinkEvent, LinkStep, Origin, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
 use ds_proto::io::{Input, TransportError, TransportErrorKind};
 use std::time::Duration;
@@ -73,12 +73,12 @@ impl Connector {
     async fn connect(&self, uri: &http::Uri) -> Result<(ReadHalf, WriteHalf), TransportError> {
         let connect =
             |e: std::io::Error| TransportError::new(TransportErrorKind::Connect, e.to_string());
-        let host = uri.host().unwrap_or("localhost");
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let https = uri
-            .scheme_str()
-            .is_some_and(|s| s.eq_ignore_ascii_case("https"));
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let Origin {
+            host,
+            port,
+            tls: https,
+        } = Origin::of(uri);
+        let bare = host.as_str();
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((bare, port)))
             .await
             .map_err(|_| TransportError::new(TransportErrorKind::Timeout, "connect timed out"))?

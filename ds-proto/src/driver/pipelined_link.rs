@@ -53,6 +53,36 @@ pub enum LinkStep {
     Idle,
 }
 
+/// Where a [`LinkStep::Connect`] goes: the host (without IPv6 brackets), the port (the
+/// scheme's default when the URI names none) and whether the connection speaks TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The host name or address, brackets of an IPv6 literal removed.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// `https`: TLS over the connection.
+    pub tls: bool,
+}
+
+impl Origin {
+    /// The origin of `uri` (a request URI of the link's stream).
+    pub fn of(uri: &http::Uri) -> Origin {
+        let tls = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("https"));
+        let host = uri.host().unwrap_or("localhost");
+        Origin {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            tls,
+        }
+    }
+}
+
 /// What happened to a [`PipelinedLink`], for [`PipelinedLink::handle`].
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // made and consumed at once, never stored

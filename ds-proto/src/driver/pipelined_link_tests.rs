@@ -318,3 +318,32 @@ fn a_write_that_outlives_its_deadline_fails_the_expired_requests_as_timeouts() {
         "the expired one timed out; the one cut off mid-write was never processed"
     );
 }
+
+#[test]
+fn the_origin_of_a_request_uri() {
+    let of = |u: &str| Origin::of(&u.parse().unwrap());
+    assert_eq!(
+        of("http://h:8080/v1/stream/s"),
+        Origin {
+            host: "h".into(),
+            port: 8080,
+            tls: false
+        }
+    );
+    assert_eq!(
+        of("HTTPS://example.com/v1/stream/s"),
+        Origin {
+            host: "example.com".into(),
+            port: 443,
+            tls: true
+        }
+    );
+    assert_eq!(
+        of("http://[::1]/s"),
+        Origin {
+            host: "::1".into(),
+            port: 80,
+            tls: false
+        }
+    );
+}
