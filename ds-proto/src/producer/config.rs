@@ -69,8 +69,9 @@ pub struct ProducerConfig {
     /// server or proxy that closes pipelined connections makes the writer fall back to one
     /// batch at a time. Measured through a 20 ms round trip (`ds-bench --rtt-ms 20`, both
     /// servers, both drivers, 1 MiB batches, `bench/RTT-20MS.md`): about 40 MB/s at 1 in
-    /// flight, 80 at 2, 140 at 4, 170-220 at 8, with 0 answers of 409; on loopback 4 and 1 are
-    /// within the run-to-run spread of each other. Hence 4.
+    /// flight, 60-90 at 2, 115-160 at 4, 150-195 at 8, with 0 answers of 409. On loopback 4
+    /// against 1: 100-byte appends 0.9-1.8x, 1 MiB appends 0.8-1.1x (two runs each, both
+    /// servers). Hence 4.
     ///
     /// Correctness does not depend on it: a batch refused with a sequence gap is re-sent,
     /// byte-identical, once every earlier batch has an outcome, and the first batch of every
