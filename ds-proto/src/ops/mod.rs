@@ -580,6 +580,19 @@ mod extras_tests {
         assert!(x.headers["authorization"].is_sensitive());
         assert!(x.headers["x-key"].is_sensitive());
         assert!(!x.headers["x-open"].is_sensitive());
+        // Every credential header of the protocol is one, whatever else is named.
+        let mut x = RequestExtras::new()
+            .header(http::header::COOKIE, HeaderValue::from_static("sid=1"))
+            .header(
+                http::header::PROXY_AUTHORIZATION,
+                HeaderValue::from_static("Basic x"),
+            );
+        x.mark_sensitive(&[]);
+        assert!(x.headers["cookie"].is_sensitive());
+        assert!(x.headers["proxy-authorization"].is_sensitive());
+        assert!(is_secret_header(&http::header::COOKIE));
+        assert!(is_secret_header(&http::header::PROXY_AUTHORIZATION));
+        assert!(!is_secret_header(&http::header::CONTENT_TYPE));
     }
 
     #[test]
