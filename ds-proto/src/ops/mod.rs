@@ -476,6 +476,20 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_url_without_scheme_or_host_is_refused() {
+        let opts = CreateOptions::default();
+        for url in ["/s", "h:8080", "localhost:4437", "s"] {
+            let e = create_request(url, &opts, &RequestExtras::new())
+                .expect_err(&format!("{url:?} is not absolute"));
+            assert!(
+                matches!(&e.kind, ErrorKind::InvalidInput(i) if i.reason == InputReason::Url),
+                "{url:?}: {e:?}"
+            );
+        }
+        assert!(create_request("http://h:8080/s", &opts, &RequestExtras::new()).is_ok());
+    }
+
+    #[test]
     fn errors_never_carry_the_query() {
         let e = Error::invalid_input(
             Operation::Create,
