@@ -589,6 +589,54 @@ fn a_reader_failure_asks_the_hook_and_stop_ends_with_the_error() {
 }
 
 #[test]
+fn a_request_the_reader_abandons_is_cancelled_under_the_id_it_was_sent_with() {
+    // Each reader counts its ids from 1 and the consumer shifts them; a request the second
+    // reader gives up on (here an SSE connection silent past the idle timeout) must be
+    // cancelled under the id the driver sent it with.
+    let mut t = T::new(options(ReadMode::Sse));
+    let a = t.tx();
+    t.respond(a.id, 404, &[], b"");
+    t.error_event();
+    t.reconnect();
+    t.wait_timer();
+    let b = t.tx();
+    assert!(b.id > a.id, "{:?} after {:?}", b.id, a.id);
+    assert!(query(&b).contains("live=sse"), "{}", query(&b));
+    t.c.handle_input(
+        Input::Head {
+            id: b.id,
+            parts: parts(200, &[("content-type", "text/event-stream")]),
+        },
+        t.now,
+    );
+    assert_eq!(t.c.poll_cancel(), None);
+    t.now += ReaderConfig::DEFAULT_SSE_IDLE_TIMEOUT;
+    t.c.handle_timeout(t.now);
+    assert_eq!(t.c.poll_cancel(), Some(b.id));
+    assert_eq!(t.c.poll_cancel(), None);
+    let c = t.tx();
+    assert!(c.id > b.id, "the reconnect is a new request: {:?}", c.id);
+}
+
+#[test]
+fn a_consumer_error_has_its_cause_as_the_source() {
+    use std::error::Error as _;
+    let read: ConsumerError<std::fmt::Error> = ConsumerError::Read(crate::Error::new(
+        crate::error::Operation::Read,
+        URL,
+        ErrorKind::NotFound,
+    ));
+    let source = read.source().expect("the read error");
+    assert!(matches!(
+        source.downcast_ref::<crate::Error>(),
+        Some(e) if e.kind == ErrorKind::NotFound
+    ));
+    let handler: ConsumerError<std::fmt::Error> = ConsumerError::Handler(std::fmt::Error);
+    let source = handler.source().expect("the handler's error");
+    assert!(source.downcast_ref::<std::fmt::Error>().is_some());
+}
+
+#[test]
 fn a_refused_batch_with_stop_ends_with_the_handlers_error() {
     let mut t = T::long_poll();
     t.deliver("a", 1);
@@ -682,10 +730,16 @@ fn it_is_driven_through_the_machine_trait() {
     let events = drain(&mut t.c);
     assert!(matches!(events.as_slice(), [ConsumerEvent::Batch(_)]));
     assert_eq!(Machine::poll_timeout(&t.c), None);
-    // A reconnect's backoff ends through the trait's handle_timeout too.
+    // The reader's next request is in flight when the batch is refused: the trait's
+    // poll_cancel names it.
+    let b = Machine::poll_transmit(&mut t.c, t.now).unwrap();
     t.refuse();
+    assert_eq!(Machine::poll_cancel(&mut t.c), Some(b.id));
+    assert_eq!(Machine::poll_cancel(&mut t.c), None);
     t.error_event();
+    // A reconnect's backoff is the trait's timer and ends through its handle_timeout.
     let delay = t.reconnect();
+    assert_eq!(Machine::poll_timeout(&t.c), Some(t.now + delay));
     Machine::handle_timeout(&mut t.c, t.now + delay);
     assert_eq!(t.c.reconnect_at(), None);
     assert!(t.c.reader().is_some());

@@ -376,6 +376,23 @@ mod tests {
         assert!(
             append_request(URL, Bytes::from_static(b"x"), &opts, &RequestExtras::new()).is_err()
         );
+        // 2^53-1 itself is allowed for both numbers (5.2.1); one more is not.
+        opts.producer = Some(ProducerHeaders {
+            id: "p".into(),
+            epoch: MAX_SAFE_INTEGER,
+            seq: MAX_SAFE_INTEGER,
+        });
+        assert!(
+            append_request(URL, Bytes::from_static(b"x"), &opts, &RequestExtras::new()).is_ok()
+        );
+        opts.producer = Some(ProducerHeaders {
+            id: "p".into(),
+            epoch: 0,
+            seq: MAX_SAFE_INTEGER + 1,
+        });
+        assert!(
+            append_request(URL, Bytes::from_static(b"x"), &opts, &RequestExtras::new()).is_err()
+        );
         opts.producer = Some(ProducerHeaders {
             id: "p".into(),
             epoch: MAX_SAFE_INTEGER + 1,
@@ -397,6 +414,17 @@ mod tests {
         .unwrap();
         assert_eq!(ok.outcome, AppendOutcome::Stored);
         assert_eq!(ok.next_offset.unwrap().as_str(), "0_1");
+        // 200 and 201 are stored too, with producer headers or without.
+        for (status, idempotent) in [(200, true), (200, false), (201, false)] {
+            let ok = append_response(
+                URL,
+                idempotent,
+                &parts(status, &[("stream-next-offset", "0_2")]),
+                b"",
+            )
+            .unwrap();
+            assert_eq!(ok.outcome, AppendOutcome::Stored, "{status}");
+        }
         let dup = append_response(
             URL,
             true,

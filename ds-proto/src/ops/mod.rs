@@ -476,6 +476,20 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_url_without_scheme_or_host_is_refused() {
+        let opts = CreateOptions::default();
+        for url in ["/s", "h:8080", "localhost:4437", "s"] {
+            let e = create_request(url, &opts, &RequestExtras::new())
+                .expect_err(&format!("{url:?} is not absolute"));
+            assert!(
+                matches!(&e.kind, ErrorKind::InvalidInput(i) if i.reason == InputReason::Url),
+                "{url:?}: {e:?}"
+            );
+        }
+        assert!(create_request("http://h:8080/s", &opts, &RequestExtras::new()).is_ok());
+    }
+
+    #[test]
     fn errors_never_carry_the_query() {
         let e = Error::invalid_input(
             Operation::Create,
@@ -580,6 +594,19 @@ mod extras_tests {
         assert!(x.headers["authorization"].is_sensitive());
         assert!(x.headers["x-key"].is_sensitive());
         assert!(!x.headers["x-open"].is_sensitive());
+        // Every credential header of the protocol is one, whatever else is named.
+        let mut x = RequestExtras::new()
+            .header(http::header::COOKIE, HeaderValue::from_static("sid=1"))
+            .header(
+                http::header::PROXY_AUTHORIZATION,
+                HeaderValue::from_static("Basic x"),
+            );
+        x.mark_sensitive(&[]);
+        assert!(x.headers["cookie"].is_sensitive());
+        assert!(x.headers["proxy-authorization"].is_sensitive());
+        assert!(is_secret_header(&http::header::COOKIE));
+        assert!(is_secret_header(&http::header::PROXY_AUTHORIZATION));
+        assert!(!is_secret_header(&http::header::CONTENT_TYPE));
     }
 
     #[test]

@@ -233,7 +233,23 @@ mod tests {
         .unwrap();
         assert!(r.up_to_date && !r.closed);
         assert_eq!(r.etag.as_deref(), Some("\"x\""));
+        assert!(r.is_json(), "application/json is JSON mode");
         assert_eq!(r.json_items().unwrap().len(), 2);
+        let text = ReadResult {
+            content_type: Some("text/plain; charset=utf-8".into()),
+            ..r.clone()
+        };
+        assert!(!text.is_json(), "text/plain is not");
+        let params = ReadResult {
+            content_type: Some("Application/JSON; charset=utf-8".into()),
+            ..r.clone()
+        };
+        assert!(params.is_json(), "parameters and case do not matter");
+        let none = ReadResult {
+            content_type: None,
+            ..r
+        };
+        assert!(!none.is_json(), "no content type is not JSON mode");
     }
 
     #[test]

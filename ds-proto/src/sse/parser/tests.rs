@@ -427,6 +427,8 @@ fn zero_copy_single_data_line() {
 #[test]
 fn line_too_long() {
     let l = limits(8, 100);
+    // The parser reports the limits it enforces.
+    assert_eq!(SseParser::new(l).limits(), l);
     // Exactly at the limit is fine.
     let (out, _) = run_chunks(l, &[b"data: ab\n\n"], false);
     assert_eq!(out, vec![Ok(msg("ab"))]);
@@ -836,6 +838,19 @@ fn buffered_bytes_counts_the_line_the_pending_data_and_unpulled_events() {
     p.feed(b"\n");
     assert_eq!(p.buffered_bytes(), 4, "the event, not pulled yet");
     assert_eq!(&p.next_event().unwrap().unwrap().data[..], b"xy\nz");
+    assert_eq!(p.buffered_bytes(), 0);
+    // The end drops an incomplete event's data: nothing stays held.
+    p.feed(b"data: pending\n");
+    assert_eq!(p.buffered_bytes(), 7);
+    assert_eq!(p.finish(), Ok(SseEof::IncompleteEvent));
+    assert_eq!(p.buffered_bytes(), 0);
+    // So does an error: the data before the line that broke the limit is let go.
+    let mut p = SseParser::new(limits(16, 100));
+    p.feed(b"data: pending\ndata: this line is too long\n");
+    assert_eq!(
+        p.next_event(),
+        Some(Err(SseError::LineTooLong { limit: 16 }))
+    );
     assert_eq!(p.buffered_bytes(), 0);
 }
 
