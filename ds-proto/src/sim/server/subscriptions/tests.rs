@@ -398,6 +398,30 @@ fn deleted_streams_leave_glob_links_and_reset_explicit_ones() {
     );
 }
 
+#[test]
+fn expired_streams_leave_glob_links_and_reset_explicit_ones() {
+    // As a delete: a stream whose TTL runs out (PROTOCOL.md 5.1) leaves the namespace.
+    let mut t = Harness::new();
+    t.put("/v1/stream/events/a", &[TEXT, ("stream-ttl", "10")], "1234");
+    t.put("/v1/stream/pinned", &[TEXT, ("stream-ttl", "10")], "12");
+    stream(&mut t, "events/kept", "5");
+    let r = put_sub(
+        &mut t,
+        "s",
+        &json!({"type": "pull-wake", "pattern": "events/*", "streams": ["pinned"], "wake_stream": "w"}),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(links(&mut t, "s").len(), 3);
+    t.advance(Duration::from_secs(11));
+    assert_eq!(
+        links(&mut t, "s"),
+        vec![
+            link("events/kept", "glob", &off(1)),
+            link("pinned", "explicit", &off(0))
+        ]
+    );
+}
+
 // ----- pull-wake (7.2, 7.3) -----------------------------------------------------------------
 
 #[test]
