@@ -196,11 +196,13 @@ pub mod on {
     /// The spans of exchanges whose inputs arrive as [`Input`](crate::exchange::Input)s (a
     /// writer's pipelined connection): opened when a request is handed to the connection,
     /// fed every input, finished with the exchange.
+    #[cfg(feature = "http1")]
     #[derive(Debug)]
     pub struct RequestTraces<C: Clock> {
         open: std::collections::HashMap<RequestId, RequestTrace<C>>,
     }
 
+    #[cfg(feature = "http1")]
     impl<C: Clock> Default for RequestTraces<C> {
         fn default() -> Self {
             RequestTraces {
@@ -209,15 +211,16 @@ pub mod on {
         }
     }
 
-    impl<C: Clock> RequestTraces<C> {
+    #[cfg(feature = "http1")]
+    impl<C: Clock> crate::driver::pipelined_link::InputTraces for RequestTraces<C> {
         /// Opens the span of `request` (the machine's request `id`).
-        pub fn start(&mut self, request: &http::Request<Bytes>, id: RequestId) {
+        fn start(&mut self, request: &http::Request<Bytes>, id: RequestId) {
             self.open
                 .insert(id, RequestTrace::start(request, None, Some(id)));
         }
 
         /// Records what `input` says about its exchange; the last one finishes its span.
-        pub fn observe(&mut self, input: &crate::exchange::Input) {
+        fn observe(&mut self, input: &crate::exchange::Input) {
             use crate::exchange::Input;
             match input {
                 Input::Head { id, parts } => {
@@ -245,21 +248,8 @@ pub mod on {
 
         /// The exchange `id` was abandoned (cancelled, or handed elsewhere): its span closes
         /// without an outcome.
-        pub fn abandon(&mut self, id: RequestId) {
-            self.open.remove(&id);
-        }
-    }
-
-    #[cfg(feature = "http1")]
-    impl<C: Clock> crate::driver::pipelined_link::InputTraces for RequestTraces<C> {
-        fn start(&mut self, request: &http::Request<Bytes>, id: RequestId) {
-            RequestTraces::start(self, request, id);
-        }
-        fn observe(&mut self, input: &crate::exchange::Input) {
-            RequestTraces::observe(self, input);
-        }
         fn abandon(&mut self, id: RequestId) {
-            RequestTraces::abandon(self, id);
+            self.open.remove(&id);
         }
     }
 
@@ -404,25 +394,15 @@ pub mod off {
     pub struct RequestTrace<C: Clock>(PhantomData<fn() -> C>);
 
     /// Nothing.
+    #[cfg(feature = "http1")]
     #[derive(Debug)]
     pub struct RequestTraces<C: Clock>(PhantomData<fn() -> C>);
 
+    #[cfg(feature = "http1")]
     impl<C: Clock> Default for RequestTraces<C> {
         fn default() -> Self {
             RequestTraces(PhantomData)
         }
-    }
-
-    impl<C: Clock> RequestTraces<C> {
-        /// Nothing.
-        #[inline(always)]
-        pub fn start(&mut self, _request: &http::Request<Bytes>, _id: RequestId) {}
-        /// Nothing.
-        #[inline(always)]
-        pub fn observe(&mut self, _input: &crate::exchange::Input) {}
-        /// Nothing.
-        #[inline(always)]
-        pub fn abandon(&mut self, _id: RequestId) {}
     }
 
     #[cfg(feature = "http1")]
