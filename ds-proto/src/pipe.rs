@@ -49,7 +49,9 @@
 //!   one [`BATCH_SPAN`] of `max_rate` (at least the target, at most `max_batch_bytes`; before
 //!   any rate is measured the target, or [`FIRST_WAIT_MULTIPLE`] targets when a round trip of
 //!   at least [`LONG_ROUND_TRIP`] is known, such as the connect's), and leaves with the next
-//!   answer.
+//!   answer. Before any rate is measured, batches that wait one behind the other double the
+//!   ceiling, up to [`FIRST_WAIT_MULTIPLE`] targets ([`WritePipe::wait_ramp_bytes`]): a burst
+//!   leaves in requests of 1, 2, 4, 8 targets.
 //! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
 //!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
 //!   `Connection::pipelining_refused`) and no batch was answered out of order
@@ -319,6 +321,22 @@ impl WritePipe {
         }
     }
 
+    /// How far batches that wait may grow one after another before any rate is measured
+    /// ([`crate::producer::Producer::set_wait_ramp`]): each doubles the wait ceiling for the
+    /// next, up to [`FIRST_WAIT_MULTIPLE`] targets (at most `max_batch_bytes`). A burst
+    /// appended before the first answer then leaves in requests of 1, 2, 4, 8 targets instead
+    /// of one target per round trip, while on a short round trip the first answer (and its
+    /// rate) comes before the ramp has climbed far. `None` once a rate is measured: the wait
+    /// ceiling follows it from then on.
+    pub fn wait_ramp_bytes(&self) -> Option<usize> {
+        if self.rate_span().is_some() {
+            return None;
+        }
+        let target = self.batch_target_bytes();
+        let max = self.limits.max_batch_bytes.max(target);
+        Some(target.saturating_mul(FIRST_WAIT_MULTIPLE).min(max))
+    }
+
     /// Whether a batch of `batch_bytes` may be sent now: fewer batches than the mode's depth
     /// are in flight, and it fits in the budget (a batch always may when none is in flight).
     pub fn may_send(&self, batch_bytes: usize) -> bool {
@@ -567,6 +585,26 @@ mod tests {
         assert!(fast.max_rate().unwrap() > 40_000_000);
         assert_eq!(fast.wait_ceiling_bytes() as u64, fast.budget_bytes());
         assert!(fast.budget_bytes() > MIB as u64);
+    }
+
+    #[test]
+    fn waiting_batches_ramp_up_until_a_rate_is_measured() {
+        let t0 = origin();
+        let mut pipe = WritePipe::new(limits(4)).unwrap();
+        assert_eq!(pipe.wait_ramp_bytes(), Some(8 * MIB), "8 targets");
+        // A max_batch_bytes below 8 targets is the top.
+        let small = WritePipe::new(PipeLimits {
+            max_batch_bytes: 3 * MIB,
+            ..limits(4)
+        })
+        .unwrap();
+        assert_eq!(small.wait_ramp_bytes(), Some(3 * MIB));
+        // The first answer brings a rate: the ceiling follows it, no ramp.
+        pipe.on_sent(MIB, t0);
+        let t1 = t0 + Duration::from_millis(25);
+        pipe.on_acked(MIB, Some(Duration::from_millis(25)), t1);
+        assert!(pipe.max_rate().is_some());
+        assert_eq!(pipe.wait_ramp_bytes(), None);
     }
 
     #[test]

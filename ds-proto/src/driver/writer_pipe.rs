@@ -164,6 +164,7 @@ impl WriterPipe {
     pub fn apply(&self, producer: &mut Producer) {
         producer.set_batch_target(Some(self.pipe.batch_target_bytes()));
         producer.set_wait_ceiling(Some(self.pipe.wait_ceiling_bytes()));
+        producer.set_wait_ramp(self.pipe.wait_ramp_bytes());
     }
 
     /// The writer handed `transmit` to its carrier at `now`.

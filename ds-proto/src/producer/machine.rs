@@ -115,6 +115,12 @@ pub struct Producer {
     /// How large the open batch may grow while it must wait for room
     /// ([`Producer::set_wait_ceiling`]); `None`: `max_batch_bytes`.
     wait_ceiling: Option<usize>,
+    /// How far batches sealed one after another while waiting may double the wait ceiling
+    /// ([`Producer::set_wait_ramp`]); `None`: no doubling.
+    wait_ramp: Option<usize>,
+    /// Batches sealed at the wait ceiling while waiting since the ramp was set: the next one
+    /// may be `2^ramp_steps` ceilings.
+    ramp_steps: u32,
 }
 
 /// The most a new batch body buffer reserves up front (it grows past it as needed).
@@ -154,6 +160,8 @@ impl Producer {
             spare: None,
             batch_target: None,
             wait_ceiling: None,
+            wait_ramp: None,
+            ramp_steps: 0,
             config,
         })
     }
@@ -182,11 +190,43 @@ impl Producer {
     /// How large the open batch may grow while it must wait for room (`max_in_flight` batches
     /// outstanding, or one ahead of it waiting): the ceiling set with
     /// [`Producer::set_wait_ceiling`], within `batch_target_bytes ..= max_batch_bytes`.
+    /// While a ramp is set ([`Producer::set_wait_ramp`]), each batch sealed at the ceiling while
+    /// waiting doubles it for the next, up to the ramp's top.
     pub fn wait_ceiling_bytes(&self) -> usize {
         let max = self.config.max_batch_bytes;
-        self.wait_ceiling
+        let base = self
+            .wait_ceiling
             .map_or(max, |c| c.min(max))
-            .max(self.batch_target_bytes())
+            .max(self.batch_target_bytes());
+        match self.wait_ramp {
+            Some(top) if self.ramp_steps > 0 => base
+                .saturating_mul(1 << self.ramp_steps.min(20))
+                .min(top.min(max))
+                .max(base),
+            _ => base,
+        }
+    }
+
+    /// Lets batches that wait grow one after another (a writer's pipe plan before it has
+    /// measured the link, [`crate::pipe::WritePipe::wait_ramp_bytes`]): each batch sealed at
+    /// the wait ceiling while it waits for room doubles the ceiling for the next, up to `top`
+    /// (at most `max_batch_bytes`), as TCP's slow start grows its window. What a burst appends
+    /// before the first answer then leaves in a few requests of growing size instead of many
+    /// at the ceiling, without the risk of one large body on a link whose speed is unknown.
+    /// `None` ends the ramp (and forgets its steps); setting it again keeps them.
+    pub fn set_wait_ramp(&mut self, top: Option<usize>) {
+        if top.is_none() {
+            self.ramp_steps = 0;
+        }
+        self.wait_ramp = top;
+    }
+
+    /// The open batch is being sealed at the wait ceiling: one more step of the ramp when it
+    /// was sealed while waiting for room.
+    fn ramp_on_waiting_seal(&mut self) {
+        if self.wait_ramp.is_some() && !self.can_send_open() {
+            self.ramp_steps = self.ramp_steps.saturating_add(1);
+        }
     }
 
     /// Sets how large the open batch may grow while it must wait for room (a writer's pipe
@@ -337,6 +377,7 @@ impl Producer {
         if !self.open.is_empty() {
             let with = self.open.body_len_with(self.json, data.len());
             if with > max_bytes && (with > self.wait_ceiling_bytes() || self.can_send_open()) {
+                self.ramp_on_waiting_seal();
                 self.seal_open(false);
             }
         }
@@ -356,6 +397,7 @@ impl Producer {
         self.open.push(data, self.json, &mut self.spare, reserve);
         let body = self.open.body_len_with(self.json, 0);
         if self.open.len() >= self.config.max_batch_items || body >= self.wait_ceiling_bytes() {
+            self.ramp_on_waiting_seal();
             self.seal_open(false);
         } else if body >= max_bytes {
             if self.can_send_open() {

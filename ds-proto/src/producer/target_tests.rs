@@ -186,3 +186,54 @@ fn an_append_larger_than_the_target_goes_alone_whole() {
         "never split, never dropped"
     );
 }
+
+#[test]
+fn batches_that_wait_one_behind_the_other_double_up_to_the_ramp_top() {
+    let (mut p, now) = producer(64_000);
+    p.set_batch_target(Some(1000));
+    p.set_wait_ceiling(Some(1000));
+    p.set_wait_ramp(Some(8000));
+    assert_eq!(p.wait_ceiling_bytes(), 1000, "no step yet: the ceiling");
+    p.append(Bytes::from(vec![b'a'; 1000]), now).unwrap();
+    let first = bodies(&mut p, now);
+    assert_eq!(first.len(), 1);
+    // A burst while the first batch is unanswered: 30 appends of 1000 bytes.
+    for _ in 0..30 {
+        p.append(Bytes::from(vec![b'b'; 1000]), now).unwrap();
+    }
+    let mut sizes = vec![first[0].request.body().len()];
+    let mut last = first;
+    loop {
+        ok(&mut p, &last[0], now);
+        p.flush(now);
+        last = bodies(&mut p, now);
+        if last.is_empty() {
+            break;
+        }
+        assert_eq!(last.len(), 1, "one in flight");
+        sizes.push(last[0].request.body().len());
+    }
+    assert_eq!(
+        sizes,
+        vec![1000, 1000, 2000, 4000, 8000, 8000, 7000],
+        "each batch that waited behind another doubles the ceiling, up to the top; \
+         nothing is lost"
+    );
+
+    // Ending the ramp forgets its steps; without a ramp the ceiling is the ceiling.
+    p.set_wait_ramp(None);
+    assert_eq!(p.wait_ceiling_bytes(), 1000);
+    p.set_wait_ramp(Some(8000));
+    assert_eq!(p.wait_ceiling_bytes(), 1000);
+    // The top is never above max_batch_bytes.
+    let (mut small, now) = producer(3000);
+    small.set_batch_target(Some(1000));
+    small.set_wait_ceiling(Some(1000));
+    small.set_wait_ramp(Some(1 << 30));
+    small.append(Bytes::from(vec![b'a'; 1000]), now).unwrap();
+    let _in_flight = bodies(&mut small, now);
+    for _ in 0..12 {
+        small.append(Bytes::from(vec![b'b'; 1000]), now).unwrap();
+    }
+    assert_eq!(small.wait_ceiling_bytes(), 3000);
+}
