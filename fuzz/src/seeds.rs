@@ -7,8 +7,7 @@ use crate::producer::{ProducerKnobs, ProducerOp, ProducerScript, Reply, ReplyHea
 use crate::reader::{Header, Off, Part, ReaderKnobs, ReaderOp, ReaderScript};
 use crate::script::{encode, FailKind, RetryKnobs, Status};
 
-/// One seed: target, file name, bytes.
-pub type Seed = (&'static str, &'static str, Vec<u8>);
+pub use crate::util::Seed;
 
 const SPEC_JSON: &str =
     "event: data\ndata: [\ndata: {\"k\":\"v\"},\ndata: {\"k\":\"w\"},\ndata: ]\n\n\

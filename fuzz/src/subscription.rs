@@ -749,7 +749,7 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// The hand-written seeds of the three targets (see [`crate::seeds`]).
-pub fn seeds() -> Vec<crate::seeds::Seed> {
+pub fn seeds() -> Vec<crate::util::Seed> {
     let body = br#"{"subscription_id":"s","wake_id":"w_1","generation":1,"streams":[],"callback_url":"http://h/v1/stream/__ds/subscriptions/s/callback","callback_token":"t"}"#;
     let signed = sign_webhook(&key(1), "k1", NOW - 10, body);
     let notification = br#"{"subscription_id":"s","wake_id":"w_00000000000000a1","generation":4,"streams":[{"path":"events/a","link_type":"glob","acked_offset":"-1","tail_offset":"0000000000000000_0000000000000012","has_pending":true},{"path":"x/y%2Fz","link_type":"explicit","acked_offset":"0000000000000000_0000000000000003","tail_offset":"0000000000000000_0000000000000003","has_pending":false}],"callback_url":"http://127.0.0.1:4437/v1/stream/__ds/subscriptions/s/callback","callback_token":"eyJ.x.y"}"#;

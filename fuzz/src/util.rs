@@ -110,3 +110,6 @@ macro_rules! trace {
         }
     };
 }
+
+/// One seed of a fuzz target's corpus: target, file name, bytes.
+pub type Seed = (&'static str, &'static str, Vec<u8>);

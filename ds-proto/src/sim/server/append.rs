@@ -1,7 +1,7 @@
 //! `POST`: append (PROTOCOL.md 5.2), idempotent producers (5.2.1), close (5.3), and JSON-mode
 //! message framing (9.1).
 
-use super::create::{media_type, text_header};
+use super::content::{json_units, media_type, text_header};
 use super::offsets;
 use super::producer::{self, ProducerTuple, Verdict};
 use super::reply::Reply;
@@ -13,28 +13,7 @@ use crate::headers::{
 };
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use serde_json::value::RawValue;
 use std::time::Instant;
-
-/// Splits a JSON body into the messages it stores: an array is flattened exactly one level
-/// (9.1.2), any other value is one message. Each message is kept as sent (a slice of `body`,
-/// without surrounding whitespace). Invalid JSON is refused (9.1.4); an empty array gives no
-/// messages (the caller decides whether that is allowed, 9.1.3).
-pub(super) fn json_units(body: &Bytes) -> Result<Vec<Bytes>, String> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'[') {
-        let items: Vec<&RawValue> =
-            serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
-        Ok(items
-            .iter()
-            .map(|r| body.slice_ref(r.get().as_bytes()))
-            .collect())
-    } else {
-        let value: &RawValue =
-            serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
-        Ok(vec![body.slice_ref(value.get().as_bytes())])
-    }
-}
 
 /// The 409 for an append to a closed stream: `Stream-Closed` and the final offset (5.2).
 fn closed_conflict(tail: u64) -> Reply {

@@ -1,7 +1,7 @@
 //! `PUT`: create a stream (PROTOCOL.md 5.1) or a fork (4.2).
 
-use super::append::json_units;
 use super::clock::{parse_rfc3339, UnixNanos};
+use super::content::{json_units, media_type, text_header};
 use super::offsets;
 use super::reply::Reply;
 use super::streams::{CreateConfig, Expiry, ForkBase, ForkRequest, Lookup, Stream, Visibility};
@@ -15,30 +15,6 @@ use std::time::Instant;
 
 /// The content type of a stream created without one (5.1).
 pub(super) const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
-
-/// The media type of a content type: essence, lower case, parameters dropped. Content types
-/// are compared this way everywhere (`application/json; charset=utf-8` is JSON).
-pub(super) fn media_type(ct: &str) -> String {
-    ct.split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
-/// A request header as trimmed text; `Err` when it is not visible ASCII.
-pub(super) fn text_header<'a>(
-    h: &'a HeaderMap,
-    name: &http::header::HeaderName,
-) -> Result<Option<&'a str>, Reply> {
-    match h.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|s| Some(s.trim()))
-            .map_err(|_| Reply::error(400, format!("{name} is not visible ASCII"))),
-    }
-}
 
 /// What a `PUT` asks for.
 struct CreateRequest {

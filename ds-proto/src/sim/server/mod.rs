@@ -64,6 +64,7 @@
 
 mod append;
 mod clock;
+mod content;
 mod create;
 mod meta;
 mod offsets;
