@@ -13,12 +13,12 @@
 use crate::client::Client;
 use crate::engine::{Engine, Msg, Wake};
 use ds_proto::driver::subscription::{
-    self as drv, signature_header, FetchJwks, SubscriptionCall, SubscriptionOneShot,
-    SubscriptionStep, VerifierStep, WebhookError,
+    self as drv, CheckStep, SubscriptionCall, SubscriptionOneShot, SubscriptionStep, WebhookCheck,
+    WebhookError,
 };
 use ds_proto::ops::CallOptions;
 use ds_proto::subscription::{
-    Batch, JwksCache, SubscriptionError, Verification, VerifiedWebhook, Worker, WorkerEvent,
+    Batch, JwksCache, SubscriptionError, VerifiedWebhook, Worker, WorkerEvent,
     DEFAULT_REPLAY_WINDOW,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -263,28 +263,13 @@ impl WebhookVerifier {
         body: &[u8],
         unix_now: u64,
     ) -> Result<VerifiedWebhook, WebhookError> {
-        let header = signature_header(headers);
-        let mut fetched = 0;
+        let mut check = WebhookCheck::new(headers, body, unix_now);
         loop {
-            let verdict = self.lock().verify(header, body, unix_now, Instant::now());
-            match verdict {
-                Verification::Valid(v) => return Ok(v),
-                Verification::Invalid(r) => return Err(WebhookError::Rejected(r)),
-                Verification::FetchJwks => {
-                    if VerifierStep::after_fetch_request(fetched) == VerifierStep::Refuse {
-                        return Err(drv::unknown_kid(header));
-                    }
-                    fetched += 1;
-                    let op = FetchJwks {
-                        url: self.jwks_url.clone(),
-                    };
-                    match self.client.run_subscription(op, &CallOptions::default()) {
-                        Ok(jwks) => self.lock().update(jwks, Instant::now()),
-                        Err(e) => {
-                            self.lock().fetch_failed(Instant::now());
-                            return Err(WebhookError::Jwks(e));
-                        }
-                    }
+            match check.step(&mut self.lock(), &self.jwks_url, Instant::now()) {
+                CheckStep::Done(verdict) => return verdict,
+                CheckStep::Fetch(op) => {
+                    let fetched = self.client.run_subscription(op, &CallOptions::default());
+                    check.fetched(&mut self.lock(), fetched, Instant::now())?;
                 }
             }
         }

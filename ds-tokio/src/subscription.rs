@@ -13,12 +13,12 @@
 use crate::client::Client;
 use crate::engine::{now, Engine, Wake};
 use ds_proto::driver::subscription::{
-    self as drv, signature_header, FetchJwks, SubscriptionCall, SubscriptionOneShot,
-    SubscriptionStep, VerifierStep, WebhookError,
+    self as drv, CheckStep, SubscriptionCall, SubscriptionOneShot, SubscriptionStep, WebhookCheck,
+    WebhookError,
 };
 use ds_proto::ops::CallOptions;
 use ds_proto::subscription::{
-    Batch, JwksCache, SubscriptionError, Verification, VerifiedWebhook, Worker, WorkerEvent,
+    Batch, JwksCache, SubscriptionError, VerifiedWebhook, Worker, WorkerEvent,
     DEFAULT_REPLAY_WINDOW,
 };
 use ds_proto::TransportError;
@@ -263,36 +263,17 @@ impl WebhookVerifier {
         body: &[u8],
         unix_now: u64,
     ) -> Result<VerifiedWebhook, WebhookError> {
-        let header = signature_header(headers);
-        let mut fetched = 0;
+        let mut check = WebhookCheck::new(headers, body, unix_now);
         loop {
-            let verdict = self
-                .cache
-                .lock()
-                .await
-                .verify(header, body, unix_now, now());
-            match verdict {
-                Verification::Valid(v) => return Ok(v),
-                Verification::Invalid(r) => return Err(WebhookError::Rejected(r)),
-                Verification::FetchJwks => {
-                    if VerifierStep::after_fetch_request(fetched) == VerifierStep::Refuse {
-                        return Err(drv::unknown_kid(header));
-                    }
-                    fetched += 1;
-                    let op = FetchJwks {
-                        url: self.jwks_url.clone(),
-                    };
-                    match self
+            let step = check.step(&mut *self.cache.lock().await, &self.jwks_url, now());
+            match step {
+                CheckStep::Done(verdict) => return verdict,
+                CheckStep::Fetch(op) => {
+                    let fetched = self
                         .client
                         .run_subscription(op, &CallOptions::default())
-                        .await
-                    {
-                        Ok(jwks) => self.cache.lock().await.update(jwks, now()),
-                        Err(e) => {
-                            self.cache.lock().await.fetch_failed(now());
-                            return Err(WebhookError::Jwks(e));
-                        }
-                    }
+                        .await;
+                    check.fetched(&mut *self.cache.lock().await, fetched, now())?;
                 }
             }
         }

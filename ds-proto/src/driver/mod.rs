@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`call`] | running a one-shot operation ([`OneShot`](crate::ops::OneShot)) across its attempts: call options, retries, what the handle learns |
 //! | [`client`] | the settings both drivers' `ClientBuilder`s share (defaults, validation, header layering, credential marking, root certificates with feature `pem`) and the hidden macros that write their `Client` and `StreamHandle` shells |
-//! | [`subscription`] | running subscription operations ([`SubscriptionOneShot`](subscription::SubscriptionOneShot)) with retries, the worker run loop's options and error actions, the webhook verifier's fetch rule |
+//! | [`subscription`] | running subscription operations ([`SubscriptionOneShot`](subscription::SubscriptionOneShot)) with retries, the worker run loop's options and error actions, the webhook verifier's steps (`WebhookCheck`) |
 //! | [`trace`] | the `tracing` spans and events of the drivers (feature `tracing`; no-ops otherwise); the machines never trace |
 //! | [`json_items`] | a reader's JSON messages one by one, decoded as they are taken |
 //! | [`read_all`] | collecting a reader's chunks into one `read_all` result |

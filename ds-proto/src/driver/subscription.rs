@@ -2,7 +2,7 @@
 //! the control routes, the JWKS and webhook callbacks ([`SubscriptionOneShot`]), run across
 //! their attempts by [`SubscriptionCall`] as stream operations are by
 //! [`Call`](super::call::Call); the options of a driver's worker run loop ([`WorkerOptions`],
-//! [`WorkerAction`]); and the decisions of a driver's webhook verifier ([`VerifierStep`]).
+//! [`WorkerAction`]); and the steps of a driver's webhook verifier ([`WebhookCheck`]).
 //!
 //! ```text
 //! let mut call = SubscriptionCall::new(op, &settings, &call_options, seed, now)?;
@@ -494,24 +494,86 @@ pub fn signature_header(headers: &http::HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// What a driver's webhook verifier does after [`JwksCache::verify`](sub::JwksCache::verify)
-/// answered [`Verification::FetchJwks`](sub::Verification::FetchJwks): at most one fetch per
-/// request, so a request whose kid is still unknown after it is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifierStep {
-    /// Fetch the JWKS, update the cache, and verify again.
-    Fetch,
-    /// A fetch was made for this request already: refuse it as an unknown kid.
-    Refuse,
+/// One webhook request's verification by a driver (PROTOCOL.md 7.1, 12.10): the cache's
+/// verdict, at most one JWKS fetch for a key id the cache does not know, and the answer.
+///
+/// ```text
+/// let mut check = WebhookCheck::new(headers, body, unix_now);
+/// loop {
+///     match check.step(&mut cache.lock(), &jwks_url, now) {
+///         CheckStep::Done(verdict) => return verdict,
+///         CheckStep::Fetch(op) => check.fetched(&mut cache.lock(), run(op), now)?,
+///     }
+/// }
+/// ```
+///
+/// The cache is locked only inside `step` and `fetched`, never across the fetch.
+#[derive(Debug, Clone)]
+pub struct WebhookCheck<'a> {
+    header: Option<&'a str>,
+    body: &'a [u8],
+    unix_now: u64,
+    fetched: bool,
 }
 
-impl VerifierStep {
-    /// The step after a `FetchJwks` answer, when `fetched` fetches were made for this request.
-    pub fn after_fetch_request(fetched: u32) -> VerifierStep {
-        if fetched == 0 {
-            VerifierStep::Fetch
-        } else {
-            VerifierStep::Refuse
+/// What a driver does next for a [`WebhookCheck`].
+#[derive(Debug)]
+pub enum CheckStep {
+    /// The verdict: answer the webhook with it.
+    Done(Result<sub::VerifiedWebhook, WebhookError>),
+    /// Fetch the JWKS (through the client, with retries), then report it with
+    /// [`WebhookCheck::fetched`] and step again.
+    Fetch(FetchJwks),
+}
+
+impl<'a> WebhookCheck<'a> {
+    /// The check of a request with these headers and raw body, at Unix time `unix_now`
+    /// (seconds).
+    pub fn new(headers: &'a http::HeaderMap, body: &'a [u8], unix_now: u64) -> Self {
+        WebhookCheck {
+            header: signature_header(headers),
+            body,
+            unix_now,
+            fetched: false,
+        }
+    }
+
+    /// Verifies against `cache`; a key id it does not know asks for one fetch of `jwks_url`,
+    /// and is refused as [`UnknownKid`](sub::WebhookRejection::UnknownKid) when it is still
+    /// unknown after it.
+    pub fn step(&mut self, cache: &mut sub::JwksCache, jwks_url: &str, now: Instant) -> CheckStep {
+        match cache.verify(self.header, self.body, self.unix_now, now) {
+            sub::Verification::Valid(v) => CheckStep::Done(Ok(v)),
+            sub::Verification::Invalid(r) => CheckStep::Done(Err(WebhookError::Rejected(r))),
+            sub::Verification::FetchJwks if self.fetched => {
+                CheckStep::Done(Err(unknown_kid(self.header)))
+            }
+            sub::Verification::FetchJwks => {
+                self.fetched = true;
+                CheckStep::Fetch(FetchJwks {
+                    url: jwks_url.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// The fetch's outcome: the cache takes the key set, or notes the failure, which ends the
+    /// check as [`WebhookError::Jwks`] (answer 503: the server retries the webhook).
+    pub fn fetched(
+        &self,
+        cache: &mut sub::JwksCache,
+        result: Result<sub::Jwks, SubscriptionError>,
+        now: Instant,
+    ) -> Result<(), WebhookError> {
+        match result {
+            Ok(jwks) => {
+                cache.update(jwks, now);
+                Ok(())
+            }
+            Err(e) => {
+                cache.fetch_failed(now);
+                Err(WebhookError::Jwks(e))
+            }
         }
     }
 }
@@ -745,8 +807,6 @@ mod tests {
             serde_json::from_str(r#"{"id":"s1","type":"webhook","webhook":{"url":"https://x"}}"#)
                 .unwrap();
         assert!(worker_wake_stream(&root(), "s1", None, Some(&hook)).is_err());
-        assert_eq!(VerifierStep::after_fetch_request(0), VerifierStep::Fetch);
-        assert_eq!(VerifierStep::after_fetch_request(1), VerifierStep::Refuse);
     }
 
     #[test]
@@ -763,7 +823,92 @@ mod tests {
             unknown_kid(None),
             WebhookError::Rejected(sub::WebhookRejection::UnknownKid { kid }) if kid.is_empty()
         ));
-        assert_eq!(VerifierStep::after_fetch_request(0), VerifierStep::Fetch);
-        assert_eq!(VerifierStep::after_fetch_request(1), VerifierStep::Refuse);
+    }
+
+    /// A driver's verifier: a known key verifies at once; an unknown kid costs one fetch, after
+    /// which it verifies, or is refused when the fetched set does not have it either; a failed
+    /// fetch answers `Jwks` (the server retries the webhook) and the cache notes it.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a real Instant as the cache's clock origin
+    fn a_webhook_check_fetches_once_for_an_unknown_kid() {
+        let now = Instant::now();
+        let key = sub::SigningKey::from_bytes(&[7; 32]);
+        let jwks = || sub::Jwks::new(vec![sub::Jwk::ed25519("k1", key.verifying_key())]);
+        let t = 1_700_000_000;
+        let body = br#"{"event":"wake"}"#;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            sub::WEBHOOK_SIGNATURE,
+            sub::sign_webhook(&key, "k1", t, body).parse().unwrap(),
+        );
+        let url = "http://h/v1/stream/__ds/jwks.json";
+        let fresh = || sub::JwksCache::new(Duration::from_secs(60), sub::DEFAULT_REPLAY_WINDOW);
+
+        // Known key: no fetch.
+        let mut cache = fresh().with_jwks(jwks());
+        let mut check = WebhookCheck::new(&headers, body, t);
+        assert!(matches!(
+            check.step(&mut cache, url, now),
+            CheckStep::Done(Ok(_))
+        ));
+
+        // Unknown: one fetch of the URL, then valid.
+        let mut cache = fresh();
+        let mut check = WebhookCheck::new(&headers, body, t);
+        match check.step(&mut cache, url, now) {
+            CheckStep::Fetch(op) => assert_eq!(op.url, url),
+            other => panic!("{other:?}"),
+        }
+        check.fetched(&mut cache, Ok(jwks()), now).unwrap();
+        assert!(matches!(
+            check.step(&mut cache, url, now),
+            CheckStep::Done(Ok(_))
+        ));
+        assert!(cache.jwks().is_some(), "the cache keeps the fetched set");
+
+        // Still unknown after the fetch: refused, naming the kid; no second fetch.
+        let mut cache = fresh();
+        let mut check = WebhookCheck::new(&headers, body, t);
+        assert!(matches!(
+            check.step(&mut cache, url, now),
+            CheckStep::Fetch(_)
+        ));
+        check
+            .fetched(&mut cache, Ok(sub::Jwks::new(Vec::new())), now)
+            .unwrap();
+        match check.step(&mut cache, url, now) {
+            CheckStep::Done(Err(WebhookError::Rejected(sub::WebhookRejection::UnknownKid {
+                kid,
+            }))) => assert_eq!(kid, "k1"),
+            other => panic!("{other:?}"),
+        }
+
+        // The fetch failed: the check ends with the JWKS error.
+        let mut cache = fresh();
+        let mut check = WebhookCheck::new(&headers, body, t);
+        assert!(matches!(
+            check.step(&mut cache, url, now),
+            CheckStep::Fetch(_)
+        ));
+        let failure = SubscriptionError::transport(
+            crate::subscription::SubscriptionOp::Jwks,
+            url,
+            TransportError::new(TransportErrorKind::Connect, "refused"),
+        );
+        assert!(matches!(
+            check.fetched(&mut cache, Err(failure), now),
+            Err(WebhookError::Jwks(_))
+        ));
+
+        // Not a webhook at all: refused without a fetch.
+        let mut cache = fresh();
+        let empty = http::HeaderMap::new();
+        let mut check = WebhookCheck::new(&empty, body, t);
+        assert!(matches!(
+            check.step(&mut cache, url, now),
+            CheckStep::Done(Err(WebhookError::Rejected(
+                sub::WebhookRejection::MissingHeader
+            )))
+        ));
     }
 }
