@@ -265,7 +265,9 @@ impl WebhookVerifier {
     ) -> Result<VerifiedWebhook, WebhookError> {
         let mut check = WebhookCheck::new(headers, body, unix_now);
         loop {
-            match check.step(&mut self.lock(), &self.jwks_url, Instant::now()) {
+            // The cache is locked for the step alone, not across the fetch.
+            let step = check.step(&mut self.lock(), &self.jwks_url, Instant::now());
+            match step {
                 CheckStep::Done(verdict) => return verdict,
                 CheckStep::Fetch(op) => {
                     let fetched = self.client.run_subscription(op, &CallOptions::default());

@@ -265,6 +265,7 @@ impl WebhookVerifier {
     ) -> Result<VerifiedWebhook, WebhookError> {
         let mut check = WebhookCheck::new(headers, body, unix_now);
         loop {
+            // The cache is locked for the step alone, not across the fetch.
             let step = check.step(&mut *self.cache.lock().await, &self.jwks_url, now());
             match step {
                 CheckStep::Done(verdict) => return verdict,
