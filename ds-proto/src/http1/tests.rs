@@ -1226,7 +1226,7 @@ fn a_response_cut_off_at_exactly_a_limit_is_cut_short_not_too_large() {
 #[test]
 fn only_the_blank_line_ends_the_trailers() {
     // Trailer lines are read and dropped whatever they hold: a one-byte line, or one that
-    // starts with CR, is not the blank line that ends the body.
+    // starts with CR, is not the blank line that ends the body (an empty line is, CRLF or LF).
     for trailers in [
         &b"x\nX-T: 1\r\n\r\n"[..],
         b"\rx\r\nX-T: 1\r\n\r\n",
@@ -1911,6 +1911,8 @@ fn eof_while_a_request_waits_on_a_one_at_a_time_connection_is_no_refusal() {
 
 #[test]
 fn in_flight_counts_the_failures_still_to_be_polled() {
+    // The connection ended with three requests outstanding: each stays in flight until its
+    // `Failed` was polled.
     let mut conn = Connection::pipelined(Limits::default(), 3);
     for id in 1..=3 {
         conn.send(&transmit(id, &Method::POST), &mut Vec::new())
@@ -1933,7 +1935,7 @@ fn in_flight_counts_the_failures_still_to_be_polled() {
 }
 
 #[test]
-fn refusal_is_signalled_when_the_last_pipelined_request_or_the_one_before_it_is_cut_off() {
+fn refusal_when_the_cut_off_request_was_pipelined_or_has_one_pipelined_behind_it() {
     // Two pipelined requests; the server answers the first with keep-alive and closes: the
     // second (pipelined, nothing behind it) fails, and the server seems not to pipeline.
     let out = check_pipe(&[Method::GET, Method::GET], OK_5, true, None);
