@@ -175,6 +175,25 @@ fn encode_errors() {
 }
 
 #[test]
+fn encode_refuses_an_authority_with_an_empty_host() {
+    // `http::Uri` accepts these authorities; there is no host to write.
+    for uri in ["http://:8080/s", "http://user@:80/s", "http://:/s"] {
+        let request = Request::get(uri).body(Bytes::new()).unwrap();
+        assert_eq!(request.uri().host(), Some(""), "{uri}");
+        assert_eq!(encode(request), Err(Http1Error::MissingHost), "{uri}");
+    }
+    // With a Host header of its own, the URI's authority does not matter.
+    let request = Request::get("http://:8080/s")
+        .header("host", "h")
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(
+        encode(request).unwrap(),
+        "GET /s HTTP/1.1\r\nhost: h\r\n\r\n"
+    );
+}
+
+#[test]
 fn header_values_with_cr_lf_or_nul_are_refused() {
     // `http::HeaderValue`'s safe constructors cannot hold these bytes, so the guard is tested
     // directly.
@@ -1109,6 +1128,128 @@ fn chunk_line_and_trailer_limits() {
 }
 
 #[test]
+fn trailer_section_limit_boundaries() {
+    let limits = Limits {
+        max_header_bytes: 80,
+        ..Limits::default()
+    };
+    let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n".to_vec();
+    let line = |pad: usize| format!("X-T: {}\r\n", "t".repeat(pad));
+    // Trailers of exactly 80 bytes, blank line included: accepted.
+    let exact = [&head[..], line(32).as_bytes(), line(32).as_bytes(), b"\r\n"].concat();
+    assert_eq!(exact.len() - head.len(), 80);
+    let out = check_script(limits, &[(Method::GET, &exact)], false);
+    assert_eq!(
+        out.events,
+        vec![head_te(), body(1, b"x"), Ev::End { id: 1 }]
+    );
+    assert!(out.idle && !out.must_close);
+    // 81 bytes, the last one being the blank line's: refused.
+    let over = [&head[..], line(32).as_bytes(), line(33).as_bytes(), b"\r\n"].concat();
+    assert_eq!(over.len() - head.len(), 81);
+    let expected = Http1Error::TrailersTooLarge { max: 80 };
+    let out = check_script(limits, &[(Method::GET, &over)], false);
+    assert_eq!(
+        out.events,
+        vec![head_te(), body(1, b"x"), failed(1, expected.clone())]
+    );
+    assert_failed(&out, expected.clone(), TransportErrorKind::Protocol);
+    // A trailer line that never ends is refused once it is over the limit, without waiting
+    // for its line end.
+    let endless = [&head[..], "t".repeat(200).as_bytes()].concat();
+    let out = check_script(limits, &[(Method::GET, &endless)], false);
+    assert_failed(&out, expected, TransportErrorKind::Protocol);
+}
+
+fn head_te() -> Ev {
+    head(1, 200, &[("transfer-encoding", "chunked")])
+}
+
+#[test]
+fn a_response_cut_off_at_exactly_a_limit_is_cut_short_not_too_large() {
+    // Exactly `max` bytes of a head, a chunk-size line or a trailer section arrived, then EOF:
+    // no limit was exceeded by what arrived; the response was cut short (ConnectionReset). One
+    // byte more, and the limit is exceeded (Protocol), EOF or not.
+    let limits = Limits {
+        max_header_bytes: 64,
+        max_chunk_line_bytes: 16,
+        ..Limits::default()
+    };
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut head_cut = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
+    head_cut.resize(64, b'p');
+    let mut line_cut = chunked.clone();
+    line_cut.extend_from_slice(b"2;abcdefghijklmn");
+    let mut trailers_cut = [&chunked[..], b"0\r\n"].concat();
+    let trailers_start = trailers_cut.len();
+    trailers_cut.extend_from_slice(format!("X-T: {}", "t".repeat(59)).as_bytes());
+    assert_eq!(line_cut.len() - chunked.len(), 16);
+    assert_eq!(trailers_cut.len() - trailers_start, 64);
+    let cases = [
+        (
+            &head_cut[..],
+            "before the end of the response head",
+            Http1Error::HeadTooLarge { max: 64 },
+        ),
+        (
+            &line_cut[..],
+            "before the end of the response body",
+            Http1Error::ChunkLineTooLong { max: 16 },
+        ),
+        (
+            &trailers_cut[..],
+            "before the end of the response body",
+            Http1Error::TrailersTooLarge { max: 64 },
+        ),
+    ];
+    for (cut, during, too_large) in cases {
+        let what = String::from_utf8_lossy(cut);
+        let out = check_script(limits, &[(Method::GET, cut)], true);
+        assert_eq!(
+            out.events.last(),
+            Some(&failed(1, Http1Error::UnexpectedEof { during })),
+            "{what}"
+        );
+        assert_failed(
+            &out,
+            Http1Error::UnexpectedEof { during },
+            TransportErrorKind::ConnectionReset,
+        );
+        let one_more = [cut, b"x"].concat();
+        for eof in [false, true] {
+            let out = check_script(limits, &[(Method::GET, &one_more)], eof);
+            assert_failed(&out, too_large.clone(), TransportErrorKind::Protocol);
+        }
+    }
+}
+
+#[test]
+fn only_the_blank_line_ends_the_trailers() {
+    // Trailer lines are read and dropped whatever they hold: a one-byte line, or one that
+    // starts with CR, is not the blank line that ends the body (an empty line is, CRLF or LF).
+    for trailers in [
+        &b"x\nX-T: 1\r\n\r\n"[..],
+        b"\rx\r\nX-T: 1\r\n\r\n",
+        b"x\r\n\n",
+    ] {
+        let response = [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"[..],
+            trailers,
+        ]
+        .concat();
+        let out = check(Method::GET, &response, false);
+        let what = String::from_utf8_lossy(trailers);
+        assert_eq!(
+            out.events,
+            vec![head_te(), body(1, b"ok"), Ev::End { id: 1 }],
+            "{what}"
+        );
+        // The whole response was consumed: nothing was left over as unsolicited bytes.
+        assert!(out.idle && !out.must_close, "{what}");
+    }
+}
+
+#[test]
 fn premature_eof() {
     let mid_head: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Le";
     let mid_body: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello";
@@ -1158,6 +1299,39 @@ fn eof_on_an_idle_connection_is_quiet() {
         conn.send(&transmit(1, &Method::GET), &mut Vec::new()),
         Err(Http1Error::ConnectionClosed)
     );
+}
+
+#[test]
+fn limits_and_buffered_len_report_the_connection_state() {
+    let limits = Limits {
+        max_header_bytes: 100,
+        max_headers: 7,
+        max_chunk_line_bytes: 9,
+    };
+    assert_ne!(limits, Limits::default());
+    assert_eq!(Connection::new(limits).limits(), limits);
+    assert_eq!(Connection::pipelined(limits, 3).limits(), limits);
+    let mut conn = Connection::new(limits);
+    assert_eq!(conn.buffered_len(), 0);
+    conn.send(&transmit(1, &Method::GET), &mut Vec::new())
+        .unwrap();
+    // Fed, not yet consumed: a head without its end stays buffered after polling.
+    conn.feed(b"HTTP/1.1 200 OK\r\n");
+    assert_eq!(conn.buffered_len(), 17);
+    assert!(conn.poll_input().is_none());
+    assert_eq!(conn.buffered_len(), 17);
+    conn.feed(b"Content-Length: 5\r\n\r\nhel");
+    assert_eq!(conn.buffered_len(), 17 + 24);
+    // The head consumed, the body bytes not yet.
+    assert!(matches!(conn.poll_input(), Some(Input::Head { .. })));
+    assert_eq!(conn.buffered_len(), 3);
+    assert!(matches!(conn.poll_input(), Some(Input::Body { .. })));
+    assert_eq!(conn.buffered_len(), 0);
+    conn.feed(b"lo");
+    assert_eq!(conn.buffered_len(), 2);
+    while conn.poll_input().is_some() {}
+    assert_eq!(conn.buffered_len(), 0);
+    assert!(conn.is_idle());
 }
 
 #[test]
@@ -1733,6 +1907,69 @@ fn eof_while_a_request_waits_on_a_one_at_a_time_connection_is_no_refusal() {
     conn.on_eof();
     assert!(matches!(conn.poll_input(), Some(Input::Failed { .. })));
     assert!(!conn.pipelining_refused());
+}
+
+#[test]
+fn in_flight_counts_the_failures_still_to_be_polled() {
+    // The connection ended with three requests outstanding: each stays in flight until its
+    // `Failed` was polled.
+    let mut conn = Connection::pipelined(Limits::default(), 3);
+    for id in 1..=3 {
+        conn.send(&transmit(id, &Method::POST), &mut Vec::new())
+            .unwrap();
+    }
+    conn.on_eof();
+    for (polled, left) in [(1, 2), (2, 1), (3, 0)] {
+        assert!(
+            matches!(conn.poll_input(), Some(Input::Failed { id, .. }) if id == RequestId(polled))
+        );
+        assert_eq!(conn.in_flight(), left);
+        assert_eq!(conn.outstanding().count(), left);
+        assert_eq!(
+            conn.outstanding().next(),
+            (left > 0).then_some(RequestId(polled + 1))
+        );
+        assert!(!conn.can_send());
+    }
+    assert!(conn.poll_input().is_none());
+}
+
+#[test]
+fn refusal_when_the_cut_off_request_was_pipelined_or_has_one_pipelined_behind_it() {
+    // Two pipelined requests; the server answers the first with keep-alive and closes: the
+    // second (pipelined, nothing behind it) fails, and the server seems not to pipeline.
+    let out = check_pipe(&[Method::GET, Method::GET], OK_5, true, None);
+    assert_eq!(
+        out.events[3],
+        failed(
+            2,
+            Http1Error::UnexpectedEof {
+                during: "before the end of the response head",
+            }
+        )
+    );
+    assert!(out.refused);
+    // The first exchange alone, then the second sent on the idle connection and a third
+    // pipelined behind it: the second (not itself pipelined) is cut off with the third
+    // waiting behind it.
+    let mut conn = Connection::pipelined(Limits::default(), 4);
+    conn.send(&transmit(1, &Method::GET), &mut Vec::new())
+        .unwrap();
+    conn.feed(OK_5);
+    while conn.poll_input().is_some() {}
+    for id in 2..=3 {
+        conn.send(&transmit(id, &Method::GET), &mut Vec::new())
+            .unwrap();
+    }
+    conn.on_eof();
+    assert!(matches!(
+        conn.poll_input(),
+        Some(Input::Failed {
+            id: RequestId(2),
+            ..
+        })
+    ));
+    assert!(conn.pipelining_refused());
 }
 
 /// Feeds `wire` whole and EOF before polling anything (`run_pipe` polls in between).
