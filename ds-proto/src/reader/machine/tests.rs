@@ -1686,6 +1686,96 @@ mod pieces {
         assert_eq!(r.offset().as_str(), "20");
         assert_eq!(r.snapshot().skip_bytes, 0);
     }
+    #[test]
+    fn a_body_of_exactly_the_threshold_stays_whole() {
+        // Pieces start once *more than* `partial_chunks_over` bytes have arrived.
+        let mut h = small(ReadMode::CatchUp, 4);
+        let t = h.tx();
+        octets(&mut h, t.id, "4", true);
+        h.body(t.id, b"ab");
+        h.body(t.id, b"cd");
+        assert!(h.events().is_empty(), "not over the threshold: buffered");
+        h.end(t.id);
+        let evs = h.events();
+        let cs = chunks(&evs);
+        assert_eq!(
+            (cs.len(), cs[0].partial, &cs[0].data[..]),
+            (1, false, &b"abcd"[..])
+        );
+    }
+
+    /// The capacity of the buffer gathering the body of the exchange in flight.
+    fn buffered_capacity(r: &Reader) -> usize {
+        match &r.phase {
+            Phase::InFlight(ex) => match &ex.body {
+                Body::Buffered { body, .. } => body.rest.capacity(),
+                other => panic!("not buffering: {other:?}"),
+            },
+            other => panic!("no exchange: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_that_may_go_out_in_pieces_reserves_no_more_than_the_threshold() {
+        // ReaderConfig::partial_chunks_over: memory stays bounded by the threshold however
+        // large the response, even when its Content-Length announces a megabyte.
+        let mut h = small(ReadMode::CatchUp, 64);
+        let t = h.tx();
+        h.head(
+            t.id,
+            200,
+            &[
+                OCTETS,
+                ("stream-next-offset", "9"),
+                ("content-length", "1000000"),
+            ],
+        );
+        h.body(t.id, b"0123456789");
+        h.body(t.id, b"0123456789");
+        assert!(h.events().is_empty());
+        let cap = buffered_capacity(&h.r);
+        assert!(
+            cap <= 2 * 64,
+            "{cap} bytes reserved for a 64-byte threshold"
+        );
+    }
+
+    #[test]
+    fn a_json_body_is_gathered_in_one_buffer_sized_from_content_length() {
+        // JSON bodies stay whole, so the buffer takes the announced size at once (within
+        // max_body_bytes) instead of growing, and copying, piece after piece.
+        let mut json = b"[".to_vec();
+        while json.len() < 2000 {
+            json.extend_from_slice(b"1,");
+        }
+        json.extend_from_slice(b"1]");
+        let len = json.len().to_string();
+        let mut h = small(ReadMode::CatchUp, 64);
+        let t = h.tx();
+        h.head(
+            t.id,
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("stream-next-offset", "9"),
+                ("stream-up-to-date", "true"),
+                ("content-length", len.as_str()),
+            ],
+        );
+        let mut pieces = json.chunks(100);
+        h.body(t.id, pieces.next().unwrap());
+        h.body(t.id, pieces.next().unwrap());
+        let cap = buffered_capacity(&h.r);
+        assert!(cap >= json.len(), "{cap} bytes reserved for {len}");
+        for p in pieces {
+            h.body(t.id, p);
+        }
+        assert_eq!(buffered_capacity(&h.r), cap, "the buffer never grew");
+        h.end(t.id);
+        let evs = h.events();
+        let cs = chunks(&evs);
+        assert_eq!((cs.len(), &cs[0].data[..]), (1, &json[..]));
+    }
 }
 
 #[test]
@@ -1702,4 +1792,144 @@ fn without_preserve_leading_space_payloads_follow_the_sse_rules_only() {
     );
     let ev = h.events();
     assert_eq!(&data(&ev[0]).data[..], b" hello");
+}
+
+#[test]
+fn sse_preserve_leading_space_strips_one_space_per_line_from_servers_writing_data_space() {
+    // A server that writes `data: <payload line>` (its control line shows it): the reader
+    // takes that one space off every line of every data event, and only that one.
+    let mut h = H::new(ReaderConfig {
+        sse_preserve_leading_space: true,
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(
+        t.id,
+        b"event: data\ndata: first\ndata:  indented\ndata: \n\nevent: data\ndata: x\n\n\
+          event: control\ndata: {\"streamNextOffset\":\"0_9\",\"streamCursor\":\"1\"}\n\n",
+    );
+    let ev = h.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(&data(&ev[0]).data[..], b"first\n indented\nx");
+    assert_eq!(data(&ev[0]).next_offset, off("0_9"));
+}
+
+#[test]
+fn sse_preserve_leading_space_keeps_payload_spaces_from_servers_writing_data_colon() {
+    // A server that writes `data:<payload line>` verbatim (its control line has no space
+    // after the colon): a payload line that starts with a space keeps it.
+    let mut h = H::new(ReaderConfig {
+        sse_preserve_leading_space: true,
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(
+        t.id,
+        b"event: data\ndata: hello\ndata:world\n\n\
+          event: control\ndata:{\"streamNextOffset\":\"0_9\",\"streamCursor\":\"1\"}\n\n",
+    );
+    let ev = h.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(&data(&ev[0]).data[..], b" hello\nworld");
+}
+
+#[test]
+fn an_sse_data_event_within_one_read_is_released_without_a_copy() {
+    // One data event whose line lies within one transport read: the chunk handed out shares
+    // that read's memory (no copy per released payload).
+    let mut h = H::mode(ReadMode::Sse);
+    let t = h.tx();
+    h.sse_head(t.id);
+    let read = Bytes::from(format!(
+        "{}{}",
+        data_event("a payload"),
+        control("0_9", ",\"streamCursor\":\"1\"")
+    ));
+    h.r.handle_input(
+        Input::Body {
+            id: t.id,
+            chunk: read.clone(),
+        },
+        h.now,
+    );
+    let ev = h.events();
+    let c = data(&ev[0]);
+    assert_eq!(&c.data[..], b"a payload");
+    assert!(
+        read.as_ptr_range().contains(&c.data.as_ptr()),
+        "the released bytes are a copy"
+    );
+}
+
+#[test]
+fn a_body_of_exactly_max_body_bytes_is_accepted() {
+    let mut h = H::new(ReaderConfig {
+        max_body_bytes: 8,
+        partial_chunks_over: None,
+        ..cfg(ReadMode::CatchUp)
+    });
+    let t = h.tx();
+    h.head(
+        t.id,
+        200,
+        &[("Stream-Next-Offset", "0_8"), ("Stream-Up-To-Date", "true")],
+    );
+    h.body(t.id, b"1234");
+    h.body(t.id, b"5678");
+    h.end(t.id);
+    let ev = h.events();
+    assert_eq!(ev.len(), 3, "{ev:?}");
+    assert_eq!(&data(&ev[0]).data[..], b"12345678");
+    assert_eq!(ev[2], ReaderEvent::Done);
+}
+
+#[test]
+fn the_beginning_sentinel_is_refused_after_now() {
+    // PROTOCOL.md section 8: `-1` and `now` are never server offsets; a reader started at
+    // `now` does not move back to the beginning.
+    let mut h = H::new(ReaderConfig {
+        offset: Offset::now(),
+        ..cfg(ReadMode::LongPoll)
+    });
+    let t = h.tx();
+    h.respond(
+        t.id,
+        204,
+        &[("Stream-Next-Offset", "-1"), ("Stream-Up-To-Date", "true")],
+        b"",
+    );
+    let ev = h.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(matches!(failed_kind(&ev[0]), ErrorKind::InvalidResponse(_)));
+    assert_eq!(h.r.offset(), &Offset::now());
+    h.assert_dead();
+}
+
+#[test]
+fn an_sse_connection_lasting_the_whole_window_is_not_a_fast_ending() {
+    // SseFallback: "a connection that lasts at least this long is never counted".
+    let window = Duration::from_secs(1);
+    let mut h = H::new(ReaderConfig {
+        sse_fallback: Some(SseFallback {
+            connections: 1,
+            window,
+        }),
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.advance(window);
+    h.end(t.id);
+    assert!(h.events().is_empty());
+    assert_eq!(h.r.mode(), ReadMode::Sse);
+    let t = h.tx();
+    assert_eq!(query(&t), "live=sse&offset=-1");
+    // One nanosecond less is a fast ending, and one is enough here.
+    h.sse_head(t.id);
+    h.advance(window - Duration::from_nanos(1));
+    h.end(t.id);
+    assert_eq!(h.events(), vec![ReaderEvent::FellBackToLongPoll]);
+    assert_eq!(h.r.mode(), ReadMode::LongPoll);
 }
