@@ -970,6 +970,16 @@ impl Reader {
     /// catch-up done); the caller sets the phase otherwise.
     fn apply(&mut self, p: Progress) -> Result<bool, Error> {
         self.check_forward(&p.next_offset)?;
+        // Data that leaves the reader at the beginning would be read, and delivered, again
+        // and again (PROTOCOL.md 8: `-1` is never a server offset).
+        let delivers = self.partial_released > 0
+            || !(p.data.is_empty() || (p.json && crate::json::is_empty_array(&p.data)));
+        if delivers && p.next_offset.is_beginning() {
+            return Err(self.error(ErrorKind::invalid_response(
+                ResponseReason::Offset,
+                "data with Stream-Next-Offset -1 would be read again from the beginning",
+            )));
+        }
         // The response (or control) ends here: nothing of it is pending any more. After
         // partial pieces, its end is always reported (it carries the offset).
         let partial_before = std::mem::take(&mut self.partial_released) > 0;

@@ -1908,6 +1908,37 @@ fn the_beginning_sentinel_is_refused_after_now() {
 }
 
 #[test]
+fn data_that_leaves_the_reader_at_the_beginning_is_refused() {
+    // PROTOCOL.md section 8: `-1` is never a server offset. A response with data and
+    // `Stream-Next-Offset: -1` would have the reader read (and deliver) it again forever.
+    let mut h = H::new(cfg(ReadMode::LongPoll));
+    assert!(h.r.offset().is_beginning());
+    let t = h.tx();
+    h.respond(t.id, 200, &[("Stream-Next-Offset", "-1")], b"abc");
+    let ev = h.events();
+    assert_eq!(ev.len(), 1, "no data delivered: {ev:?}");
+    assert!(matches!(failed_kind(&ev[0]), ErrorKind::InvalidResponse(_)));
+    assert!(h.r.offset().is_beginning());
+    h.assert_dead();
+
+    // Without data it is only no progress (an empty stream that says so oddly).
+    let mut h = H::new(cfg(ReadMode::LongPoll));
+    let t = h.tx();
+    h.respond(
+        t.id,
+        200,
+        &[("Stream-Next-Offset", "-1"), ("Stream-Up-To-Date", "true")],
+        b"",
+    );
+    assert!(
+        h.events()
+            .iter()
+            .all(|e| !matches!(e, ReaderEvent::Failed { .. })),
+        "an empty answer at the beginning is not an error"
+    );
+}
+
+#[test]
 fn an_sse_connection_lasting_the_whole_window_is_not_a_fast_ending() {
     // SseFallback: "a connection that lasts at least this long is never counted".
     let window = Duration::from_secs(1);
