@@ -237,3 +237,104 @@ fn batches_that_wait_one_behind_the_other_double_up_to_the_ramp_top() {
     }
     assert_eq!(small.wait_ceiling_bytes(), 3000);
 }
+
+mod sizing_properties {
+    //! Whatever a writer's plan does with the batch target, the wait ceiling and the ramp,
+    //! the producer sends every append once, in order, and no batch over `max_batch_bytes`.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    const MAX: usize = 8000;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(usize),
+        Answer,
+        Target(Option<usize>),
+        Ceiling(Option<usize>),
+        Ramp(Option<usize>),
+        Flush,
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (1usize..3000).prop_map(Op::Append),
+            3 => Just(Op::Answer),
+            1 => proptest::option::of(1usize..12_000).prop_map(Op::Target),
+            1 => proptest::option::of(1usize..20_000).prop_map(Op::Ceiling),
+            1 => proptest::option::of(1usize..40_000).prop_map(Op::Ramp),
+            1 => Just(Op::Flush),
+            1 => (0u64..2000).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_append_once_in_order_and_no_batch_over_the_limit(
+            in_flight in 1usize..5,
+            ops in proptest::collection::vec(op(), 1..200),
+        ) {
+            let t0 = Instant::now();
+            let config = ProducerConfig {
+                rng_seed: 7,
+                max_batch_bytes: MAX,
+                max_in_flight: in_flight,
+                max_buffered_bytes: 1 << 30,
+                linger: Duration::from_millis(5),
+                ..ProducerConfig::new(URL, "p1")
+            };
+            let mut p = Producer::new(config, t0).unwrap();
+            let mut now = t0;
+            let mut appended: Vec<u8> = Vec::new();
+            let mut sent: Vec<u8> = Vec::new();
+            let mut outstanding: VecDeque<Transmit> = VecDeque::new();
+            let mut n = 0u8;
+            let mut take = |p: &mut Producer, now, sent: &mut Vec<u8>, out: &mut VecDeque<Transmit>| {
+                while let Some(t) = p.poll_transmit(now) {
+                    let body = t.request.body();
+                    assert!(body.len() <= MAX, "a batch of {} bytes", body.len());
+                    sent.extend_from_slice(body);
+                    out.push_back(t);
+                }
+            };
+            for op in ops {
+                match op {
+                    Op::Append(len) => {
+                        n = n.wrapping_add(1);
+                        let data = vec![n; len];
+                        appended.extend_from_slice(&data);
+                        p.append(Bytes::from(data), now).unwrap();
+                    }
+                    Op::Answer => {
+                        if let Some(t) = outstanding.pop_front() {
+                            ok(&mut p, &t, now);
+                        }
+                    }
+                    Op::Target(t) => p.set_batch_target(t),
+                    Op::Ceiling(c) => p.set_wait_ceiling(c),
+                    Op::Ramp(r) => p.set_wait_ramp(r),
+                    Op::Flush => p.flush(now),
+                    Op::Advance(ms) => {
+                        now += Duration::from_millis(ms);
+                        p.handle_timeout(now);
+                    }
+                }
+                take(&mut p, now, &mut sent, &mut outstanding);
+            }
+            // The end: flush and answer until nothing is left.
+            p.flush(now);
+            for _ in 0..10_000 {
+                take(&mut p, now, &mut sent, &mut outstanding);
+                match outstanding.pop_front() {
+                    Some(t) => ok(&mut p, &t, now),
+                    None => break,
+                }
+            }
+            prop_assert!(outstanding.is_empty());
+            prop_assert_eq!(sent.len(), appended.len(), "every byte sent once");
+            prop_assert!(sent == appended, "in append order");
+        }
+    }
+}
