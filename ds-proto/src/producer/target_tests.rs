@@ -291,7 +291,7 @@ mod sizing_properties {
             let mut sent: Vec<u8> = Vec::new();
             let mut outstanding: VecDeque<Transmit> = VecDeque::new();
             let mut n = 0u8;
-            let mut take = |p: &mut Producer, now, sent: &mut Vec<u8>, out: &mut VecDeque<Transmit>| {
+            let take = |p: &mut Producer, now, sent: &mut Vec<u8>, out: &mut VecDeque<Transmit>| {
                 while let Some(t) = p.poll_transmit(now) {
                     let body = t.request.body();
                     assert!(body.len() <= MAX, "a batch of {} bytes", body.len());
