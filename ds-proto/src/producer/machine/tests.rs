@@ -256,6 +256,17 @@ fn config_is_validated() {
         },
         ..config()
     });
+    // 2^53-1 is the largest epoch the protocol allows, and allowed.
+    let top = crate::headers::MAX_SAFE_INTEGER;
+    let p = Producer::new(
+        ProducerConfig {
+            epoch: top,
+            ..config()
+        },
+        now,
+    )
+    .unwrap();
+    assert_eq!(p.epoch(), top);
     let p = Producer::new(config(), now).unwrap();
     assert_eq!(p.epoch(), 0);
     assert_eq!(p.next_seq(), 0);
@@ -388,6 +399,8 @@ fn zero_linger_seals_at_once() {
         ..config()
     });
     h.append("a");
+    // Sealed by the append itself: no linger timer is left for the driver to wait on.
+    assert_eq!(h.p.poll_timeout(), None);
     assert_eq!(h.one().text(), "a");
 }
 
@@ -963,6 +976,69 @@ fn server_error_retries_byte_identical() {
 }
 
 #[test]
+fn an_unnamed_client_error_fails_the_batch_without_retrying() {
+    // A 4xx the protocol gives no meaning to (a 403 without `Producer-Epoch` is an auth
+    // layer's refusal, not a fence; 401, 418): sending the same request again gets the same
+    // answer, so the batch fails as not stored, at once, and the producer stops.
+    for status in [401, 403, 418] {
+        let mut h = Harness::new(config());
+        h.append("a");
+        h.flush();
+        let s = h.one();
+        h.reply(s.id, status, &[], "no");
+        let ev = h.events();
+        assert_eq!(ev.len(), 1, "{status}: {ev:?}");
+        let (first, last, items, reason) = failed(&ev[0]);
+        assert_eq!((first, last, items), (0, 0, vec![&b"a"[..]]), "{status}");
+        assert!(!reason.is_indeterminate(), "{status}: {reason}");
+        assert!(
+            matches!(reason.kind(), ErrorKind::UnexpectedStatus { status: st, .. } if *st == status),
+            "{status}: {reason}"
+        );
+        assert_eq!(h.p.poll_timeout(), None, "{status}: no retry timer");
+        assert!(h.pump().is_empty(), "{status}: not sent again");
+        assert!(h.p.error().is_some(), "{status}: the producer stopped");
+    }
+}
+
+#[test]
+fn a_batch_sealed_by_linger_goes_out_beside_one_in_flight() {
+    // Once the epoch is established, up to `max_in_flight` batches are outstanding: a batch
+    // whose linger expires while another is in flight is sent at once, not after it.
+    let mut h = Harness::new(ProducerConfig {
+        max_in_flight: 2,
+        linger: ms(10),
+        ..config()
+    });
+    h.append("a");
+    h.flush();
+    let s0 = h.one();
+    h.ok(&s0, "1");
+    h.append("b");
+    h.flush();
+    let s1 = h.one();
+    h.append("c");
+    assert!(h.pump().is_empty(), "lingering");
+    h.run_to_timeout();
+    let s2 = h.one();
+    assert_eq!(
+        (s2.seq, s2.text()),
+        (2, "c"),
+        "sent while seq 1 is in flight"
+    );
+    h.ok(&s1, "2");
+    h.ok(&s2, "3");
+    assert_eq!(
+        h.events(),
+        [
+            acked(0, 0, Some("1"), false),
+            acked(1, 1, Some("2"), false),
+            acked(2, 2, Some("3"), false)
+        ]
+    );
+}
+
+#[test]
 fn retry_exhaustion_fails_with_a_typed_error() {
     let retry = RetryPolicy {
         max_attempts: Some(2),
@@ -1125,6 +1201,7 @@ fn close_without_pending_data_is_an_empty_close() {
     h.flush();
     let s0 = h.one();
     h.ok(&s0, "1");
+    assert!(!h.p.is_closing(), "appends are still taken");
     h.p.close(h.now).unwrap();
     assert!(h.p.is_closing());
     let c = h.one();

@@ -393,6 +393,89 @@ fn restored_batches_answered_by_their_own_resend_are_not_stale() {
 }
 
 #[test]
+fn a_restored_batch_answered_with_a_later_seq_of_the_snapshot_is_not_stale() {
+    // The old instance sent seqs 1 and 2 before the crash; the restored producer re-sends
+    // seq 1, and the server answers `204` with its highest seq, 2: a seq the snapshot holds
+    // (below its next seq), so a duplicate, not a sign of a stale snapshot.
+    let now = Instant::now();
+    let (p, _) = busy_producer(now);
+    let mut r = Producer::restore(p.snapshot(), now).unwrap();
+    let s1 = pump(&mut r, now);
+    assert_eq!((s1.len(), s1[0].seq), (1, 1));
+    reply(&mut r, &s1[0], 204, &[("producer-seq", "2")], now);
+    assert_eq!(acks(&events(&mut r)), [(2, 3, true)]);
+    assert!(r.error().is_none());
+    let s23 = pump(&mut r, now);
+    assert_eq!(s23.iter().map(|s| s.seq).collect::<Vec<_>>(), [2, 3]);
+    reply(&mut r, &s23[0], 204, &[], now);
+    reply(&mut r, &s23[1], 200, &[], now);
+    assert_eq!(acks(&events(&mut r)), [(4, 5, true), (6, 7, false)]);
+    assert!(r.error().is_none());
+}
+
+#[test]
+fn unresolved_appends_of_the_open_batch_keep_their_ids() {
+    let now = Instant::now();
+    let mut p = Producer::new(
+        ProducerConfig {
+            max_batch_items: 100,
+            ..config()
+        },
+        now,
+    )
+    .unwrap();
+    append(&mut p, "x", now);
+    p.flush(now);
+    let s0 = pump(&mut p, now);
+    reply(&mut p, &s0[0], 200, &[], now);
+    for s in ["a", "b", "c"] {
+        append(&mut p, s, now);
+    }
+    let snap = p.snapshot();
+    assert_eq!(snap.open.len(), 3, "one open batch");
+    assert_eq!(
+        snap.first_unreported(),
+        AppendId(0),
+        "the ack is not drained"
+    );
+    let got: Vec<(u64, Bytes)> = snap
+        .unresolved_appends()
+        .into_iter()
+        .map(|(id, b)| (id.0, b))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, Bytes::from_static(b"a")),
+            (2, Bytes::from_static(b"b")),
+            (3, Bytes::from_static(b"c"))
+        ]
+    );
+}
+
+#[test]
+fn a_close_only_batch_holds_no_append_to_report() {
+    // `first_unreported` is the first append of the first batch that has appends: an empty
+    // close-only request has none, whatever its `first` field says; restore ignores it too.
+    let now = Instant::now();
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    p.flush(now);
+    let s0 = pump(&mut p, now);
+    reply(&mut p, &s0[0], 200, &[], now);
+    let _ = events(&mut p);
+    p.close(now).unwrap();
+    let mut snap = p.snapshot();
+    assert_eq!(snap.batches.len(), 1);
+    assert_eq!((snap.batches[0].count, snap.batches[0].close), (0, true));
+    assert_eq!(snap.first_unreported(), AppendId(1));
+    snap.batches[0].first = AppendId(0);
+    assert_eq!(snap.first_unreported(), AppendId(1));
+    let r = Producer::restore(snap, now).unwrap();
+    assert_eq!(r.next_append_id(), AppendId(1));
+}
+
+#[test]
 fn json_batches_restore_byte_identical() {
     let now = Instant::now();
     let cfg = ProducerConfig {
@@ -557,6 +640,9 @@ fn inconsistent_snapshots_are_refused_without_panicking() {
     let mut s = good.clone();
     set_pending(&mut s, 0, body.clone(), vec![1, 0]);
     refused(s, "an empty append");
+    let mut s = good.clone();
+    set_pending(&mut s, 0, body.clone(), vec![0, 2]);
+    refused(s, "an empty append, the lengths adding up to the body");
     let mut s = good.clone();
     set_pending(&mut s, 0, Bytes::from_static(b"cdx"), vec![1, 1]);
     refused(s, "a body longer than its appends");
@@ -829,6 +915,7 @@ fn a_snapshot_with_durations_of_exactly_ten_years_restores() {
     let now = Instant::now();
     let ten_years = crate::retry::MAX_DURATION;
     let config = ProducerConfig {
+        linger: ten_years,
         request_deadline: Some(ten_years),
         retry: crate::retry::RetryPolicy {
             max_delay: ten_years,
@@ -840,6 +927,7 @@ fn a_snapshot_with_durations_of_exactly_ten_years_restores() {
     let p = Producer::new(config, now).unwrap();
     let r = Producer::restore(p.snapshot(), now).unwrap();
     assert_eq!(r.config().request_deadline, Some(ten_years));
+    assert_eq!(r.config().linger, ten_years);
     let mut snap = p.snapshot();
     snap.config.request_deadline = Some(ten_years + Duration::from_nanos(1));
     assert!(matches!(
