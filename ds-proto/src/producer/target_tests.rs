@@ -36,8 +36,13 @@ fn ok(p: &mut Producer, t: &Transmit, now: Instant) {
 
 fn bodies(p: &mut Producer, now: Instant) -> Vec<Transmit> {
     let mut out = Vec::new();
+    let limit = p.config().max_in_flight;
     while let Some(t) = p.poll_transmit(now) {
         out.push(t);
+        assert!(
+            out.len() <= limit,
+            "more than max_in_flight ({limit}) requests"
+        );
     }
     out
 }
@@ -292,7 +297,10 @@ mod sizing_properties {
             let mut outstanding: VecDeque<Transmit> = VecDeque::new();
             let mut n = 0u8;
             let take = |p: &mut Producer, now, sent: &mut Vec<u8>, out: &mut VecDeque<Transmit>| {
+                let mut burst = 0;
                 while let Some(t) = p.poll_transmit(now) {
+                    burst += 1;
+                    assert!(burst <= p.config().max_in_flight, "more than max_in_flight requests");
                     let body = t.request.body();
                     assert!(body.len() <= MAX, "a batch of {} bytes", body.len());
                     sent.extend_from_slice(body);

@@ -102,11 +102,17 @@ impl Harness {
             .append(Bytes::copy_from_slice(s.as_bytes()), self.now)
     }
 
-    /// Every transmit the producer wants to send now.
+    /// Every transmit the producer wants to send now (never more than `max_in_flight`: a
+    /// producer that offers more fails the test instead of looping).
     fn pump(&mut self) -> Vec<Sent> {
         let mut out = Vec::new();
+        let limit = self.p.config().max_in_flight;
         while let Some(t) = self.p.poll_transmit(self.now) {
             out.push(Sent::from(t));
+            assert!(
+                out.len() <= limit,
+                "more than max_in_flight ({limit}) requests"
+            );
         }
         assert_eq!(self.p.poll_cancel(), None);
         out
@@ -1519,7 +1525,14 @@ fn run_random(seed: u64, cov: &mut Coverage) {
     let trace = std::env::var("DS_PRODUCER_TRACE").is_ok();
 
     for step in 0..200_000 {
+        let mut burst = 0;
         while let Some(t) = h.p.poll_transmit(h.now) {
+            burst += 1;
+            assert!(
+                burst <= h.p.config().max_in_flight,
+                "{}: more than max_in_flight requests",
+                ctx(step)
+            );
             if trace {
                 let hd = t.request.headers();
                 eprintln!(

@@ -44,10 +44,19 @@ fn sent(t: crate::io::Transmit) -> Sent {
     }
 }
 
+/// Every transmit the producer wants to send now (never more than `max_in_flight`: a
+/// producer that offers more fails the test instead of looping).
 fn pump(p: &mut Producer, now: Instant) -> Vec<Sent> {
-    std::iter::from_fn(|| p.poll_transmit(now))
-        .map(sent)
-        .collect()
+    let limit = p.config().max_in_flight;
+    let mut out = Vec::new();
+    while let Some(t) = p.poll_transmit(now) {
+        out.push(sent(t));
+        assert!(
+            out.len() <= limit,
+            "more than max_in_flight ({limit}) requests"
+        );
+    }
+    out
 }
 
 fn reply(p: &mut Producer, s: &Sent, status: u16, extra: &[(&str, &str)], now: Instant) {
