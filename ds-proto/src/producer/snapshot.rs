@@ -13,7 +13,7 @@ use crate::producer::batch::{Batch, BatchState, OpenBatch};
 use crate::producer::{AppendId, FailureReason, ProducerConfig, ProducerEvent};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Everything a [`Producer`] needs to continue where it was, as a plain value: take it with
 /// [`Producer::snapshot`], persist it (it implements `serde::Serialize`; bodies are base64 in
@@ -337,30 +337,6 @@ fn check_version(version: u32, url: &str) -> Result<(), Error> {
     ))
 }
 
-/// The longest duration a restored configuration may hold: a snapshot is input from outside
-/// (a file, a database), and adding an absurd duration to an `Instant` would panic.
-const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
-
-fn check_durations(config: &ProducerConfig) -> Result<(), Error> {
-    for (name, d) in [
-        ("linger", Some(config.linger)),
-        ("request_deadline", config.request_deadline),
-        ("retry.initial_delay", Some(config.retry.initial_delay)),
-        ("retry.max_delay", Some(config.retry.max_delay)),
-        ("retry.max_elapsed", config.retry.max_elapsed),
-    ] {
-        if d.is_some_and(|d| d > MAX_DURATION) {
-            return Err(Error::invalid_input(
-                Operation::Append,
-                crate::url::strip_query(&config.url),
-                InputReason::Config,
-                format!("invalid producer snapshot: {name} exceeds ten years"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Cuts a pending batch's body back into its appends (slices of the body), checking that the
 /// lengths describe the body exactly as `OpenBatch::seal` built it.
 fn split_body(body: &Bytes, lens: &[u64], json: bool) -> Result<Vec<Bytes>, String> {
@@ -571,7 +547,8 @@ impl Producer {
             stopped,
             ..
         } = snapshot;
-        check_durations(&config)?;
+        // `Producer::new` validates the configuration: a snapshot is input from outside (a
+        // file, a database), and its durations are bounded there (ten years) like any other.
         let mut p = Producer::new(config, now)?;
         let url = p.url.clone();
         let bad = |m: String| {
