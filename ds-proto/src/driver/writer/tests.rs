@@ -21,8 +21,15 @@ fn core(now: Instant) -> WriterCore<u64> {
 
 fn transmits(core: &mut WriterCore<u64>, now: Instant) -> Vec<Transmit> {
     let mut out = Vec::new();
+    let most = core.producer_mut().config().max_in_flight;
     while let Some(t) = core.producer_mut().poll_transmit(now) {
         out.push(t);
+        // A producer never has more than max_in_flight requests out: more is a bug, and a
+        // test that fails on it does not loop forever.
+        assert!(
+            out.len() <= most,
+            "more than max_in_flight requests at once"
+        );
     }
     out
 }
