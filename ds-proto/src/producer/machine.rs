@@ -199,11 +199,11 @@ impl Producer {
             .map_or(max, |c| c.min(max))
             .max(self.batch_target_bytes());
         match self.wait_ramp {
-            Some(top) if self.ramp_steps > 0 => base
+            Some(top) => base
                 .saturating_mul(1 << self.ramp_steps.min(20))
                 .min(top.min(max))
                 .max(base),
-            _ => base,
+            None => base,
         }
     }
 
