@@ -990,3 +990,57 @@ fn an_open_batch_after_close_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn epoch_and_seq_bounds_of_a_snapshot_are_exactly_two_to_the_53_minus_1() {
+    const MAX: u64 = (1 << 53) - 1;
+    let now = Instant::now();
+    let p = Producer::new(config(), now).unwrap();
+    let good = p.snapshot();
+    let at = |epoch: u64, next_seq: u64| {
+        let mut s = good.clone();
+        s.epoch = epoch;
+        s.next_seq = next_seq;
+        Producer::restore(s, now)
+    };
+    let r = at(MAX, MAX).unwrap();
+    assert_eq!((r.epoch(), r.next_seq()), (MAX, MAX));
+    for (epoch, next_seq) in [(MAX + 1, 0), (0, MAX + 1), (MAX + 1, MAX + 1)] {
+        let e = at(epoch, next_seq).unwrap_err();
+        assert!(
+            matches!(e.kind, ErrorKind::InvalidInput(_)),
+            "epoch {epoch}, next_seq {next_seq}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_snapshot_claim_must_name_a_later_epoch_up_to_two_to_the_53_minus_1() {
+    const MAX: u64 = (1 << 53) - 1;
+    let now = Instant::now();
+    let p = Producer::new(config(), now).unwrap();
+    let mut good = p.snapshot();
+    // Any typed error serves as the fence the claim answers.
+    let mut s = good.clone();
+    s.epoch = u64::MAX;
+    let fence = Producer::restore(s, now).unwrap_err();
+    good.epoch = 5;
+    let with_claim = |epoch: u64| {
+        let mut s = good.clone();
+        s.claim = Some(crate::producer::SnapshotClaim {
+            epoch,
+            fence: fence.clone(),
+        });
+        Producer::restore(s, now)
+    };
+    for epoch in [6, MAX] {
+        assert!(with_claim(epoch).is_ok(), "claim of epoch {epoch} from 5");
+    }
+    for epoch in [0, 4, 5, MAX + 1, u64::MAX] {
+        let e = with_claim(epoch).unwrap_err();
+        assert!(
+            matches!(e.kind, ErrorKind::InvalidInput(_)),
+            "claim of epoch {epoch} from 5: {e}"
+        );
+    }
+}
