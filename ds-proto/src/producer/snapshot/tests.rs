@@ -1044,3 +1044,78 @@ fn a_snapshot_claim_must_name_a_later_epoch_up_to_two_to_the_53_minus_1() {
         );
     }
 }
+
+#[test]
+fn undrained_close_outcomes_survive_a_restore() {
+    let now = Instant::now();
+    // Closed: the final batch was acknowledged, the report not drained yet.
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    p.close(now).unwrap();
+    let s = pump(&mut p, now);
+    reply(&mut p, &s[0], 200, &[("stream-closed", "true")], now);
+    let snap = ProducerSnapshot::from_json(&p.snapshot().to_json()).unwrap();
+    let expected = events(&mut p);
+    assert!(
+        matches!(
+            expected.last(),
+            Some(ProducerEvent::Closed {
+                final_offset: Some(_)
+            })
+        ),
+        "{expected:?}"
+    );
+    let mut r = Producer::restore(snap, now).unwrap();
+    assert_eq!(events(&mut r), expected);
+
+    // CloseFailed: an empty close found the stream closed by another writer.
+    let mut p = Producer::new(config(), now).unwrap();
+    p.close(now).unwrap();
+    let s = pump(&mut p, now);
+    reply(
+        &mut p,
+        &s[0],
+        409,
+        &[("stream-closed", "true"), ("stream-next-offset", "7")],
+        now,
+    );
+    let snap = ProducerSnapshot::from_json(&p.snapshot().to_json()).unwrap();
+    let expected = events(&mut p);
+    assert!(
+        matches!(expected.last(), Some(ProducerEvent::CloseFailed { .. })),
+        "{expected:?}"
+    );
+    let mut r = Producer::restore(snap, now).unwrap();
+    assert_eq!(events(&mut r), expected);
+}
+
+#[test]
+fn an_undrained_indeterminate_failure_keeps_its_epoch_and_seq_in_the_snapshot() {
+    let now = Instant::now();
+    let (p, _) = busy_producer(now);
+    let mut snap = p.snapshot();
+    snap.epoch = 5;
+    for b in &mut snap.batches {
+        b.epoch = 5;
+    }
+    // Restored batches may have been stored: a fatal answer fails them indeterminate.
+    let mut r = Producer::restore(snap, now).unwrap();
+    let s = pump(&mut r, now);
+    assert_eq!((s[0].epoch, s[0].seq), (5, 1));
+    reply(&mut r, &s[0], 413, &[], now);
+    let snap = r.snapshot();
+    let failed = snap
+        .batches
+        .iter()
+        .find(|b| matches!(b.state, SnapshotBatchState::Failed { .. }))
+        .expect("the report of seq 1 waits in poll_event");
+    let SnapshotBatchState::Failed {
+        reason: FailureReason::Indeterminate { epoch, seq, .. },
+        ..
+    } = &failed.state
+    else {
+        panic!("{failed:?}")
+    };
+    assert_eq!((*epoch, *seq), (5, 1));
+    assert_eq!((failed.epoch, failed.seq), (5, 1), "{failed:?}");
+}
