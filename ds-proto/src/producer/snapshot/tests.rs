@@ -1119,3 +1119,104 @@ fn an_undrained_indeterminate_failure_keeps_its_epoch_and_seq_in_the_snapshot() 
     assert_eq!((*epoch, *seq), (5, 1));
     assert_eq!((failed.epoch, failed.seq), (5, 1), "{failed:?}");
 }
+
+#[test]
+fn a_batch_of_no_appends_that_does_not_close_is_refused() {
+    let now = Instant::now();
+    let (p, _) = busy_producer(now);
+    let mut s = p.snapshot();
+    let mut empty = s.batches[0].clone();
+    empty.count = 0;
+    empty.close = false;
+    empty.state = SnapshotBatchState::Acked {
+        next_offset: None,
+        duplicate: false,
+    };
+    s.batches.insert(0, empty);
+    let e = Producer::restore(s, now).unwrap_err();
+    assert!(
+        matches!(&e.kind, ErrorKind::InvalidInput(m) if m.message.contains("without appends")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_closed_producer_restores_as_closing_after_its_reports_were_drained() {
+    let now = Instant::now();
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    p.close(now).unwrap();
+    let s = pump(&mut p, now);
+    reply(&mut p, &s[0], 200, &[("stream-closed", "true")], now);
+    let _ = events(&mut p);
+    let snap = p.snapshot();
+    assert!(snap.batches.is_empty(), "{snap:?}");
+    let mut r = Producer::restore(snap, now).unwrap();
+    assert!(r.is_closing());
+    assert!(r.is_closed());
+    assert!(r.append(Bytes::from_static(b"x"), now).is_err());
+    assert!(pump(&mut r, now).is_empty());
+}
+
+#[test]
+fn a_duplicate_answer_under_an_epoch_claimed_after_the_restore_is_not_stale() {
+    let now = Instant::now();
+    let cfg = ProducerConfig {
+        auto_claim: true,
+        ..config()
+    };
+    let mut p = Producer::new(cfg, now).unwrap();
+    for s in ["a", "b", "c", "d"] {
+        append(&mut p, s, now); // seqs 0 and 1 sealed: the snapshot's next seq is 2
+    }
+    let mut r = Producer::restore(p.snapshot(), now).unwrap();
+    let s = pump(&mut r, now);
+    assert_eq!(s[0].seq, 0, "{s:?}");
+    reply(&mut r, &s[0], 403, &[("producer-epoch", "3")], now);
+    let _ = events(&mut r);
+    assert_eq!(r.epoch(), 4);
+    for x in ["e", "f", "g", "h", "i", "j"] {
+        append(&mut r, x, now); // seqs 0, 1 and 2 of epoch 4
+    }
+    let s = pump(&mut r, now);
+    assert_eq!((s[0].epoch, s[0].seq), (4, 0));
+    reply(&mut r, &s[0], 200, &[], now);
+    let s = pump(&mut r, now);
+    assert_eq!(
+        s.iter().map(|s| (s.epoch, s.seq)).collect::<Vec<_>>(),
+        [(4, 1), (4, 2)]
+    );
+    reply(&mut r, &s[0], 200, &[], now);
+    // The server had seq 2 of epoch 4 already (a duplicate of our own request): at the
+    // snapshot's next seq, but in an epoch the snapshot never held.
+    reply(&mut r, &s[1], 204, &[], now);
+    let ev = events(&mut r);
+    assert_eq!(
+        acks(&ev),
+        [(4, 5, false), (6, 7, false), (8, 9, true)],
+        "{ev:?}"
+    );
+    assert!(r.error().is_none(), "{:?}", r.error());
+}
+
+#[test]
+fn a_doomed_restored_batch_answered_2xx_is_acknowledged() {
+    let now = Instant::now();
+    let (p, _) = busy_producer(now);
+    let mut r = Producer::restore(p.snapshot(), now).unwrap();
+    let s = pump(&mut r, now);
+    assert_eq!(s[0].seq, 1, "{s:?}");
+    reply(&mut r, &s[0], 200, &[], now);
+    let s = pump(&mut r, now);
+    assert_eq!(s.iter().map(|s| s.seq).collect::<Vec<_>>(), [2, 3]);
+    // Seq 2 fails for good while seq 3 is in flight: seq 3 is doomed, but a 2xx still
+    // acknowledges it, whatever seq the server names.
+    reply(&mut r, &s[0], 413, &[], now);
+    reply(&mut r, &s[1], 204, &[("producer-seq", "4")], now);
+    let ev = events(&mut r);
+    assert_eq!(acks(&ev), [(2, 3, false), (6, 7, true)], "{ev:?}");
+    assert_eq!(
+        r.error().map(|e| &e.kind),
+        Some(&ErrorKind::PayloadTooLarge)
+    );
+}
