@@ -990,3 +990,233 @@ fn an_open_batch_after_close_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn epoch_and_seq_bounds_of_a_snapshot_are_exactly_two_to_the_53_minus_1() {
+    const MAX: u64 = (1 << 53) - 1;
+    let now = Instant::now();
+    let p = Producer::new(config(), now).unwrap();
+    let good = p.snapshot();
+    let at = |epoch: u64, next_seq: u64| {
+        let mut s = good.clone();
+        s.epoch = epoch;
+        s.next_seq = next_seq;
+        Producer::restore(s, now)
+    };
+    let r = at(MAX, MAX).unwrap();
+    assert_eq!((r.epoch(), r.next_seq()), (MAX, MAX));
+    for (epoch, next_seq) in [(MAX + 1, 0), (0, MAX + 1), (MAX + 1, MAX + 1)] {
+        let e = at(epoch, next_seq).unwrap_err();
+        assert!(
+            matches!(e.kind, ErrorKind::InvalidInput(_)),
+            "epoch {epoch}, next_seq {next_seq}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_snapshot_claim_must_name_a_later_epoch_up_to_two_to_the_53_minus_1() {
+    const MAX: u64 = (1 << 53) - 1;
+    let now = Instant::now();
+    let p = Producer::new(config(), now).unwrap();
+    let mut good = p.snapshot();
+    // Any typed error serves as the fence the claim answers.
+    let mut s = good.clone();
+    s.epoch = u64::MAX;
+    let fence = Producer::restore(s, now).unwrap_err();
+    good.epoch = 5;
+    let with_claim = |epoch: u64| {
+        let mut s = good.clone();
+        s.claim = Some(crate::producer::SnapshotClaim {
+            epoch,
+            fence: fence.clone(),
+        });
+        Producer::restore(s, now)
+    };
+    for epoch in [6, MAX] {
+        assert!(with_claim(epoch).is_ok(), "claim of epoch {epoch} from 5");
+    }
+    for epoch in [0, 4, 5, MAX + 1, u64::MAX] {
+        let e = with_claim(epoch).unwrap_err();
+        assert!(
+            matches!(e.kind, ErrorKind::InvalidInput(_)),
+            "claim of epoch {epoch} from 5: {e}"
+        );
+    }
+}
+
+#[test]
+fn undrained_close_outcomes_survive_a_restore() {
+    let now = Instant::now();
+    // Closed: the final batch was acknowledged, the report not drained yet.
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    p.close(now).unwrap();
+    let s = pump(&mut p, now);
+    reply(&mut p, &s[0], 200, &[("stream-closed", "true")], now);
+    let snap = ProducerSnapshot::from_json(&p.snapshot().to_json()).unwrap();
+    let expected = events(&mut p);
+    assert!(
+        matches!(
+            expected.last(),
+            Some(ProducerEvent::Closed {
+                final_offset: Some(_)
+            })
+        ),
+        "{expected:?}"
+    );
+    let mut r = Producer::restore(snap, now).unwrap();
+    assert_eq!(events(&mut r), expected);
+
+    // CloseFailed: an empty close found the stream closed by another writer.
+    let mut p = Producer::new(config(), now).unwrap();
+    p.close(now).unwrap();
+    let s = pump(&mut p, now);
+    reply(
+        &mut p,
+        &s[0],
+        409,
+        &[("stream-closed", "true"), ("stream-next-offset", "7")],
+        now,
+    );
+    let snap = ProducerSnapshot::from_json(&p.snapshot().to_json()).unwrap();
+    let expected = events(&mut p);
+    assert!(
+        matches!(expected.last(), Some(ProducerEvent::CloseFailed { .. })),
+        "{expected:?}"
+    );
+    let mut r = Producer::restore(snap, now).unwrap();
+    assert_eq!(events(&mut r), expected);
+}
+
+#[test]
+fn an_undrained_indeterminate_failure_keeps_its_epoch_and_seq_in_the_snapshot() {
+    let now = Instant::now();
+    let (p, _) = busy_producer(now);
+    let mut snap = p.snapshot();
+    snap.epoch = 5;
+    for b in &mut snap.batches {
+        b.epoch = 5;
+    }
+    // Restored batches may have been stored: a fatal answer fails them indeterminate.
+    let mut r = Producer::restore(snap, now).unwrap();
+    let s = pump(&mut r, now);
+    assert_eq!((s[0].epoch, s[0].seq), (5, 1));
+    reply(&mut r, &s[0], 413, &[], now);
+    let snap = r.snapshot();
+    let failed = snap
+        .batches
+        .iter()
+        .find(|b| matches!(b.state, SnapshotBatchState::Failed { .. }))
+        .expect("the report of seq 1 waits in poll_event");
+    let SnapshotBatchState::Failed {
+        reason: FailureReason::Indeterminate { epoch, seq, .. },
+        ..
+    } = &failed.state
+    else {
+        panic!("{failed:?}")
+    };
+    assert_eq!((*epoch, *seq), (5, 1));
+    assert_eq!((failed.epoch, failed.seq), (5, 1), "{failed:?}");
+}
+
+#[test]
+fn a_batch_of_no_appends_that_does_not_close_is_refused() {
+    let now = Instant::now();
+    let (p, _) = busy_producer(now);
+    let mut s = p.snapshot();
+    let mut empty = s.batches[0].clone();
+    empty.count = 0;
+    empty.close = false;
+    empty.state = SnapshotBatchState::Acked {
+        next_offset: None,
+        duplicate: false,
+    };
+    s.batches.insert(0, empty);
+    let e = Producer::restore(s, now).unwrap_err();
+    assert!(
+        matches!(&e.kind, ErrorKind::InvalidInput(m) if m.message.contains("without appends")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_closed_producer_restores_as_closing_after_its_reports_were_drained() {
+    let now = Instant::now();
+    let mut p = Producer::new(config(), now).unwrap();
+    append(&mut p, "a", now);
+    p.close(now).unwrap();
+    let s = pump(&mut p, now);
+    reply(&mut p, &s[0], 200, &[("stream-closed", "true")], now);
+    let _ = events(&mut p);
+    let snap = p.snapshot();
+    assert!(snap.batches.is_empty(), "{snap:?}");
+    let mut r = Producer::restore(snap, now).unwrap();
+    assert!(r.is_closing());
+    assert!(r.is_closed());
+    assert!(r.append(Bytes::from_static(b"x"), now).is_err());
+    assert!(pump(&mut r, now).is_empty());
+}
+
+#[test]
+fn a_duplicate_answer_under_an_epoch_claimed_after_the_restore_is_not_stale() {
+    let now = Instant::now();
+    let cfg = ProducerConfig {
+        auto_claim: true,
+        ..config()
+    };
+    let mut p = Producer::new(cfg, now).unwrap();
+    for s in ["a", "b", "c", "d"] {
+        append(&mut p, s, now); // seqs 0 and 1 sealed: the snapshot's next seq is 2
+    }
+    let mut r = Producer::restore(p.snapshot(), now).unwrap();
+    let s = pump(&mut r, now);
+    assert_eq!(s[0].seq, 0, "{s:?}");
+    reply(&mut r, &s[0], 403, &[("producer-epoch", "3")], now);
+    let _ = events(&mut r);
+    assert_eq!(r.epoch(), 4);
+    for x in ["e", "f", "g", "h", "i", "j"] {
+        append(&mut r, x, now); // seqs 0, 1 and 2 of epoch 4
+    }
+    let s = pump(&mut r, now);
+    assert_eq!((s[0].epoch, s[0].seq), (4, 0));
+    reply(&mut r, &s[0], 200, &[], now);
+    let s = pump(&mut r, now);
+    assert_eq!(
+        s.iter().map(|s| (s.epoch, s.seq)).collect::<Vec<_>>(),
+        [(4, 1), (4, 2)]
+    );
+    reply(&mut r, &s[0], 200, &[], now);
+    // The server had seq 2 of epoch 4 already (a duplicate of our own request): at the
+    // snapshot's next seq, but in an epoch the snapshot never held.
+    reply(&mut r, &s[1], 204, &[], now);
+    let ev = events(&mut r);
+    assert_eq!(
+        acks(&ev),
+        [(4, 5, false), (6, 7, false), (8, 9, true)],
+        "{ev:?}"
+    );
+    assert!(r.error().is_none(), "{:?}", r.error());
+}
+
+#[test]
+fn a_doomed_restored_batch_answered_2xx_is_acknowledged() {
+    let now = Instant::now();
+    let (p, _) = busy_producer(now);
+    let mut r = Producer::restore(p.snapshot(), now).unwrap();
+    let s = pump(&mut r, now);
+    assert_eq!(s[0].seq, 1, "{s:?}");
+    reply(&mut r, &s[0], 200, &[], now);
+    let s = pump(&mut r, now);
+    assert_eq!(s.iter().map(|s| s.seq).collect::<Vec<_>>(), [2, 3]);
+    // Seq 2 fails for good while seq 3 is in flight: seq 3 is doomed, but a 2xx still
+    // acknowledges it, whatever seq the server names.
+    reply(&mut r, &s[0], 413, &[], now);
+    reply(&mut r, &s[1], 204, &[("producer-seq", "4")], now);
+    let ev = events(&mut r);
+    assert_eq!(acks(&ev), [(2, 3, false), (6, 7, true)], "{ev:?}");
+    assert_eq!(
+        r.error().map(|e| &e.kind),
+        Some(&ErrorKind::PayloadTooLarge)
+    );
+}
