@@ -971,9 +971,9 @@ impl Reader {
     fn apply(&mut self, p: Progress) -> Result<bool, Error> {
         self.check_forward(&p.next_offset)?;
         // Data that leaves the reader at the beginning would be read, and delivered, again
-        // and again (PROTOCOL.md 8: `-1` is never a server offset).
-        let delivers = self.partial_released > 0
-            || !(p.data.is_empty() || (p.json && crate::json::is_empty_array(&p.data)));
+        // and again (PROTOCOL.md 8: `-1` is never a server offset). A body released in
+        // pieces always ends with data too: its last piece is held back for the end.
+        let delivers = !(p.data.is_empty() || (p.json && crate::json::is_empty_array(&p.data)));
         if delivers && p.next_offset.is_beginning() {
             return Err(self.error(ErrorKind::invalid_response(
                 ResponseReason::Offset,

@@ -1687,6 +1687,25 @@ mod pieces {
         assert_eq!(r.snapshot().skip_bytes, 0);
     }
     #[test]
+    fn a_body_released_in_pieces_then_ending_at_the_beginning_is_refused() {
+        // PROTOCOL.md 8: `-1` is never a server offset; data that left the reader there would
+        // be read again and again, pieces included.
+        let mut h = small(ReadMode::CatchUp, 4);
+        let t = h.tx();
+        octets(&mut h, t.id, "-1", false);
+        h.body(t.id, b"abc");
+        h.body(t.id, b"def");
+        h.body(t.id, b"");
+        h.end(t.id);
+        let evs = h.events();
+        assert!(
+            evs.iter().any(|e| matches!(e, ReaderEvent::Failed { .. })),
+            "{evs:?}"
+        );
+        assert!(h.r.offset().is_beginning());
+    }
+
+    #[test]
     fn a_body_of_exactly_the_threshold_stays_whole() {
         // Pieces start once *more than* `partial_chunks_over` bytes have arrived.
         let mut h = small(ReadMode::CatchUp, 4);
