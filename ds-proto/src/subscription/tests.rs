@@ -864,3 +864,79 @@ proptest::proptest! {
         let _ = verify_webhook(&s, &bytes, &Jwks::default(), 0, DEFAULT_REPLAY_WINDOW);
     }
 }
+
+// ----- mutation-testing follow-ups -----
+
+#[test]
+fn webhook_url_address_ranges() {
+    // Local development over plain http (6.2).
+    assert_eq!(check_webhook_url("http://localhost:8080/hook"), Ok(()));
+    assert_eq!(check_webhook_url("http://127.0.0.1/hook"), Ok(()));
+    // Private (RFC 1918) and shared (100.64.0.0/10, carrier-grade NAT) addresses are refused.
+    for url in [
+        "https://10.1.2.3/hook",
+        "https://192.168.0.1/hook",
+        "https://100.64.0.1/hook",
+        "https://100.127.255.255/hook",
+        "https://0.1.2.3/hook",
+    ] {
+        assert!(check_webhook_url(url).is_err(), "{url}");
+    }
+    // Public addresses around the shared range are accepted.
+    for url in [
+        "https://100.1.2.3/hook",
+        "https://100.63.255.255/hook",
+        "https://100.128.0.1/hook",
+        "https://8.64.1.1/hook",
+    ] {
+        assert_eq!(check_webhook_url(url), Ok(()), "{url}");
+    }
+}
+
+#[test]
+fn plain_http_to_a_remote_host_says_why() {
+    match check_webhook_url("http://example.com/hook") {
+        Err(ConfigError::InvalidWebhookUrl { reason, .. }) => {
+            assert!(reason.contains("localhost"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn stream_path_with_a_slash_at_an_end_says_why() {
+    for path in ["/events/a", "events/a/"] {
+        match check_stream_path(path) {
+            Err(ConfigError::InvalidStreamPath { reason, .. }) => {
+                assert!(reason.contains("slash"), "{path}: {reason}")
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn remove_stream_answers() {
+    let r = root();
+    assert!(remove_stream_response(&r, "s", "events/a", &parts(204), b"").is_ok());
+    let e = remove_stream_response(&r, "s", "events/a", &parts(404), b"").unwrap_err();
+    assert!(
+        e.to_string().contains("remove subscription stream"),
+        "the message names the operation: {e}"
+    );
+    let e = remove_stream_response(&r, "s", "events/a", &parts(503), b"").unwrap_err();
+    assert_eq!(crate::retry::RetryableError::server_retry_after(&e), None);
+}
+
+#[test]
+fn a_relative_jwks_url_is_refused() {
+    assert!(jwks_request_at("example.com:443", &RequestExtras::new()).is_err());
+    assert!(jwks_request_at("/__ds/jwks.json", &RequestExtras::new()).is_err());
+}
+
+#[test]
+fn jwk_debug_shows_kid_and_key() {
+    let jwk = Jwk::ed25519("k1", key(1).verifying_key());
+    let s = format!("{jwk:?}");
+    assert!(s.contains("Jwk") && s.contains("\"k1\""), "{s}");
+}

@@ -1076,3 +1076,57 @@ fn bad_configurations_are_refused() {
     c.heartbeat_interval = Some(Duration::ZERO);
     assert!(Worker::new(c, now).is_err());
 }
+
+fn byte_chunk(data: &str) -> crate::reader::Chunk {
+    crate::reader::Chunk {
+        data: Bytes::copy_from_slice(data.as_bytes()),
+        next_offset: off("0_1"),
+        partial: false,
+        up_to_date: true,
+        closed: false,
+        cursor: None,
+        json: false,
+    }
+}
+
+#[test]
+fn a_wake_event_cut_between_chunks_is_found() {
+    let ev = wake_event(3, SUB);
+    let ev = ev.trim_start_matches('[').trim_end_matches(']');
+    let (a, b) = ev.split_at(20);
+    let mut tail = Vec::new();
+    assert!(wake_events(&byte_chunk(a), &mut tail).is_empty());
+    let got = wake_events(&byte_chunk(b), &mut tail);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].generation, Some(3));
+}
+
+#[test]
+fn wake_events_after_a_chunk_that_is_not_json_are_found() {
+    let ev = wake_event(3, SUB);
+    let ev = ev.trim_start_matches('[').trim_end_matches(']');
+    let mut tail = Vec::new();
+    assert!(wake_events(&byte_chunk("not json"), &mut tail).is_empty());
+    assert_eq!(wake_events(&byte_chunk(ev), &mut tail).len(), 1);
+}
+
+#[test]
+fn acks_after_a_confirmed_one_send_only_progress() {
+    let mut h = claimed(30_000);
+    h.w.ack(7, "events/a", off("0_3")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.json(ack.id, 200, r#"{"ok":true}"#);
+    // The same offset again: nothing to send.
+    h.w.ack(7, "events/a", off("0_3")).unwrap();
+    h.drain();
+    assert!(!h.has("/ack"), "0_3 is confirmed already");
+    // Progress beyond it is sent.
+    h.w.ack(7, "events/a", off("0_5")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    assert_eq!(
+        body(&ack)["acks"],
+        serde_json::json!([{"stream":"events/a","offset":"0_5"}])
+    );
+}
