@@ -1220,3 +1220,23 @@ fn a_doomed_restored_batch_answered_2xx_is_acknowledged() {
         Some(&ErrorKind::PayloadTooLarge)
     );
 }
+
+/// A snapshot's bytes (batch bodies) are base64 text in JSON; a format that hands them over as
+/// a sequence of byte values is read too, and anything else is refused saying what was
+/// expected.
+#[test]
+fn snapshot_bytes_are_read_from_text_or_a_sequence_and_refused_otherwise() {
+    use serde::de::value::{Error as ValueError, SeqDeserializer};
+    let seq: SeqDeserializer<_, ValueError> = SeqDeserializer::new(vec![1u8, 2, 255].into_iter());
+    assert_eq!(
+        &super::b64::deserialize(seq).unwrap()[..],
+        &[1u8, 2, 255][..]
+    );
+    let text = serde_json::Value::String("AQL/".to_owned());
+    assert_eq!(
+        &super::b64::deserialize(text).unwrap()[..],
+        &[1u8, 2, 255][..]
+    );
+    let err = super::b64::deserialize(serde_json::json!(42)).unwrap_err();
+    assert!(err.to_string().contains("base64 text or bytes"), "{err}");
+}
