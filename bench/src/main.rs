@@ -427,13 +427,15 @@ fn render(kind: Kind, rows: &[Row], externals: &[external::External]) -> String 
     let _ = writeln!(s, "{rule}");
     for r in rows {
         let mut line = format!("| {} | {} |", r.scenario, r.metric);
-        for c in r
-            .cells
-            .iter()
-            .zip(&used)
-            .filter(|(_, u)| **u)
-            .map(|(c, _)| c)
-        {
+        // The cells of the stacks that have a column.
+        let cells = || {
+            r.cells
+                .iter()
+                .zip(&used)
+                .filter(|(_, u)| **u)
+                .map(|(c, _)| c)
+        };
+        for c in cells() {
             match c {
                 None => line.push_str(" | | |"),
                 Some(Ok(p)) => {
@@ -461,13 +463,7 @@ fn render(kind: Kind, rows: &[Row], externals: &[external::External]) -> String 
                     let _ = write!(line, " {} |", fmt_err(e));
                 }
             }
-            for c in r
-                .cells
-                .iter()
-                .zip(&used)
-                .filter(|(_, u)| **u)
-                .map(|(c, _)| c)
-            {
+            for c in cells() {
                 match (c, &v) {
                     (Some(Ok(p)), Some(Ok(v))) => {
                         let _ = write!(line, " {} |", fmt_ratio(p.driver / v));

@@ -310,9 +310,7 @@ impl WritePipe {
             // No rate yet. A long round trip is already known (a connect took it): what
             // arrives meanwhile leaves in a few larger requests, a bounded multiple of the
             // target (a slow link's first answer then brings the ceiling down).
-            None if self.min_rtt().is_some_and(|r| r >= LONG_ROUND_TRIP) => {
-                target.saturating_mul(FIRST_WAIT_MULTIPLE).min(max)
-            }
+            None if self.min_rtt().is_some_and(|r| r >= LONG_ROUND_TRIP) => self.first_wait_top(),
             None => target,
             Some(span) => {
                 let budget = usize::try_from(self.budget).unwrap_or(usize::MAX);
@@ -332,9 +330,15 @@ impl WritePipe {
         if self.rate_span().is_some() {
             return None;
         }
+        Some(self.first_wait_top())
+    }
+
+    /// The most a batch that waits may hold before any rate is measured:
+    /// [`FIRST_WAIT_MULTIPLE`] targets, at most `max_batch_bytes`.
+    fn first_wait_top(&self) -> usize {
         let target = self.batch_target_bytes();
         let max = self.limits.max_batch_bytes.max(target);
-        Some(target.saturating_mul(FIRST_WAIT_MULTIPLE).min(max))
+        target.saturating_mul(FIRST_WAIT_MULTIPLE).min(max)
     }
 
     /// Whether a batch of `batch_bytes` may be sent now: fewer batches than the mode's depth
