@@ -235,6 +235,27 @@ enum Kind {
     Data,
 }
 
+/// How an ack exchange ended, for the harness's record of what the server applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckOutcome {
+    /// A 2xx answer: applied.
+    Accepted,
+    /// `INVALID_OFFSET`: not applied, and (the tail only grows) no earlier attempt of the
+    /// same offset was either.
+    InvalidOffset,
+    /// Any other answer: this attempt was not applied.
+    NotApplied,
+    /// No answer (failed, timed out, cancelled): perhaps applied.
+    Unknown,
+}
+
+/// Keeps the later of `offset` and what `map` holds for `key`.
+fn raise(map: &mut BTreeMap<(u64, String), Offset>, key: (u64, String), offset: Offset) {
+    if map.get(&key).is_none_or(|prev| offset > *prev) {
+        map.insert(key, offset);
+    }
+}
+
 /// The harness: the worker, the requests in flight, what was reported.
 /// One stream's ack in a request: (generation, stream) and the offset.
 type AckRecord = ((u64, String), Offset);
@@ -249,9 +270,13 @@ struct Harness {
     ended: BTreeSet<u64>,
     /// Held generation → the streams of its claim.
     claims: BTreeMap<u64, BTreeSet<String>>,
-    /// (generation, stream) → last offset of an ack the server accepted (or may have: the
-    /// exchange failed without an answer).
+    /// (generation, stream) → last offset of an ack the server accepted.
     acked: BTreeMap<(u64, String), Offset>,
+    /// (generation, stream) → last offset of an ack whose exchange ended without an answer:
+    /// the server may have applied it. The worker resends it; an `INVALID_OFFSET` answer to
+    /// that retry shows it was never applied (a server refuses an offset past the tail each
+    /// time, and the tail only grows), and the worker may then ack less.
+    maybe_acked: BTreeMap<(u64, String), Offset>,
     /// The acks of each ack request not answered yet: they count once it is accepted (a
     /// refused ack, say `INVALID_OFFSET` past the tail, leaves the cursor where it was).
     sent_acks: BTreeMap<RequestId, Vec<AckRecord>>,
@@ -280,7 +305,7 @@ impl Harness {
         self.events();
         while let Some(id) = self.w.poll_cancel() {
             crate::trace!("cancel {id:?}");
-            self.settle_acks(id, true);
+            self.settle_acks(id, AckOutcome::Unknown);
             // A cancel crossing the end the harness fed is harmless; any other must name an
             // exchange in flight.
             assert!(
@@ -316,7 +341,10 @@ impl Harness {
                         assert!(streams.contains(&a.stream), "ack of {}", a.stream);
                         assert!(!a.offset.is_sentinel());
                         let key = (b.generation, a.stream.clone());
-                        if let Some(prev) = self.acked.get(&key) {
+                        for prev in [self.acked.get(&key), self.maybe_acked.get(&key)]
+                            .into_iter()
+                            .flatten()
+                        {
                             assert!(a.offset >= *prev, "ack went back {prev} -> {}", a.offset);
                         }
                         self.sent_acks
@@ -359,6 +387,7 @@ impl Harness {
                     // server does): that is a new wake, judged afresh.
                     self.ended.remove(generation);
                     self.acked.retain(|(g, _), _| g != generation);
+                    self.maybe_acked.retain(|(g, _), _| g != generation);
                     self.claims.insert(
                         *generation,
                         streams.iter().map(|s| s.path.clone()).collect(),
@@ -405,7 +434,7 @@ impl Harness {
                 }
                 crate::trace!("deadline of {id:?}");
                 self.ended_ids.insert(*id);
-                self.settle_acks(*id, true);
+                self.settle_acks(*id, AckOutcome::Unknown);
                 let error = crate::script::FailKind::Timeout.error();
                 self.w
                     .handle_input(Input::Failed { id: *id, error }, self.now);
@@ -445,7 +474,14 @@ impl Harness {
         crate::trace!("answer {id:?} {status} {:?}", String::from_utf8_lossy(body));
         self.flight.remove(&id);
         self.ended_ids.insert(id);
-        self.settle_acks(id, (200..300).contains(&status));
+        let outcome = if (200..300).contains(&status) {
+            AckOutcome::Accepted
+        } else if status == 409 && body.windows(14).any(|w| w == b"INVALID_OFFSET") {
+            AckOutcome::InvalidOffset
+        } else {
+            AckOutcome::NotApplied
+        };
+        self.settle_acks(id, outcome);
         let now = self.now;
         self.w.handle_input(
             Input::Head {
@@ -466,15 +502,24 @@ impl Harness {
         self.w.handle_input(Input::End { id }, now);
     }
 
-    /// The acks of request `id` count when it was `accepted`, and when its outcome is
-    /// unknown (a failed exchange the server may have applied).
-    fn settle_acks(&mut self, id: RequestId, accepted: bool) {
-        if let Some(acks) = self.sent_acks.remove(&id) {
-            if accepted {
-                for (key, offset) in acks {
-                    let newer = self.acked.get(&key).is_none_or(|prev| offset > *prev);
-                    if newer {
-                        self.acked.insert(key, offset);
+    /// What the answer (or its absence) to ack request `id` tells about its acks.
+    fn settle_acks(&mut self, id: RequestId, outcome: AckOutcome) {
+        let Some(acks) = self.sent_acks.remove(&id) else {
+            return;
+        };
+        for (key, offset) in acks {
+            match outcome {
+                AckOutcome::Accepted => {
+                    if self.maybe_acked.get(&key).is_some_and(|m| *m <= offset) {
+                        self.maybe_acked.remove(&key);
+                    }
+                    raise(&mut self.acked, key, offset);
+                }
+                AckOutcome::Unknown => raise(&mut self.maybe_acked, key, offset),
+                AckOutcome::NotApplied => {}
+                AckOutcome::InvalidOffset => {
+                    if self.maybe_acked.get(&key) == Some(&offset) {
+                        self.maybe_acked.remove(&key);
                     }
                 }
             }
@@ -534,6 +579,7 @@ pub fn worker_script(data: &[u8]) {
         ended: BTreeSet::new(),
         claims: BTreeMap::new(),
         acked: BTreeMap::new(),
+        maybe_acked: BTreeMap::new(),
         sent_acks: BTreeMap::new(),
         last_batch: None,
         drained: None,
@@ -681,7 +727,7 @@ pub fn worker_script(data: &[u8]) {
                     crate::trace!("fail {id:?}");
                     h.flight.remove(&id);
                     h.ended_ids.insert(id);
-                    h.settle_acks(id, true);
+                    h.settle_acks(id, AckOutcome::Unknown);
                     let error = crate::script::FailKind::Reset.error();
                     h.w.handle_input(Input::Failed { id, error }, h.now);
                 }
@@ -699,6 +745,10 @@ pub fn worker_script(data: &[u8]) {
                 }
             }
             10 => match c.u8() % 5 {
+                app if {
+                    crate::trace!("application {app}");
+                    false
+                } => {}
                 0 => {
                     if let Some((g, s, o)) = h.last_batch.clone() {
                         let _ = h.w.ack(g, &s, o);

@@ -673,6 +673,51 @@ fn invalid_offsets_are_reported_and_dropped() {
     );
 }
 
+/// An ack past the tail whose first attempt got no answer (the server may have applied it)
+/// and whose retry was refused as `INVALID_OFFSET` was never applied: the acks the
+/// application sends next, below it, go out (found by the `worker_script` fuzz target, whose
+/// model counted the unanswered attempt as applied).
+#[test]
+fn an_unanswered_then_refused_ack_does_not_hold_back_later_acks() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    h.w.ack(7, "events/a", off("0_99")).unwrap();
+    h.drain();
+    let first = h.take("/ack");
+    h.w.handle_input(
+        Input::Failed {
+            id: first.id,
+            error: TransportError::new(TransportErrorKind::ConnectionReset, "reset"),
+        },
+        h.now,
+    );
+    h.drain();
+    assert!(matches!(
+        &h.take_events()[..],
+        [WorkerEvent::Retrying { .. }]
+    ));
+    h.advance(Duration::from_secs(1));
+    let retry = h.take("/ack");
+    assert_eq!(
+        body(&retry)["acks"][0]["offset"],
+        "0_99",
+        "resent as it was"
+    );
+    h.json(
+        retry.id,
+        409,
+        r#"{"error":{"code":"INVALID_OFFSET","message":"past tail"}}"#,
+    );
+    assert!(matches!(
+        &h.take_events()[..],
+        [WorkerEvent::AckRefused { generation: 7, .. }]
+    ));
+    h.w.ack(7, "events/a", off("0_3")).unwrap();
+    h.drain();
+    let later = h.take("/ack");
+    assert_eq!(body(&later)["acks"][0]["offset"], "0_3");
+}
+
 #[test]
 fn stop_acks_then_releases() {
     let mut h = claimed(30_000);
