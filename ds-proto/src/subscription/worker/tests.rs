@@ -1175,3 +1175,98 @@ fn acks_after_a_confirmed_one_send_only_progress() {
         serde_json::json!([{"stream":"events/a","offset":"0_5"}])
     );
 }
+
+/// The worker's data read of events/a answered 503 once: the events that follow.
+fn after_one_failed_data_read(config: WorkerConfig) -> Vec<WorkerEvent> {
+    let mut h = H::new(config);
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(7, ONE_PENDING, 30_000));
+    h.take_events();
+    let read = h.take("/events/a");
+    h.answer(read.id, 503, &[], "busy");
+    h.take_events()
+}
+
+#[test]
+fn data_reads_follow_the_workers_retry_policy() {
+    let mut c = config();
+    c.retry.max_attempts = Some(1);
+    let ev = after_one_failed_data_read(c);
+    assert!(
+        matches!(&ev[..], [WorkerEvent::StreamFailed { stream, .. }, WorkerEvent::Drained { .. }] if stream == "events/a"),
+        "one attempt allowed, none retried: {ev:?}"
+    );
+}
+
+#[test]
+fn data_read_backoff_is_jittered_by_the_workers_seed() {
+    let delay = |seed| {
+        let mut c = config();
+        c.rng_seed = seed;
+        c.retry.initial_delay = Duration::from_secs(1);
+        match &after_one_failed_data_read(c)[..] {
+            [WorkerEvent::ReadRetrying { delay, .. }] => *delay,
+            ev => panic!("{ev:?}"),
+        }
+    };
+    assert_eq!(delay(7), delay(7), "a seed replays the same delays");
+    // Workers started together with different seeds do not retry in lockstep.
+    let delays: std::collections::BTreeSet<Duration> = (1..=4).map(delay).collect();
+    assert!(delays.len() > 1, "{delays:?}");
+}
+
+#[test]
+fn a_data_response_over_max_batch_bytes_fails_the_stream() {
+    let mut c = config();
+    c.max_batch_bytes = 4;
+    let mut h = H::new(c);
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(7, ONE_PENDING, 30_000));
+    h.take_events();
+    let read = h.take("/events/a");
+    h.answer(read.id, 200, &[("stream-next-offset", "0_5")], "abcde");
+    let ev = h.take_events();
+    match &ev[..] {
+        [WorkerEvent::StreamFailed { error, .. }, WorkerEvent::Drained { .. }] => assert!(
+            matches!(&error.kind, crate::ErrorKind::LimitExceeded(l) if l.limit == crate::Limit::ResponseBody),
+            "{error:?}"
+        ),
+        ev => panic!("{ev:?}"),
+    }
+}
+
+#[test]
+fn a_large_data_response_is_one_batch_whatever_its_chunks() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let read = h.take("/events/a");
+    let parts = http::Response::builder()
+        .status(200)
+        .header("stream-next-offset", "0_5")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    h.w.handle_input(Input::Head { id: read.id, parts }, h.now);
+    // Over the reader's default threshold for releasing a body in pieces, in two chunks.
+    let half = crate::reader::ReaderConfig::DEFAULT_PARTIAL_CHUNKS_OVER;
+    for byte in [b'a', b'b'] {
+        let chunk = Bytes::from(vec![byte; half]);
+        h.w.handle_input(Input::Body { id: read.id, chunk }, h.now);
+    }
+    h.w.handle_input(Input::End { id: read.id }, h.now);
+    h.drain();
+    let batches: Vec<usize> = h
+        .take_events()
+        .iter()
+        .filter_map(|e| match e {
+            WorkerEvent::Batch(b) => Some(b.data.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        batches,
+        vec![2 * half],
+        "one batch, as acks count whole batches"
+    );
+}
