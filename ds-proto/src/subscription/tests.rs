@@ -104,10 +104,15 @@ fn config_validation_rules() {
             "{bad:?}"
         );
     }
-    assert!(matches!(
-        SubscriptionConfig::pull_wake("w").pattern("").validate(),
-        Err(ConfigError::InvalidPattern { .. })
-    ));
+    for bad in ["", "/events/*", "events//*", "events/", "a\tb"] {
+        assert!(
+            matches!(
+                SubscriptionConfig::pull_wake("w").pattern(bad).validate(),
+                Err(ConfigError::InvalidPattern { .. })
+            ),
+            "{bad:?}"
+        );
+    }
 }
 
 #[test]
@@ -131,6 +136,7 @@ fn webhook_url_rules() {
         "https://172.16.0.1/h",
         "https://169.254.169.254/latest",
         "https://0.0.0.0/",
+        "https://255.255.255.255/h",
         "https://[::1]/h",
         "https://[fe80::1]/h",
         "https://[fd00::1]/h",
@@ -576,7 +582,55 @@ fn claim_ack_release_callback_answers() {
         SubscriptionErrorKind::NotFound { .. }
     ));
     assert!(add_streams_response(&r, "s", &parts(204), b"").is_ok());
+    assert!(add_streams_response(&r, "s", &parts(200), b"{}").is_ok());
+    assert!(matches!(
+        add_streams_response(&r, "s", &parts(404), b"")
+            .unwrap_err()
+            .kind,
+        SubscriptionErrorKind::NotFound { .. }
+    ));
     assert!(remove_stream_response(&r, "s", "a/b", &parts(204), b"").is_ok());
+    // An ack answered 200 without a body (or only whitespace) is a plain success.
+    for empty in [&b""[..], b" \r\n"] {
+        assert_eq!(
+            ack_response(&r, "s", &parts(200), empty).unwrap(),
+            AckOutcome::default()
+        );
+    }
+}
+
+#[test]
+fn only_fenced_errors_are_fenced() {
+    for (status, body) in [
+        (409, r#"{"error":{"code":"ALREADY_CLAIMED"}}"#),
+        (409, r#"{"error":{"code":"INVALID_OFFSET"}}"#),
+        (401, r#"{"error":{"code":"TOKEN_EXPIRED"}}"#),
+        (503, ""),
+    ] {
+        let e = error_from_response(
+            SubscriptionOp::Ack,
+            "http://h/x",
+            &parts(status),
+            body.as_bytes(),
+        );
+        assert!(!e.is_fenced(), "{status} {body}: {e:?}");
+    }
+}
+
+#[test]
+fn a_server_retry_after_is_the_floor_of_the_next_retry() {
+    let parts = http::Response::builder()
+        .status(503)
+        .header("retry-after", "3")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let e = error_from_response(SubscriptionOp::Claim, "http://h/x", &parts, b"");
+    assert_eq!(
+        crate::retry::RetryableError::server_retry_after(&e),
+        Some(Duration::from_secs(3))
+    );
 }
 
 #[test]
