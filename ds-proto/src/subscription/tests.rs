@@ -138,6 +138,8 @@ fn webhook_url_rules() {
         "https://0.0.0.0/",
         "https://255.255.255.255/h",
         "https://[::1]/h",
+        "https://[::]/h",
+        "https://[::ffff:10.0.0.1]/h",
         "https://[fe80::1]/h",
         "https://[fd00::1]/h",
         "http://10.0.0.1/h",
