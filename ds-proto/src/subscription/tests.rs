@@ -749,6 +749,22 @@ fn malformed_headers_are_refused() {
             "{bad}"
         );
     }
+    // The reason names what is wrong: an empty timestamp is not a decimal one.
+    match SignatureHeader::parse(&format!("t=,kid=k1,ed25519={sig}")) {
+        Err(WebhookRejection::MalformedHeader(m)) => assert!(m.contains("decimal"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_claims_debug_form_hides_its_token() {
+    let claim: Claim = serde_json::from_str(
+        r#"{"wake_id":"w_1","generation":2,"token":"secret-token","streams":[],"lease_ttl_ms":30000}"#,
+    )
+    .unwrap();
+    let shown = format!("{claim:?}");
+    assert!(!shown.contains("secret-token"), "{shown}");
+    assert!(shown.contains("w_1") && shown.contains("30000"), "{shown}");
 }
 
 #[test]
@@ -794,6 +810,7 @@ fn jwks_cache_bounds_refetches() {
     let t0 = Instant::now();
     let interval = Duration::from_secs(60);
     let mut cache = JwksCache::new(interval, DEFAULT_REPLAY_WINDOW);
+    assert!(cache.jwks().is_none(), "a new cache holds no key set");
     let body = b"{}";
     let h1 = sign_webhook(&key(1), "k1", T, body);
     // No key set yet: fetch.
