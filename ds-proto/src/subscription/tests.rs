@@ -813,11 +813,15 @@ fn jwks_cache_bounds_refetches() {
     assert!(cache.jwks().is_none(), "a new cache holds no key set");
     let body = b"{}";
     let h1 = sign_webhook(&key(1), "k1", T, body);
-    // No key set yet: fetch.
-    assert_eq!(
-        cache.verify(Some(&h1), body, T, t0),
-        Verification::FetchJwks
-    );
+    // No key set yet: fetch; a failed first fetch does not leave the cache refusing: the
+    // next request fetches again, even for a kid already asked about.
+    for _ in 0..2 {
+        assert_eq!(
+            cache.verify(Some(&h1), body, T, t0),
+            Verification::FetchJwks
+        );
+        cache.fetch_failed(t0);
+    }
     cache.update(jwks_of(&[("k1", 1)]), t0);
     assert!(matches!(
         cache.verify(Some(&h1), body, T, t0),
@@ -870,6 +874,27 @@ fn jwks_cache_bounds_refetches() {
     assert_eq!(fetches, JwksCache::DEFAULT_MAX_TRACKED_KIDS);
 }
 
+/// A stream whose tail is past its cursor is acked to its tail even when the server's
+/// `has_pending` says otherwise; one flagged pending is acked even at its cursor.
+#[test]
+fn acks_to_tail_trust_either_sign_of_work() {
+    let body = br#"{"subscription_id":"s","wake_id":"w","generation":1,
+      "streams":[{"path":"a","acked_offset":"0_1","tail_offset":"0_4","has_pending":false},
+        {"path":"b","acked_offset":"0_2","tail_offset":"0_2","has_pending":true},
+        {"path":"c","acked_offset":"0_3","tail_offset":"0_3","has_pending":false}],
+      "callback_url":"https://h/cb","callback_token":"t"}"#;
+    let n = WakeNotification::parse(body).unwrap();
+    let acked: Vec<(String, String)> = n
+        .acks_to_tail()
+        .into_iter()
+        .map(|a| (a.stream, a.offset.to_string()))
+        .collect();
+    assert_eq!(
+        acked,
+        vec![("a".into(), "0_4".into()), ("b".into(), "0_2".into())]
+    );
+}
+
 #[test]
 fn wake_notification_body() {
     let body = br#"{
@@ -886,7 +911,12 @@ fn wake_notification_body() {
     assert_eq!(n.wake_id, "w_abc123");
     assert_eq!(n.generation, 7);
     assert_eq!(n.streams.len(), 2);
-    assert!(!format!("{n:?}").contains("eyJsecret"));
+    let shown = format!("{n:?}");
+    assert!(!shown.contains("eyJsecret"), "{shown}");
+    assert!(
+        shown.contains("w_abc123") && shown.contains("events/idle"),
+        "{shown}"
+    );
     assert_eq!(
         n.acks_to_tail(),
         vec![Ack {

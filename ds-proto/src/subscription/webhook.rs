@@ -414,7 +414,8 @@ impl JwksCache {
     }
 
     /// The fetch asked for failed; the kid that caused it stays refused until its interval
-    /// passes.
+    /// passes, except while no key set was ever fetched: then the next request asks for a
+    /// fetch again, whatever its kid.
     pub fn fetch_failed(&mut self, now: Instant) {
         let _ = now;
         self.fetch_pending_since = None;

@@ -1146,6 +1146,22 @@ fn a_wake_event_cut_between_chunks_is_found() {
     assert_eq!(got[0].generation, Some(3));
 }
 
+/// A wake event larger than usual (a server may add fields) cut between two chunks is still
+/// found: the incomplete end kept for the next chunk may be far more than the usual size.
+#[test]
+fn a_long_wake_event_cut_between_chunks_is_found() {
+    let pad = "x".repeat(4096);
+    let ev = format!(
+        r#"{{"type":"wake","subscription_id":"{SUB}","stream":"events/a","generation":3,"note":"{pad}"}}"#
+    );
+    let (a, b) = ev.split_at(ev.len() - 10);
+    let mut tail = Vec::new();
+    assert!(wake_events(&byte_chunk(a), &mut tail).is_empty());
+    let got = wake_events(&byte_chunk(b), &mut tail);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].generation, Some(3));
+}
+
 #[test]
 fn wake_events_after_a_chunk_that_is_not_json_are_found() {
     let ev = wake_event(3, SUB);
