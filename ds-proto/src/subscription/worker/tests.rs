@@ -346,6 +346,11 @@ fn command_checks() {
     );
     h.w.release(7).unwrap();
     assert_eq!(h.w.done(7), Err(WorkerError::Ending));
+    assert_eq!(h.w.release(7), Err(WorkerError::Ending));
+    let mut h = claimed(30_000);
+    h.w.done(7).unwrap();
+    assert_eq!(h.w.release(7), Err(WorkerError::Ending));
+    assert_eq!(h.w.done(7), Err(WorkerError::Ending));
 }
 
 #[test]
@@ -405,6 +410,16 @@ fn a_configured_heartbeat_interval_is_used() {
     let claim = h.take("/claim");
     h.json(claim.id, 200, &claim_json(7, "", 30_000));
     assert_eq!(h.w.poll_timeout(), Some(h.now + Duration::from_secs(2)));
+}
+
+#[test]
+fn a_heartbeat_interval_not_shorter_than_the_lease_falls_back_to_a_third() {
+    let mut c = config();
+    c.heartbeat_interval = Some(Duration::from_secs(3));
+    let mut h = H::new(c);
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(7, "", 3_000));
+    assert_eq!(h.w.poll_timeout(), Some(h.now + Duration::from_secs(1)));
 }
 
 #[test]
@@ -587,6 +602,11 @@ fn a_claim_refused_for_good_fails_the_worker() {
     assert!(h.w.is_finished());
     assert_eq!(h.cancels(), vec![wake.id]);
     assert_eq!(h.w.poll_transmit(h.now).map(|t| t.id), None);
+    // A stop after the end does nothing: no second ending, no request.
+    h.w.stop();
+    h.drain();
+    assert!(h.take_events().is_empty());
+    assert!(h.out.is_empty() && h.cancels().is_empty());
 }
 
 #[test]
@@ -934,6 +954,17 @@ fn an_ack_below_the_one_in_flight_is_not_sent() {
     h.drain();
     let done = h.take("/ack");
     assert_eq!(body(&done)["acks"], serde_json::json!([]));
+}
+
+#[test]
+fn an_ack_equal_to_the_one_in_flight_is_not_sent_again() {
+    let mut h = claimed(30_000);
+    h.w.ack(7, "events/a", off("0_4")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.w.ack(7, "events/a", off("0_4")).unwrap();
+    h.json(ack.id, 200, r#"{"ok":true}"#);
+    assert!(!h.has("/ack"), "0_4 is acknowledged already");
 }
 
 #[test]
