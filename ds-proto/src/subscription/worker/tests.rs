@@ -1317,3 +1317,103 @@ fn a_large_data_response_is_one_batch_whatever_its_chunks() {
         "one batch, as acks count whole batches"
     );
 }
+
+/// A claim in flight meets a wake event of `event_generation`; the claim is then answered
+/// with `answer` (status, body). Returns whether the worker claims again once the answer and,
+/// for a granted claim, a `done` are through.
+fn claims_again_after(event_generation: u64, answer: (u16, &str)) -> bool {
+    // Following the wake stream from a known offset: its first answer is not itself a reason
+    // to claim again (from `now`, events before that offset might have been missed).
+    let mut c = config();
+    c.wake_offset = off("0_1");
+    let mut h = H::new(c);
+    let claim = h.take("/claim");
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_2"),
+        ],
+        &wake_event(event_generation, SUB),
+    );
+    h.json(claim.id, answer.0, answer.1);
+    if answer.0 == 200 {
+        h.w.done(7).unwrap();
+        h.drain();
+        let done = h.take("/ack");
+        h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    }
+    h.has("/claim")
+}
+
+#[test]
+fn a_wake_event_of_the_claimed_generation_is_not_claimed_again() {
+    let granted = claim_json(7, "", 30_000);
+    assert!(
+        !claims_again_after(7, (200, &granted)),
+        "generation 7 is this wake"
+    );
+    assert!(
+        claims_again_after(8, (200, &granted)),
+        "generation 8 came after it"
+    );
+    let held = r#"{"error":{"code":"ALREADY_CLAIMED","current_holder":"worker-b","generation":9}}"#;
+    assert!(!claims_again_after(9, (409, held)), "the holder's own wake");
+}
+
+#[test]
+fn confirmed_acks_advance_so_a_repeated_ack_is_not_resent() {
+    let mut h = claimed(30_000);
+    for offset in ["0_3", "0_4"] {
+        h.w.ack(7, "events/a", off(offset)).unwrap();
+        h.drain();
+        let ack = h.take("/ack");
+        assert_eq!(body(&ack)["acks"][0]["offset"], offset);
+        h.json(ack.id, 200, r#"{"ok":true}"#);
+    }
+    h.w.ack(7, "events/a", off("0_4")).unwrap();
+    h.drain();
+    assert!(!h.has("/ack"), "0_4 was confirmed");
+}
+
+#[test]
+fn a_failed_ack_retried_carries_the_newest_offset() {
+    let mut h = claimed(30_000);
+    h.w.ack(7, "events/a", off("0_3")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.w.ack(7, "events/a", off("0_4")).unwrap();
+    h.answer(ack.id, 503, &[], "");
+    let t = h.w.poll_timeout().unwrap();
+    h.advance(t - h.now);
+    let retry = h.take("/ack");
+    assert_eq!(
+        body(&retry)["acks"],
+        serde_json::json!([{"stream": "events/a", "offset": "0_4"}])
+    );
+}
+
+#[test]
+fn retries_exhausted_on_a_renewal_lose_the_lease_not_the_worker() {
+    let mut c = config();
+    c.retry.max_attempts = Some(1);
+    let mut h = H::new(c);
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(7, ONE_PENDING, 30_000));
+    h.take_events();
+    h.advance(Duration::from_secs(10));
+    let hb = h.take("/ack");
+    h.answer(hb.id, 503, &[], "");
+    let ev = h.take_events();
+    assert_eq!(
+        ev,
+        vec![WorkerEvent::LeaseLost {
+            generation: 7,
+            reason: LeaseLoss::Expired
+        }]
+    );
+    assert!(!h.w.is_finished());
+    assert!(h.has("/claim"), "claims again, as after any lost lease");
+}
