@@ -1417,3 +1417,153 @@ fn retries_exhausted_on_a_renewal_lose_the_lease_not_the_worker() {
     assert!(!h.w.is_finished());
     assert!(h.has("/claim"), "claims again, as after any lost lease");
 }
+
+/// The events after a claim answered 200 with `len` bytes that are not JSON, in two chunks.
+fn after_a_claim_answer_of(len: usize) -> Vec<WorkerEvent> {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    let body = Bytes::from(vec![b'x'; len]);
+    let parts = http::Response::builder()
+        .status(200)
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    h.w.handle_input(
+        Input::Head {
+            id: claim.id,
+            parts,
+        },
+        h.now,
+    );
+    let cut = len - 10;
+    for chunk in [body.slice(..cut), body.slice(cut..)] {
+        h.w.handle_input(
+            Input::Body {
+                id: claim.id,
+                chunk,
+            },
+            h.now,
+        );
+    }
+    h.w.handle_input(Input::End { id: claim.id }, h.now);
+    h.drain();
+    h.take_events()
+}
+
+#[test]
+fn a_control_answer_of_exactly_the_limit_is_read_and_one_byte_more_is_refused() {
+    let too_large = |ev: &[WorkerEvent]| {
+        ev.iter().any(|e| {
+            matches!(e, WorkerEvent::Failed(f) if matches!(
+                f.subscription_kind(),
+                Some(SubscriptionErrorKind::Http(ErrorKind::LimitExceeded(_)))
+            ))
+        })
+    };
+    // At the limit the body is read whole (and refused as not JSON).
+    let ev = after_a_claim_answer_of(MAX_CONTROL_BODY);
+    assert!(!ev.is_empty() && !too_large(&ev), "{ev:?}");
+    let ev = after_a_claim_answer_of(MAX_CONTROL_BODY + 1);
+    assert!(too_large(&ev), "{ev:?}");
+}
+
+#[test]
+fn a_wake_event_of_the_held_generation_is_not_claimed_again() {
+    for (generation, again) in [(7, false), (8, true)] {
+        let mut c = config();
+        c.wake_offset = off("0_1");
+        let mut h = H::new(c);
+        let claim = h.take("/claim");
+        h.json(claim.id, 200, &claim_json(7, "", 30_000));
+        let wake = h.take("/wake/pool");
+        h.answer(
+            wake.id,
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("stream-next-offset", "0_2"),
+            ],
+            &wake_event(generation, SUB),
+        );
+        h.w.done(7).unwrap();
+        h.drain();
+        let done = h.take("/ack");
+        h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+        assert_eq!(
+            h.has("/claim"),
+            again,
+            "wake event of generation {generation}"
+        );
+    }
+}
+
+#[test]
+fn a_closed_wake_stream_fails_the_worker_unless_it_is_stopping() {
+    let closed = [
+        ("content-type", "application/json"),
+        ("stream-next-offset", "0_2"),
+        ("stream-up-to-date", "true"),
+        ("stream-closed", "true"),
+    ];
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(claim.id, 409, r#"{"error":{"code":"NO_PENDING_WORK"}}"#);
+    h.take_events();
+    let wake = h.take("/wake/pool");
+    h.answer(wake.id, 200, &closed, "[]");
+    let ev = h.take_events();
+    assert!(
+        matches!(&ev[..], [WorkerEvent::Failed(WorkerFailure::WakeStream(_))]),
+        "{ev:?}"
+    );
+    assert!(h.w.is_finished());
+
+    // Stopping: the wake read's answer, whatever it says, ends nothing more.
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(claim.id, 409, r#"{"error":{"code":"NO_PENDING_WORK"}}"#);
+    h.take_events();
+    let wake = h.take("/wake/pool");
+    h.w.stop();
+    h.answer(wake.id, 200, &closed, "[]");
+    assert_eq!(h.take_events(), vec![WorkerEvent::Stopped]);
+}
+
+#[test]
+fn a_first_wake_read_answered_without_data_still_claims_once_more() {
+    // Following from `now`: a wake event may lie before the first concrete offset, whatever
+    // the first answer carries (here a long-poll timeout: 204, no body).
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(claim.id, 409, r#"{"error":{"code":"NO_PENDING_WORK"}}"#);
+    let wake = h.take("/wake/pool");
+    assert!(!h.has("/claim"));
+    h.answer(
+        wake.id,
+        204,
+        &[("stream-next-offset", "0_5"), ("stream-up-to-date", "true")],
+        "",
+    );
+    assert!(h.has("/claim"));
+}
+
+#[test]
+fn a_data_read_answered_without_data_ends_that_stream() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let read = h.take("/events/a");
+    h.answer(
+        read.id,
+        204,
+        &[("stream-next-offset", "0_1"), ("stream-up-to-date", "true")],
+        "",
+    );
+    let ev = h.take_events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, WorkerEvent::Drained { generation: 7 })),
+        "{ev:?}"
+    );
+    assert!(!h.has("/events/a"));
+}
