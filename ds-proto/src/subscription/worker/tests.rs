@@ -1567,3 +1567,23 @@ fn a_data_read_answered_without_data_ends_that_stream() {
     );
     assert!(!h.has("/events/a"));
 }
+
+#[test]
+fn an_ack_sent_once_the_lease_is_over_cannot_keep_it() {
+    // The clock reaches the lease's end before the worker had a turn: the heartbeat it sends
+    // then is too late to renew, so its answer is not awaited.
+    let mut h = claimed(3_000);
+    h.take_events();
+    h.now += Duration::from_secs(3);
+    h.drain();
+    assert!(h.has("/ack"), "the heartbeat went out");
+    h.w.handle_timeout(h.now);
+    h.drain();
+    assert_eq!(
+        h.take_events(),
+        vec![WorkerEvent::LeaseLost {
+            generation: 7,
+            reason: LeaseLoss::Expired
+        }]
+    );
+}
