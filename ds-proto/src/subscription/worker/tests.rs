@@ -1576,7 +1576,7 @@ fn an_ack_sent_once_the_lease_is_over_cannot_keep_it() {
     h.take_events();
     h.now += Duration::from_secs(3);
     h.drain();
-    assert!(h.has("/ack"), "the heartbeat went out");
+    let hb = h.take("/ack");
     h.w.handle_timeout(h.now);
     h.drain();
     assert_eq!(
@@ -1585,5 +1585,97 @@ fn an_ack_sent_once_the_lease_is_over_cannot_keep_it() {
             generation: 7,
             reason: LeaseLoss::Expired
         }]
+    );
+    assert!(
+        h.cancels().contains(&hb.id),
+        "the late heartbeat is abandoned"
+    );
+}
+
+#[test]
+fn a_stream_whose_tail_is_past_its_cursor_is_read_whatever_has_pending_says() {
+    let streams =
+        r#"{"path":"events/a","acked_offset":"0_1","tail_offset":"0_4","has_pending":false}"#;
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.json(claim.id, 200, &claim_json(7, streams, 30_000));
+    let read = h.take("/events/a");
+    assert_eq!(read.request.uri().query(), Some("offset=0_1"));
+}
+
+#[test]
+fn a_stream_up_to_date_before_the_claims_tail_ends_with_a_last_batch() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let read = h.take("/events/a");
+    h.answer(
+        read.id,
+        200,
+        &[("stream-next-offset", "0_3"), ("stream-up-to-date", "true")],
+        "ab",
+    );
+    let ev = h.take_events();
+    assert!(
+        matches!(
+            &ev[..],
+            [
+                WorkerEvent::Batch(Batch { last: true, .. }),
+                WorkerEvent::Drained { .. }
+            ]
+        ),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_claim_failing_while_stopping_is_not_retried() {
+    let mut h = H::new(config());
+    let claim = h.take("/claim");
+    h.w.stop();
+    h.drain();
+    h.take_events();
+    h.answer(claim.id, 503, &[], "");
+    assert_eq!(h.take_events(), vec![WorkerEvent::Stopped]);
+    assert!(!h.has("/claim"));
+}
+
+#[test]
+fn claim_retries_exhausted_wait_for_the_next_wake_event() {
+    let mut c = config();
+    c.retry.max_attempts = Some(1);
+    let mut h = H::new(c);
+    let claim = h.take("/claim");
+    h.answer(claim.id, 503, &[], "");
+    let ev = h.take_events();
+    assert!(matches!(&ev[..], [WorkerEvent::ClaimFailed(_)]), "{ev:?}");
+    assert!(!h.w.is_finished());
+    let wake = h.take("/wake/pool");
+    h.answer(
+        wake.id,
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("stream-next-offset", "0_2"),
+        ],
+        &wake_event(3, SUB),
+    );
+    assert!(h.has("/claim"), "a wake event claims again");
+}
+
+#[test]
+fn the_machine_trait_drives_the_worker_alike() {
+    fn fire<M: Machine>(m: &mut M, now: Instant) -> Option<M::Event> {
+        m.handle_timeout(now);
+        m.poll_event()
+    }
+    let mut h = claimed(3_000);
+    h.take_events();
+    let t = h.now + Duration::from_secs(3);
+    assert_eq!(
+        fire(&mut h.w, t),
+        Some(WorkerEvent::LeaseLost {
+            generation: 7,
+            reason: LeaseLoss::Expired
+        })
     );
 }
