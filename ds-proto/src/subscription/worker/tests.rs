@@ -1628,6 +1628,35 @@ fn a_stream_up_to_date_before_the_claims_tail_ends_with_a_last_batch() {
 }
 
 #[test]
+fn an_ack_refused_for_good_fails_the_worker() {
+    let mut h = claimed(30_000);
+    h.take_events();
+    h.w.ack(7, "events/a", off("0_3")).unwrap();
+    h.drain();
+    let ack = h.take("/ack");
+    h.json(
+        ack.id,
+        404,
+        r#"{"error":{"code":"SUBSCRIPTION_NOT_FOUND","message":"gone"}}"#,
+    );
+    let ev = h.take_events();
+    assert!(
+        matches!(
+            &ev[..],
+            [
+                WorkerEvent::LeaseLost {
+                    reason: LeaseLoss::Fenced,
+                    ..
+                },
+                WorkerEvent::Failed(_)
+            ]
+        ),
+        "{ev:?}"
+    );
+    assert!(h.w.is_finished());
+}
+
+#[test]
 fn a_claim_failing_while_stopping_is_not_retried() {
     let mut h = H::new(config());
     let claim = h.take("/claim");
@@ -1664,18 +1693,57 @@ fn claim_retries_exhausted_wait_for_the_next_wake_event() {
 
 #[test]
 fn the_machine_trait_drives_the_worker_alike() {
-    fn fire<M: Machine>(m: &mut M, now: Instant) -> Option<M::Event> {
-        m.handle_timeout(now);
-        m.poll_event()
+    // Every call through the trait, as a generic driver makes them.
+    type M = Worker;
+    let mut w = Worker::new(config(), start()).unwrap();
+    let now = start();
+    let mut out = Vec::new();
+    while let Some(t) = <M as Machine>::poll_transmit(&mut w, now) {
+        out.push(t);
     }
-    let mut h = claimed(3_000);
-    h.take_events();
-    let t = h.now + Duration::from_secs(3);
-    assert_eq!(
-        fire(&mut h.w, t),
-        Some(WorkerEvent::LeaseLost {
-            generation: 7,
-            reason: LeaseLoss::Expired
-        })
+    let claim = out
+        .iter()
+        .find(|t| t.request.uri().path().ends_with("/claim"));
+    let claim = claim.expect("a claim").id;
+    let wake = out
+        .iter()
+        .find(|t| t.request.uri().path().ends_with("/wake/pool"));
+    let wake = wake.expect("a wake read").id;
+    let parts = http::Response::builder()
+        .status(200)
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let body = Bytes::from(claim_json(7, "", 3_000));
+    <M as Machine>::handle_input(&mut w, Input::Head { id: claim, parts }, now);
+    <M as Machine>::handle_input(
+        &mut w,
+        Input::Body {
+            id: claim,
+            chunk: body,
+        },
+        now,
     );
+    <M as Machine>::handle_input(&mut w, Input::End { id: claim }, now);
+    assert!(matches!(
+        <M as Machine>::poll_event(&mut w),
+        Some(WorkerEvent::Claimed { generation: 7, .. })
+    ));
+    let expiry = now + Duration::from_secs(3);
+    assert!(<M as Machine>::poll_timeout(&w).is_some_and(|t| t <= expiry));
+    <M as Machine>::handle_timeout(&mut w, expiry);
+    assert!(
+        std::iter::from_fn(|| <M as Machine>::poll_event(&mut w)).any(|e| matches!(
+            e,
+            WorkerEvent::LeaseLost {
+                generation: 7,
+                reason: LeaseLoss::Expired
+            }
+        ))
+    );
+    w.stop();
+    let cancels: Vec<RequestId> =
+        std::iter::from_fn(|| <M as Machine>::poll_cancel(&mut w)).collect();
+    assert!(cancels.contains(&wake), "{cancels:?}");
 }
