@@ -187,6 +187,11 @@ mod tests {
     fn keys_are_deterministic_per_seed() {
         assert_eq!(Keys::new(1).kid(), Keys::new(1).kid());
         assert_ne!(Keys::new(1).kid(), Keys::new(2).kid());
+        // Every seed its own key: no two of the first 64 seeds share one.
+        let kids: std::collections::BTreeSet<String> = (0..64)
+            .map(|seed| Keys::new(seed).kid().to_owned())
+            .collect();
+        assert_eq!(kids.len(), 64);
         assert_eq!(
             Keys::new(5).mint_token(&claims()),
             Keys::new(5).mint_token(&claims())

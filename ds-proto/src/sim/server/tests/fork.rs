@@ -278,6 +278,29 @@ fn soft_delete_keeps_data_for_forks() {
 }
 
 #[test]
+fn the_last_fork_expiring_frees_a_deleted_source() {
+    let mut t = Harness::new();
+    source(&mut t);
+    let r = fork(
+        &mut t,
+        "/f",
+        &[("stream-forked-from", "/src"), ("stream-ttl", "60")],
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(t.delete("/src").status, 204);
+    assert_eq!(
+        t.put("/src", &[TEXT], Bytes::new()).status,
+        409,
+        "held by /f"
+    );
+    // The fork's TTL runs out: it goes, and with it the soft-deleted source.
+    t.advance(std::time::Duration::from_secs(61));
+    assert_eq!(t.get("/f?offset=-1").status, 404);
+    assert_eq!(t.put("/src", &[TEXT], Bytes::new()).status, 201);
+    assert_eq!(t.get("/src?offset=-1").text(), "");
+}
+
+#[test]
 fn live_reads_on_forks_wait_for_the_forks_own_appends() {
     let mut t = Harness::new();
     source(&mut t);
