@@ -744,35 +744,35 @@ pub fn worker_script(data: &[u8]) {
                     h.respond(id, status, &[], &body);
                 }
             }
-            10 => match c.u8() % 5 {
-                app if {
-                    crate::trace!("application {app}");
-                    false
-                } => {}
-                0 => {
-                    if let Some((g, s, o)) = h.last_batch.clone() {
-                        let _ = h.w.ack(g, &s, o);
+            10 => {
+                let app = c.u8() % 5;
+                crate::trace!("application {app}");
+                match app {
+                    0 => {
+                        if let Some((g, s, o)) = h.last_batch.clone() {
+                            let _ = h.w.ack(g, &s, o);
+                        }
+                    }
+                    1 => {
+                        if let Some(g) = h.drained.or(h.w.held_generation()) {
+                            let _ = h.w.done(g);
+                        }
+                    }
+                    2 => {
+                        if let Some(g) = h.w.held_generation() {
+                            let _ = h.w.release(g);
+                        }
+                    }
+                    3 => h.w.stop(),
+                    _ => {
+                        if let Some(g) = h.w.held_generation() {
+                            let _ = h.w.ack(g, "events/0", Offset::parse("0_99999999").unwrap());
+                            let _ = h.w.ack(g, "nope", Offset::parse("0_1").unwrap());
+                            let _ = h.w.ack(g, "events/0", Offset::now());
+                        }
                     }
                 }
-                1 => {
-                    if let Some(g) = h.drained.or(h.w.held_generation()) {
-                        let _ = h.w.done(g);
-                    }
-                }
-                2 => {
-                    if let Some(g) = h.w.held_generation() {
-                        let _ = h.w.release(g);
-                    }
-                }
-                3 => h.w.stop(),
-                _ => {
-                    if let Some(g) = h.w.held_generation() {
-                        let _ = h.w.ack(g, "events/0", Offset::parse("0_99999999").unwrap());
-                        let _ = h.w.ack(g, "nope", Offset::parse("0_1").unwrap());
-                        let _ = h.w.ack(g, "events/0", Offset::now());
-                    }
-                }
-            },
+            }
             _ => {
                 h.w.handle_input(
                     Input::End {
