@@ -119,6 +119,31 @@ impl H {
         self.answer(id, status, &[("content-type", "application/json")], body);
     }
 
+    /// Answers the wake-stream read `id` with `events` (JSON), the next offset `next`.
+    fn wake_answer(&mut self, id: RequestId, next: &str, events: &str) {
+        let headers = [
+            ("content-type", "application/json"),
+            ("stream-next-offset", next),
+        ];
+        self.answer(id, 200, &headers, events);
+    }
+
+    /// Records the application's ack of events/a at `offset` in generation 7 and returns the
+    /// ack request it sends at once.
+    fn ack_out(&mut self, offset: &str) -> Transmit {
+        self.w.ack(7, "events/a", off(offset)).unwrap();
+        self.drain();
+        self.take("/ack")
+    }
+
+    /// Finishes the held wake `generation` (`done`), answered without a next wake.
+    fn finish(&mut self, generation: u64) {
+        self.w.done(generation).unwrap();
+        self.drain();
+        let done = self.take("/ack");
+        self.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    }
+
     fn advance(&mut self, d: Duration) {
         self.now += d;
         self.w.handle_timeout(self.now);
@@ -149,6 +174,14 @@ fn claimed(ttl: u64) -> H {
     let claim = h.take("/claim");
     h.json(claim.id, 200, &claim_json(7, ONE_PENDING, ttl));
     h
+}
+
+/// [`claimed`] with a 30 s lease, its events taken, and the read of events/a it sent.
+fn reading() -> (H, Transmit) {
+    let mut h = claimed(30_000);
+    h.take_events();
+    let read = h.take("/events/a");
+    (h, read)
 }
 
 fn wake_event(generation: u64, sub: &str) -> String {
@@ -194,15 +227,7 @@ fn a_wake_event_for_this_subscription_triggers_a_claim() {
     h.take_events();
     let wake = h.take("/wake/pool");
     // Another subscription's event: ignored, and the read goes on from the new offset.
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_10"),
-        ],
-        &wake_event(3, "other"),
-    );
+    h.wake_answer(wake.id, "0_10", &wake_event(3, "other"));
     // The first concrete offset of a wake stream followed from `now`: an event written
     // between the start claim and the server's resolution of `now` would lie before it, so
     // the worker claims once more (a sweep found a worker waiting for ever without it).
@@ -215,15 +240,7 @@ fn a_wake_event_for_this_subscription_triggers_a_claim() {
         wake.request.uri().query(),
         Some("live=long-poll&offset=0_10")
     );
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_20"),
-        ],
-        &wake_event(4, SUB),
-    );
+    h.wake_answer(wake.id, "0_20", &wake_event(4, SUB));
     let claim = h.take("/claim");
     assert_eq!(h.w.wake_offset().as_str(), "0_20");
     // The claim gets generation 4; a late event of generation 4 is not a new wake.
@@ -235,15 +252,7 @@ fn a_wake_event_for_this_subscription_triggers_a_claim() {
     let ack = h.take("/ack");
     h.json(ack.id, 200, r#"{"ok":true,"next_wake":false}"#);
     let wake = h.take("/wake/pool");
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_30"),
-        ],
-        &wake_event(4, SUB),
-    );
+    h.wake_answer(wake.id, "0_30", &wake_event(4, SUB));
     assert!(!h.has("/claim"), "generation 4 is already known");
 }
 
@@ -293,9 +302,7 @@ fn a_wake_from_claim_to_done() {
     );
     assert!(!h.has("/events/a"), "reading stops at the tail");
     // Progress ack, sent at once with the claim token.
-    h.w.ack(7, "events/a", off("0_3")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let ack = h.ack_out("0_3");
     assert_eq!(ack.request.headers()["authorization"], "Bearer tok7");
     assert_eq!(
         body(&ack),
@@ -388,9 +395,7 @@ fn heartbeats_renew_the_lease_before_it_runs_out() {
     // Renewed from when the heartbeat was sent.
     assert_eq!(h.w.poll_timeout(), Some(t0 + Duration::from_secs(20)));
     // An ack renews too.
-    h.w.ack(7, "events/a", off("0_2")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let ack = h.ack_out("0_2");
     h.json(ack.id, 200, r#"{"ok":true}"#);
     assert_eq!(
         h.w.poll_timeout(),
@@ -424,12 +429,8 @@ fn a_heartbeat_interval_not_shorter_than_the_lease_falls_back_to_a_third() {
 
 #[test]
 fn fenced_mid_wake_drops_the_wake_and_goes_on() {
-    let mut h = claimed(30_000);
-    h.take_events();
-    let read = h.take("/events/a");
-    h.w.ack(7, "events/a", off("0_2")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let (mut h, read) = reading();
+    let ack = h.ack_out("0_2");
     h.json(
         ack.id,
         409,
@@ -498,26 +499,10 @@ fn already_claimed_waits_for_a_newer_wake() {
     assert_eq!(h.w.known_generation(), Some(7));
     assert!(!h.has("/claim"));
     let wake = h.take("/wake/pool");
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_2"),
-        ],
-        &wake_event(7, SUB),
-    );
+    h.wake_answer(wake.id, "0_2", &wake_event(7, SUB));
     assert!(!h.has("/claim"), "the holder's own wake");
     let wake = h.take("/wake/pool");
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_3"),
-        ],
-        &wake_event(8, SUB),
-    );
+    h.wake_answer(wake.id, "0_3", &wake_event(8, SUB));
     assert!(h.has("/claim"));
 }
 
@@ -526,15 +511,7 @@ fn a_wake_event_during_a_claim_claims_again_after_a_refusal() {
     let mut h = H::new(config());
     let claim = h.take("/claim");
     let wake = h.take("/wake/pool");
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_2"),
-        ],
-        &wake_event(9, SUB),
-    );
+    h.wake_answer(wake.id, "0_2", &wake_event(9, SUB));
     assert!(!h.has("/claim"), "one claim at a time");
     h.json(
         claim.id,
@@ -670,9 +647,7 @@ fn the_lease_expires_locally_without_renewal() {
 fn invalid_offsets_are_reported_and_dropped() {
     let mut h = claimed(30_000);
     h.take_events();
-    h.w.ack(7, "events/a", off("0_9")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let ack = h.ack_out("0_9");
     h.json(
         ack.id,
         409,
@@ -701,9 +676,7 @@ fn invalid_offsets_are_reported_and_dropped() {
 fn an_unanswered_then_refused_ack_does_not_hold_back_later_acks() {
     let mut h = claimed(30_000);
     h.take_events();
-    h.w.ack(7, "events/a", off("0_99")).unwrap();
-    h.drain();
-    let first = h.take("/ack");
+    let first = h.ack_out("0_99");
     h.w.handle_input(
         Input::Failed {
             id: first.id,
@@ -732,17 +705,13 @@ fn an_unanswered_then_refused_ack_does_not_hold_back_later_acks() {
         &h.take_events()[..],
         [WorkerEvent::AckRefused { generation: 7, .. }]
     ));
-    h.w.ack(7, "events/a", off("0_3")).unwrap();
-    h.drain();
-    let later = h.take("/ack");
+    let later = h.ack_out("0_3");
     assert_eq!(body(&later)["acks"][0]["offset"], "0_3");
 }
 
 #[test]
 fn stop_acks_then_releases() {
-    let mut h = claimed(30_000);
-    h.take_events();
-    let read = h.take("/events/a");
+    let (mut h, read) = reading();
     h.answer(read.id, 200, &[("stream-next-offset", "0_3")], "abc");
     h.take_events();
     let next_read = h.take("/events/a");
@@ -823,9 +792,7 @@ fn stop_without_a_wake_ends_at_once_and_a_claim_in_flight_is_released() {
 
 #[test]
 fn reading_stops_at_the_claim_tail() {
-    let mut h = claimed(30_000);
-    h.take_events();
-    let read = h.take("/events/a");
+    let (mut h, read) = reading();
     // The stream grew past the claim's tail (0_5): the response crossing it is the last.
     h.answer(read.id, 200, &[("stream-next-offset", "0_7")], "abcdef");
     let ev = h.take_events();
@@ -944,9 +911,7 @@ fn wake_events_in_a_byte_stream_are_found() {
 #[test]
 fn an_ack_below_the_one_in_flight_is_not_sent() {
     let mut h = claimed(30_000);
-    h.w.ack(7, "events/a", off("0_4")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let ack = h.ack_out("0_4");
     h.w.ack(7, "events/a", off("0_3")).unwrap();
     h.json(ack.id, 200, r#"{"ok":true}"#);
     assert!(!h.has("/ack"), "0_3 would regress the cursor");
@@ -959,9 +924,7 @@ fn an_ack_below_the_one_in_flight_is_not_sent() {
 #[test]
 fn an_ack_equal_to_the_one_in_flight_is_not_sent_again() {
     let mut h = claimed(30_000);
-    h.w.ack(7, "events/a", off("0_4")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let ack = h.ack_out("0_4");
     h.w.ack(7, "events/a", off("0_4")).unwrap();
     h.json(ack.id, 200, r#"{"ok":true}"#);
     assert!(!h.has("/ack"), "0_4 is acknowledged already");
@@ -969,9 +932,7 @@ fn an_ack_equal_to_the_one_in_flight_is_not_sent_again() {
 
 #[test]
 fn read_retries_are_reported() {
-    let mut h = claimed(30_000);
-    h.take_events();
-    let read = h.take("/events/a");
+    let (mut h, read) = reading();
     h.answer(read.id, 503, &[], "busy");
     let ev = h.take_events();
     assert!(
@@ -993,48 +954,18 @@ fn a_newer_wake_event_during_a_wake_is_claimed_after_it() {
     h.take_events();
     let wake = h.take("/wake/pool");
     // Its own claim's event: nothing to do after the wake.
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_2"),
-        ],
-        &wake_event(7, SUB),
-    );
-    h.w.done(7).unwrap();
-    h.drain();
-    let done = h.take("/ack");
-    h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    h.wake_answer(wake.id, "0_2", &wake_event(7, SUB));
+    h.finish(7);
     assert!(!h.has("/claim"));
     // Next wake; an append wakes generation 9 before the done answer arrives.
     let wake = h.take("/wake/pool");
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_3"),
-        ],
-        &wake_event(8, SUB),
-    );
+    h.wake_answer(wake.id, "0_3", &wake_event(8, SUB));
     let claim = h.take("/claim");
     h.json(claim.id, 200, &claim_json(8, ONE_PENDING, 30_000));
     let wake = h.take("/wake/pool");
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_4"),
-        ],
-        &wake_event(9, SUB),
-    );
+    h.wake_answer(wake.id, "0_4", &wake_event(9, SUB));
     assert!(!h.has("/claim"), "not while generation 8 is held");
-    h.w.done(8).unwrap();
-    h.drain();
-    let done = h.take("/ack");
-    h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+    h.finish(8);
     assert!(
         h.has("/claim"),
         "generation 9 is outstanding and would never expire"
@@ -1045,9 +976,7 @@ fn a_newer_wake_event_during_a_wake_is_claimed_after_it() {
 fn a_lost_lease_claims_once_at_once() {
     let mut h = claimed(30_000);
     h.take_events();
-    h.w.ack(7, "events/a", off("0_2")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let ack = h.ack_out("0_2");
     h.json(ack.id, 409, r#"{"error":{"code":"FENCED"}}"#);
     let claim = h.take("/claim");
     h.json(
@@ -1063,15 +992,7 @@ fn a_wake_event_during_a_claim_answered_no_pending_work_claims_again() {
     let mut h = H::new(config());
     let claim = h.take("/claim");
     let wake = h.take("/wake/pool");
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_2"),
-        ],
-        &wake_event(1, SUB),
-    );
+    h.wake_answer(wake.id, "0_2", &wake_event(1, SUB));
     h.json(claim.id, 409, r#"{"error":{"code":"NO_PENDING_WORK"}}"#);
     assert!(h.has("/claim"));
 }
@@ -1205,18 +1126,14 @@ fn wake_events_after_a_chunk_that_is_not_json_are_found() {
 #[test]
 fn acks_after_a_confirmed_one_send_only_progress() {
     let mut h = claimed(30_000);
-    h.w.ack(7, "events/a", off("0_3")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let ack = h.ack_out("0_3");
     h.json(ack.id, 200, r#"{"ok":true}"#);
     // The same offset again: nothing to send.
     h.w.ack(7, "events/a", off("0_3")).unwrap();
     h.drain();
     assert!(!h.has("/ack"), "0_3 is confirmed already");
     // Progress beyond it is sent.
-    h.w.ack(7, "events/a", off("0_5")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let ack = h.ack_out("0_5");
     assert_eq!(
         body(&ack)["acks"],
         serde_json::json!([{"stream":"events/a","offset":"0_5"}])
@@ -1284,9 +1201,7 @@ fn a_data_response_over_max_batch_bytes_fails_the_stream() {
 
 #[test]
 fn a_large_data_response_is_one_batch_whatever_its_chunks() {
-    let mut h = claimed(30_000);
-    h.take_events();
-    let read = h.take("/events/a");
+    let (mut h, read) = reading();
     let parts = http::Response::builder()
         .status(200)
         .header("stream-next-offset", "0_5")
@@ -1329,21 +1244,10 @@ fn claims_again_after(event_generation: u64, answer: (u16, &str)) -> bool {
     let mut h = H::new(c);
     let claim = h.take("/claim");
     let wake = h.take("/wake/pool");
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_2"),
-        ],
-        &wake_event(event_generation, SUB),
-    );
+    h.wake_answer(wake.id, "0_2", &wake_event(event_generation, SUB));
     h.json(claim.id, answer.0, answer.1);
     if answer.0 == 200 {
-        h.w.done(7).unwrap();
-        h.drain();
-        let done = h.take("/ack");
-        h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+        h.finish(7);
     }
     h.has("/claim")
 }
@@ -1381,9 +1285,7 @@ fn confirmed_acks_advance_so_a_repeated_ack_is_not_resent() {
 #[test]
 fn a_failed_ack_retried_carries_the_newest_offset() {
     let mut h = claimed(30_000);
-    h.w.ack(7, "events/a", off("0_3")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let ack = h.ack_out("0_3");
     h.w.ack(7, "events/a", off("0_4")).unwrap();
     h.answer(ack.id, 503, &[], "");
     let t = h.w.poll_timeout().unwrap();
@@ -1477,19 +1379,8 @@ fn a_wake_event_of_the_held_generation_is_not_claimed_again() {
         let claim = h.take("/claim");
         h.json(claim.id, 200, &claim_json(7, "", 30_000));
         let wake = h.take("/wake/pool");
-        h.answer(
-            wake.id,
-            200,
-            &[
-                ("content-type", "application/json"),
-                ("stream-next-offset", "0_2"),
-            ],
-            &wake_event(generation, SUB),
-        );
-        h.w.done(7).unwrap();
-        h.drain();
-        let done = h.take("/ack");
-        h.json(done.id, 200, r#"{"ok":true,"next_wake":false}"#);
+        h.wake_answer(wake.id, "0_2", &wake_event(generation, SUB));
+        h.finish(7);
         assert_eq!(
             h.has("/claim"),
             again,
@@ -1550,9 +1441,7 @@ fn a_first_wake_read_answered_without_data_still_claims_once_more() {
 
 #[test]
 fn a_data_read_answered_without_data_ends_that_stream() {
-    let mut h = claimed(30_000);
-    h.take_events();
-    let read = h.take("/events/a");
+    let (mut h, read) = reading();
     h.answer(
         read.id,
         204,
@@ -1605,9 +1494,7 @@ fn a_stream_whose_tail_is_past_its_cursor_is_read_whatever_has_pending_says() {
 
 #[test]
 fn a_stream_up_to_date_before_the_claims_tail_ends_with_a_last_batch() {
-    let mut h = claimed(30_000);
-    h.take_events();
-    let read = h.take("/events/a");
+    let (mut h, read) = reading();
     h.answer(
         read.id,
         200,
@@ -1631,9 +1518,7 @@ fn a_stream_up_to_date_before_the_claims_tail_ends_with_a_last_batch() {
 fn an_ack_refused_for_good_fails_the_worker() {
     let mut h = claimed(30_000);
     h.take_events();
-    h.w.ack(7, "events/a", off("0_3")).unwrap();
-    h.drain();
-    let ack = h.take("/ack");
+    let ack = h.ack_out("0_3");
     h.json(
         ack.id,
         404,
@@ -1679,15 +1564,7 @@ fn claim_retries_exhausted_wait_for_the_next_wake_event() {
     assert!(matches!(&ev[..], [WorkerEvent::ClaimFailed(_)]), "{ev:?}");
     assert!(!h.w.is_finished());
     let wake = h.take("/wake/pool");
-    h.answer(
-        wake.id,
-        200,
-        &[
-            ("content-type", "application/json"),
-            ("stream-next-offset", "0_2"),
-        ],
-        &wake_event(3, SUB),
-    );
+    h.wake_answer(wake.id, "0_2", &wake_event(3, SUB));
     assert!(h.has("/claim"), "a wake event claims again");
 }
 
