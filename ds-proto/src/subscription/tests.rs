@@ -620,7 +620,7 @@ fn only_fenced_errors_are_fenced() {
 }
 
 #[test]
-fn a_server_retry_after_is_the_floor_of_the_next_retry() {
+fn a_server_retry_after_is_handed_to_the_retry_policy() {
     let parts = http::Response::builder()
         .status(503)
         .header("retry-after", "3")
