@@ -1013,6 +1013,9 @@ fn retries_503_with_backoff_and_no_transmit_before_the_timer() {
     h.now = due;
     h.r.handle_timeout(due);
     h.r.handle_timeout(due); // spurious calls are harmless
+                             // The wait is over: no timer is left due (a driver would otherwise be woken at once,
+                             // again and again, until it polls the request).
+    assert_eq!(h.r.poll_timeout(), None);
     let t2 = h.tx();
     assert_eq!(query(&t2), query(&t));
     assert!(t2.id > t.id);
