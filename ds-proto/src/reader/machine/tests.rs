@@ -1592,6 +1592,26 @@ mod pieces {
         assert_eq!(cs.last().unwrap().next_offset.as_str(), "30");
     }
 
+    /// An error answer to the retry is read whole: the bytes released before are skipped in
+    /// data only, so the error keeps the start of its body.
+    #[test]
+    fn an_error_answer_after_partial_release_keeps_its_whole_body() {
+        let (mut h, t) = abc_def_ghi();
+        h.fail(t.id, TransportErrorKind::ConnectionReset);
+        h.events();
+        h.advance(Duration::from_secs(60));
+        let t2 = h.tx();
+        h.respond(t2.id, 503, &[], b"busy, try again");
+        let ev = h.events();
+        let Some(ReaderEvent::Retrying { error, .. }) = ev.first() else {
+            panic!("{ev:?}")
+        };
+        assert!(
+            matches!(&error.kind, ErrorKind::UnexpectedStatus { body_prefix, .. } if body_prefix == "busy, try again"),
+            "{error:?}"
+        );
+    }
+
     #[test]
     fn a_retry_shorter_than_what_was_released_fails() {
         let mut h = small(ReadMode::CatchUp, 2);
