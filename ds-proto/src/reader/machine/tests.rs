@@ -829,6 +829,19 @@ fn sse_invalid_control_and_limits_are_terminal() {
     ));
     assert_eq!(h.cancels(), vec![t.id]);
 
+    // Exactly the limit held before the control event is accepted.
+    let mut h = H::new(ReaderConfig {
+        max_body_bytes: 8,
+        ..cfg(ReadMode::Sse)
+    });
+    let t = h.tx();
+    h.sse_head(t.id);
+    h.body(t.id, data_event("1234").as_bytes());
+    h.body(t.id, data_event("5678").as_bytes());
+    h.body(t.id, control("0_8", "").as_bytes());
+    let ev = h.events();
+    assert_eq!(&data(&ev[0]).data[..], b"12345678", "{ev:?}");
+
     let mut h = H::new(ReaderConfig {
         sse_limits: SseLimits {
             max_line_bytes: 16,
