@@ -973,8 +973,8 @@ impl Reader {
         // Data that leaves the reader at the beginning would be read, and delivered, again
         // and again (PROTOCOL.md 8: `-1` is never a server offset). A body released in
         // pieces always ends with data too: its last piece is held back for the end.
-        let delivers = !(p.data.is_empty() || (p.json && crate::json::is_empty_array(&p.data)));
-        if delivers && p.next_offset.is_beginning() {
+        let empty = p.data.is_empty() || (p.json && crate::json::is_empty_array(&p.data));
+        if !empty && p.next_offset.is_beginning() {
             return Err(self.error(ErrorKind::invalid_response(
                 ResponseReason::Offset,
                 "data with Stream-Next-Offset -1 would be read again from the beginning",
@@ -986,7 +986,6 @@ impl Reader {
         let current = &self.read_offset;
         let from_sentinel = current.is_sentinel();
         let moved = p.next_offset != *current;
-        let empty = p.data.is_empty() || (p.json && crate::json::is_empty_array(&p.data));
         if let Some(c) = p.cursor {
             self.cursor = Some(c);
         }
