@@ -621,14 +621,8 @@ fn only_fenced_errors_are_fenced() {
 
 #[test]
 fn a_server_retry_after_is_handed_to_the_retry_policy() {
-    let parts = http::Response::builder()
-        .status(503)
-        .header("retry-after", "3")
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
-    let e = error_from_response(SubscriptionOp::Claim, "http://h/x", &parts, b"");
+    let head = crate::ops::test_util::parts(503, &[("retry-after", "3")]);
+    let e = error_from_response(SubscriptionOp::Claim, "http://h/x", &head, b"");
     assert_eq!(
         crate::retry::RetryableError::server_retry_after(&e),
         Some(Duration::from_secs(3))

@@ -157,6 +157,15 @@ impl Harness {
         );
     }
 
+    /// Sends "a" alone and acknowledges it (next offset 1): the epoch is established, so
+    /// from now on up to `max_in_flight` batches may be outstanding.
+    fn establish(&mut self) {
+        self.append("a");
+        self.flush();
+        let first = self.one();
+        self.ok(&first, "1");
+    }
+
     fn gap(&mut self, s: &Sent, expected: u64) {
         let (e, r) = (expected.to_string(), s.seq.to_string());
         self.reply(
@@ -585,10 +594,7 @@ fn gap_reorder_recovery_with_three_in_flight() {
 #[test]
 fn persistent_gap_fails_instead_of_looping() {
     let mut h = Harness::new(config());
-    h.append("a");
-    h.flush();
-    let s0 = h.one();
-    h.ok(&s0, "1");
+    h.establish();
     h.append("b");
     h.flush();
     let s1 = h.one();
@@ -612,10 +618,7 @@ fn acks_are_reported_in_append_order() {
         max_in_flight: 3,
         ..config()
     });
-    h.append("a");
-    h.flush();
-    let s0 = h.one();
-    h.ok(&s0, "1");
+    h.establish();
     h.events();
     for s in ["b", "c", "d"] {
         h.append(s);
@@ -707,10 +710,7 @@ fn auto_claim_waits_for_outstanding_answers() {
         max_in_flight: 3,
         ..config()
     });
-    h.append("a");
-    h.flush();
-    let s0 = h.one();
-    h.ok(&s0, "1");
+    h.establish();
     for s in ["b", "c", "d"] {
         h.append(s);
         h.flush();
@@ -783,10 +783,7 @@ fn auto_claim_resends_uncertain_batches_after_a_definitely_unstored_one() {
         max_in_flight: 2,
         ..config()
     });
-    h.append("a");
-    h.flush();
-    let s0 = h.one();
-    h.ok(&s0, "1");
+    h.establish();
     h.append("b");
     h.flush();
     h.append("c");
@@ -816,10 +813,7 @@ fn a_later_ack_proves_an_uncertain_batch_stored() {
         max_in_flight: 2,
         ..config()
     });
-    h.append("a");
-    h.flush();
-    let s0 = h.one();
-    h.ok(&s0, "1");
+    h.establish();
     h.append("b");
     h.flush();
     h.append("c");
@@ -1016,10 +1010,7 @@ fn a_batch_sealed_by_linger_goes_out_beside_one_in_flight() {
         linger: ms(10),
         ..config()
     });
-    h.append("a");
-    h.flush();
-    let s0 = h.one();
-    h.ok(&s0, "1");
+    h.establish();
     h.append("b");
     h.flush();
     let s1 = h.one();
@@ -1203,10 +1194,7 @@ fn writable_after_close_or_stop() {
 #[test]
 fn close_without_pending_data_is_an_empty_close() {
     let mut h = Harness::new(config());
-    h.append("a");
-    h.flush();
-    let s0 = h.one();
-    h.ok(&s0, "1");
+    h.establish();
     assert!(!h.p.is_closing(), "appends are still taken");
     h.p.close(h.now).unwrap();
     assert!(h.p.is_closing());
@@ -1240,10 +1228,7 @@ fn close_with_pending_data_waits_for_earlier_batches() {
         max_in_flight: 4,
         ..config()
     });
-    h.append("a");
-    h.flush();
-    let s0 = h.one();
-    h.ok(&s0, "1");
+    h.establish();
     h.append("b");
     h.flush();
     h.append("c");

@@ -1045,15 +1045,22 @@ fn a_snapshot_claim_must_name_a_later_epoch_up_to_two_to_the_53_minus_1() {
     }
 }
 
-#[test]
-fn undrained_close_outcomes_survive_a_restore() {
-    let now = Instant::now();
-    // Closed: the final batch was acknowledged, the report not drained yet.
+/// A producer that appended "a" and closed, its final batch acknowledged (`Stream-Closed`);
+/// its reports not drained.
+fn closed_producer(now: Instant) -> Producer {
     let mut p = Producer::new(config(), now).unwrap();
     append(&mut p, "a", now);
     p.close(now).unwrap();
     let s = pump(&mut p, now);
     reply(&mut p, &s[0], 200, &[("stream-closed", "true")], now);
+    p
+}
+
+#[test]
+fn undrained_close_outcomes_survive_a_restore() {
+    let now = Instant::now();
+    // Closed: the final batch was acknowledged, the report not drained yet.
+    let mut p = closed_producer(now);
     let snap = ProducerSnapshot::from_json(&p.snapshot().to_json()).unwrap();
     let expected = events(&mut p);
     assert!(
@@ -1143,11 +1150,7 @@ fn a_batch_of_no_appends_that_does_not_close_is_refused() {
 #[test]
 fn a_closed_producer_restores_as_closing_after_its_reports_were_drained() {
     let now = Instant::now();
-    let mut p = Producer::new(config(), now).unwrap();
-    append(&mut p, "a", now);
-    p.close(now).unwrap();
-    let s = pump(&mut p, now);
-    reply(&mut p, &s[0], 200, &[("stream-closed", "true")], now);
+    let mut p = closed_producer(now);
     let _ = events(&mut p);
     let snap = p.snapshot();
     assert!(snap.batches.is_empty(), "{snap:?}");

@@ -4,6 +4,7 @@
 use super::*;
 use crate::io::TransportError;
 use crate::io::TransportErrorKind;
+use crate::ops::test_util::parts;
 use crate::subscription::SubscriptionRoot;
 use bytes::Bytes;
 use http::Method;
@@ -98,11 +99,7 @@ impl H {
     }
 
     fn answer(&mut self, id: RequestId, status: u16, headers: &[(&str, &str)], body: &str) {
-        let mut b = http::Response::builder().status(status);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let parts = b.body(()).unwrap().into_parts().0;
+        let parts = parts(status, headers);
         self.w.handle_input(Input::Head { id, parts }, self.now);
         self.w.handle_input(
             Input::Body {
@@ -170,9 +167,14 @@ const ONE_PENDING: &str = r#"{"path":"events/a","link_type":"glob","acked_offset
 
 /// A worker that claimed generation 7 with one pending stream; the read of events/a is out.
 fn claimed(ttl: u64) -> H {
-    let mut h = H::new(config());
+    claimed_with(config(), ONE_PENDING, ttl)
+}
+
+/// A worker of `config` that claimed generation 7 with `streams` and a lease of `ttl` ms.
+fn claimed_with(config: WorkerConfig, streams: &str, ttl: u64) -> H {
+    let mut h = H::new(config);
     let claim = h.take("/claim");
-    h.json(claim.id, 200, &claim_json(7, ONE_PENDING, ttl));
+    h.json(claim.id, 200, &claim_json(7, streams, ttl));
     h
 }
 
@@ -411,9 +413,7 @@ fn heartbeats_renew_the_lease_before_it_runs_out() {
 fn a_configured_heartbeat_interval_is_used() {
     let mut c = config();
     c.heartbeat_interval = Some(Duration::from_secs(2));
-    let mut h = H::new(c);
-    let claim = h.take("/claim");
-    h.json(claim.id, 200, &claim_json(7, "", 30_000));
+    let h = claimed_with(c, "", 30_000);
     assert_eq!(h.w.poll_timeout(), Some(h.now + Duration::from_secs(2)));
 }
 
@@ -421,9 +421,7 @@ fn a_configured_heartbeat_interval_is_used() {
 fn a_heartbeat_interval_not_shorter_than_the_lease_falls_back_to_a_third() {
     let mut c = config();
     c.heartbeat_interval = Some(Duration::from_secs(3));
-    let mut h = H::new(c);
-    let claim = h.take("/claim");
-    h.json(claim.id, 200, &claim_json(7, "", 3_000));
+    let h = claimed_with(c, "", 3_000);
     assert_eq!(h.w.poll_timeout(), Some(h.now + Duration::from_secs(1)));
 }
 
@@ -1086,16 +1084,22 @@ fn byte_chunk(data: &str) -> crate::reader::Chunk {
     }
 }
 
-#[test]
-fn a_wake_event_cut_between_chunks_is_found() {
-    let ev = wake_event(3, SUB);
-    let ev = ev.trim_start_matches('[').trim_end_matches(']');
-    let (a, b) = ev.split_at(20);
+/// Feeds `event` (one wake event of generation 3, as a byte stream carries it) cut at `at`
+/// into two chunks: nothing is found in the first, the event in the second.
+fn found_across_two_chunks(event: &str, at: usize) {
+    let (a, b) = event.split_at(at);
     let mut tail = Vec::new();
     assert!(wake_events(&byte_chunk(a), &mut tail).is_empty());
     let got = wake_events(&byte_chunk(b), &mut tail);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].generation, Some(3));
+}
+
+#[test]
+fn a_wake_event_cut_between_chunks_is_found() {
+    let ev = wake_event(3, SUB);
+    let ev = ev.trim_start_matches('[').trim_end_matches(']');
+    found_across_two_chunks(ev, 20);
 }
 
 /// A wake event larger than usual (a server may add fields) cut between two chunks is still
@@ -1106,12 +1110,7 @@ fn a_long_wake_event_cut_between_chunks_is_found() {
     let ev = format!(
         r#"{{"type":"wake","subscription_id":"{SUB}","stream":"events/a","generation":3,"note":"{pad}"}}"#
     );
-    let (a, b) = ev.split_at(ev.len() - 10);
-    let mut tail = Vec::new();
-    assert!(wake_events(&byte_chunk(a), &mut tail).is_empty());
-    let got = wake_events(&byte_chunk(b), &mut tail);
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].generation, Some(3));
+    found_across_two_chunks(&ev, ev.len() - 10);
 }
 
 #[test]
@@ -1142,9 +1141,7 @@ fn acks_after_a_confirmed_one_send_only_progress() {
 
 /// The worker's data read of events/a answered 503 once: the events that follow.
 fn after_one_failed_data_read(config: WorkerConfig) -> Vec<WorkerEvent> {
-    let mut h = H::new(config);
-    let claim = h.take("/claim");
-    h.json(claim.id, 200, &claim_json(7, ONE_PENDING, 30_000));
+    let mut h = claimed_with(config, ONE_PENDING, 30_000);
     h.take_events();
     let read = h.take("/events/a");
     h.answer(read.id, 503, &[], "busy");
@@ -1183,9 +1180,7 @@ fn data_read_backoff_is_jittered_by_the_workers_seed() {
 fn a_data_response_over_max_batch_bytes_fails_the_stream() {
     let mut c = config();
     c.max_batch_bytes = 4;
-    let mut h = H::new(c);
-    let claim = h.take("/claim");
-    h.json(claim.id, 200, &claim_json(7, ONE_PENDING, 30_000));
+    let mut h = claimed_with(c, ONE_PENDING, 30_000);
     h.take_events();
     let read = h.take("/events/a");
     h.answer(read.id, 200, &[("stream-next-offset", "0_5")], "abcde");
@@ -1202,13 +1197,7 @@ fn a_data_response_over_max_batch_bytes_fails_the_stream() {
 #[test]
 fn a_large_data_response_is_one_batch_whatever_its_chunks() {
     let (mut h, read) = reading();
-    let parts = http::Response::builder()
-        .status(200)
-        .header("stream-next-offset", "0_5")
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
+    let parts = parts(200, &[("stream-next-offset", "0_5")]);
     h.w.handle_input(Input::Head { id: read.id, parts }, h.now);
     // Over the reader's default threshold for releasing a body in pieces, in two chunks.
     let half = crate::reader::ReaderConfig::DEFAULT_PARTIAL_CHUNKS_OVER;
@@ -1301,9 +1290,7 @@ fn a_failed_ack_retried_carries_the_newest_offset() {
 fn retries_exhausted_on_a_renewal_lose_the_lease_not_the_worker() {
     let mut c = config();
     c.retry.max_attempts = Some(1);
-    let mut h = H::new(c);
-    let claim = h.take("/claim");
-    h.json(claim.id, 200, &claim_json(7, ONE_PENDING, 30_000));
+    let mut h = claimed_with(c, ONE_PENDING, 30_000);
     h.take_events();
     h.advance(Duration::from_secs(10));
     let hb = h.take("/ack");
@@ -1325,12 +1312,7 @@ fn after_a_claim_answer_of(len: usize) -> Vec<WorkerEvent> {
     let mut h = H::new(config());
     let claim = h.take("/claim");
     let body = Bytes::from(vec![b'x'; len]);
-    let parts = http::Response::builder()
-        .status(200)
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
+    let parts = parts(200, &[]);
     h.w.handle_input(
         Input::Head {
             id: claim.id,
@@ -1375,9 +1357,7 @@ fn a_wake_event_of_the_held_generation_is_not_claimed_again() {
     for (generation, again) in [(7, false), (8, true)] {
         let mut c = config();
         c.wake_offset = off("0_1");
-        let mut h = H::new(c);
-        let claim = h.take("/claim");
-        h.json(claim.id, 200, &claim_json(7, "", 30_000));
+        let mut h = claimed_with(c, "", 30_000);
         let wake = h.take("/wake/pool");
         h.wake_answer(wake.id, "0_2", &wake_event(generation, SUB));
         h.finish(7);
@@ -1485,9 +1465,7 @@ fn an_ack_sent_once_the_lease_is_over_cannot_keep_it() {
 fn a_stream_whose_tail_is_past_its_cursor_is_read_whatever_has_pending_says() {
     let streams =
         r#"{"path":"events/a","acked_offset":"0_1","tail_offset":"0_4","has_pending":false}"#;
-    let mut h = H::new(config());
-    let claim = h.take("/claim");
-    h.json(claim.id, 200, &claim_json(7, streams, 30_000));
+    let mut h = claimed_with(config(), streams, 30_000);
     let read = h.take("/events/a");
     assert_eq!(read.request.uri().query(), Some("offset=0_1"));
 }
@@ -1586,12 +1564,7 @@ fn the_machine_trait_drives_the_worker_alike() {
         .iter()
         .find(|t| t.request.uri().path().ends_with("/wake/pool"));
     let wake = wake.expect("a wake read").id;
-    let parts = http::Response::builder()
-        .status(200)
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
+    let parts = parts(200, &[]);
     let body = Bytes::from(claim_json(7, "", 3_000));
     <M as Machine>::handle_input(&mut w, Input::Head { id: claim, parts }, now);
     <M as Machine>::handle_input(
