@@ -474,6 +474,8 @@ impl Harness {
         crate::trace!("answer {id:?} {status} {:?}", String::from_utf8_lossy(body));
         self.flight.remove(&id);
         self.ended_ids.insert(id);
+        // The code is looked for here rather than with `error_from_response`, so that the
+        // model does not share the classification it checks.
         let outcome = if (200..300).contains(&status) {
             AckOutcome::Accepted
         } else if status == 409 && body.windows(14).any(|w| w == b"INVALID_OFFSET") {
