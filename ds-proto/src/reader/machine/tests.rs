@@ -355,6 +355,31 @@ fn long_poll_204_continues_from_the_returned_offset() {
     );
 }
 
+/// Up to date at the beginning (a server that reports `-1` for an empty stream), then a
+/// long poll moves the position without data: the new position is reported as up to date,
+/// so a program that saves the offset at `UpToDate` saves the new one.
+#[test]
+fn up_to_date_position_moving_without_data_is_reported() {
+    let mut h = H::mode(ReadMode::Auto);
+    let t = h.tx();
+    let up_to_date_at =
+        |next: &'static str| [("Stream-Next-Offset", next), ("Stream-Up-To-Date", "true")];
+    h.respond(t.id, 200, &up_to_date_at("-1"), b"");
+    assert_eq!(
+        h.events(),
+        vec![ReaderEvent::UpToDate { offset: off("-1") }]
+    );
+    let t = h.tx();
+    assert_eq!(query(&t), "live=long-poll&offset=-1");
+    h.respond(t.id, 200, &up_to_date_at("0_5"), b"");
+    assert_eq!(
+        h.events(),
+        vec![ReaderEvent::UpToDate { offset: off("0_5") }]
+    );
+    let t = h.tx();
+    assert_eq!(query(&t), "live=long-poll&offset=0_5");
+}
+
 #[test]
 fn last_status_follows_the_latest_response_head() {
     let mut h = H::mode(ReadMode::LongPoll);
@@ -789,6 +814,38 @@ fn sse_idle_timeout_reconnects_at_once_and_is_no_fast_ending() {
         [ReaderEvent::Retrying { attempt: 1, .. }]
     ));
     h.no_tx();
+}
+
+/// An error answer on an SSE connection whose body stalls is still an error answer when the
+/// idle timer ends it: a `404` fails the reader (it does not reconnect for ever), a `503`
+/// backs off with the start of its body.
+#[test]
+fn sse_error_answer_ended_by_the_idle_timeout_is_classified() {
+    let idle = Duration::from_secs(5);
+    for (status, terminal) in [(404, true), (503, false)] {
+        let mut h = H::new(ReaderConfig {
+            sse_idle_timeout: Some(idle),
+            ..cfg(ReadMode::Sse)
+        });
+        let t = h.tx();
+        h.head(t.id, status, &[("content-type", "text/plain")]);
+        h.body(t.id, b"busy");
+        h.advance(idle);
+        assert_eq!(h.cancels(), vec![t.id]);
+        let ev = h.events();
+        if terminal {
+            assert_eq!(failed_kind(&ev[0]), &ErrorKind::NotFound, "{ev:?}");
+            h.assert_dead();
+        } else {
+            assert!(
+                matches!(&ev[..], [ReaderEvent::Retrying { error, .. }]
+                    if matches!(&error.kind, ErrorKind::UnexpectedStatus { status: 503, body_prefix, .. }
+                        if body_prefix == "busy")),
+                "{ev:?}"
+            );
+            h.no_tx();
+        }
+    }
 }
 
 #[test]
@@ -1623,6 +1680,27 @@ mod pieces {
             matches!(&error.kind, ErrorKind::UnexpectedStatus { body_prefix, .. } if body_prefix == "busy, try again"),
             "{error:?}"
         );
+    }
+
+    /// A retry answered with exactly the bytes released before (the first attempt's tail was
+    /// not yet stored further): nothing is handed out again, and the end of the pieces is
+    /// still reported, with its offset, even from the beginning (`-1`) and without new data.
+    #[test]
+    fn a_retry_of_exactly_what_was_released_still_reports_the_end() {
+        let (mut h, t) = abc_def_ghi();
+        h.fail(t.id, TransportErrorKind::ConnectionReset);
+        let released = h.events();
+        assert_eq!(joined(&chunks(&released)), b"abcdef");
+        h.advance(Duration::from_secs(60));
+        let t2 = h.tx();
+        octets(&mut h, t2.id, "6", true);
+        h.body(t2.id, b"abcdef");
+        h.end(t2.id);
+        let evs = h.events();
+        let cs = chunks(&evs);
+        assert_eq!(cs.len(), 1, "{evs:?}");
+        assert!(cs[0].data.is_empty() && !cs[0].partial, "{cs:?}");
+        assert_eq!(cs[0].next_offset.as_str(), "6");
     }
 
     #[test]
