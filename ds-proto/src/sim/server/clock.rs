@@ -168,6 +168,39 @@ mod tests {
         assert_eq!(days_from_civil(1969, 12, 31), -1);
         // The default cursor epoch of PROTOCOL.md 10.1.
         assert_eq!(days_from_civil(2024, 10, 9) * 86_400, 1_728_432_000);
+        // Before the year 0's March (an era before 0: the computation's negative branch).
+        assert_eq!(days_from_civil(0, 1, 1), -719_528);
+        assert_eq!(days_from_civil(0, 3, 1), -719_468);
+    }
+
+    /// The days that exist: 30-day months, and February 29 in leap years only (every fourth
+    /// year, except centuries, except every fourth century).
+    #[test]
+    fn rfc3339_days_that_do_not_exist_are_refused() {
+        for month in ["04", "06", "09", "11"] {
+            assert!(parse_rfc3339(&format!("2024-{month}-30T00:00:00Z")).is_ok());
+            let t = format!("2024-{month}-31T00:00:00Z");
+            assert!(parse_rfc3339(&t).is_err(), "{t}");
+        }
+        for month in ["01", "03", "05", "07", "08", "10", "12"] {
+            assert!(parse_rfc3339(&format!("2023-{month}-31T00:00:00Z")).is_ok());
+        }
+        for (year, leap) in [
+            (2024, true),
+            (2023, false),
+            (1900, false),
+            (2000, true),
+            (2100, false),
+            (1600, true),
+        ] {
+            let t = format!("{year}-02-29T00:00:00Z");
+            assert_eq!(parse_rfc3339(&t).is_ok(), leap, "{t}");
+            assert!(parse_rfc3339(&format!("{year}-02-28T00:00:00Z")).is_ok());
+        }
+        assert_eq!(
+            parse_rfc3339("0000-01-01T00:00:00Z").unwrap() / NANOS_PER_SEC,
+            -719_528 * 86_400
+        );
     }
 
     #[test]
@@ -210,5 +243,35 @@ mod tests {
         assert_eq!(at, (1_728_432_100i128 * NANOS_PER_SEC) + 1_500_000_000);
         assert_eq!(clock.instant_at(at), Some(t0 + Duration::from_millis(1500)));
         assert_eq!(clock.instant_at(0), Some(t0));
+        // Instants before the origin read earlier wall times.
+        let later = VirtualClock::new(
+            Some(t0 + Duration::from_secs(10)),
+            Duration::from_secs(1_728_432_100),
+            Duration::from_secs(1_728_432_000),
+            Duration::from_secs(20),
+        );
+        assert_eq!(later.unix_nanos(t0), 1_728_432_090 * NANOS_PER_SEC);
+    }
+
+    /// A client cursor at or past the current interval moves on by a jitter of 1 to 3600
+    /// seconds (PROTOCOL.md 10.1), both ends included.
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn cursor_jitter_spans_one_to_3600_seconds() {
+        let t0 = Instant::now();
+        let clock = VirtualClock::new(
+            Some(t0),
+            Duration::from_secs(1_728_432_000),
+            Duration::from_secs(1_728_432_000),
+            Duration::from_secs(1),
+        );
+        let mut rng = Rng::new(3);
+        let (mut lo, mut hi) = (u64::MAX, 0);
+        for _ in 0..40_000 {
+            let jitter = clock.cursor(t0, Some(100), &mut rng) - 100;
+            lo = lo.min(jitter);
+            hi = hi.max(jitter);
+        }
+        assert_eq!((lo, hi), (1, 3600));
     }
 }

@@ -47,6 +47,8 @@ fn create_is_idempotent_for_the_same_configuration() {
         vec![("content-type", "text/plain"), ("stream-ttl", "60")],
         vec![("content-type", "application/json"), ("stream-ttl", "61")],
         vec![("content-type", "application/json")],
+        // No content type: the default, which is not this stream's.
+        vec![("stream-ttl", "60")],
         vec![
             ("content-type", "application/json"),
             ("stream-expires-at", "2030-01-01T00:00:00Z"),

@@ -342,3 +342,38 @@ fn live_reads_on_forks_wait_for_the_forks_own_appends() {
         .collect();
     assert_eq!(data, ["data:hello?", "data:yes"]);
 }
+
+/// A long-poll waiting on a stream that is deleted ends with the status a new request would
+/// get: 410 "gone" for a source that a fork keeps (soft-deleted), 404 for a stream removed.
+#[test]
+fn deleting_a_stream_ends_its_long_polls_with_the_status_of_a_new_request() {
+    let mut t = Harness::new();
+    source(&mut t);
+    assert_eq!(
+        fork(&mut t, "/f", &[("stream-forked-from", "/src")]).status,
+        201
+    );
+    let tail = t.head("/src").next().to_owned();
+    let poll = |t: &mut Harness, path: &str| {
+        t.start(
+            Method::GET,
+            &format!("{path}?live=long-poll&offset={tail}"),
+            &[],
+            Bytes::new(),
+        )
+    };
+    let kept = poll(&mut t, "/src");
+    assert_eq!(t.delete("/src").status, 204);
+    let s = t.seen(kept);
+    assert_eq!((s.status(), s.text()), (410, "stream is gone"));
+    let ftail = t.head("/f").next().to_owned();
+    let removed = t.start(
+        Method::GET,
+        &format!("/f?live=long-poll&offset={ftail}"),
+        &[],
+        Bytes::new(),
+    );
+    assert_eq!(t.delete("/f").status, 204);
+    let s = t.seen(removed);
+    assert_eq!((s.status(), s.text()), (404, "stream not found"));
+}

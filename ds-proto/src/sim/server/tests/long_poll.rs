@@ -258,3 +258,17 @@ fn call_returns_the_id_of_an_exchange_that_stays_open() {
     assert_eq!(got, id);
     assert!(matches!(out, crate::sim::ExchangeOutput::Head(p) if p.status == 200));
 }
+
+/// Cancelling one exchange drops only its own queued outputs: another exchange's response,
+/// queued and not yet taken, is still delivered whole.
+#[test]
+fn cancel_leaves_other_exchanges_outputs_alone() {
+    let mut t = Harness::new();
+    t.create("/s", "text/plain");
+    t.append("/s", "text/plain", "abc");
+    let read = t.start(Method::GET, "/s?offset=-1", &[], Bytes::new());
+    let poll = lp(&mut t, &format!("live=long-poll&offset={}", off(3)));
+    t.server.cancel(poll);
+    let s = t.seen(read);
+    assert_eq!((s.status(), s.text(), s.ended), (200, "abc", true));
+}

@@ -295,3 +295,17 @@ fn every_response_has_the_browser_security_headers() {
     }
     check("DELETE", &t.delete("/s").headers);
 }
+
+#[test]
+fn the_server_keeps_its_configuration_and_names_exchanges() {
+    let config = SimServerConfig {
+        long_poll_timeout: Duration::from_millis(1234),
+        ..SimServerConfig::default()
+    };
+    let server = SimServer::new(config.clone());
+    assert_eq!(
+        server.config().long_poll_timeout,
+        Duration::from_millis(1234)
+    );
+    assert_eq!(ExchangeId(7).to_string(), "exchange #7");
+}

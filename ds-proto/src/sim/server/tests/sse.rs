@@ -194,6 +194,11 @@ fn keepalives_and_periodic_close() {
         Some(t.now + Duration::from_secs(1))
     );
     t.advance(Duration::from_secs(1));
+    assert_eq!(
+        t.server.poll_timeout(),
+        Some(t.now + Duration::from_secs(1)),
+        "the next keep-alive is a period after this one"
+    );
     t.advance(Duration::from_secs(1));
     t.drain(id, &mut seen);
     let one = control(0, Some(FIRST_INTERVAL), true, false);
