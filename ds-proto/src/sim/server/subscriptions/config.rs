@@ -271,6 +271,10 @@ mod tests {
             "http://localhost/hook",
             "http://127.0.0.1:9/x",
             "http://127.0.0.7/x",
+            // Public addresses next to the shared range 100.64.0.0/10.
+            "https://8.100.0.1/x",
+            "https://100.128.0.1/x",
+            "https://100.63.0.1/x",
         ] {
             assert_eq!(validate_webhook_url(ok), Ok(()), "{ok}");
         }
@@ -290,6 +294,15 @@ mod tests {
             "https://[fd00::1]/x",
             "https://[fe80::1]/x",
             "https://[::ffff:10.0.0.1]/x",
+            // Broadcast, multicast, "this network" (0.0.0.0/8), IPv6 multicast and
+            // unspecified.
+            "https://255.255.255.255/x",
+            "https://224.0.0.1/x",
+            "https://239.1.2.3/x",
+            "https://0.1.2.3/x",
+            "https://100.127.255.254/x",
+            "https://[ff02::1]/x",
+            "https://[::]/x",
             "http://10.0.0.1/x",
             "http://192.168.0.10/x",
             "https://user:pw@worker.example/x",

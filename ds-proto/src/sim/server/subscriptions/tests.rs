@@ -1168,3 +1168,138 @@ fn absolute_urls_come_from_the_configured_origin_or_the_request() {
         "/v1/stream/__ds/subscriptions/s/callback"
     );
 }
+
+// ----- routes, ids and timers (6.4, 7.1, 7.3, 12.9) ---------------------------------------------
+
+/// 6.4, 7.1, 7.2: the sub-routes of a subscription exist for one method each; any other method
+/// is 405 with `Allow` naming it, not 404 (the route exists).
+#[test]
+fn other_methods_on_subscription_routes_are_405_with_allow() {
+    let mut t = Harness::new();
+    pull_wake(&mut t, "s", "events/*", 30_000);
+    let cases = [
+        (Method::GET, "streams", "POST"),
+        (Method::PUT, "streams", "POST"),
+        (Method::GET, "streams/events%2Fa", "DELETE"),
+        (Method::POST, "streams/events/a", "DELETE"),
+        (Method::GET, "callback", "POST"),
+        (Method::GET, "claim", "POST"),
+        (Method::PUT, "ack", "POST"),
+        (Method::DELETE, "release", "POST"),
+    ];
+    for (method, route, allow) in cases {
+        let r = t.send(
+            method.clone(),
+            &format!("{CTL}/s/{route}"),
+            &[],
+            Bytes::new(),
+        );
+        assert_eq!(
+            (r.status, code(&r).as_str(), r.h("allow")),
+            (405, "METHOD_NOT_ALLOWED", Some(allow)),
+            "{method} {route}"
+        );
+    }
+}
+
+/// 6.4: a `streams` array with a path that is not a stream path is refused with a message
+/// naming that path, so that the client can tell which one.
+#[test]
+fn adding_a_bad_stream_path_names_it() {
+    let mut t = Harness::new();
+    pull_wake(&mut t, "s", "events/*", 30_000);
+    let r = post_json(
+        &mut t,
+        &format!("{CTL}/s/streams"),
+        None,
+        &json!({"streams": ["events/a", "events//b"]}),
+    );
+    assert_eq!((r.status, code(&r).as_str()), (400, "INVALID_REQUEST"));
+    let message = body(&r)["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("events//b"), "{message}");
+    let r = post_json(
+        &mut t,
+        &format!("{CTL}/s/streams"),
+        None,
+        &json!({"streams": []}),
+    );
+    assert_eq!((r.status, code(&r).as_str()), (400, "INVALID_REQUEST"));
+    assert!(links(&mut t, "s").is_empty());
+}
+
+/// Webhook delivery ids print as what they are, numbered in order (for logs of whoever sends
+/// the deliveries, 7.1).
+#[test]
+fn webhook_ids_print_their_number() {
+    let mut t = Harness::new();
+    stream(&mut t, "events/a", "");
+    webhook_sub(&mut t, "hook", 600_000);
+    append(&mut t, "events/a", "x");
+    let (d, _) = delivery(&mut t);
+    assert_eq!(d.id.to_string(), "webhook delivery #1");
+    t.server.handle_webhook_failure(d.id, t.now);
+    let at = t.server.poll_timeout().expect("a retry");
+    t.now = at;
+    t.server.handle_timeout(at);
+    let (d, _) = delivery(&mut t);
+    assert_eq!(d.id.to_string(), "webhook delivery #2");
+}
+
+/// 7.1: a delivery that failed from the server's view may still have reached the worker, which
+/// finishes the wake through the callback. The retry scheduled for the failure is then moot:
+/// nothing is left to time (`poll_timeout` is `None`) and nothing is sent at the retry time.
+#[test]
+fn a_wake_finished_by_callback_drops_its_retry() {
+    let mut t = Harness::new();
+    stream(&mut t, "events/a", "");
+    webhook_sub(&mut t, "hook", 600_000);
+    let tail = append(&mut t, "events/a", "x");
+    let (d, b) = delivery(&mut t);
+    t.server.handle_webhook_failure(d.id, t.now);
+    let retry = t.server.poll_timeout().expect("a retry is scheduled");
+    assert!(retry < t.now + Duration::from_secs(600), "before the lease");
+    let r = callback(&mut t, &b, &[("events/a", &tail)], true);
+    assert_eq!(body(&r), json!({"ok": true, "next_wake": false}));
+    assert_eq!(t.server.poll_timeout(), None, "nothing is scheduled");
+    t.now = retry;
+    t.server.handle_timeout(retry);
+    assert!(t.server.poll_webhook().is_none());
+}
+
+/// 12.9, 7.3: a callback token carries an expiry, but a worker that keeps its lease by
+/// heartbeats keeps using the token it claimed with for hours: here 2 hours with a 10-minute
+/// lease.
+#[test]
+fn a_token_outlives_hours_of_heartbeats() {
+    let mut t = Harness::new();
+    stream(&mut t, "events/a", "");
+    pull_wake(&mut t, "s", "events/*", 600_000);
+    let tail = append(&mut t, "events/a", "x");
+    let (wake, g, token, _) = claimed(&mut t, "s", "w");
+    for _ in 0..14 {
+        t.advance(Duration::from_secs(9 * 60));
+        let r = ack(&mut t, "s", &token, &wake, g, &[], false);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = ack(&mut t, "s", &token, &wake, g, &[("events/a", &tail)], true);
+    assert_eq!(body(&r), json!({"ok": true, "next_wake": false}));
+}
+
+/// 6: the stream root itself is no stream under the root: a stream made at `{root}/` is not
+/// linked by a `**` pattern, on creation of the subscription or on a write.
+#[test]
+fn the_stream_root_itself_is_never_linked() {
+    let mut t = Harness::new();
+    t.create("/v1/stream/", "text/plain");
+    stream(&mut t, "events/a", "");
+    pull_wake(&mut t, "s", "**", 30_000);
+    append(&mut t, "events/a", "y");
+    let r = t.post("/v1/stream/", &[TEXT], Bytes::from_static(b"z"));
+    assert_eq!(r.status, 204, "{}", r.text());
+    let paths: Vec<String> = links(&mut t, "s").into_iter().map(|l| l.0).collect();
+    assert_eq!(
+        paths,
+        vec!["events/a"],
+        "not the root, not the own wake stream"
+    );
+}
