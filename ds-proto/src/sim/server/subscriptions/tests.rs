@@ -1266,23 +1266,76 @@ fn a_wake_finished_by_callback_drops_its_retry() {
     assert!(t.server.poll_webhook().is_none());
 }
 
-/// 12.9, 7.3: a callback token carries an expiry, but a worker that keeps its lease by
-/// heartbeats keeps using the token it claimed with for hours: here 2 hours with a 10-minute
-/// lease.
+/// 12.9, 7.3: a callback token carries an expiry, 24 hours after the claim. A worker that
+/// keeps its lease by heartbeats keeps using the token it claimed with for hours (here 2 with
+/// a 10-minute lease), but not past the expiry: then it gets 401 `TOKEN_EXPIRED`.
 #[test]
-fn a_token_outlives_hours_of_heartbeats() {
+fn a_token_outlives_hours_of_heartbeats_but_not_its_expiry() {
     let mut t = Harness::new();
     stream(&mut t, "events/a", "");
     pull_wake(&mut t, "s", "events/*", 600_000);
     let tail = append(&mut t, "events/a", "x");
     let (wake, g, token, _) = claimed(&mut t, "s", "w");
+    let heartbeat = Duration::from_secs(9 * 60);
     for _ in 0..14 {
-        t.advance(Duration::from_secs(9 * 60));
+        t.advance(heartbeat);
         let r = ack(&mut t, "s", &token, &wake, g, &[], false);
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    let r = ack(&mut t, "s", &token, &wake, g, &[("events/a", &tail)], true);
+    let r = ack(&mut t, "s", &token, &wake, g, &[("events/a", &tail)], false);
     assert_eq!(body(&r), json!({"ok": true, "next_wake": false}));
+    // 160 heartbeats of 9 minutes: 24 hours after the claim, the token has expired.
+    for n in 15..=160 {
+        t.advance(heartbeat);
+        let r = ack(&mut t, "s", &token, &wake, g, &[], false);
+        if n < 160 {
+            assert_eq!(r.status, 200, "heartbeat {n}: {}", r.text());
+        } else {
+            assert_eq!((r.status, code(&r).as_str()), (401, "TOKEN_EXPIRED"));
+        }
+    }
+}
+
+/// 7.2: a wake event names the stream whose write woke the subscription, even when another
+/// linked stream sorts first and has pending work too. And a claim finds pending work that no
+/// write announced (FIELD-NOTES: a claim creates the wake when none is pending): here a fork
+/// (4.2) made at an explicitly linked path brings inherited data without a write.
+#[test]
+fn wakes_name_the_written_stream_and_claims_find_unannounced_work() {
+    let mut t = Harness::new();
+    t.create("/v1/stream/wake/pool", "application/json");
+    stream(&mut t, "src", "hello");
+    stream(&mut t, "b", "");
+    for (id, streams) in [("s", json!(["a/fork", "b"])), ("c", json!(["a/fork"]))] {
+        let r = put_sub(
+            &mut t,
+            id,
+            &json!({"type": "pull-wake", "streams": streams, "wake_stream": "wake/pool"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let r = t.put(
+        "/v1/stream/a/fork",
+        &[("stream-forked-from", "/v1/stream/src")],
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(wake_events(&t).is_empty(), "a fork is no write");
+    assert_eq!(
+        links(&mut t, "c"),
+        vec![link("a/fork", "explicit", &off(0))]
+    );
+    // `c` has pending work and no wake: a claim creates one.
+    let (_, generation, _, b) = claimed(&mut t, "c", "w");
+    assert_eq!(generation, 1);
+    assert_eq!(b["streams"][0]["has_pending"], true);
+    // `s` is woken by a write to `b`; `a/fork` is pending too, but `b` was written.
+    append(&mut t, "b", "x");
+    let events: Vec<Value> = wake_events(&t)
+        .into_iter()
+        .map(|e| json!([e["subscription_id"], e["stream"]]))
+        .collect();
+    assert_eq!(events, vec![json!(["c", "a/fork"]), json!(["s", "b"])]);
 }
 
 /// 6: the stream root itself is no stream under the root: a stream made at `{root}/` is not
@@ -1302,4 +1355,26 @@ fn the_stream_root_itself_is_never_linked() {
         vec!["events/a"],
         "not the root, not the own wake stream"
     );
+}
+
+/// Retry delays are jittered (7.1) from the server's seed, so a simulation replays: under the
+/// default seed the first three retries come after these exact delays (pinned, like the
+/// cursor jitter: recorded simulations depend on them).
+#[test]
+fn retry_jitter_replays_under_the_default_seed() {
+    let mut t = Harness::new();
+    stream(&mut t, "events/a", "");
+    webhook_sub(&mut t, "hook", 600_000);
+    append(&mut t, "events/a", "x");
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let (d, _) = delivery(&mut t);
+        t.server.handle_webhook_failure(d.id, t.now);
+        let at = t.server.poll_timeout().expect("a retry");
+        delays.push((at - t.now).as_millis());
+        t.now = at;
+        t.server.handle_timeout(at);
+    }
+    // Within 20% of 1, 2 and 4 s, one below its base.
+    assert_eq!(delays, vec![1_148, 2_103, 3_423]);
 }
