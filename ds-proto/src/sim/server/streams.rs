@@ -470,4 +470,40 @@ mod tests {
         assert_eq!(utf8_cut(e, 1, true), 3);
         assert_eq!(utf8_cut(&[0x80, 0x80, 0x80, 0x80, 0x80], 4, false), 4);
     }
+
+    /// Where a text read cut by `max_chunk_bytes` ends (5.6): never inside a character of at
+    /// most 4 bytes, the first character whole when nothing else fits, and where asked when the
+    /// bytes around the cut are not UTF-8 (a read may start inside a character).
+    #[test]
+    fn utf8_cuts_at_the_edges() {
+        let table: &[(&[u8], usize, bool, usize)] = &[
+            // A whole 4-byte character when one byte is allowed and progress is needed.
+            ("😀".as_bytes(), 1, true, 4),
+            ("😀b".as_bytes(), 1, true, 4),
+            ("😀".as_bytes(), 3, false, 0),
+            ("😀".as_bytes(), 3, true, 4),
+            // Only the first character, not what follows it.
+            ("€b".as_bytes(), 1, true, 3),
+            ("€bcd".as_bytes(), 1, true, 3),
+            ("é€".as_bytes(), 1, true, 2),
+            // Starting inside a character: cut where asked.
+            (&[0x80, 0x80], 1, false, 1),
+            (&[0x80, 0x80], 1, true, 1),
+            (&[0x82, 0xAC, b'b'], 1, true, 1),
+            // Not UTF-8: at most three continuation bytes are stepped over, either way.
+            (b"a\x80\x80\x80\x80", 4, false, 4),
+            (b"aaaaaa\x80\x80\x80\x80\x80", 10, false, 10),
+            (&[0xC3, 0x80, 0x80, 0x80, 0x80, 0x80], 1, true, 4),
+            // Valid text far from the start.
+            ("aaaaaaaa€".as_bytes(), 9, false, 8),
+            ("aaaaaaaa€".as_bytes(), 10, true, 8),
+        ];
+        for &(data, room, progress, want) in table {
+            assert_eq!(
+                utf8_cut(data, room, progress),
+                want,
+                "{data:?} room {room} progress {progress}"
+            );
+        }
+    }
 }

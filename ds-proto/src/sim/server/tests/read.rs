@@ -182,17 +182,7 @@ fn chunk_limit_splits_bytes() {
     t.create("/s", "application/octet-stream");
     t.append("/s", "application/octet-stream", "ab");
     t.append("/s", "application/octet-stream", "cdefghij");
-    let mut offset = "-1".to_owned();
-    let mut parts = Vec::new();
-    loop {
-        let r = t.get(&format!("/s?offset={offset}"));
-        parts.push(r.text().to_owned());
-        offset = r.next().to_owned();
-        if r.flag("stream-up-to-date") {
-            break;
-        }
-    }
-    assert_eq!(parts, ["abcd", "efgh", "ij"]);
+    assert_eq!(read_all(&mut t, "/s"), ["abcd", "efgh", "ij"]);
 }
 
 #[test]
@@ -207,17 +197,10 @@ fn chunk_limit_keeps_json_messages_whole() {
         &[("content-type", "application/json")],
         "[1,22,\"long string\",4]",
     );
-    let mut offset = "-1".to_owned();
-    let mut bodies = Vec::new();
-    loop {
-        let r = t.get(&format!("/j?offset={offset}"));
-        bodies.push(r.text().to_owned());
-        offset = r.next().to_owned();
-        if r.flag("stream-up-to-date") {
-            break;
-        }
-    }
-    assert_eq!(bodies, ["[1,22]", "[\"long string\"]", "[4]"]);
+    assert_eq!(
+        read_all(&mut t, "/j"),
+        ["[1,22]", "[\"long string\"]", "[4]"]
+    );
 }
 
 #[test]
@@ -228,17 +211,7 @@ fn chunk_limit_respects_utf8_in_text_streams() {
     });
     t.create("/t", "text/plain; charset=utf-8");
     t.post("/t", &[("content-type", "text/plain")], "aé€b");
-    let mut offset = "-1".to_owned();
-    let mut texts = Vec::new();
-    loop {
-        let r = t.get(&format!("/t?offset={offset}"));
-        texts.push(r.text().to_owned());
-        offset = r.next().to_owned();
-        if r.flag("stream-up-to-date") {
-            break;
-        }
-    }
-    assert_eq!(texts, ["aé", "€", "b"]);
+    assert_eq!(read_all(&mut t, "/t"), ["aé", "€", "b"]);
 }
 
 #[test]
@@ -257,4 +230,182 @@ fn head_reports_metadata_without_touching() {
     assert!(h.h("stream-closed").is_none());
     assert_eq!(h.h("cache-control"), Some("no-store"));
     assert!(h.body.is_empty());
+}
+
+/// Reads every chunk of `path` from the start, following `Stream-Next-Offset` until up to date.
+fn read_all(t: &mut Harness, path: &str) -> Vec<String> {
+    let mut offset = "-1".to_owned();
+    let mut bodies = Vec::new();
+    loop {
+        let r = t.get(&format!("{path}?offset={offset}"));
+        assert_eq!(r.status, 200, "{path} at {offset}");
+        bodies.push(r.text().to_owned());
+        if r.flag("stream-up-to-date") {
+            break;
+        }
+        // A read that is not up to date makes progress, and the reads come to an end.
+        assert_ne!(r.next(), offset, "{path}: no progress");
+        assert!(bodies.len() < 64, "{path}: no end in sight");
+        offset = r.next().to_owned();
+    }
+    bodies
+}
+
+#[test]
+fn offsets_past_the_tail_are_400_for_byte_streams_too() {
+    // 5.6: an offset the stream never handed out is a bad request, whatever the content type.
+    let mut t = Harness::new();
+    t.create("/s", "application/octet-stream");
+    t.append("/s", "application/octet-stream", "abc");
+    assert_eq!(t.get(&format!("/s?offset={}", off(3))).status, 200);
+    for past in [4, 99] {
+        let r = t.get(&format!("/s?offset={}", off(past)));
+        assert_eq!(r.status, 400, "{past}");
+        let r = t.get(&format!("/s?offset={}&live=long-poll", off(past)));
+        assert_eq!(r.status, 400, "long-poll at {past}");
+    }
+}
+
+#[test]
+fn json_chunk_limit_counts_the_bytes_of_whole_messages() {
+    // 9.1.5 and the chunk limit: messages are never split; a message that exactly fills the
+    // limit still goes in, one that would pass it waits for the next read.
+    let json = [("content-type", "application/json")];
+    let mut t = Harness::with(SimServerConfig {
+        max_chunk_bytes: Some(5),
+        ..SimServerConfig::default()
+    });
+    t.create("/exact", "application/json");
+    t.post("/exact", &json, "[1,2345,6]");
+    assert_eq!(read_all(&mut t, "/exact"), ["[1,2345]", "[6]"]);
+    t.create("/over", "application/json");
+    t.post("/over", &json, "[1,\"abc\",7]");
+    assert_eq!(read_all(&mut t, "/over"), ["[1]", "[\"abc\"]", "[7]"]);
+    t.create("/pairs", "application/json");
+    t.post("/pairs", &json, "[12,345,6789]");
+    assert_eq!(read_all(&mut t, "/pairs"), ["[12,345]", "[6789]"]);
+}
+
+#[test]
+fn json_fork_offsets_are_the_message_boundaries_of_both_parts() {
+    // 8 "Offsets and forked streams", 9.1: a fork's reads may start at any message boundary,
+    // inherited or its own, and nowhere else.
+    let json = [("content-type", "application/json")];
+    let mut t = Harness::new();
+    t.create("/src", "application/json");
+    t.post("/src", &json, "[1,22]"); // 1: 0..1, 22: 1..3
+    let r = t.put("/f", &[("stream-forked-from", "/src")], Bytes::new());
+    assert_eq!(r.status, 201);
+    t.post("/f", &json, "[333,4444]"); // 333: 3..6, 4444: 6..10
+    t.post("/src", &json, "[55555]"); // the source diverges: 3..8
+    for (at, body) in [
+        (0, "[1,22,333,4444]"),
+        (1, "[22,333,4444]"),
+        (3, "[333,4444]"),
+        (6, "[4444]"),
+        (10, "[]"),
+    ] {
+        let r = t.get(&format!("/f?offset={}", off(at)));
+        assert_eq!(r.status, 200, "{at}");
+        assert_eq!(r.text(), body, "{at}");
+    }
+    for inside in [2, 4, 5, 7, 8, 9, 11] {
+        assert_eq!(
+            t.get(&format!("/f?offset={}", off(inside))).status,
+            400,
+            "{inside}"
+        );
+    }
+    // The source's own boundaries after the fork point are its own.
+    assert_eq!(t.get(&format!("/src?offset={}", off(3))).text(), "[55555]");
+    assert_eq!(t.get(&format!("/src?offset={}", off(6))).status, 400);
+}
+
+#[test]
+fn json_forks_of_forks_count_sub_offsets_within_the_inherited_append() {
+    // 4.2 "Fork creation errors": a sub-offset counts messages of the append the anchor starts;
+    // a fork cut inside an append ends that append at its fork point.
+    let json = [("content-type", "application/json")];
+    let mut t = Harness::new();
+    t.create("/src", "application/json");
+    t.post("/src", &json, "[1,2,3,4]");
+    let from = |src: &'static str, sub: &'static str| {
+        vec![
+            ("stream-forked-from", src),
+            ("stream-fork-offset", "0000000000000000_0000000000000000"),
+            ("stream-fork-sub-offset", sub),
+        ]
+    };
+    let r = t.put("/f", &from("/src", "3"), Bytes::new());
+    assert_eq!(r.status, 201);
+    assert_eq!(r.next(), off(3));
+    t.post("/f", &json, "[5]");
+    let r = t.put("/g", &from("/f", "2"), Bytes::new());
+    assert_eq!(r.status, 201);
+    assert_eq!(r.next(), off(2));
+    assert_eq!(t.get("/g?offset=-1").text(), "[1,2]");
+    let r = t.put("/h", &from("/f", "3"), Bytes::new());
+    assert_eq!(r.status, 201);
+    assert_eq!(t.get("/h?offset=-1").text(), "[1,2,3]");
+    // Past the inherited part of the append: the message 5 is another append of /f.
+    assert_eq!(t.put("/i", &from("/f", "4"), Bytes::new()).status, 400);
+}
+
+#[test]
+fn text_forks_cut_inside_an_append_read_from_their_fork_point() {
+    // 5.6 with the chunk limit: a read from a fork's own start makes progress (the first
+    // character whole) even when the fork point lies inside one of the source's appends.
+    let mut t = Harness::with(SimServerConfig {
+        max_chunk_bytes: Some(1),
+        ..SimServerConfig::default()
+    });
+    t.create("/src", "text/plain");
+    t.append("/src", "text/plain", "abc");
+    let r = t.put(
+        "/f",
+        &[
+            ("stream-forked-from", "/src"),
+            ("stream-fork-offset", "0000000000000000_0000000000000000"),
+            ("stream-fork-sub-offset", "1"),
+        ],
+        Bytes::new(),
+    );
+    assert_eq!(r.status, 201);
+    t.append("/f", "text/plain", "€é");
+    let r = t.get(&format!("/f?offset={}", off(1)));
+    assert_eq!(r.text(), "€");
+    assert_eq!(r.next(), off(4));
+    assert_eq!(read_all(&mut t, "/f"), ["a", "€", "é"]);
+}
+
+#[test]
+fn text_read_from_inside_a_character_makes_progress() {
+    // Byte offsets may fall inside a character of a text stream (5.6 allows any offset the
+    // server handed out, a fork point may be one): the read neither fails nor stalls.
+    let mut t = Harness::with(SimServerConfig {
+        max_chunk_bytes: Some(1),
+        ..SimServerConfig::default()
+    });
+    t.create("/t", "text/plain");
+    t.append("/t", "text/plain", "€");
+    let r = t.get(&format!("/t?offset={}", off(1)));
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..], &"€".as_bytes()[1..2]);
+    assert_eq!(r.next(), off(2));
+}
+
+#[test]
+fn deleting_a_fork_keeps_its_source_readable() {
+    // 4.2 / 5.4: clean-up cascades only to sources clients can no longer reach.
+    let mut t = Harness::new();
+    t.create("/src", "text/plain");
+    t.append("/src", "text/plain", "abc");
+    let r = t.put("/f", &[("stream-forked-from", "/src")], Bytes::new());
+    assert_eq!(r.status, 201);
+    assert_eq!(t.delete("/f").status, 204);
+    let r = t.get("/src?offset=-1");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "abc");
+    t.append("/src", "text/plain", "d");
+    assert_eq!(t.get("/src?offset=-1").text(), "abcd");
 }
