@@ -289,6 +289,9 @@ fn long_poll_204_continues_from_the_returned_offset() {
     let mut h = H::mode(ReadMode::LongPoll);
     let t = h.tx();
     assert_eq!(query(&t), "live=long-poll&offset=-1");
+    // No reader timer while a long-poll is in flight: the idle timeout is for SSE only, and
+    // the request's own deadline is the driver's.
+    assert_eq!(h.r.poll_timeout(), None);
     h.respond(
         t.id,
         204,
