@@ -161,6 +161,20 @@ pub(crate) fn parse_rfc3339(s: &str) -> Result<UnixNanos, String> {
 mod tests {
     use super::*;
 
+    /// The default cursor epoch of PROTOCOL.md 10.1 (2024-10-09T00:00:00Z), in Unix seconds.
+    const CURSOR_EPOCH: u64 = 1_728_432_000;
+
+    /// A clock whose origin `origin` reads `unix_secs`, with cursor intervals of
+    /// `interval_secs` from the default epoch.
+    fn clock_at(origin: Instant, unix_secs: u64, interval_secs: u64) -> VirtualClock {
+        VirtualClock::new(
+            Some(origin),
+            Duration::from_secs(unix_secs),
+            Duration::from_secs(CURSOR_EPOCH),
+            Duration::from_secs(interval_secs),
+        )
+    }
+
     #[test]
     fn civil_days() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
@@ -223,12 +237,7 @@ mod tests {
     #[allow(clippy::disallowed_methods)]
     fn wall_clock_and_cursor() {
         let t0 = Instant::now();
-        let clock = VirtualClock::new(
-            Some(t0),
-            Duration::from_secs(1_728_432_000 + 100),
-            Duration::from_secs(1_728_432_000),
-            Duration::from_secs(20),
-        );
+        let clock = clock_at(t0, CURSOR_EPOCH + 100, 20);
         assert_eq!(clock.interval(t0), 5);
         assert_eq!(clock.interval(t0 + Duration::from_secs(19)), 5);
         assert_eq!(clock.interval(t0 + Duration::from_secs(20)), 6);
@@ -244,12 +253,7 @@ mod tests {
         assert_eq!(clock.instant_at(at), Some(t0 + Duration::from_millis(1500)));
         assert_eq!(clock.instant_at(0), Some(t0));
         // Instants before the origin read earlier wall times.
-        let later = VirtualClock::new(
-            Some(t0 + Duration::from_secs(10)),
-            Duration::from_secs(1_728_432_100),
-            Duration::from_secs(1_728_432_000),
-            Duration::from_secs(20),
-        );
+        let later = clock_at(t0 + Duration::from_secs(10), CURSOR_EPOCH + 100, 20);
         assert_eq!(later.unix_nanos(t0), 1_728_432_090 * NANOS_PER_SEC);
     }
 
@@ -259,12 +263,7 @@ mod tests {
     #[allow(clippy::disallowed_methods)]
     fn cursor_jitter_spans_one_to_3600_seconds() {
         let t0 = Instant::now();
-        let clock = VirtualClock::new(
-            Some(t0),
-            Duration::from_secs(1_728_432_000),
-            Duration::from_secs(1_728_432_000),
-            Duration::from_secs(1),
-        );
+        let clock = clock_at(t0, CURSOR_EPOCH, 1);
         let mut rng = Rng::new(3);
         let (mut lo, mut hi) = (u64::MAX, 0);
         for _ in 0..40_000 {

@@ -329,10 +329,11 @@ fn json_forks_of_forks_count_sub_offsets_within_the_inherited_append() {
     let mut t = Harness::new();
     t.create("/src", "application/json");
     t.post("/src", &json, "[1,2,3,4]");
+    let start = off(0);
     let from = |src: &'static str, sub: &'static str| {
         vec![
             ("stream-forked-from", src),
-            ("stream-fork-offset", "0000000000000000_0000000000000000"),
+            ("stream-fork-offset", start.as_str()),
             ("stream-fork-sub-offset", sub),
         ]
     };
@@ -365,7 +366,7 @@ fn text_forks_cut_inside_an_append_read_from_their_fork_point() {
         "/f",
         &[
             ("stream-forked-from", "/src"),
-            ("stream-fork-offset", "0000000000000000_0000000000000000"),
+            ("stream-fork-offset", &off(0)),
             ("stream-fork-sub-offset", "1"),
         ],
         Bytes::new(),
