@@ -114,7 +114,7 @@ impl Connector {
             let _ = tcp.set_read_timeout(Some(self.connect_timeout));
             while conn.is_handshaking() {
                 conn.complete_io(&mut tcp).map_err(|e| {
-                    if crate::tls::is_tls_io(&e) {
+                    if ds_proto::driver::tls::is_tls_failure(&e) {
                         tls_error(e.to_string())
                     } else {
                         fail(e)

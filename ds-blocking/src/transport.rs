@@ -218,7 +218,7 @@ pub(crate) fn classify_io(e: &std::io::Error) -> TransportError {
         return classify(inner);
     }
     #[cfg(feature = "rustls")]
-    if crate::tls::is_tls_io(e) {
+    if ds_proto::driver::tls::is_tls_failure(e) {
         return TransportError::new(TransportErrorKind::Tls, e.to_string());
     }
     TransportError::new(TransportErrorKind::from_io(e.kind()), e.to_string())

@@ -32,9 +32,9 @@ type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 #[derive(Clone)]
 pub(crate) struct Connector {
     connect_timeout: Duration,
-    /// The client's rustls configuration; `None`: the bundled roots.
+    /// The client's rustls configuration.
     #[cfg(feature = "rustls")]
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    tls: crate::transport::TlsSettings,
 }
 
 impl std::fmt::Debug for Connector {
@@ -45,22 +45,18 @@ impl std::fmt::Debug for Connector {
     }
 }
 
-/// The TLS configuration a [`Connector`] is made with: `None` for the bundled roots.
-#[cfg(feature = "rustls")]
-pub(crate) type ConnectorTls = Option<rustls::ClientConfig>;
-/// Without the `rustls` feature there is no TLS to configure.
-#[cfg(not(feature = "rustls"))]
-pub(crate) type ConnectorTls = ();
-
 impl Connector {
     /// The connector of a client with these settings.
-    pub(crate) fn new(connect_timeout: Option<Duration>, tls: ConnectorTls) -> Self {
+    pub(crate) fn new(
+        connect_timeout: Option<Duration>,
+        tls: &crate::transport::TlsSettings,
+    ) -> Self {
         #[cfg(not(feature = "rustls"))]
-        let () = tls;
+        let () = *tls;
         Connector {
             connect_timeout: connect_timeout.unwrap_or(CONNECT_TIMEOUT),
             #[cfg(feature = "rustls")]
-            tls: tls.map(std::sync::Arc::new),
+            tls: tls.clone(),
         }
     }
 
@@ -90,23 +86,16 @@ impl Connector {
         }
         #[cfg(feature = "rustls")]
         {
-            let config = match &self.tls {
-                Some(c) => c.clone(),
-                None => std::sync::Arc::new(
-                    crate::tls::client_config(true, &[])
-                        .map_err(|m| TransportError::new(TransportErrorKind::Tls, m))?,
-                ),
-            };
             let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
                 .map_err(|e| TransportError::new(TransportErrorKind::Tls, e.to_string()))?;
-            let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+            let handshake = tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp);
             let tls = tokio::time::timeout(self.connect_timeout, handshake)
                 .await
                 .map_err(|_| {
                     TransportError::new(TransportErrorKind::Timeout, "TLS handshake timed out")
                 })?
                 .map_err(|e| {
-                    let kind = if crate::tls::is_tls_failure(&e) {
+                    let kind = if ds_proto::driver::tls::is_tls_failure(&e) {
                         TransportErrorKind::Tls
                     } else {
                         TransportErrorKind::Connect

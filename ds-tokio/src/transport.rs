@@ -22,34 +22,32 @@ pub(crate) struct Transport {
     pub(crate) pipelined: crate::pipeline::Connector,
 }
 
-/// The TLS settings of a transport: `None` for rustls with the bundled webpki roots.
+/// The TLS settings of a transport: ds-proto's rustls configuration
+/// ([`ds_proto::driver::tls::client_config`]).
 #[cfg(feature = "rustls")]
-pub(crate) type TlsSettings = Option<rustls::ClientConfig>;
+pub(crate) type TlsSettings = std::sync::Arc<rustls::ClientConfig>;
 /// Without the `rustls` feature there is no TLS to configure.
 #[cfg(not(feature = "rustls"))]
 pub(crate) type TlsSettings = ();
 
 impl Transport {
-    /// A transport whose https connections use `tls` (see [`crate::tls`]), and whose writers
-    /// open their pipelined connections with `pipelined`.
+    /// A transport whose https connections, pooled or pipelined, use `tls`.
     pub(crate) fn with_tls(
         connect_timeout: Option<Duration>,
         pool_idle: Duration,
         tls: TlsSettings,
-        pipelined: crate::pipeline::Connector,
     ) -> Self {
+        let pipelined = crate::pipeline::Connector::new(connect_timeout, &tls);
         let mut http = HttpConnector::new();
         http.set_connect_timeout(connect_timeout);
         http.set_nodelay(true);
         http.enforce_http(false);
         #[cfg(feature = "rustls")]
-        let connector = match tls {
-            Some(config) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config),
-            None => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
-        }
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         #[cfg(not(feature = "rustls"))]
         let () = tls;
         #[cfg(not(feature = "rustls"))]
@@ -124,7 +122,7 @@ fn classify_client(e: hyper_util::client::legacy::Error) -> TransportError {
     use std::error::Error as _;
     let msg = error_chain(&e);
     #[cfg(feature = "rustls")]
-    let tls = crate::tls::is_tls_failure(&e);
+    let tls = ds_proto::driver::tls::is_tls_failure(&e);
     #[cfg(not(feature = "rustls"))]
     let tls = false;
     let kind = if e.is_connect() {

@@ -13,6 +13,7 @@
 //! | [`write_tracker`] | per-append outcomes of a writer, for `flush`, `close` and tracked appends |
 //! | [`writer`] | the core of a driver's writer: the producer, its bookkeeping, callbacks and waiters, and what `flush` and `close` report |
 //! | [`pipelined_link`] | a writer's dedicated pipelined HTTP/1.1 connection: its queue, deadlines, codec and when it is dropped (feature `http1`); the driver only connects, writes and reads |
+//! | [`tls`] | the rustls client configuration both drivers use (feature `rustls`): bundled and added root certificates, recognising a rustls failure |
 //! | [`writer_pipe`] | how a writer carries its batches: pipelined on one HTTP/1.1 connection or pooled, and the batch target that fills the pipe |
 
 pub mod call;
@@ -22,6 +23,8 @@ pub mod json_items;
 pub mod pipelined_link;
 pub mod read_all;
 pub mod subscription;
+#[cfg(feature = "rustls")]
+pub mod tls;
 pub mod trace;
 pub mod write_tracker;
 pub mod writer;
