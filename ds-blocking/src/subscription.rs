@@ -19,12 +19,10 @@ use ds_proto::driver::subscription::{
 use ds_proto::ops::CallOptions;
 use ds_proto::subscription::{
     Batch, JwksCache, SubscriptionError, VerifiedWebhook, Worker, WorkerEvent,
-    DEFAULT_REPLAY_WINDOW,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 use std::time::Instant;
 
 use ds_proto::driver::subscription::WorkerStep;
@@ -62,10 +60,7 @@ impl Client {
         WebhookVerifier {
             client: self.clone(),
             jwks_url: self.settings().resolve(jwks_url),
-            cache: Mutex::new(JwksCache::new(
-                Duration::from_secs(60),
-                DEFAULT_REPLAY_WINDOW,
-            )),
+            cache: Mutex::new(drv::verifier_cache()),
         }
     }
 }
@@ -80,20 +75,18 @@ impl SubscriptionHandle {
         options: WorkerOptions,
         handler: H,
     ) -> Result<WorkerHandle, SubscriptionError> {
-        let root = self.root()?.clone();
-        let subscription = match options.wake_stream {
-            Some(_) => None,
-            None => Some(self.get()?),
+        let subscription = match options.needs_subscription() {
+            true => Some(self.get()?),
+            false => None,
         };
-        let wake = drv::worker_wake_stream(
-            &root,
+        let machine = options.machine(
+            self.root()?.clone(),
             &self.id,
-            options.wake_stream.as_deref(),
             subscription.as_ref(),
+            self.client.extras(&self.call),
+            self.client.next_seed(),
+            Instant::now(),
         )?;
-        let extras = self.client.extras(&self.call);
-        let config = options.config(root, &self.id, &wake, extras, self.client.next_seed());
-        let machine = Worker::new(config, Instant::now())?;
         let engine =
             Engine::new(machine, self.client.clone(), self.call.clone()).keep_authorization();
         let wake = engine.commands();
@@ -207,11 +200,7 @@ fn run_worker<H: WorkerHandler>(
             engine.machine.stop();
         }
         engine.flush_outputs();
-        match engine
-            .machine
-            .poll_event()
-            .map(|e| drv::worker_step(&mut engine.machine, e))
-        {
+        match drv::next_worker_step(&mut engine.machine) {
             Some(WorkerStep::Batch(batch)) => loop {
                 let result = handler.handle_batch(&batch);
                 if flags.abort.load(Ordering::Acquire) {

@@ -19,11 +19,9 @@ use ds_proto::driver::subscription::{
 use ds_proto::ops::CallOptions;
 use ds_proto::subscription::{
     Batch, JwksCache, SubscriptionError, VerifiedWebhook, Worker, WorkerEvent,
-    DEFAULT_REPLAY_WINDOW,
 };
 use ds_proto::TransportError;
 use std::future::Future;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -66,10 +64,7 @@ impl Client {
         WebhookVerifier {
             client: self.clone(),
             jwks_url: self.settings().resolve(jwks_url),
-            cache: tokio::sync::Mutex::new(JwksCache::new(
-                Duration::from_secs(60),
-                DEFAULT_REPLAY_WINDOW,
-            )),
+            cache: tokio::sync::Mutex::new(drv::verifier_cache()),
         }
     }
 }
@@ -84,20 +79,18 @@ impl SubscriptionHandle {
         options: WorkerOptions,
         handler: H,
     ) -> Result<WorkerHandle, SubscriptionError> {
-        let root = self.root()?.clone();
-        let subscription = match options.wake_stream {
-            Some(_) => None,
-            None => Some(self.get().await?),
+        let subscription = match options.needs_subscription() {
+            true => Some(self.get().await?),
+            false => None,
         };
-        let wake = drv::worker_wake_stream(
-            &root,
+        let machine = options.machine(
+            self.root()?.clone(),
             &self.id,
-            options.wake_stream.as_deref(),
             subscription.as_ref(),
+            self.client.extras(&self.call),
+            self.client.next_seed(),
+            now(),
         )?;
-        let extras = self.client.extras(&self.call);
-        let config = options.config(root, &self.id, &wake, extras, self.client.next_seed());
-        let machine = Worker::new(config, now())?;
         let engine =
             Engine::new(machine, self.client.clone(), self.call.clone()).keep_authorization();
         let (stop, stop_rx) = watch::channel(false);
@@ -188,11 +181,7 @@ async fn run_worker<H: WorkerHandler>(
             engine.machine.stop();
         }
         engine.flush_outputs();
-        match engine
-            .machine
-            .poll_event()
-            .map(|e| drv::worker_step(&mut engine.machine, e))
-        {
+        match drv::next_worker_step(&mut engine.machine) {
             Some(WorkerStep::Batch(batch)) => loop {
                 let result = {
                     let fut = handler.handle_batch(&batch);
