@@ -9,6 +9,7 @@
 //! | [`subscription`] | running subscription operations ([`SubscriptionOneShot`](subscription::SubscriptionOneShot)) with retries, the worker run loop's options and error actions, the webhook verifier's steps (`WebhookCheck`) |
 //! | [`trace`] | the `tracing` spans and events of the drivers (feature `tracing`; no-ops otherwise); the machines never trace |
 //! | [`json_items`] | a reader's JSON messages one by one, decoded as they are taken |
+//! | [`reader_state`] | what a driver's reader reports besides events (checkpoint, up to date, EOF, status, snapshot), live or as handed out |
 //! | [`read_all`] | collecting a reader's chunks into one `read_all` result |
 //! | [`write_tracker`] | per-append outcomes of a writer, for `flush`, `close` and tracked appends |
 //! | [`writer`] | the core of a driver's writer: the producer, its bookkeeping, callbacks and waiters, and what `flush` and `close` report |
@@ -22,6 +23,7 @@ pub mod json_items;
 #[cfg(feature = "http1")]
 pub mod pipelined_link;
 pub mod read_all;
+pub mod reader_state;
 pub mod subscription;
 #[cfg(feature = "rustls")]
 pub mod tls;

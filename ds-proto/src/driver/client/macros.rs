@@ -774,6 +774,65 @@ macro_rules! __writer {
     };
 }
 
+/// Writes a driver's `Reader` accessors (`snapshot`, `offset`, `is_up_to_date`, `is_eof`,
+/// `last_status`) and its `Debug`, expanded in the driver's reader module. The driver's
+/// `Reader` has a `url: String` field and a method `state(&self) -> &impl ReaderState`
+/// ([`ReaderState`](crate::driver::reader_state::ReaderState): the machine itself, or the
+/// [`HandedOut`](crate::driver::reader_state::HandedOut) copy of the last event's moment).
+#[doc(hidden)]
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
+macro_rules! __reader_state {
+    () => {
+        impl ::std::fmt::Debug for Reader {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("Reader")
+                    .field("url", &$crate::url::strip_query(&self.url))
+                    .field("offset", self.offset())
+                    .field("up_to_date", &self.is_up_to_date())
+                    .field("eof", &self.is_eof())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl Reader {
+            /// A snapshot of what this reader has handed out: continue from it with
+            /// [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot),
+            /// here or in another process. It resumes right after the last event handed out
+            /// (nothing repeated, nothing skipped), in the same phase (an auto reader past its
+            /// catch-up long-polls at once, an SSE reader that fell back stays on long-poll),
+            /// and a reader restored after EOF sends nothing. See
+            /// [`ReaderSnapshot`]($crate::reader::ReaderSnapshot).
+            pub fn snapshot(&self) -> $crate::reader::ReaderSnapshot {
+                $crate::driver::reader_state::ReaderState::snapshot(self.state())
+            }
+
+            /// The checkpoint: the offset after everything this reader has handed out.
+            pub fn offset(&self) -> &$crate::Offset {
+                $crate::driver::reader_state::ReaderState::offset(self.state())
+            }
+
+            /// Whether the reader has caught up with the stream's tail (more may come unless
+            /// EOF).
+            pub fn is_up_to_date(&self) -> bool {
+                $crate::driver::reader_state::ReaderState::is_up_to_date(self.state())
+            }
+
+            /// Whether the stream is closed and everything was read (EOF).
+            pub fn is_eof(&self) -> bool {
+                $crate::driver::reader_state::ReaderState::is_eof(self.state())
+            }
+
+            /// The HTTP status of the latest response the reader received, as of the last
+            /// event handed out (`204`: a long-poll that ended without data); `None` before the
+            /// first.
+            pub fn last_status(&self) -> Option<u16> {
+                $crate::driver::reader_state::ReaderState::last_status(self.state())
+            }
+        }
+    };
+}
+
 /// Defines a driver's `JsonItems` (the messages of a JSON stream, one by one) and
 /// `Reader::json`, expanded in the driver's reader module; the driver implements the iteration
 /// (`Iterator` or `Stream`) over [`JsonItemQueue`](crate::driver::json_items::JsonItemQueue).
