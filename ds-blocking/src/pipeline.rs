@@ -222,27 +222,33 @@ impl WireReader {
     }
 }
 
-/// The socket of the link's live connection (its reader thread ends when it is shut down).
-struct Socket {
+/// The socket of the link's live connection, kept by the link: dropping it shuts the socket
+/// down, which ends its reader thread.
+pub(crate) struct Socket {
     wire: Wire,
-    gen: u64,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let _ = self.wire.tcp().shutdown(Shutdown::Both);
+    }
 }
 
 /// The writer's pipelined connection: ds-proto's link (with a span per request, as pooled
-/// exchanges have) and its socket.
+/// exchanges have, and the socket of its connection).
 pub(crate) struct Pipeline {
-    pub(crate) link: PipelinedLink<crate::trace::RequestTraces>,
+    pub(crate) link: PipelinedLink<crate::trace::RequestTraces, Socket>,
     connector: Connector,
-    socket: Option<Socket>,
     notify: Notify,
 }
 
 impl Pipeline {
+    /// A pipelined connection of at most `depth` requests in flight, opened with
+    /// `connector`; its reader thread hands what it reads to `notify`.
     pub(crate) fn new(depth: usize, connector: Connector, notify: Notify) -> Self {
         Pipeline {
             link: PipelinedLink::new(depth),
             connector,
-            socket: None,
             notify,
         }
     }
@@ -257,41 +263,37 @@ impl Pipeline {
     /// Does what the link asks until it is idle; its inputs go to `out`.
     fn pump(&mut self, plan: &mut WriterPipe, out: &mut Vec<Input>) {
         loop {
-            self.drop_stale_socket();
             match self.link.next_step(plan) {
                 LinkStep::Connect { uri } => {
                     let started = Instant::now();
                     match self.connector.connect(&uri) {
                         Ok(wire) => {
-                            // About a round trip: the plan learns the link's length early.
-                            plan.on_connected(started.elapsed(), Instant::now());
-                            let gen = self.link.on_connected();
-                            match spawn_reader(wire, gen, self.notify.clone()) {
-                                Ok(socket) => self.socket = Some(socket),
-                                Err(e) => {
-                                    // No reader, no connection: the first request fails unsent.
-                                    self.link.on_read(gen, None, plan);
-                                    self.link.on_connect_failed(TransportError::new(
-                                        TransportErrorKind::Connect,
-                                        e.to_string(),
-                                    ));
-                                }
-                            }
+                            let notify = &self.notify;
+                            // No reader, no connection: the first request fails unsent.
+                            self.link
+                                .on_connected(plan, started, Instant::now(), |gen| {
+                                    spawn_reader(wire, gen, notify.clone()).map_err(|e| {
+                                        TransportError::new(
+                                            TransportErrorKind::Connect,
+                                            e.to_string(),
+                                        )
+                                    })
+                                });
                         }
                         Err(e) => self.link.on_connect_failed(e),
                     }
                 }
                 LinkStep::Write { bytes } => {
-                    let socket = self
-                        .socket
-                        .as_mut()
-                        .expect("the link writes on a connection");
                     // A stalled write ends at the earliest request deadline.
                     let now = Instant::now();
                     let limit = self.link.next_deadline().map(|d| {
                         d.saturating_duration_since(now)
                             .max(Duration::from_millis(1))
                     });
+                    let socket = self
+                        .link
+                        .socket_mut()
+                        .expect("the link writes on a connection");
                     let _ = socket.wire.tcp().set_write_timeout(limit);
                     match socket.wire.write_all(&bytes) {
                         Ok(()) => self.link.on_written(plan, Instant::now()),
@@ -309,29 +311,7 @@ impl Pipeline {
                 LinkStep::Idle => break,
             }
         }
-        self.drop_stale_socket();
         out.extend(self.link.take_inputs());
-    }
-
-    /// Shuts the socket down once the link dropped its connection.
-    fn drop_stale_socket(&mut self) {
-        if self
-            .socket
-            .as_ref()
-            .is_some_and(|s| Some(s.gen) != self.link.connection())
-        {
-            if let Some(s) = self.socket.take() {
-                let _ = s.wire.tcp().shutdown(Shutdown::Both);
-            }
-        }
-    }
-}
-
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        if let Some(s) = &self.socket {
-            let _ = s.wire.tcp().shutdown(Shutdown::Both);
-        }
     }
 }
 
@@ -356,5 +336,5 @@ fn spawn_reader(wire: Wire, gen: u64, notify: Notify) -> std::io::Result<Socket>
                 }
             }
         })?;
-    Ok(Socket { wire, gen })
+    Ok(Socket { wire })
 }

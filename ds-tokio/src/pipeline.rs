@@ -113,28 +113,34 @@ impl Connector {
     }
 }
 
-/// The socket of the link's live connection.
-struct Socket {
+/// The socket of the link's live connection, kept by the link: dropping it ends its reader
+/// task (the read half goes with it).
+pub(crate) struct Socket {
     write: WriteHalf,
     reader: JoinHandle<()>,
-    gen: u64,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// The writer's pipelined connection: ds-proto's link (with a span per request, as pooled
-/// exchanges have) and its socket.
+/// exchanges have, and the socket of its connection).
 pub(crate) struct Pipeline {
-    pub(crate) link: PipelinedLink<crate::trace::RequestTraces>,
+    pub(crate) link: PipelinedLink<crate::trace::RequestTraces, Socket>,
     connector: Connector,
-    socket: Option<Socket>,
     notify: Notify,
 }
 
 impl Pipeline {
+    /// A pipelined connection of at most `depth` requests in flight, opened with
+    /// `connector`; its reader task sends what it reads to `notify`.
     pub(crate) fn new(depth: usize, connector: Connector, notify: Notify) -> Self {
         Pipeline {
             link: PipelinedLink::new(depth),
             connector,
-            socket: None,
             notify,
         }
     }
@@ -154,28 +160,28 @@ impl Pipeline {
     /// Does what the link asks until it is idle; its inputs go to `out`.
     async fn pump(&mut self, plan: &mut WriterPipe, out: &mut Vec<Input>) {
         loop {
-            self.drop_stale_socket();
             match self.link.next_step(plan) {
                 LinkStep::Connect { uri } => {
                     let started = now();
                     match self.connector.connect(&uri).await {
                         Ok((read, write)) => {
-                            // About a round trip: the plan learns the link's length early.
-                            plan.on_connected(now().saturating_duration_since(started), now());
-                            let gen = self.link.on_connected();
-                            self.socket = Some(spawn_reader(read, write, gen, self.notify.clone()));
+                            let notify = &self.notify;
+                            self.link.on_connected(plan, started, now(), |gen| {
+                                Ok(spawn_reader(read, write, gen, notify.clone()))
+                            });
                         }
                         Err(e) => self.link.on_connect_failed(e),
                     }
                 }
                 LinkStep::Write { bytes } => {
-                    let socket = self
-                        .socket
-                        .as_mut()
-                        .expect("the link writes on a connection");
                     // A stalled write ends at the earliest request deadline.
+                    let deadline = self.link.next_deadline();
+                    let socket = self
+                        .link
+                        .socket_mut()
+                        .expect("the link writes on a connection");
                     let write = socket.write.write_all(&bytes);
-                    let written = match self.link.next_deadline() {
+                    let written = match deadline {
                         Some(d) => tokio::time::timeout_at(d.into(), write).await.ok(),
                         None => Some(write.await),
                     };
@@ -188,29 +194,7 @@ impl Pipeline {
                 LinkStep::Idle => break,
             }
         }
-        self.drop_stale_socket();
         out.extend(self.link.take_inputs());
-    }
-
-    /// Drops the socket once the link dropped its connection.
-    fn drop_stale_socket(&mut self) {
-        if self
-            .socket
-            .as_ref()
-            .is_some_and(|s| Some(s.gen) != self.link.connection())
-        {
-            if let Some(s) = self.socket.take() {
-                s.reader.abort();
-            }
-        }
-    }
-}
-
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        if let Some(s) = &self.socket {
-            s.reader.abort();
-        }
     }
 }
 
@@ -232,5 +216,5 @@ fn spawn_reader(mut read: ReadHalf, write: WriteHalf, gen: u64, notify: Notify) 
             }
         }
     });
-    Socket { write, reader, gen }
+    Socket { write, reader }
 }
