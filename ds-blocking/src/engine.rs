@@ -115,7 +115,7 @@ impl<C: Send + 'static> Exchanges<C> {
         match msg {
             Msg::Command(c) => Received::Command(c),
             Msg::Input(input) => {
-                if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+                if input.ends_exchange() {
                     self.flags.remove(&input.id());
                 }
                 Received::Input(input)
@@ -189,7 +189,6 @@ impl<C: Send + 'static> Exchanges<C> {
         extras
     }
 
-    /// The request with the client's extras, its timeout, and its trace.
     /// How the client opens a writer's pipelined connection.
     pub(crate) fn pipelined_connector(&self) -> crate::pipeline::Connector {
         self.client.inner.transport.pipelined.clone()
@@ -201,6 +200,7 @@ impl<C: Send + 'static> Exchanges<C> {
         t.with_extras(&self.client.extras(&self.call))
     }
 
+    /// The request with the client's extras, its timeout, and its trace.
     fn prepare(
         &self,
         t: Transmit,
@@ -244,25 +244,18 @@ impl Here {
     /// which the exchange is over.
     pub(crate) fn next_input(&mut self) -> Input {
         let id = self.id;
-        let Some(trace) = &mut self.trace else {
+        let Some(trace) = &self.trace else {
             return Input::End { id };
         };
         let input = {
             let _span = trace::enter(trace.handle());
             match self.chunks.next(&mut self.body) {
                 None => Input::End { id },
-                Some(Ok(chunk)) => {
-                    trace.body(chunk.len());
-                    Input::Body { id, chunk }
-                }
+                Some(Ok(chunk)) => Input::Body { id, chunk },
                 Some(Err(error)) => Input::Failed { id, error },
             }
         };
-        match &input {
-            Input::End { .. } => self.trace.take().map(|t| t.finish(None)),
-            Input::Failed { error, .. } => self.trace.take().map(|t| t.finish(Some(error))),
-            _ => None,
-        };
+        trace::RequestTrace::follow(&mut self.trace, &input);
         input
     }
 }
@@ -329,7 +322,7 @@ fn perform(
             return;
         }
         let input = first.take().unwrap_or_else(|| here.next_input());
-        if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+        if input.ends_exchange() {
             send(input);
             return;
         }

@@ -87,10 +87,7 @@ impl Reader {
             }
             if let Some(here) = &mut self.here {
                 let input = here.next_input();
-                if matches!(
-                    input,
-                    ds_proto::Input::End { .. } | ds_proto::Input::Failed { .. }
-                ) {
+                if input.ends_exchange() {
                     self.here = None;
                 }
                 self.engine.machine.handle_input(input, Instant::now());

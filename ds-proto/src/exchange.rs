@@ -75,6 +75,12 @@ impl Input {
             | Input::Failed { id, .. } => *id,
         }
     }
+
+    /// Whether this is the last input of its exchange ([`End`](Input::End) or
+    /// [`Failed`](Input::Failed)): nothing follows it, and the driver forgets the exchange.
+    pub fn ends_exchange(&self) -> bool {
+        matches!(self, Input::End { .. } | Input::Failed { .. })
+    }
 }
 
 impl Transmit {
@@ -179,6 +185,18 @@ impl TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_end_and_failed_end_an_exchange() {
+        let id = RequestId(3);
+        let parts = http::Response::new(()).into_parts().0;
+        assert!(!Input::Head { id, parts }.ends_exchange());
+        let chunk = Bytes::new();
+        assert!(!Input::Body { id, chunk }.ends_exchange());
+        assert!(Input::End { id }.ends_exchange());
+        let error = TransportError::new(TransportErrorKind::Other, "x");
+        assert!(Input::Failed { id, error }.ends_exchange());
+    }
 
     #[test]
     fn io_failures_are_classified() {

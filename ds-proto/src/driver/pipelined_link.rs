@@ -417,7 +417,7 @@ fn drain(
     out: &mut Vec<Input>,
 ) {
     while let Some(input) = codec.poll_input() {
-        if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+        if input.ends_exchange() {
             deadlines.remove(&input.id());
         }
         out.push(input);
