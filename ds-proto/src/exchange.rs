@@ -169,6 +169,14 @@ impl TransportError {
         )
     }
 
+    /// A response body larger than `limit` bytes (the largest a buffered exchange keeps).
+    pub fn too_large(limit: usize) -> Self {
+        TransportError::new(
+            TransportErrorKind::TooLarge,
+            format!("response body exceeds {limit} bytes"),
+        )
+    }
+
     /// The error with the request's `query` string cut out of its message: query parameters
     /// may carry credentials (tokens from a provider), and errors end up in logs. HTTP stacks
     /// tend to quote the whole URL when they fail.

@@ -4,6 +4,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`buffered`] | a response body collected whole under a size limit (one-shot operations) |
 //! | [`call`] | running a one-shot operation ([`OneShot`](crate::ops::OneShot)) across its attempts: call options, retries, what the handle learns |
 //! | [`client`] | the settings both drivers' `ClientBuilder`s share (defaults, validation, header layering, credential marking, root certificates with feature `pem`) and the hidden macros that write their `Client` and `StreamHandle` shells |
 //! | [`subscription`] | running subscription operations ([`SubscriptionOneShot`](subscription::SubscriptionOneShot)) with retries, the worker run loop's options and error actions, the webhook verifier's steps (`WebhookCheck`) |
@@ -17,6 +18,7 @@
 //! | [`tls`] | the rustls client configuration both drivers use (feature `rustls`): bundled and added root certificates, recognising a rustls failure |
 //! | [`writer_pipe`] | how a writer carries its batches: pipelined on one HTTP/1.1 connection or pooled, and the batch target that fills the pipe |
 
+pub mod buffered;
 pub mod call;
 pub mod client;
 pub mod json_items;

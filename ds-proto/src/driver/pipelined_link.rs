@@ -85,6 +85,12 @@ impl Origin {
             tls,
         }
     }
+
+    /// The socket address, when the host is an IP address (nothing to resolve).
+    pub fn ip_addr(&self) -> Option<std::net::SocketAddr> {
+        let ip: std::net::IpAddr = self.host.parse().ok()?;
+        Some(std::net::SocketAddr::new(ip, self.port))
+    }
 }
 
 /// What happened to a [`PipelinedLink`], for [`PipelinedLink::handle`].

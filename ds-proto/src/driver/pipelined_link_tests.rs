@@ -408,6 +408,20 @@ fn the_origin_of_a_request_uri() {
             tls: true
         }
     );
+    // An IP-address host needs no lookup (ds-blocking's resolver skips it).
+    assert_eq!(of("http://localhost:4437/s").ip_addr(), None);
+    assert_eq!(
+        of("http://[::1]/s").ip_addr(),
+        Some((std::net::Ipv6Addr::LOCALHOST, 80).into())
+    );
+    assert_eq!(
+        of("https://127.0.0.1/s").ip_addr(),
+        Some(([127, 0, 0, 1], 443).into())
+    );
+    assert_eq!(
+        of("http://[::1]:8080/s").ip_addr(),
+        Some((std::net::Ipv6Addr::LOCALHOST, 8080).into())
+    );
     assert_eq!(
         of("http://[::1]/s"),
         Origin {

@@ -191,6 +191,13 @@ fn error_chains_are_searched_inside_io_errors() {
     assert!(error_chain_has::<Tls>(&Tls));
     let plain = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
     assert!(!error_chain_has::<Tls>(&plain));
+    // The text names every level; the search skips the error itself.
+    assert_eq!(error_chain_text(&plain), "outer: connection reset");
+    assert_eq!(error_chain_text(&Tls), "tls");
+    let io = find_source::<std::io::Error>(&plain).expect("the I/O error below");
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
+    assert!(find_source::<Outer>(&plain).is_none());
+    assert!(find_source::<Tls>(&Tls).is_none());
 }
 
 #[cfg(feature = "pem")]
