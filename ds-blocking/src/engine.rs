@@ -180,15 +180,6 @@ impl<C: Send + 'static> Exchanges<C> {
         Ok((here, Input::Head { id, parts }))
     }
 
-    /// The client's extras for one exchange.
-    fn extras(&self) -> ds_proto::ops::RequestExtras {
-        let mut extras = self.client.extras(&self.call);
-        if self.keep_authorization {
-            extras.headers.remove(http::header::AUTHORIZATION);
-        }
-        extras
-    }
-
     /// How the client opens a writer's pipelined connection.
     pub(crate) fn pipelined_connector(&self) -> crate::pipeline::Connector {
         self.client.inner.transport.pipelined.clone()
@@ -213,7 +204,12 @@ impl<C: Send + 'static> Exchanges<C> {
             id,
             request,
             deadline,
-        } = t.with_extras(&self.extras());
+        } = t.with_extras(
+            &self
+                .client
+                .settings()
+                .exchange_extras(&self.call, self.keep_authorization),
+        );
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         (request, timeout, trace)

@@ -123,7 +123,12 @@ impl Exchanges {
             id,
             request,
             deadline,
-        } = t.with_extras(&self.extras());
+        } = t.with_extras(
+            &self
+                .client
+                .settings()
+                .exchange_extras(&self.call, self.keep_authorization),
+        );
         let transport = self.client.inner.transport.clone();
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         let span = trace.handle();
@@ -135,15 +140,6 @@ impl Exchanges {
             trace: Some(trace),
         };
         (exchange, span)
-    }
-
-    /// The client's extras for one exchange.
-    fn extras(&self) -> ds_proto::ops::RequestExtras {
-        let mut extras = self.client.extras(&self.call);
-        if self.keep_authorization {
-            extras.headers.remove(http::header::AUTHORIZATION);
-        }
-        extras
     }
 
     /// Starts an exchange that [`Exchanges::recv`] polls itself (one at a time).

@@ -211,6 +211,18 @@ impl ClientSettings {
         extras
     }
 
+    /// The headers and parameters of one exchange of a machine: [`extras`](Self::extras),
+    /// without the client's `Authorization` when `machine_authorizes` (the machine sets it
+    /// itself: a subscription worker's acks carry the claim token, its claims and reads the
+    /// credential it was configured with).
+    pub fn exchange_extras(&self, call: &CallOptions, machine_authorizes: bool) -> RequestExtras {
+        let mut extras = self.extras(call);
+        if machine_authorizes {
+            extras.headers.remove(http::header::AUTHORIZATION);
+        }
+        extras
+    }
+
     /// Marks the values of every credential header in `headers` as sensitive.
     pub fn mark_sensitive(&self, headers: &mut HeaderMap) {
         crate::ops::mark_sensitive(headers, &self.sensitive_headers);

@@ -123,6 +123,19 @@ fn extras_layer_defaults_provider_and_call() {
 }
 
 #[test]
+fn a_machine_that_authorizes_itself_gets_no_client_authorization() {
+    let mut s = ClientSettings::default();
+    s.add_header(http::header::AUTHORIZATION, secret("Bearer client"));
+    s.add_header(HeaderName::from_static("x-a"), secret("a"));
+    let call = CallOptions::default();
+    let plain = s.exchange_extras(&call, false);
+    assert_eq!(plain.headers[http::header::AUTHORIZATION], "Bearer client");
+    let own = s.exchange_extras(&call, true);
+    assert!(!own.headers.contains_key(http::header::AUTHORIZATION));
+    assert_eq!(own.headers["x-a"], "a");
+}
+
+#[test]
 fn stream_urls_resolve_against_the_base() {
     let mut s = ClientSettings::default();
     assert_eq!(s.resolve("http://x/s"), "http://x/s");
