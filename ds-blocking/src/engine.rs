@@ -185,10 +185,11 @@ impl<C: Send + 'static> Exchanges<C> {
         self.client.inner.transport.pipelined.clone()
     }
 
-    /// `t` with the client's and the call's extra headers, as an exchange would send it (for
-    /// a writer's pipelined connection, which writes requests itself).
+    /// `t` with the client's and the call's extra headers, as an exchange sends it (a
+    /// writer's pipelined connection, which writes requests itself, too).
     pub(crate) fn with_extras(&self, t: Transmit) -> Transmit {
-        t.with_extras(&self.client.extras(&self.call))
+        let settings = self.client.settings();
+        t.with_extras(&settings.exchange_extras(&self.call, self.keep_authorization))
     }
 
     /// The request with the client's extras, its timeout, and its trace.
@@ -204,12 +205,7 @@ impl<C: Send + 'static> Exchanges<C> {
             id,
             request,
             deadline,
-        } = t.with_extras(
-            &self
-                .client
-                .settings()
-                .exchange_extras(&self.call, self.keep_authorization),
-        );
+        } = self.with_extras(t);
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         (request, timeout, trace)

@@ -110,10 +110,11 @@ impl Exchanges {
         self.client.inner.transport.pipelined.clone()
     }
 
-    /// `t` with the client's and the call's extra headers, as an exchange would send it (for
-    /// a writer's pipelined connection, which writes requests itself).
+    /// `t` with the client's and the call's extra headers, as an exchange sends it (a
+    /// writer's pipelined connection, which writes requests itself, too).
     pub(crate) fn with_extras(&self, t: Transmit) -> Transmit {
-        t.with_extras(&self.client.extras(&self.call))
+        let settings = self.client.settings();
+        t.with_extras(&settings.exchange_extras(&self.call, self.keep_authorization))
     }
 
     /// The exchange of a transmit (the request with the client's headers and parameters, its
@@ -123,12 +124,7 @@ impl Exchanges {
             id,
             request,
             deadline,
-        } = t.with_extras(
-            &self
-                .client
-                .settings()
-                .exchange_extras(&self.call, self.keep_authorization),
-        );
+        } = self.with_extras(t);
         let transport = self.client.inner.transport.clone();
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         let span = trace.handle();
