@@ -113,13 +113,8 @@ impl Connector {
             let mut tcp = tcp;
             let _ = tcp.set_read_timeout(Some(self.connect_timeout));
             while conn.is_handshaking() {
-                conn.complete_io(&mut tcp).map_err(|e| {
-                    if ds_proto::driver::tls::is_tls_failure(&e) {
-                        tls_error(e.to_string())
-                    } else {
-                        fail(e)
-                    }
-                })?;
+                conn.complete_io(&mut tcp)
+                    .map_err(|e| ds_proto::driver::tls::handshake_error(&e))?;
             }
             let _ = tcp.set_read_timeout(None);
             Ok(Wire::Tls(tcp, Arc::new(std::sync::Mutex::new(conn))))

@@ -94,14 +94,7 @@ impl Connector {
                 .map_err(|_| {
                     TransportError::new(TransportErrorKind::Timeout, "TLS handshake timed out")
                 })?
-                .map_err(|e| {
-                    let kind = if ds_proto::driver::tls::is_tls_failure(&e) {
-                        TransportErrorKind::Tls
-                    } else {
-                        TransportErrorKind::Connect
-                    };
-                    TransportError::new(kind, e.to_string())
-                })?;
+                .map_err(|e| ds_proto::driver::tls::handshake_error(&e))?;
             let (read, write) = tokio::io::split(tls);
             Ok((Box::new(read), Box::new(write)))
         }

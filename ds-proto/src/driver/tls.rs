@@ -10,6 +10,7 @@
 //! [`ClientSettings::invalid`].
 
 use super::client::{error_chain_has, parse_root_certificates, ClientSettings};
+use crate::exchange::{TransportError, TransportErrorKind};
 use crate::Error;
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, RootCertStore};
@@ -83,6 +84,19 @@ pub fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     error_chain_has::<rustls::Error>(e)
 }
 
+/// A TLS handshake that failed with `e`, as a transport error:
+/// [`Tls`](TransportErrorKind::Tls) when rustls refused (a certificate, an alert, a protocol
+/// violation), [`Connect`](TransportErrorKind::Connect) when the connection itself failed (a
+/// reset, the peer closing): the request was not sent either way.
+pub fn handshake_error(e: &std::io::Error) -> TransportError {
+    let kind = if is_tls_failure(e) {
+        TransportErrorKind::Tls
+    } else {
+        TransportErrorKind::Connect
+    };
+    TransportError::new(kind, e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +158,9 @@ Q2rprbTt8tFnxA==
         let tls = std::io::Error::other(rustls::Error::DecryptError);
         assert!(is_tls_failure(&tls));
         assert!(!is_tls_failure(&std::io::Error::other("reset")));
+        assert_eq!(handshake_error(&tls).kind, TransportErrorKind::Tls);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(handshake_error(&reset).kind, TransportErrorKind::Connect);
     }
 
     /// A provider that offers nothing (ds-proto links no crypto).
