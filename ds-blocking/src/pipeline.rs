@@ -10,7 +10,7 @@
 //! dropped connection are ignored. Over TLS both threads share the rustls connection behind a
 //! mutex, held only to move bytes between it and the socket (never during a blocking read).
 
-use ds_proto::driver::pipelined_link::{LinkEvent, LinkStep, Origin, PipelinedLink};
+use ds_proto::driver::pipelined_link::{self, LinkEvent, LinkStep, Origin, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
 use ds_proto::io::{Input, TransportError, TransportErrorKind};
 use std::io::{Read, Write};
@@ -21,9 +21,6 @@ use std::time::{Duration, Instant};
 /// Hands the reader thread's bytes (`Some`) or the end of the connection (`None`) to the
 /// writer's thread; returns `false` when the writer is gone.
 pub(crate) type Notify = Arc<dyn Fn(u64, Option<Vec<u8>>) -> bool + Send + Sync>;
-
-/// How long connecting may take when the client sets no connect timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The rustls client connection both threads of a TLS connection use.
 #[cfg(feature = "rustls")]
@@ -58,7 +55,7 @@ impl Connector {
         #[cfg(not(feature = "rustls"))]
         let () = tls;
         Connector {
-            connect_timeout: connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            connect_timeout: pipelined_link::connect_timeout(connect_timeout),
             #[cfg(feature = "rustls")]
             tls: Arc::new(tls),
         }

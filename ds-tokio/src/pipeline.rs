@@ -9,7 +9,7 @@
 //! tagged with the connection's generation so that bytes of a dropped connection are ignored.
 
 use crate::clock::now;
-use ds_proto::driver::pipelined_link::{LinkEvent, LinkStep, Origin, PipelinedLink};
+use ds_proto::driver::pipelined_link::{self, LinkEvent, LinkStep, Origin, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
 use ds_proto::io::{Input, TransportError, TransportErrorKind};
 use std::time::Duration;
@@ -21,9 +21,6 @@ use tokio::task::JoinHandle;
 /// Carries the reader task's bytes (`Some`) or the end of the connection (`None`) to the
 /// writer's task, with the connection's generation.
 pub(crate) type Notify = UnboundedSender<(u64, Option<Vec<u8>>)>;
-
-/// How long connecting may take when the client sets no connect timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
@@ -54,7 +51,7 @@ impl Connector {
         #[cfg(not(feature = "rustls"))]
         let () = *tls;
         Connector {
-            connect_timeout: connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            connect_timeout: pipelined_link::connect_timeout(connect_timeout),
             #[cfg(feature = "rustls")]
             tls: tls.clone(),
         }

@@ -138,12 +138,8 @@ impl WorkerHandle {
     }
 
     /// Waits for the worker to end.
-    pub async fn wait(self) -> WorkerExit {
-        match self.task.await {
-            Ok(exit) => exit,
-            Err(e) if e.is_cancelled() => WorkerExit::Stopped,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+    pub async fn wait(mut self) -> WorkerExit {
+        self.join().await
     }
 
     /// Waits for the worker to end, keeping the handle (to [`WorkerHandle::stop`] it while

@@ -36,7 +36,7 @@ use crate::driver::writer_pipe::WriterPipe;
 use crate::exchange::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 use crate::http1::{Connection, Limits};
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the driver does next for a [`PipelinedLink`].
 #[derive(Debug)]
@@ -55,6 +55,12 @@ pub enum LinkStep {
     },
     /// Nothing to do until bytes arrive, a deadline passes or a request is submitted.
     Idle,
+}
+
+/// How long a [`LinkStep::Connect`] may take, TLS handshake included: the client's connect
+/// timeout, or 30 s when it sets none.
+pub fn connect_timeout(configured: Option<Duration>) -> Duration {
+    configured.unwrap_or(Duration::from_secs(30))
 }
 
 /// Where a [`LinkStep::Connect`] goes: the host (without IPv6 brackets), the port (the

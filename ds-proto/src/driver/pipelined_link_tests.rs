@@ -390,6 +390,15 @@ fn a_socket_that_cannot_be_made_fails_the_first_request_unsent() {
 }
 
 #[test]
+fn connecting_takes_the_clients_timeout_or_thirty_seconds() {
+    assert_eq!(connect_timeout(None), Duration::from_secs(30));
+    assert_eq!(
+        connect_timeout(Some(Duration::from_secs(2))),
+        Duration::from_secs(2)
+    );
+}
+
+#[test]
 fn the_origin_of_a_request_uri() {
     let of = |u: &str| Origin::of(&u.parse().unwrap());
     assert_eq!(
