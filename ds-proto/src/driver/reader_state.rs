@@ -88,18 +88,13 @@ mod tests {
     use crate::exchange::Input;
     use crate::ops::test_util::parts;
     use crate::reader::{ReadMode, ReaderConfig};
-    use std::time::Instant;
-
-    #[allow(clippy::disallowed_methods)]
-    fn t0() -> Instant {
-        Instant::now()
-    }
 
     /// The copy keeps what was handed out while the machine moves on; the machine's own
     /// state is what a driver without a pending step reports.
     #[test]
+    #[allow(clippy::disallowed_methods)] // the clock's origin only
     fn handed_out_keeps_the_state_of_its_moment() {
-        let now = t0();
+        let now = std::time::Instant::now();
         let config = ReaderConfig {
             mode: ReadMode::CatchUp,
             ..ReaderConfig::new("http://h/s")
