@@ -13,22 +13,19 @@
 use crate::client::Client;
 use crate::engine::{Engine, Msg, Wake};
 use ds_proto::driver::subscription::{
-    self as drv, CheckStep, SubscriptionCall, SubscriptionOneShot, SubscriptionStep, WebhookCheck,
-    WebhookError,
+    self as drv, SubscriptionCall, SubscriptionOneShot, SubscriptionStep,
 };
 use ds_proto::ops::CallOptions;
-use ds_proto::subscription::{
-    Batch, JwksCache, SubscriptionError, VerifiedWebhook, Worker, WorkerEvent,
-};
+use ds_proto::subscription::{Batch, SubscriptionError, Worker, WorkerEvent};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use ds_proto::driver::subscription::WorkerStep;
 pub use ds_proto::driver::subscription::{WorkerAction, WorkerExit, WorkerOptions};
 
-ds_proto::__subscription_handle!(; );
+ds_proto::__subscription_handle!(; ; now: std::time::Instant::now);
 
 impl Client {
     /// Runs one subscription operation across its attempts.
@@ -50,17 +47,6 @@ impl Client {
                 SubscriptionStep::Done(result) => return result,
                 SubscriptionStep::Retry { delay, .. } => std::thread::sleep(delay),
             }
-        }
-    }
-
-    /// A verifier of webhooks signed with the keys at `jwks_url` (the stream root's
-    /// `__ds/jwks.json`, or a subscription's `webhook.signing.jwks_url`), fetched through
-    /// this client.
-    pub fn webhook_verifier(&self, jwks_url: &str) -> WebhookVerifier {
-        WebhookVerifier {
-            client: self.clone(),
-            jwks_url: self.settings().resolve(jwks_url),
-            cache: Mutex::new(drv::verifier_cache()),
         }
     }
 }
@@ -221,46 +207,6 @@ fn run_worker<H: WorkerHandler>(
                 // A command is a stop or an abort: the flags are looked at above.
                 if let Wake::Idle = engine.step(true) {
                     engine.machine.stop();
-                }
-            }
-        }
-    }
-}
-
-/// Verifies webhook requests (PROTOCOL.md 7.1, 12.10) with a JWKS fetched and cached through
-/// the client: an unknown `kid` refetches the key set once (bounded by ds-proto's
-/// [`JwksCache`]). Share it between threads (`Arc`).
-#[derive(Debug)]
-pub struct WebhookVerifier {
-    client: Client,
-    jwks_url: String,
-    cache: Mutex<JwksCache>,
-}
-
-impl WebhookVerifier {
-    fn lock(&self) -> std::sync::MutexGuard<'_, JwksCache> {
-        // A poisoned lock is harmless: the cache's state is always valid.
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Like [`WebhookVerifier::verify`], at Unix time `unix_now` (seconds).
-    pub fn verify_at(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        unix_now: u64,
-    ) -> Result<VerifiedWebhook, WebhookError> {
-        let mut check = WebhookCheck::new(headers, body, unix_now);
-        loop {
-            // The cache is locked for the step alone, not across the fetch.
-            let step = check.step(&mut self.lock(), &self.jwks_url, Instant::now());
-            match step {
-                CheckStep::Done(verdict) => return verdict,
-                CheckStep::Fetch(op) => {
-                    let fetched = self.client.run_subscription(op, &CallOptions::default());
-                    check.fetched(&mut self.lock(), fetched, Instant::now())?;
                 }
             }
         }

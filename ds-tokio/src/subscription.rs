@@ -13,13 +13,10 @@
 use crate::client::Client;
 use crate::engine::{now, Engine, Wake};
 use ds_proto::driver::subscription::{
-    self as drv, CheckStep, SubscriptionCall, SubscriptionOneShot, SubscriptionStep, WebhookCheck,
-    WebhookError,
+    self as drv, SubscriptionCall, SubscriptionOneShot, SubscriptionStep,
 };
 use ds_proto::ops::CallOptions;
-use ds_proto::subscription::{
-    Batch, JwksCache, SubscriptionError, VerifiedWebhook, Worker, WorkerEvent,
-};
+use ds_proto::subscription::{Batch, SubscriptionError, Worker, WorkerEvent};
 use ds_proto::TransportError;
 use std::future::Future;
 use tokio::sync::watch;
@@ -28,7 +25,7 @@ use tokio::task::JoinHandle;
 use ds_proto::driver::subscription::WorkerStep;
 pub use ds_proto::driver::subscription::{WorkerAction, WorkerExit, WorkerOptions};
 
-ds_proto::__subscription_handle!(async; .await);
+ds_proto::__subscription_handle!(async; .await; now: crate::clock::now);
 
 impl Client {
     /// Runs one subscription operation across its attempts.
@@ -54,17 +51,6 @@ impl Client {
                 SubscriptionStep::Done(result) => return result,
                 SubscriptionStep::Retry { delay, .. } => tokio::time::sleep(delay).await,
             }
-        }
-    }
-
-    /// A verifier of webhooks signed with the keys at `jwks_url` (the stream root's
-    /// `__ds/jwks.json`, or a subscription's `webhook.signing.jwks_url`), fetched through
-    /// this client.
-    pub fn webhook_verifier(&self, jwks_url: &str) -> WebhookVerifier {
-        WebhookVerifier {
-            client: self.clone(),
-            jwks_url: self.settings().resolve(jwks_url),
-            cache: tokio::sync::Mutex::new(drv::verifier_cache()),
         }
     }
 }
@@ -230,38 +216,18 @@ async fn run_worker<H: WorkerHandler>(
     }
 }
 
-/// Verifies webhook requests (PROTOCOL.md 7.1, 12.10) with a JWKS fetched and cached through
-/// the client: an unknown `kid` refetches the key set once (bounded by ds-proto's
-/// [`JwksCache`]). Share it between requests (`Arc`).
-#[derive(Debug)]
-pub struct WebhookVerifier {
-    client: Client,
-    jwks_url: String,
-    cache: tokio::sync::Mutex<JwksCache>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl WebhookVerifier {
-    /// Like [`WebhookVerifier::verify`], at Unix time `unix_now` (seconds).
-    pub async fn verify_at(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        unix_now: u64,
-    ) -> Result<VerifiedWebhook, WebhookError> {
-        let mut check = WebhookCheck::new(headers, body, unix_now);
-        loop {
-            // The cache is locked for the step alone, not across the fetch.
-            let step = check.step(&mut *self.cache.lock().await, &self.jwks_url, now());
-            match step {
-                CheckStep::Done(verdict) => return verdict,
-                CheckStep::Fetch(op) => {
-                    let fetched = self
-                        .client
-                        .run_subscription(op, &CallOptions::default())
-                        .await;
-                    check.fetched(&mut *self.cache.lock().await, fetched, now())?;
-                }
-            }
-        }
+    /// A verification can run on any task: its key cache is not locked across the fetch.
+    #[test]
+    fn verifying_is_send() {
+        fn send<T: Send>(_: &T) {}
+        let client = Client::new("http://127.0.0.1:9").unwrap();
+        let verifier = client.webhook_verifier("http://127.0.0.1:9/__ds/jwks.json");
+        let headers = http::HeaderMap::new();
+        send(&verifier.verify_at(&headers, b"{}", 0));
+        send(&verifier.notification(&headers, b"{}", "s1"));
     }
 }

@@ -954,14 +954,15 @@ macro_rules! __driver_trace {
 /// A driver's subscription shell (expanded in the driver's subscription module): the stream
 /// root default, `Client::subscription`, `Client::subscription_at`, `Client::send_callback`,
 /// and `SubscriptionHandle` with its control operations, written once for both drivers
-/// (`$async` / `.$await` are `async` / `.await` in an async driver, nothing in a blocking one).
-/// The driver provides `Client::run_subscription(op, &CallOptions)` (its IO) and
-/// `Client::webhook_verifier`.
+/// (`$async` / `.$await` are `async` / `.await` in an async driver, nothing in a blocking one),
+/// and the `WebhookVerifier` with `Client::webhook_verifier` (its key cache behind a mutex
+/// locked for a step alone, never across a fetch; `$now` is the driver's clock). The driver
+/// provides `Client::run_subscription(op, &CallOptions)` (its IO).
 #[doc(hidden)]
 #[macro_export]
 #[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
 macro_rules! __subscription_handle {
-    ($($async:ident)?; $(.$await:ident)?) => {
+    ($($async:ident)?; $(.$await:ident)?; now: $now:path) => {
         /// The stream root a client's subscriptions live under unless told otherwise.
         pub const DEFAULT_STREAM_ROOT: &str = "/v1/stream";
 
@@ -1084,7 +1085,62 @@ macro_rules! __subscription_handle {
             }
         }
 
+        /// Verifies webhook requests (PROTOCOL.md 7.1, 12.10) with a JWKS fetched and cached
+        /// through the client: an unknown `kid` refetches the key set once (bounded by
+        /// ds-proto's [`JwksCache`]($crate::subscription::JwksCache)). Share it between threads
+        /// or tasks (`Arc`).
+        #[derive(Debug)]
+        pub struct WebhookVerifier {
+            client: Client,
+            jwks_url: String,
+            cache: ::std::sync::Mutex<$crate::subscription::JwksCache>,
+        }
+
+        impl Client {
+            /// A verifier of webhooks signed with the keys at `jwks_url` (the stream root's
+            /// `__ds/jwks.json`, or a subscription's `webhook.signing.jwks_url`), fetched
+            /// through this client.
+            pub fn webhook_verifier(&self, jwks_url: &str) -> WebhookVerifier {
+                WebhookVerifier {
+                    client: self.clone(),
+                    jwks_url: self.settings().resolve(jwks_url),
+                    cache: ::std::sync::Mutex::new($crate::driver::subscription::verifier_cache()),
+                }
+            }
+        }
+
         impl WebhookVerifier {
+            fn lock(&self) -> ::std::sync::MutexGuard<'_, $crate::subscription::JwksCache> {
+                // A poisoned lock is harmless: the cache's state is always valid.
+                self.cache
+                    .lock()
+                    .unwrap_or_else(::std::sync::PoisonError::into_inner)
+            }
+
+            /// Like [`WebhookVerifier::verify`], at Unix time `unix_now` (seconds).
+            pub $($async)? fn verify_at(
+                &self,
+                headers: &::http::HeaderMap,
+                body: &[u8],
+                unix_now: u64,
+            ) -> Result<$crate::subscription::VerifiedWebhook, $crate::driver::subscription::WebhookError>
+            {
+                use $crate::driver::subscription::{CheckStep, WebhookCheck};
+                let mut check = WebhookCheck::new(headers, body, unix_now);
+                loop {
+                    // The cache is locked for the step alone, not across the fetch.
+                    let step = check.step(&mut self.lock(), &self.jwks_url, $now());
+                    match step {
+                        CheckStep::Done(verdict) => return verdict,
+                        CheckStep::Fetch(op) => {
+                            let call = $crate::ops::CallOptions::default();
+                            let fetched = self.client.run_subscription(op, &call) $(.$await)?;
+                            check.fetched(&mut self.lock(), fetched, $now())?;
+                        }
+                    }
+                }
+            }
+
             /// Verifies a request's `Webhook-Signature` header against its raw body, with the
             /// system clock's Unix time.
             pub $($async)? fn verify(
