@@ -18,17 +18,19 @@ ds_proto::__client! {
 }
 
 impl Transport {
-    /// The transport of validated `settings`: ureq's pooled agent with its TLS configuration.
+    /// The transport of validated `settings`: ureq's pooled agent with its TLS configuration,
+    /// and the writers' pipelined connections with ds-proto's rustls configuration of the same
+    /// roots (ring as the crypto provider).
     pub(crate) fn from_settings(settings: &ClientSettings) -> Result<Transport, Error> {
         #[cfg(feature = "rustls")]
-        let tls = crate::tls::tls_config(settings.tls_built_in_roots, &settings.root_certificates)
-            .map_err(|m| settings.invalid(m))?;
+        let tls = crate::tls::tls_config(settings)?;
         #[cfg(not(feature = "rustls"))]
         let tls = ();
         #[cfg(feature = "rustls")]
-        let pipelined_tls =
-            crate::tls::rustls_config(settings.tls_built_in_roots, &settings.root_certificates)
-                .map_err(|m| settings.invalid(m))?;
+        let pipelined_tls = ds_proto::driver::tls::client_config(
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+            settings,
+        )?;
         #[cfg(not(feature = "rustls"))]
         let pipelined_tls = ();
         let pipelined = crate::pipeline::Connector::new(settings.connect_timeout, pipelined_tls);

@@ -115,7 +115,7 @@ impl<C: Send + 'static> Exchanges<C> {
         match msg {
             Msg::Command(c) => Received::Command(c),
             Msg::Input(input) => {
-                if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+                if input.ends_exchange() {
                     self.flags.remove(&input.id());
                 }
                 Received::Input(input)
@@ -180,27 +180,19 @@ impl<C: Send + 'static> Exchanges<C> {
         Ok((here, Input::Head { id, parts }))
     }
 
-    /// The client's extras for one exchange.
-    fn extras(&self) -> ds_proto::ops::RequestExtras {
-        let mut extras = self.client.extras(&self.call);
-        if self.keep_authorization {
-            extras.headers.remove(http::header::AUTHORIZATION);
-        }
-        extras
-    }
-
-    /// The request with the client's extras, its timeout, and its trace.
     /// How the client opens a writer's pipelined connection.
     pub(crate) fn pipelined_connector(&self) -> crate::pipeline::Connector {
         self.client.inner.transport.pipelined.clone()
     }
 
-    /// `t` with the client's and the call's extra headers, as an exchange would send it (for
-    /// a writer's pipelined connection, which writes requests itself).
+    /// `t` with the client's and the call's extra headers, as an exchange sends it (a
+    /// writer's pipelined connection, which writes requests itself, too).
     pub(crate) fn with_extras(&self, t: Transmit) -> Transmit {
-        t.with_extras(&self.client.extras(&self.call))
+        let settings = self.client.settings();
+        t.with_extras(&settings.exchange_extras(&self.call, self.keep_authorization))
     }
 
+    /// The request with the client's extras, its timeout, and its trace.
     fn prepare(
         &self,
         t: Transmit,
@@ -213,7 +205,7 @@ impl<C: Send + 'static> Exchanges<C> {
             id,
             request,
             deadline,
-        } = t.with_extras(&self.extras());
+        } = self.with_extras(t);
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         (request, timeout, trace)
@@ -244,25 +236,18 @@ impl Here {
     /// which the exchange is over.
     pub(crate) fn next_input(&mut self) -> Input {
         let id = self.id;
-        let Some(trace) = &mut self.trace else {
+        let Some(trace) = &self.trace else {
             return Input::End { id };
         };
         let input = {
             let _span = trace::enter(trace.handle());
             match self.chunks.next(&mut self.body) {
                 None => Input::End { id },
-                Some(Ok(chunk)) => {
-                    trace.body(chunk.len());
-                    Input::Body { id, chunk }
-                }
+                Some(Ok(chunk)) => Input::Body { id, chunk },
                 Some(Err(error)) => Input::Failed { id, error },
             }
         };
-        match &input {
-            Input::End { .. } => self.trace.take().map(|t| t.finish(None)),
-            Input::Failed { error, .. } => self.trace.take().map(|t| t.finish(Some(error))),
-            _ => None,
-        };
+        trace::RequestTrace::follow(&mut self.trace, &input);
         input
     }
 }
@@ -329,7 +314,7 @@ fn perform(
             return;
         }
         let input = first.take().unwrap_or_else(|| here.next_input());
-        if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+        if input.ends_exchange() {
             send(input);
             return;
         }

@@ -10,7 +10,7 @@
 //! dropped connection are ignored. Over TLS both threads share the rustls connection behind a
 //! mutex, held only to move bytes between it and the socket (never during a blocking read).
 
-use ds_proto::driver::pipelined_link::{LinkEvent, LinkStep, Origin, PipelinedLink};
+use ds_proto::driver::pipelined_link::{self, LinkEvent, LinkStep, Origin, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
 use ds_proto::io::{Input, TransportError, TransportErrorKind};
 use std::io::{Read, Write};
@@ -21,9 +21,6 @@ use std::time::{Duration, Instant};
 /// Hands the reader thread's bytes (`Some`) or the end of the connection (`None`) to the
 /// writer's thread; returns `false` when the writer is gone.
 pub(crate) type Notify = Arc<dyn Fn(u64, Option<Vec<u8>>) -> bool + Send + Sync>;
-
-/// How long connecting may take when the client sets no connect timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The rustls client connection both threads of a TLS connection use.
 #[cfg(feature = "rustls")]
@@ -58,7 +55,7 @@ impl Connector {
         #[cfg(not(feature = "rustls"))]
         let () = tls;
         Connector {
-            connect_timeout: connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            connect_timeout: pipelined_link::connect_timeout(connect_timeout),
             #[cfg(feature = "rustls")]
             tls: Arc::new(tls),
         }
@@ -113,13 +110,8 @@ impl Connector {
             let mut tcp = tcp;
             let _ = tcp.set_read_timeout(Some(self.connect_timeout));
             while conn.is_handshaking() {
-                conn.complete_io(&mut tcp).map_err(|e| {
-                    if crate::tls::is_tls_io(&e) {
-                        tls_error(e.to_string())
-                    } else {
-                        fail(e)
-                    }
-                })?;
+                conn.complete_io(&mut tcp)
+                    .map_err(|e| ds_proto::driver::tls::handshake_error(&e))?;
             }
             let _ = tcp.set_read_timeout(None);
             Ok(Wire::Tls(tcp, Arc::new(std::sync::Mutex::new(conn))))
@@ -222,27 +214,33 @@ impl WireReader {
     }
 }
 
-/// The socket of the link's live connection (its reader thread ends when it is shut down).
-struct Socket {
+/// The socket of the link's live connection, kept by the link: dropping it shuts the socket
+/// down, which ends its reader thread.
+pub(crate) struct Socket {
     wire: Wire,
-    gen: u64,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let _ = self.wire.tcp().shutdown(Shutdown::Both);
+    }
 }
 
 /// The writer's pipelined connection: ds-proto's link (with a span per request, as pooled
-/// exchanges have) and its socket.
+/// exchanges have, and the socket of its connection).
 pub(crate) struct Pipeline {
-    pub(crate) link: PipelinedLink<crate::trace::RequestTraces>,
+    pub(crate) link: PipelinedLink<crate::trace::RequestTraces, Socket>,
     connector: Connector,
-    socket: Option<Socket>,
     notify: Notify,
 }
 
 impl Pipeline {
+    /// A pipelined connection of at most `depth` requests in flight, opened with
+    /// `connector`; its reader thread hands what it reads to `notify`.
     pub(crate) fn new(depth: usize, connector: Connector, notify: Notify) -> Self {
         Pipeline {
             link: PipelinedLink::new(depth),
             connector,
-            socket: None,
             notify,
         }
     }
@@ -257,41 +255,37 @@ impl Pipeline {
     /// Does what the link asks until it is idle; its inputs go to `out`.
     fn pump(&mut self, plan: &mut WriterPipe, out: &mut Vec<Input>) {
         loop {
-            self.drop_stale_socket();
             match self.link.next_step(plan) {
                 LinkStep::Connect { uri } => {
                     let started = Instant::now();
                     match self.connector.connect(&uri) {
                         Ok(wire) => {
-                            // About a round trip: the plan learns the link's length early.
-                            plan.on_connected(started.elapsed(), Instant::now());
-                            let gen = self.link.on_connected();
-                            match spawn_reader(wire, gen, self.notify.clone()) {
-                                Ok(socket) => self.socket = Some(socket),
-                                Err(e) => {
-                                    // No reader, no connection: the first request fails unsent.
-                                    self.link.on_read(gen, None, plan);
-                                    self.link.on_connect_failed(TransportError::new(
-                                        TransportErrorKind::Connect,
-                                        e.to_string(),
-                                    ));
-                                }
-                            }
+                            let notify = &self.notify;
+                            // No reader, no connection: the first request fails unsent.
+                            self.link
+                                .on_connected(plan, started, Instant::now(), |gen| {
+                                    spawn_reader(wire, gen, notify.clone()).map_err(|e| {
+                                        TransportError::new(
+                                            TransportErrorKind::Connect,
+                                            e.to_string(),
+                                        )
+                                    })
+                                });
                         }
                         Err(e) => self.link.on_connect_failed(e),
                     }
                 }
                 LinkStep::Write { bytes } => {
-                    let socket = self
-                        .socket
-                        .as_mut()
-                        .expect("the link writes on a connection");
                     // A stalled write ends at the earliest request deadline.
                     let now = Instant::now();
                     let limit = self.link.next_deadline().map(|d| {
                         d.saturating_duration_since(now)
                             .max(Duration::from_millis(1))
                     });
+                    let socket = self
+                        .link
+                        .socket_mut()
+                        .expect("the link writes on a connection");
                     let _ = socket.wire.tcp().set_write_timeout(limit);
                     match socket.wire.write_all(&bytes) {
                         Ok(()) => self.link.on_written(plan, Instant::now()),
@@ -309,29 +303,7 @@ impl Pipeline {
                 LinkStep::Idle => break,
             }
         }
-        self.drop_stale_socket();
         out.extend(self.link.take_inputs());
-    }
-
-    /// Shuts the socket down once the link dropped its connection.
-    fn drop_stale_socket(&mut self) {
-        if self
-            .socket
-            .as_ref()
-            .is_some_and(|s| Some(s.gen) != self.link.connection())
-        {
-            if let Some(s) = self.socket.take() {
-                let _ = s.wire.tcp().shutdown(Shutdown::Both);
-            }
-        }
-    }
-}
-
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        if let Some(s) = &self.socket {
-            let _ = s.wire.tcp().shutdown(Shutdown::Both);
-        }
     }
 }
 
@@ -356,5 +328,5 @@ fn spawn_reader(wire: Wire, gen: u64, notify: Notify) -> std::io::Result<Socket>
                 }
             }
         })?;
-    Ok(Socket { wire, gen })
+    Ok(Socket { wire })
 }

@@ -21,9 +21,10 @@ use crate::client::Client;
 use crate::engine::{Engine, Here, Msg, Wake};
 use crate::trace;
 use ds_proto::ops::{CallOptions, LiveMode};
-use ds_proto::reader::{Chunk, ReaderEvent, ReaderSnapshot};
-use ds_proto::{Error, Offset};
+use ds_proto::reader::{Chunk, ReaderEvent};
+use ds_proto::Error;
 use serde::de::DeserializeOwned;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,16 +41,7 @@ pub struct Reader {
     here: Option<Here>,
 }
 
-impl std::fmt::Debug for Reader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader")
-            .field("url", &ds_proto::url::strip_query(&self.url))
-            .field("offset", self.offset())
-            .field("up_to_date", &self.is_up_to_date())
-            .field("eof", &self.is_eof())
-            .finish_non_exhaustive()
-    }
-}
+ds_proto::__reader_state!();
 
 impl Reader {
     /// A reader driving `machine` (made by the stream handle) for the stream at `url`.
@@ -68,36 +60,9 @@ impl Reader {
         }
     }
 
-    /// A snapshot of what this reader has handed out: continue from it with
-    /// [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot), here
-    /// or in another process. It resumes right
-    /// after the last event handed out (nothing repeated, nothing skipped), in the same phase
-    /// (an auto reader past its catch-up long-polls at once, an SSE reader that fell back
-    /// stays on long-poll), and a reader restored after EOF sends nothing. See
-    /// [`ReaderSnapshot`].
-    pub fn snapshot(&self) -> ReaderSnapshot {
-        self.engine.machine.snapshot()
-    }
-
-    /// The checkpoint: the offset after everything this reader has handed out.
-    pub fn offset(&self) -> &Offset {
-        self.engine.machine.offset()
-    }
-
-    /// Whether the reader has caught up with the stream's tail (more may come unless EOF).
-    pub fn is_up_to_date(&self) -> bool {
-        self.engine.machine.is_up_to_date()
-    }
-
-    /// Whether the stream is closed and everything was read (EOF).
-    pub fn is_eof(&self) -> bool {
-        self.engine.machine.is_eof()
-    }
-
-    /// The HTTP status of the latest response the reader received, as of the last event
-    /// handed out (`204`: a long-poll that ended without data); `None` before the first.
-    pub fn last_status(&self) -> Option<u16> {
-        self.engine.machine.last_status()
+    /// The machine itself: this thread hands out each event as soon as the machine has it.
+    fn state(&self) -> &ds_proto::reader::Reader {
+        &self.engine.machine
     }
 
     /// The next raw event of the machine (data, up-to-date, closed, retrying, fallback,
@@ -113,12 +78,7 @@ impl Reader {
             }
             if let Some(e) = self.engine.machine.poll_event() {
                 trace::reader_event(&self.url, &e);
-                if matches!(
-                    e,
-                    ReaderEvent::Done | ReaderEvent::Failed(_) | ReaderEvent::Closed { .. }
-                ) {
-                    self.finished = true;
-                }
+                self.finished = e.is_terminal();
                 return Some(e);
             }
             if self.start_requests() {
@@ -127,10 +87,7 @@ impl Reader {
             }
             if let Some(here) = &mut self.here {
                 let input = here.next_input();
-                if matches!(
-                    input,
-                    ds_proto::Input::End { .. } | ds_proto::Input::Failed { .. }
-                ) {
+                if input.ends_exchange() {
                     self.here = None;
                 }
                 self.engine.machine.handle_input(input, Instant::now());
@@ -204,11 +161,8 @@ impl Reader {
     /// is terminal (the next call returns `None`).
     pub fn next_chunk(&mut self) -> Option<Result<Chunk, Error>> {
         loop {
-            match self.next_event()? {
-                ReaderEvent::Data(c) => return Some(Ok(c)),
-                ReaderEvent::Failed(e) => return Some(Err(e)),
-                ReaderEvent::Closed { .. } | ReaderEvent::Done => return None,
-                _ => continue,
+            if let ControlFlow::Break(item) = self.next_event()?.into_chunk() {
+                return item;
             }
         }
     }

@@ -13,24 +13,19 @@
 use crate::client::Client;
 use crate::engine::{Engine, Msg, Wake};
 use ds_proto::driver::subscription::{
-    self as drv, CheckStep, SubscriptionCall, SubscriptionOneShot, SubscriptionStep, WebhookCheck,
-    WebhookError,
+    self as drv, SubscriptionCall, SubscriptionOneShot, SubscriptionStep,
 };
 use ds_proto::ops::CallOptions;
-use ds_proto::subscription::{
-    Batch, JwksCache, SubscriptionError, VerifiedWebhook, Worker, WorkerEvent,
-    DEFAULT_REPLAY_WINDOW,
-};
+use ds_proto::subscription::{Batch, SubscriptionError, Worker, WorkerEvent};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
 use std::time::Instant;
 
 use ds_proto::driver::subscription::WorkerStep;
 pub use ds_proto::driver::subscription::{WorkerAction, WorkerExit, WorkerOptions};
 
-ds_proto::__subscription_handle!(; );
+ds_proto::__subscription_handle!(; ; now: std::time::Instant::now);
 
 impl Client {
     /// Runs one subscription operation across its attempts.
@@ -54,20 +49,6 @@ impl Client {
             }
         }
     }
-
-    /// A verifier of webhooks signed with the keys at `jwks_url` (the stream root's
-    /// `__ds/jwks.json`, or a subscription's `webhook.signing.jwks_url`), fetched through
-    /// this client.
-    pub fn webhook_verifier(&self, jwks_url: &str) -> WebhookVerifier {
-        WebhookVerifier {
-            client: self.clone(),
-            jwks_url: self.settings().resolve(jwks_url),
-            cache: Mutex::new(JwksCache::new(
-                Duration::from_secs(60),
-                DEFAULT_REPLAY_WINDOW,
-            )),
-        }
-    }
 }
 
 impl SubscriptionHandle {
@@ -80,20 +61,18 @@ impl SubscriptionHandle {
         options: WorkerOptions,
         handler: H,
     ) -> Result<WorkerHandle, SubscriptionError> {
-        let root = self.root()?.clone();
-        let subscription = match options.wake_stream {
-            Some(_) => None,
-            None => Some(self.get()?),
+        let subscription = match options.needs_subscription() {
+            true => Some(self.get()?),
+            false => None,
         };
-        let wake = drv::worker_wake_stream(
-            &root,
+        let machine = options.machine(
+            self.root()?.clone(),
             &self.id,
-            options.wake_stream.as_deref(),
             subscription.as_ref(),
+            self.client.extras(&self.call),
+            self.client.next_seed(),
+            Instant::now(),
         )?;
-        let extras = self.client.extras(&self.call);
-        let config = options.config(root, &self.id, &wake, extras, self.client.next_seed());
-        let machine = Worker::new(config, Instant::now())?;
         let engine =
             Engine::new(machine, self.client.clone(), self.call.clone()).keep_authorization();
         let wake = engine.commands();
@@ -207,11 +186,7 @@ fn run_worker<H: WorkerHandler>(
             engine.machine.stop();
         }
         engine.flush_outputs();
-        match engine
-            .machine
-            .poll_event()
-            .map(|e| drv::worker_step(&mut engine.machine, e))
-        {
+        match drv::next_worker_step(&mut engine.machine) {
             Some(WorkerStep::Batch(batch)) => loop {
                 let result = handler.handle_batch(&batch);
                 if flags.abort.load(Ordering::Acquire) {
@@ -232,46 +207,6 @@ fn run_worker<H: WorkerHandler>(
                 // A command is a stop or an abort: the flags are looked at above.
                 if let Wake::Idle = engine.step(true) {
                     engine.machine.stop();
-                }
-            }
-        }
-    }
-}
-
-/// Verifies webhook requests (PROTOCOL.md 7.1, 12.10) with a JWKS fetched and cached through
-/// the client: an unknown `kid` refetches the key set once (bounded by ds-proto's
-/// [`JwksCache`]). Share it between threads (`Arc`).
-#[derive(Debug)]
-pub struct WebhookVerifier {
-    client: Client,
-    jwks_url: String,
-    cache: Mutex<JwksCache>,
-}
-
-impl WebhookVerifier {
-    fn lock(&self) -> std::sync::MutexGuard<'_, JwksCache> {
-        // A poisoned lock is harmless: the cache's state is always valid.
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Like [`WebhookVerifier::verify`], at Unix time `unix_now` (seconds).
-    pub fn verify_at(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        unix_now: u64,
-    ) -> Result<VerifiedWebhook, WebhookError> {
-        let mut check = WebhookCheck::new(headers, body, unix_now);
-        loop {
-            // The cache is locked for the step alone, not across the fetch.
-            let step = check.step(&mut self.lock(), &self.jwks_url, Instant::now());
-            match step {
-                CheckStep::Done(verdict) => return verdict,
-                CheckStep::Fetch(op) => {
-                    let fetched = self.client.run_subscription(op, &CallOptions::default());
-                    check.fetched(&mut self.lock(), fetched, Instant::now())?;
                 }
             }
         }

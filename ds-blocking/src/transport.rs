@@ -2,6 +2,7 @@
 //! [`TransportError`]. No protocol decision is made here.
 
 use bytes::Bytes;
+use ds_proto::driver::pipelined_link::Origin;
 use ds_proto::{TransportError, TransportErrorKind};
 use std::io::Read;
 use std::time::Duration;
@@ -94,10 +95,7 @@ impl Transport {
             .read_to_end(&mut body)
             .map_err(|e| classify_io(&e))?;
         if body.len() > limit {
-            return Err(TransportError::new(
-                TransportErrorKind::TooLarge,
-                format!("response body exceeds {limit} bytes"),
-            ));
+            return Err(TransportError::too_large(limit));
         }
         Ok((parts, Bytes::from(body)))
     }
@@ -117,7 +115,7 @@ impl ureq::unversioned::resolver::Resolver for LiteralFirst {
         config: &ureq::config::Config,
         timeout: ureq::unversioned::transport::NextTimeout,
     ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        match ip_literal(uri) {
+        match Origin::of(uri).ip_addr() {
             Some(addr) => {
                 let mut addrs = self.empty();
                 addrs.push(addr);
@@ -126,22 +124,6 @@ impl ureq::unversioned::resolver::Resolver for LiteralFirst {
             None => self.0.resolve(uri, config, timeout),
         }
     }
-}
-
-/// The socket address of a URI whose host is an IP address.
-fn ip_literal(uri: &http::Uri) -> Option<std::net::SocketAddr> {
-    let host = uri.host()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let ip: std::net::IpAddr = host.parse().ok()?;
-    let port = uri.port_u16().or(match uri.scheme_str() {
-        Some("http") => Some(80),
-        Some("https") => Some(443),
-        _ => None,
-    })?;
-    Some(std::net::SocketAddr::new(ip, port))
 }
 
 /// Reads a streaming body in pieces through the thread's reused buffer; each piece is copied
@@ -218,26 +200,8 @@ pub(crate) fn classify_io(e: &std::io::Error) -> TransportError {
         return classify(inner);
     }
     #[cfg(feature = "rustls")]
-    if crate::tls::is_tls_io(e) {
+    if ds_proto::driver::tls::is_tls_failure(e) {
         return TransportError::new(TransportErrorKind::Tls, e.to_string());
     }
     TransportError::new(TransportErrorKind::from_io(e.kind()), e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ip_literals_resolve_without_a_lookup() {
-        let addr = |u: &str| super::ip_literal(&u.parse().unwrap());
-        assert_eq!(
-            addr("http://127.0.0.1:4437/v1/stream/s"),
-            Some("127.0.0.1:4437".parse().unwrap())
-        );
-        assert_eq!(addr("http://[::1]/s"), Some("[::1]:80".parse().unwrap()));
-        assert_eq!(
-            addr("https://10.1.2.3/s"),
-            Some("10.1.2.3:443".parse().unwrap())
-        );
-        assert_eq!(addr("http://localhost:4437/s"), None);
-    }
 }

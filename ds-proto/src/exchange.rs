@@ -75,6 +75,12 @@ impl Input {
             | Input::Failed { id, .. } => *id,
         }
     }
+
+    /// Whether this is the last input of its exchange ([`End`](Input::End) or
+    /// [`Failed`](Input::Failed)): nothing follows it, and the driver forgets the exchange.
+    pub fn ends_exchange(&self) -> bool {
+        matches!(self, Input::End { .. } | Input::Failed { .. })
+    }
 }
 
 impl Transmit {
@@ -163,6 +169,14 @@ impl TransportError {
         )
     }
 
+    /// A response body larger than `limit` bytes (the largest a buffered exchange keeps).
+    pub fn too_large(limit: usize) -> Self {
+        TransportError::new(
+            TransportErrorKind::TooLarge,
+            format!("response body exceeds {limit} bytes"),
+        )
+    }
+
     /// The error with the request's `query` string cut out of its message: query parameters
     /// may carry credentials (tokens from a provider), and errors end up in logs. HTTP stacks
     /// tend to quote the whole URL when they fail.
@@ -179,6 +193,18 @@ impl TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_end_and_failed_end_an_exchange() {
+        let id = RequestId(3);
+        let parts = http::Response::new(()).into_parts().0;
+        assert!(!Input::Head { id, parts }.ends_exchange());
+        let chunk = Bytes::new();
+        assert!(!Input::Body { id, chunk }.ends_exchange());
+        assert!(Input::End { id }.ends_exchange());
+        let error = TransportError::new(TransportErrorKind::Other, "x");
+        assert!(Input::Failed { id, error }.ends_exchange());
+    }
 
     #[test]
     fn io_failures_are_classified() {

@@ -6,7 +6,6 @@
 //! hidden `__client!` macro, expanded here. What is this driver's own: building the transport
 //! (and its TLS configuration) from the settings.
 
-use crate::pipeline::Connector;
 use crate::transport::Transport;
 use ds_proto::Error;
 use std::time::Duration;
@@ -19,30 +18,21 @@ ds_proto::__client! {
 }
 
 impl Transport {
-    /// The transport of validated `settings`: hyper's pooled client, with a TLS configuration
-    /// when custom roots are given or the built-in ones are turned off.
+    /// The transport of validated `settings`: hyper's pooled client and the writers'
+    /// pipelined connections, with ds-proto's rustls configuration of the settings' roots
+    /// (ring as the crypto provider).
     pub(crate) fn from_settings(settings: &ClientSettings) -> Result<Transport, Error> {
         #[cfg(feature = "rustls")]
-        let tls = if settings.root_certificates.is_empty() && settings.tls_built_in_roots {
-            None
-        } else {
-            Some(
-                crate::tls::client_config(settings.tls_built_in_roots, &settings.root_certificates)
-                    .map_err(|m| settings.invalid(m))?,
-            )
-        };
+        let tls = std::sync::Arc::new(ds_proto::driver::tls::client_config(
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+            settings,
+        )?);
         #[cfg(not(feature = "rustls"))]
         let tls = ();
-        #[cfg(feature = "rustls")]
-        let pipelined_tls = tls.clone();
-        #[cfg(not(feature = "rustls"))]
-        let pipelined_tls = ();
-        let pipelined = Connector::new(settings.connect_timeout, pipelined_tls);
         Ok(Transport::with_tls(
             settings.connect_timeout,
             Duration::from_secs(90),
             tls,
-            pipelined,
         ))
     }
 }

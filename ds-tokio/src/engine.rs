@@ -85,7 +85,7 @@ impl Exchanges {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
         if let Some(local) = &mut self.local {
             if let Poll::Ready(input) = local.poll_input(cx) {
-                if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+                if input.ends_exchange() {
                     self.local = None;
                 }
                 return Poll::Ready(input);
@@ -96,7 +96,7 @@ impl Exchanges {
         }
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(input)) => {
-                if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+                if input.ends_exchange() {
                     self.tasks.remove(&input.id());
                 }
                 Poll::Ready(input)
@@ -110,10 +110,11 @@ impl Exchanges {
         self.client.inner.transport.pipelined.clone()
     }
 
-    /// `t` with the client's and the call's extra headers, as an exchange would send it (for
-    /// a writer's pipelined connection, which writes requests itself).
+    /// `t` with the client's and the call's extra headers, as an exchange sends it (a
+    /// writer's pipelined connection, which writes requests itself, too).
     pub(crate) fn with_extras(&self, t: Transmit) -> Transmit {
-        t.with_extras(&self.client.extras(&self.call))
+        let settings = self.client.settings();
+        t.with_extras(&settings.exchange_extras(&self.call, self.keep_authorization))
     }
 
     /// The exchange of a transmit (the request with the client's headers and parameters, its
@@ -123,7 +124,7 @@ impl Exchanges {
             id,
             request,
             deadline,
-        } = t.with_extras(&self.extras());
+        } = self.with_extras(t);
         let transport = self.client.inner.transport.clone();
         let trace = trace::RequestTrace::start(&request, None, Some(id));
         let span = trace.handle();
@@ -135,15 +136,6 @@ impl Exchanges {
             trace: Some(trace),
         };
         (exchange, span)
-    }
-
-    /// The client's extras for one exchange.
-    fn extras(&self) -> ds_proto::ops::RequestExtras {
-        let mut extras = self.client.extras(&self.call);
-        if self.keep_authorization {
-            extras.headers.remove(http::header::AUTHORIZATION);
-        }
-        extras
     }
 
     /// Starts an exchange that [`Exchanges::recv`] polls itself (one at a time).
@@ -160,7 +152,7 @@ impl Exchanges {
         let task = async move {
             loop {
                 let input = std::future::poll_fn(|cx| exchange.poll_input(cx)).await;
-                let last = matches!(input, Input::End { .. } | Input::Failed { .. });
+                let last = input.ends_exchange();
                 if tx.send(input).await.is_err() || last {
                     return;
                 }
@@ -191,59 +183,46 @@ enum LocalState {
 }
 
 impl Local {
-    /// The exchange's next input; after `End` or `Failed` it must not be polled again.
+    /// The exchange's next input, followed by its trace; after `End` or `Failed` it must not
+    /// be polled again.
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
+        let input = std::task::ready!(self.poll_exchange(cx));
+        trace::RequestTrace::follow(&mut self.trace, &input);
+        Poll::Ready(input)
+    }
+
+    fn poll_exchange(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
         let id = self.id;
         if let Some(d) = &mut self.deadline {
             if d.as_mut().poll(cx).is_ready() {
                 let error =
                     TransportError::new(TransportErrorKind::Timeout, "exchange deadline passed");
-                return Poll::Ready(self.end(Err(error)));
+                return Poll::Ready(Input::Failed { id, error });
             }
         }
         loop {
             match &mut self.state {
-                LocalState::Sending(send) => match send.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(error)) => return Poll::Ready(self.end(Err(error))),
-                    Poll::Ready(Ok((parts, body))) => {
-                        if let Some(t) = &mut self.trace {
-                            t.head(parts.status);
-                        }
+                LocalState::Sending(send) => match std::task::ready!(send.as_mut().poll(cx)) {
+                    Err(error) => return Poll::Ready(Input::Failed { id, error }),
+                    Ok((parts, body)) => {
                         self.state = LocalState::Body(body);
                         return Poll::Ready(Input::Head { id, parts });
                     }
                 },
-                LocalState::Body(body) => match Pin::new(body).poll_frame(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(None) => return Poll::Ready(self.end(Ok(()))),
-                    Poll::Ready(Some(Err(e))) => {
+                LocalState::Body(body) => match std::task::ready!(Pin::new(body).poll_frame(cx)) {
+                    None => return Poll::Ready(Input::End { id }),
+                    Some(Err(e)) => {
                         let error = crate::transport::classify_hyper(&e);
-                        return Poll::Ready(self.end(Err(error)));
+                        return Poll::Ready(Input::Failed { id, error });
                     }
-                    Poll::Ready(Some(Ok(frame))) => {
-                        let Ok(chunk) = frame.into_data() else {
-                            continue;
-                        };
-                        let chunk: Bytes = chunk;
-                        if let Some(t) = &mut self.trace {
-                            t.body(chunk.len());
+                    Some(Ok(frame)) => {
+                        if let Ok(chunk) = frame.into_data() {
+                            let chunk: Bytes = chunk;
+                            return Poll::Ready(Input::Body { id, chunk });
                         }
-                        return Poll::Ready(Input::Body { id, chunk });
                     }
                 },
             }
-        }
-    }
-
-    /// The exchange's last input, its trace finished.
-    fn end(&mut self, result: Result<(), TransportError>) -> Input {
-        if let Some(t) = self.trace.take() {
-            t.finish(result.as_ref().err());
-        }
-        match result {
-            Ok(()) => Input::End { id: self.id },
-            Err(error) => Input::Failed { id: self.id, error },
         }
     }
 }

@@ -142,8 +142,6 @@ mod reader;
 #[cfg(feature = "server")]
 pub mod server;
 mod subscription;
-#[cfg(feature = "rustls")]
-mod tls;
 mod trace;
 mod transport;
 mod writer;

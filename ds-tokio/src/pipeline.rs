@@ -9,7 +9,7 @@
 //! tagged with the connection's generation so that bytes of a dropped connection are ignored.
 
 use crate::clock::now;
-use ds_proto::driver::pipelined_link::{LinkEvent, LinkStep, Origin, PipelinedLink};
+use ds_proto::driver::pipelined_link::{self, LinkEvent, LinkStep, Origin, PipelinedLink};
 use ds_proto::driver::writer_pipe::WriterPipe;
 use ds_proto::io::{Input, TransportError, TransportErrorKind};
 use std::time::Duration;
@@ -22,9 +22,6 @@ use tokio::task::JoinHandle;
 /// writer's task, with the connection's generation.
 pub(crate) type Notify = UnboundedSender<(u64, Option<Vec<u8>>)>;
 
-/// How long connecting may take when the client sets no connect timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
 type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
@@ -32,9 +29,9 @@ type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 #[derive(Clone)]
 pub(crate) struct Connector {
     connect_timeout: Duration,
-    /// The client's rustls configuration; `None`: the bundled roots.
+    /// The client's rustls configuration.
     #[cfg(feature = "rustls")]
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    tls: crate::transport::TlsSettings,
 }
 
 impl std::fmt::Debug for Connector {
@@ -45,22 +42,18 @@ impl std::fmt::Debug for Connector {
     }
 }
 
-/// The TLS configuration a [`Connector`] is made with: `None` for the bundled roots.
-#[cfg(feature = "rustls")]
-pub(crate) type ConnectorTls = Option<rustls::ClientConfig>;
-/// Without the `rustls` feature there is no TLS to configure.
-#[cfg(not(feature = "rustls"))]
-pub(crate) type ConnectorTls = ();
-
 impl Connector {
     /// The connector of a client with these settings.
-    pub(crate) fn new(connect_timeout: Option<Duration>, tls: ConnectorTls) -> Self {
+    pub(crate) fn new(
+        connect_timeout: Option<Duration>,
+        tls: &crate::transport::TlsSettings,
+    ) -> Self {
         #[cfg(not(feature = "rustls"))]
-        let () = tls;
+        let () = *tls;
         Connector {
-            connect_timeout: connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+            connect_timeout: pipelined_link::connect_timeout(connect_timeout),
             #[cfg(feature = "rustls")]
-            tls: tls.map(std::sync::Arc::new),
+            tls: tls.clone(),
         }
     }
 
@@ -90,29 +83,15 @@ impl Connector {
         }
         #[cfg(feature = "rustls")]
         {
-            let config = match &self.tls {
-                Some(c) => c.clone(),
-                None => std::sync::Arc::new(
-                    crate::tls::client_config(true, &[])
-                        .map_err(|m| TransportError::new(TransportErrorKind::Tls, m))?,
-                ),
-            };
             let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
                 .map_err(|e| TransportError::new(TransportErrorKind::Tls, e.to_string()))?;
-            let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+            let handshake = tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp);
             let tls = tokio::time::timeout(self.connect_timeout, handshake)
                 .await
                 .map_err(|_| {
                     TransportError::new(TransportErrorKind::Timeout, "TLS handshake timed out")
                 })?
-                .map_err(|e| {
-                    let kind = if crate::tls::is_tls_failure(&e) {
-                        TransportErrorKind::Tls
-                    } else {
-                        TransportErrorKind::Connect
-                    };
-                    TransportError::new(kind, e.to_string())
-                })?;
+                .map_err(|e| ds_proto::driver::tls::handshake_error(&e))?;
             let (read, write) = tokio::io::split(tls);
             Ok((Box::new(read), Box::new(write)))
         }
@@ -124,28 +103,34 @@ impl Connector {
     }
 }
 
-/// The socket of the link's live connection.
-struct Socket {
+/// The socket of the link's live connection, kept by the link: dropping it ends its reader
+/// task (the read half goes with it).
+pub(crate) struct Socket {
     write: WriteHalf,
     reader: JoinHandle<()>,
-    gen: u64,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// The writer's pipelined connection: ds-proto's link (with a span per request, as pooled
-/// exchanges have) and its socket.
+/// exchanges have, and the socket of its connection).
 pub(crate) struct Pipeline {
-    pub(crate) link: PipelinedLink<crate::trace::RequestTraces>,
+    pub(crate) link: PipelinedLink<crate::trace::RequestTraces, Socket>,
     connector: Connector,
-    socket: Option<Socket>,
     notify: Notify,
 }
 
 impl Pipeline {
+    /// A pipelined connection of at most `depth` requests in flight, opened with
+    /// `connector`; its reader task sends what it reads to `notify`.
     pub(crate) fn new(depth: usize, connector: Connector, notify: Notify) -> Self {
         Pipeline {
             link: PipelinedLink::new(depth),
             connector,
-            socket: None,
             notify,
         }
     }
@@ -165,28 +150,28 @@ impl Pipeline {
     /// Does what the link asks until it is idle; its inputs go to `out`.
     async fn pump(&mut self, plan: &mut WriterPipe, out: &mut Vec<Input>) {
         loop {
-            self.drop_stale_socket();
             match self.link.next_step(plan) {
                 LinkStep::Connect { uri } => {
                     let started = now();
                     match self.connector.connect(&uri).await {
                         Ok((read, write)) => {
-                            // About a round trip: the plan learns the link's length early.
-                            plan.on_connected(now().saturating_duration_since(started), now());
-                            let gen = self.link.on_connected();
-                            self.socket = Some(spawn_reader(read, write, gen, self.notify.clone()));
+                            let notify = &self.notify;
+                            self.link.on_connected(plan, started, now(), |gen| {
+                                Ok(spawn_reader(read, write, gen, notify.clone()))
+                            });
                         }
                         Err(e) => self.link.on_connect_failed(e),
                     }
                 }
                 LinkStep::Write { bytes } => {
-                    let socket = self
-                        .socket
-                        .as_mut()
-                        .expect("the link writes on a connection");
                     // A stalled write ends at the earliest request deadline.
+                    let deadline = self.link.next_deadline();
+                    let socket = self
+                        .link
+                        .socket_mut()
+                        .expect("the link writes on a connection");
                     let write = socket.write.write_all(&bytes);
-                    let written = match self.link.next_deadline() {
+                    let written = match deadline {
                         Some(d) => tokio::time::timeout_at(d.into(), write).await.ok(),
                         None => Some(write.await),
                     };
@@ -199,29 +184,7 @@ impl Pipeline {
                 LinkStep::Idle => break,
             }
         }
-        self.drop_stale_socket();
         out.extend(self.link.take_inputs());
-    }
-
-    /// Drops the socket once the link dropped its connection.
-    fn drop_stale_socket(&mut self) {
-        if self
-            .socket
-            .as_ref()
-            .is_some_and(|s| Some(s.gen) != self.link.connection())
-        {
-            if let Some(s) = self.socket.take() {
-                s.reader.abort();
-            }
-        }
-    }
-}
-
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        if let Some(s) = &self.socket {
-            s.reader.abort();
-        }
     }
 }
 
@@ -243,5 +206,5 @@ fn spawn_reader(mut read: ReadHalf, write: WriteHalf, gen: u64, notify: Notify) 
             }
         }
     });
-    Socket { write, reader, gen }
+    Socket { write, reader }
 }

@@ -13,12 +13,14 @@
 use crate::client::Client;
 use crate::engine::{Engine, Wake};
 use crate::trace;
+use ds_proto::driver::reader_state::HandedOut;
 use ds_proto::ops::CallOptions;
-use ds_proto::reader::{Chunk, ReaderEvent, ReaderSnapshot};
-use ds_proto::{Error, Offset};
+use ds_proto::reader::{Chunk, ReaderEvent};
+use ds_proto::Error;
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -50,27 +52,14 @@ impl Inner {
 pub struct Reader {
     inner: Option<Box<Inner>>,
     step: Option<Step>,
-    offset: Offset,
-    up_to_date: bool,
-    eof: bool,
-    last_status: Option<u16>,
+    /// The machine's state as of the last event handed out (the machine itself may be inside
+    /// a pending step).
+    handed_out: HandedOut,
     finished: bool,
     url: String,
-    /// The machine's snapshot as of the last event handed out (the machine itself may be
-    /// inside a pending step).
-    snapshot: ReaderSnapshot,
 }
 
-impl std::fmt::Debug for Reader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader")
-            .field("url", &ds_proto::url::strip_query(&self.url))
-            .field("offset", &self.offset)
-            .field("up_to_date", &self.up_to_date)
-            .field("eof", &self.eof)
-            .finish_non_exhaustive()
-    }
-}
+ds_proto::__reader_state!();
 
 impl Reader {
     /// A reader driving `machine` (made by the stream handle) for the stream at `url`.
@@ -81,50 +70,19 @@ impl Reader {
         url: String,
     ) -> Reader {
         Reader {
-            offset: machine.offset().clone(),
-            up_to_date: machine.is_up_to_date(),
-            eof: machine.is_eof(),
-            snapshot: machine.snapshot(),
+            handed_out: HandedOut::of(&machine),
             inner: Some(Box::new(Inner {
                 engine: Engine::new(machine, client, call).owner_polled(),
             })),
             step: None,
-            last_status: None,
             finished: false,
             url,
         }
     }
 
-    /// A snapshot of what this reader has handed out: continue from it with
-    /// [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot), here
-    /// or in another process. It resumes right
-    /// after the last event handed out (nothing repeated, nothing skipped), in the same phase
-    /// (an auto reader past its catch-up long-polls at once, an SSE reader that fell back
-    /// stays on long-poll), and a reader restored after EOF sends nothing. See
-    /// [`ReaderSnapshot`].
-    pub fn snapshot(&self) -> ReaderSnapshot {
-        self.snapshot.clone()
-    }
-
-    /// The checkpoint: the offset after everything this reader has handed out.
-    pub fn offset(&self) -> &Offset {
-        &self.offset
-    }
-
-    /// Whether the reader has caught up with the stream's tail (more may come unless EOF).
-    pub fn is_up_to_date(&self) -> bool {
-        self.up_to_date
-    }
-
-    /// Whether the stream is closed and everything was read (EOF).
-    pub fn is_eof(&self) -> bool {
-        self.eof
-    }
-
-    /// The HTTP status of the latest response the reader received, as of the last event
-    /// handed out (`204`: a long-poll that ended without data); `None` before the first.
-    pub fn last_status(&self) -> Option<u16> {
-        self.last_status
+    /// What was handed out last: the machine may be inside a pending step.
+    fn state(&self) -> &HandedOut {
+        &self.handed_out
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ReaderEvent>> {
@@ -147,17 +105,9 @@ impl Reader {
                     trace::reader_event(&self.url, e);
                 }
                 self.step = None;
-                self.offset = inner.engine.machine.offset().clone();
-                self.up_to_date = inner.engine.machine.is_up_to_date();
-                self.eof = inner.engine.machine.is_eof();
-                self.last_status = inner.engine.machine.last_status();
-                self.snapshot = inner.engine.machine.snapshot();
+                self.handed_out = HandedOut::of(&inner.engine.machine);
                 self.inner = Some(inner);
-                match &event {
-                    None | Some(ReaderEvent::Done | ReaderEvent::Failed(_)) => self.finished = true,
-                    Some(ReaderEvent::Closed { .. }) => self.finished = true,
-                    _ => {}
-                }
+                self.finished = event.as_ref().is_none_or(ReaderEvent::is_terminal);
                 Poll::Ready(event)
             }
         }
@@ -181,15 +131,11 @@ impl Stream for Reader {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            match self.poll_event(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Ready(Some(ReaderEvent::Data(c))) => return Poll::Ready(Some(Ok(c))),
-                Poll::Ready(Some(ReaderEvent::Failed(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(Some(ReaderEvent::Closed { .. } | ReaderEvent::Done)) => {
-                    return Poll::Ready(None)
-                }
-                Poll::Ready(Some(_)) => continue,
+            let event = std::task::ready!(self.poll_event(cx));
+            if let ControlFlow::Break(item) =
+                event.map_or(ControlFlow::Break(None), |e| e.into_chunk())
+            {
+                return Poll::Ready(item);
             }
         }
     }

@@ -13,24 +13,19 @@
 use crate::client::Client;
 use crate::engine::{now, Engine, Wake};
 use ds_proto::driver::subscription::{
-    self as drv, CheckStep, SubscriptionCall, SubscriptionOneShot, SubscriptionStep, WebhookCheck,
-    WebhookError,
+    self as drv, SubscriptionCall, SubscriptionOneShot, SubscriptionStep,
 };
 use ds_proto::ops::CallOptions;
-use ds_proto::subscription::{
-    Batch, JwksCache, SubscriptionError, VerifiedWebhook, Worker, WorkerEvent,
-    DEFAULT_REPLAY_WINDOW,
-};
+use ds_proto::subscription::{Batch, SubscriptionError, Worker, WorkerEvent};
 use ds_proto::TransportError;
 use std::future::Future;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use ds_proto::driver::subscription::WorkerStep;
 pub use ds_proto::driver::subscription::{WorkerAction, WorkerExit, WorkerOptions};
 
-ds_proto::__subscription_handle!(async; .await);
+ds_proto::__subscription_handle!(async; .await; now: crate::clock::now);
 
 impl Client {
     /// Runs one subscription operation across its attempts.
@@ -58,20 +53,6 @@ impl Client {
             }
         }
     }
-
-    /// A verifier of webhooks signed with the keys at `jwks_url` (the stream root's
-    /// `__ds/jwks.json`, or a subscription's `webhook.signing.jwks_url`), fetched through
-    /// this client.
-    pub fn webhook_verifier(&self, jwks_url: &str) -> WebhookVerifier {
-        WebhookVerifier {
-            client: self.clone(),
-            jwks_url: self.settings().resolve(jwks_url),
-            cache: tokio::sync::Mutex::new(JwksCache::new(
-                Duration::from_secs(60),
-                DEFAULT_REPLAY_WINDOW,
-            )),
-        }
-    }
 }
 
 impl SubscriptionHandle {
@@ -84,20 +65,18 @@ impl SubscriptionHandle {
         options: WorkerOptions,
         handler: H,
     ) -> Result<WorkerHandle, SubscriptionError> {
-        let root = self.root()?.clone();
-        let subscription = match options.wake_stream {
-            Some(_) => None,
-            None => Some(self.get().await?),
+        let subscription = match options.needs_subscription() {
+            true => Some(self.get().await?),
+            false => None,
         };
-        let wake = drv::worker_wake_stream(
-            &root,
+        let machine = options.machine(
+            self.root()?.clone(),
             &self.id,
-            options.wake_stream.as_deref(),
             subscription.as_ref(),
+            self.client.extras(&self.call),
+            self.client.next_seed(),
+            now(),
         )?;
-        let extras = self.client.extras(&self.call);
-        let config = options.config(root, &self.id, &wake, extras, self.client.next_seed());
-        let machine = Worker::new(config, now())?;
         let engine =
             Engine::new(machine, self.client.clone(), self.call.clone()).keep_authorization();
         let (stop, stop_rx) = watch::channel(false);
@@ -145,12 +124,8 @@ impl WorkerHandle {
     }
 
     /// Waits for the worker to end.
-    pub async fn wait(self) -> WorkerExit {
-        match self.task.await {
-            Ok(exit) => exit,
-            Err(e) if e.is_cancelled() => WorkerExit::Stopped,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+    pub async fn wait(mut self) -> WorkerExit {
+        self.join().await
     }
 
     /// Waits for the worker to end, keeping the handle (to [`WorkerHandle::stop`] it while
@@ -188,11 +163,7 @@ async fn run_worker<H: WorkerHandler>(
             engine.machine.stop();
         }
         engine.flush_outputs();
-        match engine
-            .machine
-            .poll_event()
-            .map(|e| drv::worker_step(&mut engine.machine, e))
-        {
+        match drv::next_worker_step(&mut engine.machine) {
             Some(WorkerStep::Batch(batch)) => loop {
                 let result = {
                     let fut = handler.handle_batch(&batch);
@@ -245,38 +216,18 @@ async fn run_worker<H: WorkerHandler>(
     }
 }
 
-/// Verifies webhook requests (PROTOCOL.md 7.1, 12.10) with a JWKS fetched and cached through
-/// the client: an unknown `kid` refetches the key set once (bounded by ds-proto's
-/// [`JwksCache`]). Share it between requests (`Arc`).
-#[derive(Debug)]
-pub struct WebhookVerifier {
-    client: Client,
-    jwks_url: String,
-    cache: tokio::sync::Mutex<JwksCache>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl WebhookVerifier {
-    /// Like [`WebhookVerifier::verify`], at Unix time `unix_now` (seconds).
-    pub async fn verify_at(
-        &self,
-        headers: &http::HeaderMap,
-        body: &[u8],
-        unix_now: u64,
-    ) -> Result<VerifiedWebhook, WebhookError> {
-        let mut check = WebhookCheck::new(headers, body, unix_now);
-        loop {
-            // The cache is locked for the step alone, not across the fetch.
-            let step = check.step(&mut *self.cache.lock().await, &self.jwks_url, now());
-            match step {
-                CheckStep::Done(verdict) => return verdict,
-                CheckStep::Fetch(op) => {
-                    let fetched = self
-                        .client
-                        .run_subscription(op, &CallOptions::default())
-                        .await;
-                    check.fetched(&mut *self.cache.lock().await, fetched, now())?;
-                }
-            }
-        }
+    /// A verification can run on any task: its key cache is not locked across the fetch.
+    #[test]
+    fn verifying_is_send() {
+        fn send<T: Send>(_: &T) {}
+        let client = Client::new("http://127.0.0.1:9").unwrap();
+        let verifier = client.webhook_verifier("http://127.0.0.1:9/__ds/jwks.json");
+        let headers = http::HeaderMap::new();
+        send(&verifier.verify_at(&headers, b"{}", 0));
+        send(&verifier.notification(&headers, b"{}", "s1"));
     }
 }

@@ -2,6 +2,8 @@
 //! [`TransportError`]. No protocol decision is made here.
 
 use bytes::Bytes;
+use ds_proto::driver::buffered::BodyCollector;
+use ds_proto::driver::client::{error_chain_text, find_source};
 use ds_proto::{TransportError, TransportErrorKind};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -22,34 +24,32 @@ pub(crate) struct Transport {
     pub(crate) pipelined: crate::pipeline::Connector,
 }
 
-/// The TLS settings of a transport: `None` for rustls with the bundled webpki roots.
+/// The TLS settings of a transport: ds-proto's rustls configuration
+/// ([`ds_proto::driver::tls::client_config`]).
 #[cfg(feature = "rustls")]
-pub(crate) type TlsSettings = Option<rustls::ClientConfig>;
+pub(crate) type TlsSettings = std::sync::Arc<rustls::ClientConfig>;
 /// Without the `rustls` feature there is no TLS to configure.
 #[cfg(not(feature = "rustls"))]
 pub(crate) type TlsSettings = ();
 
 impl Transport {
-    /// A transport whose https connections use `tls` (see [`crate::tls`]), and whose writers
-    /// open their pipelined connections with `pipelined`.
+    /// A transport whose https connections, pooled or pipelined, use `tls`.
     pub(crate) fn with_tls(
         connect_timeout: Option<Duration>,
         pool_idle: Duration,
         tls: TlsSettings,
-        pipelined: crate::pipeline::Connector,
     ) -> Self {
+        let pipelined = crate::pipeline::Connector::new(connect_timeout, &tls);
         let mut http = HttpConnector::new();
         http.set_connect_timeout(connect_timeout);
         http.set_nodelay(true);
         http.enforce_http(false);
         #[cfg(feature = "rustls")]
-        let connector = match tls {
-            Some(config) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config),
-            None => hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
-        }
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         #[cfg(not(feature = "rustls"))]
         let () = tls;
         #[cfg(not(feature = "rustls"))]
@@ -84,47 +84,22 @@ impl Transport {
         limit: usize,
     ) -> Result<(http::response::Parts, Bytes), TransportError> {
         let (parts, mut body) = self.send(request).await?;
-        // One frame is kept as it is; from the second on, frames are copied into one buffer as
-        // they arrive (sized from the body's length when known), so hyper reuses its buffers.
-        let hint = usize::try_from(hyper::body::Body::size_hint(&body).lower())
-            .unwrap_or(usize::MAX)
-            .min(limit);
-        let mut first: Option<Bytes> = None;
-        let mut all = bytes::BytesMut::new();
-        let mut total = 0usize;
+        let expected = hyper::body::Body::size_hint(&body).lower();
+        let mut collected = BodyCollector::new(limit, expected);
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| classify_hyper(&e))?;
-            if let Ok(data) = frame.into_data() {
-                if data.is_empty() {
-                    continue;
-                }
-                total += data.len();
-                if total > limit {
-                    return Err(TransportError::new(
-                        TransportErrorKind::TooLarge,
-                        format!("response body exceeds {limit} bytes"),
-                    ));
-                }
-                if total == data.len() {
-                    first = Some(data);
-                    continue;
-                }
-                if let Some(f) = first.take() {
-                    all.reserve(hint.max(total));
-                    all.extend_from_slice(&f);
-                }
-                all.extend_from_slice(&data);
+            if let Ok(data) = frame.map_err(|e| classify_hyper(&e))?.into_data() {
+                collected.push(data)?;
             }
         }
-        Ok((parts, first.unwrap_or_else(|| all.freeze())))
+        Ok((parts, collected.finish()))
     }
 }
 
 fn classify_client(e: hyper_util::client::legacy::Error) -> TransportError {
     use std::error::Error as _;
-    let msg = error_chain(&e);
+    let msg = error_chain_text(&e);
     #[cfg(feature = "rustls")]
-    let tls = crate::tls::is_tls_failure(&e);
+    let tls = ds_proto::driver::tls::is_tls_failure(&e);
     #[cfg(not(feature = "rustls"))]
     let tls = false;
     let kind = if e.is_connect() {
@@ -150,35 +125,12 @@ pub(crate) fn classify_hyper(e: &hyper::Error) -> TransportError {
         TransportErrorKind::Timeout
     } else if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
         TransportErrorKind::ConnectionReset
-    } else if let Some(io) = io_source(e) {
+    } else if let Some(io) = find_source::<std::io::Error>(e) {
         // A body read that failed below HTTP: a body cut short by the peer closing
         // (`UnexpectedEof`), a reset.
         TransportErrorKind::from_io(io.kind())
     } else {
         TransportErrorKind::Other
     };
-    TransportError::new(kind, error_chain(e))
-}
-
-/// The first I/O error in `e`'s source chain.
-fn io_source<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return Some(io);
-        }
-        cur = err.source();
-    }
-    None
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
+    TransportError::new(kind, error_chain_text(e))
 }

@@ -9,18 +9,22 @@
 //! ```text
 //! link.submit(transmit)                      for each transmit the plan sends pipelined
 //! loop link.next_step(plan):                 after every call below
-//!     Connect { uri } -> connect to uri's origin; link.on_connected() (its generation:
-//!                        tag the socket's reads with it) or link.on_connect_failed(error)
-//!     Write { bytes } -> write them all; link.on_written(plan, now) or
-//!                        link.on_write_failed(plan)
+//!     Connect { uri } -> connect to uri's origin; link.on_connected(plan, started, now,
+//!                        |gen| make the socket, its reads tagged gen) or
+//!                        link.on_connect_failed(error)
+//!     Write { bytes } -> write them all on link.socket_mut(); link.on_written(plan, now),
+//!                        link.on_write_failed(plan) or link.on_write_timed_out(plan, now)
 //!     Idle            -> wait for bytes, a deadline (link.next_deadline()) or work
 //! bytes (or the end) read on connection gen: link.on_read(gen, Some(bytes) / None, plan)
 //! the producer cancelled id:                 link.abort(id, plan, now)
 //! a deadline passed:                         link.on_timeout(now, plan)
-//! afterwards:                                drop the socket when link.connection() is
-//!                                            no longer its generation; feed
-//!                                            link.take_inputs() to the plan and the producer
+//! afterwards:                                feed link.take_inputs() to the plan and
+//!                                            the producer
 //! ```
+//!
+//! The link keeps the driver's socket (`S`) beside the connection's codec and drops it when
+//! it drops the connection: the driver's socket type closes the socket and ends its reader
+//! in its `Drop`.
 //!
 //! Failures follow the codec: a request it can prove unprocessed fails as
 //! [`TransportErrorKind::Connect`] (safe to send again), any other cut-off exchange as
@@ -32,7 +36,7 @@ use crate::driver::writer_pipe::WriterPipe;
 use crate::exchange::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 use crate::http1::{Connection, Limits};
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the driver does next for a [`PipelinedLink`].
 #[derive(Debug)]
@@ -51,6 +55,12 @@ pub enum LinkStep {
     },
     /// Nothing to do until bytes arrive, a deadline passes or a request is submitted.
     Idle,
+}
+
+/// How long a [`LinkStep::Connect`] may take, TLS handshake included: the client's connect
+/// timeout, or 30 s when it sets none.
+pub fn connect_timeout(configured: Option<Duration>) -> Duration {
+    configured.unwrap_or(Duration::from_secs(30))
 }
 
 /// Where a [`LinkStep::Connect`] goes: the host (without IPv6 brackets), the port (the
@@ -80,6 +90,12 @@ impl Origin {
             port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
             tls,
         }
+    }
+
+    /// The socket address, when the host is an IP address (nothing to resolve).
+    pub fn ip_addr(&self) -> Option<std::net::SocketAddr> {
+        let ip: std::net::IpAddr = self.host.parse().ok()?;
+        Some(std::net::SocketAddr::new(ip, self.port))
     }
 }
 
@@ -114,18 +130,19 @@ impl InputTraces for () {
     fn abandon(&mut self, _id: RequestId) {}
 }
 
-/// The live connection: its codec and generation.
+/// The live connection: its codec, generation and the driver's socket.
 #[derive(Debug)]
-struct Live {
+struct Live<S> {
     codec: Connection,
     gen: u64,
+    socket: S,
 }
 
 /// A writer's dedicated pipelined connection and the requests waiting for room on it; `T`
-/// follows each request with a span.
+/// follows each request with a span; `S` is the driver's socket of the live connection.
 #[derive(Debug)]
-pub struct PipelinedLink<T: InputTraces = ()> {
-    live: Option<Live>,
+pub struct PipelinedLink<T: InputTraces = (), S = ()> {
+    live: Option<Live<S>>,
     gen: u64,
     depth: usize,
     pending: VecDeque<Transmit>,
@@ -136,9 +153,9 @@ pub struct PipelinedLink<T: InputTraces = ()> {
     traces: T,
 }
 
-impl<T: InputTraces> PipelinedLink<T> {
+impl<T: InputTraces, S> PipelinedLink<T, S> {
     /// A link that keeps at most `depth` requests in flight on its connection (at least one).
-    pub fn new(depth: usize) -> PipelinedLink<T> {
+    pub fn new(depth: usize) -> PipelinedLink<T, S> {
         PipelinedLink {
             live: None,
             gen: 0,
@@ -171,10 +188,15 @@ impl<T: InputTraces> PipelinedLink<T> {
         self.pending.push_back(transmit);
     }
 
-    /// The generation of the live connection, if any: a socket of another generation is
-    /// to be dropped, and its reads are ignored.
+    /// The generation of the live connection, if any: reads of another generation are
+    /// ignored.
     pub fn connection(&self) -> Option<u64> {
         self.live.as_ref().map(|l| l.gen)
+    }
+
+    /// The driver's socket of the live connection, to write a [`LinkStep::Write`] on.
+    pub fn socket_mut(&mut self) -> Option<&mut S> {
+        self.live.as_mut().map(|l| &mut l.socket)
     }
 
     /// Requests still waiting for room, taken back (the writer falls back to pooled
@@ -238,14 +260,31 @@ impl<T: InputTraces> PipelinedLink<T> {
         }
     }
 
-    /// The driver connected: returns the new connection's generation.
-    pub fn on_connected(&mut self) -> u64 {
+    /// The driver connected at `now`, having started at `started` (about one round trip:
+    /// the plan learns the link's length early); `socket` makes the driver's socket of the
+    /// new connection, given its generation (tag the socket's reads with it). The link keeps
+    /// the socket until it drops the connection. A socket that cannot be made (its reader
+    /// could not start) fails the first waiting request as
+    /// [`on_connect_failed`](Self::on_connect_failed) does.
+    pub fn on_connected(
+        &mut self,
+        plan: &mut WriterPipe,
+        started: Instant,
+        now: Instant,
+        socket: impl FnOnce(u64) -> Result<S, TransportError>,
+    ) {
+        plan.on_connected(now.saturating_duration_since(started), now);
         self.gen += 1;
-        self.live = Some(Live {
-            codec: Connection::pipelined(Limits::default(), self.depth),
-            gen: self.gen,
-        });
-        self.gen
+        match socket(self.gen) {
+            Ok(socket) => {
+                self.live = Some(Live {
+                    codec: Connection::pipelined(Limits::default(), self.depth),
+                    gen: self.gen,
+                    socket,
+                });
+            }
+            Err(error) => self.on_connect_failed(error),
+        }
     }
 
     /// Connecting failed: the first waiting request fails with `error` (never sent, so the
@@ -390,7 +429,7 @@ fn drain(
     out: &mut Vec<Input>,
 ) {
     while let Some(input) = codec.poll_input() {
-        if matches!(input, Input::End { .. } | Input::Failed { .. }) {
+        if input.ends_exchange() {
             deadlines.remove(&input.id());
         }
         out.push(input);

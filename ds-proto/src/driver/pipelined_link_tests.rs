@@ -37,7 +37,8 @@ fn pump(link: &mut PipelinedLink, plan: &mut WriterPipe, connect: bool) -> Vec<S
             LinkStep::Connect { uri } => {
                 assert_eq!(uri, URL);
                 if connect {
-                    link.on_connected();
+                    let now = Instant::now();
+                    link.on_connected(plan, now, now, |_| Ok(()));
                 } else {
                     link.on_connect_failed(TransportError::new(
                         TransportErrorKind::Connect,
@@ -299,9 +300,7 @@ fn a_write_that_outlives_its_deadline_fails_the_expired_requests_as_timeouts() {
     link.submit(transmit(1, Some(soon)));
     link.submit(transmit(2, Some(t0 + Duration::from_secs(60))));
     match link.next_step(&mut plan) {
-        LinkStep::Connect { .. } => {
-            link.on_connected();
-        }
+        LinkStep::Connect { .. } => link.on_connected(&mut plan, t0, t0, |_| Ok(())),
         other => panic!("expected Connect, got {other:?}"),
     }
     assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
@@ -316,6 +315,86 @@ fn a_write_that_outlives_its_deadline_fails_the_expired_requests_as_timeouts() {
         got,
         ["failed 1 Timeout", "failed 2 Connect"],
         "the expired one timed out; the one cut off mid-write was never processed"
+    );
+}
+
+/// A driver's socket that notes when it is dropped (closed).
+struct Socket(u64, std::rc::Rc<std::cell::RefCell<Vec<u64>>>);
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.1.borrow_mut().push(self.0);
+    }
+}
+
+#[test]
+fn the_link_keeps_the_socket_of_its_connection_and_drops_it_with_the_connection() {
+    let t0 = Instant::now();
+    let closed = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut plan = plan(2);
+    let mut link: PipelinedLink<(), Socket> = PipelinedLink::new(2);
+    link.submit(transmit(1, None));
+    assert!(matches!(
+        link.next_step(&mut plan),
+        LinkStep::Connect { .. }
+    ));
+    link.on_connected(&mut plan, t0, t0, |gen| Ok(Socket(gen, closed.clone())));
+    assert_eq!(link.socket_mut().map(|s| s.0), Some(1));
+    assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
+    link.on_written(&mut plan, t0);
+    // The server ends the connection: its socket goes with it.
+    link.on_read(1, None, &mut plan);
+    assert_eq!(*closed.borrow(), [1]);
+    assert!(link.socket_mut().is_none());
+    // A read of the dropped connection changes nothing.
+    link.on_read(1, Some(OK), &mut plan);
+    link.submit(transmit(2, None));
+    assert!(matches!(
+        link.next_step(&mut plan),
+        LinkStep::Connect { .. }
+    ));
+    link.on_connected(&mut plan, t0, t0, |gen| Ok(Socket(gen, closed.clone())));
+    assert_eq!(link.connection(), Some(2));
+    drop(link);
+    assert_eq!(
+        *closed.borrow(),
+        [1, 2],
+        "dropping the link closes its socket"
+    );
+}
+
+#[test]
+fn a_socket_that_cannot_be_made_fails_the_first_request_unsent() {
+    let t0 = Instant::now();
+    let mut plan = plan(2);
+    let mut link: PipelinedLink<(), ()> = PipelinedLink::new(2);
+    link.submit(transmit(1, None));
+    link.submit(transmit(2, None));
+    assert!(matches!(
+        link.next_step(&mut plan),
+        LinkStep::Connect { .. }
+    ));
+    link.on_connected(&mut plan, t0, t0, |_| {
+        Err(TransportError::new(
+            TransportErrorKind::Connect,
+            "no thread",
+        ))
+    });
+    assert_eq!(link.connection(), None);
+    assert_eq!(inputs(&mut link), ["failed 1 Connect"]);
+    // The next one waits for another attempt.
+    assert!(matches!(
+        link.next_step(&mut plan),
+        LinkStep::Connect { .. }
+    ));
+}
+
+#[test]
+fn connecting_takes_the_clients_timeout_or_thirty_seconds() {
+    assert_eq!(connect_timeout(None), Duration::from_secs(30));
+    assert_eq!(
+        connect_timeout(Some(Duration::from_secs(2))),
+        Duration::from_secs(2)
     );
 }
 
@@ -337,6 +416,20 @@ fn the_origin_of_a_request_uri() {
             port: 443,
             tls: true
         }
+    );
+    // An IP-address host needs no lookup (ds-blocking's resolver skips it).
+    assert_eq!(of("http://localhost:4437/s").ip_addr(), None);
+    assert_eq!(
+        of("http://[::1]/s").ip_addr(),
+        Some((std::net::Ipv6Addr::LOCALHOST, 80).into())
+    );
+    assert_eq!(
+        of("https://127.0.0.1/s").ip_addr(),
+        Some(([127, 0, 0, 1], 443).into())
+    );
+    assert_eq!(
+        of("http://[::1]:8080/s").ip_addr(),
+        Some((std::net::Ipv6Addr::LOCALHOST, 8080).into())
     );
     assert_eq!(
         of("http://[::1]/s"),

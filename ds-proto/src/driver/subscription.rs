@@ -436,6 +436,29 @@ impl WorkerOptions {
         config.extras = extras;
         config
     }
+
+    /// Whether the driver reads the subscription before starting the worker: no wake stream
+    /// was asked for, so the subscription's is followed (see [`WorkerOptions::machine`]).
+    pub fn needs_subscription(&self) -> bool {
+        self.wake_stream.is_none()
+    }
+
+    /// The worker machine these options describe for subscription `id` under `root`: it
+    /// follows the wake stream asked for, or else `subscription`'s (read by the driver when
+    /// [`needs_subscription`](WorkerOptions::needs_subscription); see
+    /// [`worker_wake_stream`]), and sends `extras` with every request.
+    pub fn machine(
+        &self,
+        root: SubscriptionRoot,
+        id: &str,
+        subscription: Option<&Subscription>,
+        extras: RequestExtras,
+        seed: u64,
+        now: Instant,
+    ) -> Result<sub::Worker, SubscriptionError> {
+        let wake = worker_wake_stream(&root, id, self.wake_stream.as_deref(), subscription)?;
+        sub::Worker::new(self.config(root, id, &wake, extras, seed), now)
+    }
 }
 
 /// The wake stream a worker follows: the one asked for, or the subscription's. A subscription
@@ -599,6 +622,19 @@ pub enum WorkerStep {
     Show(sub::WorkerEvent),
     /// Nothing for the application (handled here).
     Nothing,
+}
+
+/// The worker's next event, already decided by [`worker_step`]; `None`: no event now (the
+/// driver waits for its exchanges, timers or a stop).
+pub fn next_worker_step(worker: &mut sub::Worker) -> Option<WorkerStep> {
+    let event = worker.poll_event()?;
+    Some(worker_step(worker, event))
+}
+
+/// The key cache a driver's webhook verifier starts with: an unknown `kid` refetches the key
+/// set at most once a minute, timestamps are checked against [`sub::DEFAULT_REPLAY_WINDOW`].
+pub fn verifier_cache() -> sub::JwksCache {
+    sub::JwksCache::new(Duration::from_secs(60), sub::DEFAULT_REPLAY_WINDOW)
 }
 
 /// The loop's decision for `event`: a batch of a wake the worker no longer holds (lease lost,
@@ -807,6 +843,30 @@ mod tests {
             serde_json::from_str(r#"{"id":"s1","type":"webhook","webhook":{"url":"https://x"}}"#)
                 .unwrap();
         assert!(worker_wake_stream(&root(), "s1", None, Some(&hook)).is_err());
+    }
+
+    #[test]
+    fn worker_machine_follows_the_asked_wake_stream_or_else_the_subscriptions() {
+        let now = t0();
+        let extras = RequestExtras::default;
+        let asked = WorkerOptions::new("w1").wake_stream("mine");
+        assert!(!asked.needs_subscription());
+        let m = asked.machine(root(), "s1", None, extras(), 1, now).unwrap();
+        assert_eq!(m.snapshot().config.wake_stream, "mine");
+        let read = WorkerOptions::new("w1");
+        assert!(read.needs_subscription());
+        let sub: Subscription =
+            serde_json::from_str(r#"{"id":"s1","type":"pull-wake","wake_stream":"w"}"#).unwrap();
+        let m = read
+            .machine(root(), "s1", Some(&sub), extras(), 1, now)
+            .unwrap();
+        assert_eq!(m.snapshot().config.wake_stream, "w");
+        assert_eq!(m.snapshot().config.worker, "w1");
+        assert!(read.machine(root(), "s1", None, extras(), 1, now).is_err());
+        let empty = WorkerOptions::new("");
+        assert!(empty
+            .machine(root(), "s1", Some(&sub), extras(), 1, now)
+            .is_err());
     }
 
     #[test]

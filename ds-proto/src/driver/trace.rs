@@ -151,6 +151,27 @@ pub mod on {
             self.received = self.received.saturating_add(n as u64);
         }
 
+        /// Records what `input` says about the exchange of the trace in `slot`: its status, its
+        /// body bytes; the last input finishes the trace and empties the slot.
+        pub fn follow(slot: &mut Option<Self>, input: &crate::exchange::Input) {
+            use crate::exchange::Input;
+            let Some(t) = slot.as_mut() else {
+                return;
+            };
+            match input {
+                Input::Head { parts, .. } => t.head(parts.status),
+                Input::Body { chunk, .. } => t.body(chunk.len()),
+                Input::End { .. } | Input::Failed { .. } => {
+                    if let Some(t) = slot.take() {
+                        t.finish(match input {
+                            Input::Failed { error, .. } => Some(error),
+                            _ => None,
+                        });
+                    }
+                }
+            }
+        }
+
         /// A buffered exchange ended: its head and whole body, or its failure.
         pub fn outcome(
             mut self,
@@ -443,6 +464,13 @@ pub mod off {
         /// Nothing.
         #[inline(always)]
         pub fn outcome(self, _outcome: &Result<(http::response::Parts, Bytes), TransportError>) {}
+        /// Nothing (the slot is emptied by the last input, as with tracing).
+        #[inline(always)]
+        pub fn follow(slot: &mut Option<Self>, input: &crate::exchange::Input) {
+            if input.ends_exchange() {
+                *slot = None;
+            }
+        }
     }
 
     /// Nothing.
@@ -506,5 +534,55 @@ mod tests {
         assert_eq!(d("POST", "http://h/s", true, b""), ("close", None));
         assert_eq!(d("POST", "http://h/s", true, b"x"), ("append", None));
         assert_eq!(d("PATCH", "http://h/s", false, b""), ("other", None));
+    }
+}
+
+/// Both kinds of trace forget their exchange at its last input, and only then.
+#[cfg(test)]
+mod follow_tests {
+    use super::Clock;
+    use crate::exchange::Input;
+    use crate::{RequestId, TransportError, TransportErrorKind};
+    use bytes::Bytes;
+
+    struct Fixed;
+    impl Clock for Fixed {
+        #[allow(clippy::disallowed_methods)]
+        fn now() -> std::time::Instant {
+            std::time::Instant::now()
+        }
+    }
+
+    macro_rules! follows {
+        ($imp:path) => {{
+            use $imp as imp;
+            let id = RequestId(1);
+            let request = http::Request::get("http://h/s").body(Bytes::new()).unwrap();
+            let ends = [
+                Input::End { id },
+                Input::Failed {
+                    id,
+                    error: TransportError::new(TransportErrorKind::Timeout, "late"),
+                },
+            ];
+            for end in ends {
+                let mut slot = Some(imp::RequestTrace::<Fixed>::start(&request, None, Some(id)));
+                let parts = http::Response::new(()).into_parts().0;
+                imp::RequestTrace::follow(&mut slot, &Input::Head { id, parts });
+                let chunk = Bytes::from_static(b"abc");
+                imp::RequestTrace::follow(&mut slot, &Input::Body { id, chunk });
+                assert!(slot.is_some(), "open until the last input");
+                imp::RequestTrace::follow(&mut slot, &end);
+                assert!(slot.is_none(), "finished by {end:?}");
+                imp::RequestTrace::follow(&mut slot, &end);
+            }
+        }};
+    }
+
+    #[test]
+    fn a_trace_follows_its_exchange_to_the_last_input() {
+        follows!(super::off);
+        #[cfg(feature = "tracing")]
+        follows!(super::on);
     }
 }

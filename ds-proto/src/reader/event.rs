@@ -3,6 +3,7 @@
 use crate::error::Error;
 use crate::offset::Offset;
 use bytes::Bytes;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 /// Bytes released by the reader, together with the offset that follows them (or, for a
@@ -87,4 +88,95 @@ pub enum ReaderEvent {
     /// [`ReadMode::CatchUp`](super::ReadMode::CatchUp) only: the reader caught up (an
     /// [`UpToDate`](ReaderEvent::UpToDate) precedes it) and stops. Terminal.
     Done,
+}
+
+impl ReaderEvent {
+    /// Whether the reader ends with this event ([`Closed`](ReaderEvent::Closed),
+    /// [`Failed`](ReaderEvent::Failed) or [`Done`](ReaderEvent::Done)): a driver hands out
+    /// nothing after it.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            ReaderEvent::Closed { .. } | ReaderEvent::Failed(_) | ReaderEvent::Done
+        )
+    }
+
+    /// What a reader of chunks makes of this event: data is the next item, a failure the last
+    /// one (as an error), EOF or the end of a catch-up ends the chunks
+    /// (`Break(None)`), and any other event is passed over (`Continue`).
+    pub fn into_chunk(self) -> ControlFlow<Option<Result<Chunk, Error>>> {
+        match self {
+            ReaderEvent::Data(c) => ControlFlow::Break(Some(Ok(c))),
+            ReaderEvent::Failed(e) => ControlFlow::Break(Some(Err(e))),
+            ReaderEvent::Closed { .. } | ReaderEvent::Done => ControlFlow::Break(None),
+            ReaderEvent::UpToDate { .. }
+            | ReaderEvent::Retrying { .. }
+            | ReaderEvent::FellBackToLongPoll => ControlFlow::Continue(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorKind, Operation};
+
+    #[test]
+    fn chunks_end_where_the_reader_ends() {
+        let chunk = Chunk {
+            data: Bytes::from_static(b"x"),
+            next_offset: Offset::beginning(),
+            partial: false,
+            up_to_date: false,
+            closed: false,
+            cursor: None,
+            json: false,
+        };
+        let error = Error::new(Operation::Read, "u", ErrorKind::NotFound);
+        let events = [
+            (
+                ReaderEvent::Data(chunk.clone()),
+                false,
+                Some(Some(Ok(chunk))),
+            ),
+            (
+                ReaderEvent::Failed(error.clone()),
+                true,
+                Some(Some(Err(error.clone()))),
+            ),
+            (
+                ReaderEvent::Closed {
+                    offset: Offset::beginning(),
+                },
+                true,
+                Some(None),
+            ),
+            (ReaderEvent::Done, true, Some(None)),
+            (
+                ReaderEvent::UpToDate {
+                    offset: Offset::beginning(),
+                },
+                false,
+                None,
+            ),
+            (ReaderEvent::FellBackToLongPoll, false, None),
+            (
+                ReaderEvent::Retrying {
+                    error,
+                    attempt: 1,
+                    delay: Duration::from_secs(1),
+                },
+                false,
+                None,
+            ),
+        ];
+        for (event, terminal, item) in events {
+            assert_eq!(event.is_terminal(), terminal, "{event:?}");
+            let got = match event.into_chunk() {
+                ControlFlow::Break(item) => Some(item),
+                ControlFlow::Continue(()) => None,
+            };
+            assert_eq!(got, item);
+        }
+    }
 }

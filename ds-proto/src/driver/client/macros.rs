@@ -774,6 +774,65 @@ macro_rules! __writer {
     };
 }
 
+/// Writes a driver's `Reader` accessors (`snapshot`, `offset`, `is_up_to_date`, `is_eof`,
+/// `last_status`) and its `Debug`, expanded in the driver's reader module. The driver's
+/// `Reader` has a `url: String` field and a method `state(&self) -> &impl ReaderState`
+/// ([`ReaderState`](crate::driver::reader_state::ReaderState): the machine itself, or the
+/// [`HandedOut`](crate::driver::reader_state::HandedOut) copy of the last event's moment).
+#[doc(hidden)]
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
+macro_rules! __reader_state {
+    () => {
+        impl ::std::fmt::Debug for Reader {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("Reader")
+                    .field("url", &$crate::url::strip_query(&self.url))
+                    .field("offset", self.offset())
+                    .field("up_to_date", &self.is_up_to_date())
+                    .field("eof", &self.is_eof())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl Reader {
+            /// A snapshot of what this reader has handed out: continue from it with
+            /// [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot),
+            /// here or in another process. It resumes right after the last event handed out
+            /// (nothing repeated, nothing skipped), in the same phase (an auto reader past its
+            /// catch-up long-polls at once, an SSE reader that fell back stays on long-poll),
+            /// and a reader restored after EOF sends nothing. See
+            /// [`ReaderSnapshot`]($crate::reader::ReaderSnapshot).
+            pub fn snapshot(&self) -> $crate::reader::ReaderSnapshot {
+                $crate::driver::reader_state::ReaderState::snapshot(self.state())
+            }
+
+            /// The checkpoint: the offset after everything this reader has handed out.
+            pub fn offset(&self) -> &$crate::Offset {
+                $crate::driver::reader_state::ReaderState::offset(self.state())
+            }
+
+            /// Whether the reader has caught up with the stream's tail (more may come unless
+            /// EOF).
+            pub fn is_up_to_date(&self) -> bool {
+                $crate::driver::reader_state::ReaderState::is_up_to_date(self.state())
+            }
+
+            /// Whether the stream is closed and everything was read (EOF).
+            pub fn is_eof(&self) -> bool {
+                $crate::driver::reader_state::ReaderState::is_eof(self.state())
+            }
+
+            /// The HTTP status of the latest response the reader received, as of the last
+            /// event handed out (`204`: a long-poll that ended without data); `None` before the
+            /// first.
+            pub fn last_status(&self) -> Option<u16> {
+                $crate::driver::reader_state::ReaderState::last_status(self.state())
+            }
+        }
+    };
+}
+
 /// Defines a driver's `JsonItems` (the messages of a JSON stream, one by one) and
 /// `Reader::json`, expanded in the driver's reader module; the driver implements the iteration
 /// (`Iterator` or `Stream`) over [`JsonItemQueue`](crate::driver::json_items::JsonItemQueue).
@@ -895,14 +954,15 @@ macro_rules! __driver_trace {
 /// A driver's subscription shell (expanded in the driver's subscription module): the stream
 /// root default, `Client::subscription`, `Client::subscription_at`, `Client::send_callback`,
 /// and `SubscriptionHandle` with its control operations, written once for both drivers
-/// (`$async` / `.$await` are `async` / `.await` in an async driver, nothing in a blocking one).
-/// The driver provides `Client::run_subscription(op, &CallOptions)` (its IO) and
-/// `Client::webhook_verifier`.
+/// (`$async` / `.$await` are `async` / `.await` in an async driver, nothing in a blocking one),
+/// and the `WebhookVerifier` with `Client::webhook_verifier` (its key cache behind a mutex
+/// locked for a step alone, never across a fetch; `$now` is the driver's clock). The driver
+/// provides `Client::run_subscription(op, &CallOptions)` (its IO).
 #[doc(hidden)]
 #[macro_export]
 #[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
 macro_rules! __subscription_handle {
-    ($($async:ident)?; $(.$await:ident)?) => {
+    ($($async:ident)?; $(.$await:ident)?; now: $now:path) => {
         /// The stream root a client's subscriptions live under unless told otherwise.
         pub const DEFAULT_STREAM_ROOT: &str = "/v1/stream";
 
@@ -1025,7 +1085,62 @@ macro_rules! __subscription_handle {
             }
         }
 
+        /// Verifies webhook requests (PROTOCOL.md 7.1, 12.10) with a JWKS fetched and cached
+        /// through the client: an unknown `kid` refetches the key set once (bounded by
+        /// ds-proto's [`JwksCache`]($crate::subscription::JwksCache)). Share it between threads
+        /// or tasks (`Arc`).
+        #[derive(Debug)]
+        pub struct WebhookVerifier {
+            client: Client,
+            jwks_url: String,
+            cache: ::std::sync::Mutex<$crate::subscription::JwksCache>,
+        }
+
+        impl Client {
+            /// A verifier of webhooks signed with the keys at `jwks_url` (the stream root's
+            /// `__ds/jwks.json`, or a subscription's `webhook.signing.jwks_url`), fetched
+            /// through this client.
+            pub fn webhook_verifier(&self, jwks_url: &str) -> WebhookVerifier {
+                WebhookVerifier {
+                    client: self.clone(),
+                    jwks_url: self.settings().resolve(jwks_url),
+                    cache: ::std::sync::Mutex::new($crate::driver::subscription::verifier_cache()),
+                }
+            }
+        }
+
         impl WebhookVerifier {
+            fn lock(&self) -> ::std::sync::MutexGuard<'_, $crate::subscription::JwksCache> {
+                // A poisoned lock is harmless: the cache's state is always valid.
+                self.cache
+                    .lock()
+                    .unwrap_or_else(::std::sync::PoisonError::into_inner)
+            }
+
+            /// Like [`WebhookVerifier::verify`], at Unix time `unix_now` (seconds).
+            pub $($async)? fn verify_at(
+                &self,
+                headers: &::http::HeaderMap,
+                body: &[u8],
+                unix_now: u64,
+            ) -> Result<$crate::subscription::VerifiedWebhook, $crate::driver::subscription::WebhookError>
+            {
+                use $crate::driver::subscription::{CheckStep, WebhookCheck};
+                let mut check = WebhookCheck::new(headers, body, unix_now);
+                loop {
+                    // The cache is locked for the step alone, not across the fetch.
+                    let step = check.step(&mut self.lock(), &self.jwks_url, $now());
+                    match step {
+                        CheckStep::Done(verdict) => return verdict,
+                        CheckStep::Fetch(op) => {
+                            let call = $crate::ops::CallOptions::default();
+                            let fetched = self.client.run_subscription(op, &call) $(.$await)?;
+                            check.fetched(&mut self.lock(), fetched, $now())?;
+                        }
+                    }
+                }
+            }
+
             /// Verifies a request's `Webhook-Signature` header against its raw body, with the
             /// system clock's Unix time.
             pub $($async)? fn verify(

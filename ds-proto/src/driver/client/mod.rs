@@ -211,6 +211,18 @@ impl ClientSettings {
         extras
     }
 
+    /// The headers and parameters of one exchange of a machine: [`extras`](Self::extras),
+    /// without the client's `Authorization` when `machine_authorizes` (the machine sets it
+    /// itself: a subscription worker's acks carry the claim token, its claims and reads the
+    /// credential it was configured with).
+    pub fn exchange_extras(&self, call: &CallOptions, machine_authorizes: bool) -> RequestExtras {
+        let mut extras = self.extras(call);
+        if machine_authorizes {
+            extras.headers.remove(http::header::AUTHORIZATION);
+        }
+        extras
+    }
+
     /// Marks the values of every credential header in `headers` as sensitive.
     pub fn mark_sensitive(&self, headers: &mut HeaderMap) {
         crate::ops::mark_sensitive(headers, &self.sensitive_headers);
@@ -278,6 +290,34 @@ pub fn error_chain_has<E: std::error::Error + 'static>(
         }
     }
     e.source().is_some_and(error_chain_has::<E>)
+}
+
+/// The message of `e` followed by those of its sources, joined by `: `: HTTP stacks often say
+/// what went wrong only in a source ("client error (Connect)": "tcp connect error": ...).
+pub fn error_chain_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    text
+}
+
+/// The first `E` among the sources of `e` (not `e` itself): for instance the I/O error below
+/// an HTTP stack's error.
+pub fn find_source<'a, E: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        if let Some(found) = err.downcast_ref::<E>() {
+            return Some(found);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Parses one root certificate argument (feature `pem`): PEM when it starts like PEM (every

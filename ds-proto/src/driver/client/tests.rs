@@ -123,6 +123,19 @@ fn extras_layer_defaults_provider_and_call() {
 }
 
 #[test]
+fn a_machine_that_authorizes_itself_gets_no_client_authorization() {
+    let mut s = ClientSettings::default();
+    s.add_header(http::header::AUTHORIZATION, secret("Bearer client"));
+    s.add_header(HeaderName::from_static("x-a"), secret("a"));
+    let call = CallOptions::default();
+    let plain = s.exchange_extras(&call, false);
+    assert_eq!(plain.headers[http::header::AUTHORIZATION], "Bearer client");
+    let own = s.exchange_extras(&call, true);
+    assert!(!own.headers.contains_key(http::header::AUTHORIZATION));
+    assert_eq!(own.headers["x-a"], "a");
+}
+
+#[test]
 fn stream_urls_resolve_against_the_base() {
     let mut s = ClientSettings::default();
     assert_eq!(s.resolve("http://x/s"), "http://x/s");
@@ -191,6 +204,13 @@ fn error_chains_are_searched_inside_io_errors() {
     assert!(error_chain_has::<Tls>(&Tls));
     let plain = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
     assert!(!error_chain_has::<Tls>(&plain));
+    // The text names every level; the search skips the error itself.
+    assert_eq!(error_chain_text(&plain), "outer: connection reset");
+    assert_eq!(error_chain_text(&Tls), "tls");
+    let io = find_source::<std::io::Error>(&plain).expect("the I/O error below");
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
+    assert!(find_source::<Outer>(&plain).is_none());
+    assert!(find_source::<Tls>(&Tls).is_none());
 }
 
 #[cfg(feature = "pem")]

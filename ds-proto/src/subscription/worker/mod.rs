@@ -579,7 +579,7 @@ impl Worker {
         let Some(route) = self.routes.get(&id).copied() else {
             return;
         };
-        let ends = matches!(input, Input::End { .. } | Input::Failed { .. });
+        let ends = input.ends_exchange();
         if ends {
             self.routes.remove(&id);
         }
