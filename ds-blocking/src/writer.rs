@@ -250,10 +250,8 @@ fn feed(core: &mut Core, plan: &mut WriterPipe, inputs: &mut Vec<Input>) {
     }
     let now = Instant::now();
     for input in inputs.drain(..) {
-        plan.on_input(&input, now);
-        core.producer_mut().handle_input(input, now);
+        plan.feed(core.producer_mut(), input, now);
     }
-    plan.apply(core.producer_mut());
 }
 
 fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
@@ -353,15 +351,12 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                 plan.on_sent(&t, Instant::now());
                 exchanges.run_here(t, &mut |input| {
                     let mut core = shared.lock();
-                    let now = Instant::now();
-                    plan.on_input(&input, now);
-                    core.producer_mut().handle_input(input, now);
+                    plan.feed(core.producer_mut(), input, Instant::now());
                     !core.stopped
                 });
                 // The answer's events go out before the next batch is sent; timers that came
                 // due meanwhile fire.
                 let mut core = shared.lock();
-                plan.apply(core.producer_mut());
                 core.producer_mut().handle_timeout(Instant::now());
                 deliver_events(&shared, &mut core);
                 continue;

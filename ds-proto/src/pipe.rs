@@ -51,7 +51,10 @@
 //!   at least [`LONG_ROUND_TRIP`] is known, such as the connect's), and leaves with the next
 //!   answer. Before any rate is measured, batches that wait one behind the other double the
 //!   ceiling, up to [`FIRST_WAIT_MULTIPLE`] targets ([`WritePipe::wait_ramp_bytes`]): a burst
-//!   leaves in requests of 1, 2, 4, 8 targets.
+//!   leaves in requests of 1, 2, 4, 8 targets. One at a time, the batch that waits leaves
+//!   alone after the answer in flight and takes all that arrives meanwhile: up to
+//!   `max_batch_bytes` before any rate is measured, one [`BATCH_SPAN`] of `max_rate` after,
+//!   with no ramp (the producer cuts it at a ceiling that fell while it waited).
 //! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
 //!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
 //!   `Connection::pipelining_refused`) and no batch was answered out of order
@@ -303,9 +306,21 @@ impl WritePipe {
     /// (on a short round trip, large bodies only cost the server more), nor more than the link
     /// moves in about a second, so that a slow link does not get a batch it cannot carry within
     /// a request deadline.
+    ///
+    /// One at a time ([`PipeMode::OneAtATime`]), the batch that waits is the next to leave,
+    /// alone, once the answer in flight is in: it may carry everything that arrives meanwhile,
+    /// up to `max_batch_bytes` before any rate is measured and [`BATCH_SPAN`] of the measured
+    /// rate after (at least the target). The budget does not bound it: with nothing else in
+    /// flight, a batch of about two round trips' worth leaves the link idle a third of the
+    /// time. The producer cuts a batch that grew past a ceiling that has since fallen as it
+    /// leaves ([`crate::producer::Producer::set_wait_ceiling`]), so a link slower than it
+    /// looked gets about a second of its rate per request.
     pub fn wait_ceiling_bytes(&self) -> usize {
         let target = self.batch_target_bytes();
         let max = self.limits.max_batch_bytes.max(target);
+        if self.mode() == PipeMode::OneAtATime {
+            return self.rate_span().map_or(max, |span| span.clamp(target, max));
+        }
         match self.rate_span() {
             // No rate yet. A long round trip is already known (a connect took it): what
             // arrives meanwhile leaves in a few larger requests, a bounded multiple of the
@@ -326,8 +341,10 @@ impl WritePipe {
     /// of one target per round trip, while on a short round trip the first answer (and its
     /// rate) comes before the ramp has climbed far. `None` once a rate is measured: the wait
     /// ceiling follows it from then on.
+    /// One at a time, no ramp: the batch that waits may take all it can from the start (see
+    /// [`WritePipe::wait_ceiling_bytes`]).
     pub fn wait_ramp_bytes(&self) -> Option<usize> {
-        if self.rate_span().is_some() {
+        if self.rate_span().is_some() || self.mode() == PipeMode::OneAtATime {
             return None;
         }
         Some(self.first_wait_top())
@@ -550,7 +567,7 @@ mod tests {
     #[test]
     fn a_waiting_batch_may_hold_about_a_second_of_the_measured_rate() {
         let t0 = origin();
-        let mut pipe = WritePipe::new(limits(1)).unwrap();
+        let mut pipe = WritePipe::new(limits(4)).unwrap();
         assert_eq!(
             pipe.wait_ceiling_bytes(),
             MIB,
@@ -573,22 +590,66 @@ mod tests {
         assert_eq!(pipe.wait_ceiling_bytes(), MIB);
 
         // A connect that took 20 ms: a long link, whose rate is still unknown.
-        let mut far = WritePipe::new(limits(1)).unwrap();
+        let mut far = WritePipe::new(limits(4)).unwrap();
         far.on_rtt_sample(Duration::from_millis(20), t0);
         assert_eq!(far.wait_ceiling_bytes(), 8 * MIB);
-        let mut near = WritePipe::new(limits(1)).unwrap();
+        let mut near = WritePipe::new(limits(4)).unwrap();
         near.on_rtt_sample(Duration::from_micros(300), t0);
         assert_eq!(near.wait_ceiling_bytes(), MIB, "loopback: the target");
 
         // A fast link: 1 MiB per 25 ms (about 42 MB/s): a second of it is more than the pipe
         // needs, so the budget bounds a waiting batch.
-        let mut fast = WritePipe::new(limits(1)).unwrap();
+        let mut fast = WritePipe::new(limits(4)).unwrap();
         fast.on_sent(MIB, t0);
         let t1 = t0 + Duration::from_millis(25);
         fast.on_acked(MIB, Some(Duration::from_millis(25)), t1);
         assert!(fast.max_rate().unwrap() > 40_000_000);
         assert_eq!(fast.wait_ceiling_bytes() as u64, fast.budget_bytes());
         assert!(fast.budget_bytes() > MIB as u64);
+    }
+
+    /// One at a time, the batch that waits leaves alone after the answer in flight: it may take
+    /// up to `max_batch_bytes` before any rate is known, then a second of the measured rate,
+    /// not the budget; no ramp.
+    #[test]
+    fn one_at_a_time_a_waiting_batch_takes_a_round_trip_of_appends() {
+        let t0 = origin();
+        let mut pipe = WritePipe::new(limits(1)).unwrap();
+        assert_eq!(pipe.mode(), PipeMode::OneAtATime);
+        assert_eq!(pipe.wait_ceiling_bytes(), 16 * MIB, "max_batch_bytes");
+        assert_eq!(pipe.wait_ramp_bytes(), None);
+        // A fast link (1 MiB per 25 ms, about 42 MB/s): a second of it is above max_batch_bytes.
+        pipe.on_sent(MIB, t0);
+        let t1 = t0 + Duration::from_millis(25);
+        pipe.on_acked(MIB, Some(Duration::from_millis(25)), t1);
+        assert!(pipe.budget_bytes() < 16 * MIB as u64);
+        assert_eq!(pipe.wait_ceiling_bytes(), 16 * MIB);
+        // A slow link (1 MiB answered after 4 s): a second of it, at least the target.
+        let mut slow = WritePipe::new(limits(1)).unwrap();
+        slow.on_sent(MIB, t0);
+        slow.on_acked(
+            MIB,
+            Some(Duration::from_secs(4)),
+            t0 + Duration::from_secs(4),
+        );
+        assert_eq!(slow.wait_ceiling_bytes(), MIB);
+        // 3 MiB per second: three of them.
+        let mut mid = WritePipe::new(limits(1)).unwrap();
+        mid.on_sent(3 * MIB, t0);
+        mid.on_acked(
+            3 * MIB,
+            Some(Duration::from_secs(1)),
+            t0 + Duration::from_secs(1),
+        );
+        let span = usize::try_from(mid.max_rate().unwrap()).unwrap();
+        assert!((3 * MIB - 4096..=3 * MIB).contains(&span), "{span}");
+        assert_eq!(mid.wait_ceiling_bytes(), span.max(mid.batch_target_bytes()));
+        // Pipelining refused: one at a time from then on, with its rule.
+        let mut fell = WritePipe::new(limits(4)).unwrap();
+        assert_eq!(fell.wait_ramp_bytes(), Some(8 * MIB));
+        fell.on_pipelining_refused();
+        assert_eq!(fell.wait_ramp_bytes(), None);
+        assert_eq!(fell.wait_ceiling_bytes(), 16 * MIB);
     }
 
     #[test]

@@ -186,10 +186,8 @@ fn feed(core: &mut Core, plan: &mut WriterPipe, inputs: &mut Vec<Input>) {
     }
     let now = now();
     for input in inputs.drain(..) {
-        plan.on_input(&input, now);
-        core.producer_mut().handle_input(input, now);
+        plan.feed(core.producer_mut(), input, now);
     }
-    plan.apply(core.producer_mut());
 }
 
 async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {

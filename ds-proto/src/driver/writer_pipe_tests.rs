@@ -224,3 +224,63 @@ fn on_a_slow_link_batches_stay_within_a_second_of_its_rate() {
         plan.pipe().wait_ceiling_bytes()
     );
 }
+
+/// One at a time a batch may take up to the user's `max_batch_bytes` (32 MiB by default);
+/// pipelined, the plan keeps batches within 8 MiB (or the user's lower ceiling).
+#[test]
+fn batch_ceilings_follow_the_depth() {
+    let one = WriterPipe::new(&config(URL, 1, 32 << 20));
+    assert_eq!(one.pipe().limits().max_batch_bytes, 32 << 20);
+    assert_eq!(one.pipe().wait_ceiling_bytes(), 32 << 20);
+    let four = WriterPipe::new(&config(URL, 4, 32 << 20));
+    assert_eq!(
+        four.pipe().limits().max_batch_bytes,
+        PIPELINED_MAX_BATCH_BYTES
+    );
+    let low = WriterPipe::new(&config(URL, 4, 2 << 20));
+    assert_eq!(low.pipe().limits().max_batch_bytes, 2 << 20);
+    assert_eq!(
+        ProducerConfig::new(URL, "p1").max_batch_bytes,
+        32 << 20,
+        "the default"
+    );
+}
+
+/// `feed` hands the producer the sizes the answer's measurement set before the producer sees
+/// the answer: the batch that waited leaves cut at the new ceiling, not at the old one.
+#[test]
+fn feed_applies_the_new_ceiling_before_the_waiting_batch_leaves() {
+    let t0 = Instant::now();
+    let cfg = ProducerConfig {
+        linger: Duration::from_secs(1),
+        ..config(URL, 1, 32 << 20)
+    };
+    let mut plan = WriterPipe::new(&cfg);
+    let mut producer = Producer::new(cfg, t0).unwrap();
+    plan.apply(&mut producer);
+    producer
+        .append(Bytes::from(vec![1u8; 1 << 20]), t0)
+        .unwrap();
+    let first = producer.poll_transmit(t0).unwrap();
+    plan.on_sent(&first, t0);
+    plan.on_written(first.id, t0);
+    // While the first batch is in flight, 24 MiB arrive: they wait, within 32 MiB.
+    for _ in 0..24 {
+        producer
+            .append(Bytes::from(vec![2u8; 1 << 20]), t0)
+            .unwrap();
+    }
+    assert!(producer.poll_transmit(t0).is_none());
+    // The answer comes after 4 s: about 260 KB/s, so a second of it is less than the
+    // 1 MiB target, and the batch that leaves is cut there.
+    let t1 = t0 + Duration::from_secs(4);
+    let ok = head(
+        first.id.0,
+        200,
+        &[("stream-next-offset", "0000000000000001_0000000000000000")],
+    );
+    plan.feed(&mut producer, ok, t1);
+    plan.feed(&mut producer, Input::End { id: first.id }, t1);
+    let second = producer.poll_transmit(t1).unwrap();
+    assert_eq!(second.request.body().len(), 1 << 20);
+}

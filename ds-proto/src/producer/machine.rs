@@ -231,7 +231,9 @@ impl Producer {
 
     /// Sets how large the open batch may grow while it must wait for room (a writer's pipe
     /// plan, [`crate::pipe::WritePipe::wait_ceiling_bytes`]: about a second of the measured
-    /// rate). `None`: `max_batch_bytes`.
+    /// rate). `None`: `max_batch_bytes`. A batch that grew past a ceiling that has since
+    /// fallen is cut at it when it leaves (at least one append); the appends past it leave
+    /// next.
     pub fn set_wait_ceiling(&mut self, bytes: Option<usize>) {
         self.wait_ceiling = bytes;
     }
@@ -378,7 +380,7 @@ impl Producer {
             let with = self.open.body_len_with(self.json, data.len());
             if with > max_bytes && (with > self.wait_ceiling_bytes() || self.can_send_open()) {
                 self.ramp_on_waiting_seal();
-                self.seal_open(false);
+                self.seal_open_within_ceiling();
             }
         }
         let id = self.next_append;
@@ -642,7 +644,7 @@ impl Producer {
             self.switch_epoch();
         }
         if self.open.due && self.can_send_open() {
-            self.seal_open(false);
+            self.seal_open_within_ceiling();
         }
         if self.queue.front().is_some_and(Batch::is_resolved) {
             self.emit_resolved();
@@ -667,6 +669,21 @@ impl Producer {
                 .queue
                 .iter()
                 .all(|b| b.is_resolved() || matches!(b.state, BatchState::InFlight(_)))
+    }
+
+    /// Seals the open batch as it leaves, cut at the wait ceiling when it grew past it: the
+    /// ceiling can fall while a batch waits (a writer's plan measures its first rate,
+    /// [`Producer::set_wait_ceiling`]), and a batch sized for a link that turned out slower
+    /// would not cross it within a request deadline. The appends past the ceiling stay open,
+    /// due, and leave next, in order.
+    fn seal_open_within_ceiling(&mut self) {
+        let rest = self
+            .open
+            .split_off_past(self.json, self.wait_ceiling_bytes());
+        self.seal_open(false);
+        if let Some(rest) = rest {
+            self.open = rest;
+        }
     }
 
     // Out of line, as are `switch_epoch` and `emit_resolved`: `tick` runs on every append and

@@ -346,3 +346,45 @@ mod sizing_properties {
         }
     }
 }
+
+/// A batch that grew while it waited, then saw its ceiling fall (the plan measured a slow
+/// link as the answer came in): it leaves cut at the new ceiling, and the appends past it
+/// leave next, in order, each within the ceiling; every append is acknowledged once.
+#[test]
+fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
+    let (mut p, now) = producer(64_000);
+    p.set_batch_target(Some(2000));
+    p.set_wait_ceiling(Some(64_000));
+    p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
+    let first = bodies(&mut p, now);
+    for i in 0..20u8 {
+        p.append(Bytes::from(vec![b'b' + i; 1000]), now).unwrap();
+    }
+    assert!(bodies(&mut p, now).is_empty(), "it waits for the answer");
+    p.set_wait_ceiling(Some(7500));
+    ok(&mut p, &first[0], now);
+    let mut sent = Vec::new();
+    loop {
+        let out = bodies(&mut p, now);
+        let Some(t) = out.first() else { break };
+        sent.push(t.request.body().clone());
+        ok(&mut p, t, now);
+    }
+    let sizes: Vec<usize> = sent.iter().map(Bytes::len).collect();
+    assert_eq!(
+        sizes,
+        vec![7000, 7000, 6000],
+        "cut at 7 appends of 1000 (7500)"
+    );
+    let joined: Vec<u8> = sent.iter().flat_map(|b| b.iter().copied()).collect();
+    let expected: Vec<u8> = (0..20u8).flat_map(|i| vec![b'b' + i; 1000]).collect();
+    assert_eq!(joined, expected, "every append once, in order");
+    let acked: u64 = std::iter::from_fn(|| p.poll_event())
+        .filter_map(|e| match e {
+            ProducerEvent::Acked { first, last, .. } => Some(last.0 - first.0 + 1),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(acked, 21);
+    assert!(p.is_idle());
+}
