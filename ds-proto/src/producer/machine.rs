@@ -375,13 +375,16 @@ impl Producer {
         // (`max_in_flight` batches outstanding, or one ahead of it waiting) it keeps growing up
         // to the wait ceiling and leaves as soon as there is room (issue 16: a batch that waits
         // for a round trip carries what arrived meanwhile).
+        // A cut at the ceiling leaves the appends past it open: they are checked again with
+        // this append, until it fits or nothing is open.
         let max_bytes = self.batch_target_bytes();
-        if !self.open.is_empty() {
+        while !self.open.is_empty() {
             let with = self.open.body_len_with(self.json, data.len());
-            if with > max_bytes && (with > self.wait_ceiling_bytes() || self.can_send_open()) {
-                self.ramp_on_waiting_seal();
-                self.seal_open_within_ceiling();
+            if with <= max_bytes || (with <= self.wait_ceiling_bytes() && !self.can_send_open()) {
+                break;
             }
+            self.ramp_on_waiting_seal();
+            self.seal_open_within_ceiling();
         }
         let id = self.next_append;
         self.next_append += 1;

@@ -388,3 +388,36 @@ fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
     assert_eq!(acked, 21);
     assert!(p.is_idle());
 }
+
+/// The appends left open after a cut are still bounded when the next append comes: they are
+/// cut again, and no batch exceeds `max_batch_bytes` (found by the sizing property below:
+/// the rest of a cut, with the new append, once went out at 10,400 bytes of 8,000).
+#[test]
+fn what_a_cut_leaves_open_is_bounded_with_the_next_append() {
+    let (mut p, now) = producer(8000);
+    p.set_batch_target(Some(500));
+    p.set_wait_ceiling(Some(8000));
+    p.append(Bytes::from(vec![b'a'; 500]), now).unwrap();
+    let mut out = bodies(&mut p, now);
+    for len in [500, 2900, 2900, 1600] {
+        p.append(Bytes::from(vec![b'b'; len]), now).unwrap();
+    }
+    p.set_wait_ceiling(Some(1000));
+    p.append(Bytes::from(vec![b'c'; 3000]), now).unwrap();
+    let mut sizes = Vec::new();
+    while let Some(t) = out.pop() {
+        sizes.push(t.request.body().len());
+        ok(&mut p, &t, now);
+        p.flush(now);
+        out = bodies(&mut p, now);
+    }
+    assert_eq!(
+        sizes.iter().sum::<usize>(),
+        500 + 500 + 2900 + 2900 + 1600 + 3000
+    );
+    assert!(sizes.iter().all(|&s| s <= 8000), "{sizes:?}");
+    assert!(
+        sizes[1..].iter().all(|&s| s <= 3000),
+        "cut at the ceiling or one append: {sizes:?}"
+    );
+}
