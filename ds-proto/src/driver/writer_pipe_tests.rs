@@ -225,12 +225,13 @@ fn on_a_slow_link_batches_stay_within_a_second_of_its_rate() {
     );
 }
 
-/// One at a time a batch may take up to the user's `max_batch_bytes` (32 MiB by default);
-/// pipelined, the plan keeps batches within 8 MiB (or the user's lower ceiling).
+/// One at a time on a long link a batch may take up to the user's `max_batch_bytes` (32 MiB
+/// by default); pipelined, the plan keeps batches within 8 MiB (or the user's lower ceiling).
 #[test]
 fn batch_ceilings_follow_the_depth() {
-    let one = WriterPipe::new(&config(URL, 1, 32 << 20));
+    let mut one = WriterPipe::new(&config(URL, 1, 32 << 20));
     assert_eq!(one.pipe().limits().max_batch_bytes, 32 << 20);
+    one.on_connected(Duration::from_millis(20), Instant::now());
     assert_eq!(one.pipe().wait_ceiling_bytes(), 32 << 20);
     let four = WriterPipe::new(&config(URL, 4, 32 << 20));
     assert_eq!(

@@ -55,8 +55,9 @@ pub struct ProducerConfig {
     /// only as measured round trips and delivery rates say the link needs (never beyond about
     /// a second of the measured rate); with more than one batch in flight the plan keeps them
     /// within 8 MiB ([`crate::driver::writer_pipe::PIPELINED_MAX_BATCH_BYTES`]). With
-    /// `max_in_flight = 1` the batch that waits for the answer in flight carries what arrives
-    /// meanwhile, up to this ceiling: through a 20 ms round trip, 50 MB written as fast as
+    /// `max_in_flight = 1` on a long link (every round trip seen at least
+    /// [`crate::pipe::LONG_ROUND_TRIP`]) the batch that waits for the answer in flight carries
+    /// what arrives meanwhile, up to this ceiling: through a 20 ms round trip, 50 MB written as fast as
     /// possible left in 3 requests instead of 6-10 at the former 8 MiB default (the official
     /// Rust client sends about 26 MB per request). A machine driven without a plan cuts at
     /// this size.

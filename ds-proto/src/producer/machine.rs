@@ -121,6 +121,9 @@ pub struct Producer {
     /// Batches sealed at the wait ceiling while waiting since the ramp was set: the next one
     /// may be `2^ramp_steps` ceilings.
     ramp_steps: u32,
+    /// Whether a batch that grew past a wait ceiling that has since fallen is cut at it as
+    /// it leaves ([`Producer::set_cut_at_ceiling`]).
+    cut_at_ceiling: bool,
 }
 
 /// The most a new batch body buffer reserves up front (it grows past it as needed).
@@ -162,6 +165,7 @@ impl Producer {
             wait_ceiling: None,
             wait_ramp: None,
             ramp_steps: 0,
+            cut_at_ceiling: false,
             config,
         })
     }
@@ -231,11 +235,21 @@ impl Producer {
 
     /// Sets how large the open batch may grow while it must wait for room (a writer's pipe
     /// plan, [`crate::pipe::WritePipe::wait_ceiling_bytes`]: about a second of the measured
-    /// rate). `None`: `max_batch_bytes`. A batch that grew past a ceiling that has since
-    /// fallen is cut at it when it leaves (at least one append); the appends past it leave
-    /// next.
+    /// rate). `None`: `max_batch_bytes`. With [`Producer::set_cut_at_ceiling`], a batch that
+    /// grew past a ceiling that has since fallen is cut at it when it leaves.
     pub fn set_wait_ceiling(&mut self, bytes: Option<usize>) {
         self.wait_ceiling = bytes;
+    }
+
+    /// Whether a batch that grew past the wait ceiling while it waited, the ceiling having
+    /// fallen since, is cut at it as it leaves (at least one append; the appends past it stay
+    /// open, due, and leave next, in order). Off by default. A writer's plan turns it on where
+    /// a waiting batch may take a whole round trip's appends before any rate is known
+    /// ([`crate::pipe::WritePipe::cuts_at_ceiling`]): a batch sized for a link that turned out
+    /// slower would not cross it within a request deadline. Elsewhere the ceiling moves with
+    /// the budget and never far, and a cut would only add requests.
+    pub fn set_cut_at_ceiling(&mut self, cut: bool) {
+        self.cut_at_ceiling = cut;
     }
 
     /// The configuration.
@@ -674,15 +688,17 @@ impl Producer {
                 .all(|b| b.is_resolved() || matches!(b.state, BatchState::InFlight(_)))
     }
 
-    /// Seals the open batch as it leaves, cut at the wait ceiling when it grew past it: the
-    /// ceiling can fall while a batch waits (a writer's plan measures its first rate,
-    /// [`Producer::set_wait_ceiling`]), and a batch sized for a link that turned out slower
-    /// would not cross it within a request deadline. The appends past the ceiling stay open,
-    /// due, and leave next, in order.
+    /// Seals the open batch as it leaves, cut at the wait ceiling when it grew past it and
+    /// cutting is on ([`Producer::set_cut_at_ceiling`]): the ceiling can fall while a batch
+    /// waits (a writer's plan measures its first rate). The appends past the ceiling stay
+    /// open, due, and leave next, in order.
     fn seal_open_within_ceiling(&mut self) {
-        let rest = self
-            .open
-            .split_off_past(self.json, self.wait_ceiling_bytes());
+        let rest = if self.cut_at_ceiling {
+            self.open
+                .split_off_past(self.json, self.wait_ceiling_bytes())
+        } else {
+            None
+        };
         self.seal_open(false);
         if let Some(rest) = rest {
             self.open = rest;

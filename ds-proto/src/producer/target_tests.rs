@@ -259,6 +259,7 @@ mod sizing_properties {
         Target(Option<usize>),
         Ceiling(Option<usize>),
         Ramp(Option<usize>),
+        Cut(bool),
         Flush,
         Advance(u64),
     }
@@ -270,6 +271,7 @@ mod sizing_properties {
             1 => proptest::option::of(1usize..12_000).prop_map(Op::Target),
             1 => proptest::option::of(1usize..20_000).prop_map(Op::Ceiling),
             1 => proptest::option::of(1usize..40_000).prop_map(Op::Ramp),
+            1 => any::<bool>().prop_map(Op::Cut),
             1 => Just(Op::Flush),
             1 => (0u64..2000).prop_map(Op::Advance),
         ]
@@ -323,6 +325,7 @@ mod sizing_properties {
                     Op::Target(t) => p.set_batch_target(t),
                     Op::Ceiling(c) => p.set_wait_ceiling(c),
                     Op::Ramp(r) => p.set_wait_ramp(r),
+                    Op::Cut(c) => p.set_cut_at_ceiling(c),
                     Op::Flush => p.flush(now),
                     Op::Advance(ms) => {
                         now += Duration::from_millis(ms);
@@ -355,6 +358,7 @@ fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
     let (mut p, now) = producer(64_000);
     p.set_batch_target(Some(2000));
     p.set_wait_ceiling(Some(64_000));
+    p.set_cut_at_ceiling(true);
     p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
     let first = bodies(&mut p, now);
     for i in 0..20u8 {
@@ -389,6 +393,26 @@ fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
     assert!(p.is_idle());
 }
 
+/// Without cutting (the default, and a writer's plan wherever the ceiling only follows the
+/// budget), a batch that grew while it waited leaves whole, in one request, even when the
+/// ceiling fell meanwhile: a cut there would only add requests.
+#[test]
+fn a_waiting_batch_leaves_whole_unless_cutting_is_on() {
+    let (mut p, now) = producer(64_000);
+    p.set_batch_target(Some(2000));
+    p.set_wait_ceiling(Some(64_000));
+    p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
+    let first = bodies(&mut p, now);
+    for i in 0..20u8 {
+        p.append(Bytes::from(vec![b'b' + i; 1000]), now).unwrap();
+    }
+    p.set_wait_ceiling(Some(7500));
+    ok(&mut p, &first[0], now);
+    let out = bodies(&mut p, now);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].request.body().len(), 20_000);
+}
+
 /// The appends left open after a cut are still bounded when the next append comes: they are
 /// cut again, and no batch exceeds `max_batch_bytes` (found by the sizing property below:
 /// the rest of a cut, with the new append, once went out at 10,400 bytes of 8,000).
@@ -397,6 +421,7 @@ fn what_a_cut_leaves_open_is_bounded_with_the_next_append() {
     let (mut p, now) = producer(8000);
     p.set_batch_target(Some(500));
     p.set_wait_ceiling(Some(8000));
+    p.set_cut_at_ceiling(true);
     p.append(Bytes::from(vec![b'a'; 500]), now).unwrap();
     let mut out = bodies(&mut p, now);
     for len in [500, 2900, 2900, 1600] {
