@@ -51,10 +51,11 @@
 //!   at least [`LONG_ROUND_TRIP`] is known, such as the connect's), and leaves with the next
 //!   answer. Before any rate is measured, batches that wait one behind the other double the
 //!   ceiling, up to [`FIRST_WAIT_MULTIPLE`] targets ([`WritePipe::wait_ramp_bytes`]): a burst
-//!   leaves in requests of 1, 2, 4, 8 targets. One at a time on a long link, the batch that waits leaves
-//!   alone after the answer in flight and takes all that arrives meanwhile: up to
-//!   `max_batch_bytes` before any rate is measured, one [`BATCH_SPAN`] of `max_rate` after,
-//!   with no ramp (the producer cuts it at a ceiling that fell while it waited).
+//!   leaves in requests of 1, 2, 4, 8 targets. One at a time (until a round trip shorter
+//!   than [`LONG_ROUND_TRIP`] is seen), the batch that waits leaves alone after the answer in
+//!   flight and takes all that arrives meanwhile: up to `max_batch_bytes` before any rate is
+//!   measured, one [`BATCH_SPAN`] of `max_rate` after, with no ramp; the producer cuts a
+//!   batch that grew past twice a ceiling that fell while it waited.
 //! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
 //!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
 //!   `Connection::pipelining_refused`) and no batch was answered out of order
@@ -307,9 +308,9 @@ impl WritePipe {
     /// moves in about a second, so that a slow link does not get a batch it cannot carry within
     /// a request deadline.
     ///
-    /// One at a time ([`PipeMode::OneAtATime`]) on a long link (a round trip of at least
-    /// [`LONG_ROUND_TRIP`] seen and none shorter), the batch that waits is the next to leave,
-    /// alone, once the answer in flight is in: it may carry everything that arrives meanwhile,
+    /// One at a time ([`PipeMode::OneAtATime`]), before any round trip is seen and on a long
+    /// link (no round trip shorter than [`LONG_ROUND_TRIP`]), the batch that waits is the next
+    /// to leave, alone, once the answer in flight is in: it may carry everything that arrives meanwhile,
     /// up to `max_batch_bytes` before any rate is measured and [`BATCH_SPAN`] of the measured
     /// rate after (at least the target). The budget does not bound it: with nothing else in
     /// flight, a batch of about two round trips' worth leaves the link idle a third of the
@@ -342,8 +343,8 @@ impl WritePipe {
     /// of one target per round trip, while on a short round trip the first answer (and its
     /// rate) comes before the ramp has climbed far. `None` once a rate is measured: the wait
     /// ceiling follows it from then on.
-    /// One at a time on a long link, no ramp: the batch that waits may take all it can from
-    /// the start (see [`WritePipe::wait_ceiling_bytes`]).
+    /// One at a time, before any round trip is seen and on a long link, no ramp: the batch that
+    /// waits may take all it can from the start (see [`WritePipe::wait_ceiling_bytes`]).
     pub fn wait_ramp_bytes(&self) -> Option<usize> {
         if self.rate_span().is_some() || self.takes_round_trips_whole() {
             return None;
@@ -351,12 +352,14 @@ impl WritePipe {
         Some(self.first_wait_top())
     }
 
-    /// Whether a batch that waited is cut at the wait ceiling as it leaves, when the ceiling
-    /// fell below it meanwhile ([`crate::producer::Producer::set_cut_at_ceiling`]): where a
-    /// waiting batch may take a whole round trip's appends (one at a time on a long link),
-    /// since its ceiling before any rate is measured is `max_batch_bytes`.
+    /// Whether a batch that waited is cut at the wait ceiling as it leaves, when it grew past
+    /// twice a ceiling that fell meanwhile ([`crate::producer::Producer::set_cut_at_ceiling`]):
+    /// one at a time, where a waiting batch may take a whole round trip's appends, up to
+    /// `max_batch_bytes` before anything is measured. On a short round trip the first answer
+    /// brings the ceiling down, and what a burst put in the waiting batch leaves in pieces of
+    /// about the ceiling.
     pub fn cuts_at_ceiling(&self) -> bool {
-        self.takes_round_trips_whole()
+        self.mode() == PipeMode::OneAtATime
     }
 
     /// Whether every round trip seen so far took at least [`LONG_ROUND_TRIP`] (a connect's
@@ -365,12 +368,16 @@ impl WritePipe {
         self.min_rtt().is_some_and(|r| r >= LONG_ROUND_TRIP)
     }
 
-    /// Whether the batch that waits may carry a whole round trip's appends: one at a time on
-    /// a long link. On a short round trip the rule of the pipelined mode stays (large bodies
-    /// gain nothing there and cost the server: on loopback, 1 MiB appends one at a time went
-    /// from about 600 to 430 MB/s on the reference server with this rule applied always).
+    /// Whether the batch that waits may carry a whole round trip's appends: one at a time,
+    /// until a round trip shorter than [`LONG_ROUND_TRIP`] is seen. Before any answer nothing
+    /// is known, and a burst appended then (the whole 50 MB of a benchmark, in a few
+    /// milliseconds) would otherwise be sealed in ramp steps of 1, 2, 4, 8 MiB before the
+    /// first answer says the link is long. On a short round trip the rule of the pipelined
+    /// mode applies (large bodies gain nothing there and cost the server: on loopback, 1 MiB
+    /// appends one at a time went from about 600 to 430 MB/s on the reference server with
+    /// 32 MiB batches).
     fn takes_round_trips_whole(&self) -> bool {
-        self.mode() == PipeMode::OneAtATime && self.long_link()
+        self.mode() == PipeMode::OneAtATime && (self.min_rtt().is_none() || self.long_link())
     }
 
     /// The most a batch that waits may hold before any rate is measured:
@@ -638,16 +645,19 @@ mod tests {
     fn one_at_a_time_a_waiting_batch_takes_a_round_trip_of_appends() {
         let t0 = origin();
         let far = Duration::from_millis(20);
-        // Loopback (or no round trip known yet): the pipelined rule, the target and a ramp.
+        // Nothing seen yet: a burst may fill the waiting batch up to max_batch_bytes, no ramp.
         let mut near = WritePipe::new(limits(1)).unwrap();
-        assert_eq!(near.wait_ceiling_bytes(), MIB);
-        assert_eq!(near.wait_ramp_bytes(), Some(8 * MIB));
+        assert_eq!(near.wait_ceiling_bytes(), 16 * MIB);
+        assert_eq!(near.wait_ramp_bytes(), None);
+        assert!(near.cuts_at_ceiling());
+        // Loopback: the pipelined rule, the target and a ramp; the waiting batch is cut.
         near.on_rtt_sample(Duration::from_micros(300), t0);
         assert_eq!(near.wait_ceiling_bytes(), MIB);
+        assert_eq!(near.wait_ramp_bytes(), Some(8 * MIB));
+        assert!(near.cuts_at_ceiling());
         // A link with a short round trip is not long again after one slow answer.
         near.on_rtt_sample(far, t0);
         assert_eq!(near.wait_ceiling_bytes(), MIB);
-        assert!(!near.cuts_at_ceiling());
 
         let mut pipe = WritePipe::new(limits(1)).unwrap();
         pipe.on_rtt_sample(far, t0);

@@ -236,18 +236,20 @@ impl Producer {
     /// Sets how large the open batch may grow while it must wait for room (a writer's pipe
     /// plan, [`crate::pipe::WritePipe::wait_ceiling_bytes`]: about a second of the measured
     /// rate). `None`: `max_batch_bytes`. With [`Producer::set_cut_at_ceiling`], a batch that
-    /// grew past a ceiling that has since fallen is cut at it when it leaves.
+    /// grew past twice a ceiling that has since fallen is cut at it when it leaves.
     pub fn set_wait_ceiling(&mut self, bytes: Option<usize>) {
         self.wait_ceiling = bytes;
     }
 
-    /// Whether a batch that grew past the wait ceiling while it waited, the ceiling having
-    /// fallen since, is cut at it as it leaves (at least one append; the appends past it stay
-    /// open, due, and leave next, in order). Off by default. A writer's plan turns it on where
-    /// a waiting batch may take a whole round trip's appends before any rate is known
-    /// ([`crate::pipe::WritePipe::cuts_at_ceiling`]): a batch sized for a link that turned out
-    /// slower would not cross it within a request deadline. Elsewhere the ceiling moves with
-    /// the budget and never far, and a cut would only add requests.
+    /// Whether a batch that grew past twice the wait ceiling while it waited, the ceiling
+    /// having fallen since, is cut at it as it leaves (at least one append; the appends past
+    /// it stay open, due, and leave next, in order, under the same rule: no batch leaves
+    /// larger than twice the ceiling). Off by default. A writer's plan turns it on one at a
+    /// time ([`crate::pipe::WritePipe::cuts_at_ceiling`]), where a waiting batch may take a
+    /// whole round trip's appends, up to `max_batch_bytes` before anything is measured: a
+    /// batch sized for a link that turned out slower (or, on loopback, larger than it needs)
+    /// leaves in pieces the link carries. Twice, not once: a ceiling that moves a little with
+    /// the budget would otherwise cut batches into more requests for nothing.
     pub fn set_cut_at_ceiling(&mut self, cut: bool) {
         self.cut_at_ceiling = cut;
     }
@@ -688,14 +690,16 @@ impl Producer {
                 .all(|b| b.is_resolved() || matches!(b.state, BatchState::InFlight(_)))
     }
 
-    /// Seals the open batch as it leaves, cut at the wait ceiling when it grew past it and
-    /// cutting is on ([`Producer::set_cut_at_ceiling`]): the ceiling can fall while a batch
-    /// waits (a writer's plan measures its first rate). The appends past the ceiling stay
-    /// open, due, and leave next, in order.
+    /// Seals the open batch as it leaves, cut at the wait ceiling when it grew past twice the
+    /// ceiling and cutting is on ([`Producer::set_cut_at_ceiling`]): the ceiling can fall
+    /// while a batch waits (a writer's plan measures its first rate). The appends past the
+    /// ceiling stay open, due, and leave next, in order, under the same rule.
     fn seal_open_within_ceiling(&mut self) {
-        let rest = if self.cut_at_ceiling {
-            self.open
-                .split_off_past(self.json, self.wait_ceiling_bytes())
+        let ceiling = self.wait_ceiling_bytes();
+        let rest = if self.cut_at_ceiling
+            && self.open.body_len_with(self.json, 0) > ceiling.saturating_mul(2)
+        {
+            self.open.split_off_past(self.json, ceiling)
         } else {
             None
         };

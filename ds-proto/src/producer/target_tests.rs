@@ -350,9 +350,10 @@ mod sizing_properties {
     }
 }
 
-/// A batch that grew while it waited, then saw its ceiling fall (the plan measured a slow
-/// link as the answer came in): it leaves cut at the new ceiling, and the appends past it
-/// leave next, in order, each within the ceiling; every append is acknowledged once.
+/// A batch that grew while it waited, then saw its ceiling fall below half its size (the plan
+/// measured a slow link as the answer came in): it leaves cut at the new ceiling, and the
+/// appends past it leave next, in order, within twice the ceiling; every append is
+/// acknowledged once.
 #[test]
 fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
     let (mut p, now) = producer(64_000);
@@ -377,8 +378,8 @@ fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
     let sizes: Vec<usize> = sent.iter().map(Bytes::len).collect();
     assert_eq!(
         sizes,
-        vec![7000, 7000, 6000],
-        "cut at 7 appends of 1000 (7500)"
+        vec![7000, 13_000],
+        "cut at 7 appends of 1000 (7500); the rest is within twice the ceiling"
     );
     let joined: Vec<u8> = sent.iter().flat_map(|b| b.iter().copied()).collect();
     let expected: Vec<u8> = (0..20u8).flat_map(|i| vec![b'b' + i; 1000]).collect();
@@ -393,24 +394,28 @@ fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
     assert!(p.is_idle());
 }
 
-/// Without cutting (the default, and a writer's plan wherever the ceiling only follows the
-/// budget), a batch that grew while it waited leaves whole, in one request, even when the
-/// ceiling fell meanwhile: a cut there would only add requests.
+/// Without cutting (the default, and a writer's pipelined plan), a batch that grew while it
+/// waited leaves whole, in one request, even when the ceiling fell meanwhile; with cutting
+/// on, a batch of exactly twice the new ceiling still leaves whole (a ceiling that moves a
+/// little must not cut batches into more requests).
 #[test]
-fn a_waiting_batch_leaves_whole_unless_cutting_is_on() {
-    let (mut p, now) = producer(64_000);
-    p.set_batch_target(Some(2000));
-    p.set_wait_ceiling(Some(64_000));
-    p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
-    let first = bodies(&mut p, now);
-    for i in 0..20u8 {
-        p.append(Bytes::from(vec![b'b' + i; 1000]), now).unwrap();
+fn a_waiting_batch_leaves_whole_unless_past_twice_a_cutting_ceiling() {
+    for (cut, ceiling) in [(false, 7500), (true, 10_000)] {
+        let (mut p, now) = producer(64_000);
+        p.set_batch_target(Some(2000));
+        p.set_wait_ceiling(Some(64_000));
+        p.set_cut_at_ceiling(cut);
+        p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
+        let first = bodies(&mut p, now);
+        for i in 0..20u8 {
+            p.append(Bytes::from(vec![b'b' + i; 1000]), now).unwrap();
+        }
+        p.set_wait_ceiling(Some(ceiling));
+        ok(&mut p, &first[0], now);
+        let out = bodies(&mut p, now);
+        assert_eq!(out.len(), 1, "cut {cut}");
+        assert_eq!(out[0].request.body().len(), 20_000, "cut {cut}");
     }
-    p.set_wait_ceiling(Some(7500));
-    ok(&mut p, &first[0], now);
-    let out = bodies(&mut p, now);
-    assert_eq!(out.len(), 1);
-    assert_eq!(out[0].request.body().len(), 20_000);
 }
 
 /// The appends left open after a cut are still bounded when the next append comes: they are
