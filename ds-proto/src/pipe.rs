@@ -89,6 +89,14 @@ pub const LONG_ROUND_TRIP: Duration = Duration::from_millis(5);
 pub const FIRST_WAIT_MULTIPLE: usize = 8;
 /// The budget's multiple of the bandwidth-delay product: 2.
 pub const GAIN: u64 = 2;
+/// The largest batch the budget's rule makes (pipelined, or one at a time once a round trip
+/// under [`LONG_ROUND_TRIP`] is seen): 8 MiB, or `max_batch_bytes` when smaller. Only the
+/// batch that waits alone one at a time may take more ([`WritePipe::wait_ceiling_bytes`]).
+/// Pipelined, batches share the budget, and waiting batches allowed 32 MiB took the whole pipe
+/// (20 ms round trip, 8 in flight, durable-streams-server: 199 / 138 MB/s against 279 / 261
+/// at 8 MiB, ds-tokio / ds-blocking); on loopback one at a time, batches allowed 32 MiB went
+/// from about 540 to 410 MB/s on the reference server (`ds-bench`, 50 x 1 MiB; `bench/RTT-20MS.md`).
+pub const BUDGET_MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// A writer's limits, as the user set them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,7 +289,8 @@ impl WritePipe {
     /// mode's depth, and at most [`BATCH_SPAN`] of the measured rate (not below
     /// `min_batch_bytes`).
     pub fn batch_target_bytes(&self) -> usize {
-        let target = batch_target(self.budget, self.mode().depth(), &self.limits);
+        let target = batch_target(self.budget, self.mode().depth(), &self.limits)
+            .min(self.budget_max_batch_bytes());
         self.rate_span().map_or(target, |span| target.min(span))
     }
 
@@ -319,10 +328,11 @@ impl WritePipe {
     /// looked gets about a second of its rate per request ([`WritePipe::cuts_at_ceiling`]).
     pub fn wait_ceiling_bytes(&self) -> usize {
         let target = self.batch_target_bytes();
-        let max = self.limits.max_batch_bytes.max(target);
         if self.takes_round_trips_whole() {
+            let max = self.limits.max_batch_bytes.max(target);
             return self.rate_span().map_or(max, |span| span.clamp(target, max));
         }
+        let max = self.budget_max_batch_bytes().max(target);
         match self.rate_span() {
             // No rate yet. A long round trip is already known (a connect took it): what
             // arrives meanwhile leaves in a few larger requests, a bounded multiple of the
@@ -350,6 +360,15 @@ impl WritePipe {
             return None;
         }
         Some(self.first_wait_top())
+    }
+
+    /// The largest batch of the budget's rule: [`BUDGET_MAX_BATCH_BYTES`], at most
+    /// `max_batch_bytes`, at least `min_batch_bytes`.
+    fn budget_max_batch_bytes(&self) -> usize {
+        self.limits
+            .max_batch_bytes
+            .min(BUDGET_MAX_BATCH_BYTES)
+            .max(self.limits.min_batch_bytes)
     }
 
     /// Whether a batch that waited is cut at the wait ceiling as it leaves, when it grew past
@@ -384,7 +403,7 @@ impl WritePipe {
     /// [`FIRST_WAIT_MULTIPLE`] targets, at most `max_batch_bytes`.
     fn first_wait_top(&self) -> usize {
         let target = self.batch_target_bytes();
-        let max = self.limits.max_batch_bytes.max(target);
+        let max = self.budget_max_batch_bytes().max(target);
         target.saturating_mul(FIRST_WAIT_MULTIPLE).min(max)
     }
 

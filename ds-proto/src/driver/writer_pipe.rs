@@ -34,14 +34,6 @@ use std::time::{Duration, Instant};
 /// batch size before issue 16.
 pub const MIN_TARGET_BYTES: usize = 1 << 20;
 
-/// The largest batch while several are in flight: 8 MiB (or `max_batch_bytes` when smaller).
-/// One at a time, a batch may take up to `max_batch_bytes` (32 MiB by default) to carry a
-/// round trip's appends; pipelined, the budget is shared between the batches in flight, and
-/// a waiting batch allowed 32 MiB took the whole pipe (through a 20 ms round trip with 8 in
-/// flight on durable-streams-server: 199 / 138 MB/s against 279 / 261 at 8 MiB, ds-tokio /
-/// ds-blocking, `ds-bench --rtt-ms 20`).
-pub const PIPELINED_MAX_BATCH_BYTES: usize = 8 << 20;
-
 /// How the writer's requests travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Carrier {
@@ -94,16 +86,11 @@ pub struct WriterPipe {
 impl WriterPipe {
     /// The plan for a writer with `config`: `max_in_flight` is the pipeline depth; batches are
     /// cut between [`MIN_TARGET_BYTES`] (at most `max_batch_bytes`) and `max_batch_bytes`
-    /// (at most [`PIPELINED_MAX_BATCH_BYTES`] when more than one may be in flight); at most
-    /// `max_buffered_bytes` in flight.
+    /// (within [`crate::pipe::BUDGET_MAX_BATCH_BYTES`] but for a batch that waits alone, one
+    /// at a time); at most `max_buffered_bytes` in flight.
     pub fn new(config: &ProducerConfig) -> WriterPipe {
         let depth = config.max_in_flight.max(1);
         let max_batch = config.max_batch_bytes.max(1);
-        let max_batch = if depth > 1 {
-            max_batch.min(PIPELINED_MAX_BATCH_BYTES)
-        } else {
-            max_batch
-        };
         let min_batch = MIN_TARGET_BYTES.min(max_batch);
         let floor = (min_batch as u64).saturating_mul(depth as u64);
         let limits = PipeLimits {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::io::TransportError;
+use crate::pipe::BUDGET_MAX_BATCH_BYTES;
 use bytes::Bytes;
 
 const URL: &str = "http://h/v1/stream/s";
@@ -225,21 +226,50 @@ fn on_a_slow_link_batches_stay_within_a_second_of_its_rate() {
     );
 }
 
-/// One at a time on a long link a batch may take up to the user's `max_batch_bytes` (32 MiB
-/// by default); pipelined, the plan keeps batches within 8 MiB (or the user's lower ceiling).
+/// One at a time on a long link a batch that waits may take up to the user's
+/// `max_batch_bytes` (32 MiB by default); pipelined, or one at a time on a short round trip,
+/// the plan keeps batches within 8 MiB (or the user's lower ceiling).
 #[test]
-fn batch_ceilings_follow_the_depth() {
+fn batch_ceilings_follow_the_depth_and_the_round_trip() {
+    let t0 = Instant::now();
     let mut one = WriterPipe::new(&config(URL, 1, 32 << 20));
     assert_eq!(one.pipe().limits().max_batch_bytes, 32 << 20);
-    one.on_connected(Duration::from_millis(20), Instant::now());
+    one.on_connected(Duration::from_millis(20), t0);
     assert_eq!(one.pipe().wait_ceiling_bytes(), 32 << 20);
-    let four = WriterPipe::new(&config(URL, 4, 32 << 20));
-    assert_eq!(
-        four.pipe().limits().max_batch_bytes,
-        PIPELINED_MAX_BATCH_BYTES
-    );
+    let mut near = WriterPipe::new(&config(URL, 1, 32 << 20));
+    near.on_connected(Duration::from_micros(200), t0);
+    assert_eq!(near.pipe().wait_ceiling_bytes(), 1 << 20, "the target");
+    let mut four = WriterPipe::new(&config(URL, 4, 32 << 20));
+    four.on_connected(Duration::from_millis(20), t0);
+    assert_eq!(four.pipe().wait_ceiling_bytes(), BUDGET_MAX_BATCH_BYTES);
+    // A fast link with a round trip just under LONG_ROUND_TRIP (2 GB/s, 4 ms: a budget of
+    // about 16 MiB): the budget's rule never passes 8 MiB, pipelined or one at a time.
+    for depth in [1, 4] {
+        let mut plan = WriterPipe::new(&config(URL, depth, 32 << 20));
+        let mut now = t0;
+        plan.on_connected(Duration::from_millis(4), now);
+        for id in 1..=50u64 {
+            plan.on_sent(&transmit(id, 8 << 20), now);
+            plan.on_written(RequestId(id), now);
+            now += Duration::from_millis(4);
+            plan.on_input(&head(id, 204, &[]), now);
+            plan.on_input(&Input::End { id: RequestId(id) }, now);
+        }
+        assert!(plan.pipe().budget_bytes() > 12 << 20, "depth {depth}");
+        let target = plan.batch_target_bytes();
+        if depth == 1 {
+            assert_eq!(target, BUDGET_MAX_BATCH_BYTES);
+        } else {
+            assert!(target < BUDGET_MAX_BATCH_BYTES, "{target}");
+        }
+        assert_eq!(
+            plan.pipe().wait_ceiling_bytes(),
+            BUDGET_MAX_BATCH_BYTES,
+            "depth {depth}"
+        );
+    }
     let low = WriterPipe::new(&config(URL, 4, 2 << 20));
-    assert_eq!(low.pipe().limits().max_batch_bytes, 2 << 20);
+    assert_eq!(low.pipe().wait_ceiling_bytes(), 1 << 20);
     assert_eq!(
         ProducerConfig::new(URL, "p1").max_batch_bytes,
         32 << 20,
