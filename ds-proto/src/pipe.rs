@@ -54,8 +54,8 @@
 //!   leaves in requests of 1, 2, 4, 8 targets. One at a time (until a round trip shorter
 //!   than [`LONG_ROUND_TRIP`] is seen), the batch that waits leaves alone after the answer in
 //!   flight and takes all that arrives meanwhile: up to `max_batch_bytes` before any rate is
-//!   measured, one [`BATCH_SPAN`] of `max_rate` after, with no ramp; the producer cuts a
-//!   batch that grew past twice a ceiling that fell while it waited.
+//!   measured, one [`BATCH_SPAN`] of `max_rate` after, with no ramp; as it leaves it is cut
+//!   at [`WritePipe::leave_ceiling_bytes`] (the ceiling may have fallen while it waited).
 //! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
 //!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
 //!   `Connection::pipelining_refused`) and no batch was answered out of order
@@ -325,7 +325,7 @@ impl WritePipe {
     /// flight, a batch of about two round trips' worth leaves the link idle a third of the
     /// time. The producer cuts a batch that grew past a ceiling that has since fallen as it
     /// leaves ([`crate::producer::Producer::set_wait_ceiling`]), so a link slower than it
-    /// looked gets about a second of its rate per request ([`WritePipe::cuts_at_ceiling`]).
+    /// looked gets about a second of its rate per request ([`WritePipe::leave_ceiling_bytes`]).
     pub fn wait_ceiling_bytes(&self) -> usize {
         let target = self.batch_target_bytes();
         if self.takes_round_trips_whole() {
@@ -371,14 +371,25 @@ impl WritePipe {
             .max(self.limits.min_batch_bytes)
     }
 
-    /// Whether a batch that waited is cut at the wait ceiling as it leaves, when it grew past
-    /// twice a ceiling that fell meanwhile ([`crate::producer::Producer::set_cut_at_ceiling`]):
-    /// one at a time, where a waiting batch may take a whole round trip's appends, up to
-    /// `max_batch_bytes` before anything is measured. On a short round trip the first answer
-    /// brings the ceiling down, and what a burst put in the waiting batch leaves in pieces of
-    /// about the ceiling.
-    pub fn cuts_at_ceiling(&self) -> bool {
-        self.mode() == PipeMode::OneAtATime
+    /// The most a batch may carry as it leaves ([`crate::producer::Producer::set_leave_ceiling`]):
+    /// one at a time only, where a waiting batch may take a whole round trip's appends (up to
+    /// `max_batch_bytes` before anything is measured). Before any round trip is seen and on a
+    /// long link, the wait ceiling (so a link slower than it looked gets about a second of
+    /// its rate per request); on a short round trip, the budget's largest batch
+    /// ([`BUDGET_MAX_BATCH_BYTES`], at most a second of the measured rate): a burst that
+    /// filled the waiting batch before the first answer leaves in batches of the size the
+    /// budget's rule makes there, not in one large body nor in many small ones. `None`
+    /// pipelined: batches leave as they were sealed.
+    pub fn leave_ceiling_bytes(&self) -> Option<usize> {
+        if self.mode() != PipeMode::OneAtATime {
+            return None;
+        }
+        if self.takes_round_trips_whole() {
+            return Some(self.wait_ceiling_bytes());
+        }
+        let top = self.budget_max_batch_bytes();
+        let top = self.rate_span().map_or(top, |span| span.min(top));
+        Some(top.max(self.batch_target_bytes()))
     }
 
     /// Whether every round trip seen so far took at least [`LONG_ROUND_TRIP`] (a connect's
@@ -668,12 +679,13 @@ mod tests {
         let mut near = WritePipe::new(limits(1)).unwrap();
         assert_eq!(near.wait_ceiling_bytes(), 16 * MIB);
         assert_eq!(near.wait_ramp_bytes(), None);
-        assert!(near.cuts_at_ceiling());
-        // Loopback: the pipelined rule, the target and a ramp; the waiting batch is cut.
+        assert_eq!(near.leave_ceiling_bytes(), Some(16 * MIB));
+        // Loopback: the pipelined rule, the target and a ramp; what waited leaves in batches
+        // of the budget's largest.
         near.on_rtt_sample(Duration::from_micros(300), t0);
         assert_eq!(near.wait_ceiling_bytes(), MIB);
         assert_eq!(near.wait_ramp_bytes(), Some(8 * MIB));
-        assert!(near.cuts_at_ceiling());
+        assert_eq!(near.leave_ceiling_bytes(), Some(8 * MIB));
         // A link with a short round trip is not long again after one slow answer.
         near.on_rtt_sample(far, t0);
         assert_eq!(near.wait_ceiling_bytes(), MIB);
@@ -683,7 +695,7 @@ mod tests {
         assert_eq!(pipe.mode(), PipeMode::OneAtATime);
         assert_eq!(pipe.wait_ceiling_bytes(), 16 * MIB, "max_batch_bytes");
         assert_eq!(pipe.wait_ramp_bytes(), None);
-        assert!(pipe.cuts_at_ceiling());
+        assert_eq!(pipe.leave_ceiling_bytes(), Some(16 * MIB));
         // A fast link (1 MiB per 25 ms, about 42 MB/s): a second of it is above max_batch_bytes.
         pipe.on_sent(MIB, t0);
         let t1 = t0 + Duration::from_millis(25);
@@ -699,6 +711,7 @@ mod tests {
             t0 + Duration::from_secs(4),
         );
         assert_eq!(slow.wait_ceiling_bytes(), MIB);
+        assert_eq!(slow.leave_ceiling_bytes(), Some(MIB));
         // 3 MiB per second: three of them.
         let mut mid = WritePipe::new(limits(1)).unwrap();
         mid.on_sent(3 * MIB, t0);
@@ -714,7 +727,7 @@ mod tests {
         let mut fell = WritePipe::new(limits(4)).unwrap();
         fell.on_rtt_sample(far, t0);
         assert_eq!(fell.wait_ramp_bytes(), Some(8 * MIB));
-        assert!(!fell.cuts_at_ceiling(), "pipelined");
+        assert_eq!(fell.leave_ceiling_bytes(), None, "pipelined");
         fell.on_pipelining_refused();
         assert_eq!(fell.wait_ramp_bytes(), None);
         assert_eq!(fell.wait_ceiling_bytes(), 16 * MIB);

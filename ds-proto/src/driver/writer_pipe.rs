@@ -166,7 +166,7 @@ impl WriterPipe {
         producer.set_batch_target(Some(self.pipe.batch_target_bytes()));
         producer.set_wait_ceiling(Some(self.pipe.wait_ceiling_bytes()));
         producer.set_wait_ramp(self.pipe.wait_ramp_bytes());
-        producer.set_cut_at_ceiling(self.pipe.cuts_at_ceiling());
+        producer.set_leave_ceiling(self.pipe.leave_ceiling_bytes());
     }
 
     /// The writer handed `transmit` to its carrier at `now`.

@@ -121,9 +121,9 @@ pub struct Producer {
     /// Batches sealed at the wait ceiling while waiting since the ramp was set: the next one
     /// may be `2^ramp_steps` ceilings.
     ramp_steps: u32,
-    /// Whether a batch that grew past a wait ceiling that has since fallen is cut at it as
-    /// it leaves ([`Producer::set_cut_at_ceiling`]).
-    cut_at_ceiling: bool,
+    /// The most a batch may carry as it leaves ([`Producer::set_leave_ceiling`]); `None`: no
+    /// cut.
+    leave_ceiling: Option<usize>,
 }
 
 /// The most a new batch body buffer reserves up front (it grows past it as needed).
@@ -165,7 +165,7 @@ impl Producer {
             wait_ceiling: None,
             wait_ramp: None,
             ramp_steps: 0,
-            cut_at_ceiling: false,
+            leave_ceiling: None,
             config,
         })
     }
@@ -235,23 +235,21 @@ impl Producer {
 
     /// Sets how large the open batch may grow while it must wait for room (a writer's pipe
     /// plan, [`crate::pipe::WritePipe::wait_ceiling_bytes`]: about a second of the measured
-    /// rate). `None`: `max_batch_bytes`. With [`Producer::set_cut_at_ceiling`], a batch that
-    /// grew past twice a ceiling that has since fallen is cut at it when it leaves.
+    /// rate). `None`: `max_batch_bytes`. How much a waiting batch may carry when it leaves
+    /// is [`Producer::set_leave_ceiling`]'s.
     pub fn set_wait_ceiling(&mut self, bytes: Option<usize>) {
         self.wait_ceiling = bytes;
     }
 
-    /// Whether a batch that grew past twice the wait ceiling while it waited, the ceiling
-    /// having fallen since, is cut at it as it leaves (at least one append; the appends past
-    /// it stay open, due, and leave next, in order, under the same rule: no batch leaves
-    /// larger than twice the ceiling). Off by default. A writer's plan turns it on one at a
-    /// time ([`crate::pipe::WritePipe::cuts_at_ceiling`]), where a waiting batch may take a
-    /// whole round trip's appends, up to `max_batch_bytes` before anything is measured: a
-    /// batch sized for a link that turned out slower (or, on loopback, larger than it needs)
-    /// leaves in pieces the link carries. Twice, not once: a ceiling that moves a little with
-    /// the budget would otherwise cut batches into more requests for nothing.
-    pub fn set_cut_at_ceiling(&mut self, cut: bool) {
-        self.cut_at_ceiling = cut;
+    /// The most a batch may carry as it leaves: an open batch that grew past it while it waited
+    /// is cut at it (at least one append; the appends past it stay open, due, and leave next,
+    /// in order, under the same rule). `None` (the default): no cut. A writer's plan sets it
+    /// one at a time ([`crate::pipe::WritePipe::leave_ceiling_bytes`]), where a waiting batch
+    /// may take a whole round trip's appends, up to `max_batch_bytes` before anything is
+    /// measured: a batch sized for a link that turned out slower, or (on loopback) larger
+    /// than the link wants, leaves in pieces the link carries well.
+    pub fn set_leave_ceiling(&mut self, bytes: Option<usize>) {
+        self.leave_ceiling = bytes.map(|b| b.max(1));
     }
 
     /// The configuration.
@@ -690,19 +688,13 @@ impl Producer {
                 .all(|b| b.is_resolved() || matches!(b.state, BatchState::InFlight(_)))
     }
 
-    /// Seals the open batch as it leaves, cut at the wait ceiling when it grew past twice the
-    /// ceiling and cutting is on ([`Producer::set_cut_at_ceiling`]): the ceiling can fall
-    /// while a batch waits (a writer's plan measures its first rate). The appends past the
-    /// ceiling stay open, due, and leave next, in order, under the same rule.
+    /// Seals the open batch as it leaves, cut at the leave ceiling when it grew past it
+    /// ([`Producer::set_leave_ceiling`]). The appends past the ceiling stay open, due, and
+    /// leave next, in order.
     fn seal_open_within_ceiling(&mut self) {
-        let ceiling = self.wait_ceiling_bytes();
-        let rest = if self.cut_at_ceiling
-            && self.open.body_len_with(self.json, 0) > ceiling.saturating_mul(2)
-        {
-            self.open.split_off_past(self.json, ceiling)
-        } else {
-            None
-        };
+        let rest = self
+            .leave_ceiling
+            .and_then(|ceiling| self.open.split_off_past(self.json, ceiling));
         self.seal_open(false);
         if let Some(rest) = rest {
             self.open = rest;

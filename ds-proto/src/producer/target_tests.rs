@@ -259,7 +259,7 @@ mod sizing_properties {
         Target(Option<usize>),
         Ceiling(Option<usize>),
         Ramp(Option<usize>),
-        Cut(bool),
+        Leave(Option<usize>),
         Flush,
         Advance(u64),
     }
@@ -271,7 +271,7 @@ mod sizing_properties {
             1 => proptest::option::of(1usize..12_000).prop_map(Op::Target),
             1 => proptest::option::of(1usize..20_000).prop_map(Op::Ceiling),
             1 => proptest::option::of(1usize..40_000).prop_map(Op::Ramp),
-            1 => any::<bool>().prop_map(Op::Cut),
+            1 => proptest::option::of(1usize..12_000).prop_map(Op::Leave),
             1 => Just(Op::Flush),
             1 => (0u64..2000).prop_map(Op::Advance),
         ]
@@ -325,7 +325,7 @@ mod sizing_properties {
                     Op::Target(t) => p.set_batch_target(t),
                     Op::Ceiling(c) => p.set_wait_ceiling(c),
                     Op::Ramp(r) => p.set_wait_ramp(r),
-                    Op::Cut(c) => p.set_cut_at_ceiling(c),
+                    Op::Leave(c) => p.set_leave_ceiling(c),
                     Op::Flush => p.flush(now),
                     Op::Advance(ms) => {
                         now += Duration::from_millis(ms);
@@ -350,16 +350,15 @@ mod sizing_properties {
     }
 }
 
-/// A batch that grew while it waited, then saw its ceiling fall below half its size (the plan
-/// measured a slow link as the answer came in): it leaves cut at the new ceiling, and the
-/// appends past it leave next, in order, within twice the ceiling; every append is
-/// acknowledged once.
+/// A batch that grew while it waited, then saw its leave ceiling fall (the plan measured a
+/// slow link as the answer came in): it leaves cut at the new ceiling, and the appends past
+/// it leave next, in order, each within the ceiling; every append is acknowledged once.
 #[test]
 fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
     let (mut p, now) = producer(64_000);
     p.set_batch_target(Some(2000));
     p.set_wait_ceiling(Some(64_000));
-    p.set_cut_at_ceiling(true);
+    p.set_leave_ceiling(Some(64_000));
     p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
     let first = bodies(&mut p, now);
     for i in 0..20u8 {
@@ -367,6 +366,7 @@ fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
     }
     assert!(bodies(&mut p, now).is_empty(), "it waits for the answer");
     p.set_wait_ceiling(Some(7500));
+    p.set_leave_ceiling(Some(7500));
     ok(&mut p, &first[0], now);
     let mut sent = Vec::new();
     loop {
@@ -378,8 +378,8 @@ fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
     let sizes: Vec<usize> = sent.iter().map(Bytes::len).collect();
     assert_eq!(
         sizes,
-        vec![7000, 13_000],
-        "cut at 7 appends of 1000 (7500); the rest is within twice the ceiling"
+        vec![7000, 7000, 6000],
+        "cut at 7 appends of 1000 (7500)"
     );
     let joined: Vec<u8> = sent.iter().flat_map(|b| b.iter().copied()).collect();
     let expected: Vec<u8> = (0..20u8).flat_map(|i| vec![b'b' + i; 1000]).collect();
@@ -394,27 +394,26 @@ fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
     assert!(p.is_idle());
 }
 
-/// Without cutting (the default, and a writer's pipelined plan), a batch that grew while it
-/// waited leaves whole, in one request, even when the ceiling fell meanwhile; with cutting
-/// on, a batch of exactly twice the new ceiling still leaves whole (a ceiling that moves a
-/// little must not cut batches into more requests).
+/// Without a leave ceiling (the default, and a writer's pipelined plan), a batch that grew
+/// while it waited leaves whole, in one request, even when the wait ceiling fell meanwhile;
+/// with one, a batch of exactly the leave ceiling leaves whole too.
 #[test]
-fn a_waiting_batch_leaves_whole_unless_past_twice_a_cutting_ceiling() {
-    for (cut, ceiling) in [(false, 7500), (true, 10_000)] {
+fn a_waiting_batch_leaves_whole_within_its_leave_ceiling() {
+    for leave in [None, Some(20_000)] {
         let (mut p, now) = producer(64_000);
         p.set_batch_target(Some(2000));
         p.set_wait_ceiling(Some(64_000));
-        p.set_cut_at_ceiling(cut);
+        p.set_leave_ceiling(leave);
         p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
         let first = bodies(&mut p, now);
         for i in 0..20u8 {
             p.append(Bytes::from(vec![b'b' + i; 1000]), now).unwrap();
         }
-        p.set_wait_ceiling(Some(ceiling));
+        p.set_wait_ceiling(Some(7500));
         ok(&mut p, &first[0], now);
         let out = bodies(&mut p, now);
-        assert_eq!(out.len(), 1, "cut {cut}");
-        assert_eq!(out[0].request.body().len(), 20_000, "cut {cut}");
+        assert_eq!(out.len(), 1, "leave {leave:?}");
+        assert_eq!(out[0].request.body().len(), 20_000, "leave {leave:?}");
     }
 }
 
@@ -426,13 +425,13 @@ fn what_a_cut_leaves_open_is_bounded_with_the_next_append() {
     let (mut p, now) = producer(8000);
     p.set_batch_target(Some(500));
     p.set_wait_ceiling(Some(8000));
-    p.set_cut_at_ceiling(true);
     p.append(Bytes::from(vec![b'a'; 500]), now).unwrap();
     let mut out = bodies(&mut p, now);
     for len in [500, 2900, 2900, 1600] {
         p.append(Bytes::from(vec![b'b'; len]), now).unwrap();
     }
     p.set_wait_ceiling(Some(1000));
+    p.set_leave_ceiling(Some(1000));
     p.append(Bytes::from(vec![b'c'; 3000]), now).unwrap();
     let mut sizes = Vec::new();
     while let Some(t) = out.pop() {
