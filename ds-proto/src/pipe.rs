@@ -330,7 +330,12 @@ impl WritePipe {
         let target = self.batch_target_bytes();
         if self.takes_round_trips_whole() {
             let max = self.limits.max_batch_bytes.max(target);
-            return self.rate_span().map_or(max, |span| span.clamp(target, max));
+            // Before any rate, all that the budget may hold: it leaves in batches of at most
+            // `max_batch_bytes` (`leave_ceiling_bytes`).
+            let all = usize::try_from(self.limits.max_budget_bytes).unwrap_or(usize::MAX);
+            return self
+                .rate_span()
+                .map_or(all.max(max), |span| span.clamp(target, max));
         }
         let max = self.budget_max_batch_bytes().max(target);
         match self.rate_span() {
@@ -385,7 +390,7 @@ impl WritePipe {
             return None;
         }
         if self.takes_round_trips_whole() {
-            return Some(self.wait_ceiling_bytes());
+            return Some(self.wait_ceiling_bytes().min(self.limits.max_batch_bytes));
         }
         let top = self.budget_max_batch_bytes();
         let top = self.rate_span().map_or(top, |span| span.min(top));
@@ -668,16 +673,16 @@ mod tests {
         assert!(fast.budget_bytes() > MIB as u64);
     }
 
-    /// One at a time, the batch that waits leaves alone after the answer in flight: it may take
-    /// up to `max_batch_bytes` before any rate is known, then a second of the measured rate,
-    /// not the budget; no ramp.
+    /// One at a time, the batch that waits leaves alone after the answer in flight: it may hold
+    /// all the budget may before any rate is known (leaving in batches of at most
+    /// `max_batch_bytes`), then a second of the measured rate, not the budget; no ramp.
     #[test]
     fn one_at_a_time_a_waiting_batch_takes_a_round_trip_of_appends() {
         let t0 = origin();
         let far = Duration::from_millis(20);
-        // Nothing seen yet: a burst may fill the waiting batch up to max_batch_bytes, no ramp.
+        // Nothing seen yet: a burst may fill the waiting batch up to the budget's most, no ramp.
         let mut near = WritePipe::new(limits(1)).unwrap();
-        assert_eq!(near.wait_ceiling_bytes(), 16 * MIB);
+        assert_eq!(near.wait_ceiling_bytes(), 64 * MIB);
         assert_eq!(near.wait_ramp_bytes(), None);
         assert_eq!(near.leave_ceiling_bytes(), Some(16 * MIB));
         // Loopback: the pipelined rule, the target and a ramp; what waited leaves in batches
@@ -693,7 +698,7 @@ mod tests {
         let mut pipe = WritePipe::new(limits(1)).unwrap();
         pipe.on_rtt_sample(far, t0);
         assert_eq!(pipe.mode(), PipeMode::OneAtATime);
-        assert_eq!(pipe.wait_ceiling_bytes(), 16 * MIB, "max_batch_bytes");
+        assert_eq!(pipe.wait_ceiling_bytes(), 64 * MIB, "max_budget_bytes");
         assert_eq!(pipe.wait_ramp_bytes(), None);
         assert_eq!(pipe.leave_ceiling_bytes(), Some(16 * MIB));
         // A fast link (1 MiB per 25 ms, about 42 MB/s): a second of it is above max_batch_bytes.
@@ -730,7 +735,8 @@ mod tests {
         assert_eq!(fell.leave_ceiling_bytes(), None, "pipelined");
         fell.on_pipelining_refused();
         assert_eq!(fell.wait_ramp_bytes(), None);
-        assert_eq!(fell.wait_ceiling_bytes(), 16 * MIB);
+        assert_eq!(fell.wait_ceiling_bytes(), 64 * MIB);
+        assert_eq!(fell.leave_ceiling_bytes(), Some(16 * MIB));
     }
 
     #[test]

@@ -235,7 +235,12 @@ fn batch_ceilings_follow_the_depth_and_the_round_trip() {
     let mut one = WriterPipe::new(&config(URL, 1, 32 << 20));
     assert_eq!(one.pipe().limits().max_batch_bytes, 32 << 20);
     one.on_connected(Duration::from_millis(20), t0);
-    assert_eq!(one.pipe().wait_ceiling_bytes(), 32 << 20);
+    assert_eq!(
+        one.pipe().wait_ceiling_bytes(),
+        64 << 20,
+        "max_buffered_bytes"
+    );
+    assert_eq!(one.pipe().leave_ceiling_bytes(), Some(32 << 20));
     let mut near = WriterPipe::new(&config(URL, 1, 32 << 20));
     near.on_connected(Duration::from_micros(200), t0);
     assert_eq!(near.pipe().wait_ceiling_bytes(), 1 << 20, "the target");

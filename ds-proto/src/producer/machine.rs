@@ -193,11 +193,18 @@ impl Producer {
 
     /// How large the open batch may grow while it must wait for room (`max_in_flight` batches
     /// outstanding, or one ahead of it waiting): the ceiling set with
-    /// [`Producer::set_wait_ceiling`], within `batch_target_bytes ..= max_batch_bytes`.
+    /// [`Producer::set_wait_ceiling`], within `batch_target_bytes ..= max_batch_bytes` (without
+    /// the upper bound under a leave ceiling, [`Producer::set_leave_ceiling`]).
     /// While a ramp is set ([`Producer::set_wait_ramp`]), each batch sealed at the ceiling while
     /// waiting doubles it for the next, up to the ramp's top.
     pub fn wait_ceiling_bytes(&self) -> usize {
-        let max = self.config.max_batch_bytes;
+        // Under a leave ceiling the open batch may hold more than a batch may carry: it
+        // leaves in pieces (see `seal_open`).
+        let max = if self.leave_ceiling.is_some() {
+            usize::MAX
+        } else {
+            self.config.max_batch_bytes
+        };
         let base = self
             .wait_ceiling
             .map_or(max, |c| c.min(max))
@@ -241,13 +248,15 @@ impl Producer {
         self.wait_ceiling = bytes;
     }
 
-    /// The most a batch may carry as it leaves: an open batch that grew past it while it waited
-    /// is cut at it (at least one append; the appends past it stay open, due, and leave next,
-    /// in order, under the same rule). `None` (the default): no cut. A writer's plan sets it
-    /// one at a time ([`crate::pipe::WritePipe::leave_ceiling_bytes`]), where a waiting batch
-    /// may take a whole round trip's appends, up to `max_batch_bytes` before anything is
-    /// measured: a batch sized for a link that turned out slower, or (on loopback) larger
-    /// than the link wants, leaves in pieces the link carries well.
+    /// The most a batch may carry as it leaves (at most `max_batch_bytes`): an open batch that
+    /// grew past it while it waited is cut at it (at least one append; the appends past it
+    /// stay open, due, and leave next, in order, under the same rule). `None` (the default):
+    /// no cut, and the open batch never grows past `max_batch_bytes`. Under a leave ceiling the
+    /// open batch that waits may grow past `max_batch_bytes` (up to the wait ceiling, within
+    /// `max_buffered_bytes`) and is cut as it leaves. A writer's plan sets it one at a time
+    /// ([`crate::pipe::WritePipe::leave_ceiling_bytes`]): before the first answer nothing is
+    /// known, so what a burst appends waits unsealed, and leaves in large batches on a long
+    /// link and in the budget's batches on a short one.
     pub fn set_leave_ceiling(&mut self, bytes: Option<usize>) {
         self.leave_ceiling = bytes.map(|b| b.max(1));
     }
@@ -692,19 +701,36 @@ impl Producer {
     /// ([`Producer::set_leave_ceiling`]). The appends past the ceiling stay open, due, and
     /// leave next, in order.
     fn seal_open_within_ceiling(&mut self) {
-        let rest = self
-            .leave_ceiling
-            .and_then(|ceiling| self.open.split_off_past(self.json, ceiling));
-        self.seal_open(false);
+        let rest = self.open.split_off_past(self.json, self.leave_limit());
+        self.seal_piece(false);
         if let Some(rest) = rest {
             self.open = rest;
         }
     }
 
+    /// The most a batch may carry as it is sealed: the leave ceiling
+    /// ([`Producer::set_leave_ceiling`]), never more than `max_batch_bytes`.
+    fn leave_limit(&self) -> usize {
+        let max = self.config.max_batch_bytes;
+        self.leave_ceiling.map_or(max, |c| c.min(max))
+    }
+
+    /// Seals the open batch now, in pieces of at most [`Producer::leave_limit`] when it grew
+    /// past it while it waited (only under a leave ceiling can it hold more than
+    /// `max_batch_bytes`); `close` marks the last piece.
+    pub(super) fn seal_open(&mut self, close: bool) {
+        let limit = self.leave_limit();
+        while let Some(rest) = self.open.split_off_past(self.json, limit) {
+            self.seal_piece(false);
+            self.open = rest;
+        }
+        self.seal_piece(close);
+    }
+
     // Out of line, as are `switch_epoch` and `emit_resolved`: `tick` runs on every append and
     // poll, and mostly has nothing to do.
     #[inline(never)]
-    pub(super) fn seal_open(&mut self, close: bool) {
+    fn seal_piece(&mut self, close: bool) {
         if self.open.is_empty() && !close {
             return;
         }

@@ -450,3 +450,58 @@ fn what_a_cut_leaves_open_is_bounded_with_the_next_append() {
         "cut at the ceiling or one append: {sizes:?}"
     );
 }
+
+/// Under a leave ceiling, the batch that waits for the answer in flight may hold more than
+/// `max_batch_bytes` (nothing is sealed while it waits), and leaves in pieces of at most the
+/// leave ceiling, in order: cut one by one as they leave, or all at once by a flush or a
+/// close (the last piece carries the close).
+#[test]
+fn under_a_leave_ceiling_a_waiting_batch_grows_past_max_and_leaves_in_pieces() {
+    for end in ["answers", "flush", "close"] {
+        let (mut p, now) = producer(8000);
+        p.set_batch_target(Some(1000));
+        p.set_wait_ceiling(Some(1 << 20));
+        p.set_leave_ceiling(Some(6000));
+        p.append(Bytes::from(vec![b'a'; 1000]), now).unwrap();
+        let first = bodies(&mut p, now);
+        for i in 0..30u8 {
+            p.append(Bytes::from(vec![b'b' + i; 1000]), now).unwrap();
+        }
+        assert_eq!(p.poll_event(), None);
+        assert!(bodies(&mut p, now).is_empty(), "{end}: it waits, unsealed");
+        match end {
+            "flush" => p.flush(now),
+            "close" => p.close(now).unwrap(),
+            _ => {}
+        }
+        ok(&mut p, &first[0], now);
+        let mut sent = Vec::new();
+        let mut closed = Vec::new();
+        loop {
+            let out = bodies(&mut p, now);
+            let Some(t) = out.first() else { break };
+            sent.push(t.request.body().clone());
+            closed.push(t.request.headers().contains_key("stream-closed"));
+            ok(&mut p, t, now);
+        }
+        let sizes: Vec<usize> = sent.iter().map(Bytes::len).collect();
+        assert_eq!(sizes, vec![6000; 5], "{end}");
+        let closes: Vec<bool> = (0..5).map(|i| end == "close" && i == 4).collect();
+        assert_eq!(closed, closes, "{end}");
+        let joined: Vec<u8> = sent.iter().flat_map(|b| b.iter().copied()).collect();
+        let expected: Vec<u8> = (0..30u8).flat_map(|i| vec![b'b' + i; 1000]).collect();
+        assert_eq!(joined, expected, "{end}: every append once, in order");
+    }
+}
+
+/// Without a leave ceiling the open batch never grows past `max_batch_bytes`, whatever the
+/// wait ceiling says.
+#[test]
+fn without_a_leave_ceiling_the_wait_ceiling_stops_at_max() {
+    let (mut p, _) = producer(8000);
+    p.set_batch_target(Some(1000));
+    p.set_wait_ceiling(Some(1 << 20));
+    assert_eq!(p.wait_ceiling_bytes(), 8000);
+    p.set_leave_ceiling(Some(6000));
+    assert_eq!(p.wait_ceiling_bytes(), 1 << 20);
+}
