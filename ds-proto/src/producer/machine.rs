@@ -445,10 +445,18 @@ impl Producer {
 
     /// Seals the open batch now (if it has appends), without waiting for linger. To wait for
     /// every outcome, drive the machine until [`is_idle`](Producer::is_idle).
+    ///
+    /// Under a leave ceiling ([`Producer::set_leave_ceiling`]) the open batch is not sealed at
+    /// once but made due: it leaves as soon as there is room, cut at the leave ceiling of that
+    /// moment (which the first answer may still change).
     pub fn flush(&mut self, now: Instant) {
         self.tick(now);
         if self.terminal.is_none() {
-            self.seal_open(false);
+            if self.leave_ceiling.is_some() && !self.open.is_empty() {
+                self.open.due = true;
+            } else {
+                self.seal_open(false);
+            }
         }
         self.tick(now);
     }

@@ -453,15 +453,15 @@ fn what_a_cut_leaves_open_is_bounded_with_the_next_append() {
 
 /// Under a leave ceiling, the batch that waits for the answer in flight may hold more than
 /// `max_batch_bytes` (nothing is sealed while it waits), and leaves in pieces of at most the
-/// leave ceiling, in order: cut one by one as they leave, or all at once by a flush or a
-/// close (the last piece carries the close).
+/// leave ceiling, in order: cut one by one as they leave (after a flush too, at the ceiling
+/// of the moment they leave), or all at once by a close (the last piece carries the close).
 #[test]
 fn under_a_leave_ceiling_a_waiting_batch_grows_past_max_and_leaves_in_pieces() {
     for end in ["answers", "flush", "close"] {
         let (mut p, now) = producer(8000);
         p.set_batch_target(Some(1000));
         p.set_wait_ceiling(Some(1 << 20));
-        p.set_leave_ceiling(Some(6000));
+        p.set_leave_ceiling(Some(if end == "flush" { 12_000 } else { 6000 }));
         p.append(Bytes::from(vec![b'a'; 1000]), now).unwrap();
         let first = bodies(&mut p, now);
         for i in 0..30u8 {
@@ -474,6 +474,8 @@ fn under_a_leave_ceiling_a_waiting_batch_grows_past_max_and_leaves_in_pieces() {
             "close" => p.close(now).unwrap(),
             _ => {}
         }
+        // A flush does not seal: the ceiling the answer brings still applies.
+        p.set_leave_ceiling(Some(6000));
         ok(&mut p, &first[0], now);
         let mut sent = Vec::new();
         let mut closed = Vec::new();
