@@ -42,8 +42,9 @@
 //!   the whole budget (one batch must cover the pipe alone); clamped to `min_batch_bytes ..=
 //!   max_batch_bytes`, and never more than [`BATCH_SPAN`] (1 s) of `max_rate` (at least
 //!   `min_batch_bytes`): on a link whose round trip is mostly the time to carry the batch
-//!   itself, the budget would otherwise keep growing with its own transfer time. Small appends still leave after the producer's `linger`: the target is a
-//!   size at which a batch is cut early, not a size to wait for.
+//!   itself, the budget would otherwise keep growing with its own transfer time. Small appends
+//!   still leave after the producer's `linger`: the target is a size at which a batch is cut early,
+//!   not a size to wait for.
 //! - **A batch that waits** ([`WritePipe::wait_ceiling_bytes`]): while no room is free, the
 //!   open batch keeps what arrives instead of being cut at the target, up to the budget and
 //!   one [`BATCH_SPAN`] of `max_rate` (at least the target, at most `max_batch_bytes`; before
@@ -52,10 +53,10 @@
 //!   answer. Before any rate is measured, batches that wait one behind the other double the
 //!   ceiling, up to [`FIRST_WAIT_MULTIPLE`] targets ([`WritePipe::wait_ramp_bytes`]): a burst
 //!   leaves in requests of 1, 2, 4, 8 targets. One at a time (until a round trip shorter
-//!   than [`LONG_ROUND_TRIP`] is seen), the batch that waits leaves alone after the answer in
-//!   flight and takes all that arrives meanwhile: up to `max_batch_bytes` before any rate is
-//!   measured, one [`BATCH_SPAN`] of `max_rate` after, with no ramp; as it leaves it is cut
-//!   at [`WritePipe::leave_ceiling_bytes`] (the ceiling may have fallen while it waited).
+//!   than [`LONG_ANSWER_ROUND_TRIP`] is answered), the batch that waits leaves alone after the
+//!   answer in flight and takes all that arrives meanwhile: up to `max_batch_bytes` before any rate
+//!   is measured, one [`BATCH_SPAN`] of `max_rate` after, with no ramp; as it leaves it is cut at
+//!   [`WritePipe::leave_ceiling_bytes`] (the ceiling may have fallen while it waited).
 //! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
 //!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
 //!   `Connection::pipelining_refused`) and no batch was answered out of order
@@ -84,18 +85,24 @@ pub const BATCH_SPAN: Duration = Duration::from_secs(1);
 /// A round trip from which on batches that wait may grow before any rate is measured: 5 ms
 /// (a link beyond the local network; [`WritePipe::wait_ceiling_bytes`]).
 pub const LONG_ROUND_TRIP: Duration = Duration::from_millis(5);
+/// An answer round trip from which on a writer one at a time lets the batch that waits take a
+/// whole round trip's appends: 10 ms ([`WritePipe::wait_ceiling_bytes`]). Answers measure
+/// from the body's last byte written to the response head, and so include the server's work
+/// on the body: the first 1 MiB batch through a 1 ms round trip was answered in 5.7 ms by the
+/// reference server. Links between regions take 20 ms and more.
+pub const LONG_ANSWER_ROUND_TRIP: Duration = Duration::from_millis(10);
 /// How many targets a batch that waits may hold before any rate is measured, on a long round
 /// trip: 8.
 pub const FIRST_WAIT_MULTIPLE: usize = 8;
 /// The budget's multiple of the bandwidth-delay product: 2.
 pub const GAIN: u64 = 2;
 /// The largest batch the budget's rule makes (pipelined, or one at a time once a round trip
-/// under [`LONG_ROUND_TRIP`] is seen): 8 MiB, or `max_batch_bytes` when smaller. Only the
-/// batch that waits alone one at a time may take more ([`WritePipe::wait_ceiling_bytes`]).
-/// Pipelined, batches share the budget, and waiting batches allowed 32 MiB took the whole pipe
-/// (20 ms round trip, 8 in flight, durable-streams-server: 199 / 138 MB/s against 279 / 261
-/// at 8 MiB, ds-tokio / ds-blocking); on loopback one at a time, batches allowed 32 MiB went
-/// from about 540 to 410 MB/s on the reference server (`ds-bench`, 50 x 1 MiB; `bench/RTT-20MS.md`).
+/// under [`LONG_ANSWER_ROUND_TRIP`] is answered): 8 MiB, or `max_batch_bytes` when smaller. Only
+/// the batch that waits alone one at a time may take more ([`WritePipe::wait_ceiling_bytes`]).
+/// Pipelined, batches share the budget, and waiting batches allowed 32 MiB took the whole pipe (20
+/// ms round trip, 8 in flight, durable-streams-server: 199 / 138 MB/s against 279 / 261 at 8 MiB,
+/// ds-tokio / ds-blocking); on loopback one at a time, batches allowed 32 MiB went from about 540
+/// to 410 MB/s on the reference server (`ds-bench`, 50 x 1 MiB; `bench/RTT-20MS.md`).
 pub const BUDGET_MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// A writer's limits, as the user set them.
@@ -221,6 +228,22 @@ pub fn batch_target(budget: u64, depth: usize, limits: &PipeLimits) -> usize {
     share.clamp(limits.min_batch_bytes, limits.max_batch_bytes)
 }
 
+/// Adds the round trip `rtt` seen at `now` to `samples`, a windowed minimum over
+/// [`MIN_RTT_WINDOW`]: samples older than the window leave, and only samples that may become
+/// the minimum are kept (a monotonic queue, its minimum in front).
+fn push_windowed_min(samples: &mut VecDeque<(Instant, Duration)>, rtt: Duration, now: Instant) {
+    while samples
+        .front()
+        .is_some_and(|(at, _)| now.saturating_duration_since(*at) > MIN_RTT_WINDOW)
+    {
+        samples.pop_front();
+    }
+    while samples.back().is_some_and(|(_, d)| *d >= rtt) {
+        samples.pop_back();
+    }
+    samples.push_back((now, rtt));
+}
+
 /// The writer's plan, fed with measurements. See the [module documentation](self).
 #[derive(Debug, Clone)]
 pub struct WritePipe {
@@ -232,6 +255,8 @@ pub struct WritePipe {
     srtt: Option<Duration>,
     /// Recent round-trip samples (for the windowed minimum), oldest first.
     rtt_samples: VecDeque<(Instant, Duration)>,
+    /// The same, of answers only (not connects: a proxy or load balancer accepts at once).
+    answer_rtts: VecDeque<(Instant, Duration)>,
     /// Counted delivery-rate samples (bytes per second), oldest first.
     rates: VecDeque<u64>,
     /// The interval being measured: when it started, bytes acknowledged in it, and the most
@@ -254,6 +279,7 @@ impl WritePipe {
             in_flight_batches: 0,
             srtt: None,
             rtt_samples: VecDeque::new(),
+            answer_rtts: VecDeque::new(),
             rates: VecDeque::new(),
             interval: None,
             idle_since: None,
@@ -318,14 +344,14 @@ impl WritePipe {
     /// a request deadline.
     ///
     /// One at a time ([`PipeMode::OneAtATime`]), before any round trip is seen and on a long
-    /// link (no round trip shorter than [`LONG_ROUND_TRIP`]), the batch that waits is the next
-    /// to leave, alone, once the answer in flight is in: it may carry everything that arrives meanwhile,
-    /// up to `max_batch_bytes` before any rate is measured and [`BATCH_SPAN`] of the measured
-    /// rate after (at least the target). The budget does not bound it: with nothing else in
-    /// flight, a batch of about two round trips' worth leaves the link idle a third of the
-    /// time. The producer cuts a batch that grew past a ceiling that has since fallen as it
-    /// leaves ([`crate::producer::Producer::set_wait_ceiling`]), so a link slower than it
-    /// looked gets about a second of its rate per request ([`WritePipe::leave_ceiling_bytes`]).
+    /// link (no round trip answered in less than [`LONG_ANSWER_ROUND_TRIP`]), the batch that waits
+    /// is the next to leave, alone, once the answer in flight is in: it may carry everything that
+    /// arrives meanwhile, up to `max_batch_bytes` before any rate is measured and [`BATCH_SPAN`] of
+    /// the measured rate after (at least the target). The budget does not bound it: with nothing
+    /// else in flight, a batch of about two round trips' worth leaves the link idle a third of the
+    /// time. The producer cuts a batch that grew past a ceiling that has since fallen as it leaves
+    /// ([`crate::producer::Producer::set_wait_ceiling`]), so a link slower than it looked gets
+    /// about a second of its rate per request ([`WritePipe::leave_ceiling_bytes`]).
     pub fn wait_ceiling_bytes(&self) -> usize {
         let target = self.batch_target_bytes();
         if self.takes_round_trips_whole() {
@@ -342,7 +368,7 @@ impl WritePipe {
             // No rate yet. A long round trip is already known (a connect took it): what
             // arrives meanwhile leaves in a few larger requests, a bounded multiple of the
             // target (a slow link's first answer then brings the ceiling down).
-            None if self.long_link() => self.first_wait_top(),
+            None if self.min_rtt().is_some_and(|r| r >= LONG_ROUND_TRIP) => self.first_wait_top(),
             None => target,
             Some(span) => {
                 let budget = usize::try_from(self.budget).unwrap_or(usize::MAX);
@@ -397,14 +423,21 @@ impl WritePipe {
         Some(top.max(self.batch_target_bytes()))
     }
 
-    /// Whether every round trip seen so far took at least [`LONG_ROUND_TRIP`] (a connect's
-    /// counts: [`WritePipe::on_rtt_sample`]).
+    /// Whether every answer of the last [`MIN_RTT_WINDOW`] took at least
+    /// [`LONG_ANSWER_ROUND_TRIP`] after its batch's last byte was written (connects do not
+    /// count: a proxy or a load balancer accepts at once, whatever lies behind it).
     fn long_link(&self) -> bool {
-        self.min_rtt().is_some_and(|r| r >= LONG_ROUND_TRIP)
+        self.answer_min_rtt()
+            .is_some_and(|r| r >= LONG_ANSWER_ROUND_TRIP)
+    }
+
+    /// The smallest answer round trip of the last [`MIN_RTT_WINDOW`], once one is measured.
+    fn answer_min_rtt(&self) -> Option<Duration> {
+        self.answer_rtts.front().map(|(_, d)| *d)
     }
 
     /// Whether the batch that waits may carry a whole round trip's appends: one at a time,
-    /// until a round trip shorter than [`LONG_ROUND_TRIP`] is seen. Before any answer nothing
+    /// until an answer comes in less than [`LONG_ANSWER_ROUND_TRIP`]. Before any answer nothing
     /// is known, and a burst appended then (the whole 50 MB of a benchmark, in a few
     /// milliseconds) would otherwise be sealed in ramp steps of 1, 2, 4, 8 MiB before the
     /// first answer says the link is long. On a short round trip the rule of the pipelined
@@ -412,7 +445,7 @@ impl WritePipe {
     /// appends one at a time went from about 600 to 430 MB/s on the reference server with
     /// 32 MiB batches).
     fn takes_round_trips_whole(&self) -> bool {
-        self.mode() == PipeMode::OneAtATime && (self.min_rtt().is_none() || self.long_link())
+        self.mode() == PipeMode::OneAtATime && (self.answer_min_rtt().is_none() || self.long_link())
     }
 
     /// The most a batch that waits may hold before any rate is measured:
@@ -484,6 +517,7 @@ impl WritePipe {
         }
         if let Some(rtt) = rtt {
             self.on_rtt_sample(rtt, now);
+            push_windowed_min(&mut self.answer_rtts, rtt, now);
         }
         let Some((start, acked, peak)) = &mut self.interval else {
             return;
@@ -523,18 +557,7 @@ impl WritePipe {
             None => rtt,
             Some(s) => (s * 7 + rtt) / 8,
         });
-        while self
-            .rtt_samples
-            .front()
-            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > MIN_RTT_WINDOW)
-        {
-            self.rtt_samples.pop_front();
-        }
-        // Only samples that may become the minimum are kept (a monotonic queue).
-        while self.rtt_samples.back().is_some_and(|(_, d)| *d >= rtt) {
-            self.rtt_samples.pop_back();
-        }
-        self.rtt_samples.push_back((now, rtt));
+        push_windowed_min(&mut self.rtt_samples, rtt, now);
     }
 
     /// The server (or a proxy) refused pipelining (the codec's
@@ -685,15 +708,21 @@ mod tests {
         assert_eq!(near.wait_ceiling_bytes(), 64 * MIB);
         assert_eq!(near.wait_ramp_bytes(), None);
         assert_eq!(near.leave_ceiling_bytes(), Some(16 * MIB));
-        // Loopback: the pipelined rule, the target and a ramp; what waited leaves in batches
-        // of the budget's largest.
+        // A connect does not count (a proxy or a load balancer accepts at once).
         near.on_rtt_sample(Duration::from_micros(300), t0);
+        assert_eq!(near.wait_ceiling_bytes(), 64 * MIB);
+        // Loopback answers: the budget's rule; what waited leaves in batches of the budget's
+        // largest.
+        near.on_sent(MIB, t0);
+        let t1 = t0 + Duration::from_millis(2);
+        near.on_acked(MIB, Some(Duration::from_micros(300)), t1);
         assert_eq!(near.wait_ceiling_bytes(), MIB);
-        assert_eq!(near.wait_ramp_bytes(), Some(8 * MIB));
         assert_eq!(near.leave_ceiling_bytes(), Some(8 * MIB));
         // A link with a short round trip is not long again after one slow answer.
-        near.on_rtt_sample(far, t0);
+        near.on_sent(MIB, t1);
+        near.on_acked(MIB, Some(far), t1 + far);
         assert_eq!(near.wait_ceiling_bytes(), MIB);
+        assert_eq!(near.leave_ceiling_bytes(), Some(8 * MIB));
 
         let mut pipe = WritePipe::new(limits(1)).unwrap();
         pipe.on_rtt_sample(far, t0);

@@ -135,13 +135,18 @@ impl WriterPipe {
         self
     }
 
-    /// How the next requests travel: pipelined when more than one may be in flight, the
-    /// stream is plain `http://` (or `https://` with [`with_tls`](Self::with_tls)) and
-    /// pipelining was not refused; pooled otherwise.
+    /// How the next requests travel: on the dedicated connection when the stream is plain
+    /// `http://` (or `https://` with [`with_tls`](Self::with_tls)) and either more than one
+    /// may be in flight and pipelining was not refused, or one at a time by configuration
+    /// (`max_in_flight = 1`: depth 1, so that the plan learns when each body was written and
+    /// measures round trips from there, see [`WriterPipe::on_written`]); pooled otherwise.
     pub fn carrier(&self) -> Carrier {
         let carried = self.plain_http || (self.https && self.tls);
         match self.pipe.mode() {
             PipeMode::Pipelined { depth } if carried => Carrier::Pipelined { depth },
+            PipeMode::OneAtATime if carried && self.pipe.limits().max_in_flight == 1 => {
+                Carrier::Pipelined { depth: 1 }
+            }
             _ => Carrier::Pooled,
         }
     }

@@ -42,7 +42,8 @@ fn head(id: u64, status: u16, headers: &[(&str, &str)]) -> Input {
 fn carrier_follows_in_flight_scheme_and_refusal() {
     assert_eq!(
         WriterPipe::new(&config(URL, 1, 1 << 20)).carrier(),
-        Carrier::Pooled
+        Carrier::Pipelined { depth: 1 },
+        "one at a time on the dedicated connection"
     );
     assert_eq!(
         WriterPipe::new(&config(URL, 4, 1 << 20)).carrier(),
@@ -241,9 +242,18 @@ fn batch_ceilings_follow_the_depth_and_the_round_trip() {
         "max_buffered_bytes"
     );
     assert_eq!(one.pipe().leave_ceiling_bytes(), Some(32 << 20));
+    // One answer 200 µs after its body was written: a short link.
     let mut near = WriterPipe::new(&config(URL, 1, 32 << 20));
-    near.on_connected(Duration::from_micros(200), t0);
+    near.on_sent(&transmit(1, 1 << 20), t0);
+    near.on_written(RequestId(1), t0 + Duration::from_millis(1));
+    let t1 = t0 + Duration::from_micros(1200);
+    near.on_input(&head(1, 204, &[]), t1);
+    near.on_input(&Input::End { id: RequestId(1) }, t1);
     assert_eq!(near.pipe().wait_ceiling_bytes(), 1 << 20, "the target");
+    assert_eq!(
+        near.pipe().leave_ceiling_bytes(),
+        Some(BUDGET_MAX_BATCH_BYTES)
+    );
     let mut four = WriterPipe::new(&config(URL, 4, 32 << 20));
     four.on_connected(Duration::from_millis(20), t0);
     assert_eq!(four.pipe().wait_ceiling_bytes(), BUDGET_MAX_BATCH_BYTES);

@@ -55,11 +55,11 @@ pub struct ProducerConfig {
     /// only as measured round trips and delivery rates say the link needs (never beyond about
     /// a second of the measured rate), within 8 MiB ([`crate::pipe::BUDGET_MAX_BATCH_BYTES`]).
     /// Only with `max_in_flight = 1`, before any answer and on a long link (no round trip
-    /// under [`crate::pipe::LONG_ROUND_TRIP`]), the batch that waits for the answer in flight
-    /// carries what arrives meanwhile up to this ceiling: through a 20 ms round trip, 50 MB
-    /// written as fast as possible left in 3 requests instead of 6-10 at the former 8 MiB
-    /// default (the official Rust client sends about 26 MB per request). A machine driven
-    /// without a plan cuts at this size.
+    /// under [`crate::pipe::LONG_ANSWER_ROUND_TRIP`]), the batch that waits for the answer in
+    /// flight carries what arrives meanwhile up to this ceiling: through a 20 ms round trip, 50 MB
+    /// written as fast as possible left in 3 requests instead of 6-10 at the former 8 MiB default
+    /// (the official Rust client sends about 26 MB per request). A machine driven without a plan
+    /// cuts at this size.
     pub max_batch_bytes: usize,
     /// Most appends in a batch (default 100,000; at least 1). Batches of small appends are
     /// bounded by bytes, not by this count: 100 appends a batch made 100 times more requests
