@@ -97,9 +97,14 @@ impl Writer {
     fn spawn(
         client: Client,
         call: ds_proto::ops::CallOptions,
-        writer: WriterCore<mpsc::Sender<WriteOutcome>>,
+        mut writer: WriterCore<mpsc::Sender<WriteOutcome>>,
         url: String,
     ) -> Result<Writer, Error> {
+        // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled;
+        // its sizes apply from the first append on.
+        let plan =
+            WriterPipe::new(writer.producer().config()).with_tls(pipeline::Connector::has_tls());
+        plan.apply(writer.producer_mut());
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 writer,
@@ -113,7 +118,7 @@ impl Writer {
         let bg = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ds-writer".into())
-            .spawn(move || run(bg, exchanges))
+            .spawn(move || run(bg, exchanges, plan))
             .map_err(|e| {
                 Error::invalid_input(
                     Operation::Append,
@@ -254,15 +259,7 @@ fn feed(core: &mut Core, plan: &mut WriterPipe, inputs: &mut Vec<Input>) {
     }
 }
 
-fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
-    // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled.
-    let mut plan = {
-        let mut core = shared.lock();
-        let plan =
-            WriterPipe::new(core.producer().config()).with_tls(pipeline::Connector::has_tls());
-        plan.apply(core.producer_mut());
-        plan
-    };
+fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut plan: WriterPipe) {
     let tx = exchanges.commands();
     let notify: pipeline::Notify =
         Arc::new(move |gen, data| tx.send(Msg::Command(Command::Read(gen, data))).is_ok());
