@@ -241,14 +241,32 @@ fn batch_ceilings_follow_the_depth_and_the_round_trip() {
         64 << 20,
         "max_buffered_bytes"
     );
+    assert_eq!(
+        one.pipe().leave_ceiling_bytes(),
+        Some(1 << 20),
+        "the target, probing"
+    );
+    // Two answers 20 ms after their bodies were written: long; a batch may take 32 MiB.
+    let mut now = t0;
+    for id in 1..=2u64 {
+        one.on_sent(&transmit(id, 1 << 20), now);
+        one.on_written(RequestId(id), now);
+        now += Duration::from_millis(20);
+        one.on_input(&head(id, 204, &[]), now);
+        one.on_input(&Input::End { id: RequestId(id) }, now);
+    }
+    assert_eq!(one.pipe().wait_ceiling_bytes(), 32 << 20);
     assert_eq!(one.pipe().leave_ceiling_bytes(), Some(32 << 20));
-    // One answer 200 µs after its body was written: a short link.
+    // Two answers 200 µs after their bodies were written: a short link.
     let mut near = WriterPipe::new(&config(URL, 1, 32 << 20));
-    near.on_sent(&transmit(1, 1 << 20), t0);
-    near.on_written(RequestId(1), t0 + Duration::from_millis(1));
-    let t1 = t0 + Duration::from_micros(1200);
-    near.on_input(&head(1, 204, &[]), t1);
-    near.on_input(&Input::End { id: RequestId(1) }, t1);
+    let mut now = t0;
+    for id in 1..=2u64 {
+        near.on_sent(&transmit(id, 1 << 20), now);
+        near.on_written(RequestId(id), now + Duration::from_millis(1));
+        now += Duration::from_micros(1200);
+        near.on_input(&head(id, 204, &[]), now);
+        near.on_input(&Input::End { id: RequestId(id) }, now);
+    }
     assert_eq!(near.pipe().wait_ceiling_bytes(), 1 << 20, "the target");
     assert_eq!(
         near.pipe().leave_ceiling_bytes(),
