@@ -723,11 +723,12 @@ impl Producer {
         self.leave_ceiling.map_or(max, |c| c.min(max))
     }
 
-    /// Seals the open batch now, in pieces of at most [`Producer::leave_limit`] when it grew
-    /// past it while it waited (only under a leave ceiling can it hold more than
-    /// `max_batch_bytes`); `close` marks the last piece.
+    /// Seals the open batch now, in pieces of at most `max_batch_bytes` when it grew past it
+    /// while it waited (only under a leave ceiling can it); `close` marks the last piece. (The
+    /// leave ceiling cuts only the batch that leaves: [`Producer::seal_open_within_ceiling`];
+    /// a batch sealed at `max_batch_items` while it waits is not cut into target-sized pieces.)
     pub(super) fn seal_open(&mut self, close: bool) {
-        let limit = self.leave_limit();
+        let limit = self.config.max_batch_bytes;
         while let Some(rest) = self.open.split_off_past(self.json, limit) {
             self.seal_piece(false);
             self.open = rest;

@@ -454,7 +454,8 @@ fn what_a_cut_leaves_open_is_bounded_with_the_next_append() {
 /// Under a leave ceiling, the batch that waits for the answer in flight may hold more than
 /// `max_batch_bytes` (nothing is sealed while it waits), and leaves in pieces of at most the
 /// leave ceiling, in order: cut one by one as they leave (after a flush too, at the ceiling
-/// of the moment they leave), or all at once by a close (the last piece carries the close).
+/// of the moment they leave), or all at once at `max_batch_bytes` by a close (the last piece
+/// carries the close).
 #[test]
 fn under_a_leave_ceiling_a_waiting_batch_grows_past_max_and_leaves_in_pieces() {
     for end in ["answers", "flush", "close"] {
@@ -487,8 +488,14 @@ fn under_a_leave_ceiling_a_waiting_batch_grows_past_max_and_leaves_in_pieces() {
             ok(&mut p, t, now);
         }
         let sizes: Vec<usize> = sent.iter().map(Bytes::len).collect();
-        assert_eq!(sizes, vec![6000; 5], "{end}");
-        let closes: Vec<bool> = (0..5).map(|i| end == "close" && i == 4).collect();
+        let expected = if end == "close" {
+            vec![8000, 8000, 8000, 6000]
+        } else {
+            vec![6000; 5]
+        };
+        assert_eq!(sizes, expected, "{end}");
+        let n = expected.len();
+        let closes: Vec<bool> = (0..n).map(|i| end == "close" && i == n - 1).collect();
         assert_eq!(closed, closes, "{end}");
         let joined: Vec<u8> = sent.iter().flat_map(|b| b.iter().copied()).collect();
         let expected: Vec<u8> = (0..30u8).flat_map(|i| vec![b'b' + i; 1000]).collect();
