@@ -97,9 +97,14 @@ impl Writer {
     fn spawn(
         client: Client,
         call: ds_proto::ops::CallOptions,
-        writer: WriterCore<mpsc::Sender<WriteOutcome>>,
+        mut writer: WriterCore<mpsc::Sender<WriteOutcome>>,
         url: String,
     ) -> Result<Writer, Error> {
+        // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled;
+        // its sizes apply from the first append on.
+        let plan =
+            WriterPipe::new(writer.producer().config()).with_tls(pipeline::Connector::has_tls());
+        plan.apply(writer.producer_mut());
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 writer,
@@ -113,7 +118,7 @@ impl Writer {
         let bg = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ds-writer".into())
-            .spawn(move || run(bg, exchanges))
+            .spawn(move || run(bg, exchanges, plan))
             .map_err(|e| {
                 Error::invalid_input(
                     Operation::Append,
@@ -250,21 +255,11 @@ fn feed(core: &mut Core, plan: &mut WriterPipe, inputs: &mut Vec<Input>) {
     }
     let now = Instant::now();
     for input in inputs.drain(..) {
-        plan.on_input(&input, now);
-        core.producer_mut().handle_input(input, now);
+        plan.feed(core.producer_mut(), input, now);
     }
-    plan.apply(core.producer_mut());
 }
 
-fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
-    // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled.
-    let mut plan = {
-        let mut core = shared.lock();
-        let plan =
-            WriterPipe::new(core.producer().config()).with_tls(pipeline::Connector::has_tls());
-        plan.apply(core.producer_mut());
-        plan
-    };
+fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut plan: WriterPipe) {
     let tx = exchanges.commands();
     let notify: pipeline::Notify =
         Arc::new(move |gen, data| tx.send(Msg::Command(Command::Read(gen, data))).is_ok());
@@ -353,15 +348,12 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>) {
                 plan.on_sent(&t, Instant::now());
                 exchanges.run_here(t, &mut |input| {
                     let mut core = shared.lock();
-                    let now = Instant::now();
-                    plan.on_input(&input, now);
-                    core.producer_mut().handle_input(input, now);
+                    plan.feed(core.producer_mut(), input, Instant::now());
                     !core.stopped
                 });
                 // The answer's events go out before the next batch is sent; timers that came
                 // due meanwhile fire.
                 let mut core = shared.lock();
-                plan.apply(core.producer_mut());
                 core.producer_mut().handle_timeout(Instant::now());
                 deliver_events(&shared, &mut core);
                 continue;

@@ -42,8 +42,9 @@
 //!   the whole budget (one batch must cover the pipe alone); clamped to `min_batch_bytes ..=
 //!   max_batch_bytes`, and never more than [`BATCH_SPAN`] (1 s) of `max_rate` (at least
 //!   `min_batch_bytes`): on a link whose round trip is mostly the time to carry the batch
-//!   itself, the budget would otherwise keep growing with its own transfer time. Small appends still leave after the producer's `linger`: the target is a
-//!   size at which a batch is cut early, not a size to wait for.
+//!   itself, the budget would otherwise keep growing with its own transfer time. Small appends
+//!   still leave after the producer's `linger`: the target is a size at which a batch is cut early,
+//!   not a size to wait for.
 //! - **A batch that waits** ([`WritePipe::wait_ceiling_bytes`]): while no room is free, the
 //!   open batch keeps what arrives instead of being cut at the target, up to the budget and
 //!   one [`BATCH_SPAN`] of `max_rate` (at least the target, at most `max_batch_bytes`; before
@@ -51,7 +52,11 @@
 //!   at least [`LONG_ROUND_TRIP`] is known, such as the connect's), and leaves with the next
 //!   answer. Before any rate is measured, batches that wait one behind the other double the
 //!   ceiling, up to [`FIRST_WAIT_MULTIPLE`] targets ([`WritePipe::wait_ramp_bytes`]): a burst
-//!   leaves in requests of 1, 2, 4, 8 targets.
+//!   leaves in requests of 1, 2, 4, 8 targets. One at a time (until a round trip shorter
+//!   than [`LONG_ANSWER_ROUND_TRIP`] is answered), the batch that waits leaves alone after the
+//!   answer in flight and takes all that arrives meanwhile: up to `max_batch_bytes` before any rate
+//!   is measured, one [`BATCH_SPAN`] of `max_rate` after, with no ramp; as it leaves it is cut at
+//!   [`WritePipe::leave_ceiling_bytes`] (the ceiling may have fallen while it waited).
 //! - **Mode.** Pipelined on one connection with depth `max_in_flight` while the server has not
 //!   refused pipelining ([`WritePipe::on_pipelining_refused`]: the codec's
 //!   `Connection::pipelining_refused`) and no batch was answered out of order
@@ -80,11 +85,31 @@ pub const BATCH_SPAN: Duration = Duration::from_secs(1);
 /// A round trip from which on batches that wait may grow before any rate is measured: 5 ms
 /// (a link beyond the local network; [`WritePipe::wait_ceiling_bytes`]).
 pub const LONG_ROUND_TRIP: Duration = Duration::from_millis(5);
+/// An answer round trip from which on a writer one at a time lets the batch that waits take a
+/// whole round trip's appends: 10 ms ([`WritePipe::wait_ceiling_bytes`]). Answers measure
+/// from the body's last byte written to the response head, and so include the server's work
+/// on the body: the first 1 MiB batch through a 1 ms round trip was answered in 5.7 ms by the
+/// reference server. Links between regions take 20 ms and more.
+pub const LONG_ANSWER_ROUND_TRIP: Duration = Duration::from_millis(10);
+/// Answers a writer one at a time waits for before it judges its link long or short: 2.
+/// Until then the batch that waits takes what arrives (so a burst is not sealed in small
+/// batches before anything is known) and leaves cut at the target. One answer is not enough:
+/// on loopback the reference server answered the first 1 MiB batch of a new stream in 25 to
+/// 31 ms in about half of the runs, and in 1 to 2 ms after that.
+pub const PROBE_ANSWERS: u64 = 2;
 /// How many targets a batch that waits may hold before any rate is measured, on a long round
 /// trip: 8.
 pub const FIRST_WAIT_MULTIPLE: usize = 8;
 /// The budget's multiple of the bandwidth-delay product: 2.
 pub const GAIN: u64 = 2;
+/// The largest batch the budget's rule makes (pipelined, or one at a time once a round trip
+/// under [`LONG_ANSWER_ROUND_TRIP`] is answered): 8 MiB, or `max_batch_bytes` when smaller. Only
+/// the batch that waits alone one at a time may take more ([`WritePipe::wait_ceiling_bytes`]).
+/// Pipelined, batches share the budget, and waiting batches allowed 32 MiB took the whole pipe (20
+/// ms round trip, 8 in flight, durable-streams-server: 199 / 138 MB/s against 279 / 261 at 8 MiB,
+/// ds-tokio / ds-blocking); on loopback one at a time, batches allowed 32 MiB went from about 540
+/// to 410 MB/s on the reference server (`ds-bench`, 50 x 1 MiB; `bench/RTT-20MS.md`).
+pub const BUDGET_MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// A writer's limits, as the user set them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +234,22 @@ pub fn batch_target(budget: u64, depth: usize, limits: &PipeLimits) -> usize {
     share.clamp(limits.min_batch_bytes, limits.max_batch_bytes)
 }
 
+/// Adds the round trip `rtt` seen at `now` to `samples`, a windowed minimum over
+/// [`MIN_RTT_WINDOW`]: samples older than the window leave, and only samples that may become
+/// the minimum are kept (a monotonic queue, its minimum in front).
+fn push_windowed_min(samples: &mut VecDeque<(Instant, Duration)>, rtt: Duration, now: Instant) {
+    while samples
+        .front()
+        .is_some_and(|(at, _)| now.saturating_duration_since(*at) > MIN_RTT_WINDOW)
+    {
+        samples.pop_front();
+    }
+    while samples.back().is_some_and(|(_, d)| *d >= rtt) {
+        samples.pop_back();
+    }
+    samples.push_back((now, rtt));
+}
+
 /// The writer's plan, fed with measurements. See the [module documentation](self).
 #[derive(Debug, Clone)]
 pub struct WritePipe {
@@ -220,6 +261,10 @@ pub struct WritePipe {
     srtt: Option<Duration>,
     /// Recent round-trip samples (for the windowed minimum), oldest first.
     rtt_samples: VecDeque<(Instant, Duration)>,
+    /// The same, of answers only (not connects: a proxy or load balancer accepts at once).
+    answer_rtts: VecDeque<(Instant, Duration)>,
+    /// Answers with a round trip measured, in all (saturating).
+    answers: u64,
     /// Counted delivery-rate samples (bytes per second), oldest first.
     rates: VecDeque<u64>,
     /// The interval being measured: when it started, bytes acknowledged in it, and the most
@@ -242,6 +287,8 @@ impl WritePipe {
             in_flight_batches: 0,
             srtt: None,
             rtt_samples: VecDeque::new(),
+            answer_rtts: VecDeque::new(),
+            answers: 0,
             rates: VecDeque::new(),
             interval: None,
             idle_since: None,
@@ -277,7 +324,8 @@ impl WritePipe {
     /// mode's depth, and at most [`BATCH_SPAN`] of the measured rate (not below
     /// `min_batch_bytes`).
     pub fn batch_target_bytes(&self) -> usize {
-        let target = batch_target(self.budget, self.mode().depth(), &self.limits);
+        let target = batch_target(self.budget, self.mode().depth(), &self.limits)
+            .min(self.budget_max_batch_bytes());
         self.rate_span().map_or(target, |span| target.min(span))
     }
 
@@ -303,9 +351,29 @@ impl WritePipe {
     /// (on a short round trip, large bodies only cost the server more), nor more than the link
     /// moves in about a second, so that a slow link does not get a batch it cannot carry within
     /// a request deadline.
+    ///
+    /// One at a time ([`PipeMode::OneAtATime`]), before any round trip is seen and on a long
+    /// link (no round trip answered in less than [`LONG_ANSWER_ROUND_TRIP`]), the batch that waits
+    /// is the next to leave, alone, once the answer in flight is in: it may carry everything that
+    /// arrives meanwhile, up to `max_batch_bytes` before any rate is measured and [`BATCH_SPAN`] of
+    /// the measured rate after (at least the target). The budget does not bound it: with nothing
+    /// else in flight, a batch of about two round trips' worth leaves the link idle a third of the
+    /// time. The producer cuts a batch that grew past a ceiling that has since fallen as it leaves
+    /// ([`crate::producer::Producer::set_wait_ceiling`]), so a link slower than it looked gets
+    /// about a second of its rate per request ([`WritePipe::leave_ceiling_bytes`]).
     pub fn wait_ceiling_bytes(&self) -> usize {
         let target = self.batch_target_bytes();
-        let max = self.limits.max_batch_bytes.max(target);
+        if self.takes_round_trips_whole() {
+            let max = self.limits.max_batch_bytes.max(target);
+            // Before any rate, all that the budget may hold: it leaves in batches of at most
+            // `max_batch_bytes` (`leave_ceiling_bytes`).
+            let all = usize::try_from(self.limits.max_budget_bytes).unwrap_or(usize::MAX);
+            if self.probing() {
+                return all.max(max);
+            }
+            return self.rate_span().map_or(max, |span| span.clamp(target, max));
+        }
+        let max = self.budget_max_batch_bytes().max(target);
         match self.rate_span() {
             // No rate yet. A long round trip is already known (a connect took it): what
             // arrives meanwhile leaves in a few larger requests, a bounded multiple of the
@@ -326,18 +394,84 @@ impl WritePipe {
     /// of one target per round trip, while on a short round trip the first answer (and its
     /// rate) comes before the ramp has climbed far. `None` once a rate is measured: the wait
     /// ceiling follows it from then on.
+    /// One at a time, before any round trip is seen and on a long link, no ramp: the batch that
+    /// waits may take all it can from the start (see [`WritePipe::wait_ceiling_bytes`]).
     pub fn wait_ramp_bytes(&self) -> Option<usize> {
-        if self.rate_span().is_some() {
+        if self.rate_span().is_some() || self.takes_round_trips_whole() {
             return None;
         }
         Some(self.first_wait_top())
+    }
+
+    /// The largest batch of the budget's rule: [`BUDGET_MAX_BATCH_BYTES`], at most
+    /// `max_batch_bytes`, at least `min_batch_bytes`.
+    fn budget_max_batch_bytes(&self) -> usize {
+        self.limits
+            .max_batch_bytes
+            .min(BUDGET_MAX_BATCH_BYTES)
+            .max(self.limits.min_batch_bytes)
+    }
+
+    /// The most a batch may carry as it leaves ([`crate::producer::Producer::set_leave_ceiling`]):
+    /// one at a time only, where a waiting batch may take a whole round trip's appends (up to
+    /// `max_batch_bytes` before anything is measured). Before any round trip is seen and on a
+    /// long link, the wait ceiling (so a link slower than it looked gets about a second of
+    /// its rate per request); on a short round trip, the budget's largest batch
+    /// ([`BUDGET_MAX_BATCH_BYTES`], at most a second of the measured rate): a burst that
+    /// filled the waiting batch before the first answer leaves in batches of the size the
+    /// budget's rule makes there, not in one large body nor in many small ones. `None`
+    /// pipelined: batches leave as they were sealed.
+    pub fn leave_ceiling_bytes(&self) -> Option<usize> {
+        if self.mode() != PipeMode::OneAtATime {
+            return None;
+        }
+        if self.probing() {
+            return Some(self.batch_target_bytes());
+        }
+        if self.takes_round_trips_whole() {
+            return Some(self.wait_ceiling_bytes().min(self.limits.max_batch_bytes));
+        }
+        let top = self.budget_max_batch_bytes();
+        let top = self.rate_span().map_or(top, |span| span.min(top));
+        Some(top.max(self.batch_target_bytes()))
+    }
+
+    /// Whether every answer of the last [`MIN_RTT_WINDOW`] took at least
+    /// [`LONG_ANSWER_ROUND_TRIP`] after its batch's last byte was written (connects do not
+    /// count: a proxy or a load balancer accepts at once, whatever lies behind it).
+    fn long_link(&self) -> bool {
+        self.answer_min_rtt()
+            .is_some_and(|r| r >= LONG_ANSWER_ROUND_TRIP)
+    }
+
+    /// The smallest answer round trip of the last [`MIN_RTT_WINDOW`], once one is measured.
+    fn answer_min_rtt(&self) -> Option<Duration> {
+        self.answer_rtts.front().map(|(_, d)| *d)
+    }
+
+    /// Whether the batch that waits may carry a whole round trip's appends: one at a time,
+    /// while [`probing`](Self::probing) and on a long link. Before the link is judged nothing
+    /// is known, and a burst appended then (the whole 50 MB of a benchmark, in a few
+    /// milliseconds) would otherwise be sealed in ramp steps of 1, 2, 4, 8 MiB before the
+    /// answers say the link is long. On a short round trip the rule of the pipelined
+    /// mode applies (large bodies gain nothing there and cost the server: on loopback, 1 MiB
+    /// appends one at a time went from about 600 to 430 MB/s on the reference server with
+    /// 32 MiB batches).
+    fn takes_round_trips_whole(&self) -> bool {
+        self.probing() || (self.mode() == PipeMode::OneAtATime && self.long_link())
+    }
+
+    /// Whether a writer one at a time has not yet had the [`PROBE_ANSWERS`] it judges its link
+    /// on: what arrives waits unsealed, and batches leave cut at the target.
+    fn probing(&self) -> bool {
+        self.mode() == PipeMode::OneAtATime && self.answers < PROBE_ANSWERS
     }
 
     /// The most a batch that waits may hold before any rate is measured:
     /// [`FIRST_WAIT_MULTIPLE`] targets, at most `max_batch_bytes`.
     fn first_wait_top(&self) -> usize {
         let target = self.batch_target_bytes();
-        let max = self.limits.max_batch_bytes.max(target);
+        let max = self.budget_max_batch_bytes().max(target);
         target.saturating_mul(FIRST_WAIT_MULTIPLE).min(max)
     }
 
@@ -402,6 +536,8 @@ impl WritePipe {
         }
         if let Some(rtt) = rtt {
             self.on_rtt_sample(rtt, now);
+            push_windowed_min(&mut self.answer_rtts, rtt, now);
+            self.answers = self.answers.saturating_add(1);
         }
         let Some((start, acked, peak)) = &mut self.interval else {
             return;
@@ -441,18 +577,7 @@ impl WritePipe {
             None => rtt,
             Some(s) => (s * 7 + rtt) / 8,
         });
-        while self
-            .rtt_samples
-            .front()
-            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > MIN_RTT_WINDOW)
-        {
-            self.rtt_samples.pop_front();
-        }
-        // Only samples that may become the minimum are kept (a monotonic queue).
-        while self.rtt_samples.back().is_some_and(|(_, d)| *d >= rtt) {
-            self.rtt_samples.pop_back();
-        }
-        self.rtt_samples.push_back((now, rtt));
+        push_windowed_min(&mut self.rtt_samples, rtt, now);
     }
 
     /// The server (or a proxy) refused pipelining (the codec's
@@ -550,7 +675,7 @@ mod tests {
     #[test]
     fn a_waiting_batch_may_hold_about_a_second_of_the_measured_rate() {
         let t0 = origin();
-        let mut pipe = WritePipe::new(limits(1)).unwrap();
+        let mut pipe = WritePipe::new(limits(4)).unwrap();
         assert_eq!(
             pipe.wait_ceiling_bytes(),
             MIB,
@@ -573,22 +698,90 @@ mod tests {
         assert_eq!(pipe.wait_ceiling_bytes(), MIB);
 
         // A connect that took 20 ms: a long link, whose rate is still unknown.
-        let mut far = WritePipe::new(limits(1)).unwrap();
+        let mut far = WritePipe::new(limits(4)).unwrap();
         far.on_rtt_sample(Duration::from_millis(20), t0);
         assert_eq!(far.wait_ceiling_bytes(), 8 * MIB);
-        let mut near = WritePipe::new(limits(1)).unwrap();
+        let mut near = WritePipe::new(limits(4)).unwrap();
         near.on_rtt_sample(Duration::from_micros(300), t0);
         assert_eq!(near.wait_ceiling_bytes(), MIB, "loopback: the target");
 
         // A fast link: 1 MiB per 25 ms (about 42 MB/s): a second of it is more than the pipe
         // needs, so the budget bounds a waiting batch.
-        let mut fast = WritePipe::new(limits(1)).unwrap();
+        let mut fast = WritePipe::new(limits(4)).unwrap();
         fast.on_sent(MIB, t0);
         let t1 = t0 + Duration::from_millis(25);
         fast.on_acked(MIB, Some(Duration::from_millis(25)), t1);
         assert!(fast.max_rate().unwrap() > 40_000_000);
         assert_eq!(fast.wait_ceiling_bytes() as u64, fast.budget_bytes());
         assert!(fast.budget_bytes() > MIB as u64);
+    }
+
+    /// One at a time, until two answers judge the link, what arrives waits unsealed (up to the
+    /// budget's most) and leaves cut at the target; on a long link the batch that waits then
+    /// takes a second of the measured rate (at most `max_batch_bytes`), not the budget, with no
+    /// ramp; on a short one the budget's rule applies, batches leaving at up to 8 MiB.
+    #[test]
+    fn one_at_a_time_a_waiting_batch_takes_a_round_trip_of_appends() {
+        let t0 = origin();
+        let far = Duration::from_millis(20);
+        let answer = |pipe: &mut WritePipe, bytes: usize, rtt: Duration, at: Instant| {
+            pipe.on_sent(bytes, at);
+            pipe.on_acked(bytes, Some(rtt), at + rtt);
+            at + rtt
+        };
+        let mut near = WritePipe::new(limits(1)).unwrap();
+        assert_eq!(near.wait_ceiling_bytes(), 64 * MIB, "the budget's most");
+        assert_eq!(near.wait_ramp_bytes(), None);
+        assert_eq!(near.leave_ceiling_bytes(), Some(MIB), "the target");
+        // A connect does not count (a proxy or a load balancer accepts at once).
+        near.on_rtt_sample(Duration::from_micros(300), t0);
+        assert_eq!(near.wait_ceiling_bytes(), 64 * MIB);
+        // A slow first answer (a new stream on loopback) does not judge the link alone.
+        let t1 = answer(&mut near, MIB, Duration::from_millis(26), t0);
+        assert_eq!(near.wait_ceiling_bytes(), 64 * MIB);
+        assert_eq!(near.leave_ceiling_bytes(), Some(MIB));
+        // A second, quick one: short. The budget's rule; batches leave at up to 8 MiB.
+        let t2 = answer(&mut near, MIB, Duration::from_millis(2), t1);
+        assert_eq!(near.wait_ceiling_bytes(), near.batch_target_bytes());
+        assert!(near.wait_ceiling_bytes() <= BUDGET_MAX_BATCH_BYTES);
+        assert_eq!(near.wait_ramp_bytes(), None, "a rate is measured");
+        assert_eq!(near.leave_ceiling_bytes(), Some(8 * MIB));
+        // A short link is not long again after slow answers within the window.
+        answer(&mut near, 8 * MIB, far, t2);
+        assert_eq!(near.leave_ceiling_bytes(), Some(8 * MIB));
+
+        // A long link (20 ms): a fast one (1 MiB per 25 ms, about 42 MB/s), where a second of
+        // the rate is above max_batch_bytes.
+        let mut pipe = WritePipe::new(limits(1)).unwrap();
+        assert_eq!(pipe.mode(), PipeMode::OneAtATime);
+        let t1 = answer(&mut pipe, MIB, Duration::from_millis(25), t0);
+        answer(&mut pipe, MIB, Duration::from_millis(25), t1);
+        assert!(pipe.budget_bytes() < 16 * MIB as u64);
+        assert_eq!(pipe.wait_ceiling_bytes(), 16 * MIB, "max_batch_bytes");
+        assert_eq!(pipe.wait_ramp_bytes(), None);
+        assert_eq!(pipe.leave_ceiling_bytes(), Some(16 * MIB));
+        // A slow link (1 MiB answered after 4 s): a second of it, at least the target.
+        let mut slow = WritePipe::new(limits(1)).unwrap();
+        let t1 = answer(&mut slow, MIB, Duration::from_secs(4), t0);
+        answer(&mut slow, MIB, Duration::from_secs(4), t1);
+        assert_eq!(slow.wait_ceiling_bytes(), MIB);
+        assert_eq!(slow.leave_ceiling_bytes(), Some(MIB));
+        // 3 MiB per second: three of them.
+        let mut mid = WritePipe::new(limits(1)).unwrap();
+        let t1 = answer(&mut mid, 3 * MIB, Duration::from_secs(1), t0);
+        answer(&mut mid, 3 * MIB, Duration::from_secs(1), t1);
+        let span = usize::try_from(mid.max_rate().unwrap()).unwrap();
+        assert!((3 * MIB - 4096..=3 * MIB).contains(&span), "{span}");
+        assert_eq!(mid.wait_ceiling_bytes(), span.max(mid.batch_target_bytes()));
+        // Pipelining refused: one at a time from then on, with its rule.
+        let mut fell = WritePipe::new(limits(4)).unwrap();
+        fell.on_rtt_sample(far, t0);
+        assert_eq!(fell.wait_ramp_bytes(), Some(8 * MIB));
+        assert_eq!(fell.leave_ceiling_bytes(), None, "pipelined");
+        fell.on_pipelining_refused();
+        assert_eq!(fell.wait_ramp_bytes(), None);
+        assert_eq!(fell.wait_ceiling_bytes(), 64 * MIB);
+        assert_eq!(fell.leave_ceiling_bytes(), Some(MIB));
     }
 
     #[test]

@@ -66,16 +66,20 @@ impl Writer {
     fn spawn(
         client: Client,
         call: ds_proto::ops::CallOptions,
-        core: Core,
+        mut core: Core,
         url: String,
     ) -> Result<Writer, Error> {
+        // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled;
+        // its sizes apply from the first append on.
+        let plan = WriterPipe::new(core.producer().config()).with_tls(Connector::has_tls());
+        plan.apply(core.producer_mut());
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             wake: Notify::new(),
             changed: Notify::new(),
         });
         let exchanges = Exchanges::new(client, call);
-        let task = tokio::spawn(run(shared.clone(), exchanges));
+        let task = tokio::spawn(run(shared.clone(), exchanges, plan));
         Ok(Writer { shared, task, url })
     }
 
@@ -186,20 +190,11 @@ fn feed(core: &mut Core, plan: &mut WriterPipe, inputs: &mut Vec<Input>) {
     }
     let now = now();
     for input in inputs.drain(..) {
-        plan.on_input(&input, now);
-        core.producer_mut().handle_input(input, now);
+        plan.feed(core.producer_mut(), input, now);
     }
-    plan.apply(core.producer_mut());
 }
 
-async fn run(shared: Arc<Shared>, mut exchanges: Exchanges) {
-    // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled.
-    let mut plan = {
-        let mut core = shared.lock();
-        let plan = WriterPipe::new(core.producer().config()).with_tls(Connector::has_tls());
-        plan.apply(core.producer_mut());
-        plan
-    };
+async fn run(shared: Arc<Shared>, mut exchanges: Exchanges, mut plan: WriterPipe) {
     let (read_tx, mut read_rx) = mpsc::unbounded_channel();
     let mut pipeline = Pipeline::new(
         plan.carrier_depth(),

@@ -85,8 +85,9 @@ pub struct WriterPipe {
 
 impl WriterPipe {
     /// The plan for a writer with `config`: `max_in_flight` is the pipeline depth; batches are
-    /// cut between [`MIN_TARGET_BYTES`] (at most `max_batch_bytes`) and `max_batch_bytes`;
-    /// at most `max_buffered_bytes` in flight.
+    /// cut between [`MIN_TARGET_BYTES`] (at most `max_batch_bytes`) and `max_batch_bytes`
+    /// (within [`crate::pipe::BUDGET_MAX_BATCH_BYTES`] but for a batch that waits alone, one
+    /// at a time); at most `max_buffered_bytes` in flight.
     pub fn new(config: &ProducerConfig) -> WriterPipe {
         let depth = config.max_in_flight.max(1);
         let max_batch = config.max_batch_bytes.max(1);
@@ -134,13 +135,18 @@ impl WriterPipe {
         self
     }
 
-    /// How the next requests travel: pipelined when more than one may be in flight, the
-    /// stream is plain `http://` (or `https://` with [`with_tls`](Self::with_tls)) and
-    /// pipelining was not refused; pooled otherwise.
+    /// How the next requests travel: on the dedicated connection when the stream is plain
+    /// `http://` (or `https://` with [`with_tls`](Self::with_tls)) and either more than one
+    /// may be in flight and pipelining was not refused, or one at a time by configuration
+    /// (`max_in_flight = 1`: depth 1, so that the plan learns when each body was written and
+    /// measures round trips from there, see [`WriterPipe::on_written`]); pooled otherwise.
     pub fn carrier(&self) -> Carrier {
         let carried = self.plain_http || (self.https && self.tls);
         match self.pipe.mode() {
             PipeMode::Pipelined { depth } if carried => Carrier::Pipelined { depth },
+            PipeMode::OneAtATime if carried && self.pipe.limits().max_in_flight == 1 => {
+                Carrier::Pipelined { depth: 1 }
+            }
             _ => Carrier::Pooled,
         }
     }
@@ -165,6 +171,7 @@ impl WriterPipe {
         producer.set_batch_target(Some(self.pipe.batch_target_bytes()));
         producer.set_wait_ceiling(Some(self.pipe.wait_ceiling_bytes()));
         producer.set_wait_ramp(self.pipe.wait_ramp_bytes());
+        producer.set_leave_ceiling(self.pipe.leave_ceiling_bytes());
     }
 
     /// The writer handed `transmit` to its carrier at `now`.
@@ -193,6 +200,16 @@ impl WriterPipe {
         if let Some(s) = self.sent.get_mut(&id) {
             s.written = Some(now);
         }
+    }
+
+    /// Feeds one input of the writer's exchanges to the plan, hands the producer the plan's
+    /// sizes, then feeds the input to the producer: a batch that leaves with this answer is
+    /// cut at the ceiling the answer's measurement set (see
+    /// [`Producer::set_wait_ceiling`]).
+    pub fn feed(&mut self, producer: &mut Producer, input: Input, now: Instant) {
+        self.on_input(&input, now);
+        self.apply(producer);
+        producer.handle_input(input, now);
     }
 
     /// An input of the writer's exchanges, as it is fed to the producer.

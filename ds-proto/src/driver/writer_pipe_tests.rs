@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::io::TransportError;
+use crate::pipe::BUDGET_MAX_BATCH_BYTES;
 use bytes::Bytes;
 
 const URL: &str = "http://h/v1/stream/s";
@@ -41,7 +42,8 @@ fn head(id: u64, status: u16, headers: &[(&str, &str)]) -> Input {
 fn carrier_follows_in_flight_scheme_and_refusal() {
     assert_eq!(
         WriterPipe::new(&config(URL, 1, 1 << 20)).carrier(),
-        Carrier::Pooled
+        Carrier::Pipelined { depth: 1 },
+        "one at a time on the dedicated connection"
     );
     assert_eq!(
         WriterPipe::new(&config(URL, 4, 1 << 20)).carrier(),
@@ -223,4 +225,126 @@ fn on_a_slow_link_batches_stay_within_a_second_of_its_rate() {
         plan.batch_target_bytes(),
         plan.pipe().wait_ceiling_bytes()
     );
+}
+
+/// One at a time on a long link a batch that waits may take up to the user's
+/// `max_batch_bytes` (32 MiB by default); pipelined, or one at a time on a short round trip,
+/// the plan keeps batches within 8 MiB (or the user's lower ceiling).
+#[test]
+fn batch_ceilings_follow_the_depth_and_the_round_trip() {
+    let t0 = Instant::now();
+    let mut one = WriterPipe::new(&config(URL, 1, 32 << 20));
+    assert_eq!(one.pipe().limits().max_batch_bytes, 32 << 20);
+    one.on_connected(Duration::from_millis(20), t0);
+    assert_eq!(
+        one.pipe().wait_ceiling_bytes(),
+        64 << 20,
+        "max_buffered_bytes"
+    );
+    assert_eq!(
+        one.pipe().leave_ceiling_bytes(),
+        Some(1 << 20),
+        "the target, probing"
+    );
+    // Two answers 20 ms after their bodies were written: long; a batch may take 32 MiB.
+    let mut now = t0;
+    for id in 1..=2u64 {
+        one.on_sent(&transmit(id, 1 << 20), now);
+        one.on_written(RequestId(id), now);
+        now += Duration::from_millis(20);
+        one.on_input(&head(id, 204, &[]), now);
+        one.on_input(&Input::End { id: RequestId(id) }, now);
+    }
+    assert_eq!(one.pipe().wait_ceiling_bytes(), 32 << 20);
+    assert_eq!(one.pipe().leave_ceiling_bytes(), Some(32 << 20));
+    // Two answers 200 µs after their bodies were written: a short link.
+    let mut near = WriterPipe::new(&config(URL, 1, 32 << 20));
+    let mut now = t0;
+    for id in 1..=2u64 {
+        near.on_sent(&transmit(id, 1 << 20), now);
+        near.on_written(RequestId(id), now + Duration::from_millis(1));
+        now += Duration::from_micros(1200);
+        near.on_input(&head(id, 204, &[]), now);
+        near.on_input(&Input::End { id: RequestId(id) }, now);
+    }
+    assert_eq!(near.pipe().wait_ceiling_bytes(), 1 << 20, "the target");
+    assert_eq!(
+        near.pipe().leave_ceiling_bytes(),
+        Some(BUDGET_MAX_BATCH_BYTES)
+    );
+    let mut four = WriterPipe::new(&config(URL, 4, 32 << 20));
+    four.on_connected(Duration::from_millis(20), t0);
+    assert_eq!(four.pipe().wait_ceiling_bytes(), BUDGET_MAX_BATCH_BYTES);
+    // A fast link with a round trip just under LONG_ROUND_TRIP (2 GB/s, 4 ms: a budget of
+    // about 16 MiB): the budget's rule never passes 8 MiB, pipelined or one at a time.
+    for depth in [1, 4] {
+        let mut plan = WriterPipe::new(&config(URL, depth, 32 << 20));
+        let mut now = t0;
+        plan.on_connected(Duration::from_millis(4), now);
+        for id in 1..=50u64 {
+            plan.on_sent(&transmit(id, 8 << 20), now);
+            plan.on_written(RequestId(id), now);
+            now += Duration::from_millis(4);
+            plan.on_input(&head(id, 204, &[]), now);
+            plan.on_input(&Input::End { id: RequestId(id) }, now);
+        }
+        assert!(plan.pipe().budget_bytes() > 12 << 20, "depth {depth}");
+        let target = plan.batch_target_bytes();
+        if depth == 1 {
+            assert_eq!(target, BUDGET_MAX_BATCH_BYTES);
+        } else {
+            assert!(target < BUDGET_MAX_BATCH_BYTES, "{target}");
+        }
+        assert_eq!(
+            plan.pipe().wait_ceiling_bytes(),
+            BUDGET_MAX_BATCH_BYTES,
+            "depth {depth}"
+        );
+    }
+    let low = WriterPipe::new(&config(URL, 4, 2 << 20));
+    assert_eq!(low.pipe().wait_ceiling_bytes(), 1 << 20);
+    assert_eq!(
+        ProducerConfig::new(URL, "p1").max_batch_bytes,
+        32 << 20,
+        "the default"
+    );
+}
+
+/// `feed` hands the producer the sizes the answer's measurement set before the producer sees
+/// the answer: the batch that waited leaves cut at the new ceiling, not at the old one.
+#[test]
+fn feed_applies_the_new_ceiling_before_the_waiting_batch_leaves() {
+    let t0 = Instant::now();
+    let cfg = ProducerConfig {
+        linger: Duration::from_secs(1),
+        ..config(URL, 1, 32 << 20)
+    };
+    let mut plan = WriterPipe::new(&cfg);
+    let mut producer = Producer::new(cfg, t0).unwrap();
+    plan.apply(&mut producer);
+    producer
+        .append(Bytes::from(vec![1u8; 1 << 20]), t0)
+        .unwrap();
+    let first = producer.poll_transmit(t0).unwrap();
+    plan.on_sent(&first, t0);
+    plan.on_written(first.id, t0);
+    // While the first batch is in flight, 24 MiB arrive: they wait, within 32 MiB.
+    for _ in 0..24 {
+        producer
+            .append(Bytes::from(vec![2u8; 1 << 20]), t0)
+            .unwrap();
+    }
+    assert!(producer.poll_transmit(t0).is_none());
+    // The answer comes after 4 s: about 260 KB/s, so a second of it is less than the
+    // 1 MiB target, and the batch that leaves is cut there.
+    let t1 = t0 + Duration::from_secs(4);
+    let ok = head(
+        first.id.0,
+        200,
+        &[("stream-next-offset", "0000000000000001_0000000000000000")],
+    );
+    plan.feed(&mut producer, ok, t1);
+    plan.feed(&mut producer, Input::End { id: first.id }, t1);
+    let second = producer.poll_transmit(t1).unwrap();
+    assert_eq!(second.request.body().len(), 1 << 20);
 }

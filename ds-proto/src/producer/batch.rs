@@ -120,6 +120,48 @@ impl OpenBatch {
         (body, lens)
     }
 
+    /// Cuts the batch so that its body is at most `limit` bytes: keeps its first appends (at
+    /// least one) and returns the others as a new open batch that is due at once (it has
+    /// waited already). `None` when the body is within `limit` or there is one append. No
+    /// payload is copied: the joined buffer is split where the kept appends end (in JSON mode
+    /// the `,` there becomes the rest's `[`, and the kept part gets its `]` when sealed).
+    pub fn split_off_past(&mut self, json: bool, limit: usize) -> Option<OpenBatch> {
+        if self.lens.len() < 2 || self.body_len_with(json, 0) <= limit {
+            return None;
+        }
+        let mut keep = 0;
+        let mut payload = 0;
+        for &len in &self.lens[..self.lens.len() - 1] {
+            let body = if json {
+                payload + len + keep + 2
+            } else {
+                payload + len
+            };
+            if keep > 0 && body > limit {
+                break;
+            }
+            keep += 1;
+            payload += len;
+        }
+        let cut = payload + if json { keep } else { 0 };
+        let mut rest_body = self.joined.split_off(cut);
+        if json {
+            rest_body[0] = b'[';
+        }
+        let rest_lens = self.lens.split_off(keep);
+        let rest = OpenBatch {
+            first: self.first + keep as u64,
+            lone: None,
+            joined: rest_body,
+            payload: self.payload - payload,
+            lens: rest_lens,
+            deadline: None,
+            due: true,
+        };
+        self.payload = payload;
+        Some(rest)
+    }
+
     /// The payloads, in order (copies when they were joined).
     pub fn payloads(&self, json: bool) -> Vec<Bytes> {
         if let Some(one) = &self.lone {
@@ -276,6 +318,62 @@ mod tests {
         assert_eq!((&body[..], &lens[..]), (&b"abcd"[..], &[2, 2][..]));
         assert_eq!(Some(body.as_ptr()), at);
         assert!(open.is_empty() && open.payload == 0);
+    }
+
+    /// A batch cut at a limit keeps its first appends within it (at least one) and hands the
+    /// others on, in order, as a batch that is due; both seal to the bodies they would have
+    /// had alone, in both modes, at every limit.
+    #[test]
+    fn a_batch_split_past_a_limit_keeps_its_first_appends() {
+        let items: Vec<Bytes> = ["a", "bcd", "ef", "g", "hijk"]
+            .iter()
+            .map(|s| Bytes::from_static(s.as_bytes()))
+            .collect();
+        for json in [false, true] {
+            let whole = sealed(&items, json).0.len();
+            for limit in 0..whole + 2 {
+                let mut open = OpenBatch::default();
+                let mut spare = None;
+                for item in &items {
+                    open.push(item.clone(), json, &mut spare, 0);
+                }
+                open.first = 10;
+                let Some(mut rest) = open.split_off_past(json, limit) else {
+                    assert!(limit >= whole, "json {json}, limit {limit}");
+                    continue;
+                };
+                assert!(limit < whole);
+                let keep = open.len();
+                assert!(keep >= 1 && keep < items.len());
+                let (body, lens) = open.seal(json);
+                assert_eq!((body.clone(), lens), sealed(&items[..keep], json));
+                assert!(
+                    keep == 1 || body.len() <= limit,
+                    "json {json}, limit {limit}"
+                );
+                // One more append would not have fitted.
+                assert!(sealed(&items[..=keep], json).0.len() > limit);
+                assert_eq!(
+                    (rest.first, rest.due, rest.deadline),
+                    (10 + keep as u64, true, None)
+                );
+                assert_eq!(rest.payloads(json), items[keep..].to_vec());
+                assert_eq!(
+                    rest.payload,
+                    items[keep..].iter().map(Bytes::len).sum::<usize>()
+                );
+                // The rest goes on collecting appends.
+                rest.push(Bytes::from_static(b"z"), json, &mut spare, 0);
+                let mut more = items[keep..].to_vec();
+                more.push(Bytes::from_static(b"z"));
+                assert_eq!(rest.seal(json), sealed(&more, json));
+            }
+        }
+        let mut one = OpenBatch::from_items(vec![Bytes::from_static(b"abcdef")], false);
+        assert!(
+            one.split_off_past(false, 2).is_none(),
+            "one append is not cut"
+        );
     }
 
     #[test]

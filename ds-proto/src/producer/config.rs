@@ -47,13 +47,19 @@ pub struct ProducerConfig {
     /// appends, past the batch target a writer's pipe plan sets and up to `max_batch_bytes`, and
     /// is sealed as soon as it can be sent.
     pub linger: Duration,
-    /// Largest request body of a batch, in bytes (default 8 MiB; at least 1). A single append
+    /// Largest request body of a batch, in bytes (default 32 MiB; at least 1). A single append
     /// larger than this goes alone in its own batch.
     ///
     /// A ceiling, not a size: the writers of `ds-tokio` and `ds-blocking` cut batches at the
     /// target of their pipe plan ([`crate::pipe::WritePipe`]), which starts at 1 MiB and grows
     /// only as measured round trips and delivery rates say the link needs (never beyond about
-    /// a second of the measured rate). A machine driven without a plan cuts at this size.
+    /// a second of the measured rate), within 8 MiB ([`crate::pipe::BUDGET_MAX_BATCH_BYTES`]).
+    /// Only with `max_in_flight = 1`, before any answer and on a long link (no round trip
+    /// under [`crate::pipe::LONG_ANSWER_ROUND_TRIP`]), the batch that waits for the answer in
+    /// flight carries what arrives meanwhile up to this ceiling: through a 20 ms round trip, 50 MB
+    /// written as fast as possible left in 3 requests instead of 6-10 at the former 8 MiB default
+    /// (the official Rust client sends about 26 MB per request). A machine driven without a plan
+    /// cuts at this size.
     pub max_batch_bytes: usize,
     /// Most appends in a batch (default 100,000; at least 1). Batches of small appends are
     /// bounded by bytes, not by this count: 100 appends a batch made 100 times more requests
@@ -113,7 +119,7 @@ impl ProducerConfig {
             epoch: 0,
             auto_claim: false,
             linger: Duration::from_millis(5),
-            max_batch_bytes: 8 * 1024 * 1024,
+            max_batch_bytes: 32 * 1024 * 1024,
             max_batch_items: 100_000,
             max_in_flight: 4,
             max_buffered_bytes: 64 * 1024 * 1024,

@@ -121,6 +121,9 @@ pub struct Producer {
     /// Batches sealed at the wait ceiling while waiting since the ramp was set: the next one
     /// may be `2^ramp_steps` ceilings.
     ramp_steps: u32,
+    /// The most a batch may carry as it leaves ([`Producer::set_leave_ceiling`]); `None`: no
+    /// cut.
+    leave_ceiling: Option<usize>,
 }
 
 /// The most a new batch body buffer reserves up front (it grows past it as needed).
@@ -162,6 +165,7 @@ impl Producer {
             wait_ceiling: None,
             wait_ramp: None,
             ramp_steps: 0,
+            leave_ceiling: None,
             config,
         })
     }
@@ -189,11 +193,18 @@ impl Producer {
 
     /// How large the open batch may grow while it must wait for room (`max_in_flight` batches
     /// outstanding, or one ahead of it waiting): the ceiling set with
-    /// [`Producer::set_wait_ceiling`], within `batch_target_bytes ..= max_batch_bytes`.
+    /// [`Producer::set_wait_ceiling`], within `batch_target_bytes ..= max_batch_bytes` (without
+    /// the upper bound under a leave ceiling, [`Producer::set_leave_ceiling`]).
     /// While a ramp is set ([`Producer::set_wait_ramp`]), each batch sealed at the ceiling while
     /// waiting doubles it for the next, up to the ramp's top.
     pub fn wait_ceiling_bytes(&self) -> usize {
-        let max = self.config.max_batch_bytes;
+        // Under a leave ceiling the open batch may hold more than a batch may carry: it
+        // leaves in pieces (see `seal_open`).
+        let max = if self.leave_ceiling.is_some() {
+            usize::MAX
+        } else {
+            self.config.max_batch_bytes
+        };
         let base = self
             .wait_ceiling
             .map_or(max, |c| c.min(max))
@@ -231,9 +242,23 @@ impl Producer {
 
     /// Sets how large the open batch may grow while it must wait for room (a writer's pipe
     /// plan, [`crate::pipe::WritePipe::wait_ceiling_bytes`]: about a second of the measured
-    /// rate). `None`: `max_batch_bytes`.
+    /// rate). `None`: `max_batch_bytes`. How much a waiting batch may carry when it leaves
+    /// is [`Producer::set_leave_ceiling`]'s.
     pub fn set_wait_ceiling(&mut self, bytes: Option<usize>) {
         self.wait_ceiling = bytes;
+    }
+
+    /// The most a batch may carry as it leaves (at most `max_batch_bytes`): an open batch that
+    /// grew past it while it waited is cut at it (at least one append; the appends past it
+    /// stay open, due, and leave next, in order, under the same rule). `None` (the default):
+    /// no cut, and the open batch never grows past `max_batch_bytes`. Under a leave ceiling the
+    /// open batch that waits may grow past `max_batch_bytes` (up to the wait ceiling, within
+    /// `max_buffered_bytes`) and is cut as it leaves. A writer's plan sets it one at a time
+    /// ([`crate::pipe::WritePipe::leave_ceiling_bytes`]): before the first answer nothing is
+    /// known, so what a burst appends waits unsealed, and leaves in large batches on a long
+    /// link and in the budget's batches on a short one.
+    pub fn set_leave_ceiling(&mut self, bytes: Option<usize>) {
+        self.leave_ceiling = bytes.map(|b| b.max(1));
     }
 
     /// The configuration.
@@ -373,13 +398,16 @@ impl Producer {
         // (`max_in_flight` batches outstanding, or one ahead of it waiting) it keeps growing up
         // to the wait ceiling and leaves as soon as there is room (issue 16: a batch that waits
         // for a round trip carries what arrived meanwhile).
+        // A cut at the ceiling leaves the appends past it open: they are checked again with
+        // this append, until it fits or nothing is open.
         let max_bytes = self.batch_target_bytes();
-        if !self.open.is_empty() {
+        while !self.open.is_empty() {
             let with = self.open.body_len_with(self.json, data.len());
-            if with > max_bytes && (with > self.wait_ceiling_bytes() || self.can_send_open()) {
-                self.ramp_on_waiting_seal();
-                self.seal_open(false);
+            if with <= max_bytes || (with <= self.wait_ceiling_bytes() && !self.can_send_open()) {
+                break;
             }
+            self.ramp_on_waiting_seal();
+            self.seal_open_within_ceiling();
         }
         let id = self.next_append;
         self.next_append += 1;
@@ -417,10 +445,18 @@ impl Producer {
 
     /// Seals the open batch now (if it has appends), without waiting for linger. To wait for
     /// every outcome, drive the machine until [`is_idle`](Producer::is_idle).
+    ///
+    /// Under a leave ceiling ([`Producer::set_leave_ceiling`]) the open batch is not sealed at
+    /// once but made due: it leaves as soon as there is room, cut at the leave ceiling of that
+    /// moment (which the first answer may still change).
     pub fn flush(&mut self, now: Instant) {
         self.tick(now);
         if self.terminal.is_none() {
-            self.seal_open(false);
+            if self.leave_ceiling.is_some() && !self.open.is_empty() {
+                self.open.due = true;
+            } else {
+                self.seal_open(false);
+            }
         }
         self.tick(now);
     }
@@ -642,7 +678,7 @@ impl Producer {
             self.switch_epoch();
         }
         if self.open.due && self.can_send_open() {
-            self.seal_open(false);
+            self.seal_open_within_ceiling();
         }
         if self.queue.front().is_some_and(Batch::is_resolved) {
             self.emit_resolved();
@@ -669,10 +705,41 @@ impl Producer {
                 .all(|b| b.is_resolved() || matches!(b.state, BatchState::InFlight(_)))
     }
 
+    /// Seals the open batch as it leaves, cut at the leave ceiling when it grew past it
+    /// ([`Producer::set_leave_ceiling`]). The appends past the ceiling stay open, due, and
+    /// leave next, in order.
+    fn seal_open_within_ceiling(&mut self) {
+        let rest = self.open.split_off_past(self.json, self.leave_limit());
+        self.seal_piece(false);
+        if let Some(rest) = rest {
+            self.open = rest;
+        }
+    }
+
+    /// The most a batch may carry as it is sealed: the leave ceiling
+    /// ([`Producer::set_leave_ceiling`]), never more than `max_batch_bytes`.
+    fn leave_limit(&self) -> usize {
+        let max = self.config.max_batch_bytes;
+        self.leave_ceiling.map_or(max, |c| c.min(max))
+    }
+
+    /// Seals the open batch now, in pieces of at most `max_batch_bytes` when it grew past it
+    /// while it waited (only under a leave ceiling can it); `close` marks the last piece. (The
+    /// leave ceiling cuts only the batch that leaves: [`Producer::seal_open_within_ceiling`];
+    /// a batch sealed at `max_batch_items` while it waits is not cut into target-sized pieces.)
+    pub(super) fn seal_open(&mut self, close: bool) {
+        let limit = self.config.max_batch_bytes;
+        while let Some(rest) = self.open.split_off_past(self.json, limit) {
+            self.seal_piece(false);
+            self.open = rest;
+        }
+        self.seal_piece(close);
+    }
+
     // Out of line, as are `switch_epoch` and `emit_resolved`: `tick` runs on every append and
     // poll, and mostly has nothing to do.
     #[inline(never)]
-    pub(super) fn seal_open(&mut self, close: bool) {
+    fn seal_piece(&mut self, close: bool) {
         if self.open.is_empty() && !close {
             return;
         }

@@ -259,6 +259,7 @@ mod sizing_properties {
         Target(Option<usize>),
         Ceiling(Option<usize>),
         Ramp(Option<usize>),
+        Leave(Option<usize>),
         Flush,
         Advance(u64),
     }
@@ -270,6 +271,7 @@ mod sizing_properties {
             1 => proptest::option::of(1usize..12_000).prop_map(Op::Target),
             1 => proptest::option::of(1usize..20_000).prop_map(Op::Ceiling),
             1 => proptest::option::of(1usize..40_000).prop_map(Op::Ramp),
+            1 => proptest::option::of(1usize..12_000).prop_map(Op::Leave),
             1 => Just(Op::Flush),
             1 => (0u64..2000).prop_map(Op::Advance),
         ]
@@ -323,6 +325,7 @@ mod sizing_properties {
                     Op::Target(t) => p.set_batch_target(t),
                     Op::Ceiling(c) => p.set_wait_ceiling(c),
                     Op::Ramp(r) => p.set_wait_ramp(r),
+                    Op::Leave(c) => p.set_leave_ceiling(c),
                     Op::Flush => p.flush(now),
                     Op::Advance(ms) => {
                         now += Duration::from_millis(ms);
@@ -345,4 +348,169 @@ mod sizing_properties {
             prop_assert!(sent == appended, "in append order");
         }
     }
+}
+
+/// A batch that grew while it waited, then saw its leave ceiling fall (the plan measured a
+/// slow link as the answer came in): it leaves cut at the new ceiling, and the appends past
+/// it leave next, in order, each within the ceiling; every append is acknowledged once.
+#[test]
+fn a_waiting_batch_whose_ceiling_fell_leaves_cut_at_it() {
+    let (mut p, now) = producer(64_000);
+    p.set_batch_target(Some(2000));
+    p.set_wait_ceiling(Some(64_000));
+    p.set_leave_ceiling(Some(64_000));
+    p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
+    let first = bodies(&mut p, now);
+    for i in 0..20u8 {
+        p.append(Bytes::from(vec![b'b' + i; 1000]), now).unwrap();
+    }
+    assert!(bodies(&mut p, now).is_empty(), "it waits for the answer");
+    p.set_wait_ceiling(Some(7500));
+    p.set_leave_ceiling(Some(7500));
+    ok(&mut p, &first[0], now);
+    let mut sent = Vec::new();
+    loop {
+        let out = bodies(&mut p, now);
+        let Some(t) = out.first() else { break };
+        sent.push(t.request.body().clone());
+        ok(&mut p, t, now);
+    }
+    let sizes: Vec<usize> = sent.iter().map(Bytes::len).collect();
+    assert_eq!(
+        sizes,
+        vec![7000, 7000, 6000],
+        "cut at 7 appends of 1000 (7500)"
+    );
+    let joined: Vec<u8> = sent.iter().flat_map(|b| b.iter().copied()).collect();
+    let expected: Vec<u8> = (0..20u8).flat_map(|i| vec![b'b' + i; 1000]).collect();
+    assert_eq!(joined, expected, "every append once, in order");
+    let acked: u64 = std::iter::from_fn(|| p.poll_event())
+        .filter_map(|e| match e {
+            ProducerEvent::Acked { first, last, .. } => Some(last.0 - first.0 + 1),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(acked, 21);
+    assert!(p.is_idle());
+}
+
+/// Without a leave ceiling (the default, and a writer's pipelined plan), a batch that grew
+/// while it waited leaves whole, in one request, even when the wait ceiling fell meanwhile;
+/// with one, a batch of exactly the leave ceiling leaves whole too.
+#[test]
+fn a_waiting_batch_leaves_whole_within_its_leave_ceiling() {
+    for leave in [None, Some(20_000)] {
+        let (mut p, now) = producer(64_000);
+        p.set_batch_target(Some(2000));
+        p.set_wait_ceiling(Some(64_000));
+        p.set_leave_ceiling(leave);
+        p.append(Bytes::from(vec![b'a'; 2000]), now).unwrap();
+        let first = bodies(&mut p, now);
+        for i in 0..20u8 {
+            p.append(Bytes::from(vec![b'b' + i; 1000]), now).unwrap();
+        }
+        p.set_wait_ceiling(Some(7500));
+        ok(&mut p, &first[0], now);
+        let out = bodies(&mut p, now);
+        assert_eq!(out.len(), 1, "leave {leave:?}");
+        assert_eq!(out[0].request.body().len(), 20_000, "leave {leave:?}");
+    }
+}
+
+/// The appends left open after a cut are still bounded when the next append comes: they are
+/// cut again, and no batch exceeds `max_batch_bytes` (found by the sizing property below:
+/// the rest of a cut, with the new append, once went out at 10,400 bytes of 8,000).
+#[test]
+fn what_a_cut_leaves_open_is_bounded_with_the_next_append() {
+    let (mut p, now) = producer(8000);
+    p.set_batch_target(Some(500));
+    p.set_wait_ceiling(Some(8000));
+    p.append(Bytes::from(vec![b'a'; 500]), now).unwrap();
+    let mut out = bodies(&mut p, now);
+    for len in [500, 2900, 2900, 1600] {
+        p.append(Bytes::from(vec![b'b'; len]), now).unwrap();
+    }
+    p.set_wait_ceiling(Some(1000));
+    p.set_leave_ceiling(Some(1000));
+    p.append(Bytes::from(vec![b'c'; 3000]), now).unwrap();
+    let mut sizes = Vec::new();
+    while let Some(t) = out.pop() {
+        sizes.push(t.request.body().len());
+        ok(&mut p, &t, now);
+        p.flush(now);
+        out = bodies(&mut p, now);
+    }
+    assert_eq!(
+        sizes.iter().sum::<usize>(),
+        500 + 500 + 2900 + 2900 + 1600 + 3000
+    );
+    assert!(sizes.iter().all(|&s| s <= 8000), "{sizes:?}");
+    assert!(
+        sizes[1..].iter().all(|&s| s <= 3000),
+        "cut at the ceiling or one append: {sizes:?}"
+    );
+}
+
+/// Under a leave ceiling, the batch that waits for the answer in flight may hold more than
+/// `max_batch_bytes` (nothing is sealed while it waits), and leaves in pieces of at most the
+/// leave ceiling, in order: cut one by one as they leave (after a flush too, at the ceiling
+/// of the moment they leave), or all at once at `max_batch_bytes` by a close (the last piece
+/// carries the close).
+#[test]
+fn under_a_leave_ceiling_a_waiting_batch_grows_past_max_and_leaves_in_pieces() {
+    for end in ["answers", "flush", "close"] {
+        let (mut p, now) = producer(8000);
+        p.set_batch_target(Some(1000));
+        p.set_wait_ceiling(Some(1 << 20));
+        p.set_leave_ceiling(Some(if end == "flush" { 12_000 } else { 6000 }));
+        p.append(Bytes::from(vec![b'a'; 1000]), now).unwrap();
+        let first = bodies(&mut p, now);
+        for i in 0..30u8 {
+            p.append(Bytes::from(vec![b'b' + i; 1000]), now).unwrap();
+        }
+        assert_eq!(p.poll_event(), None);
+        assert!(bodies(&mut p, now).is_empty(), "{end}: it waits, unsealed");
+        match end {
+            "flush" => p.flush(now),
+            "close" => p.close(now).unwrap(),
+            _ => {}
+        }
+        // A flush does not seal: the ceiling the answer brings still applies.
+        p.set_leave_ceiling(Some(6000));
+        ok(&mut p, &first[0], now);
+        let mut sent = Vec::new();
+        let mut closed = Vec::new();
+        loop {
+            let out = bodies(&mut p, now);
+            let Some(t) = out.first() else { break };
+            sent.push(t.request.body().clone());
+            closed.push(t.request.headers().contains_key("stream-closed"));
+            ok(&mut p, t, now);
+        }
+        let sizes: Vec<usize> = sent.iter().map(Bytes::len).collect();
+        let expected = if end == "close" {
+            vec![8000, 8000, 8000, 6000]
+        } else {
+            vec![6000; 5]
+        };
+        assert_eq!(sizes, expected, "{end}");
+        let n = expected.len();
+        let closes: Vec<bool> = (0..n).map(|i| end == "close" && i == n - 1).collect();
+        assert_eq!(closed, closes, "{end}");
+        let joined: Vec<u8> = sent.iter().flat_map(|b| b.iter().copied()).collect();
+        let expected: Vec<u8> = (0..30u8).flat_map(|i| vec![b'b' + i; 1000]).collect();
+        assert_eq!(joined, expected, "{end}: every append once, in order");
+    }
+}
+
+/// Without a leave ceiling the open batch never grows past `max_batch_bytes`, whatever the
+/// wait ceiling says.
+#[test]
+fn without_a_leave_ceiling_the_wait_ceiling_stops_at_max() {
+    let (mut p, _) = producer(8000);
+    p.set_batch_target(Some(1000));
+    p.set_wait_ceiling(Some(1 << 20));
+    assert_eq!(p.wait_ceiling_bytes(), 8000);
+    p.set_leave_ceiling(Some(6000));
+    assert_eq!(p.wait_ceiling_bytes(), 1 << 20);
 }
