@@ -25,13 +25,21 @@ pub(crate) type Notify = UnboundedSender<(u64, Option<Vec<u8>>)>;
 type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// The TLS settings of a transport, pooled and pipelined: ds-proto's rustls configuration
+/// ([`ds_proto::driver::tls::client_config`]).
+#[cfg(feature = "rustls")]
+pub(crate) type TlsSettings = std::sync::Arc<rustls::ClientConfig>;
+/// Without the `rustls` feature there is no TLS to configure.
+#[cfg(not(feature = "rustls"))]
+pub(crate) type TlsSettings = ();
+
 /// How a writer's pipelined connection is opened: the client's connect timeout and TLS roots.
 #[derive(Clone)]
 pub(crate) struct Connector {
     connect_timeout: Duration,
     /// The client's rustls configuration.
     #[cfg(feature = "rustls")]
-    tls: crate::transport::TlsSettings,
+    tls: TlsSettings,
 }
 
 impl std::fmt::Debug for Connector {
@@ -44,10 +52,7 @@ impl std::fmt::Debug for Connector {
 
 impl Connector {
     /// The connector of a client with these settings.
-    pub(crate) fn new(
-        connect_timeout: Option<Duration>,
-        tls: &crate::transport::TlsSettings,
-    ) -> Self {
+    pub(crate) fn new(connect_timeout: Option<Duration>, tls: &TlsSettings) -> Self {
         #[cfg(not(feature = "rustls"))]
         let () = *tls;
         Connector {

@@ -24,13 +24,7 @@ pub(crate) struct Transport {
     pub(crate) pipelined: crate::pipeline::Connector,
 }
 
-/// The TLS settings of a transport: ds-proto's rustls configuration
-/// ([`ds_proto::driver::tls::client_config`]).
-#[cfg(feature = "rustls")]
-pub(crate) type TlsSettings = std::sync::Arc<rustls::ClientConfig>;
-/// Without the `rustls` feature there is no TLS to configure.
-#[cfg(not(feature = "rustls"))]
-pub(crate) type TlsSettings = ();
+use crate::pipeline::TlsSettings;
 
 impl Transport {
     /// A transport whose https connections, pooled or pipelined, use `tls`.
