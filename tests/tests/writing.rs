@@ -6,7 +6,7 @@ use ds_proto::producer::ProducerConfig;
 use ds_proto::reader::ReadMode;
 use ds_proto::{ErrorKind, Offset, RetryPolicy};
 use ds_tests::drivers::{AnyClient, AnyStream, DriverKind};
-use ds_tests::RefServer;
+use ds_tests::{Proxy, RefServer};
 use std::time::Duration;
 
 fn new_stream(server: &RefServer, kind: DriverKind, name: &str, ct: &str) -> AnyStream {
@@ -94,15 +94,15 @@ fn faults_on_post_never_lose_or_duplicate() {
 }
 
 /// Issue 16: with more than one batch in flight on a plain `http://` stream the writers pipeline
-/// their batches on one connection; the server drops that connection under one of several
-/// pipelined POSTs (after the epoch's first batch, so the others are in flight behind it):
+/// their batches on one connection (one at a time, they use it too); the server drops that
+/// connection under one of several pipelined POSTs (after the epoch's first batch, so the others are in flight behind it):
 /// the batches behind it fail as the codec can prove (not processed, or outcome unknown) and
 /// are sent again with their sequence numbers; every record lands exactly once, in order.
 #[test]
 fn a_dropped_pipelined_connection_keeps_exactly_once() {
     let server = RefServer::start();
     for kind in DriverKind::ALL {
-        for in_flight in [2, 8] {
+        for in_flight in [1, 2, 8] {
             let s = new_stream(&server, kind, "pipelined-drop", "text/plain");
             let w = s
                 .writer_with(ProducerConfig {
@@ -270,6 +270,43 @@ fn tracked_appends_report_their_outcome() {
             ),
             "{kind:?}: {outcome:?}"
         );
+        w.close(false).unwrap();
+    }
+}
+
+/// Issue 16: a writer's batch sizes apply from its first append, also to appends made before
+/// its background task or thread first runs (they went out in one batch of up to
+/// `max_batch_bytes`, 32 MiB by default, where the plan cuts at 1 MiB); one at a time on a
+/// plain `http://` stream the writer uses its dedicated connection.
+#[test]
+fn the_first_batch_is_cut_at_the_plan_target() {
+    let server = RefServer::start();
+    let proxy = Proxy::start(server.url());
+    for kind in DriverKind::ALL {
+        let name = format!("first-batch-{kind:?}");
+        let s = AnyClient::new(kind, proxy.url()).stream(&proxy.url_for(&server.stream_url(&name)));
+        s.create(CreateOptions::with_content_type("text/plain"))
+            .unwrap();
+        proxy.clear();
+        let w = s
+            .writer_with(ProducerConfig {
+                max_in_flight: 1,
+                linger: Duration::from_secs(5),
+                ..config("first")
+            })
+            .unwrap();
+        for i in 0..6u8 {
+            w.append(vec![b'a' + i; 1 << 20]).unwrap();
+        }
+        w.flush().unwrap();
+        let posts: Vec<u64> = proxy
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| r.body_len)
+            .collect();
+        assert_eq!(posts.iter().sum::<u64>(), 6 << 20, "{kind:?}: {posts:?}");
+        assert_eq!(posts[0], 1 << 20, "{kind:?}: the first batch, {posts:?}");
         w.close(false).unwrap();
     }
 }
