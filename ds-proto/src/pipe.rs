@@ -261,8 +261,9 @@ pub struct WritePipe {
     srtt: Option<Duration>,
     /// Recent round-trip samples (for the windowed minimum), oldest first.
     rtt_samples: VecDeque<(Instant, Duration)>,
-    /// The same, of answers only (not connects: a proxy or load balancer accepts at once).
-    answer_rtts: VecDeque<(Instant, Duration)>,
+    /// The shortest round trip of the first [`PROBE_ANSWERS`] answers (not connects: a proxy
+    /// or a load balancer accepts at once): what a writer one at a time judges its link on.
+    probe_rtt: Option<Duration>,
     /// Answers with a round trip measured, in all (saturating).
     answers: u64,
     /// Counted delivery-rate samples (bytes per second), oldest first.
@@ -287,7 +288,7 @@ impl WritePipe {
             in_flight_batches: 0,
             srtt: None,
             rtt_samples: VecDeque::new(),
-            answer_rtts: VecDeque::new(),
+            probe_rtt: None,
             answers: 0,
             rates: VecDeque::new(),
             interval: None,
@@ -436,17 +437,14 @@ impl WritePipe {
         Some(top.max(self.batch_target_bytes()))
     }
 
-    /// Whether every answer of the last [`MIN_RTT_WINDOW`] took at least
-    /// [`LONG_ANSWER_ROUND_TRIP`] after its batch's last byte was written (connects do not
-    /// count: a proxy or a load balancer accepts at once, whatever lies behind it).
+    /// Whether the first [`PROBE_ANSWERS`] answers all took at least
+    /// [`LONG_ANSWER_ROUND_TRIP`] after their batch's last byte was written (connects do not
+    /// count: a proxy or a load balancer accepts at once, whatever lies behind it). Judged
+    /// once, on batches of the target's size: later answers carry larger batches, whose own
+    /// transfer and the server's work on them would make a short link look long (and larger
+    /// batches then make it look longer still).
     fn long_link(&self) -> bool {
-        self.answer_min_rtt()
-            .is_some_and(|r| r >= LONG_ANSWER_ROUND_TRIP)
-    }
-
-    /// The smallest answer round trip of the last [`MIN_RTT_WINDOW`], once one is measured.
-    fn answer_min_rtt(&self) -> Option<Duration> {
-        self.answer_rtts.front().map(|(_, d)| *d)
+        self.answers >= PROBE_ANSWERS && self.probe_rtt.is_some_and(|r| r >= LONG_ANSWER_ROUND_TRIP)
     }
 
     /// Whether the batch that waits may carry a whole round trip's appends: one at a time,
@@ -536,7 +534,9 @@ impl WritePipe {
         }
         if let Some(rtt) = rtt {
             self.on_rtt_sample(rtt, now);
-            push_windowed_min(&mut self.answer_rtts, rtt, now);
+            if self.answers < PROBE_ANSWERS {
+                self.probe_rtt = Some(self.probe_rtt.map_or(rtt, |p| p.min(rtt)));
+            }
             self.answers = self.answers.saturating_add(1);
         }
         let Some((start, acked, peak)) = &mut self.interval else {
@@ -746,9 +746,14 @@ mod tests {
         assert!(near.wait_ceiling_bytes() <= BUDGET_MAX_BATCH_BYTES);
         assert_eq!(near.wait_ramp_bytes(), None, "a rate is measured");
         assert_eq!(near.leave_ceiling_bytes(), Some(8 * MIB));
-        // A short link is not long again after slow answers within the window.
-        answer(&mut near, 8 * MIB, far, t2);
+        // A short link stays short: later answers carry larger batches, slower for their own
+        // size, also once the probe's answers are past the round-trip window.
+        let mut at = t2;
+        for _ in 0..3 {
+            at = answer(&mut near, 8 * MIB, far, at + MIN_RTT_WINDOW);
+        }
         assert_eq!(near.leave_ceiling_bytes(), Some(8 * MIB));
+        assert!(near.wait_ceiling_bytes() <= BUDGET_MAX_BATCH_BYTES);
 
         // A long link (20 ms): a fast one (1 MiB per 25 ms, about 42 MB/s), where a second of
         // the rate is above max_batch_bytes.
