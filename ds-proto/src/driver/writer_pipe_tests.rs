@@ -227,6 +227,16 @@ fn on_a_slow_link_batches_stay_within_a_second_of_its_rate() {
     );
 }
 
+/// Request `id` of `bytes` sent and written at `now`, answered 204 `rtt` later (returned).
+fn answered(plan: &mut WriterPipe, id: u64, bytes: usize, now: Instant, rtt: Duration) -> Instant {
+    plan.on_sent(&transmit(id, bytes), now);
+    plan.on_written(RequestId(id), now);
+    let at = now + rtt;
+    plan.on_input(&head(id, 204, &[]), at);
+    plan.on_input(&Input::End { id: RequestId(id) }, at);
+    at
+}
+
 /// One at a time on a long link a batch that waits may take up to the user's
 /// `max_batch_bytes` (32 MiB by default); pipelined, or one at a time on a short round trip,
 /// the plan keeps batches within 8 MiB (or the user's lower ceiling).
@@ -249,11 +259,7 @@ fn batch_ceilings_follow_the_depth_and_the_round_trip() {
     // Two answers 20 ms after their bodies were written: long; a batch may take 32 MiB.
     let mut now = t0;
     for id in 1..=2u64 {
-        one.on_sent(&transmit(id, 1 << 20), now);
-        one.on_written(RequestId(id), now);
-        now += Duration::from_millis(20);
-        one.on_input(&head(id, 204, &[]), now);
-        one.on_input(&Input::End { id: RequestId(id) }, now);
+        now = answered(&mut one, id, 1 << 20, now, Duration::from_millis(20));
     }
     assert_eq!(one.pipe().wait_ceiling_bytes(), 32 << 20);
     assert_eq!(one.pipe().leave_ceiling_bytes(), Some(32 << 20));
@@ -261,11 +267,7 @@ fn batch_ceilings_follow_the_depth_and_the_round_trip() {
     let mut near = WriterPipe::new(&config(URL, 1, 32 << 20));
     let mut now = t0;
     for id in 1..=2u64 {
-        near.on_sent(&transmit(id, 1 << 20), now);
-        near.on_written(RequestId(id), now + Duration::from_millis(1));
-        now += Duration::from_micros(1200);
-        near.on_input(&head(id, 204, &[]), now);
-        near.on_input(&Input::End { id: RequestId(id) }, now);
+        now = answered(&mut near, id, 1 << 20, now, Duration::from_micros(200));
     }
     assert_eq!(near.pipe().wait_ceiling_bytes(), 1 << 20, "the target");
     assert_eq!(
@@ -282,11 +284,7 @@ fn batch_ceilings_follow_the_depth_and_the_round_trip() {
         let mut now = t0;
         plan.on_connected(Duration::from_millis(4), now);
         for id in 1..=50u64 {
-            plan.on_sent(&transmit(id, 8 << 20), now);
-            plan.on_written(RequestId(id), now);
-            now += Duration::from_millis(4);
-            plan.on_input(&head(id, 204, &[]), now);
-            plan.on_input(&Input::End { id: RequestId(id) }, now);
+            now = answered(&mut plan, id, 8 << 20, now, Duration::from_millis(4));
         }
         assert!(plan.pipe().budget_bytes() > 12 << 20, "depth {depth}");
         let target = plan.batch_target_bytes();
