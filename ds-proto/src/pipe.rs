@@ -765,6 +765,14 @@ mod tests {
         assert_eq!(pipe.wait_ceiling_bytes(), 16 * MIB, "max_batch_bytes");
         assert_eq!(pipe.wait_ramp_bytes(), None);
         assert_eq!(pipe.leave_ceiling_bytes(), Some(16 * MIB));
+        // Judged once: a quick answer later does not make it short.
+        answer(
+            &mut pipe,
+            MIB,
+            Duration::from_millis(2),
+            t1 + Duration::from_millis(25),
+        );
+        assert_eq!(pipe.leave_ceiling_bytes(), Some(16 * MIB));
         // A slow link (1 MiB answered after 4 s): a second of it, at least the target.
         let mut slow = WritePipe::new(limits(1)).unwrap();
         let t1 = answer(&mut slow, MIB, Duration::from_secs(4), t0);
