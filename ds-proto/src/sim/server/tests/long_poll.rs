@@ -165,10 +165,7 @@ fn long_poll_needs_an_offset() {
 
 #[test]
 fn chunk_limit_applies_to_long_polls() {
-    let mut t = Harness::with(SimServerConfig {
-        max_chunk_bytes: Some(2),
-        ..SimServerConfig::default()
-    });
+    let mut t = Harness::with_chunk_limit(2);
     t.create("/s", "text/plain");
     let id = lp(&mut t, &format!("live=long-poll&offset={}", off(0)));
     t.append("/s", "text/plain", "abcde");

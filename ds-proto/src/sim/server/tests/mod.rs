@@ -87,6 +87,14 @@ impl Harness {
         Self::with(SimServerConfig::default())
     }
 
+    /// A server whose reads carry at most `bytes` of data each (`max_chunk_bytes`).
+    pub fn with_chunk_limit(bytes: usize) -> Self {
+        Self::with(SimServerConfig {
+            max_chunk_bytes: Some(bytes),
+            ..SimServerConfig::default()
+        })
+    }
+
     pub fn with(config: SimServerConfig) -> Self {
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();

@@ -2,7 +2,6 @@
 //! chunk limit.
 
 use super::{off, Harness};
-use crate::sim::SimServerConfig;
 use bytes::Bytes;
 use http::Method;
 
@@ -109,10 +108,7 @@ fn offset_now_in_catch_up() {
 
 #[test]
 fn closure_is_signalled_at_the_end_only() {
-    let mut t = Harness::with(SimServerConfig {
-        max_chunk_bytes: Some(2),
-        ..SimServerConfig::default()
-    });
+    let mut t = Harness::with_chunk_limit(2);
     t.create("/s", "application/octet-stream");
     t.append("/s", "application/octet-stream", "abcd");
     t.post("/s", &[("stream-closed", "true")], Bytes::new());
@@ -175,10 +171,7 @@ fn etags_revalidate_and_change_on_close() {
 
 #[test]
 fn chunk_limit_splits_bytes() {
-    let mut t = Harness::with(SimServerConfig {
-        max_chunk_bytes: Some(4),
-        ..SimServerConfig::default()
-    });
+    let mut t = Harness::with_chunk_limit(4);
     t.create("/s", "application/octet-stream");
     t.append("/s", "application/octet-stream", "ab");
     t.append("/s", "application/octet-stream", "cdefghij");
@@ -187,10 +180,7 @@ fn chunk_limit_splits_bytes() {
 
 #[test]
 fn chunk_limit_keeps_json_messages_whole() {
-    let mut t = Harness::with(SimServerConfig {
-        max_chunk_bytes: Some(5),
-        ..SimServerConfig::default()
-    });
+    let mut t = Harness::with_chunk_limit(5);
     t.create("/j", "application/json");
     t.post(
         "/j",
@@ -205,10 +195,7 @@ fn chunk_limit_keeps_json_messages_whole() {
 
 #[test]
 fn chunk_limit_respects_utf8_in_text_streams() {
-    let mut t = Harness::with(SimServerConfig {
-        max_chunk_bytes: Some(3),
-        ..SimServerConfig::default()
-    });
+    let mut t = Harness::with_chunk_limit(3);
     t.create("/t", "text/plain; charset=utf-8");
     t.post("/t", &[("content-type", "text/plain")], "aé€b");
     assert_eq!(read_all(&mut t, "/t"), ["aé", "€", "b"]);
@@ -271,10 +258,7 @@ fn json_chunk_limit_counts_the_bytes_of_whole_messages() {
     // 9.1.5 and the chunk limit: messages are never split; a message that exactly fills the
     // limit still goes in, one that would pass it waits for the next read.
     let json = [("content-type", "application/json")];
-    let mut t = Harness::with(SimServerConfig {
-        max_chunk_bytes: Some(5),
-        ..SimServerConfig::default()
-    });
+    let mut t = Harness::with_chunk_limit(5);
     t.create("/exact", "application/json");
     t.post("/exact", &json, "[1,2345,6]");
     assert_eq!(read_all(&mut t, "/exact"), ["[1,2345]", "[6]"]);
@@ -356,10 +340,7 @@ fn json_forks_of_forks_count_sub_offsets_within_the_inherited_append() {
 fn text_forks_cut_inside_an_append_read_from_their_fork_point() {
     // 5.6 with the chunk limit: a read from a fork's own start makes progress (the first
     // character whole) even when the fork point lies inside one of the source's appends.
-    let mut t = Harness::with(SimServerConfig {
-        max_chunk_bytes: Some(1),
-        ..SimServerConfig::default()
-    });
+    let mut t = Harness::with_chunk_limit(1);
     t.create("/src", "text/plain");
     t.append("/src", "text/plain", "abc");
     let r = t.put(
@@ -383,10 +364,7 @@ fn text_forks_cut_inside_an_append_read_from_their_fork_point() {
 fn text_read_from_inside_a_character_makes_progress() {
     // Byte offsets may fall inside a character of a text stream (5.6 allows any offset the
     // server handed out, a fork point may be one): the read neither fails nor stalls.
-    let mut t = Harness::with(SimServerConfig {
-        max_chunk_bytes: Some(1),
-        ..SimServerConfig::default()
-    });
+    let mut t = Harness::with_chunk_limit(1);
     t.create("/t", "text/plain");
     t.append("/t", "text/plain", "€");
     let r = t.get(&format!("/t?offset={}", off(1)));
