@@ -279,8 +279,10 @@ fn sse_model(body: &[u8], base64: bool, max_body: usize, limits: SseLimits) -> S
                     return m;
                 };
                 let cur = &m.offset;
+                // `-1` is never a server offset (PROTOCOL.md 8): after data it would have the
+                // reader read and deliver that data again.
                 if next.is_now()
-                    || (next.is_beginning() && !cur.is_beginning())
+                    || (next.is_beginning() && (!cur.is_beginning() || !held.is_empty()))
                     || (!cur.is_sentinel() && next < *cur)
                 {
                     m.failed = true;
