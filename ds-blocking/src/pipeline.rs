@@ -11,6 +11,7 @@
 //! mutex, held only to move bytes between it and the socket (never during a blocking read).
 
 use ds_proto::driver::pipelined_link::{self, LinkEvent, LinkStep, Origin, PipelinedLink};
+use ds_proto::driver::writer_loop::WriterLoop;
 use ds_proto::driver::writer_pipe::WriterPipe;
 use ds_proto::io::{Input, TransportError, TransportErrorKind};
 use std::io::{Read, Write};
@@ -246,8 +247,9 @@ impl Pipeline {
     }
 
     /// Applies `event` to the link, then does what it asks until it is idle; inputs for the
-    /// machine go to `out`.
-    pub(crate) fn handle(&mut self, event: LinkEvent, plan: &mut WriterPipe, out: &mut Vec<Input>) {
+    /// producer wait in `wl`.
+    pub(crate) fn handle(&mut self, event: LinkEvent, wl: &mut WriterLoop) {
+        let (plan, out) = wl.parts();
         self.link.handle(event, plan, Instant::now());
         self.pump(plan, out);
     }

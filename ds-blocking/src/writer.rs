@@ -24,10 +24,9 @@ use ds_proto::driver::pipelined_link::LinkEvent;
 use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
 use ds_proto::driver::writer::{CloseReport, FlushError};
-use ds_proto::driver::writer_pipe::{Carrier, WriterPipe};
-use ds_proto::io::Input;
+use ds_proto::driver::writer_loop::WriterLoop;
 use ds_proto::producer::{AppendError, AppendId};
-use ds_proto::{Error, Machine, Operation, Outgoing};
+use ds_proto::{Error, Operation};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
@@ -100,11 +99,9 @@ impl Writer {
         mut writer: WriterCore<mpsc::Sender<WriteOutcome>>,
         url: String,
     ) -> Result<Writer, Error> {
-        // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled;
-        // its sizes apply from the first append on.
-        let plan =
-            WriterPipe::new(writer.producer().config()).with_tls(pipeline::Connector::has_tls());
-        plan.apply(writer.producer_mut());
+        // The loop's turns and connection plan (ds-proto): pipelined on one dedicated
+        // connection, or pooled; the plan's sizes apply from the first append on.
+        let wl = WriterLoop::new(&mut writer, pipeline::Connector::has_tls());
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 writer,
@@ -118,7 +115,7 @@ impl Writer {
         let bg = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ds-writer".into())
-            .spawn(move || run(bg, exchanges, plan))
+            .spawn(move || run(bg, exchanges, wl))
             .map_err(|e| {
                 Error::invalid_input(
                     Operation::Append,
@@ -248,104 +245,73 @@ fn deliver_events(shared: &Shared, core: &mut Core) {
     }
 }
 
-/// Feeds `inputs` to the plan and the producer.
-fn feed(core: &mut Core, plan: &mut WriterPipe, inputs: &mut Vec<Input>) {
-    if inputs.is_empty() {
-        return;
-    }
-    let now = Instant::now();
-    for input in inputs.drain(..) {
-        plan.feed(core.producer_mut(), input, now);
-    }
-}
-
-fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut plan: WriterPipe) {
+fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoop) {
     let tx = exchanges.commands();
     let notify: pipeline::Notify =
         Arc::new(move |gen, data| tx.send(Msg::Command(Command::Read(gen, data))).is_ok());
-    let mut pipeline = Pipeline::new(
-        plan.carrier_depth(),
-        exchanges.pipelined_connector(),
-        notify,
-    );
-    let mut inputs = Vec::new();
+    let connector = exchanges.pipelined_connector();
+    let mut pipeline = Pipeline::new(wl.plan().carrier_depth(), connector, notify);
     loop {
         let deadline = {
             let mut core = shared.lock();
             if core.stopped {
                 return;
             }
-            let now = Instant::now();
             let mut here = None;
             // Cancels and pipelined requests wait for the lock to be released: the pipelined
             // connection's writes block, and appenders must not wait for the network.
             let mut cancels = Vec::new();
             let mut piped = Vec::new();
             loop {
-                let mut transmits = Vec::new();
-                while let Some(out) = core.producer_mut().poll_outgoing(now) {
-                    match out {
-                        Outgoing::Cancel(id) => {
-                            exchanges.abort(id);
-                            plan.on_abandoned(id, now);
-                            cancels.push(id);
-                        }
-                        Outgoing::Send(t) => transmits.push(t),
-                    }
-                }
-                feed(&mut core, &mut plan, &mut inputs);
-                if transmits.is_empty() {
+                let mut carry = wl.take(&mut core, Instant::now());
+                if carry.is_empty() {
                     break;
                 }
-                // Before anything is sent: the persisted snapshot holds every batch in flight.
-                core.persist(false);
-                let pooled = plan.carrier() == Carrier::Pooled;
+                for &id in &carry.cancels {
+                    exchanges.abort(id);
+                }
+                cancels.append(&mut carry.cancels);
                 // One request at a time: this thread has nothing else to do until its answer
                 // (no other batch may be sent, appends go to the producer directly), so it
                 // makes the exchange itself instead of handing it to another thread and
                 // waiting to be woken with the answer.
-                if pooled
-                    && transmits.len() == 1
-                    && exchanges.is_empty()
+                if carry.pooled.len() == 1
+                    && carry.piped.is_empty()
                     && cancels.is_empty()
-                    && core.producer_mut().config().max_in_flight == 1
+                    && exchanges.is_empty()
+                    && core.producer().config().max_in_flight == 1
                 {
-                    here = transmits.pop();
+                    here = carry.pooled.pop();
                     break;
                 }
-                for t in transmits {
-                    let t = exchanges.with_extras(t);
-                    plan.on_sent(&t, Instant::now());
-                    if plan.carrier() == Carrier::Pooled {
-                        if let Some(failed) = exchanges.start(t) {
-                            inputs.push(failed);
-                        }
-                    } else {
-                        piped.push(t);
+                for t in carry.pooled {
+                    if let Some(failed) = exchanges.start(t) {
+                        wl.push(failed);
                     }
                 }
+                piped.append(&mut carry.piped);
                 if !piped.is_empty() {
                     break;
                 }
-                fall_back(&mut plan, &mut pipeline, &mut exchanges, &mut inputs);
-                feed(&mut core, &mut plan, &mut inputs);
+                fall_back(&mut wl, &mut pipeline, &mut exchanges);
             }
             if !cancels.is_empty() || !piped.is_empty() {
                 drop(core);
                 for id in cancels {
-                    pipeline.handle(LinkEvent::Abort(id), &mut plan, &mut inputs);
+                    pipeline.handle(LinkEvent::Abort(id), &mut wl);
                 }
                 for t in piped {
-                    pipeline.handle(LinkEvent::Submit(t), &mut plan, &mut inputs);
+                    let t = exchanges.with_extras(t);
+                    pipeline.handle(LinkEvent::Submit(t), &mut wl);
                 }
-                fall_back(&mut plan, &mut pipeline, &mut exchanges, &mut inputs);
+                fall_back(&mut wl, &mut pipeline, &mut exchanges);
                 // Their inputs are fed, and what the producer has next is sent, with the
                 // lock taken again.
                 continue;
             }
             if let Some(t) = here {
                 drop(core);
-                plan.on_sent(&t, Instant::now());
+                let (plan, _) = wl.parts();
                 exchanges.run_here(t, &mut |input| {
                     let mut core = shared.lock();
                     plan.feed(core.producer_mut(), input, Instant::now());
@@ -359,49 +325,33 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut plan: WriterP
                 continue;
             }
             deliver_events(&shared, &mut core);
-            match (
-                core.producer_mut().poll_timeout(),
-                pipeline.link.next_deadline(),
-            ) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            wl.deadline(&core, pipeline.link.next_deadline())
         };
         match exchanges.recv(deadline) {
-            Received::Input(input) => inputs.push(input),
+            Received::Input(input) => wl.push(input),
             Received::Timeout => {
                 let now = Instant::now();
-                pipeline.handle(LinkEvent::Timeout, &mut plan, &mut inputs);
-                let mut core = shared.lock();
-                feed(&mut core, &mut plan, &mut inputs);
-                core.producer_mut().handle_timeout(now);
+                pipeline.handle(LinkEvent::Timeout, &mut wl);
+                wl.on_timeout(&mut shared.lock(), now);
             }
             Received::Command(Command::Wake) => shared.wake_pending.store(false, Ordering::Release),
             Received::Command(Command::Read(gen, data)) => {
-                pipeline.handle(LinkEvent::Read(gen, data), &mut plan, &mut inputs);
+                pipeline.handle(LinkEvent::Read(gen, data), &mut wl);
             }
             Received::Command(Command::Stop) | Received::Closed => return,
         }
-        fall_back(&mut plan, &mut pipeline, &mut exchanges, &mut inputs);
-        if !inputs.is_empty() {
-            let mut core = shared.lock();
-            feed(&mut core, &mut plan, &mut inputs);
-        }
+        // The inputs are fed at the next turn, with the lock taken once.
+        fall_back(&mut wl, &mut pipeline, &mut exchanges);
     }
 }
 
 /// After the plan fell back to pooled exchanges (pipelining refused, or reordered): the
 /// requests still waiting for the dedicated connection go pooled.
-fn fall_back(
-    plan: &mut WriterPipe,
-    pipeline: &mut Pipeline,
-    exchanges: &mut Exchanges<Command>,
-    inputs: &mut Vec<Input>,
-) {
-    if plan.carrier() == Carrier::Pooled {
+fn fall_back(wl: &mut WriterLoop, pipeline: &mut Pipeline, exchanges: &mut Exchanges<Command>) {
+    if wl.fell_back() {
         for t in pipeline.link.take_pending() {
             if let Some(failed) = exchanges.start(t) {
-                inputs.push(failed);
+                wl.push(failed);
             }
         }
     }

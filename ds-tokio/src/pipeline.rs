@@ -10,6 +10,7 @@
 
 use crate::clock::now;
 use ds_proto::driver::pipelined_link::{self, LinkEvent, LinkStep, Origin, PipelinedLink};
+use ds_proto::driver::writer_loop::WriterLoop;
 use ds_proto::driver::writer_pipe::WriterPipe;
 use ds_proto::io::{Input, TransportError, TransportErrorKind};
 use std::time::Duration;
@@ -141,13 +142,9 @@ impl Pipeline {
     }
 
     /// Applies `event` to the link, then does what it asks until it is idle; inputs for the
-    /// machine go to `out`.
-    pub(crate) async fn handle(
-        &mut self,
-        event: LinkEvent,
-        plan: &mut WriterPipe,
-        out: &mut Vec<Input>,
-    ) {
+    /// producer wait in `wl`.
+    pub(crate) async fn handle(&mut self, event: LinkEvent, wl: &mut WriterLoop) {
+        let (plan, out) = wl.parts();
         self.link.handle(event, plan, now());
         self.pump(plan, out).await;
     }

@@ -24,10 +24,9 @@ use ds_proto::driver::pipelined_link::LinkEvent;
 use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
 use ds_proto::driver::writer::{CloseReport, FlushError};
-use ds_proto::driver::writer_pipe::{Carrier, WriterPipe};
-use ds_proto::io::Input;
+use ds_proto::driver::writer_loop::WriterLoop;
 use ds_proto::producer::{AppendError, AppendId};
-use ds_proto::{Error, Machine, Outgoing};
+use ds_proto::Error;
 use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -69,17 +68,16 @@ impl Writer {
         mut core: Core,
         url: String,
     ) -> Result<Writer, Error> {
-        // The connection plan (ds-proto): pipelined on one dedicated connection, or pooled;
-        // its sizes apply from the first append on.
-        let plan = WriterPipe::new(core.producer().config()).with_tls(Connector::has_tls());
-        plan.apply(core.producer_mut());
+        // The loop's turns and connection plan (ds-proto): pipelined on one dedicated
+        // connection, or pooled; the plan's sizes apply from the first append on.
+        let wl = WriterLoop::new(&mut core, Connector::has_tls());
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             wake: Notify::new(),
             changed: Notify::new(),
         });
         let exchanges = Exchanges::new(client, call);
-        let task = tokio::spawn(run(shared.clone(), exchanges, plan));
+        let task = tokio::spawn(run(shared.clone(), exchanges, wl));
         Ok(Writer { shared, task, url })
     }
 
@@ -183,98 +181,54 @@ impl Drop for Writer {
     }
 }
 
-/// Feeds `inputs` to the plan and the producer.
-fn feed(core: &mut Core, plan: &mut WriterPipe, inputs: &mut Vec<Input>) {
-    if inputs.is_empty() {
-        return;
-    }
-    let now = now();
-    for input in inputs.drain(..) {
-        plan.feed(core.producer_mut(), input, now);
-    }
-}
-
-async fn run(shared: Arc<Shared>, mut exchanges: Exchanges, mut plan: WriterPipe) {
+async fn run(shared: Arc<Shared>, mut exchanges: Exchanges, mut wl: WriterLoop) {
     let (read_tx, mut read_rx) = mpsc::unbounded_channel();
-    let mut pipeline = Pipeline::new(
-        plan.carrier_depth(),
-        exchanges.pipelined_connector(),
-        read_tx,
-    );
-    let mut inputs = Vec::new();
+    let connector = exchanges.pipelined_connector();
+    let mut pipeline = Pipeline::new(wl.plan().carrier_depth(), connector, read_tx);
     loop {
-        // Under the lock: what the producer wants sent or cancelled; its events delivered
-        // (a due snapshot is persisted before anything is sent: it holds every batch in
-        // flight). The pipelined connection's writes happen after the lock is released.
-        let (transmits, cancels, deadline) = {
+        // Under the lock: the loop's turn (ds-proto) and the producer's events delivered. The
+        // pipelined connection's writes happen after the lock is released.
+        let (carry, deadline) = {
             let mut core = shared.lock();
-            feed(&mut core, &mut plan, &mut inputs);
-            let now = now();
-            let mut transmits = Vec::new();
-            let mut cancels = Vec::new();
-            while let Some(out) = core.producer_mut().poll_outgoing(now) {
-                match out {
-                    Outgoing::Cancel(id) => cancels.push(id),
-                    Outgoing::Send(t) => transmits.push(t),
-                }
-            }
+            let carry = wl.take(&mut core, now());
             let changed = core.deliver_events(trace::producer_event, |tx, outcome| {
                 let _ = tx.send(outcome);
             });
             if changed {
                 shared.changed.notify_waiters();
             }
-            let deadline = match (
-                core.producer().poll_timeout(),
-                pipeline.link.next_deadline(),
-            ) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            (transmits, cancels, deadline)
+            (carry, wl.deadline(&core, pipeline.link.next_deadline()))
         };
-        for id in cancels {
+        let carried = !carry.is_empty();
+        for id in carry.cancels {
             exchanges.abort(id);
-            pipeline
-                .handle(LinkEvent::Abort(id), &mut plan, &mut inputs)
-                .await;
-            plan.on_abandoned(id, now());
+            pipeline.handle(LinkEvent::Abort(id), &mut wl).await;
         }
-        let sent = !transmits.is_empty();
-        for t in transmits {
-            plan.on_sent(&t, now());
-            if plan.carrier() == Carrier::Pooled {
-                exchanges.start(t);
-            } else {
-                pipeline
-                    .handle(
-                        LinkEvent::Submit(exchanges.with_extras(t)),
-                        &mut plan,
-                        &mut inputs,
-                    )
-                    .await;
-            }
+        for t in carry.pooled {
+            exchanges.start(t);
         }
-        fall_back(&mut plan, &mut pipeline, &mut exchanges);
-        if sent || !inputs.is_empty() {
+        for t in carry.piped {
+            let t = exchanges.with_extras(t);
+            pipeline.handle(LinkEvent::Submit(t), &mut wl).await;
+        }
+        fall_back(&mut wl, &mut pipeline, &mut exchanges);
+        if carried || wl.has_inputs() {
             // Inputs of the writes, and transmits the producer may have now.
             continue;
         }
         tokio::select! {
             biased;
-            input = exchanges.recv() => inputs.push(input),
+            input = exchanges.recv() => wl.push(input),
             Some((gen, data)) = read_rx.recv() => {
-                pipeline.handle(LinkEvent::Read(gen, data), &mut plan, &mut inputs).await;
-                fall_back(&mut plan, &mut pipeline, &mut exchanges);
+                pipeline.handle(LinkEvent::Read(gen, data), &mut wl).await;
+                fall_back(&mut wl, &mut pipeline, &mut exchanges);
             }
             () = shared.wake.notified() => {}
             () = sleep_until(deadline) => {
                 let at = now();
-                pipeline.handle(LinkEvent::Timeout, &mut plan, &mut inputs).await;
-                fall_back(&mut plan, &mut pipeline, &mut exchanges);
-                let mut core = shared.lock();
-                feed(&mut core, &mut plan, &mut inputs);
-                core.producer_mut().handle_timeout(at);
+                pipeline.handle(LinkEvent::Timeout, &mut wl).await;
+                fall_back(&mut wl, &mut pipeline, &mut exchanges);
+                wl.on_timeout(&mut shared.lock(), at);
             }
         }
     }
@@ -282,8 +236,8 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges, mut plan: WriterPipe
 
 /// After the plan fell back to pooled exchanges (pipelining refused, or reordered): the
 /// requests still waiting for the dedicated connection go pooled.
-fn fall_back(plan: &mut WriterPipe, pipeline: &mut Pipeline, exchanges: &mut Exchanges) {
-    if plan.carrier() == Carrier::Pooled {
+fn fall_back(wl: &mut WriterLoop, pipeline: &mut Pipeline, exchanges: &mut Exchanges) {
+    if wl.fell_back() {
         for t in pipeline.link.take_pending() {
             exchanges.start(t);
         }

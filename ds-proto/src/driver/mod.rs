@@ -16,6 +16,7 @@
 //! | [`writer`] | the core of a driver's writer: the producer, its bookkeeping, callbacks and waiters, and what `flush` and `close` report |
 //! | [`pipelined_link`] | a writer's dedicated pipelined HTTP/1.1 connection: its queue, deadlines, codec and when it is dropped (feature `http1`); the driver only connects, writes and reads |
 //! | [`tls`] | the rustls client configuration both drivers use (feature `rustls`): bundled and added root certificates, recognising a rustls failure |
+//! | [`writer_loop`] | one turn of a writer's background loop: feeding answers, taking what the producer sends or cancels, the write-ahead snapshot, sorting requests onto their carrier, when to wake |
 //! | [`writer_pipe`] | how a writer carries its batches: pipelined on one HTTP/1.1 connection or pooled, and the batch target that fills the pipe |
 
 pub mod buffered;
@@ -32,4 +33,5 @@ pub mod tls;
 pub mod trace;
 pub mod write_tracker;
 pub mod writer;
+pub mod writer_loop;
 pub mod writer_pipe;
