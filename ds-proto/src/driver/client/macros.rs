@@ -534,6 +534,123 @@ macro_rules! __stream_handle {
     };
 }
 
+/// Defines a driver's one-shot `StreamHandle` operations (PROTOCOL.md 5.1-5.6: `create`,
+/// `append`, `append_with`, `append_json`, `close`, `close_with`, `head`, `delete`, `read`,
+/// `read_all`, `read_all_from`, `read_json`), written once for both drivers (`$async` /
+/// `.$await` are `async` / `.await` in an async driver, nothing in a blocking one). Each hands
+/// its ds-proto descriptor to the driver's `StreamHandle::run(op)` (its IO); the reads to the
+/// end go through the driver's `Reader::next_event()`.
+#[doc(hidden)]
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
+macro_rules! __stream_handle_ops {
+    ($($async:ident)?; $(.$await:ident)?) => {
+        impl StreamHandle {
+            /// Creates the stream (PUT, PROTOCOL.md 5.1). `Created::created` tells a new stream
+            /// (201) from an existing one with the same configuration (200); another
+            /// configuration is a conflict error.
+            pub $($async)? fn create(
+                &self,
+                opts: $crate::ops::CreateOptions,
+            ) -> Result<$crate::ops::Created, $crate::Error> {
+                self.run($crate::ops::Create::new(self.url(), opts))$(.$await)?
+            }
+
+            /// Appends `body` (POST, 5.2) with the handle's content type. For JSON streams
+            /// `body` is one JSON message. Not retried unless the retry policy opts in (a lost
+            /// response could store it twice); use a writer or producer headers for
+            /// exactly-once retries.
+            pub $($async)? fn append(
+                &self,
+                body: impl Into<::bytes::Bytes>,
+            ) -> Result<$crate::ops::Appended, $crate::Error> {
+                self.append_with(body, $crate::ops::AppendOptions::default())$(.$await)?
+            }
+
+            /// Appends with options: `Stream-Seq`, append-and-close, idempotent producer
+            /// headers (then the result tells stored from duplicate, and errors tell fenced and
+            /// sequence gaps).
+            pub $($async)? fn append_with(
+                &self,
+                body: impl Into<::bytes::Bytes>,
+                opts: $crate::ops::AppendOptions,
+            ) -> Result<$crate::ops::Appended, $crate::Error> {
+                let op = $crate::ops::Append::new(self.url(), body.into(), opts, self.content_type());
+                self.run(op)$(.$await)?
+            }
+
+            /// Appends one value as a JSON message (the stream must be `application/json`).
+            pub $($async)? fn append_json<T: ::serde::Serialize + ?Sized>(
+                &self,
+                value: &T,
+            ) -> Result<$crate::ops::Appended, $crate::Error> {
+                self.run($crate::ops::Append::json(self.url(), value)?)$(.$await)?
+            }
+
+            /// Closes the stream (5.3). Closing a closed stream succeeds.
+            pub $($async)? fn close(&self) -> Result<$crate::ops::Closed, $crate::Error> {
+                self.close_with(None)$(.$await)?
+            }
+
+            /// Closes the stream with idempotent producer headers (5.2.1).
+            pub $($async)? fn close_with(
+                &self,
+                producer: Option<$crate::ops::ProducerHeaders>,
+            ) -> Result<$crate::ops::Closed, $crate::Error> {
+                self.run($crate::ops::Close::new(self.url(), producer))$(.$await)?
+            }
+
+            /// The stream's metadata (HEAD, 5.5).
+            pub $($async)? fn head(&self) -> Result<$crate::ops::StreamInfo, $crate::Error> {
+                self.run($crate::ops::Head::new(self.url()))$(.$await)?
+            }
+
+            /// Deletes the stream (5.4).
+            pub $($async)? fn delete(&self) -> Result<(), $crate::Error> {
+                self.run($crate::ops::Delete::new(self.url()))$(.$await)?
+            }
+
+            /// One read (catch-up, or one long-poll), buffered whole. For continuous reading
+            /// use [`StreamHandle::reader`].
+            pub $($async)? fn read(
+                &self,
+                opts: $crate::ops::ReadOptions,
+            ) -> Result<$crate::ops::ReadResult, $crate::Error> {
+                self.run($crate::ops::Read::new(self.url(), opts))$(.$await)?
+            }
+
+            /// Reads everything from the beginning until up to date: the bytes (for JSON
+            /// streams, one JSON array of all messages), the offset to continue from, and
+            /// whether the stream is closed.
+            pub $($async)? fn read_all(
+                &self,
+            ) -> Result<$crate::driver::read_all::ReadAll, $crate::Error> {
+                self.read_all_from($crate::Offset::beginning())$(.$await)?
+            }
+
+            /// Like [`StreamHandle::read_all`], from `offset`.
+            pub $($async)? fn read_all_from(
+                &self,
+                offset: $crate::Offset,
+            ) -> Result<$crate::driver::read_all::ReadAll, $crate::Error> {
+                let mut reader = self.reader_with(self.read_all_config(offset.clone()))?;
+                let mut acc = $crate::driver::read_all::ChunkAccumulator::starting_at(offset);
+                while let Some(event) = reader.next_event()$(.$await)? {
+                    acc.observe(event)?;
+                }
+                acc.into_result(self.url())
+            }
+
+            /// Reads every message of a JSON stream from the beginning until up to date.
+            pub $($async)? fn read_json<T: ::serde::de::DeserializeOwned>(
+                &self,
+            ) -> Result<Vec<T>, $crate::Error> {
+                $crate::driver::read_all::json_messages(&self.read_all()$(.$await)??, self.url())
+            }
+        }
+    };
+}
+
 /// Defines a driver's `Writer` shell (expanded in the driver's writer module): the struct with
 /// the driver's own fields, its documentation, `Debug`, the `StreamHandle` constructors
 /// (`writer`, `writer_with`, `writer_from_snapshot`) and the writer's methods that need no
