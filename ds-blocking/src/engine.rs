@@ -151,24 +151,6 @@ impl<C: Send + 'static> Exchanges<C> {
         }
     }
 
-    /// Runs an exchange on this thread, to its end, handing each input to `send` (which
-    /// returns `false` to abandon the exchange). For a machine with one exchange at a time
-    /// whose loop has nothing else to do meanwhile: no hand-over to another thread and back.
-    pub(crate) fn run_here(&mut self, t: Transmit, send: &mut dyn FnMut(Input) -> bool) {
-        let id = t.id;
-        let (request, timeout, trace) = self.prepare(t);
-        let transport = self.client.inner.transport.clone();
-        perform(
-            &transport,
-            id,
-            request,
-            timeout,
-            &AtomicBool::new(false),
-            trace,
-            send,
-        );
-    }
-
     /// Sends a request on this thread and waits for its head; the caller then reads the body
     /// with [`Here::next_input`] as it needs it. For a reader whose owner has nothing else to
     /// do while it waits: no exchange thread, no hand-over and wake-up per response. Errors are

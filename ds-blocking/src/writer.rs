@@ -257,7 +257,6 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoo
             if core.stopped {
                 return;
             }
-            let mut here = None;
             // Cancels and pipelined requests wait for the lock to be released: the pipelined
             // connection's writes block, and appenders must not wait for the network.
             let mut cancels = Vec::new();
@@ -271,19 +270,6 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoo
                     exchanges.abort(id);
                 }
                 cancels.append(&mut carry.cancels);
-                // One request at a time: this thread has nothing else to do until its answer
-                // (no other batch may be sent, appends go to the producer directly), so it
-                // makes the exchange itself instead of handing it to another thread and
-                // waiting to be woken with the answer.
-                if carry.pooled.len() == 1
-                    && carry.piped.is_empty()
-                    && cancels.is_empty()
-                    && exchanges.is_empty()
-                    && core.producer().config().max_in_flight == 1
-                {
-                    here = carry.pooled.pop();
-                    break;
-                }
                 for t in carry.pooled {
                     if let Some(failed) = exchanges.start(t) {
                         wl.push(failed);
@@ -307,21 +293,6 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoo
                 fall_back(&mut wl, &mut pipeline, &mut exchanges);
                 // Their inputs are fed, and what the producer has next is sent, with the
                 // lock taken again.
-                continue;
-            }
-            if let Some(t) = here {
-                drop(core);
-                let (plan, _) = wl.parts();
-                exchanges.run_here(t, &mut |input| {
-                    let mut core = shared.lock();
-                    plan.feed(core.producer_mut(), input, Instant::now());
-                    !core.stopped
-                });
-                // The answer's events go out before the next batch is sent; timers that came
-                // due meanwhile fire.
-                let mut core = shared.lock();
-                core.producer_mut().handle_timeout(Instant::now());
-                deliver_events(&shared, &mut core);
                 continue;
             }
             deliver_events(&shared, &mut core);

@@ -49,6 +49,10 @@ pub enum Step {
     /// Say nothing more, holding the connection open until the client closes it or the server
     /// is dropped.
     Hang,
+    /// End the connection as a server that does not pipeline does: shut the write side (the
+    /// client reads an EOF, not a reset) and discard what the client still sends until it
+    /// closes.
+    CloseGracefully,
 }
 
 /// A scripted answer to one request.
@@ -189,6 +193,7 @@ struct Shared {
     requests: Mutex<Vec<SeenRequest>>,
     next_conn: AtomicU64,
     written: AtomicU64,
+    discarded: AtomicU64,
     stopping: AtomicBool,
     conns: Mutex<HashMap<u64, TcpStream>>,
 }
@@ -226,6 +231,7 @@ impl HostileServer {
             requests: Mutex::new(Vec::new()),
             next_conn: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
         });
@@ -291,6 +297,12 @@ impl HostileServer {
     /// How many connections were accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.next_conn.load(Ordering::SeqCst)
+    }
+
+    /// How many bytes clients sent after a [`Step::Hang`] or [`Step::CloseGracefully`], which
+    /// were read and thrown away unanswered (requests pipelined behind the one answered).
+    pub fn bytes_discarded(&self) -> u64 {
+        self.shared.discarded.load(Ordering::SeqCst)
     }
 
     /// How many response bytes were written so far, over all connections.
@@ -427,10 +439,15 @@ fn serve(conn: u64, stream: TcpStream, shared: &Shared) -> io::Result<()> {
                     writer.flush()?;
                 }
                 Step::Pause(d) => std::thread::sleep(*d),
-                Step::Hang => {
+                Step::Hang | Step::CloseGracefully => {
+                    if *step == Step::CloseGracefully {
+                        let _ = writer.shutdown(Shutdown::Write);
+                    }
                     // Discard whatever the client sends until it closes (or we are dropped).
                     let mut sink = [0u8; 4096];
-                    while !matches!(reader.read(&mut sink), Ok(0) | Err(_)) {}
+                    while let Ok(n @ 1..) = reader.read(&mut sink) {
+                        shared.discarded.fetch_add(n as u64, Ordering::SeqCst);
+                    }
                     return Ok(());
                 }
             }

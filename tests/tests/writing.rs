@@ -6,7 +6,9 @@ use ds_proto::producer::ProducerConfig;
 use ds_proto::reader::ReadMode;
 use ds_proto::{ErrorKind, Offset, RetryPolicy};
 use ds_tests::drivers::{AnyClient, AnyStream, DriverKind};
+use ds_tests::hostile::{HostileServer, Reply, SeenRequest, Step};
 use ds_tests::{Proxy, RefServer};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn new_stream(server: &RefServer, kind: DriverKind, name: &str, ct: &str) -> AnyStream {
@@ -278,6 +280,97 @@ fn tracked_appends_report_their_outcome() {
 /// its background task or thread first runs (they went out in one batch of up to
 /// `max_batch_bytes`, 32 MiB by default, where the plan cuts at 1 MiB); one at a time on a
 /// plain `http://` stream the writer uses its dedicated connection.
+/// A server that keeps one producer's appends by PROTOCOL.md 5.2.1 (new sequence numbers
+/// stored, repeats answered 204, gaps 409), answers one request per connection although its
+/// answers say keep-alive, and then closes the connection gracefully: it does not pipeline.
+#[derive(Debug, Default)]
+struct OneRequestPerConnection {
+    stored: Vec<u8>,
+    next_seq: u64,
+}
+
+impl OneRequestPerConnection {
+    fn answer(&mut self, r: &SeenRequest) -> Reply {
+        let offset = format!("{:016}", self.stored.len());
+        let mut headers = vec![
+            ("Connection", "keep-alive".to_owned()),
+            ("Content-Length", "0".to_owned()),
+            ("Content-Type", "text/plain".to_owned()),
+        ];
+        let status = match (r.method.as_str(), r.header("producer-seq")) {
+            ("POST", Some(seq)) => {
+                let seq: u64 = seq.parse().unwrap();
+                headers.push(("Producer-Epoch", "0".to_owned()));
+                if seq > self.next_seq {
+                    headers.push(("Producer-Expected-Seq", self.next_seq.to_string()));
+                    headers.push(("Producer-Received-Seq", seq.to_string()));
+                    409
+                } else {
+                    let fresh = seq == self.next_seq;
+                    if fresh {
+                        self.stored.extend_from_slice(&r.body);
+                        self.next_seq += 1;
+                    }
+                    headers.push(("Producer-Seq", (self.next_seq - 1).to_string()));
+                    headers.push(("Stream-Next-Offset", format!("{:016}", self.stored.len())));
+                    if fresh {
+                        200
+                    } else {
+                        204
+                    }
+                }
+            }
+            _ => {
+                headers.push(("Stream-Next-Offset", offset));
+                200
+            }
+        };
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Reply::head(status, &headers).then(Step::CloseGracefully)
+    }
+}
+
+/// Issue 16: behind a server or proxy that does not pipeline (one request per connection, the
+/// connection closed after the answer although it said keep-alive), the writers' pipelined
+/// requests behind the first are refused; every append lands exactly once, in order, and the
+/// writer falls back to pooled requests instead of pipelining again on every connection.
+#[test]
+fn a_server_that_does_not_pipeline_gets_every_append_once() {
+    for kind in DriverKind::ALL {
+        let state = Arc::new(Mutex::new(OneRequestPerConnection::default()));
+        let answers = state.clone();
+        let server = HostileServer::start(move |r| answers.lock().unwrap().answer(r));
+        let s = AnyClient::new(kind, server.url()).stream(&server.stream_url("no-pipelining"));
+        let w = s
+            .writer_with(ProducerConfig {
+                max_in_flight: 4,
+                max_batch_items: 25,
+                ..config("unpiped")
+            })
+            .unwrap();
+        let count = 2_000;
+        for n in 0..count {
+            w.append(record(n)).unwrap();
+        }
+        w.close(false).unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
+        check_records(&state.lock().unwrap().stored, count);
+        let posts = server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count();
+        assert!(posts >= count / 25, "{kind:?}: {posts} POSTs");
+        // Pipelined requests were refused on the first connections only (7-10 batches of 25
+        // records, about 2.7 KB each); then the writer sent one request per connection,
+        // pooled. Pipelining again on every connection throws away about 700 KB here.
+        let discarded = server.bytes_discarded();
+        assert!(
+            discarded <= 20 * 2_800,
+            "{kind:?}: {discarded} bytes sent unanswered"
+        );
+    }
+}
+
 #[test]
 fn the_first_batch_is_cut_at_the_plan_target() {
     let server = RefServer::start();
