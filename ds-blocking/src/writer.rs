@@ -19,15 +19,11 @@ use crate::engine::{Exchanges, Msg, Received};
 use crate::handle::StreamHandle;
 use crate::pipeline::{self, Pipeline};
 use crate::trace;
-use bytes::Bytes;
 use ds_proto::driver::pipelined_link::LinkEvent;
 use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
-use ds_proto::driver::writer::{CloseReport, FlushError};
 use ds_proto::driver::writer_loop::WriterLoop;
-use ds_proto::producer::{AppendError, AppendId};
 use ds_proto::{Error, Operation};
-use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -84,8 +80,10 @@ impl AppendHandle {
 }
 
 ds_proto::__writer! {
+    ; ;
     now: std::time::Instant::now;
     outcome: mpsc::Receiver<WriteOutcome>;
+    channel: mpsc::channel;
     fields {
         commands: SyncSender<Msg<Command>>,
         thread: Option<JoinHandle<()>>,
@@ -140,75 +138,6 @@ impl Writer {
             // The queue is full of inputs: the thread is busy and will look again anyway.
             self.shared.wake_pending.store(false, Ordering::Release);
         }
-    }
-
-    /// Appends, waiting for room when the buffer is full (never for the network otherwise).
-    pub fn append(&self, data: impl Into<Bytes>) -> Result<AppendId, AppendError> {
-        self.append_inner(data.into(), false, false)
-            .map(|(id, _)| id)
-    }
-
-    fn append_inner(
-        &self,
-        mut data: Bytes,
-        tracked: bool,
-        serialized: bool,
-    ) -> Result<(AppendId, Option<mpsc::Receiver<WriteOutcome>>), AppendError> {
-        let mut core = self.shared.lock();
-        loop {
-            match core.append(data, serialized, Instant::now()) {
-                Ok((id, wake)) => {
-                    let rx = tracked.then(|| {
-                        let (tx, rx) = mpsc::channel();
-                        core.track(id, tx);
-                        rx
-                    });
-                    drop(core);
-                    if wake {
-                        self.wake();
-                    }
-                    return Ok((id, rx));
-                }
-                Err(AppendError::Full { data: back, .. }) => {
-                    data = back;
-                    core = self
-                        .shared
-                        .changed
-                        .wait(core)
-                        .unwrap_or_else(|p| p.into_inner());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Appends one value as a JSON message (the stream must be `application/json`).
-    pub fn append_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<AppendId, AppendError> {
-        self.append_inner(self.to_json(value)?, false, true)
-            .map(|(id, _)| id)
-    }
-
-    /// Appends (waiting for room) and returns a handle resolving to this append's outcome.
-    pub fn append_tracked(&self, data: impl Into<Bytes>) -> Result<AppendHandle, AppendError> {
-        let (id, rx) = self.append_inner(data.into(), true, false)?;
-        let rx = rx.expect("tracked appends have a receiver");
-        Ok(AppendHandle { id, rx })
-    }
-
-    /// Sends what is buffered now and waits until every append so far is acknowledged or
-    /// failed; reports the failures since the last flush.
-    pub fn flush(&self) -> Result<(), FlushError> {
-        let wait = self.shared.lock().flush(Instant::now());
-        self.wake();
-        self.wait_for(|core| core.flushed(wait))
-    }
-
-    /// Flushes, then closes the stream when `close_stream` (the final batch carries
-    /// `Stream-Closed: true`), and stops the writer.
-    pub fn close(self, close_stream: bool) -> Result<CloseReport, FlushError> {
-        let wait = self.shared.lock().close(close_stream, Instant::now())?;
-        self.wake();
-        self.wait_for(|core| core.closed(wait))
     }
 
     /// Waits until `done` has an answer (checked after every batch of events).

@@ -19,15 +19,11 @@ use crate::engine::{now, sleep_until, Exchanges};
 use crate::handle::StreamHandle;
 use crate::pipeline::{Connector, Pipeline};
 use crate::trace;
-use bytes::Bytes;
 use ds_proto::driver::pipelined_link::LinkEvent;
 use ds_proto::driver::write_tracker::WriteOutcome;
 use ds_proto::driver::writer::WriterCore;
-use ds_proto::driver::writer::{CloseReport, FlushError};
 use ds_proto::driver::writer_loop::WriterLoop;
-use ds_proto::producer::{AppendError, AppendId};
 use ds_proto::Error;
-use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
@@ -56,8 +52,10 @@ impl AppendHandle {
 }
 
 ds_proto::__writer! {
+    async; .await;
     now: crate::clock::now;
     outcome: oneshot::Receiver<WriteOutcome>;
+    channel: oneshot::channel;
     fields { task: JoinHandle<()> }
 }
 
@@ -84,83 +82,6 @@ impl Writer {
     /// Wakes the background task: new appends, flush, close.
     fn wake(&self) {
         self.shared.wake.notify_one();
-    }
-
-    /// Appends, waiting for room when the buffer is full (never for the network otherwise).
-    pub async fn append(&self, data: impl Into<Bytes>) -> Result<AppendId, AppendError> {
-        self.append_as(data.into(), false).await
-    }
-
-    async fn append_as(&self, mut data: Bytes, serialized: bool) -> Result<AppendId, AppendError> {
-        loop {
-            let changed = self.shared.changed.notified();
-            match self.try_append_as(data, serialized) {
-                Err(AppendError::Full { data: back, .. }) => {
-                    data = back;
-                    changed.await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Appends one value as a JSON message (the stream must be `application/json`).
-    pub async fn append_json<T: Serialize + ?Sized>(
-        &self,
-        value: &T,
-    ) -> Result<AppendId, AppendError> {
-        self.append_as(self.to_json(value)?, true).await
-    }
-
-    /// Appends (waiting for room) and returns a handle resolving to this append's outcome.
-    pub async fn append_tracked(
-        &self,
-        data: impl Into<Bytes>,
-    ) -> Result<AppendHandle, AppendError> {
-        let mut data = data.into();
-        loop {
-            let changed = self.shared.changed.notified();
-            let attempt = {
-                let mut core = self.shared.lock();
-                match core.append(data, false, now()) {
-                    Ok((id, wake)) => {
-                        let (tx, rx) = oneshot::channel();
-                        core.track(id, tx);
-                        Ok((AppendHandle { id, rx }, wake))
-                    }
-                    Err(e) => Err(e),
-                }
-            };
-            match attempt {
-                Ok((h, wake)) => {
-                    if wake {
-                        self.wake();
-                    }
-                    return Ok(h);
-                }
-                Err(AppendError::Full { data: back, .. }) => {
-                    data = back;
-                    changed.await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Sends what is buffered now and waits until every append so far is acknowledged or
-    /// failed; reports the failures since the last flush.
-    pub async fn flush(&self) -> Result<(), FlushError> {
-        let wait = self.shared.lock().flush(now());
-        self.wake();
-        self.wait_for(|core| core.flushed(wait)).await
-    }
-
-    /// Flushes, then closes the stream when `close_stream` (the final batch carries
-    /// `Stream-Closed: true`), and stops the writer.
-    pub async fn close(self, close_stream: bool) -> Result<CloseReport, FlushError> {
-        let wait = self.shared.lock().close(close_stream, now())?;
-        self.wake();
-        self.wait_for(|core| core.closed(wait)).await
     }
 
     /// Waits until `done` has an answer (checked after every batch of events).

@@ -657,15 +657,21 @@ macro_rules! __stream_handle_ops {
 /// waiting (`on_error`, `try_append`, `try_append_json`, `snapshot`, `on_snapshot`, `epoch`,
 /// `buffered_bytes`, `offset`). The driver provides `Shared::lock()` (to something that
 /// dereferences to a [`WriterCore`](crate::driver::writer::WriterCore)),
-/// `Writer::spawn(client, call, core, url) -> Result<Writer, Error>`, `Writer::wake()`, and
-/// its clock as `$now` (a path to a `fn() -> std::time::Instant`).
+/// `Writer::spawn(client, call, core, url) -> Result<Writer, Error>`, `Writer::wake()`,
+/// `Writer::wait_for(done)` (waits, `async` in an async driver, until `done(&mut Core)` has an
+/// answer, looking again whenever events were processed), its clock as `$now` (a path to a
+/// `fn() -> std::time::Instant`) and the channel of a tracked append's outcome as `$channel`
+/// (`$async` / `.$await` are `async` / `.await` in an async driver, nothing in a blocking
+/// one). The appends that wait for room, `flush` and `close` are written here.
 #[doc(hidden)]
 #[macro_export]
 #[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
 macro_rules! __writer {
     (
+        $($async:ident)?; $(.$await:ident)?;
         now: $now:path;
         outcome: $rx:ty;
+        channel: $channel:path;
         $(#[$meta:meta])*
         fields { $($field:ident: $fty:ty),* $(,)? }
     ) => {
@@ -886,6 +892,87 @@ macro_rules! __writer {
             /// The latest tail offset an acknowledgement reported.
             pub fn offset(&self) -> Option<$crate::Offset> {
                 self.shared.lock().offset()
+            }
+
+            /// Appends, waiting for room when the buffer is full (never for the network
+            /// otherwise).
+            pub $($async)? fn append(
+                &self,
+                data: impl Into<::bytes::Bytes>,
+            ) -> Result<$crate::producer::AppendId, $crate::producer::AppendError> {
+                self.append_waiting(data.into(), false, |_, _| {})$(.$await)?
+            }
+
+            /// Appends one value as a JSON message (the stream must be `application/json`).
+            pub $($async)? fn append_json<T: ::serde::Serialize + ?Sized>(
+                &self,
+                value: &T,
+            ) -> Result<$crate::producer::AppendId, $crate::producer::AppendError> {
+                self.append_waiting(self.to_json(value)?, true, |_, _| {})$(.$await)?
+            }
+
+            /// Appends (waiting for room) and returns a handle resolving to this append's
+            /// outcome.
+            pub $($async)? fn append_tracked(
+                &self,
+                data: impl Into<::bytes::Bytes>,
+            ) -> Result<AppendHandle, $crate::producer::AppendError> {
+                let (tx, rx) = $channel();
+                let mut tx = Some(tx);
+                let track = |core: &mut Core, id| {
+                    if let Some(tx) = tx.take() {
+                        core.track(id, tx);
+                    }
+                };
+                let id = self.append_waiting(data.into(), false, track)$(.$await)??;
+                Ok(AppendHandle { id, rx })
+            }
+
+            /// Sends what is buffered now and waits until every append so far is acknowledged
+            /// or failed; reports the failures since the last flush.
+            pub $($async)? fn flush(&self) -> Result<(), $crate::driver::writer::FlushError> {
+                let wait = self.shared.lock().flush($now());
+                self.wake();
+                self.wait_for(|core| core.flushed(wait))$(.$await)?
+            }
+
+            /// Flushes, then closes the stream when `close_stream` (the final batch carries
+            /// `Stream-Closed: true`), and stops the writer.
+            pub $($async)? fn close(
+                self,
+                close_stream: bool,
+            ) -> Result<$crate::driver::writer::CloseReport, $crate::driver::writer::FlushError>
+            {
+                let wait = self.shared.lock().close(close_stream, $now())?;
+                self.wake();
+                self.wait_for(|core| core.closed(wait))$(.$await)?
+            }
+
+            /// Appends `data` (`serialized`: JSON serde_json just wrote), waiting while the
+            /// buffer is full; `accepted` runs under the lock once the producer took it.
+            $($async)? fn append_waiting(
+                &self,
+                mut data: ::bytes::Bytes,
+                serialized: bool,
+                mut accepted: impl FnMut(&mut Core, $crate::producer::AppendId),
+            ) -> Result<$crate::producer::AppendId, $crate::producer::AppendError> {
+                let (result, wake) = self.wait_for(|core| {
+                    match core.append(::std::mem::take(&mut data), serialized, $now()) {
+                        Ok((id, wake)) => {
+                            accepted(core, id);
+                            Some((Ok(id), wake))
+                        }
+                        Err($crate::producer::AppendError::Full { data: back, .. }) => {
+                            data = back;
+                            None
+                        }
+                        Err(e) => Some((Err(e), false)),
+                    }
+                })$(.$await)?;
+                if wake {
+                    self.wake();
+                }
+                result
             }
         }
     };
