@@ -61,18 +61,7 @@ impl SubscriptionHandle {
         options: WorkerOptions,
         handler: H,
     ) -> Result<WorkerHandle, SubscriptionError> {
-        let subscription = match options.needs_subscription() {
-            true => Some(self.get()?),
-            false => None,
-        };
-        let machine = options.machine(
-            self.root()?.clone(),
-            &self.id,
-            subscription.as_ref(),
-            self.client.extras(&self.call),
-            self.client.next_seed(),
-            Instant::now(),
-        )?;
+        let machine = self.worker_machine(&options)?;
         let engine =
             Engine::new(machine, self.client.clone(), self.call.clone()).keep_authorization();
         let wake = engine.commands();

@@ -65,18 +65,7 @@ impl SubscriptionHandle {
         options: WorkerOptions,
         handler: H,
     ) -> Result<WorkerHandle, SubscriptionError> {
-        let subscription = match options.needs_subscription() {
-            true => Some(self.get().await?),
-            false => None,
-        };
-        let machine = options.machine(
-            self.root()?.clone(),
-            &self.id,
-            subscription.as_ref(),
-            self.client.extras(&self.call),
-            self.client.next_seed(),
-            now(),
-        )?;
+        let machine = self.worker_machine(&options).await?;
         let engine =
             Engine::new(machine, self.client.clone(), self.call.clone()).keep_authorization();
         let (stop, stop_rx) = watch::channel(false);

@@ -1257,6 +1257,27 @@ macro_rules! __subscription_handle {
                 self.run($crate::driver::subscription::GetSubscription { root, id })$(.$await)?
             }
 
+            /// The machine of a pull-wake worker with `options`, seeded from the client; without
+            /// [`WorkerOptions::wake_stream`]($crate::driver::subscription::WorkerOptions::wake_stream)
+            /// the subscription is read first to learn its wake stream.
+            $($async)? fn worker_machine(
+                &self,
+                options: &$crate::driver::subscription::WorkerOptions,
+            ) -> Result<$crate::subscription::Worker, $crate::subscription::SubscriptionError> {
+                let subscription = match options.needs_subscription() {
+                    true => Some(self.get()$(.$await)??),
+                    false => None,
+                };
+                options.machine(
+                    self.root()?.clone(),
+                    &self.id,
+                    subscription.as_ref(),
+                    self.client.extras(&self.call),
+                    self.client.next_seed(),
+                    $now(),
+                )
+            }
+
             /// Deletes the subscription.
             pub $($async)? fn delete(&self) -> Result<(), $crate::subscription::SubscriptionError> {
                 let (root, id) = (self.root()?.clone(), self.id.clone());
