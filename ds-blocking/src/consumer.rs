@@ -72,6 +72,10 @@ impl<E> ConsumerHandle<E> {
 
 impl StreamHandle {
     /// Starts a consumer on its own thread, calling `handler` for every batch.
+    ///
+    /// # Panics
+    ///
+    /// When the operating system cannot start a thread (as `std::thread::spawn` does).
     pub fn consume<H: Handler>(
         &self,
         options: ConsumerOptions,

@@ -16,7 +16,7 @@ use ds_proto::driver::subscription::{
     self as drv, SubscriptionCall, SubscriptionOneShot, SubscriptionStep,
 };
 use ds_proto::ops::CallOptions;
-use ds_proto::subscription::{Batch, SubscriptionError, Worker, WorkerEvent};
+use ds_proto::subscription::{Batch, SubscriptionError, SubscriptionOp, Worker, WorkerEvent};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -52,10 +52,12 @@ impl Client {
 }
 
 impl SubscriptionHandle {
-    /// Starts a pull-wake worker on its own task, calling `handler` for every batch. Without
+    /// Starts a pull-wake worker on its own thread, calling `handler` for every batch. Without
     /// [`WorkerOptions::wake_stream`] the subscription is read first to learn its wake stream
     /// (a missing subscription is
-    /// [`NotFound`](ds_proto::subscription::SubscriptionErrorKind::NotFound)).
+    /// [`NotFound`](ds_proto::subscription::SubscriptionErrorKind::NotFound)). A thread that
+    /// cannot be started is an
+    /// [`InvalidInput`](ds_proto::ErrorKind::InvalidInput) error (`InputReason::Resource`).
     pub fn work<H: WorkerHandler>(
         &self,
         options: WorkerOptions,
@@ -70,7 +72,16 @@ impl SubscriptionHandle {
         let thread = std::thread::Builder::new()
             .name("ds-worker".into())
             .spawn(move || run_worker(engine, handler, &f))
-            .expect("spawn the worker thread");
+            .map_err(|e| {
+                SubscriptionError::invalid_input(
+                    SubscriptionOp::Claim,
+                    &self
+                        .root()
+                        .map_or_else(|_| String::new(), |r| r.subscription_url(&self.id)),
+                    ds_proto::InputReason::Resource,
+                    format!("cannot spawn the worker thread: {e}"),
+                )
+            })?;
         Ok(WorkerHandle {
             flags,
             wake,
