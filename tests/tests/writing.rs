@@ -360,12 +360,14 @@ fn a_server_that_does_not_pipeline_gets_every_append_once() {
             .filter(|r| r.method == "POST")
             .count();
         assert!(posts >= count / 25, "{kind:?}: {posts} POSTs");
-        // Pipelined requests were refused on the first connections only (7-10 batches of 25
-        // records, about 2.7 KB each); then the writer sent one request per connection,
-        // pooled. Pipelining again on every connection throws away about 700 KB here.
+        // Pipelined requests were refused on the first connections only; then the writer
+        // sent one request per connection, pooled (a pooled request may still race the
+        // server's close now and then). 4-10 batches of 25 records (about 2.7 KB each) were
+        // seen sent unanswered, also under load; pipelining again on every connection throws
+        // away about 700 KB here.
         let discarded = server.bytes_discarded();
         assert!(
-            discarded <= 20 * 2_800,
+            discarded <= 60 * 2_800,
             "{kind:?}: {discarded} bytes sent unanswered"
         );
     }
