@@ -64,6 +64,7 @@ impl SubscriptionHandle {
         handler: H,
     ) -> Result<WorkerHandle, SubscriptionError> {
         let machine = self.worker_machine(&options)?;
+        let url = self.root()?.subscription_url(&self.id);
         let engine =
             Engine::new(machine, self.client.clone(), self.call.clone()).keep_authorization();
         let wake = engine.commands();
@@ -75,9 +76,7 @@ impl SubscriptionHandle {
             .map_err(|e| {
                 SubscriptionError::invalid_input(
                     SubscriptionOp::Claim,
-                    &self
-                        .root()
-                        .map_or_else(|_| String::new(), |r| r.subscription_url(&self.id)),
+                    &url,
                     ds_proto::InputReason::Resource,
                     format!("cannot spawn the worker thread: {e}"),
                 )

@@ -248,11 +248,9 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoo
 /// After the plan fell back to pooled exchanges (pipelining refused, or reordered): the
 /// requests still waiting for the dedicated connection go pooled.
 fn fall_back(wl: &mut WriterLoop, pipeline: &mut Pipeline, exchanges: &mut Exchanges<Command>) {
-    if wl.fell_back() {
-        for t in pipeline.link.take_pending() {
-            if let Some(failed) = exchanges.start(t) {
-                wl.push(failed);
-            }
+    for t in pipeline.link.take_for_pool(wl.plan()) {
+        if let Some(failed) = exchanges.start(t) {
+            wl.push(failed);
         }
     }
 }

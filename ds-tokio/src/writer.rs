@@ -132,7 +132,7 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges, mut wl: WriterLoop) 
             let t = exchanges.with_extras(t);
             pipeline.handle(LinkEvent::Submit(t), &mut wl).await;
         }
-        fall_back(&mut wl, &mut pipeline, &mut exchanges);
+        fall_back(&wl, &mut pipeline, &mut exchanges);
         if carried || wl.has_inputs() {
             // Inputs of the writes, and transmits the producer may have now.
             continue;
@@ -142,13 +142,13 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges, mut wl: WriterLoop) 
             input = exchanges.recv() => wl.push(input),
             Some((gen, data)) = read_rx.recv() => {
                 pipeline.handle(LinkEvent::Read(gen, data), &mut wl).await;
-                fall_back(&mut wl, &mut pipeline, &mut exchanges);
+                fall_back(&wl, &mut pipeline, &mut exchanges);
             }
             () = shared.wake.notified() => {}
             () = sleep_until(deadline) => {
                 let at = now();
                 pipeline.handle(LinkEvent::Timeout, &mut wl).await;
-                fall_back(&mut wl, &mut pipeline, &mut exchanges);
+                fall_back(&wl, &mut pipeline, &mut exchanges);
                 wl.on_timeout(&mut shared.lock(), at);
             }
         }
@@ -157,10 +157,8 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges, mut wl: WriterLoop) 
 
 /// After the plan fell back to pooled exchanges (pipelining refused, or reordered): the
 /// requests still waiting for the dedicated connection go pooled.
-fn fall_back(wl: &mut WriterLoop, pipeline: &mut Pipeline, exchanges: &mut Exchanges) {
-    if wl.fell_back() {
-        for t in pipeline.link.take_pending() {
-            exchanges.start(t);
-        }
+fn fall_back(wl: &WriterLoop, pipeline: &mut Pipeline, exchanges: &mut Exchanges) {
+    for t in pipeline.link.take_for_pool(wl.plan()) {
+        exchanges.start(t);
     }
 }

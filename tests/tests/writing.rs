@@ -1,15 +1,17 @@
 //! Exactly-once writing through both drivers against the reference server (PROTOCOL.md 5.2.1):
 //! volume, faults, fencing, auto-claim, JSON, close.
 
+use bytes::Bytes;
 use ds_proto::ops::CreateOptions;
 use ds_proto::producer::ProducerConfig;
 use ds_proto::reader::ReadMode;
+use ds_proto::sim::server::{SimServer, SimServerConfig};
 use ds_proto::{ErrorKind, Offset, RetryPolicy};
 use ds_tests::drivers::{AnyClient, AnyStream, DriverKind};
 use ds_tests::hostile::{HostileServer, Reply, SeenRequest, Step};
 use ds_tests::{Proxy, RefServer};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn new_stream(server: &RefServer, kind: DriverKind, name: &str, ct: &str) -> AnyStream {
     let s = AnyClient::new(kind, server.url()).stream(&server.stream_url(name));
@@ -280,53 +282,40 @@ fn tracked_appends_report_their_outcome() {
 /// its background task or thread first runs (they went out in one batch of up to
 /// `max_batch_bytes`, 32 MiB by default, where the plan cuts at 1 MiB); one at a time on a
 /// plain `http://` stream the writer uses its dedicated connection.
-/// A server that keeps one producer's appends by PROTOCOL.md 5.2.1 (new sequence numbers
-/// stored, repeats answered 204, gaps 409), answers one request per connection although its
-/// answers say keep-alive, and then closes the connection gracefully: it does not pipeline.
-#[derive(Debug, Default)]
+/// The project's in-memory server model (ds-proto `sim`) behind a server that answers one
+/// request per connection although its answers say keep-alive, then closes the connection
+/// gracefully: it does not pipeline.
+#[derive(Debug)]
 struct OneRequestPerConnection {
-    stored: Vec<u8>,
-    next_seq: u64,
+    model: SimServer,
 }
 
 impl OneRequestPerConnection {
     fn answer(&mut self, r: &SeenRequest) -> Reply {
-        let offset = format!("{:016}", self.stored.len());
-        let mut headers = vec![
-            ("Connection", "keep-alive".to_owned()),
-            ("Content-Length", "0".to_owned()),
-            ("Content-Type", "text/plain".to_owned()),
-        ];
-        let status = match (r.method.as_str(), r.header("producer-seq")) {
-            ("POST", Some(seq)) => {
-                let seq: u64 = seq.parse().unwrap();
-                headers.push(("Producer-Epoch", "0".to_owned()));
-                if seq > self.next_seq {
-                    headers.push(("Producer-Expected-Seq", self.next_seq.to_string()));
-                    headers.push(("Producer-Received-Seq", seq.to_string()));
-                    409
-                } else {
-                    let fresh = seq == self.next_seq;
-                    if fresh {
-                        self.stored.extend_from_slice(&r.body);
-                        self.next_seq += 1;
-                    }
-                    headers.push(("Producer-Seq", (self.next_seq - 1).to_string()));
-                    headers.push(("Stream-Next-Offset", format!("{:016}", self.stored.len())));
-                    if fresh {
-                        200
-                    } else {
-                        204
-                    }
-                }
-            }
-            _ => {
-                headers.push(("Stream-Next-Offset", offset));
-                200
-            }
-        };
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Reply::head(status, &headers).then(Step::CloseGracefully)
+        let mut request = http::Request::builder()
+            .method(r.method.as_str())
+            .uri(&r.target);
+        for (name, value) in &r.headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(Bytes::from(r.body.clone())).unwrap();
+        let response = self
+            .model
+            .call(request, Instant::now())
+            .unwrap_or_else(|_| panic!("{} {}: a read that waits", r.method, r.target));
+        let mut headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != http::header::CONNECTION)
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+            .collect();
+        headers.push(("connection".into(), "keep-alive".into()));
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Reply::http(response.status().as_u16(), &headers, response.body())
+            .then(Step::CloseGracefully)
     }
 }
 
@@ -337,10 +326,14 @@ impl OneRequestPerConnection {
 #[test]
 fn a_server_that_does_not_pipeline_gets_every_append_once() {
     for kind in DriverKind::ALL {
-        let state = Arc::new(Mutex::new(OneRequestPerConnection::default()));
+        let state = Arc::new(Mutex::new(OneRequestPerConnection {
+            model: SimServer::new(SimServerConfig::default()),
+        }));
         let answers = state.clone();
         let server = HostileServer::start(move |r| answers.lock().unwrap().answer(r));
         let s = AnyClient::new(kind, server.url()).stream(&server.stream_url("no-pipelining"));
+        s.create(CreateOptions::with_content_type("text/plain"))
+            .unwrap();
         let w = s
             .writer_with(ProducerConfig {
                 max_in_flight: 4,
@@ -353,7 +346,12 @@ fn a_server_that_does_not_pipeline_gets_every_append_once() {
             w.append(record(n)).unwrap();
         }
         w.close(false).unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
-        check_records(&state.lock().unwrap().stored, count);
+        let stored = state
+            .lock()
+            .unwrap()
+            .model
+            .stream_bytes("/v1/stream/no-pipelining");
+        check_records(&stored.unwrap(), count);
         let posts = server
             .requests()
             .iter()

@@ -32,7 +32,7 @@
 //! [`TransportErrorKind::Timeout`] (outcome unknown): the [`Producer`](crate::producer::Producer)
 //! handles each under its retry and indeterminate rules (PROTOCOL.md 5.2.1).
 
-use crate::driver::writer_pipe::WriterPipe;
+use crate::driver::writer_pipe::{Carrier, WriterPipe};
 use crate::exchange::{Input, RequestId, Transmit, TransportError, TransportErrorKind};
 use crate::http1::{Connection, Limits};
 use std::collections::{HashMap, VecDeque};
@@ -207,6 +207,17 @@ impl<T: InputTraces, S> PipelinedLink<T, S> {
             self.traces.abandon(t.id);
         }
         self.pending.drain(..).collect()
+    }
+
+    /// Once the plan carries the writer's requests pooled (pipelining refused, or the
+    /// pipeline reordered: [`WriterPipe::carrier`]), the requests still waiting for room here,
+    /// taken back for the driver's pooled exchanges; nothing while the plan still pipelines.
+    pub fn take_for_pool(&mut self, plan: &WriterPipe) -> Vec<Transmit> {
+        if plan.carrier() == Carrier::Pooled {
+            self.take_pending()
+        } else {
+            Vec::new()
+        }
     }
 
     /// The inputs for the plan and the producer, in the order they happened.

@@ -273,6 +273,33 @@ fn an_announced_close_reconnects_for_the_next_request() {
 }
 
 #[test]
+fn requests_waiting_for_room_go_pooled_only_once_pipelining_is_refused() {
+    let mut plan = plan(2);
+    let mut link = PipelinedLink::new(2);
+    for id in 1..=3 {
+        link.submit(transmit(id, None));
+    }
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 1", "batch 2"]);
+    assert!(
+        link.take_for_pool(&plan).is_empty(),
+        "while the plan pipelines, batch 3 waits for room here"
+    );
+    // The server answers the first request with keep-alive, then closes the connection with
+    // the second outstanding: it does not pipeline.
+    let gen = link.connection().unwrap();
+    link.on_read(gen, Some(OK), &mut plan);
+    link.on_read(gen, None, &mut plan);
+    assert_eq!(plan.carrier(), Carrier::Pooled);
+    let back: Vec<RequestId> = link.take_for_pool(&plan).iter().map(|t| t.id).collect();
+    assert_eq!(
+        back,
+        [RequestId(3)],
+        "the request never written goes pooled"
+    );
+    assert!(link.take_for_pool(&plan).is_empty());
+}
+
+#[test]
 fn taken_back_requests_leave_no_deadline_behind() {
     let t0 = Instant::now();
     let mut plan = plan(1);

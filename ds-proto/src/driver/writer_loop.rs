@@ -140,12 +140,6 @@ impl WriterLoop {
         self.feed(core, now);
         core.producer_mut().handle_timeout(now);
     }
-
-    /// Whether the plan fell back to pooled exchanges (pipelining refused, or reordered): the
-    /// requests still waiting for the dedicated connection then go pooled.
-    pub fn fell_back(&self) -> bool {
-        self.plan.carrier() == Carrier::Pooled
-    }
 }
 
 #[cfg(test)]
