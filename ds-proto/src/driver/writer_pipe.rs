@@ -166,8 +166,11 @@ impl WriterPipe {
         self.pipe.batch_target_bytes()
     }
 
-    /// Hands the producer its batch target and how far a batch that waits may grow.
+    /// Hands the producer its batch target, how far a batch that waits may grow, and whether
+    /// its requests keep their order on the way ([`Producer::set_ordered`]: while they are
+    /// pipelined on the dedicated connection, an epoch's first batches leave together).
     pub fn apply(&self, producer: &mut Producer) {
+        producer.set_ordered(matches!(self.carrier(), Carrier::Pipelined { .. }));
         producer.set_batch_target(Some(self.pipe.batch_target_bytes()));
         producer.set_wait_ceiling(Some(self.pipe.wait_ceiling_bytes()));
         producer.set_wait_ramp(self.pipe.wait_ramp_bytes());

@@ -77,6 +77,28 @@ fn carrier_follows_in_flight_scheme_and_refusal() {
 }
 
 #[test]
+fn the_producer_knows_its_requests_keep_order_only_while_they_are_pipelined() {
+    let ordered = |plan: &WriterPipe, config: &ProducerConfig| {
+        let mut producer = Producer::new(config.clone(), Instant::now()).unwrap();
+        plan.apply(&mut producer);
+        producer.is_ordered()
+    };
+    let piped = config(URL, 4, 1 << 20);
+    let mut plan = WriterPipe::new(&piped);
+    assert!(ordered(&plan, &piped), "pipelined on one connection");
+    let tls = config("https://h/v1/stream/s", 4, 1 << 20);
+    assert!(!ordered(&WriterPipe::new(&tls), &tls), "pooled connections");
+    assert!(ordered(&WriterPipe::new(&tls).with_tls(true), &tls));
+    plan.on_pipelining_refused();
+    assert!(!ordered(&plan, &piped), "fallen back to pooled connections");
+    // A producer told once is told again when the plan falls back.
+    let mut producer = Producer::new(piped.clone(), Instant::now()).unwrap();
+    WriterPipe::new(&piped).apply(&mut producer);
+    plan.apply(&mut producer);
+    assert!(!producer.is_ordered());
+}
+
+#[test]
 fn a_sequence_gap_on_a_clean_pipeline_falls_back_but_one_after_a_failure_does_not() {
     let now = Instant::now();
     let gap = [

@@ -124,6 +124,9 @@ pub struct Producer {
     /// The most a batch may carry as it leaves ([`Producer::set_leave_ceiling`]); `None`: no
     /// cut.
     leave_ceiling: Option<usize>,
+    /// The carrier delivers requests in the order they are handed out
+    /// ([`Producer::set_ordered`]): an epoch's first batch need not go alone.
+    ordered: bool,
 }
 
 /// The most a new batch body buffer reserves up front (it grows past it as needed).
@@ -144,6 +147,7 @@ impl Producer {
             epoch: config.epoch,
             next_seq: 0,
             epoch_established: false,
+            ordered: false,
             next_append: 0,
             next_bid: 0,
             next_request: 0,
@@ -259,6 +263,28 @@ impl Producer {
     /// link and in the budget's batches on a short one.
     pub fn set_leave_ceiling(&mut self, bytes: Option<usize>) {
         self.leave_ceiling = bytes.map(|b| b.max(1));
+    }
+
+    /// Tells the producer whether its requests reach the server in the order
+    /// [`poll_transmit`](Producer::poll_transmit) hands them out (one HTTP/1.1 connection
+    /// carrying them pipelined, as the drivers' writers do; `false` by default, for carriers
+    /// such as several pooled connections that may reorder them).
+    ///
+    /// A new epoch must start at `seq = 0` (PROTOCOL.md 5.2.1: a server that sees a later seq
+    /// of an epoch it does not know answers `400`, or `409` before any epoch). Unordered, an
+    /// epoch's first batch therefore goes alone, and the rest follow its acknowledgement: one
+    /// round trip per epoch. Ordered, the first batches of an epoch leave together, up to
+    /// `max_in_flight`; should the first fail on the way (a `503`, a dropped connection) and a
+    /// later one reach the server first, the later one's `400` is taken as the sequence gap it
+    /// is: it is sent again once every batch before it has an outcome, byte-identical with the
+    /// same seq. A `400` once the epoch is acknowledged fails the batch, as always.
+    pub fn set_ordered(&mut self, ordered: bool) {
+        self.ordered = ordered;
+    }
+
+    /// Whether the carrier keeps order ([`Producer::set_ordered`]).
+    pub fn is_ordered(&self) -> bool {
+        self.ordered
     }
 
     /// The configuration.
@@ -638,7 +664,7 @@ impl Producer {
     }
 
     fn effective_max_in_flight(&self) -> usize {
-        if self.epoch_established {
+        if self.epoch_established || self.ordered {
             self.config.max_in_flight
         } else {
             1
@@ -928,6 +954,9 @@ impl Producer {
                 error,
             },
             ErrorKind::SequenceGap { .. } => Outcome::Gap(error),
+            // A later batch of an epoch the server does not know yet: its first batch has not
+            // reached the server (see `set_ordered`). A gap, not a fault of this batch.
+            ErrorKind::BadRequest { .. } if self.before_epoch_known(b) => Outcome::Gap(error),
             ErrorKind::RateLimited { retry_after } => Outcome::Retry {
                 error,
                 retry_after,
@@ -955,6 +984,13 @@ impl Producer {
                 global: false,
             },
         }
+    }
+
+    /// Whether `b` is a later batch (`seq > 0`) of the current epoch, sent before any batch of
+    /// that epoch was acknowledged: a server that has not seen its `seq = 0` refuses it (`400`,
+    /// PROTOCOL.md 5.2.1).
+    fn before_epoch_known(&self, b: &Batch) -> bool {
+        !self.epoch_established && b.epoch == self.epoch && b.seq > 0
     }
 
     fn apply(&mut self, i: usize, outcome: Outcome, preds_resolved: bool, now: Instant) {

@@ -44,6 +44,11 @@
 //!   attempt sent after every earlier batch was acknowledged means the server's producer state
 //!   disagrees with ours (lost state, another writer with the same id and epoch): that batch
 //!   fails with [`ErrorKind::SequenceGap`](crate::ErrorKind::SequenceGap).
+//! - **An epoch's first batch.** A server learns a new epoch from its `seq = 0` and refuses a
+//!   later seq of an epoch it does not know (`400`). Without order kept on the way, the first
+//!   batch of every epoch goes alone and the rest follow its acknowledgement. On a carrier
+//!   that keeps order ([`Producer::set_ordered`]) they leave together; a `400` to a later
+//!   batch before the epoch is acknowledged is then a gap, handled as above.
 //! - **Stopping.** A batch refused for good (400, 404, 409 conflict, 410, 413, a 403 without
 //!   auto-claim, an unexpected status, retry exhaustion) fails, and so does every later batch
 //!   and the open one: they could not be applied in order without it, and re-using its seq

@@ -592,6 +592,109 @@ fn gap_reorder_recovery_with_three_in_flight() {
 }
 
 #[test]
+fn on_an_ordered_carrier_an_epochs_first_batches_leave_together() {
+    let mut h = Harness::new(ProducerConfig {
+        max_in_flight: 3,
+        ..config()
+    });
+    h.p.set_ordered(true);
+    for s in ["a", "b", "c", "d"] {
+        h.append(s);
+        h.flush();
+    }
+    let sent = h.pump();
+    let seqs: Vec<u64> = sent.iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, [0, 1, 2], "no round trip before the pipeline fills");
+    for (s, offset) in sent.iter().zip(["1", "2", "3"]) {
+        h.ok(s, offset);
+    }
+    let last = h.one();
+    assert_eq!((last.seq, last.text()), (3, "d"));
+    h.ok(&last, "4");
+    assert_eq!(
+        h.events(),
+        [
+            acked(0, 0, Some("1"), false),
+            acked(1, 1, Some("2"), false),
+            acked(2, 2, Some("3"), false),
+            acked(3, 3, Some("4"), false)
+        ]
+    );
+}
+
+#[test]
+fn on_an_ordered_carrier_a_later_batch_refused_before_the_epoch_is_known_is_sent_again() {
+    // seq 0 meets a 503 on the way; seq 1 and 2 reach a server that has not seen the epoch
+    // (PROTOCOL.md 5.2.1: 400). They wait for seq 0 and go again, byte-identical.
+    let mut h = Harness::new(ProducerConfig {
+        max_in_flight: 3,
+        ..config()
+    });
+    h.p.set_ordered(true);
+    for s in ["a", "b", "c"] {
+        h.append(s);
+        h.flush();
+    }
+    let sent = h.pump();
+    assert_eq!(sent.len(), 3);
+    h.reply(sent[0].id, 503, &[], "injected");
+    let refused = "Producer epoch increase requires seq 0";
+    h.reply(sent[1].id, 400, &[], refused);
+    h.reply(sent[2].id, 400, &[], refused);
+    assert!(h.events().is_empty(), "nothing failed");
+    assert!(h.pump().is_empty(), "seq 0 backs off first");
+    h.run_to_timeout();
+    let r0 = h.one();
+    assert_eq!((r0.seq, r0.text()), (0, "a"));
+    h.ok(&r0, "1");
+    let r1 = h.one();
+    assert_eq!((r1.seq, &r1.body), (1, &sent[1].body));
+    h.ok(&r1, "2");
+    let r2 = h.one();
+    assert_eq!((r2.seq, &r2.body), (2, &sent[2].body));
+    h.ok(&r2, "3");
+    assert_eq!(
+        h.events(),
+        [
+            acked(0, 0, Some("1"), false),
+            acked(1, 1, Some("2"), false),
+            acked(2, 2, Some("3"), false)
+        ]
+    );
+    // Once the epoch is known, a 400 is the batch's own fault, as always.
+    h.append("d");
+    h.flush();
+    let s3 = h.one();
+    h.reply(s3.id, 400, &[], "Invalid body");
+    let ev = h.events();
+    let (_, _, items, reason) = failed(&ev[0]);
+    assert_eq!(items, [&b"d"[..]]);
+    assert!(matches!(reason.kind(), ErrorKind::BadRequest { .. }));
+}
+
+#[test]
+fn unordered_an_epochs_first_batch_goes_alone_and_a_400_fails() {
+    let mut h = Harness::new(ProducerConfig {
+        max_in_flight: 3,
+        ..config()
+    });
+    for s in ["a", "b"] {
+        h.append(s);
+        h.flush();
+    }
+    let s0 = h.one();
+    h.ok(&s0, "1");
+    let s1 = h.one();
+    h.reply(s1.id, 400, &[], "Invalid body");
+    let ev = h.events();
+    assert_eq!(ev[0], acked(0, 0, Some("1"), false));
+    assert!(matches!(
+        failed(&ev[1]).3.kind(),
+        ErrorKind::BadRequest { .. }
+    ));
+}
+
+#[test]
 fn persistent_gap_fails_instead_of_looping() {
     let mut h = Harness::new(config());
     h.establish();
@@ -1457,6 +1560,8 @@ impl Model {
 #[derive(Debug, Default)]
 struct Coverage {
     gaps: u64,
+    /// Later batches of an epoch the server did not know yet (`400`, ordered carriers).
+    early: u64,
     claims: u64,
     indeterminate: u64,
     not_stored: u64,
@@ -1495,6 +1600,10 @@ fn run_random(seed: u64, cov: &mut Coverage) {
     let total = 20 + rng.below(60);
     let mut fences_left = rng.below(3);
     let mut h = Harness::new(config);
+    // An ordered carrier (the writers' pipelined connection) delivers in the order sent; a
+    // failed request does not stop the next one here, which is harsher than a connection.
+    let ordered = rng.chance(0.5);
+    h.p.set_ordered(ordered);
     let mut model = Model::default();
     let mut net: Vec<Transmit> = Vec::new();
     let mut appended = 0u64; // payload numbers offered
@@ -1634,8 +1743,12 @@ fn run_random(seed: u64, cov: &mut Coverage) {
                 eprintln!("{step}: fence to {e}");
             }
         } else if r < 0.8 && !net.is_empty() {
-            let i = rng.below(net.len() as u64) as usize;
-            let t = net.swap_remove(i);
+            let t = if ordered {
+                net.remove(0)
+            } else {
+                let i = rng.below(net.len() as u64) as usize;
+                net.swap_remove(i)
+            };
             let id = t.id;
             let fail = |h: &mut Harness, kind| {
                 let error = TransportError::new(kind, "injected");
@@ -1669,6 +1782,7 @@ fn run_random(seed: u64, cov: &mut Coverage) {
             } else {
                 let (status, headers) = model.serve(&t.request);
                 cov.gaps += u64::from(status == 409 && !model.closed);
+                cov.early += u64::from(status == 400);
                 let headers: Vec<(&str, &str)> = headers
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -1739,6 +1853,7 @@ fn randomized_exactly_once() {
     }
     // The sweep must exercise every rule, or it proves little.
     assert!(cov.gaps > 0, "{cov:?}");
+    assert!(cov.early > 0, "{cov:?}");
     assert!(cov.claims > 0, "{cov:?}");
     assert!(cov.indeterminate > 0, "{cov:?}");
     assert!(cov.not_stored > 0, "{cov:?}");
