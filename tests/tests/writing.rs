@@ -115,7 +115,8 @@ fn a_dropped_pipelined_connection_keeps_exactly_once() {
                     ..config("piped")
                 })
                 .unwrap();
-            // The epoch's first batch goes alone; after it, batches are pipelined.
+            // The epoch is acknowledged before the fault is armed: the dropped POST is one of
+            // several pipelined behind it.
             w.append(record(0)).unwrap();
             w.flush().unwrap();
             server.inject_error(
@@ -135,6 +136,44 @@ fn a_dropped_pipelined_connection_keeps_exactly_once() {
             server.clear_errors();
             check_records(&s.read_all().unwrap().data, count);
         }
+    }
+}
+
+/// An epoch's first batches leave together on the pipelined connection. When the first is
+/// refused on the way (here a `503` after 50 ms), the reference server answers the batches
+/// behind it `400` ("New epoch must start with sequence 0", PROTOCOL.md 5.2.1): they are sent
+/// again once the first is stored, and every record lands exactly once, in order.
+#[test]
+fn a_new_epoch_whose_first_batch_is_refused_keeps_exactly_once() {
+    let server = RefServer::start();
+    for kind in DriverKind::ALL {
+        let s = new_stream(&server, kind, "new-epoch", "text/plain");
+        // Epoch 0 is known to the server, so epoch 1 is a new epoch (a fresh producer's later
+        // seqs get `409` instead, the gap the writers already handle).
+        let old = s.writer_with(config("epochs")).unwrap();
+        old.append(record(0)).unwrap();
+        old.flush().unwrap();
+        drop(old);
+        server.inject_error(
+            s.url(),
+            serde_json::json!({"status": 503, "delayMs": 50, "count": 1, "method": "POST"}),
+        );
+        let w = s
+            .writer_with(ProducerConfig {
+                epoch: 1,
+                max_in_flight: 4,
+                max_batch_items: 10,
+                ..config("epochs")
+            })
+            .unwrap();
+        let count = 1_000;
+        for n in 1..count {
+            w.append(record(n)).unwrap();
+        }
+        w.close(false)
+            .unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
+        server.clear_errors();
+        check_records(&s.read_all().unwrap().data, count);
     }
 }
 
