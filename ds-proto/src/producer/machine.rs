@@ -986,11 +986,12 @@ impl Producer {
         }
     }
 
-    /// Whether `b` is a later batch (`seq > 0`) of the current epoch, sent before any batch of
-    /// that epoch was acknowledged: a server that has not seen its `seq = 0` refuses it (`400`,
-    /// PROTOCOL.md 5.2.1).
+    /// Whether `b` is a batch of the current epoch sent before any batch of that epoch was
+    /// acknowledged: a server that has not seen the epoch's `seq = 0` refuses its later seqs
+    /// (`400`, PROTOCOL.md 5.2.1). (The `seq = 0` batch itself is covered too: nothing of its
+    /// epoch precedes it, so the gap rule in `apply` fails it at once, as any `400`.)
     fn before_epoch_known(&self, b: &Batch) -> bool {
-        !self.epoch_established && b.epoch == self.epoch && b.seq > 0
+        !self.epoch_established && b.epoch == self.epoch
     }
 
     fn apply(&mut self, i: usize, outcome: Outcome, preds_resolved: bool, now: Instant) {

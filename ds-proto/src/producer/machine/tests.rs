@@ -673,6 +673,56 @@ fn on_an_ordered_carrier_a_later_batch_refused_before_the_epoch_is_known_is_sent
 }
 
 #[test]
+fn a_400_once_the_epoch_is_known_fails_at_once_even_behind_a_batch_in_flight() {
+    for ordered in [false, true] {
+        let mut h = Harness::new(ProducerConfig {
+            max_in_flight: 3,
+            ..config()
+        });
+        h.p.set_ordered(ordered);
+        h.establish();
+        for s in ["b", "c"] {
+            h.append(s);
+            h.flush();
+        }
+        let sent = h.pump();
+        assert_eq!(sent.len(), 2);
+        h.ok(&sent[0], "2");
+        h.reply(sent[1].id, 400, &[], "Invalid body");
+        assert!(h.pump().is_empty(), "ordered {ordered}: not sent again");
+        let ev = h.events();
+        assert_eq!(ev.len(), 3, "ordered {ordered}: {ev:?}");
+        assert!(matches!(
+            failed(&ev[2]).3.kind(),
+            ErrorKind::BadRequest { .. }
+        ));
+    }
+}
+
+#[test]
+fn an_epochs_first_batch_refused_400_fails_at_once() {
+    let mut h = Harness::new(ProducerConfig {
+        max_in_flight: 3,
+        ..config()
+    });
+    h.p.set_ordered(true);
+    for s in ["a", "b"] {
+        h.append(s);
+        h.flush();
+    }
+    let sent = h.pump();
+    h.reply(sent[0].id, 400, &[], "Invalid body");
+    h.reply(sent[1].id, 400, &[], "Invalid body");
+    assert!(h.pump().is_empty(), "neither is sent again");
+    let ev = h.events();
+    assert!(matches!(
+        failed(&ev[0]).3.kind(),
+        ErrorKind::BadRequest { .. }
+    ));
+    assert!(h.p.error().is_some());
+}
+
+#[test]
 fn unordered_an_epochs_first_batch_goes_alone_and_a_400_fails() {
     let mut h = Harness::new(ProducerConfig {
         max_in_flight: 3,
