@@ -5,8 +5,8 @@
 //! Input format: a [`ProducerScript`] as decoded by `arbitrary` (see [`crate::script`]).
 //!
 //! Invariants checked after every step: no panic; payload bytes buffered within
-//! `max_buffered_bytes`, requests in flight within `max_in_flight` (and one until a batch of
-//! the epoch was acknowledged); batches within `max_batch_items` and `max_batch_bytes` (unless
+//! `max_buffered_bytes`, requests in flight within `max_in_flight` (and, unless the carrier
+//! keeps order, one until a batch of the epoch was acknowledged); batches within `max_batch_items` and `max_batch_bytes` (unless
 //! one append); every request carries a contiguous run of appends not yet reported, in
 //! sequence order, under the current epoch, byte-identical on every attempt of the same
 //! (epoch, seq), and new sequence numbers in order from 0; events report appends in append
@@ -60,9 +60,12 @@ pub struct ProducerKnobs {
     pub epoch: u8,
     /// Put a 30 s deadline on every request.
     pub deadline: bool,
+    /// The carrier keeps order (`Producer::set_ordered`): an epoch's first batches may be in
+    /// flight together.
+    pub ordered: bool,
     pub retry: RetryKnobs,
 }
-encode_struct!(ProducerKnobs { json, auto_claim, max_in_flight, max_batch_items, max_batch_bytes, buffered_extra, linger_ms, epoch, deadline; retry });
+encode_struct!(ProducerKnobs { json, auto_claim, max_in_flight, max_batch_items, max_batch_bytes, buffered_extra, linger_ms, epoch, deadline, ordered; retry });
 
 /// One step of a script. `pick` chooses among the requests in flight (modulo their number).
 #[derive(Arbitrary, Debug, Clone, PartialEq)]
@@ -355,7 +358,8 @@ impl Harness {
             request_deadline: k.deadline.then(|| Duration::from_secs(30)),
             ..ProducerConfig::new(URL, PRODUCER_ID)
         };
-        let p = Producer::new(config.clone(), now).expect("a valid configuration");
+        let mut p = Producer::new(config.clone(), now).expect("a valid configuration");
+        p.set_ordered(k.ordered);
         Some(Harness {
             p,
             k,
@@ -479,10 +483,10 @@ impl Harness {
                 );
             }
         }
-        if !self.in_flight.is_empty() {
+        if !self.in_flight.is_empty() && !self.k.ordered {
             assert!(
                 self.acked_epochs.contains(&epoch),
-                "pipelining before the epoch's first acknowledgement"
+                "pipelining before the epoch's first acknowledgement (unordered carrier)"
             );
         }
         match self.sent.get(&(epoch, seq)) {

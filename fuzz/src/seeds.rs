@@ -390,6 +390,7 @@ fn producer_seeds() -> Vec<Seed> {
         linger_ms: 5,
         epoch: 0,
         deadline: false,
+        ordered: false,
         retry: retry(),
     };
     let app = |size| ProducerOp::Append { size, kind: 1 };
@@ -441,6 +442,38 @@ fn producer_seeds() -> Vec<Seed> {
                     },
                     ProducerOp::ToTimeout,
                     reply(Reply::Duplicate),
+                    reply(Reply::Stored),
+                ],
+            },
+        ),
+        (
+            "ordered-first-batch-refused",
+            ProducerScript {
+                knobs: ProducerKnobs {
+                    max_in_flight: 3,
+                    max_batch_items: 0,
+                    epoch: 2,
+                    ordered: true,
+                    ..knobs
+                },
+                ops: vec![
+                    app(1),
+                    app(2),
+                    app(3),
+                    reply(Reply::Busy { status: 1, secs: 0 }),
+                    reply(Reply::Raw {
+                        status: Status::S400,
+                        headers: vec![],
+                        body: 0,
+                    }),
+                    reply(Reply::Raw {
+                        status: Status::S400,
+                        headers: vec![],
+                        body: 0,
+                    }),
+                    ProducerOp::ToTimeout,
+                    reply(Reply::Stored),
+                    reply(Reply::Stored),
                     reply(Reply::Stored),
                 ],
             },
