@@ -170,8 +170,7 @@ fn a_new_epoch_whose_first_batch_is_refused_keeps_exactly_once() {
         for n in 1..count {
             w.append(record(n)).unwrap();
         }
-        w.close(false)
-            .unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
+        w.close(false).unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
         server.clear_errors();
         check_records(&s.read_all().unwrap().data, count);
     }
