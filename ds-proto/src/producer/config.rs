@@ -83,9 +83,9 @@ pub struct ProducerConfig {
     /// byte-identical, once every earlier batch has an outcome, and the first batch of every
     /// epoch is sent alone (a server that sees `seq > 0` of a new epoch first answers `400`)
     /// unless the carrier keeps order ([`Producer::set_ordered`](super::Producer::set_ordered),
-    /// set by the writers' plan while they pipeline). With machines driven by other carriers (several connections, no order kept),
-    /// both real servers answer batches that arrive out of order with `409` instead of holding
-    /// them (FIELD-NOTES.md): set 1 there.
+    /// set by the writers' plan while they pipeline). With machines driven by other carriers
+    /// (several connections, no order kept), both real servers answer batches that arrive out
+    /// of order with `409` instead of holding them (FIELD-NOTES.md): set 1 there.
     pub max_in_flight: usize,
     /// Backpressure bound: payload bytes held (open batch plus sealed batches not yet
     /// acknowledged or failed). [`Producer::append`](super::Producer::append) answers

@@ -26,6 +26,9 @@ struct Exchange {
     /// Every earlier batch had an outcome when this attempt was sent: a sequence gap answer
     /// cannot be blamed on reordering.
     preds_resolved: bool,
+    /// No batch of the epoch was acknowledged when this attempt was sent: the server may not
+    /// have known the epoch when it answered (see [`Producer::set_ordered`]).
+    epoch_unknown: bool,
 }
 
 /// What one finished exchange means for its batch.
@@ -591,6 +594,7 @@ impl Producer {
                     head: None,
                     body: Vec::new(),
                     preds_resolved,
+                    epoch_unknown: !self.epoch_established,
                 },
             );
             return Some(Transmit {
@@ -863,7 +867,13 @@ impl Producer {
             return;
         }
         let foreign = self.foreign_seq(i, ex.head.as_ref());
-        let outcome = self.classify(&self.queue[i], ex.head, &ex.body, transport);
+        let outcome = self.classify(
+            &self.queue[i],
+            ex.head,
+            &ex.body,
+            transport,
+            ex.epoch_unknown,
+        );
         let duplicate = matches!(
             outcome,
             Outcome::Ack {
@@ -877,12 +887,15 @@ impl Producer {
         self.apply(i, outcome, ex.preds_resolved, now);
     }
 
+    /// What an exchange's end means for batch `b`. `epoch_unknown`: the attempt was sent
+    /// before any batch of its epoch was acknowledged.
     fn classify(
         &self,
         b: &Batch,
         head: Option<http::response::Parts>,
         body: &[u8],
         transport: Option<TransportError>,
+        epoch_unknown: bool,
     ) -> Outcome {
         let close_only = b.is_close_only();
         let op = if close_only {
@@ -954,9 +967,11 @@ impl Producer {
                 error,
             },
             ErrorKind::SequenceGap { .. } => Outcome::Gap(error),
-            // A later batch of an epoch the server does not know yet: its first batch has not
-            // reached the server (see `set_ordered`). A gap, not a fault of this batch.
-            ErrorKind::BadRequest { .. } if self.before_epoch_known(b) => Outcome::Gap(error),
+            // Sent before the epoch was acknowledged: the server may not have seen the epoch's
+            // `seq = 0` yet and refuses a later seq (`400`, PROTOCOL.md 5.2.1; see
+            // `set_ordered`). A gap, not a fault of this batch. (The `seq = 0` batch itself:
+            // nothing of its epoch precedes it, so the gap rule in `apply` fails it at once.)
+            ErrorKind::BadRequest { .. } if epoch_unknown => Outcome::Gap(error),
             ErrorKind::RateLimited { retry_after } => Outcome::Retry {
                 error,
                 retry_after,
@@ -984,14 +999,6 @@ impl Producer {
                 global: false,
             },
         }
-    }
-
-    /// Whether `b` is a batch of the current epoch sent before any batch of that epoch was
-    /// acknowledged: a server that has not seen the epoch's `seq = 0` refuses its later seqs
-    /// (`400`, PROTOCOL.md 5.2.1). (The `seq = 0` batch itself is covered too: nothing of its
-    /// epoch precedes it, so the gap rule in `apply` fails it at once, as any `400`.)
-    fn before_epoch_known(&self, b: &Batch) -> bool {
-        !self.epoch_established && b.epoch == self.epoch
     }
 
     fn apply(&mut self, i: usize, outcome: Outcome, preds_resolved: bool, now: Instant) {

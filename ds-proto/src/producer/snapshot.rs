@@ -40,7 +40,8 @@ use std::time::Instant;
 /// # Restoring: exactly-once
 ///
 /// [`Producer::restore`] re-sends every pending sealed batch with its original epoch, seq and
-/// body, in seq order (the first alone, then up to `max_in_flight`), so the server stores each
+/// body, in seq order (the first alone, then up to `max_in_flight`; all together on an
+/// ordered carrier, [`Producer::set_ordered`]), so the server stores each
 /// once: `200` for a batch it never saw, `204` (reported as
 /// [`Acked`](ProducerEvent::Acked) with `duplicate: true`) for one the crashed instance had
 /// already stored. The open batch then continues and is sealed with the next seq, and new
@@ -520,7 +521,7 @@ impl Producer {
     /// Continues from `snapshot` (see [`ProducerSnapshot`] for the guarantees): reports not
     /// yet delivered come first from [`poll_event`](Producer::poll_event); pending sealed
     /// batches are re-sent with their original epoch, seq and body, in seq order, the first
-    /// alone; then the open batch continues (its linger restarts at `now`) and new appends get
+    /// alone (unless the carrier keeps order, [`Producer::set_ordered`]); then the open batch continues (its linger restarts at `now`) and new appends get
     /// ids from [`ProducerSnapshot::next_append_id`] on. A pending claim takes its epoch at
     /// once; restored batches count as possibly stored (a later auto-claim fails them as
     /// [`FailureReason::Indeterminate`] rather than re-sending them under a new epoch).

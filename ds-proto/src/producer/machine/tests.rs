@@ -673,6 +673,38 @@ fn on_an_ordered_carrier_a_later_batch_refused_before_the_epoch_is_known_is_sent
 }
 
 #[test]
+fn a_400_to_a_batch_sent_before_the_epoch_was_known_is_a_gap_even_if_answered_after() {
+    // Falling back from the pipelined connection, batches of a new epoch may go on separate
+    // connections: seq 1 reaches the server before seq 0 (400), but its answer arrives after
+    // seq 0's acknowledgement. It was sent before the epoch was known: a gap, sent again.
+    let mut h = Harness::new(ProducerConfig {
+        max_in_flight: 3,
+        ..config()
+    });
+    h.p.set_ordered(true);
+    for s in ["a", "b"] {
+        h.append(s);
+        h.flush();
+    }
+    let sent = h.pump();
+    assert_eq!(sent.len(), 2);
+    h.ok(&sent[0], "1");
+    h.reply(
+        sent[1].id,
+        400,
+        &[],
+        "Producer epoch increase requires seq 0",
+    );
+    let again = h.one();
+    assert_eq!((again.seq, &again.body), (1, &sent[1].body));
+    h.ok(&again, "2");
+    assert_eq!(
+        h.events(),
+        [acked(0, 0, Some("1"), false), acked(1, 1, Some("2"), false)]
+    );
+}
+
+#[test]
 fn a_400_once_the_epoch_is_known_fails_at_once_even_behind_a_batch_in_flight() {
     for ordered in [false, true] {
         let mut h = Harness::new(ProducerConfig {
