@@ -591,18 +591,25 @@ fn gap_reorder_recovery_with_three_in_flight() {
     assert!(h.p.is_idle());
 }
 
-#[test]
-fn on_an_ordered_carrier_an_epochs_first_batches_leave_together() {
+/// A producer on an ordered carrier with 3 in flight, each of `items` appended and flushed as
+/// its own batch, and what it sent at once.
+fn ordered_batches(items: &[&str]) -> (Harness, Vec<Sent>) {
     let mut h = Harness::new(ProducerConfig {
         max_in_flight: 3,
         ..config()
     });
     h.p.set_ordered(true);
-    for s in ["a", "b", "c", "d"] {
+    for s in items {
         h.append(s);
         h.flush();
     }
     let sent = h.pump();
+    (h, sent)
+}
+
+#[test]
+fn on_an_ordered_carrier_an_epochs_first_batches_leave_together() {
+    let (mut h, sent) = ordered_batches(&["a", "b", "c", "d"]);
     let seqs: Vec<u64> = sent.iter().map(|s| s.seq).collect();
     assert_eq!(seqs, [0, 1, 2], "no round trip before the pipeline fills");
     for (s, offset) in sent.iter().zip(["1", "2", "3"]) {
@@ -626,16 +633,7 @@ fn on_an_ordered_carrier_an_epochs_first_batches_leave_together() {
 fn on_an_ordered_carrier_a_later_batch_refused_before_the_epoch_is_known_is_sent_again() {
     // seq 0 meets a 503 on the way; seq 1 and 2 reach a server that has not seen the epoch
     // (PROTOCOL.md 5.2.1: 400). They wait for seq 0 and go again, byte-identical.
-    let mut h = Harness::new(ProducerConfig {
-        max_in_flight: 3,
-        ..config()
-    });
-    h.p.set_ordered(true);
-    for s in ["a", "b", "c"] {
-        h.append(s);
-        h.flush();
-    }
-    let sent = h.pump();
+    let (mut h, sent) = ordered_batches(&["a", "b", "c"]);
     assert_eq!(sent.len(), 3);
     h.reply(sent[0].id, 503, &[], "injected");
     let refused = "Producer epoch increase requires seq 0";
@@ -677,16 +675,7 @@ fn a_400_to_a_batch_sent_before_the_epoch_was_known_is_a_gap_even_if_answered_af
     // Falling back from the pipelined connection, batches of a new epoch may go on separate
     // connections: seq 1 reaches the server before seq 0 (400), but its answer arrives after
     // seq 0's acknowledgement. It was sent before the epoch was known: a gap, sent again.
-    let mut h = Harness::new(ProducerConfig {
-        max_in_flight: 3,
-        ..config()
-    });
-    h.p.set_ordered(true);
-    for s in ["a", "b"] {
-        h.append(s);
-        h.flush();
-    }
-    let sent = h.pump();
+    let (mut h, sent) = ordered_batches(&["a", "b"]);
     assert_eq!(sent.len(), 2);
     h.ok(&sent[0], "1");
     h.reply(
@@ -733,16 +722,7 @@ fn a_400_once_the_epoch_is_known_fails_at_once_even_behind_a_batch_in_flight() {
 
 #[test]
 fn an_epochs_first_batch_refused_400_fails_at_once() {
-    let mut h = Harness::new(ProducerConfig {
-        max_in_flight: 3,
-        ..config()
-    });
-    h.p.set_ordered(true);
-    for s in ["a", "b"] {
-        h.append(s);
-        h.flush();
-    }
-    let sent = h.pump();
+    let (mut h, sent) = ordered_batches(&["a", "b"]);
     h.reply(sent[0].id, 400, &[], "Invalid body");
     h.reply(sent[1].id, 400, &[], "Invalid body");
     assert!(h.pump().is_empty(), "neither is sent again");
