@@ -191,7 +191,7 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoo
             let mut cancels = Vec::new();
             let mut piped = Vec::new();
             loop {
-                let mut carry = wl.take(&mut core, Instant::now());
+                let mut carry = wl.take(&mut core, &mut pipeline.link, Instant::now());
                 if carry.is_empty() {
                     break;
                 }
@@ -208,7 +208,6 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoo
                 if !piped.is_empty() {
                     break;
                 }
-                fall_back(&mut wl, &mut pipeline, &mut exchanges);
             }
             if !cancels.is_empty() || !piped.is_empty() {
                 drop(core);
@@ -219,9 +218,8 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoo
                     let t = exchanges.with_extras(t);
                     pipeline.handle(LinkEvent::Submit(t), &mut wl);
                 }
-                fall_back(&mut wl, &mut pipeline, &mut exchanges);
-                // Their inputs are fed, and what the producer has next is sent, with the
-                // lock taken again.
+                // Their inputs are fed, what the producer has next is sent, and what the link
+                // hands back after a fallback goes pooled, with the lock taken again.
                 continue;
             }
             deliver_events(&shared, &mut core);
@@ -240,17 +238,7 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoo
             }
             Received::Command(Command::Stop) | Received::Closed => return,
         }
-        // The inputs are fed at the next turn, with the lock taken once.
-        fall_back(&mut wl, &mut pipeline, &mut exchanges);
-    }
-}
-
-/// After the plan fell back to pooled exchanges (pipelining refused, or reordered): the
-/// requests still waiting for the dedicated connection go pooled.
-fn fall_back(wl: &mut WriterLoop, pipeline: &mut Pipeline, exchanges: &mut Exchanges<Command>) {
-    for t in pipeline.link.take_for_pool(wl.plan()) {
-        if let Some(failed) = exchanges.start(t) {
-            wl.push(failed);
-        }
+        // The inputs are fed at the next turn, with the lock taken once (and requests the
+        // link hands back after a fallback go pooled).
     }
 }

@@ -111,7 +111,7 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges, mut wl: WriterLoop) 
         // pipelined connection's writes happen after the lock is released.
         let (carry, deadline) = {
             let mut core = shared.lock();
-            let carry = wl.take(&mut core, now());
+            let carry = wl.take(&mut core, &mut pipeline.link, now());
             let changed = core.deliver_events(trace::producer_event, |tx, outcome| {
                 let _ = tx.send(outcome);
             });
@@ -132,9 +132,9 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges, mut wl: WriterLoop) 
             let t = exchanges.with_extras(t);
             pipeline.handle(LinkEvent::Submit(t), &mut wl).await;
         }
-        fall_back(&wl, &mut pipeline, &mut exchanges);
         if carried || wl.has_inputs() {
-            // Inputs of the writes, and transmits the producer may have now.
+            // Inputs of the writes, transmits the producer may have now, and requests the
+            // link hands back after a fallback: all in the next turn.
             continue;
         }
         tokio::select! {
@@ -142,23 +142,13 @@ async fn run(shared: Arc<Shared>, mut exchanges: Exchanges, mut wl: WriterLoop) 
             input = exchanges.recv() => wl.push(input),
             Some((gen, data)) = read_rx.recv() => {
                 pipeline.handle(LinkEvent::Read(gen, data), &mut wl).await;
-                fall_back(&wl, &mut pipeline, &mut exchanges);
             }
             () = shared.wake.notified() => {}
             () = sleep_until(deadline) => {
                 let at = now();
                 pipeline.handle(LinkEvent::Timeout, &mut wl).await;
-                fall_back(&wl, &mut pipeline, &mut exchanges);
                 wl.on_timeout(&mut shared.lock(), at);
             }
         }
-    }
-}
-
-/// After the plan fell back to pooled exchanges (pipelining refused, or reordered): the
-/// requests still waiting for the dedicated connection go pooled.
-fn fall_back(wl: &WriterLoop, pipeline: &mut Pipeline, exchanges: &mut Exchanges) {
-    for t in pipeline.link.take_for_pool(wl.plan()) {
-        exchanges.start(t);
     }
 }

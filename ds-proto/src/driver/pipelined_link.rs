@@ -201,7 +201,7 @@ impl<T: InputTraces, S> PipelinedLink<T, S> {
 
     /// Requests still waiting for room, taken back (the writer falls back to pooled
     /// exchanges).
-    pub fn take_pending(&mut self) -> Vec<Transmit> {
+    fn take_pending(&mut self) -> Vec<Transmit> {
         for t in &self.pending {
             self.deadlines.remove(&t.id);
             self.traces.abandon(t.id);

@@ -4,14 +4,13 @@
 //! [`WriterCore`] locked, [`WriterLoop::take`] feeds those inputs, takes what the producer
 //! wants sent or cancelled, persists the write-ahead snapshot before anything leaves, tells the
 //! plan, and sorts each request onto its carrier ([`Carry`]). The driver then carries the
-//! requests (pooled exchanges, or the dedicated connection's
-//! [`PipelinedLink`](crate::driver::pipelined_link::PipelinedLink)) with the lock released,
-//! and waits until [`WriterLoop::deadline`].
+//! requests (pooled exchanges, or the dedicated connection's [`PipelinedLink`]) with the lock
+//! released, and waits until [`WriterLoop::deadline`].
 //!
 //! ```text
 //! wl = WriterLoop::new(&mut core, has_tls)            // the plan's sizes apply at once
 //! loop:
-//!     carry = wl.take(&mut core, now)                  // under the writer's lock
+//!     carry = wl.take(&mut core, &mut link, now)       // under the writer's lock
 //!     deliver the core's events; deadline = wl.deadline(&core, link.next_deadline())
 //!     cancels: abort the exchange, LinkEvent::Abort;   pooled: start an exchange
 //!     piped: LinkEvent::Submit (with the client's extras)
@@ -19,6 +18,7 @@
 //!           the deadline -> LinkEvent::Timeout, then wl.on_timeout(&mut core, now)
 //! ```
 
+use crate::driver::pipelined_link::{InputTraces, PipelinedLink};
 use crate::driver::writer::WriterCore;
 use crate::driver::writer_pipe::{Carrier, WriterPipe};
 use crate::io::{Input, RequestId, Transmit};
@@ -75,7 +75,8 @@ impl WriterLoop {
         (&mut self.plan, &mut self.inputs)
     }
 
-    /// Keeps `input` (of a pooled exchange) until the next [`feed`](Self::feed).
+    /// Keeps `input` (of a pooled exchange) until the next turn ([`take`](Self::take) or
+    /// [`on_timeout`](Self::on_timeout)) feeds it.
     pub fn push(&mut self, input: Input) {
         self.inputs.push(input);
     }
@@ -87,7 +88,7 @@ impl WriterLoop {
 
     /// Feeds the waiting inputs, in order, to the plan and the producer
     /// ([`WriterPipe::feed`]).
-    pub fn feed<W>(&mut self, core: &mut WriterCore<W>, now: Instant) {
+    fn feed<W>(&mut self, core: &mut WriterCore<W>, now: Instant) {
         for input in self.inputs.drain(..) {
             self.plan.feed(core.producer_mut(), input, now);
         }
@@ -98,10 +99,20 @@ impl WriterLoop {
     /// snapshot callback gets a snapshot holding it if one is due (write-ahead,
     /// [`WriterCore::persist`]). Each request is counted by the plan
     /// ([`WriterPipe::on_sent`], [`WriterPipe::on_abandoned`]) and sorted onto the carrier the
-    /// plan names for it.
-    pub fn take<W>(&mut self, core: &mut WriterCore<W>, now: Instant) -> Carry {
+    /// plan names for it. Once the plan carries requests pooled (pipelining refused, or
+    /// reordered), those still waiting for room on the dedicated connection (`link`) come
+    /// first among the pooled ones ([`PipelinedLink::take_for_pool`]).
+    pub fn take<W, T: InputTraces, S>(
+        &mut self,
+        core: &mut WriterCore<W>,
+        link: &mut PipelinedLink<T, S>,
+        now: Instant,
+    ) -> Carry {
         self.feed(core, now);
-        let mut carry = Carry::default();
+        let mut carry = Carry {
+            pooled: link.take_for_pool(&self.plan),
+            ..Carry::default()
+        };
         let mut persisted = false;
         while let Some(out) = core.producer_mut().poll_outgoing(now) {
             match out {

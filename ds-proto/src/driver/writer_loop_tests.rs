@@ -17,6 +17,11 @@ fn core(url: &str, in_flight: usize, now: Instant) -> WriterCore<()> {
     WriterCore::new(Producer::new(config, now).unwrap())
 }
 
+/// A dedicated connection with nothing waiting.
+fn link() -> PipelinedLink {
+    PipelinedLink::new(4)
+}
+
 fn answer(id: RequestId, status: u16, offset: &str) -> [Input; 2] {
     let parts = http::Response::builder()
         .status(status)
@@ -39,7 +44,7 @@ fn the_plan_sizes_apply_before_the_first_turn() {
         core.append(Bytes::from(vec![b'x'; 1 << 20]), false, now)
             .unwrap();
     }
-    let carry = wl.take(&mut core, now);
+    let carry = wl.take(&mut core, &mut link(), now);
     let sizes: Vec<usize> = carry.piped.iter().map(|t| t.request.body().len()).collect();
     assert_eq!(sizes, vec![1 << 20], "one at a time, cut at the target");
 }
@@ -56,14 +61,17 @@ fn requests_go_on_the_carrier_the_plan_names() {
         let mut wl = WriterLoop::new(&mut core, tls);
         core.append(Bytes::from_static(b"a"), false, now).unwrap();
         core.flush(now);
-        let carry = wl.take(&mut core, now);
+        let carry = wl.take(&mut core, &mut link(), now);
         assert_eq!(
             (carry.piped.len(), carry.pooled.len()),
             if piped { (1, 0) } else { (0, 1) },
             "{url}, tls {tls}"
         );
         assert!(carry.cancels.is_empty() && !carry.is_empty());
-        assert!(wl.take(&mut core, now).is_empty(), "nothing more to send");
+        assert!(
+            wl.take(&mut core, &mut link(), now).is_empty(),
+            "nothing more to send"
+        );
         assert_eq!(wl.plan().carrier() == Carrier::Pooled, !piped);
     }
 }
@@ -81,7 +89,7 @@ fn a_snapshot_holding_the_batch_is_persisted_before_it_leaves() {
     let mut wl = WriterLoop::new(&mut core, false);
     core.append(Bytes::from_static(b"a"), false, now).unwrap();
     core.flush(now);
-    let carry = wl.take(&mut core, now);
+    let carry = wl.take(&mut core, &mut link(), now);
     assert_eq!(carry.piped.len(), 1);
     assert_eq!(
         seen.lock().unwrap().last(),
@@ -97,13 +105,13 @@ fn pushed_inputs_are_fed_at_the_next_turn_and_counted_by_the_plan() {
     let mut wl = WriterLoop::new(&mut core, false);
     core.append(Bytes::from_static(b"a"), false, now).unwrap();
     core.flush(now);
-    let t = wl.take(&mut core, now).piped.pop().unwrap();
+    let t = wl.take(&mut core, &mut link(), now).piped.pop().unwrap();
     assert_eq!(wl.plan().pipe().in_flight_bytes(), 1);
     for input in answer(t.id, 204, "0000000000000001") {
         wl.push(input);
     }
     assert!(wl.has_inputs());
-    assert!(wl.take(&mut core, now).is_empty());
+    assert!(wl.take(&mut core, &mut link(), now).is_empty());
     assert!(!wl.has_inputs());
     assert_eq!(
         wl.plan().pipe().in_flight_bytes(),
@@ -139,11 +147,14 @@ fn a_timeout_feeds_the_inputs_then_fires_the_producer_timers() {
     let mut core = core("http://h/v1/stream/s", 1, now);
     let mut wl = WriterLoop::new(&mut core, false);
     core.append(Bytes::from_static(b"a"), false, now).unwrap();
-    assert!(wl.take(&mut core, now).is_empty(), "the batch lingers");
+    assert!(
+        wl.take(&mut core, &mut link(), now).is_empty(),
+        "the batch lingers"
+    );
     let later = now + Duration::from_millis(5);
     wl.on_timeout(&mut core, later);
     let t = wl
-        .take(&mut core, later)
+        .take(&mut core, &mut link(), later)
         .piped
         .pop()
         .expect("linger expired");
@@ -157,4 +168,28 @@ fn a_timeout_feeds_the_inputs_then_fires_the_producer_timers() {
             .any(|e| matches!(e, ProducerEvent::Acked { .. })),
         "the answer was fed"
     );
+}
+
+#[test]
+fn requests_waiting_on_the_dedicated_connection_go_pooled_once_the_plan_falls_back() {
+    let now = Instant::now();
+    let mut core = core("http://h/v1/stream/s", 4, now);
+    let mut wl = WriterLoop::new(&mut core, false);
+    let mut link = link();
+    core.append(Bytes::from_static(b"a"), false, now).unwrap();
+    core.flush(now);
+    let piped = wl.take(&mut core, &mut link, now).piped;
+    assert_eq!(piped.len(), 1);
+    for t in piped {
+        link.submit(t);
+    }
+    assert!(
+        wl.take(&mut core, &mut link, now).is_empty(),
+        "pipelining: it waits for the connection"
+    );
+    wl.parts().0.on_pipelining_refused();
+    let carry = wl.take(&mut core, &mut link, now);
+    assert_eq!(carry.pooled.len(), 1, "taken back for a pooled exchange");
+    assert!(carry.piped.is_empty() && carry.cancels.is_empty());
+    assert!(wl.take(&mut core, &mut link, now).is_empty(), "once");
 }
