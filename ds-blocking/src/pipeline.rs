@@ -277,7 +277,7 @@ impl Pipeline {
                         Err(e) => self.link.on_connect_failed(e),
                     }
                 }
-                LinkStep::Write { bytes } => {
+                LinkStep::Write { head, body } => {
                     // A stalled write ends at the earliest request deadline.
                     let now = Instant::now();
                     let limit = self.link.next_deadline().map(|d| {
@@ -289,7 +289,8 @@ impl Pipeline {
                         .socket_mut()
                         .expect("the link writes on a connection");
                     let _ = socket.wire.tcp().set_write_timeout(limit);
-                    match socket.wire.write_all(&bytes) {
+                    let written = socket.wire.write_all(&head);
+                    match written.and_then(|()| socket.wire.write_all(&body)) {
                         Ok(()) => self.link.on_written(plan, Instant::now()),
                         Err(e)
                             if matches!(

@@ -165,14 +165,17 @@ impl Pipeline {
                         Err(e) => self.link.on_connect_failed(e),
                     }
                 }
-                LinkStep::Write { bytes } => {
+                LinkStep::Write { head, body } => {
                     // A stalled write ends at the earliest request deadline.
                     let deadline = self.link.next_deadline();
                     let socket = self
                         .link
                         .socket_mut()
                         .expect("the link writes on a connection");
-                    let write = socket.write.write_all(&bytes);
+                    let write = async {
+                        socket.write.write_all(&head).await?;
+                        socket.write.write_all(&body).await
+                    };
                     let written = match deadline {
                         Some(d) => tokio::time::timeout_at(d.into(), write).await.ok(),
                         None => Some(write.await),

@@ -183,7 +183,7 @@ pub fn http1_decode(data: &[u8]) {
 }
 
 /// The `http1_encode` target: an arbitrary request through [`encode_request`] and
-/// [`Connection::send`]: refused with a typed error leaving the output untouched, or encoded
+/// [`Connection::send`] (and their head-only forms followed by the body): refused with a typed error leaving the output untouched, or encoded
 /// so that an HTTP/1.1 parser (httparse) reads back exactly the request: method, target,
 /// `Host`, every header in order, framing and body (no header injection, no smuggling).
 ///
@@ -223,6 +223,23 @@ pub fn http1_encode(data: &[u8]) {
     assert_eq!(conn.send(&tx, &mut sent), result.clone());
     assert_eq!(sent, out, "send writes what encode_request writes");
     assert_eq!(conn.current(), result.is_ok().then_some(RequestId(1)));
+    // The head alone, then the body, is the same request on the wire.
+    let mut head_only = Connection::new(Limits::default());
+    let mut head = b"previous".to_vec();
+    assert_eq!(head_only.send_head(&tx, &mut head), result.clone());
+    if result.is_ok() {
+        head.extend_from_slice(tx.request.body());
+    }
+    assert_eq!(head, out, "send_head and the body write what send writes");
+    let mut alone = b"previous".to_vec();
+    assert_eq!(
+        ds_proto::http1::encode_request_head(&tx.request, &mut alone),
+        result.clone()
+    );
+    if result.is_ok() {
+        alone.extend_from_slice(tx.request.body());
+    }
+    assert_eq!(alone, out, "encode_request_head and the body write what encode_request writes");
     let request = tx.request;
     let wire = &out[b"previous".len()..];
     if let Err(e) = result {

@@ -161,6 +161,26 @@ fn writers_pipeline_over_tls_on_one_connection() {
                     "{kind:?}: one connection carried the writer's {count} records in batches of 10"
                 );
                 assert_eq!(&s.read_all().unwrap().data[..], &expected[..], "{kind:?}");
+
+                // Bodies from 64 KiB on are written after their head, as they are (not
+                // copied into one buffer with it): over TLS too, they arrive whole.
+                let before = settled(&proxy).0;
+                let w = s
+                    .writer_with(ds_proto::producer::ProducerConfig {
+                        max_in_flight: 4,
+                        max_batch_items: 3,
+                        content_type: "text/plain".into(),
+                        ..ds_proto::producer::ProducerConfig::new(s.url(), "tls-piped-large")
+                    })
+                    .unwrap();
+                for n in 0..30u8 {
+                    let record = vec![b'A' + n % 26; 100_000 + usize::from(n)];
+                    expected.extend_from_slice(&record);
+                    w.append(record).unwrap();
+                }
+                w.close(false).unwrap_or_else(|f| panic!("{kind:?}: {f:?}"));
+                assert_eq!(settled(&proxy).0 - before, 1, "{kind:?}: one connection");
+                assert!(s.read_all().unwrap().data[..] == expected[..], "{kind:?}");
             }
             assert_eq!(proxy.failed_handshakes(), 0);
         },

@@ -439,5 +439,8 @@ fn the_first_batch_is_cut_at_the_plan_target() {
         assert_eq!(posts.iter().sum::<u64>(), 6 << 20, "{kind:?}: {posts:?}");
         assert_eq!(posts[0], 1 << 20, "{kind:?}: the first batch, {posts:?}");
         w.close(false).unwrap();
+        // Bodies this large leave after their head, uncopied: the stream holds them whole.
+        let expected: Vec<u8> = (0..6u8).flat_map(|i| vec![b'a' + i; 1 << 20]).collect();
+        assert!(s.read_all().unwrap().data[..] == expected[..], "{kind:?}");
     }
 }

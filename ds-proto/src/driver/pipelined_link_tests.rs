@@ -46,8 +46,9 @@ fn pump(link: &mut PipelinedLink, plan: &mut WriterPipe, connect: bool) -> Vec<S
                     ));
                 }
             }
-            LinkStep::Write { bytes } => {
-                let text = String::from_utf8_lossy(&bytes).to_string();
+            LinkStep::Write { mut head, body } => {
+                head.extend_from_slice(&body);
+                let text = String::from_utf8_lossy(&head).to_string();
                 written.push(text.lines().last().unwrap_or_default().to_string());
                 link.on_written(plan, Instant::now());
             }
@@ -92,6 +93,48 @@ fn writes_in_order_up_to_the_depth_and_more_as_answers_free_room() {
         link.connection(),
         Some(gen),
         "one connection carried all three"
+    );
+}
+
+#[test]
+fn a_large_body_is_handed_over_as_it_is_after_its_head_and_a_small_one_with_it() {
+    let mut plan = plan(2);
+    let mut link = PipelinedLink::new(2);
+    let large = Bytes::from(vec![b'x'; JOIN_BODY_BELOW]);
+    link.submit(Transmit {
+        id: RequestId(1),
+        request: http::Request::post(URL).body(large.clone()).unwrap(),
+        deadline: None,
+    });
+    link.submit(transmit(2, None));
+    let LinkStep::Connect { .. } = link.next_step(&mut plan) else {
+        panic!("connects first");
+    };
+    let now = Instant::now();
+    link.on_connected(&mut plan, now, now, |_| Ok(()));
+    let LinkStep::Write { head, body } = link.next_step(&mut plan) else {
+        panic!("writes the first request");
+    };
+    let head = String::from_utf8(head).unwrap();
+    assert!(
+        head.ends_with(&format!("content-length: {JOIN_BODY_BELOW}\r\n\r\n")),
+        "{head}"
+    );
+    assert_eq!(body.as_ptr(), large.as_ptr(), "the body is not copied");
+    assert_eq!(body.len(), large.len());
+    link.on_written(&mut plan, Instant::now());
+    let LinkStep::Write { head, body } = link.next_step(&mut plan) else {
+        panic!("writes the second request");
+    };
+    assert!(body.is_empty(), "a small body travels in its head's buffer");
+    assert!(head.ends_with(b"\r\n\r\nbatch 2"));
+    link.on_written(&mut plan, Instant::now());
+    // The codec counted the large body: both answers are framed.
+    let gen = link.connection().unwrap();
+    link.on_read(gen, Some(&[OK, OK].concat()), &mut plan);
+    assert_eq!(
+        inputs(&mut link),
+        ["head 1 204", "end 1", "head 2 204", "end 2"]
     );
 }
 

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
-use super::encode::{encode_request, parse_decimal, trim_ows};
+use super::encode::{encode_request, encode_request_head, parse_decimal, trim_ows};
 use super::{Http1Error, Limits};
 use crate::io::{Input, RequestId, Transmit};
 
@@ -329,6 +329,24 @@ impl Connection {
     /// [`Http1Error::ConnectionClosed`] after a request asking for `Connection: close` was
     /// sent, once [`must_close`](Self::must_close) is true, or once the connection failed.
     pub fn send(&mut self, transmit: &Transmit, out: &mut Vec<u8>) -> Result<(), Http1Error> {
+        self.begin(transmit, out, true)
+    }
+
+    /// [`send`](Self::send), except that only the request's head is appended to `out`
+    /// ([`encode_request_head`](super::encode_request_head)): write `out`, then
+    /// `transmit.request.body()`, before the next request's bytes. For large bodies, which
+    /// then reach the socket without a copy.
+    pub fn send_head(&mut self, transmit: &Transmit, out: &mut Vec<u8>) -> Result<(), Http1Error> {
+        self.begin(transmit, out, false)
+    }
+
+    /// Checks that a request may start, encodes it (with its body or not) and remembers it.
+    fn begin(
+        &mut self,
+        transmit: &Transmit,
+        out: &mut Vec<u8>,
+        with_body: bool,
+    ) -> Result<(), Http1Error> {
         match self.state {
             State::Head { .. } | State::Body { .. } if self.depth == 1 => {
                 return Err(Http1Error::ExchangeInProgress)
@@ -342,8 +360,13 @@ impl Connection {
         }
         let request = &transmit.request;
         let before = out.len();
-        encode_request(request, out)?;
-        self.encoded += (out.len() - before) as u64;
+        if with_body {
+            encode_request(request, out)?;
+        } else {
+            encode_request_head(request, out)?;
+        }
+        let body = if with_body { 0 } else { request.body().len() };
+        self.encoded += (out.len() - before + body) as u64;
         let sent = Sent {
             id: transmit.id,
             head_request: request.method() == Method::HEAD,

@@ -44,15 +44,30 @@ use super::Http1Error;
 /// # }
 /// ```
 pub fn encode_request(request: &http::Request<Bytes>, out: &mut Vec<u8>) -> Result<(), Http1Error> {
+    encode_request_head(request, out)?;
+    out.extend_from_slice(request.body());
+    Ok(())
+}
+
+/// Appends the HTTP/1.1 encoding of `request` without its body: what [`encode_request`]
+/// writes before the body, with the same checks (`Content-Length` counts the body). Write
+/// `request.body()` right after it: a large body then goes to the socket as it is, without a
+/// copy into `out`.
+///
+/// On error, `out` is left as it was.
+pub fn encode_request_head(
+    request: &http::Request<Bytes>,
+    out: &mut Vec<u8>,
+) -> Result<(), Http1Error> {
     let start = out.len();
-    let result = encode_inner(request, out);
+    let result = encode_head(request, out);
     if result.is_err() {
         out.truncate(start);
     }
     result
 }
 
-fn encode_inner(request: &http::Request<Bytes>, out: &mut Vec<u8>) -> Result<(), Http1Error> {
+fn encode_head(request: &http::Request<Bytes>, out: &mut Vec<u8>) -> Result<(), Http1Error> {
     let method = request.method();
     if method == Method::CONNECT {
         return Err(Http1Error::UnsupportedMethod {
@@ -128,7 +143,6 @@ fn encode_inner(request: &http::Request<Bytes>, out: &mut Vec<u8>) -> Result<(),
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
     Ok(())
 }
 

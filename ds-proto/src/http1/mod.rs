@@ -114,7 +114,7 @@ mod error;
 mod tests;
 
 pub use conn::Connection;
-pub use encode::encode_request;
+pub use encode::{encode_request, encode_request_head};
 pub use error::Http1Error;
 
 /// Size limits enforced by a [`Connection`] on responses.
