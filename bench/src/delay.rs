@@ -16,6 +16,11 @@
 //! each direction ([`Framer`]): POST requests, every response status, and 409 answers. A
 //! message whose framing it cannot follow (a response whose body runs until close) stops the
 //! counting on that connection (the count is then a lower bound; `lost` says how often).
+//!
+//! With a trace ([`DelayProxy::start`]'s `trace`, `ds-bench --trace-posts`), the framer also
+//! prints to stderr, in milliseconds since the proxy started, when each POST head and each
+//! answer head reached the proxy: POSTs as the client sent them, answers as the server sent
+//! them (so an answer and the next POST are one round trip plus the client's own time apart).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -51,6 +56,8 @@ pub struct Counts {
 
 #[derive(Debug, Default)]
 struct Counters {
+    /// When the proxy started, if it prints a trace of POSTs and answers.
+    trace: Option<Instant>,
     posts: AtomicU64,
     responses: AtomicU64,
     conflicts: AtomicU64,
@@ -71,13 +78,21 @@ pub struct DelayProxy {
 
 impl DelayProxy {
     /// Starts a proxy on an ephemeral port of 127.0.0.1 forwarding to `upstream`, delaying each
-    /// direction by `one_way`.
-    pub fn start(upstream: SocketAddr, one_way: Duration) -> Result<DelayProxy, String> {
+    /// direction by `one_way`; `trace`: print each POST and answer head as it passes (see the
+    /// module docs).
+    pub fn start(
+        upstream: SocketAddr,
+        one_way: Duration,
+        trace: bool,
+    ) -> Result<DelayProxy, String> {
         let listener =
             TcpListener::bind("127.0.0.1:0").map_err(|e| format!("delay proxy: bind: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            trace: trace.then(Instant::now),
+            ..Counters::default()
+        });
         let sockets = Arc::new(Mutex::new(Vec::new()));
         let (s, c, k) = (stop.clone(), counters.clone(), sockets.clone());
         let accept = std::thread::Builder::new()
@@ -173,6 +188,11 @@ fn accept_loop(
             pipe(s2, c2, one_way, down);
         }
     }
+}
+
+/// Milliseconds from `start` to now.
+fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
 }
 
 /// A piece of a direction and when it is due (`None`: EOF).
@@ -386,6 +406,9 @@ impl Framer {
                 .pop_front()
                 .unwrap_or(false);
             let c = &self.counters;
+            if let Some(start) = c.trace {
+                eprintln!("trace {:>9.1} ms  answer {status}", ms_since(start));
+            }
             c.responses.fetch_add(1, Ordering::Relaxed);
             if status == 409 {
                 c.conflicts.fetch_add(1, Ordering::Relaxed);
@@ -401,6 +424,10 @@ impl Framer {
         } else {
             let method = first.split(' ').next().unwrap_or("");
             if method == "POST" {
+                if let Some(start) = self.counters.trace {
+                    let body = length.map_or("?".to_owned(), |n| n.to_string());
+                    eprintln!("trace {:>9.1} ms  POST {body} B", ms_since(start));
+                }
                 self.counters.posts.fetch_add(1, Ordering::Relaxed);
             }
             self.heads
@@ -476,7 +503,7 @@ mod tests {
                 }
             }
         });
-        let proxy = DelayProxy::start(upstream, Duration::from_millis(10)).unwrap();
+        let proxy = DelayProxy::start(upstream, Duration::from_millis(10), false).unwrap();
         let mut c = TcpStream::connect(proxy.addr).unwrap();
         let t = Instant::now();
         let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();

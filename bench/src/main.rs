@@ -37,6 +37,9 @@
 //!   ([`delay`]) adding N/2 ms each way (order kept, bounded buffers); the table then also
 //!   gives the POST and 409 counts the proxy saw (of the median run; every run is printed on
 //!   stderr);
+//! - `--trace-posts` (with `--rtt-ms`): stderr also gets a line per POST (its body length) and
+//!   per answer (its status) as each head passes the proxy, in ms since it started: where a
+//!   writer's round trips go;
 //! - `--sizes COUNTxLEN,...` \[`APPENDSx100,50x1M`; with `--rtt-ms`, `200x256K,200000x100`\]:
 //!   the write scenarios (LEN may end in K or M, binary);
 //! - `--external NAME=PATH` (repeatable): a writer program that is not part of this repository
@@ -164,6 +167,8 @@ struct Args {
     op_samples: usize,
     out: Option<String>,
     rtt_ms: u64,
+    /// Print each POST and answer the delay proxy sees (`--trace-posts`).
+    trace_posts: bool,
     sizes: Option<Vec<(usize, usize)>>,
     externals: Vec<external::External>,
 }
@@ -216,6 +221,7 @@ fn parse_args() -> Result<Args, String> {
         op_samples: 300,
         out: None,
         rtt_ms: 0,
+        trace_posts: false,
         sizes: None,
         externals: Vec::new(),
     };
@@ -265,6 +271,7 @@ fn parse_args() -> Result<Args, String> {
                 a.linger = Some(Duration::from_millis(num(it.next(), "--linger-ms")? as u64))
             }
             "--bare-prebuilt" => a.bare_prebuilt = true,
+            "--trace-posts" => a.trace_posts = true,
             "--pipe-plan" => a.pipe_plan = true,
             "--appends" => a.appends = num(it.next(), "--appends")?.clamp(1, 10_000_000),
             "--catch-up-mb" => a.catch_up_mb = num(it.next(), "--catch-up-mb")?.clamp(1, 2000),
@@ -279,7 +286,7 @@ fn parse_args() -> Result<Args, String> {
                 .externals
                 .push(external::parse(&it.next().unwrap_or_default())?),
             "-h" | "--help" => {
-                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking,pipe] [--only write,catch-up,live,ops,subscriptions,paced] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--pipe-plan] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N] [--sizes COUNTxLEN,...] [--external NAME=PATH ...] [--out FILE]");
+                println!("usage: ds-bench --server ref|rust|both [--stacks tokio,blocking,pipe] [--only write,catch-up,live,ops,subscriptions,paced] [--reps N] [--in-flight 1,2,5] [--batch-items N] [--batch-bytes N] [--linger-ms N] [--bare-prebuilt] [--pipe-plan] [--appends N] [--catch-up-mb N] [--live-samples N] [--op-samples N] [--rtt-ms N [--trace-posts]] [--sizes COUNTxLEN,...] [--external NAME=PATH ...] [--out FILE]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -634,9 +641,10 @@ fn run_server(args: &Args, server: &Server, pairs: &[(usize, &StackPair)]) -> Ve
             let addr = base
                 .strip_prefix("http://")
                 .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
-            match addr
-                .map(|a| delay::DelayProxy::start(a, Duration::from_micros(args.rtt_ms * 500)))
-            {
+            match addr.map(|a| {
+                let one_way = Duration::from_micros(args.rtt_ms * 500);
+                delay::DelayProxy::start(a, one_way, args.trace_posts)
+            }) {
                 Some(Ok(p)) => Some(p),
                 Some(Err(e)) => {
                     eprintln!("ds-bench: {e}");

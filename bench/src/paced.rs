@@ -40,7 +40,7 @@ pub fn run(
         Some(a) => a,
         None => return format!("paced: cannot parse the server address {base}\n"),
     };
-    let proxy = match DelayProxy::start(addr, Duration::from_micros(rtt_ms * 500)) {
+    let proxy = match DelayProxy::start(addr, Duration::from_micros(rtt_ms * 500), false) {
         Ok(p) => p,
         Err(e) => return format!("paced: {e}\n"),
     };

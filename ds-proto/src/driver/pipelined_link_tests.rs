@@ -316,6 +316,38 @@ fn an_announced_close_reconnects_for_the_next_request() {
 }
 
 #[test]
+fn an_announced_close_waits_for_the_end_of_the_answer_before_the_connection_goes() {
+    let mut plan = plan(1);
+    let mut link = PipelinedLink::new(1);
+    link.submit(transmit(1, None));
+    link.submit(transmit(2, None));
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 1"]);
+    let gen = link.connection().unwrap();
+    link.on_read(
+        gen,
+        Some(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nab"),
+        &mut plan,
+    );
+    assert_eq!(
+        pump(&mut link, &mut plan, true),
+        Vec::<String>::new(),
+        "batch 2 waits: the answer to batch 1 is still coming"
+    );
+    assert_eq!(
+        link.connection(),
+        Some(gen),
+        "kept until the answer has ended"
+    );
+    link.on_read(gen, Some(b"cde"), &mut plan);
+    assert_eq!(
+        inputs(&mut link),
+        ["head 1 200", "body 1", "body 1", "end 1"]
+    );
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 2"]);
+    assert_ne!(link.connection(), Some(gen), "then a new connection");
+}
+
+#[test]
 fn requests_waiting_for_room_go_pooled_only_once_pipelining_is_refused() {
     let mut plan = plan(2);
     let mut link = PipelinedLink::new(2);
