@@ -9,13 +9,13 @@
 //! ```text
 //! link.submit(transmit)                      for each transmit the plan sends pipelined
 //! loop link.next_step(plan):                 after every call below
-//!     Connect { uri } -> connect to uri's origin; link.on_connected(plan, started, now,
-//!                        |gen| make the socket, its reads tagged gen) or
-//!                        link.on_connect_failed(error)
+//!     Connect { uri }      -> connect to uri's origin; link.on_connected(plan, started,
+//!                             now, |gen| make the socket, its reads tagged gen) or
+//!                             link.on_connect_failed(error)
 //!     Write { head, body } -> write head, then body, on link.socket_mut();
-//!                        link.on_written(plan, now),
-//!                        link.on_write_failed(plan) or link.on_write_timed_out(plan, now)
-//!     Idle            -> wait for bytes, a deadline (link.next_deadline()) or work
+//!                             link.on_written(plan, now), link.on_write_failed(plan) or
+//!                             link.on_write_timed_out(plan, now)
+//!     Idle                 -> wait for bytes, a deadline (link.next_deadline()) or work
 //! bytes (or the end) read on connection gen: link.on_read(gen, Some(bytes) / None, plan)
 //! the producer cancelled id:                 link.abort(id, plan, now)
 //! a deadline passed:                         link.on_timeout(now, plan)
