@@ -183,9 +183,10 @@ pub fn http1_decode(data: &[u8]) {
 }
 
 /// The `http1_encode` target: an arbitrary request through [`encode_request`] and
-/// [`Connection::send`] (and their head-only forms followed by the body): refused with a typed error leaving the output untouched, or encoded
-/// so that an HTTP/1.1 parser (httparse) reads back exactly the request: method, target,
-/// `Host`, every header in order, framing and body (no header injection, no smuggling).
+/// [`Connection::send`] (and their head-only forms followed by the body): refused with a
+/// typed error leaving the output untouched, or encoded so that an HTTP/1.1 parser
+/// (httparse) reads back exactly the request: method, target, `Host`, every header in order,
+/// framing and body (no header injection, no smuggling).
 ///
 /// Input format, as text: the first line is `METHOD URI`; each following line up to a blank
 /// one is `name:value` (lines `http` refuses are skipped); the rest is the body.

@@ -6,8 +6,8 @@
 //!
 //! Invariants checked after every step: no panic; payload bytes buffered within
 //! `max_buffered_bytes`, requests in flight within `max_in_flight` (and, unless the carrier
-//! keeps order, one until a batch of the epoch was acknowledged); batches within `max_batch_items` and `max_batch_bytes` (unless
-//! one append); every request carries a contiguous run of appends not yet reported, in
+//! keeps order, one until a batch of the epoch was acknowledged); batches within
+//! `max_batch_items` and `max_batch_bytes` (unless one append); every request carries a contiguous run of appends not yet reported, in
 //! sequence order, under the current epoch, byte-identical on every attempt of the same
 //! (epoch, seq), and new sequence numbers in order from 0; events report appends in append
 //! order, each at most once, `Failed` with the payloads given; nothing sent after

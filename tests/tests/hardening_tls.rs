@@ -138,15 +138,18 @@ fn writers_pipeline_over_tls_on_one_connection() {
                 let s = client.stream(&format!("/v1/stream/tls-pipelined-{kind:?}"));
                 s.create(CreateOptions::with_content_type("text/plain"))
                     .unwrap();
-                let before = settled(&proxy).0;
-                let w = s
-                    .writer_with(ds_proto::producer::ProducerConfig {
+                // A writer with 4 batches in flight, cut at `items` records each.
+                let piped_writer = |producer: &str, items: usize| {
+                    s.writer_with(ds_proto::producer::ProducerConfig {
                         max_in_flight: 4,
-                        max_batch_items: 10,
+                        max_batch_items: items,
                         content_type: "text/plain".into(),
-                        ..ds_proto::producer::ProducerConfig::new(s.url(), "tls-piped")
+                        ..ds_proto::producer::ProducerConfig::new(s.url(), producer)
                     })
-                    .unwrap();
+                    .unwrap()
+                };
+                let before = settled(&proxy).0;
+                let w = piped_writer("tls-piped", 10);
                 let count = 1_000;
                 let mut expected = Vec::new();
                 for n in 0..count {
@@ -165,14 +168,7 @@ fn writers_pipeline_over_tls_on_one_connection() {
                 // Bodies from 64 KiB on are written after their head, as they are (not
                 // copied into one buffer with it): over TLS too, they arrive whole.
                 let before = settled(&proxy).0;
-                let w = s
-                    .writer_with(ds_proto::producer::ProducerConfig {
-                        max_in_flight: 4,
-                        max_batch_items: 3,
-                        content_type: "text/plain".into(),
-                        ..ds_proto::producer::ProducerConfig::new(s.url(), "tls-piped-large")
-                    })
-                    .unwrap();
+                let w = piped_writer("tls-piped-large", 3);
                 for n in 0..30u8 {
                     let record = vec![b'A' + n % 26; 100_000 + usize::from(n)];
                     expected.extend_from_slice(&record);

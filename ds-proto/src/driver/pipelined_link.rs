@@ -65,8 +65,8 @@ pub enum LinkStep {
 
 /// Bodies smaller than this (64 KiB) are written in one piece with their head; larger ones
 /// go to the socket as they are, after it. Copying a batch of 32 MiB into one buffer with its
-/// head took 15 to 27 ms here, during which nothing was written (ds-bench through a 20 ms
-/// round trip: the request left about 20 ms after the answer before it).
+/// head took 15 to 27 ms here, during which nothing was written (`ds-bench --trace-posts`
+/// through a 20 ms round trip: such a batch left 23 ms later than a 1 MiB one).
 pub const JOIN_BODY_BELOW: usize = 64 << 10;
 
 /// How long a [`LinkStep::Connect`] may take, TLS handshake included: the client's connect

@@ -521,8 +521,9 @@ impl Producer {
     /// Continues from `snapshot` (see [`ProducerSnapshot`] for the guarantees): reports not
     /// yet delivered come first from [`poll_event`](Producer::poll_event); pending sealed
     /// batches are re-sent with their original epoch, seq and body, in seq order, the first
-    /// alone (unless the carrier keeps order, [`Producer::set_ordered`]); then the open batch continues (its linger restarts at `now`) and new appends get
-    /// ids from [`ProducerSnapshot::next_append_id`] on. A pending claim takes its epoch at
+    /// alone (unless the carrier keeps order, [`Producer::set_ordered`]); then the open batch
+    /// continues (its linger restarts at `now`) and new appends get ids from
+    /// [`ProducerSnapshot::next_append_id`] on. A pending claim takes its epoch at
     /// once; restored batches count as possibly stored (a later auto-claim fails them as
     /// [`FailureReason::Indeterminate`] rather than re-sending them under a new epoch).
     ///
