@@ -14,9 +14,9 @@
 //! | [`read_all`] | collecting a reader's chunks into one `read_all` result |
 //! | [`write_tracker`] | per-append outcomes of a writer, for `flush`, `close` and tracked appends |
 //! | [`writer`] | the core of a driver's writer: the producer, its bookkeeping, callbacks and waiters, and what `flush` and `close` report |
-//! | [`pipelined_link`] | a writer's dedicated pipelined HTTP/1.1 connection: its queue, deadlines, codec and when it is dropped (feature `http1`); the driver only connects, writes and reads |
-//! | [`tls`] | the rustls client configuration both drivers use (feature `rustls`): bundled and added root certificates, recognising a rustls failure |
-//! | [`writer_loop`] | one turn of a writer's background loop: feeding answers, taking what the producer sends or cancels, the write-ahead snapshot, sorting requests onto their carrier, when to wake |
+//! | `pipelined_link` | a writer's dedicated pipelined HTTP/1.1 connection: its queue, deadlines, codec and when it is dropped (feature `http1`); the driver only connects, writes and reads |
+//! | `tls` | the rustls client configuration both drivers use (feature `rustls`): bundled and added root certificates, recognising a rustls failure |
+//! | `writer_loop` | one turn of a writer's background loop: feeding answers, taking what the producer sends or cancels, the write-ahead snapshot, sorting requests onto their carrier, when to wake (feature `http1`) |
 //! | [`writer_pipe`] | how a writer carries its batches: pipelined on one HTTP/1.1 connection or pooled, and the batch target that fills the pipe |
 
 pub mod buffered;
@@ -33,5 +33,6 @@ pub mod tls;
 pub mod trace;
 pub mod write_tracker;
 pub mod writer;
+#[cfg(feature = "http1")]
 pub mod writer_loop;
 pub mod writer_pipe;
