@@ -11,11 +11,8 @@
 //! processing exactly-once.
 
 use crate::engine::{Engine, Msg, Wake};
-use crate::handle::StreamHandle;
 use crate::trace;
-use ds_proto::consumer::{
-    Consumer, ConsumerError, ConsumerEvent, ConsumerExit, ConsumerOptions, ErrorAction,
-};
+use ds_proto::consumer::{Consumer, ConsumerError, ConsumerEvent, ConsumerExit, ErrorAction};
 use ds_proto::reader::Chunk;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -70,28 +67,20 @@ impl<E> ConsumerHandle<E> {
     }
 }
 
-impl StreamHandle {
-    /// Starts a consumer on its own thread, calling `handler` for every batch.
-    ///
-    /// # Panics
-    ///
-    /// When the operating system cannot start a thread (as `std::thread::spawn` does).
-    pub fn consume<H: Handler>(
-        &self,
-        options: ConsumerOptions,
-        handler: H,
-    ) -> ConsumerHandle<H::Error> {
-        let (machine, url) = self.consumer_machine(&options);
-        let engine = Engine::new(machine, self.client().clone(), self.call_options());
-        let wake = engine.commands();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("ds-consumer".into())
-            .spawn(move || run(engine, url, handler, &flag))
-            .expect("spawn the consumer thread");
-        ConsumerHandle { stop, wake, thread }
-    }
+/// Runs a consumer of `engine`'s machine on its own thread (see `StreamHandle::consume`).
+pub(crate) fn start<H: Handler>(
+    engine: Engine<Consumer<H::Error>>,
+    url: String,
+    handler: H,
+) -> ConsumerHandle<H::Error> {
+    let wake = engine.commands();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("ds-consumer".into())
+        .spawn(move || run(engine, url, handler, &flag))
+        .expect("spawn the consumer thread");
+    ConsumerHandle { stop, wake, thread }
 }
 
 fn run<H: Handler>(
@@ -116,10 +105,7 @@ fn run<H: Handler>(
                     .resolve_error_with(|e| handler.handle_error(e), Instant::now());
             }
             Some(ConsumerEvent::Read(e)) => trace::reader_event(&url, &e),
-            Some(ConsumerEvent::Exit(exit)) => {
-                engine.flush_outputs();
-                return exit;
-            }
+            Some(ConsumerEvent::Exit(exit)) => return engine.finish(exit),
             None => {
                 // A command is a stop: the flag is looked at above.
                 if let Wake::Idle = engine.step(true) {

@@ -456,6 +456,13 @@ impl<M: Machine, C: Send + 'static> Engine<M, C> {
         }
     }
 
+    /// Ends the run loop with `value`: what the machine has last to send or cancel goes out
+    /// first; dropping the engine then cancels what is still in flight.
+    pub(crate) fn finish<T>(mut self, value: T) -> T {
+        self.flush_outputs();
+        value
+    }
+
     /// Waits for the next input, command or the machine's timer, and feeds inputs and timers to
     /// the machine. `commands_possible`: whether a command may still arrive (otherwise an idle
     /// machine returns [`Wake::Idle`] at once).

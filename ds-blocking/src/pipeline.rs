@@ -10,10 +10,8 @@
 //! dropped connection are ignored. Over TLS both threads share the rustls connection behind a
 //! mutex, held only to move bytes between it and the socket (never during a blocking read).
 
-use ds_proto::driver::pipelined_link::{self, LinkEvent, LinkStep, Origin, PipelinedLink};
-use ds_proto::driver::writer_loop::WriterLoop;
-use ds_proto::driver::writer_pipe::WriterPipe;
-use ds_proto::io::{Input, TransportError, TransportErrorKind};
+use ds_proto::driver::pipelined_link::{self, Origin};
+use ds_proto::io::TransportError;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -26,6 +24,9 @@ pub(crate) type Notify = Arc<dyn Fn(u64, Option<Vec<u8>>) -> bool + Send + Sync>
 /// The rustls client connection both threads of a TLS connection use.
 #[cfg(feature = "rustls")]
 type SharedTls = Arc<std::sync::Mutex<rustls::ClientConnection>>;
+
+/// Whether `https` streams can be written on a pipelined connection (TLS compiled in).
+pub(crate) const TLS_PIPELINED: bool = cfg!(feature = "rustls");
 
 /// How a writer's pipelined connection is opened: the client's connect timeout and TLS roots.
 #[derive(Clone)]
@@ -62,52 +63,32 @@ impl Connector {
         }
     }
 
-    /// Whether `https` streams can be written on a pipelined connection (TLS compiled in).
-    pub(crate) fn has_tls() -> bool {
-        cfg!(feature = "rustls")
-    }
-
     /// A connection to `uri`'s origin, TLS handshake done for `https`.
     fn connect(&self, uri: &http::Uri) -> Result<Wire, TransportError> {
-        let fail =
-            |e: std::io::Error| TransportError::new(TransportErrorKind::Connect, e.to_string());
-        let Origin {
-            host,
-            port,
-            tls: https,
-        } = Origin::of(uri);
-        let bare = host.as_str();
-        let mut last = None;
+        let origin = Origin::of(uri);
+        let addrs = (origin.host.as_str(), origin.port).to_socket_addrs();
+        let mut last = std::io::Error::other("no address for host");
         let mut tcp = None;
-        for addr in (bare, port).to_socket_addrs().map_err(fail)? {
+        for addr in addrs.map_err(|e| TransportError::connect_failed(&e))? {
             match TcpStream::connect_timeout(&addr, self.connect_timeout) {
                 Ok(s) => {
                     tcp = Some(s);
                     break;
                 }
-                Err(e) => last = Some(e),
+                Err(e) => last = e,
             }
         }
-        let tcp = tcp.ok_or_else(|| {
-            let e = last.unwrap_or_else(|| std::io::Error::other("no address for host"));
-            let kind = if e.kind() == std::io::ErrorKind::TimedOut {
-                TransportErrorKind::Timeout
-            } else {
-                TransportErrorKind::Connect
-            };
-            TransportError::new(kind, e.to_string())
-        })?;
+        let tcp = tcp.ok_or_else(|| TransportError::connect_failed(&last))?;
         let _ = tcp.set_nodelay(true);
-        if !https {
+        if !origin.tls {
             return Ok(Wire::Plain(tcp));
         }
         #[cfg(feature = "rustls")]
         {
-            let tls_error = |m: String| TransportError::new(TransportErrorKind::Tls, m);
-            let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
-                .map_err(|e| tls_error(e.to_string()))?;
-            let mut conn = rustls::ClientConnection::new(self.tls.clone(), name)
-                .map_err(|e| tls_error(e.to_string()))?;
+            let name = ds_proto::driver::tls::server_name(&origin.host)?;
+            let mut conn = rustls::ClientConnection::new(self.tls.clone(), name).map_err(|e| {
+                TransportError::new(ds_proto::io::TransportErrorKind::Tls, e.to_string())
+            })?;
             let mut tcp = tcp;
             let _ = tcp.set_read_timeout(Some(self.connect_timeout));
             while conn.is_handshaking() {
@@ -118,10 +99,7 @@ impl Connector {
             Ok(Wire::Tls(tcp, Arc::new(std::sync::Mutex::new(conn))))
         }
         #[cfg(not(feature = "rustls"))]
-        Err(TransportError::new(
-            TransportErrorKind::Tls,
-            "https needs the `rustls` feature",
-        ))
+        Err(pipelined_link::tls_not_built())
     }
 }
 
@@ -227,92 +205,29 @@ impl Drop for Socket {
     }
 }
 
-/// The writer's pipelined connection: ds-proto's link (with a span per request, as pooled
-/// exchanges have, and the socket of its connection).
-pub(crate) struct Pipeline {
-    pub(crate) link: PipelinedLink<crate::trace::RequestTraces, Socket>,
-    connector: Connector,
-    notify: Notify,
+ds_proto::__pipeline!(; ; now: Instant::now);
+
+/// Writes `head`, then `body`, by `deadline` (the socket's write timeout: `WouldBlock` or
+/// `TimedOut` after it).
+fn write(
+    socket: &mut Socket,
+    head: &[u8],
+    body: &[u8],
+    deadline: Option<Instant>,
+) -> std::io::Result<()> {
+    let limit = deadline.map(|d| {
+        d.saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    });
+    socket.wire.tcp().set_write_timeout(limit)?;
+    socket.wire.write_all(head)?;
+    socket.wire.write_all(body)
 }
 
-impl Pipeline {
-    /// A pipelined connection of at most `depth` requests in flight, opened with
-    /// `connector`; its reader thread hands what it reads to `notify`.
-    pub(crate) fn new(depth: usize, connector: Connector, notify: Notify) -> Self {
-        Pipeline {
-            link: PipelinedLink::new(depth),
-            connector,
-            notify,
-        }
-    }
-
-    /// Applies `event` to the link, then does what it asks until it is idle; inputs for the
-    /// producer wait in `wl`.
-    pub(crate) fn handle(&mut self, event: LinkEvent, wl: &mut WriterLoop) {
-        let (plan, out) = wl.parts();
-        self.link.handle(event, plan, Instant::now());
-        self.pump(plan, out);
-    }
-
-    /// Does what the link asks until it is idle; its inputs go to `out`.
-    fn pump(&mut self, plan: &mut WriterPipe, out: &mut Vec<Input>) {
-        loop {
-            match self.link.next_step(plan) {
-                LinkStep::Connect { uri } => {
-                    let started = Instant::now();
-                    match self.connector.connect(&uri) {
-                        Ok(wire) => {
-                            let notify = &self.notify;
-                            // No reader, no connection: the first request fails unsent.
-                            self.link
-                                .on_connected(plan, started, Instant::now(), |gen| {
-                                    spawn_reader(wire, gen, notify.clone()).map_err(|e| {
-                                        TransportError::new(
-                                            TransportErrorKind::Connect,
-                                            e.to_string(),
-                                        )
-                                    })
-                                });
-                        }
-                        Err(e) => self.link.on_connect_failed(e),
-                    }
-                }
-                LinkStep::Write { head, body } => {
-                    // A stalled write ends at the earliest request deadline.
-                    let now = Instant::now();
-                    let limit = self.link.next_deadline().map(|d| {
-                        d.saturating_duration_since(now)
-                            .max(Duration::from_millis(1))
-                    });
-                    let socket = self
-                        .link
-                        .socket_mut()
-                        .expect("the link writes on a connection");
-                    let _ = socket.wire.tcp().set_write_timeout(limit);
-                    let written = socket.wire.write_all(&head);
-                    match written.and_then(|()| socket.wire.write_all(&body)) {
-                        Ok(()) => self.link.on_written(plan, Instant::now()),
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) =>
-                        {
-                            self.link.on_write_timed_out(plan, Instant::now())
-                        }
-                        Err(_) => self.link.on_write_failed(plan),
-                    }
-                }
-                LinkStep::Idle => break,
-            }
-        }
-        out.extend(self.link.take_inputs());
-    }
-}
-
-/// A thread reads `wire` and hands the bytes to the writer's thread, tagged `gen`.
-fn spawn_reader(wire: Wire, gen: u64, notify: Notify) -> std::io::Result<Socket> {
-    let mut reader = wire.reader()?;
+/// A thread reads the connection and hands the bytes to the writer's thread, tagged `gen`.
+fn attach(wire: Wire, gen: u64, notify: Notify) -> Result<Socket, TransportError> {
+    let fail = |e: std::io::Error| TransportError::connect_failed(&e);
+    let mut reader = wire.reader().map_err(fail)?;
     std::thread::Builder::new()
         .name("ds-writer-read".into())
         .spawn(move || {
@@ -330,6 +245,7 @@ fn spawn_reader(wire: Wire, gen: u64, notify: Notify) -> std::io::Result<Socket>
                     }
                 }
             }
-        })?;
+        })
+        .map_err(fail)?;
     Ok(Socket { wire })
 }

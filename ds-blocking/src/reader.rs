@@ -17,10 +17,9 @@
 //! from it, in this process
 //! or another.
 
-use crate::client::Client;
 use crate::engine::{Engine, Here, Msg, Wake};
 use crate::trace;
-use ds_proto::ops::{CallOptions, LiveMode};
+use ds_proto::ops::LiveMode;
 use ds_proto::reader::{Chunk, ReaderEvent};
 use ds_proto::Error;
 use serde::de::DeserializeOwned;
@@ -44,15 +43,11 @@ pub struct Reader {
 ds_proto::__reader_state!();
 
 impl Reader {
-    /// A reader driving `machine` (made by the stream handle) for the stream at `url`.
-    pub(crate) fn from_machine(
-        client: Client,
-        call: CallOptions,
-        machine: ds_proto::reader::Reader,
-        url: String,
-    ) -> Reader {
+    /// A reader driving `engine`'s machine (made by the stream handle) for the stream at
+    /// `url`.
+    pub(crate) fn from_machine(engine: Engine<ds_proto::reader::Reader>, url: String) -> Reader {
         Reader {
-            engine: Engine::new(machine, client, call),
+            engine,
             finished: false,
             url,
             stop: Arc::new(AtomicBool::new(false)),

@@ -185,23 +185,19 @@ fn run_worker<H: WorkerHandler>(
             engine.machine.stop();
         }
         engine.flush_outputs();
-        match drv::next_worker_step(&mut engine.machine) {
+        match drv::next_worker_step(&mut engine.machine, |e| handler.on_event(e)) {
+            Some(WorkerStep::Handled) => {}
+            Some(WorkerStep::Exit(exit)) => return engine.finish(exit),
             Some(WorkerStep::Batch(batch)) => loop {
                 let result = handler.handle_batch(&batch);
                 if flags.abort.load(Ordering::Acquire) {
                     return WorkerExit::Stopped;
                 }
-                let outcome = result.map_err(|e| handler.handle_error(&batch, &e));
-                if !drv::batch_handled(&mut engine.machine, &batch, outcome) {
+                let decide = |e: &H::Error| handler.handle_error(&batch, e);
+                if !drv::batch_handled(&mut engine.machine, &batch, result, decide) {
                     break;
                 }
             },
-            Some(WorkerStep::Exit(exit)) => {
-                engine.flush_outputs();
-                return exit;
-            }
-            Some(WorkerStep::Show(event)) => handler.on_event(&event),
-            Some(WorkerStep::Nothing) => {}
             None => {
                 // A command is a stop or an abort: the flags are looked at above.
                 if let Wake::Idle = engine.step(true) {

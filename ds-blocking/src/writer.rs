@@ -17,7 +17,7 @@
 use crate::client::Client;
 use crate::engine::{Exchanges, Msg, Received};
 use crate::handle::StreamHandle;
-use crate::pipeline::{self, Pipeline};
+use crate::pipeline::{self, Pipeline, TLS_PIPELINED};
 use crate::trace;
 use ds_proto::driver::pipelined_link::LinkEvent;
 use ds_proto::driver::write_tracker::WriteOutcome;
@@ -99,7 +99,7 @@ impl Writer {
     ) -> Result<Writer, Error> {
         // The loop's turns and connection plan (ds-proto): pipelined on one dedicated
         // connection, or pooled; the plan's sizes apply from the first append on.
-        let wl = WriterLoop::new(&mut writer, pipeline::Connector::has_tls());
+        let wl = WriterLoop::new(&mut writer, TLS_PIPELINED);
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 writer,

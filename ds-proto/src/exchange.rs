@@ -161,6 +161,18 @@ impl TransportError {
         }
     }
 
+    /// A connection that could not be opened (`e`, from connecting a socket):
+    /// [`Timeout`](TransportErrorKind::Timeout) when the connect timed out,
+    /// [`Connect`](TransportErrorKind::Connect) otherwise. Nothing was sent either way.
+    pub fn connect_failed(e: &std::io::Error) -> Self {
+        let kind = if e.kind() == std::io::ErrorKind::TimedOut {
+            TransportErrorKind::Timeout
+        } else {
+            TransportErrorKind::Connect
+        };
+        TransportError::new(kind, e.to_string())
+    }
+
     /// An exchange that did not end within `limit` (the driver enforced its deadline).
     pub fn timed_out(limit: std::time::Duration) -> Self {
         TransportError::new(
@@ -204,6 +216,20 @@ mod tests {
         assert!(Input::End { id }.ends_exchange());
         let error = TransportError::new(TransportErrorKind::Other, "x");
         assert!(Input::Failed { id, error }.ends_exchange());
+    }
+
+    #[test]
+    fn a_failed_connect_is_a_timeout_or_a_connect_error() {
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert_eq!(
+            TransportError::connect_failed(&timed_out).kind,
+            TransportErrorKind::Timeout
+        );
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            TransportError::connect_failed(&refused).kind,
+            TransportErrorKind::Connect
+        );
     }
 
     #[test]

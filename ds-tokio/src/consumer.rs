@@ -11,11 +11,8 @@
 //! processing exactly-once.
 
 use crate::engine::{now, Engine, Wake};
-use crate::handle::StreamHandle;
 use crate::trace;
-use ds_proto::consumer::{
-    Consumer, ConsumerError, ConsumerEvent, ConsumerExit, ConsumerOptions, ErrorAction,
-};
+use ds_proto::consumer::{Consumer, ConsumerError, ConsumerEvent, ConsumerExit, ErrorAction};
 use ds_proto::reader::Chunk;
 use std::future::Future;
 use tokio::sync::watch;
@@ -68,20 +65,15 @@ impl<E: Send + 'static> ConsumerHandle<E> {
     }
 }
 
-impl StreamHandle {
-    /// Starts a consumer on its own task, calling `handler` for every batch.
-    pub fn consume<H: Handler>(
-        &self,
-        options: ConsumerOptions,
-        handler: H,
-    ) -> ConsumerHandle<H::Error> {
-        let (stop, stop_rx) = watch::channel(false);
-        let (machine, url) = self.consumer_machine(&options);
-        let engine =
-            Engine::new(machine, self.client().clone(), self.call_options()).owner_polled();
-        let task = tokio::spawn(run(engine, url, handler, stop_rx));
-        ConsumerHandle { stop, task }
-    }
+/// Runs a consumer of `engine`'s machine on its own task (see `StreamHandle::consume`).
+pub(crate) fn start<H: Handler>(
+    engine: Engine<Consumer<H::Error>>,
+    url: String,
+    handler: H,
+) -> ConsumerHandle<H::Error> {
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run(engine.owner_polled(), url, handler, stop_rx));
+    ConsumerHandle { stop, task }
 }
 
 async fn run<H: Handler>(
@@ -106,10 +98,7 @@ async fn run<H: Handler>(
                     .resolve_error_with(|e| handler.handle_error(e), now());
             }
             Some(ConsumerEvent::Read(e)) => trace::reader_event(&url, &e),
-            Some(ConsumerEvent::Exit(exit)) => {
-                engine.flush_outputs();
-                return exit;
-            }
+            Some(ConsumerEvent::Exit(exit)) => return engine.finish(exit),
             None => {
                 tokio::select! {
                     biased;

@@ -306,6 +306,13 @@ impl<M: Machine> Engine<M> {
         }
     }
 
+    /// Ends the run loop with `value`: what the machine has last to send or cancel goes out
+    /// first; dropping the engine then cancels what is still in flight.
+    pub(crate) fn finish<T>(mut self, value: T) -> T {
+        self.flush_outputs();
+        value
+    }
+
     /// Waits for the next input or the machine's timer, and feeds it. Call
     /// [`Engine::flush_outputs`] before.
     pub(crate) async fn step(&mut self) -> Wake {

@@ -9,10 +9,8 @@
 //! tagged with the connection's generation so that bytes of a dropped connection are ignored.
 
 use crate::clock::now;
-use ds_proto::driver::pipelined_link::{self, LinkEvent, LinkStep, Origin, PipelinedLink};
-use ds_proto::driver::writer_loop::WriterLoop;
-use ds_proto::driver::writer_pipe::WriterPipe;
-use ds_proto::io::{Input, TransportError, TransportErrorKind};
+use ds_proto::driver::pipelined_link::{self, Origin};
+use ds_proto::io::{TransportError, TransportErrorKind};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -33,6 +31,9 @@ pub(crate) type TlsSettings = std::sync::Arc<rustls::ClientConfig>;
 /// Without the `rustls` feature there is no TLS to configure.
 #[cfg(not(feature = "rustls"))]
 pub(crate) type TlsSettings = ();
+
+/// Whether `https` streams can be written on a pipelined connection (TLS compiled in).
+pub(crate) const TLS_PIPELINED: bool = cfg!(feature = "rustls");
 
 /// How a writer's pipelined connection is opened: the client's connect timeout and TLS roots.
 #[derive(Clone)]
@@ -63,34 +64,22 @@ impl Connector {
         }
     }
 
-    /// Whether `https` streams can be written on a pipelined connection (TLS compiled in).
-    pub(crate) fn has_tls() -> bool {
-        cfg!(feature = "rustls")
-    }
-
     /// A connection to `uri`'s origin, split into its halves.
-    async fn connect(&self, uri: &http::Uri) -> Result<(ReadHalf, WriteHalf), TransportError> {
-        let connect =
-            |e: std::io::Error| TransportError::new(TransportErrorKind::Connect, e.to_string());
-        let Origin {
-            host,
-            port,
-            tls: https,
-        } = Origin::of(uri);
-        let bare = host.as_str();
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((bare, port)))
+    async fn connect(&self, uri: &http::Uri) -> Result<Wire, TransportError> {
+        let origin = Origin::of(uri);
+        let connect = TcpStream::connect((origin.host.as_str(), origin.port));
+        let tcp = tokio::time::timeout(self.connect_timeout, connect)
             .await
             .map_err(|_| TransportError::new(TransportErrorKind::Timeout, "connect timed out"))?
-            .map_err(connect)?;
+            .map_err(|e| TransportError::connect_failed(&e))?;
         let _ = tcp.set_nodelay(true);
-        if !https {
+        if !origin.tls {
             let (read, write) = tcp.into_split();
             return Ok((Box::new(read), Box::new(write)));
         }
         #[cfg(feature = "rustls")]
         {
-            let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
-                .map_err(|e| TransportError::new(TransportErrorKind::Tls, e.to_string()))?;
+            let name = ds_proto::driver::tls::server_name(&origin.host)?;
             let handshake = tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp);
             let tls = tokio::time::timeout(self.connect_timeout, handshake)
                 .await
@@ -102,12 +91,12 @@ impl Connector {
             Ok((Box::new(read), Box::new(write)))
         }
         #[cfg(not(feature = "rustls"))]
-        Err(TransportError::new(
-            TransportErrorKind::Tls,
-            "https needs the `rustls` feature",
-        ))
+        Err(pipelined_link::tls_not_built())
     }
 }
+
+/// A connection's read and write halves, before its reader task starts.
+type Wire = (ReadHalf, WriteHalf);
 
 /// The socket of the link's live connection, kept by the link: dropping it ends its reader
 /// task (the read half goes with it).
@@ -122,79 +111,29 @@ impl Drop for Socket {
     }
 }
 
-/// The writer's pipelined connection: ds-proto's link (with a span per request, as pooled
-/// exchanges have, and the socket of its connection).
-pub(crate) struct Pipeline {
-    pub(crate) link: PipelinedLink<crate::trace::RequestTraces, Socket>,
-    connector: Connector,
-    notify: Notify,
-}
+ds_proto::__pipeline!(async; .await; now: now);
 
-impl Pipeline {
-    /// A pipelined connection of at most `depth` requests in flight, opened with
-    /// `connector`; its reader task sends what it reads to `notify`.
-    pub(crate) fn new(depth: usize, connector: Connector, notify: Notify) -> Self {
-        Pipeline {
-            link: PipelinedLink::new(depth),
-            connector,
-            notify,
-        }
-    }
-
-    /// Applies `event` to the link, then does what it asks until it is idle; inputs for the
-    /// producer wait in `wl`.
-    pub(crate) async fn handle(&mut self, event: LinkEvent, wl: &mut WriterLoop) {
-        let (plan, out) = wl.parts();
-        self.link.handle(event, plan, now());
-        self.pump(plan, out).await;
-    }
-
-    /// Does what the link asks until it is idle; its inputs go to `out`.
-    async fn pump(&mut self, plan: &mut WriterPipe, out: &mut Vec<Input>) {
-        loop {
-            match self.link.next_step(plan) {
-                LinkStep::Connect { uri } => {
-                    let started = now();
-                    match self.connector.connect(&uri).await {
-                        Ok((read, write)) => {
-                            let notify = &self.notify;
-                            self.link.on_connected(plan, started, now(), |gen| {
-                                Ok(spawn_reader(read, write, gen, notify.clone()))
-                            });
-                        }
-                        Err(e) => self.link.on_connect_failed(e),
-                    }
-                }
-                LinkStep::Write { head, body } => {
-                    // A stalled write ends at the earliest request deadline.
-                    let deadline = self.link.next_deadline();
-                    let socket = self
-                        .link
-                        .socket_mut()
-                        .expect("the link writes on a connection");
-                    let write = async {
-                        socket.write.write_all(&head).await?;
-                        socket.write.write_all(&body).await
-                    };
-                    let written = match deadline {
-                        Some(d) => tokio::time::timeout_at(d.into(), write).await.ok(),
-                        None => Some(write.await),
-                    };
-                    match written {
-                        Some(Ok(())) => self.link.on_written(plan, now()),
-                        Some(Err(_)) => self.link.on_write_failed(plan),
-                        None => self.link.on_write_timed_out(plan, now()),
-                    }
-                }
-                LinkStep::Idle => break,
-            }
-        }
-        out.extend(self.link.take_inputs());
+/// Writes `head`, then `body`, by `deadline` (`TimedOut` after it).
+async fn write(
+    socket: &mut Socket,
+    head: &[u8],
+    body: &[u8],
+    deadline: Option<std::time::Instant>,
+) -> std::io::Result<()> {
+    let write = async {
+        socket.write.write_all(head).await?;
+        socket.write.write_all(body).await
+    };
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), write)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+        None => write.await,
     }
 }
 
-/// A task reads `read` and hands the bytes to the writer's task, tagged `gen`.
-fn spawn_reader(mut read: ReadHalf, write: WriteHalf, gen: u64, notify: Notify) -> Socket {
+/// A task reads the connection and hands the bytes to the writer's task, tagged `gen`.
+fn attach((mut read, write): Wire, gen: u64, notify: Notify) -> Result<Socket, TransportError> {
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 << 10];
         loop {
@@ -211,5 +150,5 @@ fn spawn_reader(mut read: ReadHalf, write: WriteHalf, gen: u64, notify: Notify) 
             }
         }
     });
-    Socket { write, reader }
+    Ok(Socket { write, reader })
 }

@@ -10,11 +10,9 @@
 //! [`StreamHandle::reader_from_snapshot`](crate::StreamHandle::reader_from_snapshot) resumes
 //! from it, in this process or another.
 
-use crate::client::Client;
 use crate::engine::{Engine, Wake};
 use crate::trace;
 use ds_proto::driver::reader_state::HandedOut;
-use ds_proto::ops::CallOptions;
 use ds_proto::reader::{Chunk, ReaderEvent};
 use ds_proto::Error;
 use futures_core::Stream;
@@ -62,17 +60,13 @@ pub struct Reader {
 ds_proto::__reader_state!();
 
 impl Reader {
-    /// A reader driving `machine` (made by the stream handle) for the stream at `url`.
-    pub(crate) fn from_machine(
-        client: Client,
-        call: CallOptions,
-        machine: ds_proto::reader::Reader,
-        url: String,
-    ) -> Reader {
+    /// A reader driving `engine`'s machine (made by the stream handle) for the stream at
+    /// `url`; the reader's task polls its exchange itself.
+    pub(crate) fn from_machine(engine: Engine<ds_proto::reader::Reader>, url: String) -> Reader {
         Reader {
-            handed_out: HandedOut::of(&machine),
+            handed_out: HandedOut::of(&engine.machine),
             inner: Some(Box::new(Inner {
-                engine: Engine::new(machine, client, call).owner_polled(),
+                engine: engine.owner_polled(),
             })),
             step: None,
             finished: false,

@@ -152,7 +152,9 @@ async fn run_worker<H: WorkerHandler>(
             engine.machine.stop();
         }
         engine.flush_outputs();
-        match drv::next_worker_step(&mut engine.machine) {
+        match drv::next_worker_step(&mut engine.machine, |e| handler.on_event(e)) {
+            Some(WorkerStep::Handled) => {}
+            Some(WorkerStep::Exit(exit)) => return engine.finish(exit),
             Some(WorkerStep::Batch(batch)) => loop {
                 let result = {
                     let fut = handler.handle_batch(&batch);
@@ -170,17 +172,11 @@ async fn run_worker<H: WorkerHandler>(
                         }
                     }
                 };
-                let outcome = result.map_err(|e| handler.handle_error(&batch, &e));
-                if !drv::batch_handled(&mut engine.machine, &batch, outcome) {
+                let decide = |e: &H::Error| handler.handle_error(&batch, e);
+                if !drv::batch_handled(&mut engine.machine, &batch, result, decide) {
                     break;
                 }
             },
-            Some(WorkerStep::Exit(exit)) => {
-                engine.flush_outputs();
-                return exit;
-            }
-            Some(WorkerStep::Show(event)) => handler.on_event(&event),
-            Some(WorkerStep::Nothing) => {}
             None if stopping => {
                 // Stopping: the acks and the release go out; the stop request is not looked
                 // at again (it stays set).

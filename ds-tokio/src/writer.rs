@@ -17,7 +17,7 @@
 use crate::client::Client;
 use crate::engine::{now, sleep_until, Exchanges};
 use crate::handle::StreamHandle;
-use crate::pipeline::{Connector, Pipeline};
+use crate::pipeline::{Pipeline, TLS_PIPELINED};
 use crate::trace;
 use ds_proto::driver::pipelined_link::LinkEvent;
 use ds_proto::driver::write_tracker::WriteOutcome;
@@ -68,7 +68,7 @@ impl Writer {
     ) -> Result<Writer, Error> {
         // The loop's turns and connection plan (ds-proto): pipelined on one dedicated
         // connection, or pooled; the plan's sizes apply from the first append on.
-        let wl = WriterLoop::new(&mut core, Connector::has_tls());
+        let wl = WriterLoop::new(&mut core, TLS_PIPELINED);
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             wake: Notify::new(),

@@ -12,9 +12,8 @@
 //!     Connect { uri }      -> connect to uri's origin; link.on_connected(plan, started,
 //!                             now, |gen| make the socket, its reads tagged gen) or
 //!                             link.on_connect_failed(error)
-//!     Write { head, body } -> write head, then body, on link.socket_mut();
-//!                             link.on_written(plan, now), link.on_write_failed(plan) or
-//!                             link.on_write_timed_out(plan, now)
+//!     Write { head, body } -> write head, then body, on link.socket_mut(), by
+//!                             link.next_deadline(); link.on_write_result(plan, result, now)
 //!     Idle                 -> wait for bytes, a deadline (link.next_deadline()) or work
 //! bytes (or the end) read on connection gen: link.on_read(gen, Some(bytes) / None, plan)
 //! the producer cancelled id:                 link.abort(id, plan, now)
@@ -50,7 +49,7 @@ pub enum LinkStep {
         uri: http::Uri,
     },
     /// Write all of `head`, then all of `body`, on the live connection, then answer with
-    /// [`PipelinedLink::on_written`] or [`PipelinedLink::on_write_failed`].
+    /// [`PipelinedLink::on_write_result`].
     Write {
         /// One encoded request: its head, and its body when that is smaller than
         /// [`JOIN_BODY_BELOW`].
@@ -340,10 +339,33 @@ impl<T: InputTraces, S> PipelinedLink<T, S> {
         }
     }
 
+    /// How writing the last [`LinkStep::Write`] ended at `now`: all written
+    /// ([`on_written`](Self::on_written)); not finished by the earliest request deadline (the
+    /// driver's write timed out: `TimedOut`, or `WouldBlock` from a socket write timeout):
+    /// the peer stopped reading, the connection goes and the expired requests fail as
+    /// timeouts, as in [`on_timeout`](Self::on_timeout); any other error: the connection
+    /// goes, the codec fails the request cut off as not processed and the ones before it as
+    /// their answers prove.
+    pub fn on_write_result(
+        &mut self,
+        plan: &mut WriterPipe,
+        result: std::io::Result<()>,
+        now: Instant,
+    ) {
+        use std::io::ErrorKind;
+        match result {
+            Ok(()) => self.on_written(plan, now),
+            Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+                self.on_write_timed_out(plan, now)
+            }
+            Err(_) => self.on_write_failed(plan),
+        }
+    }
+
     /// Writing the last [`LinkStep::Write`] failed: the connection goes. The codec knows the
     /// request was not fully written (it fails as not processed) and fails the ones before it
     /// as their answers prove.
-    pub fn on_write_failed(&mut self, plan: &mut WriterPipe) {
+    fn on_write_failed(&mut self, plan: &mut WriterPipe) {
         self.writing = None;
         self.drop_live(plan);
     }
@@ -351,7 +373,7 @@ impl<T: InputTraces, S> PipelinedLink<T, S> {
     /// The last [`LinkStep::Write`] did not finish by the earliest request deadline (the peer
     /// stopped reading): the connection goes, and the expired requests fail as timeouts, as
     /// in [`on_timeout`](Self::on_timeout).
-    pub fn on_write_timed_out(&mut self, plan: &mut WriterPipe, now: Instant) {
+    fn on_write_timed_out(&mut self, plan: &mut WriterPipe, now: Instant) {
         self.writing = None;
         self.expire(now, plan, true);
     }
@@ -473,3 +495,89 @@ fn drain(
 #[cfg(test)]
 #[path = "pipelined_link_tests.rs"]
 mod tests;
+
+/// The error of an `https` connection in a driver built without TLS (its writers never
+/// pipeline `https` streams: [`WriterPipe::with_tls`]).
+pub fn tls_not_built() -> TransportError {
+    TransportError::new(TransportErrorKind::Tls, "https needs the `rustls` feature")
+}
+
+/// Defines a driver's `Pipeline` (expanded in the driver's pipeline module): a writer's
+/// [`PipelinedLink`] with the driver's socket, and the loop that does what the link asks
+/// until it is idle, written once for both drivers (`$async` / `.$await` are `async` /
+/// `.await` in an async driver, nothing in a blocking one; `$now` is the driver's clock). The
+/// driver provides its IO: `Connector::connect(&self, &http::Uri) -> Result<Wire,
+/// TransportError>` (TCP, and TLS for `https`), `attach(Wire, gen, Notify) -> Result<Socket,
+/// TransportError>` (starts the reader that hands the connection's bytes, tagged `gen`, to
+/// `Notify`), and `write(&mut Socket, head, body, deadline) -> std::io::Result<()>` (writes
+/// both by the deadline, or fails with `TimedOut` / `WouldBlock`).
+#[doc(hidden)]
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
+macro_rules! __pipeline {
+    ($($async:ident)?; $(.$await:ident)?; now: $now:path) => {
+        /// The writer's pipelined connection: ds-proto's link (with a span per request, as
+        /// pooled exchanges have, and the socket of its connection), how it connects, and
+        /// where the connection's reader hands what it reads.
+        pub(crate) struct Pipeline {
+            pub(crate) link: $crate::driver::pipelined_link::PipelinedLink<
+                crate::trace::RequestTraces,
+                Socket,
+            >,
+            connector: Connector,
+            notify: Notify,
+        }
+
+        impl Pipeline {
+            /// A pipelined connection of at most `depth` requests in flight, opened with
+            /// `connector`; its reader hands what it reads to `notify`.
+            pub(crate) fn new(depth: usize, connector: Connector, notify: Notify) -> Self {
+                Pipeline {
+                    link: $crate::driver::pipelined_link::PipelinedLink::new(depth),
+                    connector,
+                    notify,
+                }
+            }
+
+            /// Applies `event` to the link, then does what it asks until it is idle; inputs
+            /// for the producer wait in `wl`.
+            pub(crate) $($async)? fn handle(
+                &mut self,
+                event: $crate::driver::pipelined_link::LinkEvent,
+                wl: &mut $crate::driver::writer_loop::WriterLoop,
+            ) {
+                use $crate::driver::pipelined_link::LinkStep;
+                let (plan, out) = wl.parts();
+                self.link.handle(event, plan, $now());
+                loop {
+                    match self.link.next_step(plan) {
+                        LinkStep::Connect { uri } => {
+                            let started = $now();
+                            match self.connector.connect(&uri)$(.$await)? {
+                                Ok(wire) => {
+                                    let notify = &self.notify;
+                                    self.link.on_connected(plan, started, $now(), |gen| {
+                                        attach(wire, gen, notify.clone())
+                                    });
+                                }
+                                Err(e) => self.link.on_connect_failed(e),
+                            }
+                        }
+                        LinkStep::Write { head, body } => {
+                            // A stalled write ends at the earliest request deadline.
+                            let deadline = self.link.next_deadline();
+                            let socket = self
+                                .link
+                                .socket_mut()
+                                .expect("the link writes on a connection");
+                            let result = write(socket, &head, &body, deadline)$(.$await)?;
+                            self.link.on_write_result(plan, result, $now());
+                        }
+                        LinkStep::Idle => break,
+                    }
+                }
+                out.extend(self.link.take_inputs());
+            }
+        }
+    };
+}

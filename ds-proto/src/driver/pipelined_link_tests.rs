@@ -195,7 +195,10 @@ fn a_failed_write_drops_the_connection_and_the_request_is_known_unsent() {
     link.on_read(gen, Some(OK), &mut plan);
     assert_eq!(inputs(&mut link), ["head 1 204", "end 1"]);
     match link.next_step(&mut plan) {
-        LinkStep::Write { .. } => link.on_write_failed(&mut plan),
+        LinkStep::Write { .. } => {
+            let broken = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+            link.on_write_result(&mut plan, Err(broken), Instant::now());
+        }
         other => panic!("expected Write, got {other:?}"),
     }
     assert_eq!(link.connection(), None);
@@ -393,31 +396,35 @@ fn taken_back_requests_leave_no_deadline_behind() {
     );
 }
 
+/// A write that ends with `TimedOut` (an async driver's timer) or `WouldBlock` (a socket
+/// write timeout) outlived the earliest deadline.
 #[test]
 fn a_write_that_outlives_its_deadline_fails_the_expired_requests_as_timeouts() {
-    let t0 = Instant::now();
-    let mut plan = plan(2);
-    let mut link = PipelinedLink::new(2);
-    let soon = t0 + Duration::from_secs(1);
-    link.submit(transmit(1, Some(soon)));
-    link.submit(transmit(2, Some(t0 + Duration::from_secs(60))));
-    match link.next_step(&mut plan) {
-        LinkStep::Connect { .. } => link.on_connected(&mut plan, t0, t0, |_| Ok(())),
-        other => panic!("expected Connect, got {other:?}"),
+    for kind in [std::io::ErrorKind::TimedOut, std::io::ErrorKind::WouldBlock] {
+        let t0 = Instant::now();
+        let mut plan = plan(2);
+        let mut link = PipelinedLink::new(2);
+        let soon = t0 + Duration::from_secs(1);
+        link.submit(transmit(1, Some(soon)));
+        link.submit(transmit(2, Some(t0 + Duration::from_secs(60))));
+        match link.next_step(&mut plan) {
+            LinkStep::Connect { .. } => link.on_connected(&mut plan, t0, t0, |_| Ok(())),
+            other => panic!("expected Connect, got {other:?}"),
+        }
+        assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
+        link.on_write_result(&mut plan, Ok(()), t0);
+        assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
+        // The second request's write stalls until the first one's deadline.
+        link.on_write_result(&mut plan, Err(kind.into()), soon);
+        assert_eq!(link.connection(), None);
+        let mut got = inputs(&mut link);
+        got.sort();
+        assert_eq!(
+            got,
+            ["failed 1 Timeout", "failed 2 Connect"],
+            "{kind:?}: the expired one timed out; the one cut off mid-write was never processed"
+        );
     }
-    assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
-    link.on_written(&mut plan, t0);
-    assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
-    // The second request's write stalls until the first one's deadline.
-    link.on_write_timed_out(&mut plan, soon);
-    assert_eq!(link.connection(), None);
-    let mut got = inputs(&mut link);
-    got.sort();
-    assert_eq!(
-        got,
-        ["failed 1 Timeout", "failed 2 Connect"],
-        "the expired one timed out; the one cut off mid-write was never processed"
-    );
 }
 
 /// A driver's socket that notes when it is dropped (closed).

@@ -610,25 +610,27 @@ pub enum WorkerExit {
     Failed(crate::subscription::worker::WorkerFailure),
 }
 
-/// What a driver's worker loop does with one event of the [`Worker`](sub::Worker), from
-/// [`worker_step`].
+/// What a driver's worker loop does next, from [`next_worker_step`].
 #[derive(Debug)]
 pub enum WorkerStep {
     /// Hand this batch to the application, then report with [`batch_handled`].
     Batch(sub::Batch),
     /// The worker ended: return this.
     Exit(WorkerExit),
-    /// Show this event to the application (claims, lease losses, retries, ...).
-    Show(sub::WorkerEvent),
-    /// Nothing for the application (handled here).
-    Nothing,
+    /// An event was dealt with (shown to the application, or handled here): send what the
+    /// worker has to send, then ask again.
+    Handled,
 }
 
-/// The worker's next event, already decided by [`worker_step`]; `None`: no event now (the
-/// driver waits for its exchanges, timers or a stop).
-pub fn next_worker_step(worker: &mut sub::Worker) -> Option<WorkerStep> {
+/// The worker's next event, decided by [`worker_step`] (other events go to `show`, the
+/// application's `on_event`); `None`: no event now (the driver waits for its exchanges,
+/// timers or a stop).
+pub fn next_worker_step(
+    worker: &mut sub::Worker,
+    show: impl FnOnce(&sub::WorkerEvent),
+) -> Option<WorkerStep> {
     let event = worker.poll_event()?;
-    Some(worker_step(worker, event))
+    Some(worker_step(worker, event, show))
 }
 
 /// The key cache a driver's webhook verifier starts with: an unknown `kid` refetches the key
@@ -639,33 +641,41 @@ pub fn verifier_cache() -> sub::JwksCache {
 
 /// The loop's decision for `event`: a batch of a wake the worker no longer holds (lease lost,
 /// released) is not handed out; a drained wake is acked `done`; `Stopped` and `Failed` end
-/// the loop.
-pub fn worker_step(worker: &mut sub::Worker, event: sub::WorkerEvent) -> WorkerStep {
+/// the loop; every other event (claims, lease losses, retries, ...) goes to `show`.
+pub fn worker_step(
+    worker: &mut sub::Worker,
+    event: sub::WorkerEvent,
+    show: impl FnOnce(&sub::WorkerEvent),
+) -> WorkerStep {
     use sub::WorkerEvent as E;
     match event {
         E::Batch(batch) if worker.held_generation() == Some(batch.generation) => {
             WorkerStep::Batch(batch)
         }
-        E::Batch(_) => WorkerStep::Nothing,
+        E::Batch(_) => WorkerStep::Handled,
         E::Drained { generation } => {
             let _ = worker.done(generation);
-            WorkerStep::Nothing
+            WorkerStep::Handled
         }
         E::Stopped => WorkerStep::Exit(WorkerExit::Stopped),
         E::Failed(f) => WorkerStep::Exit(WorkerExit::Failed(f)),
-        other => WorkerStep::Show(other),
+        other => {
+            show(&other);
+            WorkerStep::Handled
+        }
     }
 }
 
 /// What came of handing `batch` to the application: `Ok` acks its `next_offset`; a failure
-/// carries the application's [`WorkerAction`]. Returns whether to hand the same batch out
-/// again now (`Retry` while the wake is still held).
-pub fn batch_handled(
+/// goes to `decide` (the application's `handle_error`) for its [`WorkerAction`]. Returns
+/// whether to hand the same batch out again now (`Retry` while the wake is still held).
+pub fn batch_handled<E>(
     worker: &mut sub::Worker,
     batch: &sub::Batch,
-    outcome: Result<(), WorkerAction>,
+    result: Result<(), E>,
+    decide: impl FnOnce(&E) -> WorkerAction,
 ) -> bool {
-    match outcome {
+    match result.map_err(|e| decide(&e)) {
         Ok(()) => {
             let _ = worker.ack(batch.generation, &batch.stream, batch.next_offset.clone());
             false
@@ -697,6 +707,7 @@ mod tests {
     use super::*;
     use crate::exchange::TransportErrorKind;
     use crate::ErrorKind;
+    use crate::{Input, RequestId, Transmit};
 
     fn root() -> SubscriptionRoot {
         SubscriptionRoot::new("http://h/v1/stream").unwrap()
@@ -843,6 +854,114 @@ mod tests {
             serde_json::from_str(r#"{"id":"s1","type":"webhook","webhook":{"url":"https://x"}}"#)
                 .unwrap();
         assert!(worker_wake_stream(&root(), "s1", None, Some(&hook)).is_err());
+    }
+
+    /// Answers `id` with `status`, `headers` and `body`, in one piece.
+    fn answer(
+        w: &mut sub::Worker,
+        id: RequestId,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &str,
+        now: Instant,
+    ) {
+        let mut head = http::Response::builder().status(status);
+        for (k, v) in headers {
+            head = head.header(*k, *v);
+        }
+        let parts = head.body(()).unwrap().into_parts().0;
+        w.handle_input(Input::Head { id, parts }, now);
+        let chunk = Bytes::copy_from_slice(body.as_bytes());
+        w.handle_input(Input::Body { id, chunk }, now);
+        w.handle_input(Input::End { id }, now);
+    }
+
+    /// The requests `w` sends now, by the end of their path.
+    fn sent(w: &mut sub::Worker, now: Instant) -> Vec<(String, Transmit)> {
+        std::iter::from_fn(|| w.poll_transmit(now))
+            .map(|t| {
+                (
+                    t.request
+                        .uri()
+                        .path()
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                    t,
+                )
+            })
+            .collect()
+    }
+
+    fn take(sent: &mut Vec<(String, Transmit)>, last: &str) -> Transmit {
+        let i = sent.iter().position(|(p, _)| p == last).expect(last);
+        sent.remove(i).1
+    }
+
+    /// The driver's loop: a claim is shown to the application, a held wake's batch is handed
+    /// out; `Ok` acks its offset, a failure asks the application and a release lets the wake
+    /// go; a batch of a wake no longer held and a drained wake are handled without it.
+    #[test]
+    fn the_worker_loop_shows_events_hands_out_batches_and_acks_or_releases_them() {
+        let now = t0();
+        let opts = WorkerOptions::new("w1").wake_stream("wake");
+        let mut w = opts
+            .machine(root(), "s1", None, RequestExtras::default(), 1, now)
+            .unwrap();
+        let mut out = sent(&mut w, now);
+        let claim = take(&mut out, "claim");
+        let json = [("content-type", "application/json")];
+        let claimed = r#"{"wake_id":"w7","generation":7,"token":"t","lease_ttl_ms":30000,
+            "streams":[{"path":"a","link_type":"explicit","acked_offset":"0_1","tail_offset":"0_5","has_pending":true}]}"#;
+        answer(&mut w, claim.id, 200, &json, claimed, now);
+        let mut shown = Vec::new();
+        let step = next_worker_step(&mut w, |e| shown.push(e.clone()));
+        assert!(matches!(step, Some(WorkerStep::Handled)));
+        assert!(matches!(
+            &shown[..],
+            [sub::WorkerEvent::Claimed { generation: 7, .. }]
+        ));
+        let read = take(&mut sent(&mut w, now), "a");
+        let up_to_date = [("stream-next-offset", "0_5"), ("stream-up-to-date", "true")];
+        answer(&mut w, read.id, 200, &up_to_date, "abc", now);
+        let Some(WorkerStep::Batch(batch)) = next_worker_step(&mut w, |_| panic!("shown")) else {
+            panic!("the batch is handed out");
+        };
+        assert_eq!(batch.data, Bytes::from_static(b"abc"));
+        // Drained: handled here (done is recorded for when the ack goes), not shown.
+        let step = next_worker_step(&mut w, |_| panic!("shown"));
+        assert!(matches!(step, Some(WorkerStep::Handled)));
+        assert!(next_worker_step(&mut w, |_| panic!("shown")).is_none());
+        // A failure asks the application; `Retry` hands the batch out again while it is held.
+        let mut asked = 0;
+        let retry = batch_handled(&mut w, &batch, Err("boom"), |e| {
+            assert_eq!(*e, "boom");
+            asked += 1;
+            WorkerAction::Retry
+        });
+        assert!(retry && asked == 1);
+        // `Ok` acks the batch's next offset.
+        assert!(!batch_handled::<()>(&mut w, &batch, Ok(()), |_| panic!(
+            "asked"
+        )));
+        let ack = take(&mut sent(&mut w, now), "ack");
+        let body: serde_json::Value = serde_json::from_slice(ack.request.body()).unwrap();
+        assert_eq!(body["acks"][0]["offset"], "0_5");
+        answer(&mut w, ack.id, 200, &json, r#"{"ok":true}"#, now);
+        // `Release` lets the wake go: its batches are no longer handed out.
+        assert!(!batch_handled(&mut w, &batch, Err(()), |_| {
+            WorkerAction::Release
+        }));
+        assert_eq!(w.held_generation(), None);
+        let stale = sub::WorkerEvent::Batch(batch.clone());
+        assert!(matches!(
+            worker_step(&mut w, stale, |_| panic!("shown")),
+            WorkerStep::Handled
+        ));
+        // `Stopped` ends the loop.
+        let stopped = worker_step(&mut w, sub::WorkerEvent::Stopped, |_| panic!("shown"));
+        assert!(matches!(stopped, WorkerStep::Exit(WorkerExit::Stopped)));
     }
 
     #[test]

@@ -97,6 +97,14 @@ pub fn handshake_error(e: &std::io::Error) -> TransportError {
     TransportError::new(kind, e.to_string())
 }
 
+/// The name a writer's dedicated connection verifies the server's certificate against: the
+/// request's host (a DNS name or an IP address). A host rustls cannot take is a
+/// [`Tls`](TransportErrorKind::Tls) error, before anything is sent.
+pub fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, TransportError> {
+    rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| TransportError::new(TransportErrorKind::Tls, e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +198,19 @@ Q2rprbTt8tFnxA==
             secure_random: &Nothing,
             key_provider: &Nothing,
         }
+    }
+
+    #[test]
+    fn a_server_name_is_the_host_or_a_tls_error() {
+        assert!(matches!(
+            server_name("example.com"),
+            Ok(rustls::pki_types::ServerName::DnsName(_))
+        ));
+        assert!(matches!(
+            server_name("127.0.0.1"),
+            Ok(rustls::pki_types::ServerName::IpAddress(_))
+        ));
+        let bad = server_name("not a host").unwrap_err();
+        assert_eq!(bad.kind, TransportErrorKind::Tls);
     }
 }

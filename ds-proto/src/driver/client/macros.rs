@@ -290,9 +290,10 @@ macro_rules! __client {
 /// Defines a driver's `StreamHandle` (expanded in the module that implements its operations,
 /// with the struct's documentation as attributes): the struct, `Clone`, a `Debug` without
 /// credentials, `Client::stream`, and the methods that need no I/O (accessors, reader
-/// configurations and constructors). The driver provides its clock as `$now` and
-/// `Reader::from_machine(Client, CallOptions, ds_proto::reader::Reader, url: String)`. The driver's `Client` provides
-/// `fn mark_sensitive(&self, &mut HeaderMap)` (see `__client!`).
+/// configurations and constructors). The driver provides its clock as `$now`,
+/// `engine::Engine::new(machine, Client, CallOptions)` and
+/// `Reader::from_machine(Engine<ds_proto::reader::Reader>, url: String)`. The driver's `Client`
+/// provides `fn mark_sensitive(&self, &mut HeaderMap)` (see `__client!`).
 #[doc(hidden)]
 #[macro_export]
 #[allow(clippy::crate_in_macro_def)] // items of the driver's crate, on purpose
@@ -375,17 +376,31 @@ macro_rules! __stream_handle {
                 self.call.clone()
             }
 
-            /// The machine of a consumer of this stream with `options` (its reader: this
-            /// handle's reader defaults, told whether the stream is JSON, seeded from the
-            /// client), and the stream's URL.
-            pub(crate) fn consumer_machine<E>(
+            /// The driver's engine for `machine`, with this handle's client and call options.
+            pub(crate) fn engine<M: $crate::Machine>(&self, machine: M) -> crate::engine::Engine<M> {
+                crate::engine::Engine::new(machine, self.client.clone(), self.call.clone())
+            }
+
+            /// Starts a consumer in the background (ds-tokio: a task, ds-blocking: a thread),
+            /// calling `handler` for every batch, at least once, reconnecting with backoff
+            /// until EOF or a stop (see the crate's `consumer` module). Its reader has this
+            /// handle's reader defaults and is told whether the stream is JSON.
+            ///
+            /// # Panics
+            ///
+            /// ds-blocking: when the operating system cannot start a thread (as
+            /// `std::thread::spawn` does); ds-tokio: outside a tokio runtime (as
+            /// `tokio::spawn` does).
+            pub fn consume<H: crate::consumer::Handler>(
                 &self,
-                options: &$crate::consumer::ConsumerOptions,
-            ) -> ($crate::consumer::Consumer<E>, String) {
+                options: $crate::consumer::ConsumerOptions,
+                handler: H,
+            ) -> crate::consumer::ConsumerHandle<H::Error> {
                 let mut config = self.complete(self.reader_config());
                 config.rng_seed = self.client.next_seed();
                 let url = config.url.clone();
-                ($crate::consumer::Consumer::new(config, options, $now()), url)
+                let machine = $crate::consumer::Consumer::new(config, &options, $now());
+                crate::consumer::start(self.engine(machine), url, handler)
             }
 
             /// Takes what came of an attempt of `call` at `now`: the operation's result (the
@@ -436,12 +451,7 @@ macro_rules! __stream_handle {
                 config.rng_seed = self.client.next_seed();
                 let url = config.url.clone();
                 let machine = $crate::reader::Reader::new(config, $now())?;
-                Ok(crate::Reader::from_machine(
-                    self.client.clone(),
-                    self.call.clone(),
-                    machine,
-                    url,
-                ))
+                Ok(crate::Reader::from_machine(self.engine(machine), url))
             }
 
             /// A reader that continues from `snapshot` (from `Reader::snapshot`, maybe taken in
@@ -463,12 +473,7 @@ macro_rules! __stream_handle {
                 snapshot.config.rng_seed = self.client.next_seed();
                 let url = snapshot.config.url.clone();
                 let machine = $crate::reader::Reader::restore(snapshot, $now())?;
-                Ok(crate::Reader::from_machine(
-                    self.client.clone(),
-                    self.call.clone(),
-                    machine,
-                    url,
-                ))
+                Ok(crate::Reader::from_machine(self.engine(machine), url))
             }
 
             /// The reader configuration [`StreamHandle::reader`] starts from:
