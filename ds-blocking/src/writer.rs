@@ -40,30 +40,15 @@ enum Command {
     Read(u64, Option<Vec<u8>>),
 }
 
-/// The writer's state behind the lock: ds-proto's core, and whether the writer was dropped.
-struct Core {
-    writer: WriterCore<mpsc::Sender<WriteOutcome>>,
-    stopped: bool,
-}
-
-impl std::ops::Deref for Core {
-    type Target = WriterCore<mpsc::Sender<WriteOutcome>>;
-    fn deref(&self) -> &Self::Target {
-        &self.writer
-    }
-}
-
-impl std::ops::DerefMut for Core {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.writer
-    }
-}
+type Core = WriterCore<mpsc::Sender<WriteOutcome>>;
 
 struct Shared {
     core: Mutex<Core>,
     /// Signalled when events were processed.
     changed: Condvar,
     wake_pending: AtomicBool,
+    /// The writer was dropped: the thread ends at its next turn.
+    stopped: AtomicBool,
 }
 
 impl Shared {
@@ -94,19 +79,17 @@ impl Writer {
     fn spawn(
         client: Client,
         call: ds_proto::ops::CallOptions,
-        mut writer: WriterCore<mpsc::Sender<WriteOutcome>>,
+        mut writer: Core,
         url: String,
     ) -> Result<Writer, Error> {
         // The loop's turns and connection plan (ds-proto): pipelined on one dedicated
         // connection, or pooled; the plan's sizes apply from the first append on.
         let wl = WriterLoop::new(&mut writer, TLS_PIPELINED);
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core {
-                writer,
-                stopped: false,
-            }),
+            core: Mutex::new(writer),
             changed: Condvar::new(),
             wake_pending: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         });
         let exchanges = Exchanges::new(client, call);
         let commands = exchanges.commands();
@@ -158,7 +141,7 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.shared.lock().stopped = true;
+        self.shared.stopped.store(true, Ordering::Release);
         let _ = self.commands.try_send(Msg::Command(Command::Stop));
         // The thread ends at its next wake-up; it is not joined so drop never blocks.
         self.thread.take();
@@ -180,51 +163,35 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoo
         Arc::new(move |gen, data| tx.send(Msg::Command(Command::Read(gen, data))).is_ok());
     let connector = exchanges.pipelined_connector();
     let mut pipeline = Pipeline::new(wl.plan().carrier_depth(), connector, notify);
-    loop {
-        let deadline = {
+    while !shared.stopped.load(Ordering::Acquire) {
+        // Under the lock: the loop's turn (ds-proto) and the producer's events delivered. The
+        // pipelined connection's writes block, and happen after the lock is released:
+        // appenders never wait for the network.
+        let (carry, deadline) = {
             let mut core = shared.lock();
-            if core.stopped {
-                return;
-            }
-            // Cancels and pipelined requests wait for the lock to be released: the pipelined
-            // connection's writes block, and appenders must not wait for the network.
-            let mut cancels = Vec::new();
-            let mut piped = Vec::new();
-            loop {
-                let mut carry = wl.take(&mut core, &mut pipeline.link, Instant::now());
-                if carry.is_empty() {
-                    break;
-                }
-                for &id in &carry.cancels {
-                    exchanges.abort(id);
-                }
-                cancels.append(&mut carry.cancels);
-                for t in carry.pooled {
-                    if let Some(failed) = exchanges.start(t) {
-                        wl.push(failed);
-                    }
-                }
-                piped.append(&mut carry.piped);
-                if !piped.is_empty() {
-                    break;
-                }
-            }
-            if !cancels.is_empty() || !piped.is_empty() {
-                drop(core);
-                for id in cancels {
-                    pipeline.handle(LinkEvent::Abort(id), &mut wl);
-                }
-                for t in piped {
-                    let t = exchanges.with_extras(t);
-                    pipeline.handle(LinkEvent::Submit(t), &mut wl);
-                }
-                // Their inputs are fed, what the producer has next is sent, and what the link
-                // hands back after a fallback goes pooled, with the lock taken again.
-                continue;
-            }
+            let carry = wl.take(&mut core, &mut pipeline.link, Instant::now());
             deliver_events(&shared, &mut core);
-            wl.deadline(&core, pipeline.link.next_deadline())
+            (carry, wl.deadline(&core, pipeline.link.next_deadline()))
         };
+        let carried = !carry.is_empty();
+        for id in carry.cancels {
+            exchanges.abort(id);
+            pipeline.handle(LinkEvent::Abort(id), &mut wl);
+        }
+        for t in carry.pooled {
+            if let Some(failed) = exchanges.start(t) {
+                wl.push(failed);
+            }
+        }
+        for t in carry.piped {
+            let t = exchanges.with_extras(t);
+            pipeline.handle(LinkEvent::Submit(t), &mut wl);
+        }
+        if carried || wl.has_inputs() {
+            // Inputs of the writes, transmits the producer may have now, and requests the
+            // link hands back after a fallback: all in the next turn.
+            continue;
+        }
         match exchanges.recv(deadline) {
             Received::Input(input) => wl.push(input),
             Received::Timeout => {
@@ -238,7 +205,5 @@ fn run(shared: Arc<Shared>, mut exchanges: Exchanges<Command>, mut wl: WriterLoo
             }
             Received::Command(Command::Stop) | Received::Closed => return,
         }
-        // The inputs are fed at the next turn, with the lock taken once (and requests the
-        // link hands back after a fallback go pooled).
     }
 }

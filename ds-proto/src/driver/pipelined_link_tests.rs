@@ -396,6 +396,30 @@ fn taken_back_requests_leave_no_deadline_behind() {
     );
 }
 
+/// Only a write that outlived the deadline is a timeout: a write that failed otherwise is
+/// reported as the connection it broke, even once a deadline has passed meanwhile.
+#[test]
+fn a_failed_write_past_a_deadline_is_not_a_timeout() {
+    let t0 = Instant::now();
+    let mut plan = plan(2);
+    let mut link = PipelinedLink::new(2);
+    link.submit(transmit(1, Some(t0 + Duration::from_secs(1))));
+    link.submit(transmit(2, Some(t0 + Duration::from_secs(60))));
+    match link.next_step(&mut plan) {
+        LinkStep::Connect { .. } => link.on_connected(&mut plan, t0, t0, |_| Ok(())),
+        other => panic!("expected Connect, got {other:?}"),
+    }
+    assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
+    link.on_write_result(&mut plan, Ok(()), t0);
+    assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
+    let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    link.on_write_result(&mut plan, Err(reset), t0 + Duration::from_secs(2));
+    assert_eq!(link.connection(), None);
+    let mut got = inputs(&mut link);
+    got.sort();
+    assert_eq!(got, ["failed 1 ConnectionReset", "failed 2 Connect"]);
+}
+
 /// A write that ends with `TimedOut` (an async driver's timer) or `WouldBlock` (a socket
 /// write timeout) outlived the earliest deadline.
 #[test]
