@@ -396,11 +396,9 @@ fn taken_back_requests_leave_no_deadline_behind() {
     );
 }
 
-/// Only a write that outlived the deadline is a timeout: a write that failed otherwise is
-/// reported as the connection it broke, even once a deadline has passed meanwhile.
-#[test]
-fn a_failed_write_past_a_deadline_is_not_a_timeout() {
-    let t0 = Instant::now();
+/// A link with request 1 (deadline 1 s after `t0`) written and request 2 (60 s) being
+/// written: the second write's end is up to the test.
+fn second_write_under_way(t0: Instant) -> (WriterPipe, PipelinedLink) {
     let mut plan = plan(2);
     let mut link = PipelinedLink::new(2);
     link.submit(transmit(1, Some(t0 + Duration::from_secs(1))));
@@ -412,6 +410,15 @@ fn a_failed_write_past_a_deadline_is_not_a_timeout() {
     assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
     link.on_write_result(&mut plan, Ok(()), t0);
     assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
+    (plan, link)
+}
+
+/// Only a write that outlived the deadline is a timeout: a write that failed otherwise is
+/// reported as the connection it broke, even once a deadline has passed meanwhile.
+#[test]
+fn a_failed_write_past_a_deadline_is_not_a_timeout() {
+    let t0 = Instant::now();
+    let (mut plan, mut link) = second_write_under_way(t0);
     let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
     link.on_write_result(&mut plan, Err(reset), t0 + Duration::from_secs(2));
     assert_eq!(link.connection(), None);
@@ -426,20 +433,9 @@ fn a_failed_write_past_a_deadline_is_not_a_timeout() {
 fn a_write_that_outlives_its_deadline_fails_the_expired_requests_as_timeouts() {
     for kind in [std::io::ErrorKind::TimedOut, std::io::ErrorKind::WouldBlock] {
         let t0 = Instant::now();
-        let mut plan = plan(2);
-        let mut link = PipelinedLink::new(2);
-        let soon = t0 + Duration::from_secs(1);
-        link.submit(transmit(1, Some(soon)));
-        link.submit(transmit(2, Some(t0 + Duration::from_secs(60))));
-        match link.next_step(&mut plan) {
-            LinkStep::Connect { .. } => link.on_connected(&mut plan, t0, t0, |_| Ok(())),
-            other => panic!("expected Connect, got {other:?}"),
-        }
-        assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
-        link.on_write_result(&mut plan, Ok(()), t0);
-        assert!(matches!(link.next_step(&mut plan), LinkStep::Write { .. }));
+        let (mut plan, mut link) = second_write_under_way(t0);
         // The second request's write stalls until the first one's deadline.
-        link.on_write_result(&mut plan, Err(kind.into()), soon);
+        link.on_write_result(&mut plan, Err(kind.into()), t0 + Duration::from_secs(1));
         assert_eq!(link.connection(), None);
         let mut got = inputs(&mut link);
         got.sort();
