@@ -225,6 +225,7 @@ fn write(
 }
 
 /// A thread reads the connection and hands the bytes to the writer's thread, tagged `gen`.
+/// No reader, no connection: the link then fails its first request as never sent.
 fn attach(wire: Wire, gen: u64, notify: Notify) -> Result<Socket, TransportError> {
     let fail = |e: std::io::Error| TransportError::connect_failed(&e);
     let mut reader = wire.reader().map_err(fail)?;
