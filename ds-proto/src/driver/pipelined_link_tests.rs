@@ -569,3 +569,33 @@ fn the_origin_of_a_request_uri() {
         }
     );
 }
+
+/// What a driver's loop hands the link as events (`handle`) does what the methods they
+/// name do: a submitted request is written, bytes read answer it, an aborted waiting request
+/// leaves nothing, and a passed deadline fails its request as a timeout.
+#[test]
+fn events_handed_to_the_link_reach_it() {
+    let t0 = Instant::now();
+    let mut plan = plan(1);
+    let mut link = PipelinedLink::new(1);
+    link.handle(LinkEvent::Submit(transmit(1, None)), &mut plan, t0);
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 1"]);
+    let gen = link.connection().unwrap();
+    link.handle(LinkEvent::Read(gen, Some(OK.to_vec())), &mut plan, t0);
+    assert_eq!(inputs(&mut link), ["head 1 204", "end 1"]);
+    // Request 2 is written; 3 waits behind it (depth 1) and is aborted there.
+    let soon = t0 + Duration::from_secs(1);
+    link.handle(LinkEvent::Submit(transmit(2, Some(soon))), &mut plan, t0);
+    link.handle(LinkEvent::Submit(transmit(3, None)), &mut plan, t0);
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 2"]);
+    link.handle(LinkEvent::Abort(RequestId(3)), &mut plan, t0);
+    assert_eq!(link.connection(), Some(gen), "a waiting request goes alone");
+    link.handle(LinkEvent::Timeout, &mut plan, soon);
+    assert_eq!(link.connection(), None);
+    assert_eq!(inputs(&mut link), ["failed 2 Timeout"]);
+    assert_eq!(
+        pump(&mut link, &mut plan, true),
+        Vec::<String>::new(),
+        "3 was aborted"
+    );
+}
