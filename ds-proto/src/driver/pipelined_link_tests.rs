@@ -209,6 +209,21 @@ fn a_failed_write_drops_the_connection_and_the_request_is_known_unsent() {
     );
 }
 
+/// Aborting the later of two written requests: the connection goes, the earlier one fails as
+/// the codec proves (outcome unknown), and the aborted one yields nothing.
+#[test]
+fn aborting_a_written_request_fails_only_the_others_on_the_connection() {
+    let now = Instant::now();
+    let mut plan = plan(2);
+    let mut link = PipelinedLink::new(2);
+    link.submit(transmit(1, None));
+    link.submit(transmit(2, None));
+    assert_eq!(pump(&mut link, &mut plan, true), ["batch 1", "batch 2"]);
+    link.abort(RequestId(2), &mut plan, now);
+    assert_eq!(link.connection(), None);
+    assert_eq!(inputs(&mut link), ["failed 1 ConnectionReset"]);
+}
+
 #[test]
 fn aborting_a_waiting_request_removes_it_and_a_written_one_drops_the_connection() {
     let now = Instant::now();
