@@ -856,6 +856,178 @@ mod tests {
         assert!(worker_wake_stream(&root(), "s1", None, Some(&hook)).is_err());
     }
 
+    /// The error of a failed attempt of `op` (a refused connection, no retries).
+    fn failed_attempt<O: SubscriptionOneShot>(op: O) -> SubscriptionError {
+        let call = CallOptions {
+            retry: Some(RetryPolicy::none()),
+            ..CallOptions::default()
+        };
+        let s = ClientSettings::default();
+        let mut c = SubscriptionCall::new(op, &s, &call, 1, t0()).unwrap();
+        let refused = TransportError::new(TransportErrorKind::Connect, "refused");
+        match c.outcome(Err(refused), t0()) {
+            SubscriptionStep::Done(Err(e)) => e,
+            SubscriptionStep::Done(Ok(_)) => panic!("a refused connection succeeded"),
+            SubscriptionStep::Retry { error, .. } => panic!("retried without a policy: {error:?}"),
+        }
+    }
+
+    /// Each operation's errors name the URL its request goes to (for the stream list
+    /// operations, the list's URL).
+    #[test]
+    fn each_operations_errors_name_where_its_request_went() {
+        let sub_url = "http://h/v1/stream/__ds/subscriptions/s1";
+        let streams_url = format!("{sub_url}/streams");
+        let id = || "s1".to_owned();
+        let check = |op_url: String,
+                     request: http::Request<Bytes>,
+                     error: SubscriptionError,
+                     want: &str| {
+            assert_eq!(op_url, want);
+            assert_eq!(error.url, want);
+            assert!(
+                request.uri().to_string().starts_with(want),
+                "{} under {want}",
+                request.uri()
+            );
+        };
+        let x = RequestExtras::default();
+        let op = CreateSubscription {
+            root: root(),
+            id: id(),
+            config: sub::SubscriptionConfig::webhook("https://hook.example/x").pattern("a/*"),
+        };
+        check(
+            op.url(),
+            op.request(&x).unwrap(),
+            failed_attempt(op.clone()),
+            sub_url,
+        );
+        let op = GetSubscription {
+            root: root(),
+            id: id(),
+        };
+        check(
+            op.url(),
+            op.request(&x).unwrap(),
+            failed_attempt(op.clone()),
+            sub_url,
+        );
+        let op = DeleteSubscription {
+            root: root(),
+            id: id(),
+        };
+        check(
+            op.url(),
+            op.request(&x).unwrap(),
+            failed_attempt(op.clone()),
+            sub_url,
+        );
+        let op = AddStreams {
+            root: root(),
+            id: id(),
+            streams: vec!["a".into()],
+        };
+        check(
+            op.url(),
+            op.request(&x).unwrap(),
+            failed_attempt(op.clone()),
+            &streams_url,
+        );
+        let op = RemoveStream {
+            root: root(),
+            id: id(),
+            path: "a/b".into(),
+        };
+        check(
+            op.url(),
+            op.request(&x).unwrap(),
+            failed_attempt(op.clone()),
+            &streams_url,
+        );
+        let jwks = "http://h/v1/stream/__ds/jwks.json";
+        let op = FetchJwks { url: jwks.into() };
+        check(
+            op.url(),
+            op.request(&x).unwrap(),
+            failed_attempt(op.clone()),
+            jwks,
+        );
+        let callback = "http://h/v1/stream/__ds/callback/w1";
+        let op = SendCallback {
+            url: callback.into(),
+            token: "t".into(),
+            ack: sub::AckBody {
+                wake_id: "w1".into(),
+                generation: 1,
+                acks: Vec::new(),
+                done: true,
+            },
+        };
+        check(
+            op.url(),
+            op.request(&x).unwrap(),
+            failed_attempt(op.clone()),
+            callback,
+        );
+    }
+
+    /// The stream list operations read their answers: a missing subscription is an error,
+    /// and a JWKS answer is the key set it holds.
+    #[test]
+    fn stream_list_and_jwks_answers_are_read() {
+        let missing = br#"{"error":{"code":"NOT_FOUND","message":"no such subscription"}}"#;
+        let add = AddStreams {
+            root: root(),
+            id: "gone".into(),
+            streams: vec!["a".into()],
+        };
+        assert!(add.response(&parts(404), missing).is_err());
+        let remove = RemoveStream {
+            root: root(),
+            id: "gone".into(),
+            path: "a".into(),
+        };
+        assert!(remove.response(&parts(404), missing).is_err());
+        let key = sub::SigningKey::from_bytes(&[7; 32]);
+        let set = sub::Jwks::new(vec![sub::Jwk::ed25519("k1", key.verifying_key())]);
+        let fetch = FetchJwks {
+            url: "http://h/v1/stream/__ds/jwks.json".into(),
+        };
+        assert_eq!(fetch.response(&parts(200), &set.to_json()).unwrap(), set);
+    }
+
+    /// An operation's attempts take the call's timeout (or the client's), the client's
+    /// response size limit, and count themselves.
+    #[test]
+    fn a_subscription_call_keeps_its_limits_and_counts_its_attempts() {
+        let now = t0();
+        let s = ClientSettings {
+            request_timeout: Some(Duration::from_secs(9)),
+            max_response_bytes: 1234,
+            ..ClientSettings::default()
+        };
+        let op = || GetSubscription {
+            root: root(),
+            id: "s1".into(),
+        };
+        let mut c = SubscriptionCall::new(op(), &s, &CallOptions::default(), 3, now).unwrap();
+        assert_eq!(c.timeout(), Some(Duration::from_secs(9)));
+        assert_eq!(c.max_response_bytes(), 1234);
+        assert_eq!(c.attempts(), 1);
+        assert!(matches!(
+            c.outcome(Ok((parts(503), Bytes::new())), now),
+            SubscriptionStep::Retry { .. }
+        ));
+        assert_eq!(c.attempts(), 2);
+        let call = CallOptions {
+            timeout: Some(Duration::from_secs(2)),
+            ..CallOptions::default()
+        };
+        let c = SubscriptionCall::new(op(), &s, &call, 3, now).unwrap();
+        assert_eq!(c.timeout(), Some(Duration::from_secs(2)));
+    }
+
     /// Answers `id` with `status`, `headers` and `body`, in one piece.
     fn answer(
         w: &mut sub::Worker,
