@@ -879,80 +879,44 @@ mod tests {
         let sub_url = "http://h/v1/stream/__ds/subscriptions/s1";
         let streams_url = format!("{sub_url}/streams");
         let id = || "s1".to_owned();
-        let check = |op_url: String,
-                     request: http::Request<Bytes>,
-                     error: SubscriptionError,
-                     want: &str| {
-            assert_eq!(op_url, want);
-            assert_eq!(error.url, want);
-            assert!(
-                request.uri().to_string().starts_with(want),
-                "{} under {want}",
-                request.uri()
-            );
-        };
-        let x = RequestExtras::default();
+        fn check<O: SubscriptionOneShot>(op: O, want: &str) {
+            let request = op.request(&RequestExtras::default()).unwrap();
+            assert_eq!(op.url(), want);
+            assert_eq!(failed_attempt(op).url, want);
+            let uri = request.uri().to_string();
+            assert!(uri.starts_with(want), "{uri} under {want}");
+        }
         let op = CreateSubscription {
             root: root(),
             id: id(),
             config: sub::SubscriptionConfig::webhook("https://hook.example/x").pattern("a/*"),
         };
-        check(
-            op.url(),
-            op.request(&x).unwrap(),
-            failed_attempt(op.clone()),
-            sub_url,
-        );
+        check(op, sub_url);
         let op = GetSubscription {
             root: root(),
             id: id(),
         };
-        check(
-            op.url(),
-            op.request(&x).unwrap(),
-            failed_attempt(op.clone()),
-            sub_url,
-        );
+        check(op, sub_url);
         let op = DeleteSubscription {
             root: root(),
             id: id(),
         };
-        check(
-            op.url(),
-            op.request(&x).unwrap(),
-            failed_attempt(op.clone()),
-            sub_url,
-        );
+        check(op, sub_url);
         let op = AddStreams {
             root: root(),
             id: id(),
             streams: vec!["a".into()],
         };
-        check(
-            op.url(),
-            op.request(&x).unwrap(),
-            failed_attempt(op.clone()),
-            &streams_url,
-        );
+        check(op, &streams_url);
         let op = RemoveStream {
             root: root(),
             id: id(),
             path: "a/b".into(),
         };
-        check(
-            op.url(),
-            op.request(&x).unwrap(),
-            failed_attempt(op.clone()),
-            &streams_url,
-        );
+        check(op, &streams_url);
         let jwks = "http://h/v1/stream/__ds/jwks.json";
         let op = FetchJwks { url: jwks.into() };
-        check(
-            op.url(),
-            op.request(&x).unwrap(),
-            failed_attempt(op.clone()),
-            jwks,
-        );
+        check(op, jwks);
         let callback = "http://h/v1/stream/__ds/callback/w1";
         let op = SendCallback {
             url: callback.into(),
@@ -964,12 +928,7 @@ mod tests {
                 done: true,
             },
         };
-        check(
-            op.url(),
-            op.request(&x).unwrap(),
-            failed_attempt(op.clone()),
-            callback,
-        );
+        check(op, callback);
     }
 
     /// The stream list operations read their answers: a missing subscription is an error,
