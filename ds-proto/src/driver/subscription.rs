@@ -996,11 +996,7 @@ mod tests {
         body: &str,
         now: Instant,
     ) {
-        let mut head = http::Response::builder().status(status);
-        for (k, v) in headers {
-            head = head.header(*k, *v);
-        }
-        let parts = head.body(()).unwrap().into_parts().0;
+        let parts = crate::ops::test_util::parts(status, headers);
         w.handle_input(Input::Head { id, parts }, now);
         let chunk = Bytes::copy_from_slice(body.as_bytes());
         w.handle_input(Input::Body { id, chunk }, now);
