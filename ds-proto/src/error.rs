@@ -355,3 +355,73 @@ impl Error {
 
 /// A shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::TransportErrorKind;
+
+    fn status(status: u16, retry_after: Option<Duration>) -> ErrorKind {
+        ErrorKind::UnexpectedStatus {
+            status,
+            retry_after,
+            body_prefix: String::new(),
+        }
+    }
+
+    #[test]
+    fn operations_are_named_in_lower_case() {
+        let names: Vec<String> = [
+            Operation::Create,
+            Operation::Append,
+            Operation::Close,
+            Operation::Head,
+            Operation::Delete,
+            Operation::Read,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            names,
+            ["create", "append", "close", "head", "delete", "read"]
+        );
+        assert_eq!(Operation::Append.as_str(), "append");
+        let e = Error::new(Operation::Head, "http://h/s?token=x", ErrorKind::NotFound);
+        assert!(e.to_string().starts_with("head http://h/s: "), "{e}");
+    }
+
+    /// Transient failures (429, 5xx, transport but TLS) may be retried, honouring the server's
+    /// `Retry-After`; the rest may not.
+    #[test]
+    fn what_may_be_retried_and_after_how_long() {
+        let wait = Some(Duration::from_secs(3));
+        let transport = |kind| ErrorKind::Transport(TransportError::new(kind, "x"));
+        assert!(transport(TransportErrorKind::ConnectionReset).is_retryable());
+        assert!(!transport(TransportErrorKind::Tls).is_retryable());
+        assert!(ErrorKind::RateLimited { retry_after: None }.is_retryable());
+        assert!(status(500, None).is_retryable());
+        assert!(status(503, None).is_retryable());
+        assert!(!status(499, None).is_retryable());
+        assert!(!ErrorKind::NotFound.is_retryable());
+        assert_eq!(
+            ErrorKind::RateLimited { retry_after: wait }.retry_after(),
+            wait
+        );
+        assert_eq!(status(503, wait).retry_after(), wait);
+        assert_eq!(ErrorKind::NotFound.retry_after(), None);
+        assert_eq!(transport(TransportErrorKind::Timeout).retry_after(), None);
+    }
+
+    #[test]
+    fn an_errors_shorthands_read_its_kind() {
+        let e = |kind| Error::new(Operation::Append, "http://h/s", kind);
+        assert!(e(status(502, None)).is_retryable());
+        assert!(!e(status(400, None)).is_retryable());
+        assert!(e(ErrorKind::NotFound).is_not_found());
+        assert!(!e(status(410, None)).is_not_found());
+        let closed = ErrorKind::Conflict(ConflictKind::Closed { final_offset: None });
+        assert!(e(closed).is_closed());
+        assert!(!e(ErrorKind::NotFound).is_closed());
+    }
+}

@@ -218,6 +218,37 @@ mod tests {
         assert!(Input::Failed { id, error }.ends_exchange());
     }
 
+    /// What errors and traces print: a request as `#id`, each failure class in words.
+    #[test]
+    fn ids_and_failure_classes_print_as_words() {
+        assert_eq!(RequestId(42).to_string(), "#42");
+        let error = TransportError::new(TransportErrorKind::TooLarge, "over 10 bytes");
+        assert_eq!(error.to_string(), "response too large: over 10 bytes");
+        use TransportErrorKind as K;
+        let words: Vec<String> = [
+            K::Connect,
+            K::Timeout,
+            K::ConnectionReset,
+            K::Protocol,
+            K::Tls,
+            K::Other,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            words,
+            [
+                "connect failed",
+                "timed out",
+                "connection reset",
+                "HTTP protocol error",
+                "TLS error",
+                "transport error"
+            ]
+        );
+    }
+
     #[test]
     fn a_failed_connect_is_a_timeout_or_a_connect_error() {
         let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);

@@ -1027,4 +1027,66 @@ mod tests {
         // Without the app-limited rule, 50 kB/s samples would bring it down to the floor.
         assert!(pipe.budget_bytes() > 4 * MIB as u64);
     }
+    /// A long link one at a time: the batch that waits may take exactly one second of the
+    /// measured rate (100,000 bytes answered 25 ms after they left: 4,000,000 bytes/s).
+    #[test]
+    fn a_second_of_the_rate_is_exactly_the_rate() {
+        let t0 = origin();
+        let mut pipe = WritePipe::new(limits(1)).unwrap();
+        let rtt = Duration::from_millis(25);
+        let mut at = t0;
+        for _ in 0..PROBE_ANSWERS {
+            pipe.on_sent(100_000, at);
+            at += rtt;
+            pipe.on_acked(100_000, Some(rtt), at);
+        }
+        assert_eq!(pipe.max_rate(), Some(4_000_000));
+        assert_eq!(pipe.wait_ceiling_bytes(), 4_000_000);
+    }
+
+    /// How delivery-rate samples are taken: over an interval of at least the smoothed round
+    /// trip (one exactly that long counts), without the time nothing was in flight (after an
+    /// answer or a failure), app-limited ones (bytes in flight under half the budget) only as
+    /// a new maximum, and the last [`RATE_SAMPLES`] of them kept.
+    #[test]
+    fn rate_samples_count_busy_time_and_keep_a_window() {
+        let ms = Duration::from_millis;
+        let mut now = origin();
+        let mut pipe = WritePipe::new(limits(1)).unwrap();
+        // A 1 ms round trip: the budget stays at its floor (1 MiB) for every rate below.
+        pipe.on_rtt_sample(ms(1), now);
+        let sample = |pipe: &mut WritePipe, now: &mut Instant, bytes: usize, length: Duration| {
+            pipe.on_sent(bytes, *now);
+            *now += length;
+            pipe.on_acked(bytes, None, *now);
+            // Idle between batches: not part of the next interval.
+            *now += ms(5);
+        };
+        let high = 200_000_000;
+        let low = 52_428_800; // 512 KiB per 10 ms
+                              // Exactly one round trip long, app-limited: the first sample counts.
+        sample(&mut pipe, &mut now, 100_000, ms(1));
+        assert_eq!(pipe.max_rate(), Some(100_000_000));
+        // App-limited, but a new maximum: it counts.
+        sample(&mut pipe, &mut now, 200_000, ms(1));
+        assert_eq!(pipe.max_rate(), Some(high));
+        assert_eq!(pipe.budget_bytes(), MIB as u64);
+        // Half the budget in flight is not app-limited: lower samples count, and the window
+        // keeps ten (the high one is the second of them after nine more).
+        for _ in 0..9 {
+            sample(&mut pipe, &mut now, MIB / 2, ms(10));
+        }
+        assert_eq!(pipe.max_rate(), Some(high), "ten samples kept");
+        // An app-limited sample equal to the maximum is not taken: it would keep it longer.
+        sample(&mut pipe, &mut now, 200_000, ms(1));
+        sample(&mut pipe, &mut now, MIB / 2, ms(10));
+        assert_eq!(pipe.max_rate(), Some(low));
+        // A failed batch empties the flight too: the idle second after it does not count.
+        pipe.on_sent(100_000, now);
+        now += ms(1);
+        pipe.on_failed(100_000, now);
+        now += Duration::from_secs(1);
+        sample(&mut pipe, &mut now, MIB, ms(2));
+        assert_eq!(pipe.max_rate(), Some(rate_of(MIB as u64, ms(3))));
+    }
 }

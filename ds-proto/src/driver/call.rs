@@ -257,6 +257,10 @@ mod tests {
         };
         let mut c = Call::new(Head::new(URL), &s, &call, 7, now).unwrap();
         assert_eq!(c.timeout(), Some(Duration::from_millis(250)));
+        // The client's body limit and the operation's URL (what its errors name) carry over.
+        assert_eq!(c.max_response_bytes(), s.max_response_bytes);
+        assert_eq!(c.url(), URL);
+        assert_eq!(c.operation(), Operation::Head);
         assert!(matches!(
             c.outcome(Err(reset()), now),
             Step::Done { result: Err(_), .. }

@@ -81,6 +81,10 @@ mod tests {
         q.push(&chunk(b"[1,2]"), "u").unwrap();
         q.push(&chunk(b"[3]"), "u").unwrap();
         assert_eq!(q.len(), 3);
+        assert!(
+            !q.is_empty(),
+            "messages wait: the driver must not read another chunk"
+        );
         let got: Vec<u32> = std::iter::from_fn(|| q.next("u"))
             .map(Result::unwrap)
             .collect();

@@ -182,6 +182,15 @@ mod tests {
         assert_eq!(&r.data[..], b"[1,2,{\"x\":3}]");
         assert!(r.closed && r.json);
 
+        // A chunk that ends the stream closes the result.
+        let mut a = ChunkAccumulator::default();
+        a.push(chunk(b"ab", "1", false));
+        a.push(Chunk {
+            closed: true,
+            ..chunk(b"cd", "2", false)
+        });
+        assert!(a.finish().unwrap().closed);
+
         let empty = ChunkAccumulator::starting_at(Offset::parse("9").unwrap())
             .finish()
             .unwrap();

@@ -99,8 +99,9 @@ mod tests {
             mode: ReadMode::CatchUp,
             ..ReaderConfig::new("http://h/s")
         };
-        let mut machine = Reader::new(config, now).unwrap();
+        let mut machine = Reader::new(config.clone(), now).unwrap();
         let before = HandedOut::of(&machine);
+        assert!(!(&machine as &dyn ReaderState).is_up_to_date());
         let id = machine.poll_transmit(now).expect("a catch-up request").id;
         let head = parts(
             200,
@@ -124,5 +125,22 @@ mod tests {
         assert_eq!(live.last_status(), after.last_status());
         assert_eq!(live.is_up_to_date(), after.is_up_to_date());
         assert_eq!(live.is_eof(), after.is_eof());
+
+        // A stream closed at its tail: EOF, from the machine and from the copy alike.
+        let mut closing = Reader::new(config, now).unwrap();
+        let id = closing.poll_transmit(now).expect("a catch-up request").id;
+        let head = parts(
+            200,
+            &[
+                ("Stream-Next-Offset", "5"),
+                ("Stream-Up-To-Date", "true"),
+                ("Stream-Closed", "true"),
+            ],
+        );
+        closing.handle_input(Input::Head { id, parts: head }, now);
+        closing.handle_input(Input::End { id }, now);
+        while closing.poll_event().is_some() {}
+        assert!(HandedOut::of(&closing).is_eof());
+        assert!((&closing as &dyn ReaderState).is_eof());
     }
 }

@@ -1188,6 +1188,24 @@ mod tests {
             }))) => assert_eq!(kid, "k1"),
             other => panic!("{other:?}"),
         }
+        // One fetch per check, even when it took longer than the cache's refetch interval
+        // (a minute): the key is still unknown after it, and the check ends.
+        let mut cache = fresh();
+        let mut check = WebhookCheck::new(&headers, body, t);
+        assert!(matches!(
+            check.step(&mut cache, url, now),
+            CheckStep::Fetch(_)
+        ));
+        let later = now + Duration::from_secs(90);
+        check
+            .fetched(&mut cache, Ok(sub::Jwks::new(Vec::new())), now)
+            .unwrap();
+        assert!(matches!(
+            check.step(&mut cache, url, later),
+            CheckStep::Done(Err(WebhookError::Rejected(
+                sub::WebhookRejection::UnknownKid { .. }
+            )))
+        ));
 
         // The fetch failed: the check ends with the JWKS error.
         let mut cache = fresh();

@@ -586,3 +586,295 @@ mod follow_tests {
         follows!(super::on);
     }
 }
+
+/// What the `tracing` helpers record, read back through a `tracing-subscriber` fmt layer
+/// writing into memory (this thread only): the fields the module docs promise, for every
+/// kind of exchange end and every reader and writer event.
+#[cfg(all(test, feature = "tracing"))]
+mod recorded_tests {
+    use super::{on, Clock};
+    use crate::driver::call::{Call, Step};
+    use crate::driver::client::ClientSettings;
+    use crate::driver::pipelined_link::InputTraces;
+    use crate::exchange::Input;
+    use crate::ops::{CallOptions, Head};
+    use crate::producer::{AppendId, FailureReason, ProducerEvent};
+    use crate::reader::{Chunk, ReaderEvent};
+    use crate::{Error, ErrorKind, Offset, Operation, RequestId, TransportError};
+    use crate::{RetryPolicy, TransportErrorKind};
+    use bytes::Bytes;
+    use std::cell::Cell;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    thread_local! {
+        static ORIGIN: Instant = {
+            #[allow(clippy::disallowed_methods)] // the clock's origin only
+            Instant::now()
+        };
+        static TICKS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Each reading is 1.5 ms after the one before: a request's latency is 1.5 ms.
+    struct Stepping;
+    impl Clock for Stepping {
+        fn now() -> Instant {
+            let n = TICKS.with(|t| {
+                t.set(t.get() + 1);
+                t.get()
+            });
+            ORIGIN.with(|o| *o + Duration::from_micros(1500) * n)
+        }
+    }
+
+    type Trace = on::RequestTrace<Stepping>;
+
+    /// What `f` records, as the fmt layer prints it (span fields at span close too).
+    fn recorded(f: impl FnOnce()) -> String {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(FmtSpan::CLOSE)
+            .without_time()
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = out.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn append() -> http::Request<Bytes> {
+        http::Request::post("http://h/v1/stream/s?token=secret")
+            .body(Bytes::from_static(b"12345678"))
+            .unwrap()
+    }
+
+    fn head(status: u16) -> http::response::Parts {
+        http::Response::builder()
+            .status(status)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    fn timeout() -> TransportError {
+        TransportError::new(TransportErrorKind::Timeout, "late")
+    }
+
+    fn assert_has(out: &str, wanted: &[&str]) {
+        for w in wanted {
+            assert!(out.contains(w), "{w:?} not recorded in:\n{out}");
+        }
+    }
+
+    #[test]
+    fn an_exchange_records_its_status_bytes_latency_and_error() {
+        let id = RequestId(7);
+        let out = recorded(|| {
+            let mut slot = Some(Trace::start(&append(), None, Some(id)));
+            Trace::follow(
+                &mut slot,
+                &Input::Head {
+                    id,
+                    parts: head(201),
+                },
+            );
+            let chunk = Bytes::from_static(b"abcde");
+            Trace::follow(&mut slot, &Input::Body { id, chunk });
+            Trace::follow(&mut slot, &Input::End { id });
+        });
+        assert_has(
+            &out,
+            &[
+                "ds.request{op=\"append\" method=POST path=\"/v1/stream/s\" id=7",
+                "bytes_sent=8 status=201",
+                "request finished bytes_received=5 latency_ms=1.5",
+            ],
+        );
+        assert!(!out.contains("secret"), "no query recorded: {out}");
+
+        let out = recorded(|| {
+            let mut slot = Some(Trace::start(&append(), Some(2), None));
+            let error = timeout();
+            Trace::follow(&mut slot, &Input::Failed { id, error });
+        });
+        assert_has(&out, &["attempt=2", "request failed error=timed out"]);
+
+        // A buffered exchange: its head and whole body at once, or its failure.
+        let out = recorded(|| {
+            Trace::start(&append(), Some(1), None).outcome(&Ok((head(200), Bytes::from("xyz"))));
+            Trace::start(&append(), Some(1), None).outcome(&Err(timeout()));
+        });
+        assert_has(
+            &out,
+            &[
+                "status=200",
+                "request finished bytes_received=3",
+                "request failed error=timed out",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_pipelined_connections_exchanges_are_recorded_until_abandoned() {
+        let (a, b, c) = (RequestId(1), RequestId(2), RequestId(3));
+        let out = recorded(|| {
+            let mut traces = on::RequestTraces::<Stepping>::default();
+            traces.start(&append(), a);
+            traces.start(&append(), b);
+            traces.start(&append(), c);
+            traces.observe(&Input::Head {
+                id: a,
+                parts: head(204),
+            });
+            let chunk = Bytes::from_static(b"ok");
+            traces.observe(&Input::Body { id: a, chunk });
+            traces.observe(&Input::End { id: a });
+            let error = timeout();
+            traces.observe(&Input::Failed { id: b, error });
+            // Abandoned: what comes for it after is not its exchange's.
+            traces.abandon(c);
+            traces.observe(&Input::End { id: c });
+        });
+        assert_has(
+            &out,
+            &[
+                "id=1",
+                "status=204",
+                "request finished bytes_received=2",
+                "request failed error=timed out",
+            ],
+        );
+        assert_eq!(out.matches("request finished").count(), 1, "{out}");
+    }
+
+    #[test]
+    fn retries_and_final_failures_of_a_call_are_recorded() {
+        #[allow(clippy::disallowed_methods)] // the clock's origin only
+        let now = Instant::now();
+        let settings = ClientSettings {
+            retry: RetryPolicy {
+                max_attempts: Some(2),
+                ..RetryPolicy::default()
+            },
+            ..ClientSettings::default()
+        };
+        let url = "http://h/v1/stream/s?token=secret";
+        let mut call =
+            Call::new(Head::new(url), &settings, &CallOptions::default(), 1, now).unwrap();
+        let out = recorded(|| {
+            let step = call.outcome(Err(timeout()), now);
+            assert!(matches!(step, Step::Retry { .. }));
+            on::call_step(&call, &step);
+            let step = call.outcome(Err(timeout()), now);
+            assert!(matches!(step, Step::Done { result: Err(_), .. }));
+            on::call_step(&call, &step);
+        });
+        assert_has(
+            &out,
+            &[
+                "retrying op=\"head\" path=\"/v1/stream/s\" attempt=2",
+                "operation failed op=\"head\" path=\"/v1/stream/s\" attempts=2",
+            ],
+        );
+        assert!(!out.contains("secret"), "{out}");
+    }
+
+    #[test]
+    fn every_reader_and_writer_event_is_recorded() {
+        let url = "http://h/v1/stream/s";
+        let offset = Offset::parse("5").unwrap();
+        let error = Error::new(Operation::Read, url, ErrorKind::NotFound);
+        let chunk = Chunk {
+            data: Bytes::from_static(b"abc"),
+            next_offset: offset.clone(),
+            partial: false,
+            up_to_date: true,
+            closed: false,
+            cursor: None,
+            json: false,
+        };
+        let reader = [
+            ReaderEvent::Data(chunk),
+            ReaderEvent::UpToDate {
+                offset: offset.clone(),
+            },
+            ReaderEvent::Closed {
+                offset: offset.clone(),
+            },
+            ReaderEvent::Retrying {
+                error: error.clone(),
+                attempt: 3,
+                delay: Duration::from_millis(40),
+            },
+            ReaderEvent::FellBackToLongPoll,
+            ReaderEvent::Failed(error.clone()),
+            ReaderEvent::Done,
+        ];
+        let reason = FailureReason::NotStored(error.clone());
+        let writer = [
+            ProducerEvent::Acked {
+                first: AppendId(1),
+                last: AppendId(4),
+                next_offset: Some(offset.clone()),
+                duplicate: true,
+            },
+            ProducerEvent::Failed {
+                first: AppendId(5),
+                last: AppendId(6),
+                items: Vec::new(),
+                reason: reason.clone(),
+            },
+            ProducerEvent::EpochClaimed { epoch: 9 },
+            ProducerEvent::Writable,
+            ProducerEvent::Closed {
+                final_offset: Some(offset),
+            },
+            ProducerEvent::CloseFailed { reason },
+        ];
+        let out = recorded(|| {
+            for e in &reader {
+                on::reader_event(url, e);
+            }
+            for e in &writer {
+                on::producer_event(url, e);
+            }
+        });
+        assert_has(
+            &out,
+            &[
+                "reader data path=\"/v1/stream/s\" bytes=3 next_offset=\"5\" up_to_date=true",
+                "reader up to date path=\"/v1/stream/s\" offset=\"5\"",
+                "reader reached EOF",
+                "reader retrying path=\"/v1/stream/s\" attempt=3 delay_ms=40",
+                "reader fell back from SSE to long-poll",
+                "reader failed",
+                "reader caught up and done",
+                "appends acknowledged path=\"/v1/stream/s\" first=1 last=4 duplicate=true",
+                "appends failed path=\"/v1/stream/s\" first=5 last=6 indeterminate=false",
+                "writer claimed a new epoch path=\"/v1/stream/s\" epoch=9",
+                "writer has room again",
+                "writer closed the stream path=\"/v1/stream/s\" final_offset=\"5\"",
+                "writer close failed",
+            ],
+        );
+        assert!(
+            !out.contains("reader event") && !out.contains("writer event"),
+            "{out}"
+        );
+    }
+}

@@ -236,4 +236,16 @@ mod tests {
         );
         assert_eq!(t.last_offset().unwrap().as_str(), "0_3");
     }
+
+    #[test]
+    fn a_restored_tracker_starts_resolved_and_counts_epoch_claims() {
+        let mut t = WriteTracker::starting_at(AppendId(5));
+        assert!(t.all_resolved_before(AppendId(5)));
+        assert!(!t.all_resolved_before(AppendId(6)));
+        assert_eq!(t.epoch_claims(), 0);
+        for epoch in [1, 2] {
+            assert!(t.observe(&ProducerEvent::EpochClaimed { epoch }).is_none());
+        }
+        assert_eq!(t.epoch_claims(), 2);
+    }
 }

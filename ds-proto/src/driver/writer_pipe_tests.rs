@@ -368,3 +368,18 @@ fn feed_applies_the_new_ceiling_before_the_waiting_batch_leaves() {
     let second = producer.poll_transmit(t1).unwrap();
     assert_eq!(second.request.body().len(), 1 << 20);
 }
+
+/// A round trip is measured from the request's last byte written (a large body takes its own
+/// time to leave), and the dedicated connection is opened as deep as `max_in_flight`.
+#[test]
+fn the_round_trip_runs_from_the_last_byte_written() {
+    let t0 = Instant::now();
+    let mut plan = WriterPipe::new(&config(URL, 3, 1 << 20));
+    assert_eq!(plan.carrier_depth(), 3);
+    plan.on_sent(&transmit(1, 100), t0);
+    plan.on_written(RequestId(1), t0 + Duration::from_millis(30));
+    let at = t0 + Duration::from_millis(40);
+    plan.on_input(&head(1, 204, &[]), at);
+    plan.on_input(&Input::End { id: RequestId(1) }, at);
+    assert_eq!(plan.pipe().srtt(), Some(Duration::from_millis(10)));
+}

@@ -112,6 +112,83 @@ fn failures_are_reported_once_with_their_payloads_and_to_the_callback() {
 }
 
 #[test]
+fn a_failure_counts_every_append_of_its_batch() {
+    let now = t0();
+    let mut c = core(now);
+    c.append(Bytes::from_static(b"one"), false, now).unwrap();
+    c.append(Bytes::from_static(b"two"), false, now).unwrap();
+    let wait = c.flush(now);
+    let sent = transmits(&mut c, now);
+    assert_eq!(sent.len(), 1, "one batch");
+    answer(&mut c, &sent[0], 404, "", now);
+    deliver(&mut c, &mut Vec::new());
+    let err = c.flushed(wait).unwrap().unwrap_err();
+    assert_eq!(err.failed_appends(), 2);
+    assert!(format!("{c:?}").starts_with("WriterCore"));
+}
+
+#[test]
+fn a_close_after_failed_appends_reports_them() {
+    // Auto-claim goes on after a batch whose outcome it cannot know (fenced after a lost
+    // answer): the close then succeeds, and still reports that batch.
+    let now = t0();
+    let mut config = ProducerConfig::new(URL, "p");
+    config.linger = Duration::ZERO;
+    config.auto_claim = true;
+    let mut c = WriterCore::new(Producer::new(config, now).unwrap());
+    c.append(Bytes::from_static(b"a"), false, now).unwrap();
+    let wait = c.close(true, now).unwrap();
+    let sent = transmits(&mut c, now);
+    assert_eq!(sent.len(), 1);
+    let error = crate::TransportError::new(crate::TransportErrorKind::ConnectionReset, "reset");
+    let p = c.producer_mut();
+    p.handle_input(
+        Input::Failed {
+            id: sent[0].id,
+            error,
+        },
+        now,
+    );
+    let later = p.poll_timeout().expect("a retry timer");
+    p.handle_timeout(later);
+    let again = transmits(&mut c, later);
+    assert_eq!(again.len(), 1);
+    let fenced = http::Response::builder()
+        .status(403)
+        .header("producer-epoch", "1")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let p = c.producer_mut();
+    p.handle_input(
+        Input::Head {
+            id: again[0].id,
+            parts: fenced,
+        },
+        later,
+    );
+    p.handle_input(Input::End { id: again[0].id }, later);
+    loop {
+        let sent = transmits(&mut c, later);
+        if sent.is_empty() {
+            break;
+        }
+        for t in &sent {
+            answer(&mut c, t, 200, "0_0", later);
+        }
+    }
+    deliver(&mut c, &mut Vec::new());
+    let err = c.closed(wait).unwrap().unwrap_err();
+    assert_eq!(err.failed_appends(), 1);
+    assert!(matches!(
+        err.reason(),
+        Some(FailureReason::Indeterminate { .. })
+    ));
+    assert_eq!(err.close_failure, None, "the close itself went through");
+}
+
+#[test]
 fn a_close_reports_the_final_offset() {
     let now = t0();
     let mut c = core(now);
