@@ -702,7 +702,7 @@ mod recorded_tests {
             &[
                 "ds.request{op=\"append\" method=POST path=\"/v1/stream/s\" id=7",
                 "bytes_sent=8 status=201",
-                "request finished bytes_received=5 latency_ms=1.5",
+                "request finished bytes_received=5 latency_ms=1.5\n",
             ],
         );
         assert!(!out.contains("secret"), "no query recorded: {out}");
