@@ -371,22 +371,16 @@ mod tests {
 
     #[test]
     fn operations_are_named_in_lower_case() {
-        let names: Vec<String> = [
-            Operation::Create,
-            Operation::Append,
-            Operation::Close,
-            Operation::Head,
-            Operation::Delete,
-            Operation::Read,
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-        assert_eq!(
-            names,
-            ["create", "append", "close", "head", "delete", "read"]
-        );
-        assert_eq!(Operation::Append.as_str(), "append");
+        for (op, name) in [
+            (Operation::Create, "create"),
+            (Operation::Append, "append"),
+            (Operation::Close, "close"),
+            (Operation::Head, "head"),
+            (Operation::Delete, "delete"),
+            (Operation::Read, "read"),
+        ] {
+            assert_eq!((op.as_str(), op.to_string().as_str()), (name, name));
+        }
         let e = Error::new(Operation::Head, "http://h/s?token=x", ErrorKind::NotFound);
         assert!(e.to_string().starts_with("head http://h/s: "), "{e}");
     }
