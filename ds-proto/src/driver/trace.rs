@@ -663,12 +663,7 @@ mod recorded_tests {
     }
 
     fn head(status: u16) -> http::response::Parts {
-        http::Response::builder()
-            .status(status)
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0
+        crate::ops::test_util::parts(status, &[])
     }
 
     fn timeout() -> TransportError {

@@ -153,13 +153,7 @@ fn a_close_after_failed_appends_reports_them() {
     p.handle_timeout(later);
     let again = transmits(&mut c, later);
     assert_eq!(again.len(), 1);
-    let fenced = http::Response::builder()
-        .status(403)
-        .header("producer-epoch", "1")
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
+    let fenced = crate::ops::test_util::parts(403, &[("producer-epoch", "1")]);
     let p = c.producer_mut();
     p.handle_input(
         Input::Head {
